@@ -1,0 +1,1029 @@
+"""Search efficiency: best validation F1 reached versus epochs spent, at equal compute.
+
+Three ways to tune the seed space of the contrastive trainer (temperature, contrastive
+weight, batch size, loss, the dim-reduction bottleneck, number of heads) on a fixed task:
+
+``manual``
+    The one-knob-at-a-time sweep users do today, in the order of their notes:
+    temperature -> contrastive_weight -> batch_size -> loss -> use_dim_reduction ->
+    n_heads. Start from the trainer's defaults, grid one parameter with every other one
+    fixed, keep the best value (ties keep the incumbent), move on. Every run trains the
+    full epoch count. A configuration already trained (each grid holds the incumbent's
+    value) is not trained again, which is the cheapest honest version of the sweep.
+``random``
+    Random search without pruning: a real Optuna study through :func:`hpo.run_study`
+    (``sampler: random``, ``pruner: none``).
+``tpe_hyperband``
+    Our default: a real study through :func:`hpo.run_study` with ``sampler: tpe`` and
+    ``pruner: hyperband`` (``max_resource`` = the epoch count, set by the runner).
+
+All three search the same set: every parameter is categorical with the same choices.
+Compute is counted in trained epochs; a pruned trial counts only the epochs it reported
+(its intermediate values). The manual sweep's total is the budget: the studies run trials
+until their cumulative epochs reach it (a study callback stops them), so the three spend
+equal compute. Within one repetition every run trains with the same seed (fixed in the
+trainer params, the study seed only drives the sampler), so the three methods optimise
+the same deterministic function of the configuration and differ only in where they look.
+
+The objective is the best validation macro-F1 over the epochs of a run (``best_val_f1``;
+the test split is never scored). A method's best-so-far counts completed runs only, as
+Optuna's ``best_value`` does. Reported per dataset and method, as medians over seeds: the
+best F1 at the budget, the epochs needed to first reach the manual sweep's final best
+(of the same seed), and the ratio of those epochs to the manual sweep's own (and to its
+full sweep, which is what a user pays to learn the answer). Figures are epoch counts and
+ratios measured side by side in one run; wall times are context only.
+
+Run ``python -m benchmarks.search_efficiency --help``; ``--quick`` is the CI smoke size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import machine_line
+
+METHODS = ("manual", "random", "tpe_hyperband")
+"""The three methods compared; ``tpe`` (no pruning) is an optional diagnostic arm."""
+ALL_METHODS = (*METHODS, "tpe")
+METHOD_LABELS = {
+    "manual": "manual one-knob sweep",
+    "random": "random search, no pruning",
+    "tpe_hyperband": "TPE + Hyperband (our default)",
+    "tpe": "TPE, no pruning (diagnostic)",
+}
+METHOD_COLORS = {
+    "manual": "#7f7f7f",
+    "random": "#1f77b4",
+    "tpe_hyperband": "#d62728",
+    "tpe": "#ff7f0e",
+}
+DATASETS = ("synthetic_har", "BasicMotions")
+
+SEARCH_SPACE: dict[str, list[Any]] = {
+    "temperature": [0.05, 0.07, 0.1, 0.15],
+    "contrastive_weight": [0.05, 0.1, 0.15, 0.2, 0.25, 0.3],
+    "batch_size": [32, 64, 128],
+    "loss": ["infonce", "triplet", "barlow_twins", "vicreg"],
+    "use_dim_reduction": [False, True],
+    "n_heads": [4, 8],
+}
+"""The seed space, in the manual sweep's order (users' notes)."""
+
+QUICK_SPACE: dict[str, list[Any]] = {
+    "temperature": [0.07, 0.1],
+    "contrastive_weight": [0.1, 0.2],
+    "batch_size": [32, 64],
+    "loss": ["infonce", "vicreg"],
+    "use_dim_reduction": [False, True],
+    "n_heads": [4, 8],
+}
+"""Two values per parameter (each grid holds the trainer default) for the smoke size."""
+
+METRIC = "best_val_f1"
+_EPS = 1e-9
+
+
+# --------------------------------------------------------------------------------------
+# records
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    """Everything one (dataset, method, seed) run needs; picklable for worker processes."""
+
+    dataset: str
+    epochs: int
+    fixed: dict[str, Any]
+    space: dict[str, list[Any]]
+    start: dict[str, Any]
+    budget: int
+    tpe_startup: int
+    hb_min_resource: int
+    hb_reduction: int
+    threads: int
+    verbose: bool = True
+
+
+@dataclass
+class TrialRecord:
+    """One training run: its state, the epochs it trained and its objective value."""
+
+    number: int
+    state: str
+    epochs: int
+    value: float | None
+    params: dict[str, Any]
+    wall_s: float | None
+
+
+@dataclass
+class RunRecord:
+    """One method on one dataset with one seed: its runs in the order they finished."""
+
+    dataset: str
+    method: str
+    seed: int
+    budget: int
+    trials: list[TrialRecord] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    def curve(self) -> list[tuple[int, float | None, TrialRecord]]:
+        """``(cumulative epochs, best completed value so far, trial)`` after each trial."""
+        out: list[tuple[int, float | None, TrialRecord]] = []
+        cum, best = 0, None
+        for t in self.trials:
+            cum += t.epochs
+            if t.state == "COMPLETE" and t.value is not None and (best is None or t.value > best):
+                best = t.value
+            out.append((cum, best, t))
+        return out
+
+    @property
+    def epochs_used(self) -> int:
+        """Epochs trained in all, overshoot of the last trial included."""
+        return sum(t.epochs for t in self.trials)
+
+    def best_at(self, epochs: int) -> float | None:
+        """Best completed value among trials finished within ``epochs``."""
+        best = None
+        for cum, value, _ in self.curve():
+            if cum > epochs:
+                break
+            best = value
+        return best
+
+    def epochs_to_reach(self, target: float, limit: int) -> int | None:
+        """Cumulative epochs when the best-so-far first reaches ``target`` (within ``limit``)."""
+        for cum, value, _ in self.curve():
+            if cum > limit:
+                return None
+            if value is not None and value >= target - _EPS:
+                return cum
+        return None
+
+
+# --------------------------------------------------------------------------------------
+# configuration
+# --------------------------------------------------------------------------------------
+
+
+def trainer_defaults(space: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
+    """The manual sweep's starting point: the trainer's defaults (grid[0] when off-grid)."""
+    from trainers.params import ContrastiveParams
+
+    fields = ContrastiveParams.model_fields
+    start: dict[str, Any] = {}
+    for name, values in space.items():
+        default = fields[name].default
+        start[name] = default if _in(default, values) else values[0]
+    return start
+
+
+def _in(value: Any, values: Sequence[Any]) -> bool:
+    return any(type(value) is type(v) and value == v for v in values)
+
+
+def manual_budget(space: Mapping[str, Sequence[Any]], start: Mapping[str, Any], epochs: int) -> int:
+    """Epochs the manual sweep trains: the first grid in full, then every non-incumbent value."""
+    names = list(space)
+    runs = len(space[names[0]])
+    for name in names[1:]:
+        runs += len(space[name]) - (1 if _in(start[name], space[name]) else 0)
+    return runs * epochs
+
+
+def fixed_params(args: argparse.Namespace, dataset: str) -> dict[str, Any]:
+    """Trainer params shared by every run on ``dataset`` (the seed is added per repetition)."""
+    params: dict[str, Any] = {
+        "dataset": dataset,
+        "device": "cpu",
+        "epochs": args.epochs,
+        "warmup_epochs": min(3, args.epochs // 3),
+        "dim": args.dim,
+        "evaluate_test": False,
+    }
+    if dataset == "synthetic_har":
+        params.update(
+            synthetic_n_train=args.n_train, synthetic_n_test=args.n_test, length=args.length
+        )
+    else:
+        # 40 training series: half of them for validation, so macro-F1 has 20 samples to
+        # resolve (it still saturates at 1.0 for many configurations).
+        params["val_fraction"] = 0.5
+    return params
+
+
+def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
+    """The study dict for ``method``, validated by :func:`hpo.validate_study_data`."""
+    from hpo import validate_study_data
+
+    if method == "random":
+        sampler: dict[str, Any] = {"name": "random"}
+        pruner: dict[str, Any] = {"name": "none"}
+    elif method == "tpe":
+        sampler = {"name": "tpe", "n_startup_trials": setup.tpe_startup}
+        pruner = {"name": "none"}
+    elif method == "tpe_hyperband":
+        sampler = {"name": "tpe", "n_startup_trials": setup.tpe_startup}
+        pruner = {
+            "name": "hyperband",
+            "min_resource": setup.hb_min_resource,
+            "reduction_factor": setup.hb_reduction,
+        }
+    else:
+        raise ValueError(f"no study for method {method!r}")
+    db = Path(storage_dir) / f"{setup.dataset}-{method}-{seed}.db"
+    data = {
+        "name": f"search-efficiency-{setup.dataset}-{method}-s{seed}",
+        "storage": f"sqlite:///{db}",
+        "seed": seed,
+        "objective": {"metric": METRIC, "direction": "maximize"},
+        "sampler": sampler,
+        "pruner": pruner,
+        # trials are bounded by the epoch budget callback; n_trials is only a backstop
+        "budget": {"n_trials": 4 * setup.budget + 10},
+        "trainer": {"name": "contrastive", "params": {**setup.fixed, "seed": seed}},
+        "space": {n: {"type": "categorical", "choices": list(v)} for n, v in setup.space.items()},
+        "artifacts": {"enabled": False},
+    }
+    return validate_study_data(data)
+
+
+# --------------------------------------------------------------------------------------
+# the three methods
+# --------------------------------------------------------------------------------------
+
+
+def _log(setup: Setup, message: str) -> None:
+    if setup.verbose:
+        print(message, file=sys.stderr, flush=True)
+
+
+class _CountingReporter:
+    def __init__(self) -> None:
+        self.epochs = 0
+
+    def report(self, step: int, metrics: Mapping[str, float]) -> None:
+        self.epochs += 1
+
+
+def run_manual(setup: Setup, seed: int) -> RunRecord:
+    """The one-knob-at-a-time sweep, calling the trainer directly."""
+    from trainers.contrastive import train
+    from trainers.reporter import TrainingFailed
+
+    record = RunRecord(setup.dataset, "manual", seed, setup.budget)
+    started = time.perf_counter()
+    incumbent = dict(setup.start)
+    best: float | None = None
+    seen: dict[tuple[Any, ...], float | None] = {}
+    for name, values in setup.space.items():
+        for value in values:
+            config = {**incumbent, name: value}
+            key = tuple((k, type(v).__name__, v) for k, v in sorted(config.items()))
+            if key in seen:
+                score = seen[key]
+            else:
+                reporter = _CountingReporter()
+                t0 = time.perf_counter()
+                try:
+                    result = train({**setup.fixed, **config, "seed": seed}, reporter)
+                    score, state = float(result[METRIC]), "COMPLETE"
+                    if not math.isfinite(score):
+                        score, state = None, "FAIL"
+                except (TrainingFailed, ValueError, RuntimeError) as exc:
+                    _log(setup, f"  manual run failed: {type(exc).__name__}: {exc}")
+                    score, state = None, "FAIL"
+                seen[key] = score
+                record.trials.append(
+                    TrialRecord(
+                        len(record.trials),
+                        state,
+                        reporter.epochs,
+                        score,
+                        config,
+                        round(time.perf_counter() - t0, 3),
+                    )
+                )
+                _progress(setup, record)
+            if score is not None and (best is None or score > best + _EPS):
+                best, incumbent = score, config
+    record.wall_s = time.perf_counter() - started
+    return record
+
+
+class EpochBudget:
+    """Study callback: stop once the finished trials have trained ``budget`` epochs."""
+
+    def __init__(self, budget: int, on_trial: Callable[[Any], None] | None = None) -> None:
+        self.budget = budget
+        self.on_trial = on_trial
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        from optuna.trial import TrialState
+
+        finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        trials = study.get_trials(deepcopy=False, states=finished)
+        if self.on_trial is not None:
+            self.on_trial(trials)
+        if sum(len(t.intermediate_values) for t in trials) >= self.budget:
+            study.stop()
+
+
+def _trial_records(trials: Sequence[Any]) -> list[TrialRecord]:
+    out = []
+    for t in sorted(trials, key=lambda t: t.number):
+        value = t.value if t.state.name == "COMPLETE" else None
+        out.append(
+            TrialRecord(
+                t.number,
+                t.state.name,
+                len(t.intermediate_values),
+                float(value) if value is not None else None,
+                dict(t.params),
+                t.user_attrs.get("wall_seconds"),
+            )
+        )
+    return out
+
+
+def run_optuna(setup: Setup, method: str, seed: int, storage_dir: str) -> RunRecord:
+    """A real study through :func:`hpo.run_study`, stopped at the epoch budget."""
+    from optuna.trial import TrialState
+
+    from hpo import open_study, run_study
+
+    cfg = study_config(setup, method, seed, storage_dir)
+    record = RunRecord(setup.dataset, method, seed, setup.budget)
+
+    def progress(trials: Sequence[Any]) -> None:
+        record.trials = _trial_records(trials)
+        _progress(setup, record)
+
+    started = time.perf_counter()
+    run_study(cfg, callbacks=[EpochBudget(setup.budget, progress)])
+    record.wall_s = time.perf_counter() - started
+    study = open_study(cfg, create=False)
+    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    record.trials = _trial_records(study.get_trials(deepcopy=False, states=finished))
+    return record
+
+
+def _progress(setup: Setup, record: RunRecord) -> None:
+    if not record.trials:
+        return
+    t = record.trials[-1]
+    value = "-" if t.value is None else f"{t.value:.4f}"
+    best = record.best_at(10**9)
+    _log(
+        setup,
+        f"[{record.dataset} {record.method} seed {record.seed}] trial {t.number} {t.state} "
+        f"{t.epochs} ep, F1 {value}; {record.epochs_used}/{record.budget} ep, "
+        f"best {'-' if best is None else f'{best:.4f}'}",
+    )
+
+
+def run_task(setup: Setup, method: str, seed: int, storage_dir: str) -> RunRecord:
+    """One method, one seed (the unit of work of a worker process)."""
+    import optuna
+    import torch
+
+    threads, verbosity = torch.get_num_threads(), optuna.logging.get_verbosity()
+    torch.set_num_threads(setup.threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        if method == "manual":
+            return run_manual(setup, seed)
+        return run_optuna(setup, method, seed, storage_dir)
+    finally:  # leave the caller's process as it was (the smoke test runs in pytest's)
+        torch.set_num_threads(threads)
+        optuna.logging.set_verbosity(verbosity)
+
+
+# --------------------------------------------------------------------------------------
+# summary
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One line of the table: a method on a dataset, medians over seeds."""
+
+    dataset: str
+    method: str
+    seeds: int
+    budget: int
+    best_f1: list[float | None]
+    to_reach: list[int | None]
+    ratio_vs_manual: list[float]
+    ratio_vs_sweep: list[float]
+    trials: list[int]
+    pruned: list[int]
+    wall_s: list[float]
+
+    @property
+    def reached(self) -> int:
+        """Seeds in which the method reached the manual sweep's final best."""
+        return sum(1 for e in self.to_reach if e is not None)
+
+    @property
+    def median_best(self) -> float:
+        """Median best F1 at the budget (NaN when no run completed)."""
+        vals = [v for v in self.best_f1 if v is not None]
+        return statistics.median(vals) if vals else math.nan
+
+    @property
+    def median_to_reach(self) -> float:
+        """Median epochs to reach the manual best (``inf`` for 'not reached')."""
+        return statistics.median([math.inf if e is None else float(e) for e in self.to_reach])
+
+    @property
+    def median_ratio(self) -> float:
+        """Median over seeds of (epochs to reach) / (manual's epochs to reach)."""
+        return statistics.median(self.ratio_vs_manual)
+
+    @property
+    def median_ratio_sweep(self) -> float:
+        """Median over seeds of (epochs to reach) / (manual sweep's total epochs)."""
+        return statistics.median(self.ratio_vs_sweep)
+
+
+def summarize(runs: Sequence[RunRecord]) -> list[Row]:
+    """Per dataset and method: final best at the budget, epochs to reach the manual best."""
+    by_key = {(r.dataset, r.method, r.seed): r for r in runs}
+    rows = []
+    datasets = list(dict.fromkeys(r.dataset for r in runs))
+    for dataset in datasets:
+        seeds = sorted({r.seed for r in runs if r.dataset == dataset})
+        for method in ALL_METHODS:
+            row = Row(dataset, method, len(seeds), 0, [], [], [], [], [], [], [])
+            for seed in seeds:
+                run = by_key.get((dataset, method, seed))
+                manual = by_key.get((dataset, "manual", seed))
+                if run is None or manual is None:
+                    continue
+                budget = manual.budget
+                row.budget = budget
+                target = manual.best_at(budget)
+                row.best_f1.append(run.best_at(budget))
+                reach = None if target is None else run.epochs_to_reach(target, budget)
+                manual_reach = None if target is None else manual.epochs_to_reach(target, budget)
+                row.to_reach.append(reach)
+                if reach is None or not manual_reach:
+                    row.ratio_vs_manual.append(math.inf)
+                    row.ratio_vs_sweep.append(math.inf)
+                else:
+                    row.ratio_vs_manual.append(reach / manual_reach)
+                    row.ratio_vs_sweep.append(reach / budget)
+                within = [t for cum, _, t in run.curve() if cum <= budget]
+                row.trials.append(len(within))
+                row.pruned.append(sum(1 for t in within if t.state == "PRUNED"))
+                row.wall_s.append(run.wall_s)
+            if row.best_f1:
+                rows.append(row)
+    return rows
+
+
+def _fmt_ratio(value: float) -> str:
+    return "not reached" if math.isinf(value) else f"{value:.2f}"
+
+
+def _fmt_epochs(value: float) -> str:
+    return "not reached" if math.isinf(value) else f"{value:g}"
+
+
+def _range(values: Sequence[float | None]) -> str:
+    vals = [v for v in values if v is not None]
+    return f"{min(vals):.3f}..{max(vals):.3f}" if vals else "n/a"
+
+
+TABLE_HEADER = (
+    "dataset",
+    "method",
+    "median best val F1 at budget [range]",
+    "reached manual best",
+    "median epochs to reach manual best",
+    "ratio vs manual's epochs to reach",
+    "ratio vs full manual sweep",
+    "median trials (pruned)",
+    "median wall s",
+)
+
+
+def table_rows(rows: Sequence[Row]) -> list[list[str]]:
+    """The summary as strings, one list per row, in ``TABLE_HEADER`` order."""
+    out = []
+    for r in rows:
+        out.append(
+            [
+                r.dataset,
+                METHOD_LABELS[r.method],
+                f"{r.median_best:.3f} [{_range(r.best_f1)}]",
+                f"{r.reached}/{len(r.to_reach)}",
+                _fmt_epochs(r.median_to_reach) + f" of {r.budget}",
+                _fmt_ratio(r.median_ratio),
+                _fmt_ratio(r.median_ratio_sweep),
+                f"{statistics.median(r.trials):g} ({statistics.median(r.pruned):g})",
+                f"{statistics.median(r.wall_s):.0f}",
+            ]
+        )
+    return out
+
+
+def markdown_table(rows: Sequence[Row]) -> str:
+    """The summary as a Markdown table."""
+    lines = ["| " + " | ".join(TABLE_HEADER) + " |", "|" + "---|" * len(TABLE_HEADER)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(rows)]
+    return "\n".join(lines)
+
+
+def verdicts(rows: Sequence[Row]) -> list[str]:
+    """Whether our default reached the manual best with at most a third of the epochs."""
+    out = []
+    for r in rows:
+        if r.method != "tpe_hyperband":
+            continue
+        strict = r.median_ratio <= 1 / 3 + _EPS
+        sweep = r.median_ratio_sweep <= 1 / 3 + _EPS
+        out.append(
+            f"{r.dataset}: median ratio vs manual's epochs to reach its best "
+            f"{_fmt_ratio(r.median_ratio)} -> goal (<= 0.33) {'MET' if strict else 'NOT met'}; "
+            f"vs the full manual sweep {_fmt_ratio(r.median_ratio_sweep)} -> "
+            f"{'met' if sweep else 'not met'} (reached in {r.reached}/{len(r.to_reach)} seeds)"
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# outputs
+# --------------------------------------------------------------------------------------
+
+
+def write_curves_csv(runs: Sequence[RunRecord], path: Path) -> None:
+    """One row per trial: the best-so-far curve of every method, dataset and seed."""
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(
+            [
+                "dataset",
+                "method",
+                "seed",
+                "budget_epochs",
+                "trial",
+                "state",
+                "epochs",
+                "cum_epochs",
+                "value",
+                "best_so_far",
+                "within_budget",
+                "wall_s",
+                "params",
+            ]
+        )
+        for run in runs:
+            for cum, best, t in run.curve():
+                writer.writerow(
+                    [
+                        run.dataset,
+                        run.method,
+                        run.seed,
+                        run.budget,
+                        t.number,
+                        t.state,
+                        t.epochs,
+                        cum,
+                        "" if t.value is None else f"{t.value:.6f}",
+                        "" if best is None else f"{best:.6f}",
+                        int(cum <= run.budget),
+                        "" if t.wall_s is None else t.wall_s,
+                        json.dumps(t.params, sort_keys=True),
+                    ]
+                )
+
+
+def write_summary_csv(rows: Sequence[Row], path: Path) -> None:
+    """The table, plus per-seed values as JSON columns."""
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([*TABLE_HEADER, "per_seed_best_f1", "per_seed_epochs_to_reach"])
+        for row, cells in zip(rows, table_rows(rows), strict=True):
+            writer.writerow([*cells, json.dumps(row.best_f1), json.dumps(row.to_reach)])
+
+
+def _step_curve(run: RunRecord) -> tuple[list[int], list[float | None]]:
+    xs, ys = [0], [None]
+    for cum, best, _ in run.curve():
+        if cum > run.budget:
+            break
+        xs.append(cum)
+        ys.append(best)
+    return xs, ys
+
+
+def _median_curve(runs: Sequence[RunRecord], budget: int) -> tuple[list[int], list[float | None]]:
+    xs = list(range(budget + 1))
+    ys: list[float | None] = []
+    for x in xs:
+        vals = [r.best_at(x) for r in runs]
+        known = [v for v in vals if v is not None]
+        # the median is defined once more than half of the seeds have a completed run
+        ys.append(statistics.median(known) if len(known) * 2 > len(vals) else None)
+    return xs, ys
+
+
+def write_html(
+    runs: Sequence[RunRecord], rows: Sequence[Row], path: Path, context: Sequence[str]
+) -> None:
+    """Best-so-far curves per dataset (per seed and median) and the table, self-contained."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    datasets = list(dict.fromkeys(r.dataset for r in runs))
+    fig = make_subplots(
+        rows=2,
+        cols=len(datasets),
+        specs=[
+            [{"type": "xy"}] * len(datasets),
+            [{"type": "table", "colspan": len(datasets)}] + [None] * (len(datasets) - 1),
+        ],
+        subplot_titles=[*datasets, ""],
+        row_heights=[0.62, 0.38],
+        vertical_spacing=0.1,
+    )
+    for col, dataset in enumerate(datasets, start=1):
+        budget = max(r.budget for r in runs if r.dataset == dataset)
+        manual_best = [
+            r.best_at(r.budget) for r in runs if r.dataset == dataset and r.method == "manual"
+        ]
+        known = [v for v in manual_best if v is not None]
+        for method in ALL_METHODS:
+            mruns = [r for r in runs if r.dataset == dataset and r.method == method]
+            if not mruns:
+                continue
+            color = METHOD_COLORS[method]
+            for r in mruns:
+                xs, ys = _step_curve(r)
+                fig.add_trace(
+                    go.Scatter(
+                        x=xs,
+                        y=ys,
+                        mode="lines+markers",
+                        line={"shape": "hv", "width": 1, "color": color},
+                        marker={"size": 3},
+                        opacity=0.35,
+                        name=f"{METHOD_LABELS[method]}, seed {r.seed}",
+                        legendgroup=method,
+                        showlegend=False,
+                        hovertemplate="%{x} epochs: best F1 %{y:.4f}",
+                    ),
+                    row=1,
+                    col=col,
+                )
+            xs, ys = _median_curve(mruns, budget)
+            fig.add_trace(
+                go.Scatter(
+                    x=xs,
+                    y=ys,
+                    mode="lines",
+                    line={"shape": "hv", "width": 3, "color": color},
+                    name=f"{METHOD_LABELS[method]} (median of {len(mruns)} seeds)",
+                    legendgroup=method,
+                    showlegend=col == 1,
+                    hovertemplate="%{x} epochs: median best F1 %{y:.4f}",
+                ),
+                row=1,
+                col=col,
+            )
+        if known:
+            fig.add_hline(
+                y=statistics.median(known),
+                line={"dash": "dash", "color": "black", "width": 1},
+                annotation_text="manual sweep's final best (median)",
+                annotation_position="bottom right",
+                row=1,
+                col=col,
+            )
+        fig.add_vline(
+            x=budget / 3,
+            line={"dash": "dot", "color": "black", "width": 1},
+            annotation_text="1/3 of the manual sweep",
+            annotation_position="top left",
+            row=1,
+            col=col,
+        )
+        fig.update_xaxes(title_text="epochs trained (cumulative)", row=1, col=col)
+        fig.update_yaxes(title_text="best validation macro-F1 so far", row=1, col=col)
+    cells = list(zip(*table_rows(rows), strict=True)) if rows else [[] for _ in TABLE_HEADER]
+    fig.add_trace(
+        go.Table(
+            header={"values": list(TABLE_HEADER), "align": "left"},
+            cells={"values": cells, "align": "left"},
+        ),
+        row=2,
+        col=1,
+    )
+    title = "Search efficiency at equal compute: best validation F1 vs epochs trained"
+    fig.update_layout(
+        title={"text": title + "<br><sup>" + "<br>".join(context) + "</sup>"},
+        height=1000,
+        width=max(1100, 650 * len(datasets) + 350),
+        margin={"t": 170},
+        legend={"x": 1.01, "y": 1.0, "yanchor": "top", "font": {"size": 11}},
+    )
+    fig.write_html(str(path), include_plotlyjs=True, full_html=True)
+
+
+def write_png(runs: Sequence[RunRecord], path: Path, context: Sequence[str]) -> bool:
+    """The curves as a PNG when matplotlib is installed (optional; returns False otherwise)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    datasets = list(dict.fromkeys(r.dataset for r in runs))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 5), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        budget = max(r.budget for r in runs if r.dataset == dataset)
+        for method in ALL_METHODS:
+            mruns = [r for r in runs if r.dataset == dataset and r.method == method]
+            if not mruns:
+                continue
+            color = METHOD_COLORS[method]
+            for r in mruns:
+                xs, ys = _step_curve(r)
+                ax.step(
+                    xs,
+                    [math.nan if y is None else y for y in ys],
+                    where="post",
+                    color=color,
+                    alpha=0.3,
+                    lw=1,
+                )
+            xs, ys = _median_curve(mruns, budget)
+            ax.step(
+                xs,
+                [math.nan if y is None else y for y in ys],
+                where="post",
+                color=color,
+                lw=2.5,
+                label=f"{METHOD_LABELS[method]} (median)",
+            )
+        ax.axvline(budget / 3, color="black", ls=":", lw=1)
+        ax.set_title(dataset)
+        ax.set_xlabel("epochs trained (cumulative)")
+        ax.set_ylabel("best validation macro-F1 so far")
+        ax.legend(loc="lower right", fontsize=8)
+    import textwrap
+
+    width = 110 * len(datasets)
+    lines = [wrapped for c in context for wrapped in textwrap.wrap(c, width)]
+    fig.suptitle("\n".join(lines), fontsize=7)
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.025 * len(lines) - 0.01))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+# --------------------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface; ``None`` defaults are filled in by ``--quick`` or not."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.search_efficiency",
+        description="Manual one-knob sweep vs random search vs TPE + Hyperband at equal epochs.",
+    )
+    parser.add_argument(
+        "--dataset", choices=[*DATASETS, "both"], default=None, help="default: both"
+    )
+    parser.add_argument("--seeds", type=int, default=None, help="repetitions (default 3)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per full run (6)")
+    parser.add_argument("--n-train", type=int, default=None, help="synthetic HAR train (800)")
+    parser.add_argument("--n-test", type=int, default=None, help="synthetic HAR test (100)")
+    parser.add_argument(
+        "--length", type=int, default=None, help="synthetic HAR series length (32; native 128)"
+    )
+    parser.add_argument("--dim", type=int, default=None, help="model width (32)")
+    parser.add_argument("--tpe-startup", type=int, default=5, help="TPE n_startup_trials")
+    parser.add_argument("--hb-min-resource", type=int, default=1, help="Hyperband min_resource")
+    parser.add_argument("--hb-reduction", type=int, default=3, help="Hyperband reduction_factor")
+    parser.add_argument(
+        "--jobs", type=int, default=None, help="worker processes (default 2; 1 with --quick)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads per worker (default 2 // jobs)"
+    )
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help=f"comma-separated, from {', '.join(ALL_METHODS)} (manual is always run: it sets "
+        "the budget and the target)",
+    )
+    parser.add_argument("--out", default=None, help="write the HTML plot, CSVs and table here")
+    parser.add_argument(
+        "--replot",
+        metavar="CURVES_CSV",
+        default=None,
+        help="no training: rebuild the table and plots from a curves CSV of an earlier run",
+    )
+    parser.add_argument(
+        "--context-file",
+        default=None,
+        help="with --replot: text file whose lines describe the run (machine, load, sizes)",
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny CI configuration (< 60 s)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no per-trial progress")
+    return parser
+
+
+def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the size defaults: the real configuration, or the tiny one with ``--quick``."""
+    full = {
+        "dataset": "both",
+        "seeds": 3,
+        "epochs": 6,
+        "n_train": 800,
+        "n_test": 100,
+        "length": 32,
+        "dim": 32,
+        "jobs": 2,
+    }
+    quick = {
+        "dataset": "synthetic_har",
+        "seeds": 1,
+        "epochs": 2,
+        "n_train": 120,
+        "n_test": 30,
+        "length": 32,
+        "dim": 16,
+        "jobs": 1,
+    }
+    for key, value in (quick if args.quick else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.threads is None:
+        args.threads = 1 if args.quick else max(1, 2 // args.jobs)
+    methods = [m.strip() for m in str(args.methods).split(",") if m.strip()]
+    unknown = sorted(set(methods) - set(ALL_METHODS))
+    if unknown:
+        raise SystemExit(f"error: unknown method(s) {', '.join(unknown)}; use {ALL_METHODS}")
+    args.methods = ["manual", *(m for m in ALL_METHODS if m in methods and m != "manual")]
+    return args
+
+
+def run(args: argparse.Namespace) -> tuple[list[RunRecord], list[Row], list[str]]:
+    """Run every (dataset, seed, method) and summarize."""
+    datasets = list(DATASETS) if args.dataset == "both" else [args.dataset]
+    space = QUICK_SPACE if args.quick else SEARCH_SPACE
+    start = trainer_defaults(space)
+    setups = {}
+    for dataset in datasets:
+        setups[dataset] = Setup(
+            dataset=dataset,
+            epochs=args.epochs,
+            fixed=fixed_params(args, dataset),
+            space={k: list(v) for k, v in space.items()},
+            start=start,
+            budget=manual_budget(space, start, args.epochs),
+            tpe_startup=args.tpe_startup,
+            hb_min_resource=args.hb_min_resource,
+            hb_reduction=args.hb_reduction,
+            threads=args.threads,
+            verbose=not args.quiet,
+        )
+    tasks = [
+        (setups[d], m, seed) for d in datasets for seed in range(args.seeds) for m in args.methods
+    ]
+    runs: list[RunRecord] = []
+    started = time.perf_counter()
+    load_before = _loadavg()
+    with tempfile.TemporaryDirectory(prefix="search-efficiency-") as tmp:
+        if args.jobs <= 1:
+            for setup, method, seed in tasks:
+                runs.append(run_task(setup, method, seed, tmp))
+        else:
+            ctx = get_context("spawn")
+            with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
+                futures = [pool.submit(run_task, s, m, seed, tmp) for s, m, seed in tasks]
+                for fut in as_completed(futures):
+                    runs.append(fut.result())
+    wall = time.perf_counter() - started
+    order = {(s.dataset, m, seed): i for i, (s, m, seed) in enumerate(tasks)}
+    runs.sort(key=lambda r: order[(r.dataset, r.method, r.seed)])
+    rows = summarize(runs)
+    context = [
+        machine_line() + f" (load average at start {load_before})",
+        "CPU shared with other engineers' processes (loaded): wall times are context only; "
+        "the figures are epoch counts measured side by side in one run",
+        f"{args.seeds} seed(s), {args.epochs} epochs per full run, budget = manual sweep's "
+        + ", ".join(f"{d}: {s.budget} epochs" for d, s in setups.items())
+        + f"; {args.jobs} worker(s) x {args.threads} torch thread(s); total wall {wall:.0f} s",
+        "our default: TPE (n_startup_trials "
+        f"{args.tpe_startup}) + Hyperband (min_resource {args.hb_min_resource}, "
+        f"reduction_factor {args.hb_reduction}, max_resource {args.epochs}); "
+        "synthetic HAR: "
+        f"n_train {args.n_train}, length {args.length}, dim {args.dim}; "
+        "BasicMotions: val_fraction 0.5 (20 val series)",
+    ]
+    return runs, rows, context
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except (AttributeError, OSError):
+        return "n/a"
+
+
+def load_curves_csv(path: Path) -> list[RunRecord]:
+    """Runs back from :func:`write_curves_csv` (a run's wall time: the sum of its trials')."""
+    runs: dict[tuple[str, str, int], RunRecord] = {}
+    with path.open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            key = (row["dataset"], row["method"], int(row["seed"]))
+            run = runs.setdefault(key, RunRecord(*key, budget=int(row["budget_epochs"])))
+            wall = float(row["wall_s"]) if row["wall_s"] else None
+            run.trials.append(
+                TrialRecord(
+                    int(row["trial"]),
+                    row["state"],
+                    int(row["epochs"]),
+                    float(row["value"]) if row["value"] else None,
+                    json.loads(row["params"]),
+                    wall,
+                )
+            )
+            run.wall_s += wall or 0.0
+    return list(runs.values())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark, print the table, and write the outputs under ``--out``."""
+    args = resolve_args(build_parser().parse_args(argv))
+    if args.replot:
+        runs = load_curves_csv(Path(args.replot))
+        rows = summarize(runs)
+        context = [f"re-rendered without training from {args.replot}"]
+        if args.context_file:
+            text = Path(args.context_file).read_text(encoding="utf-8")
+            context = [line.strip() for line in text.splitlines() if line.strip()] + context
+    else:
+        runs, rows, context = run(args)
+    table = markdown_table(rows)
+    verdict = verdicts(rows)
+    print("\n".join(context))
+    print()
+    print(table)
+    print()
+    print("\n".join(verdict))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        if not args.replot:
+            write_curves_csv(runs, out / "search_efficiency_curves.csv")
+        write_summary_csv(rows, out / "search_efficiency_summary.csv")
+        (out / "search_efficiency.md").write_text(
+            "\n\n".join(["\n".join(f"- {c}" for c in context), table, "\n".join(verdict)]) + "\n",
+            encoding="utf-8",
+        )
+        (out / "search_efficiency.json").write_text(
+            json.dumps(
+                {
+                    "args": vars(args),
+                    "context": context,
+                    "verdicts": verdict,
+                    "runs": [asdict(r) for r in runs],
+                },
+                indent=1,
+                default=str,
+            ),
+            encoding="utf-8",
+        )
+        # the plots last: the data above survives a plotting problem
+        write_html(runs, rows, out / "search_efficiency.html", context)
+        png = write_png(runs, out / "search_efficiency.png", context)
+        print(f"\nwrote {out}/search_efficiency.html{' (+ .png)' if png else ''}, CSVs, .md, .json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,211 @@
+"""Where a study's artifacts live, how files get there, and which checkpoints stay.
+
+Everything goes through Optuna's artifact store so optuna-dashboard can show it next
+to the trial. Checkpoints are the heavy part, so only the best ``keep_best_k`` trials
+keep theirs; the rest are deleted from the store as better trials arrive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
+from optuna.artifacts.exceptions import ArtifactNotFound
+from optuna.trial import FrozenTrial, TrialState
+
+from hpo.errors import ConfigError
+from hpo.storages import sqlite_path, storage_url
+
+if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore
+    from optuna.storages import BaseStorage
+
+    from hpo.config import StudyConfig
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_ATTR = "checkpoint_artifact_id"
+"""Trial user attribute holding the id of the checkpoint it uploaded (set while it runs)."""
+REMOVED_PREFIX = "hpo:removed_artifact:"
+"""Study system attribute prefix marking a checkpoint deleted from the store.
+
+Optuna cannot edit a finished trial, so the deletion is recorded on the study (one key
+per artifact, so concurrent workers never overwrite each other's records).
+"""
+_ARTIFACTS_PREFIX = "artifacts:"
+
+
+class PrefixedArtifactStore:
+    """Keeps every artifact of a study under ``prefix/`` in a shared bucket."""
+
+    def __init__(self, store: ArtifactStore, prefix: str) -> None:
+        self.store = store
+        self.prefix = prefix.strip("/")
+
+    def _key(self, artifact_id: str) -> str:
+        return f"{self.prefix}/{artifact_id}" if self.prefix else artifact_id
+
+    def open_reader(self, artifact_id: str) -> BinaryIO:
+        """Open the artifact for reading."""
+        return self.store.open_reader(self._key(artifact_id))
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        """Store ``content_body`` under the prefixed id."""
+        self.store.write(self._key(artifact_id), content_body)
+
+    def remove(self, artifact_id: str) -> None:
+        """Delete the artifact."""
+        self.store.remove(self._key(artifact_id))
+
+
+def artifacts_location(cfg: StudyConfig) -> str:
+    """``artifacts.dir`` resolved: an ``s3://`` URL, or an absolute folder.
+
+    The default is ``artifacts/`` next to the SQLite file (so the database and its
+    artifacts move together), or next to the study file for other storages.
+    """
+    given = cfg.artifacts.dir
+    if given:
+        if given.startswith("s3://"):
+            return given
+        path = Path(given).expanduser()
+        return str(path if path.is_absolute() else (cfg.base_dir / path).resolve())
+    db = sqlite_path(storage_url(cfg))
+    base = db.parent if db is not None else cfg.base_dir
+    return str(base / "artifacts")
+
+
+def open_artifact_store(location: str, *, create: bool = True) -> ArtifactStore:
+    """An artifact store for a folder or ``s3://bucket/prefix`` (credentials from boto3's usual
+    environment, e.g. ``AWS_ACCESS_KEY_ID`` and ``AWS_ENDPOINT_URL`` for MinIO)."""
+    if location.startswith("s3://"):
+        bucket, _, prefix = location[len("s3://") :].partition("/")
+        if not bucket:
+            raise ConfigError([f"artifacts.dir: no bucket in {location!r}; use s3://bucket/prefix"])
+        try:
+            import boto3
+        except ImportError:
+            raise ConfigError(
+                ["artifacts.dir: s3:// artifact stores need boto3 (pip install boto3)"]
+            ) from None
+        from optuna.artifacts import Boto3ArtifactStore
+
+        s3: ArtifactStore = Boto3ArtifactStore(bucket, client=boto3.client("s3"))
+        return PrefixedArtifactStore(s3, prefix) if prefix.strip("/") else s3
+    path = Path(location)
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError([f"artifacts.dir: cannot create {path}: {exc.strerror}"]) from None
+    return FileSystemArtifactStore(path)
+
+
+def study_artifact_store(cfg: StudyConfig, *, create: bool = True) -> ArtifactStore:
+    """The artifact store of ``cfg`` (the one the runner writes and the dashboard reads)."""
+    return open_artifact_store(artifacts_location(cfg), create=create)
+
+
+def upload(store: ArtifactStore, trial: optuna.Trial, path: Path) -> str:
+    """Attach one file to a running trial; returns the artifact id."""
+    return upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
+
+
+@dataclass(frozen=True)
+class StoredArtifact:
+    """One artifact attached to a trial."""
+
+    artifact_id: str
+    filename: str
+    mimetype: str
+
+
+def trial_artifacts(
+    trial: FrozenTrial | optuna.Trial, storage: BaseStorage
+) -> list[StoredArtifact]:
+    """Artifacts attached to a trial, tolerating entries the dashboard blanked out on delete."""
+    try:
+        metas = get_all_artifact_meta(trial, storage=storage)
+        return [StoredArtifact(m.artifact_id, m.filename, m.mimetype) for m in metas]
+    except (TypeError, KeyError):  # a ``null`` left by the dashboard's delete button
+        attrs = storage.get_trial_system_attrs(trial._trial_id)
+        out = []
+        for key, raw in attrs.items():
+            meta: Any = json.loads(raw) if key.startswith(_ARTIFACTS_PREFIX) else None
+            if isinstance(meta, dict):
+                out.append(StoredArtifact(meta["artifact_id"], meta["filename"], meta["mimetype"]))
+        return out
+
+
+def removed_artifact_ids(study: optuna.Study) -> set[str]:
+    """Ids of checkpoints already deleted from the store by the retention policy."""
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    return {key[len(REMOVED_PREFIX) :] for key in attrs if key.startswith(REMOVED_PREFIX)}
+
+
+def _ranked(candidates: Iterable[tuple[int, float]], maximize: bool) -> list[tuple[int, float]]:
+    """Best first; ties go to the earlier trial so the decision is stable across workers."""
+    return sorted(candidates, key=lambda c: (-c[1] if maximize else c[1], c[0]))
+
+
+@dataclass
+class RetentionDecision:
+    """Whether the finishing trial keeps its checkpoint, and which older ones must go."""
+
+    keep_current: bool
+    drop: dict[int, str]
+    """Trial number -> artifact id of checkpoints that fell out of the best ``k``."""
+
+
+def decide_retention(
+    study: optuna.Study, current_number: int, current_value: float, keep_best_k: int
+) -> RetentionDecision:
+    """Rank the finishing trial (still RUNNING in storage) against completed ones by the
+    first objective; multi-objective studies rank by their first objective too."""
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    complete = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.values and t.number != current_number
+    ]
+    ranked = _ranked(
+        [(t.number, float(t.values[0])) for t in complete] + [(current_number, current_value)],
+        maximize,
+    )
+    keepers = {number for number, _ in ranked[:keep_best_k]}
+    removed = removed_artifact_ids(study)
+    drop = {
+        t.number: str(t.user_attrs[CHECKPOINT_ATTR])
+        for t in complete
+        if t.number not in keepers
+        and CHECKPOINT_ATTR in t.user_attrs
+        and str(t.user_attrs[CHECKPOINT_ATTR]) not in removed
+    }
+    return RetentionDecision(keep_current=current_number in keepers, drop=drop)
+
+
+def remove_checkpoints(study: optuna.Study, store: ArtifactStore, drop: dict[int, str]) -> None:
+    """Delete checkpoints from the store and record it; a concurrent delete is not an error."""
+    for number, artifact_id in drop.items():
+        with contextlib.suppress(ArtifactNotFound):
+            store.remove(artifact_id)
+        study._storage.set_study_system_attr(study._study_id, REMOVED_PREFIX + artifact_id, number)
+        logger.info("trial %d: checkpoint removed (no longer among the best)", number)
+
+
+def kept_checkpoints(study: optuna.Study) -> dict[int, str]:
+    """Trial number -> checkpoint artifact id, for checkpoints still in the store."""
+    removed = removed_artifact_ids(study)
+    return {
+        t.number: str(t.user_attrs[CHECKPOINT_ATTR])
+        for t in study.get_trials(deepcopy=False)
+        if CHECKPOINT_ATTR in t.user_attrs and str(t.user_attrs[CHECKPOINT_ATTR]) not in removed
+    }

@@ -1,0 +1,147 @@
+"""The ``hpo`` command: a thin typer layer over the Python API in :mod:`hpo`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+
+from hpo.cli_common import (
+    SetOption,
+    StudyFile,
+    Verbose,
+    _fail,
+    _setup_logging,
+    err,
+    handles_errors,
+    out,
+)
+from hpo.storages import mask_url
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Hyperparameter optimization for contrastive learning on time series, on Optuna.",
+)
+
+
+@app.command()
+@handles_errors
+def validate(study: StudyFile, set_: SetOption = None) -> None:
+    """Check a study file and print the resolved search space."""
+    from hpo.config import load_study_config
+    from hpo.space import describe_param
+    from hpo.storages import storage_url
+
+    cfg = load_study_config(study, set_ or [])
+    out.print(f"[bold]{cfg.name}[/bold]: valid", highlight=False)
+    out.print(f"  storage   {mask_url(storage_url(cfg))}", highlight=False)
+    directions = ", ".join(
+        f"{d} {m}" for m, d in zip(cfg.objective.names, cfg.objective.study_directions, strict=True)
+    )
+    out.print(
+        f"  objective {directions} (pruning on {cfg.objective.pruning_metric})", highlight=False
+    )
+    out.print(f"  sampler   {cfg.sampler.name} {cfg.sampler.kwargs or ''}", highlight=False)
+    out.print(f"  pruner    {cfg.pruner.name} {cfg.pruner.kwargs or ''}", highlight=False)
+    budget = cfg.budget
+    out.print(
+        f"  budget    n_trials={budget.n_trials} timeout="
+        f"{f'{budget.timeout:g}s' if budget.timeout else 'none'}",
+        highlight=False,
+    )
+    out.print(f"  trainer   {cfg.trainer.name} {cfg.trainer.params}", highlight=False)
+    out.print("  space:", highlight=False)
+    for name, spec in cfg.space.items():
+        out.print(f"    {name}: {describe_param(spec)}", highlight=False)
+
+
+@app.command()
+@handles_errors
+def status(study: StudyFile, set_: SetOption = None) -> None:
+    """Counts by state, best so far, and running trials."""
+    from hpo.config import load_study_config
+    from hpo.progress import summary_table
+    from hpo.results import study_status
+
+    cfg = load_study_config(study, set_ or [])
+    st = study_status(cfg)
+    rows: dict[str, object] = {"study": st.study_name, "storage": st.storage}
+    rows.update({k: v for k, v in st.counts.items() if v})
+    if st.best_number is not None:
+        rows["best trial"] = st.best_number
+        rows["best value"] = ", ".join(f"{v:.6g}" for v in st.best_values or [])
+        rows["best params"] = st.best_params
+    out.print(summary_table("status", rows))
+    for trial in st.running:
+        out.print(
+            f"running: trial {trial['number']} step {trial['last_step']} since {trial['started']} "
+            f"{trial['params']}",
+            highlight=False,
+        )
+
+
+@app.command()
+@handles_errors
+def best(
+    study: StudyFile,
+    set_: SetOption = None,
+    format_: Annotated[str, typer.Option("--format", "-f", help="yaml or json")] = "yaml",
+) -> None:
+    """Best parameters and metrics, ready to paste into a trainer config."""
+    from hpo.config import load_study_config
+    from hpo.results import best_config
+
+    if format_ not in ("yaml", "json"):
+        _fail([f"--format: must be yaml or json (got {format_!r})"])
+    cfg = load_study_config(study, set_ or [])
+    data = best_config(cfg)
+    if format_ == "json":
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    else:
+        sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
+
+
+@app.command()
+@handles_errors
+def train(
+    config: Annotated[Path, typer.Argument(help="Trainer config: {trainer: NAME, params: {...}}.")],
+    set_: SetOption = None,
+    evaluate_test: Annotated[
+        bool, typer.Option("--evaluate-test", help="Also score the held-out test split.")
+    ] = False,
+    verbose: Verbose = 0,
+) -> None:
+    """Run one trainer once, outside any study (e.g. the output of ``hpo best``)."""
+    from hpo.standalone import load_trainer_config, run_standalone
+
+    _setup_logging(verbose)
+    name, params = load_trainer_config(config, set_ or [])
+    if evaluate_test:
+        params["evaluate_test"] = True
+    result = run_standalone(name, params, console=err)
+    sys.stdout.write(yaml.safe_dump({"result": result}, sort_keys=False))
+
+
+def _register_commands() -> None:
+    """Commands that live in their own modules (one concept each)."""
+    from hpo import cli_reports, cli_run
+
+    cli_run.register(app)
+    cli_reports.register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

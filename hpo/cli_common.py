@@ -1,0 +1,70 @@
+"""Pieces every ``hpo`` command module shares: consoles, option types, error handling."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from hpo.errors import HpoError
+from hpo.storages import mask_url
+
+out = Console()
+err = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+StudyFile = Annotated[Path, typer.Argument(help="Study file (YAML).", show_default=False)]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a key: --set budget.n_trials=3 (repeatable)."),
+]
+Verbose = Annotated[
+    int, typer.Option("--verbose", "-v", count=True, help="More logging (-vv: debug).")
+]
+
+
+def _setup_logging(verbose: int) -> None:
+    import optuna
+
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    optuna.logging.set_verbosity(
+        optuna.logging.ERROR
+        if verbose == 0
+        else optuna.logging.INFO
+        if verbose == 1
+        else optuna.logging.DEBUG
+    )
+
+
+def _fail(problems: list[str], code: int = 2) -> None:
+    for line in problems:
+        err.print(
+            f"[red]error:[/red] {mask_url(line)}", highlight=False, markup=True, soft_wrap=True
+        )
+    raise typer.Exit(code)
+
+
+def handles_errors(fn: F) -> F:
+    """Turn user errors into one line per problem and exit code 2, never a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except HpoError as exc:
+            _fail(exc.problems, exc.exit_code)
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,137 @@
+"""Commands that read studies back: dashboard, report, export, compare."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hpo.cli_common import (
+    SetOption,
+    StudyFile,
+    Verbose,
+    _fail,
+    _setup_logging,
+    err,
+    handles_errors,
+    out,
+)
+
+
+@handles_errors
+def dashboard(
+    study: StudyFile,
+    set_: SetOption = None,
+    port: Annotated[int, typer.Option("--port", "-p", help="Port (0: any free port).")] = 8080,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind; the dashboard has no login.")
+    ] = "127.0.0.1",
+    verbose: Verbose = 0,
+) -> None:
+    """Serve optuna-dashboard on the study's storage and artifacts until Ctrl-C."""
+    from hpo.config import load_study_config
+    from hpo.dashboard import create_server, is_loopback
+
+    _setup_logging(verbose)
+    cfg = load_study_config(study, set_ or [])
+    server = create_server(cfg, host, port)
+    if not is_loopback(host):
+        err.print(
+            f"[yellow]warning:[/yellow] serving on {host} without authentication; anyone who "
+            "can reach this port can read and edit the study (see docs/dashboard.md)",
+            highlight=False,
+        )
+    out.print(f"optuna-dashboard for {cfg.name}: {server.url}", highlight=False, soft_wrap=True)
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        err.print("stopped")
+    finally:
+        server.stop()
+
+
+@handles_errors
+def report(
+    study: StudyFile,
+    set_: SetOption = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write.")] = Path(
+        "report.html"
+    ),
+    verbose: Verbose = 0,
+) -> None:
+    """Write one self-contained HTML report (plots, top trials, counts)."""
+    from hpo.config import load_study_config
+    from hpo.report import write_report
+
+    _setup_logging(verbose)
+    cfg = load_study_config(study, set_ or [])
+    path = write_report(cfg, output)
+    out.print(f"report written to {path}", highlight=False, soft_wrap=True)
+
+
+@handles_errors
+def export(
+    study: StudyFile,
+    set_: SetOption = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Trainer config to write; '-' for stdout.")
+    ] = Path("best.yaml"),
+) -> None:
+    """Write the best trial as a trainer config for ``hpo train``."""
+    from hpo.config import load_study_config
+    from hpo.export import export_best, export_text
+
+    cfg = load_study_config(study, set_ or [])
+    if str(output) == "-":
+        sys.stdout.write(export_text(cfg))
+        return
+    path = export_best(cfg, output)
+    out.print(
+        f"best trial written to {path}; retrain with: hpo train {path} --evaluate-test",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@handles_errors
+def compare(
+    studies: Annotated[
+        list[Path], typer.Argument(help="Two or more study files.", show_default=False)
+    ],
+    format_: Annotated[str, typer.Option("--format", "-f", help="table or json")] = "table",
+) -> None:
+    """Studies side by side: best value, trials to reach it, compute spent."""
+    from rich.table import Table
+
+    from hpo.compare import compare_studies, comparison_rows, comparison_warnings
+    from hpo.config import load_study_config
+
+    if len(studies) < 2:
+        _fail(["compare: give at least two study files"])
+    if format_ not in ("table", "json"):
+        _fail([f"--format: must be table or json (got {format_!r})"])
+    summaries = compare_studies([load_study_config(p) for p in studies])
+    if format_ == "json":
+        sys.stdout.write(json.dumps([s.as_dict() for s in summaries], indent=2) + "\n")
+        return
+    for warning in comparison_warnings(summaries):
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    table = Table(title="study comparison")
+    table.add_column("")
+    for path, summary in zip(studies, summaries, strict=True):
+        table.add_column(f"{summary.study}\n({path.name})", justify="right")
+    for label, cells in comparison_rows(summaries):
+        table.add_row(label, *cells)
+    out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the ``hpo`` app."""
+    app.command()(dashboard)
+    app.command()(report)
+    app.command()(export)
+    app.command()(compare)

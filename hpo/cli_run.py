@@ -1,0 +1,268 @@
+"""``hpo run``, ``hpo worker`` and ``hpo storage-proxy``: thin wrappers over :mod:`hpo.workers`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from hpo.cli_common import SetOption, StudyFile, Verbose, _setup_logging, err, handles_errors, out
+from hpo.errors import ConfigError
+
+if TYPE_CHECKING:
+    from hpo.config import StudyConfig
+    from hpo.runner import RunSummary
+    from hpo.workers.gpus import WorkerPlan
+    from hpo.workers.supervisor import SupervisorResult
+
+GpusOption = Annotated[
+    str | None,
+    typer.Option(
+        "--gpus",
+        help="GPUs to run workers on: all, none, or indices like 0,1,2,3 "
+        "(default: workers.gpus in the study file).",
+        show_default=False,
+    ),
+]
+PerGpuOption = Annotated[
+    int | None,
+    typer.Option("--workers-per-gpu", min=1, help="Worker processes per GPU.", show_default=False),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        "-w",
+        min=1,
+        help="CPU worker processes (with --gpus none).",
+        show_default=False,
+    ),
+]
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Continue a study whose search space changed.")
+]
+
+
+def gpus_override(text: str) -> str:
+    """``--gpus`` as a ``--set`` override: ``all``, ``none`` or a list of indices."""
+    value = text.strip().lower()
+    if value in ("all", "none"):
+        return f"workers.gpus={value}"
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    if not parts or not all(p.isdigit() for p in parts):
+        raise ConfigError([f"--gpus: expected all, none or indices like 0,1,2 (got {text!r})"])
+    return f"workers.gpus=[{', '.join(parts)}]"
+
+
+def worker_overrides(gpus: str | None, per_gpu: int | None, workers: int | None) -> list[str]:
+    """The worker flags as ``--set`` overrides, so every worker process sees the same config."""
+    out_: list[str] = []
+    if gpus is not None:
+        out_.append(gpus_override(gpus))
+    if per_gpu is not None:
+        out_.append(f"workers.per_gpu={per_gpu}")
+    if workers is not None:
+        out_.append(f"workers.n_workers={workers}")
+    return out_
+
+
+def _plan(cfg: StudyConfig) -> WorkerPlan:
+    from hpo.workers.gpus import plan_workers
+
+    w = cfg.workers
+    try:
+        return plan_workers(w.gpus, per_gpu=w.per_gpu, n_workers=w.n_workers)
+    except ValueError as exc:
+        raise ConfigError([f"workers.gpus: {exc}"]) from None
+
+
+def _in_process(plan: WorkerPlan) -> bool:
+    """One CPU worker runs inside this process; anything else gets a supervisor."""
+    return len(plan.slots) == 1 and not plan.uses_gpus
+
+
+def _print_summary(cfg: StudyConfig, summary: RunSummary, extra: dict[str, object]) -> None:
+    from hpo.progress import summary_table
+
+    rows: dict[str, object] = {
+        "study": summary.study_name,
+        "storage": summary.storage,
+        "trials run now": summary.trials_run,
+        "complete / pruned / failed": f"{summary.n_complete} / {summary.n_pruned} / {summary.n_failed}",
+    }
+    if summary.n_retried or summary.n_surplus:
+        rows["retried / surplus"] = f"{summary.n_retried} / {summary.n_surplus}"
+    rows.update(extra)
+    rows["elapsed"] = f"{summary.elapsed_seconds:.1f}s"
+    if summary.best_number is not None:
+        rows["best trial"] = summary.best_number
+        rows["best " + ", ".join(cfg.objective.names)] = ", ".join(
+            f"{v:.6g}" for v in summary.best_values or []
+        )
+        for key, value in summary.best_params.items():
+            rows[f"  {key}"] = value
+    out.print(summary_table("best trial", rows))
+
+
+def _supervise(
+    cfg: StudyConfig,
+    study: Path,
+    plan: WorkerPlan,
+    overrides: list[str],
+    force: bool,
+    verbose: int,
+) -> SupervisorResult:
+    from hpo.workers.supervisor import Supervisor
+
+    return Supervisor(
+        cfg, study, plan, overrides=overrides, force=force, console=err, verbose=verbose
+    ).run()
+
+
+def _finish_supervised(cfg: StudyConfig, plan: WorkerPlan, result: SupervisorResult) -> None:
+    extra: dict[str, object] = {
+        "workers": ", ".join(sorted({s.label for s in plan.slots}))
+        + f" ({len(plan.slots)} processes)",
+    }
+    if result.restarts:
+        extra["worker restarts"] = result.restarts
+    if result.recovered:
+        extra["recovered trials"] = ", ".join(f"#{n}" for n in result.recovered)
+    _print_summary(cfg, result.summary, extra)
+    for note in result.notes:
+        err.print(f"note: {note}", highlight=False)
+    if result.interrupted:
+        err.print("interrupted: running trials were recorded and queued again")
+        raise typer.Exit(130)
+    if result.unfinished:
+        err.print("[red]the study is unfinished: its workers stopped before the budget[/red]")
+        raise typer.Exit(1)
+    if not result.summary.any_complete:
+        err.print("[red]no trial completed[/red]")
+        raise typer.Exit(1)
+
+
+@handles_errors
+def run(
+    study: StudyFile,
+    set_: SetOption = None,
+    force: ForceOption = False,
+    gpus: GpusOption = None,
+    workers_per_gpu: PerGpuOption = None,
+    workers: WorkersOption = None,
+    dashboard: Annotated[
+        bool, typer.Option("--dashboard", help="Serve optuna-dashboard beside the run.")
+    ] = False,
+    dashboard_port: Annotated[int, typer.Option("--dashboard-port")] = 8080,
+    dashboard_host: Annotated[
+        str, typer.Option("--dashboard-host", help="The dashboard has no login: keep 127.0.0.1.")
+    ] = "127.0.0.1",
+    verbose: Verbose = 0,
+) -> None:
+    """Create or resume the study and run trials until the budget is used.
+
+    Several GPUs or workers: one worker process each, under a supervisor that restarts them.
+    """
+    from hpo.config import load_study_config
+    from hpo.progress import ProgressDisplay
+    from hpo.runner import run_study
+
+    _setup_logging(verbose)
+    overrides = [*(set_ or []), *worker_overrides(gpus, workers_per_gpu, workers)]
+    cfg = load_study_config(study, overrides)
+    plan = _plan(cfg)
+    for note in plan.notes:
+        err.print(f"note: {note}", highlight=False)
+    handle = None
+    if dashboard:
+        from hpo.dashboard import serve_in_background
+
+        handle = serve_in_background(cfg, host=dashboard_host, port=dashboard_port)
+        err.print(f"dashboard: {handle.url}", highlight=False, soft_wrap=True)
+    try:
+        if not _in_process(plan):
+            _finish_supervised(cfg, plan, _supervise(cfg, study, plan, overrides, force, verbose))
+            return
+        with ProgressDisplay(cfg, console=err) as progress:
+            summary = run_study(cfg, force=force, callbacks=[progress])
+        _print_summary(cfg, summary, {})
+        if not summary.any_complete:
+            err.print("[red]no trial completed[/red]")
+            raise typer.Exit(1)
+    finally:
+        if handle is not None:
+            handle.stop()
+
+
+@handles_errors
+def worker(
+    study: StudyFile,
+    set_: SetOption = None,
+    force: ForceOption = False,
+    gpus: GpusOption = None,
+    workers_per_gpu: PerGpuOption = None,
+    workers: WorkersOption = None,
+    verbose: Verbose = 0,
+) -> None:
+    """Join the study as one more worker (e.g. on another machine sharing its storage).
+
+    Creates the study if needed and runs trials until all workers together finish the budget.
+    """
+    from hpo.config import load_study_config
+    from hpo.progress import ProgressDisplay
+    from hpo.workers.worker import run_worker
+
+    _setup_logging(verbose)
+    overrides = [*(set_ or []), *worker_overrides(gpus, workers_per_gpu, workers)]
+    cfg = load_study_config(study, overrides)
+    plan = _plan(cfg)
+    for note in plan.notes:
+        err.print(f"note: {note}", highlight=False)
+    if len(plan.slots) > 1:
+        _finish_supervised(cfg, plan, _supervise(cfg, study, plan, overrides, force, verbose))
+        return
+    devices = plan.slots[0].cuda_visible_devices
+    if devices:  # before anything initialises CUDA in this process
+        os.environ["CUDA_VISIBLE_DEVICES"] = devices
+    with ProgressDisplay(cfg, console=err) as progress:
+        summary = run_worker(cfg, force=force, callbacks=[progress])
+    _print_summary(cfg, summary, {})
+
+
+@handles_errors
+def storage_proxy(
+    storage: Annotated[
+        str,
+        typer.Option(
+            "--storage",
+            envvar="HPO_STORAGE_URL",
+            help="RDB storage URL to serve, e.g. postgresql+psycopg://hpo:${PGPASSWORD}@db/hpo "
+            "(or set HPO_STORAGE_URL).",
+            show_default=False,
+        ),
+    ],
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (0.0.0.0: all interfaces).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 13000,
+    verbose: Verbose = 0,
+) -> None:
+    """Serve a storage through Optuna's gRPC proxy; workers then use storage: grpc://HOST:PORT."""
+    from hpo.workers.proxy import serve_storage_proxy
+
+    _setup_logging(verbose)
+    serve_storage_proxy(
+        storage,
+        host=host,
+        port=port,
+        on_ready=lambda url: err.print(f"storage proxy listening on {url}", highlight=False),
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the ``hpo`` app."""
+    app.command()(run)
+    app.command()(worker)
+    app.command("storage-proxy")(storage_proxy)

@@ -1,0 +1,441 @@
+"""The study file: a pydantic schema and the loader that reports every problem at once.
+
+Unknown keys are errors everywhere: a misspelt ``n_trails`` must not silently run
+the default budget on a shared GPU pool.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hpo.errors import ConfigError
+from hpo.overrides import apply_overrides
+from hpo.yaml_loader import load_yaml_file, load_yaml_text
+
+Direction = Literal["maximize", "minimize"]
+Scalar = bool | int | float | str | None
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> float | None:
+    """Seconds from ``90``, ``"45s"``, ``"30m"``, ``"2h"`` or ``"1d"``; ``None`` stays ``None``."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 90, 45s, 30m, 2h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"expected a duration such as 90, 45s, 30m, 2h; got {value!r}")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("must be > 0")
+    return seconds
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class FloatParam(_Strict):
+    """A float drawn from [low, high], on a log scale or on a grid of ``step``."""
+
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+    condition: dict[str, Any] | None = Field(default=None, alias="if")
+
+
+class IntParam(_Strict):
+    """An integer drawn from [low, high]."""
+
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+    step: int = 1
+    condition: dict[str, Any] | None = Field(default=None, alias="if")
+
+
+class CategoricalParam(_Strict):
+    """One of a list of scalar choices."""
+
+    type: Literal["categorical"]
+    choices: list[Scalar] = Field(min_length=1)
+    condition: dict[str, Any] | None = Field(default=None, alias="if")
+
+
+ParamSpec = FloatParam | IntParam | CategoricalParam
+_PARAM_TYPES: dict[str, type[ParamSpec]] = {
+    "float": FloatParam,
+    "int": IntParam,
+    "categorical": CategoricalParam,
+}
+
+
+class ObjectiveConfig(_Strict):
+    """What the study optimizes: one metric, or several (multi-objective)."""
+
+    metric: str | None = None
+    direction: Direction | None = None
+    metrics: list[str] | None = None
+    directions: list[Direction] | None = None
+    prune_on: str | None = None
+    prune_direction: Direction | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ObjectiveConfig:
+        single = self.metric is not None or self.direction is not None
+        multi = self.metrics is not None or self.directions is not None
+        if single and multi:
+            raise ValueError("use either metric/direction or metrics/directions, not both")
+        if multi:
+            if not self.metrics or not self.directions:
+                raise ValueError("metrics and directions must both be given")
+            if len(self.metrics) != len(self.directions):
+                raise ValueError(
+                    f"metrics has {len(self.metrics)} entries but directions has "
+                    f"{len(self.directions)}"
+                )
+            if len(set(self.metrics)) != len(self.metrics):
+                raise ValueError("metrics must not repeat")
+            if self.prune_on is not None and self.prune_on in self.metrics:
+                return self
+            if self.prune_on is not None and self.prune_direction is None:
+                raise ValueError(
+                    "prune_on names a metric that is not an objective: give prune_direction too"
+                )
+        else:
+            if self.metric is None:
+                raise ValueError("metric is required (a key of the trainer's result)")
+        return self
+
+    @property
+    def names(self) -> list[str]:
+        """Objective metric names in order."""
+        return list(self.metrics) if self.metrics else [str(self.metric)]
+
+    @property
+    def study_directions(self) -> list[Direction]:
+        """Optimization directions in order (``maximize`` when a single metric omits it)."""
+        if self.directions:
+            return list(self.directions)
+        return [self.direction or "maximize"]
+
+    @property
+    def is_multi(self) -> bool:
+        """True for multi-objective studies."""
+        return len(self.names) > 1
+
+    @property
+    def pruning_metric(self) -> str:
+        """The metric per-epoch reports are judged on."""
+        return self.prune_on or self.names[0]
+
+    @property
+    def pruning_direction(self) -> Direction:
+        """Direction of the pruning metric."""
+        if self.prune_direction is not None:
+            return self.prune_direction
+        names = self.names
+        metric = self.pruning_metric
+        return self.study_directions[names.index(metric)] if metric in names else "maximize"
+
+
+class ComponentConfig(BaseModel):
+    """A sampler or pruner: a short ``name`` plus the keyword arguments of its Optuna class."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """Everything but ``name``: passed to the Optuna constructor."""
+        return dict(self.model_extra or {})
+
+
+class BudgetConfig(_Strict):
+    """When the study stops: trials across all workers together, and/or wall time."""
+
+    n_trials: int | None = Field(default=None, ge=1, le=10_000_000)
+    timeout: float | None = None
+    trial_timeout: float | None = None
+
+    @field_validator("timeout", "trial_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float | None:
+        return parse_duration(value)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> BudgetConfig:
+        if self.n_trials is None and self.timeout is None:
+            raise ValueError("give n_trials, timeout, or both, so the study ends")
+        return self
+
+
+class TrainerConfig(_Strict):
+    """The trainer every trial calls, and its parameters fixed across trials."""
+
+    name: str = "contrastive"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class WorkersConfig(_Strict):
+    """Parallel workers on this machine and crash handling shared by all workers."""
+
+    gpus: Literal["all", "none"] | list[int] = "none"
+    per_gpu: int = Field(default=1, ge=1, le=64)
+    n_workers: int = Field(default=1, ge=1, le=1024)
+    heartbeat_interval: int = Field(default=30, ge=1, le=3600)
+    grace_period: int | None = Field(default=None, ge=2, le=86400)
+    max_retries: int = Field(default=2, ge=0, le=100)
+    max_restarts: int = Field(default=3, ge=0, le=1000)
+    on_oom: Literal["fail", "retry_smaller_batch"] = "fail"
+
+    @field_validator("gpus")
+    @classmethod
+    def _gpu_ids(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("give at least one GPU index, or 'none'")
+            if any(i < 0 for i in value) or len(set(value)) != len(value):
+                raise ValueError("GPU indices must be distinct and >= 0")
+        return value
+
+
+class ArtifactsConfig(_Strict):
+    """What each trial leaves behind in Optuna's artifact store."""
+
+    enabled: bool = True
+    dir: str | None = None
+    keep_best_k: int = Field(default=3, ge=0, le=10_000)
+    plots: bool = True
+    embeddings: bool = True
+    notes: bool = True
+
+
+class StudyConfig(_Strict):
+    """A validated study file."""
+
+    name: str = Field(min_length=1, max_length=512)
+    storage: str | None = None
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    objective: ObjectiveConfig
+    sampler: ComponentConfig = ComponentConfig(name="tpe")
+    pruner: ComponentConfig = ComponentConfig(name="median")
+    budget: BudgetConfig
+    trainer: TrainerConfig = TrainerConfig()
+    space: dict[str, ParamSpec] = Field(default_factory=dict)
+    workers: WorkersConfig = WorkersConfig()
+    artifacts: ArtifactsConfig = ArtifactsConfig()
+    source: str | None = Field(default=None, exclude=True)
+    """Path of the study file, used to place the default storage next to it."""
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder that relative paths in the study are resolved against."""
+        return Path(self.source).resolve().parent if self.source else Path.cwd()
+
+
+def _format_loc(loc: Sequence[int | str]) -> str:
+    return ".".join(str(p) for p in loc) if loc else "(top level)"
+
+
+def _pydantic_problems(
+    exc: ValidationError, prefix: Sequence[int | str] = (), model: type[BaseModel] | None = None
+) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        loc = [*prefix, *err["loc"]]
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            allowed = _allowed_keys(model, err["loc"][:-1]) if model is not None else []
+            hint = f"; allowed: {', '.join(allowed)}" if allowed else ""
+            problems.append(f"{_format_loc(loc)}: unknown key{hint}")
+            continue
+        if kind == "missing":
+            problems.append(f"{_format_loc(loc)}: required")
+            continue
+        msg = str(err["msg"])
+        msg = msg.removeprefix("Value error, ")
+        if kind not in {"value_error", "assertion_error"} and "input" in err:
+            shown = repr(err["input"])
+            if len(shown) > 60:
+                shown = shown[:57] + "..."
+            msg = f"{msg} (got {shown})"
+        problems.append(f"{_format_loc(loc)}: {msg}")
+    return problems
+
+
+def _allowed_keys(model: type[BaseModel] | None, loc: Sequence[int | str]) -> list[str]:
+    current: Any = model
+    for part in loc:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return []
+        current = field.annotation
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(
+            (f.alias or name) for name, f in current.model_fields.items() if not f.exclude
+        )
+    return []
+
+
+def _parse_space(raw: Any) -> tuple[dict[str, ParamSpec], list[str]]:
+    """Parse ``space`` entry by entry so each bad parameter gets its own clean path."""
+    if raw is None:
+        return {}, []
+    if not isinstance(raw, Mapping):
+        return {}, [
+            f"space: expected a mapping of parameter name to spec, got {type(raw).__name__}"
+        ]
+    space: dict[str, ParamSpec] = {}
+    problems: list[str] = []
+    for name, spec in raw.items():
+        path = f"space.{name}"
+        if not isinstance(name, str) or not name:
+            problems.append(f"space: parameter names must be non-empty strings, got {name!r}")
+            continue
+        if not isinstance(spec, Mapping):
+            problems.append(f"{path}: expected a mapping like {{type: float, low: 0.1, high: 1.0}}")
+            continue
+        kind = spec.get("type")
+        model = _PARAM_TYPES.get(kind) if isinstance(kind, str) else None
+        if model is None:
+            problems.append(f"{path}.type: must be one of float, int, categorical (got {kind!r})")
+            continue
+        try:
+            space[name] = model.model_validate(dict(spec))
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(exc, ("space", name), model))
+    return space, problems
+
+
+def _range_problems(name: str, spec: ParamSpec) -> list[str]:
+    path = f"space.{name}"
+    out: list[str] = []
+    if isinstance(spec, FloatParam | IntParam):
+        if spec.low > spec.high:
+            out.append(f"{path}: low ({spec.low}) must be <= high ({spec.high})")
+        if spec.log and spec.low <= 0:
+            out.append(f"{path}: low must be > 0 when log is true")
+        if spec.log and isinstance(spec, FloatParam) and spec.step is not None:
+            out.append(f"{path}: step and log cannot be used together")
+        if spec.log and isinstance(spec, IntParam) and spec.step != 1:
+            out.append(f"{path}: step must be 1 when log is true")
+        if spec.step is not None and spec.step <= 0:
+            out.append(f"{path}: step must be > 0")
+    if isinstance(spec, CategoricalParam):
+        seen: list[Any] = []
+        for choice in spec.choices:
+            if any(type(choice) is type(s) and choice == s for s in seen):
+                out.append(f"{path}.choices: duplicate choice {choice!r}")
+            seen.append(choice)
+    return out
+
+
+def _values_of(spec: ParamSpec) -> list[Any]:
+    """Representative values a parameter can take (all choices, or the range ends)."""
+    if isinstance(spec, CategoricalParam):
+        return list(spec.choices)
+    return [spec.low, spec.high]
+
+
+def _can_take(spec: ParamSpec, value: Any) -> bool:
+    if isinstance(spec, CategoricalParam):
+        return any(type(value) is type(c) and value == c for c in spec.choices)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return spec.low <= value <= spec.high
+
+
+def _condition_problems(space: Mapping[str, ParamSpec]) -> list[str]:
+    out: list[str] = []
+    for name, spec in space.items():
+        if not spec.condition:
+            continue
+        for other, wanted in spec.condition.items():
+            path = f"space.{name}.if.{other}"
+            if other == name:
+                out.append(f"{path}: a parameter cannot depend on itself")
+                continue
+            if other not in space:
+                known = ", ".join(n for n in space if n != name) or "none"
+                out.append(f"{path}: unknown parameter {other!r}; parameters: {known}")
+                continue
+            values = wanted if isinstance(wanted, list) else [wanted]
+            if not values:
+                out.append(f"{path}: empty list of values can never hold")
+            for value in values:
+                if not _can_take(space[other], value):
+                    allowed = ", ".join(repr(v) for v in _values_of(space[other]))
+                    out.append(
+                        f"{path}: {other} can never be {value!r} "
+                        f"(it takes {allowed}{'' if isinstance(space[other], CategoricalParam) else ' range'})"
+                    )
+    try:
+        from hpo.space import dependency_order
+
+        dependency_order(space)
+    except ValueError as exc:
+        out.append(f"space: {exc}")
+    return out
+
+
+def validate_study_data(data: Any, *, source: str | None = None) -> StudyConfig:
+    """Validate parsed YAML into a :class:`StudyConfig`, or raise with every problem found."""
+    if not isinstance(data, Mapping):
+        kind = "empty" if data is None else type(data).__name__
+        raise ConfigError([f"(top level): expected a mapping of study settings, got {kind}"])
+    raw = dict(data)
+    space, problems = _parse_space(raw.pop("space", None))
+    try:
+        cfg = StudyConfig.model_validate({**raw, "space": {}, "source": source})
+    except ValidationError as exc:
+        problems = _pydantic_problems(exc, (), StudyConfig) + problems
+        raise ConfigError(problems) from None
+    for name, spec in space.items():
+        problems.extend(_range_problems(name, spec))
+    problems.extend(_condition_problems(space))
+    if problems:
+        raise ConfigError(problems)
+    cfg = cfg.model_copy(update={"space": space})
+    from hpo.checks import semantic_problems
+
+    problems = semantic_problems(cfg)
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def load_study_config(
+    path_or_text: str | Path,
+    overrides: Iterable[str] = (),
+    *,
+    is_text: bool = False,
+) -> StudyConfig:
+    """Load, override and validate a study file; the single entry point for the CLI and tests."""
+    if is_text:
+        data = load_yaml_text(str(path_or_text))
+        source = None
+    else:
+        data = load_yaml_file(path_or_text)
+        source = str(path_or_text)
+    overrides = list(overrides)
+    if overrides:
+        data = apply_overrides(data if data is not None else {}, overrides)
+    return validate_study_data(data, source=source)

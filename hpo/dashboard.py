@@ -1,0 +1,182 @@
+"""optuna-dashboard on a study's storage and artifact store, in the foreground or beside a run.
+
+The dashboard is optuna-dashboard's own WSGI app served by :mod:`wsgiref` in threads.
+SQLite files are opened as they are: no journal-mode switch, no table creation, a long
+busy timeout, so a dashboard never blocks or alters a study that is running on the file.
+It has no authentication: it binds to 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import threading
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from hpo.artifacts import artifacts_location, open_artifact_store
+from hpo.errors import HpoError, StorageError
+from hpo.storages import SQLITE_BUSY_TIMEOUT_S, mask_url, open_storage, sqlite_path, storage_url
+
+if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore
+    from optuna.storages import BaseStorage
+
+    from hpo.config import StudyConfig
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (``localhost`` included)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def dashboard_storage(cfg: StudyConfig, *, create_missing: bool = False) -> BaseStorage:
+    """The study's storage opened for the dashboard.
+
+    SQLite and other SQL databases are opened without creating tables or checking the
+    schema (what ``optuna-dashboard URL`` does). A SQLite file that does not exist yet is
+    an error, unless ``create_missing`` (a run is about to create it anyway).
+    """
+    import optuna
+    import sqlalchemy.exc
+
+    url = storage_url(cfg)
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        if not create_missing:
+            raise StorageError([f"storage: {path} does not exist yet; run the study first"])
+        return open_storage(url)
+    if not url.startswith(("sqlite", "postgresql", "mysql")):
+        return open_storage(url)
+    engine_kwargs: dict[str, Any] = (
+        {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+        if path is not None
+        else {"pool_pre_ping": True}
+    )
+    try:
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            skip_compatibility_check=True,
+            skip_table_creation=True,
+        )
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise StorageError([f"storage: cannot open {mask_url(url)}: {mask_url(reason)}"]) from None
+
+
+def dashboard_artifact_store(cfg: StudyConfig) -> ArtifactStore | None:
+    """The store the runner uploads to, so trial pages show the images; ``None`` when the
+    study keeps no artifacts (the dashboard then hides the artifact panels)."""
+    location = artifacts_location(cfg)
+    if not cfg.artifacts.enabled and (location.startswith("s3://") or not Path(location).is_dir()):
+        return None
+    return open_artifact_store(location, create=True)
+
+
+def dashboard_app(cfg: StudyConfig, *, create_missing: bool = False) -> Any:
+    """optuna-dashboard's WSGI application for ``cfg`` (mountable in gunicorn/uwsgi too)."""
+    import optuna_dashboard
+
+    return optuna_dashboard.wsgi(
+        dashboard_storage(cfg, create_missing=create_missing),
+        artifact_store=dashboard_artifact_store(cfg),
+    )
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Request logs go to the debug log, not over a run's progress display."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("dashboard: " + format, *args)
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _ThreadingServerV6(_ThreadingServer):
+    address_family = socket.AF_INET6
+
+
+class DashboardServer:
+    """A bound dashboard server; ``url`` is known (and reachable) before serving starts."""
+
+    def __init__(self, app: Any, host: str, port: int) -> None:
+        server_class = _ThreadingServerV6 if ":" in host else _ThreadingServer
+        self._server = make_server(
+            host, port, app, server_class=server_class, handler_class=_QuietHandler
+        )
+        self.host = host
+        self.port = int(self._server.server_address[1])
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{self.port}/dashboard"
+        self._thread: threading.Thread | None = None
+
+    def serve_forever(self) -> None:
+        """Serve until :meth:`stop` (or Ctrl-C in the foreground)."""
+        self._server.serve_forever(poll_interval=0.2)
+
+    def start(self) -> DashboardServer:
+        """Serve from a daemon thread (dies with the process, never keeps a run alive)."""
+        self._thread = threading.Thread(
+            target=self.serve_forever, name="hpo-dashboard", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and free the port."""
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._server.server_close()
+
+    def __enter__(self) -> DashboardServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def create_server(
+    cfg: StudyConfig,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    *,
+    create_missing: bool = False,
+) -> DashboardServer:
+    """Open the storage and artifact store and bind ``host:port`` (0 picks a free port)."""
+    app = dashboard_app(cfg, create_missing=create_missing)
+    try:
+        return DashboardServer(app, host, port)
+    except OSError as exc:
+        raise HpoError(
+            [f"dashboard: cannot listen on {host}:{port}: {exc.strerror or exc}"]
+        ) from None
+
+
+def serve_in_background(
+    cfg: StudyConfig, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
+) -> DashboardServer:
+    """Start the dashboard in a daemon thread beside a run (``hpo run --dashboard``).
+
+    Returns a handle with ``.url`` and ``.stop()``. A SQLite file that does not exist yet is
+    created the way the run would create it, so the dashboard can start before the run.
+    """
+    return create_server(cfg, host, port, create_missing=True).start()

@@ -1,0 +1,27 @@
+"""Errors the CLI turns into one line per problem and exit code 2."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class HpoError(Exception):
+    """Base class for errors that are the user's to fix, printed without a traceback."""
+
+    exit_code = 2
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = [p for p in problems if p]
+        super().__init__("\n".join(self.problems))
+
+
+class ConfigError(HpoError):
+    """A study file, override or trainer config is invalid; ``problems`` has one line each."""
+
+
+class StorageError(HpoError):
+    """The storage cannot be opened or written (message has any password masked)."""
+
+
+class StudyMismatchError(HpoError):
+    """An existing study disagrees with the study file (changed space or objective)."""

@@ -1,0 +1,33 @@
+"""The best trial as a standalone trainer config that ``hpo train`` retrains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from hpo.results import best_config
+
+if TYPE_CHECKING:
+    from hpo.config import StudyConfig
+
+
+def export_text(cfg: StudyConfig) -> str:
+    """YAML of the best trial's config (fixed params + best params + its seed), with a header
+    saying where it came from and how to retrain it."""
+    data: dict[str, Any] = best_config(cfg)
+    values = ", ".join(f"{k}={v:.6g}" for k, v in data.get("values", {}).items())
+    header = (
+        f"# Best trial {data['trial']} of study {data['study']!r} ({values}).\n"
+        "# Retrain it outside the study:  hpo train THIS_FILE --evaluate-test\n"
+    )
+    return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def export_best(cfg: StudyConfig, path: str | Path) -> Path:
+    """Write the best trial's config to ``path`` and return it."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(export_text(cfg), encoding="utf-8")
+    return out

@@ -1,0 +1,263 @@
+"""The bridge between an Optuna trial and an Optuna-free trainer.
+
+The trainer sees a plain dict and a reporter; this module turns reports into
+intermediate values and pruning decisions, and the trainer's result (or failure)
+into the trial's values and user attributes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import optuna
+
+from hpo.config import StudyConfig
+from hpo.space import suggest_params
+from hpo.timeouts import TrialTimeout, deadline
+from trainers.registry import TrainFn
+from trainers.reporter import Pruned, TrainingFailed
+
+logger = logging.getLogger(__name__)
+
+FAIL_REASON = "fail_reason"
+FAIL_MESSAGE = "fail_message"
+
+
+class TrialFailed(Exception):
+    """A trial that ended without a usable objective value; its reason is in user attrs."""
+
+
+def derive_seed(study_seed: int, trial_number: int) -> int:
+    """A per-trial seed that is independent across trials and reproducible from the study seed."""
+    state = np.random.SeedSequence([int(study_seed), int(trial_number)]).generate_state(1)
+    return int(state[0] % (2**31 - 1))
+
+
+def prune_study_name(cfg: StudyConfig) -> str:
+    """Name of the companion study that carries pruning for multi-objective studies."""
+    return f"{cfg.name}::prune::{cfg.objective.pruning_metric}"
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class TrialReporter:
+    """Implements :class:`trainers.Reporter` on top of an Optuna trial.
+
+    Single-objective studies report to the trial and ask its pruner. Optuna cannot
+    prune multi-objective trials, so there the pruning metric goes to a trial of a
+    single-objective companion study (``<name>::prune::<metric>``) whose pruner decides.
+    """
+
+    def __init__(
+        self,
+        trial: optuna.Trial,
+        metric: str,
+        prune_trial: optuna.Trial | None = None,
+    ) -> None:
+        self.trial = trial
+        self.metric = metric
+        self.prune_trial = prune_trial
+        self.last_step: int | None = None
+        self.last_metrics: dict[str, float] = {}
+        self.history: list[tuple[int, dict[str, float]]] = []
+        self._warned_missing = False
+
+    def report(self, step: int, metrics: Mapping[str, float]) -> None:
+        """Record the pruning metric for ``step``; raise :class:`trainers.Pruned` when told to stop."""
+        self.last_step = int(step)
+        self.last_metrics = {k: float(v) for k, v in metrics.items() if _finite(v)}
+        self.history.append((self.last_step, self.last_metrics))
+        value = metrics.get(self.metric)
+        if not _finite(value):
+            if not self._warned_missing:
+                logger.warning(
+                    "trial %d: report at step %d has no finite %r; pruning skips it",
+                    self.trial.number,
+                    step,
+                    self.metric,
+                )
+                self._warned_missing = True
+            return
+        value = float(value)  # type: ignore[arg-type]
+        if self.prune_trial is None:
+            self.trial.report(value, self.last_step)
+            should_prune = self.trial.should_prune()
+        else:
+            # The curve lives on the companion trial only: Optuna's multi-objective TPE
+            # reads ``study.direction`` for pruned trials that carry intermediate values.
+            self.prune_trial.report(value, self.last_step)
+            should_prune = self.prune_trial.should_prune()
+        if should_prune:
+            raise Pruned(f"pruned at step {step} with {self.metric}={value:.6g}")
+
+
+def _classify_exception(exc: BaseException) -> str:
+    if isinstance(exc, TrainingFailed):
+        return exc.reason
+    if isinstance(exc, TrialTimeout):
+        return "timeout"
+    name = type(exc).__name__
+    if name == "OutOfMemoryError" or "CUDA out of memory" in str(exc):
+        return "cuda_oom"
+    return "exception"
+
+
+class TrialHook(Protocol):
+    """Extension point around each trainer call (artifacts, notes, device bookkeeping).
+
+    ``before`` may add keys to the trainer params (e.g. an ``artifact_dir``) and returns
+    them; ``after`` runs whatever the outcome and must never raise into the trial.
+    """
+
+    def before(self, trial: optuna.Trial, params: dict[str, Any]) -> dict[str, Any]: ...
+
+    def after(
+        self,
+        trial: optuna.Trial,
+        params: Mapping[str, Any],
+        state: optuna.trial.TrialState,
+        result: Mapping[str, Any] | None,
+        history: list[tuple[int, dict[str, float]]],
+    ) -> None: ...
+
+
+class Objective:
+    """Callable passed to ``study.optimize``: one trial = one trainer call."""
+
+    def __init__(
+        self,
+        cfg: StudyConfig,
+        train_fn: TrainFn,
+        prune_study: optuna.Study | None = None,
+        hooks: Sequence[TrialHook] = (),
+    ) -> None:
+        self.cfg = cfg
+        self.train_fn = train_fn
+        self.prune_study = prune_study
+        self.hooks = list(hooks)
+
+    def _run_after_hooks(
+        self,
+        trial: optuna.Trial,
+        params: Mapping[str, Any],
+        state: optuna.trial.TrialState,
+        result: Mapping[str, Any] | None,
+        reporter: TrialReporter,
+    ) -> None:
+        for hook in self.hooks:
+            try:
+                hook.after(trial, params, state, result, reporter.history)
+            except Exception as exc:  # an artifact problem must never lose the trial's metrics
+                logger.warning("trial %d: %s failed: %s", trial.number, type(hook).__name__, exc)
+                trial.set_user_attr("hook_error", f"{type(hook).__name__}: {exc}"[:500])
+
+    def _fail(self, trial: optuna.Trial, reason: str, message: str) -> TrialFailed:
+        trial.set_user_attr(FAIL_REASON, reason)
+        trial.set_user_attr(FAIL_MESSAGE, message[-2000:])
+        return TrialFailed(f"{reason}: {message.splitlines()[-1] if message else ''}")
+
+    def _finish_prune_trial(
+        self, prune_trial: optuna.Trial | None, state: optuna.trial.TrialState, value: float | None
+    ) -> None:
+        if self.prune_study is None or prune_trial is None:
+            return
+        try:
+            if state == optuna.trial.TrialState.COMPLETE and value is not None:
+                self.prune_study.tell(prune_trial, value)
+            else:
+                self.prune_study.tell(prune_trial, state=state)
+        except Exception:  # the companion study is advisory; never fail the real trial for it
+            logger.debug("could not finish pruning companion trial", exc_info=True)
+
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        cfg = self.cfg
+        sampled = suggest_params(trial, cfg.space)
+        seed = derive_seed(cfg.seed, trial.number)
+        params: dict[str, Any] = {**cfg.trainer.params, **sampled}
+        params.setdefault("seed", seed)
+        trial.set_user_attr("seed", params["seed"])
+        for hook in self.hooks:
+            params = hook.before(trial, params)
+        prune_trial = self.prune_study.ask() if self.prune_study is not None else None
+        if prune_trial is not None:
+            trial.set_user_attr("prune_companion_trial", prune_trial.number)
+        reporter = TrialReporter(trial, cfg.objective.pruning_metric, prune_trial)
+        started = time.perf_counter()
+        try:
+            with deadline(cfg.budget.trial_timeout):
+                result = self.train_fn(params, reporter)
+        except Pruned as exc:
+            trial.set_user_attr("pruned_at_step", reporter.last_step)
+            trial.set_user_attr("prune_reason", str(exc))
+            self._set_metrics(trial, reporter.last_metrics, prefix="last_")
+            trial.set_user_attr("wall_seconds", round(time.perf_counter() - started, 3))
+            self._finish_prune_trial(prune_trial, optuna.trial.TrialState.PRUNED, None)
+            self._run_after_hooks(trial, params, optuna.trial.TrialState.PRUNED, None, reporter)
+            raise optuna.TrialPruned(str(exc)) from None
+        except Exception as exc:
+            trial.set_user_attr("wall_seconds", round(time.perf_counter() - started, 3))
+            self._set_metrics(trial, reporter.last_metrics, prefix="last_")
+            self._finish_prune_trial(prune_trial, optuna.trial.TrialState.FAIL, None)
+            message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            failure = self._fail(trial, _classify_exception(exc), message)
+            self._run_after_hooks(trial, params, optuna.trial.TrialState.FAIL, None, reporter)
+            raise failure from exc
+        trial.set_user_attr("wall_seconds", round(time.perf_counter() - started, 3))
+        try:
+            values = self._values(trial, result, prune_trial)
+        except TrialFailed:
+            self._run_after_hooks(trial, params, optuna.trial.TrialState.FAIL, result, reporter)
+            raise
+        self._run_after_hooks(trial, params, optuna.trial.TrialState.COMPLETE, result, reporter)
+        return values
+
+    def _set_metrics(
+        self, trial: optuna.Trial, metrics: Mapping[str, Any], prefix: str = ""
+    ) -> None:
+        for key, value in metrics.items():
+            if _finite(value):
+                trial.set_user_attr(f"{prefix}{key}", float(value))
+
+    def _values(
+        self, trial: optuna.Trial, result: Any, prune_trial: optuna.Trial | None
+    ) -> float | list[float]:
+        fail_state = optuna.trial.TrialState.FAIL
+        if not isinstance(result, Mapping):
+            self._finish_prune_trial(prune_trial, fail_state, None)
+            raise self._fail(
+                trial,
+                "bad_result",
+                f"trainer returned {type(result).__name__}, expected a dict of metrics",
+            )
+        self._set_metrics(trial, result)
+        values: list[float] = []
+        for name in self.cfg.objective.names:
+            if name not in result:
+                self._finish_prune_trial(prune_trial, fail_state, None)
+                keys = ", ".join(sorted(map(str, result))) or "nothing"
+                raise self._fail(
+                    trial, "missing_metric", f"trainer result has no {name!r} (it has {keys})"
+                )
+            value = result[name]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                self._finish_prune_trial(prune_trial, fail_state, None)
+                raise self._fail(trial, "bad_result", f"{name} is {value!r}, not a number")
+            if not math.isfinite(value):
+                self._finish_prune_trial(prune_trial, fail_state, None)
+                raise self._fail(trial, "nan", f"{name} is {value}")
+            values.append(float(value))
+        prune_value = result.get(self.cfg.objective.pruning_metric)
+        self._finish_prune_trial(
+            prune_trial,
+            optuna.trial.TrialState.COMPLETE,
+            float(prune_value) if prune_value is not None and _finite(prune_value) else None,
+        )
+        return values if self.cfg.objective.is_multi else values[0]

@@ -1,0 +1,60 @@
+"""``--set dotted.key=value`` overrides, so one study file serves a smoke test and a real run."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from typing import Any
+
+import yaml
+
+from hpo.errors import ConfigError
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b.c=value`` into a key path and a YAML-typed value (``5`` is an int)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError([f"--set {text!r}: expected KEY=VALUE, e.g. budget.n_trials=3"])
+    parts = key.split(".")
+    if any(not p for p in parts):
+        raise ConfigError([f"--set {text!r}: empty segment in key {key!r}"])
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def apply_overrides(data: Any, overrides: Iterable[str]) -> Any:
+    """Return a copy of ``data`` with every override applied; all bad ones reported together."""
+    result = copy.deepcopy(data)
+    problems: list[str] = []
+    for text in overrides:
+        try:
+            parts, value = parse_override(text)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        if not isinstance(result, dict):
+            problems.append(f"--set {text!r}: the study file is not a mapping")
+            continue
+        node: Any = result
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = {}
+                node[part] = child
+            if not isinstance(child, dict):
+                path = ".".join(parts[: i + 1])
+                problems.append(
+                    f"--set {text!r}: {path} is a {type(child).__name__}, not a mapping"
+                )
+                break
+            node = child
+        else:
+            node[parts[-1]] = value
+    if problems:
+        raise ConfigError(problems)
+    return result

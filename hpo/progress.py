@@ -1,0 +1,125 @@
+"""Live terminal progress for a running study (rich), fed by an Optuna callback."""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from hpo.config import StudyConfig
+
+
+def _fmt_seconds(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class ProgressDisplay:
+    """One line of live status: trials done/pruned/failed, best so far, elapsed and ETA."""
+
+    def __init__(self, cfg: StudyConfig, console: Console | None = None) -> None:
+        self.cfg = cfg
+        self.console = console or Console(stderr=True)
+        self.started = time.perf_counter()
+        self.counts = {"complete": 0, "pruned": 0, "failed": 0}
+        self.done_here = 0
+        self.total_done = 0
+        self.best: str = "-"
+        self._live: Live | None = None
+
+    def __enter__(self) -> ProgressDisplay:
+        if self.console.is_terminal:
+            self._live = Live(self._render(), console=self.console, refresh_per_second=2)
+            self._live.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+            self._live.__exit__(exc_type, exc, tb)
+
+    def _render(self) -> Text:
+        n_total = self.cfg.budget.n_trials
+        elapsed = time.perf_counter() - self.started
+        total = f"{self.total_done}/{n_total}" if n_total else str(self.total_done)
+        eta = "-"
+        if n_total and self.done_here:
+            per_trial = elapsed / self.done_here
+            eta = _fmt_seconds(per_trial * max(n_total - self.total_done, 0))
+        elif self.cfg.budget.timeout:
+            eta = _fmt_seconds(self.cfg.budget.timeout - elapsed)
+        return Text.assemble(
+            ("trials ", "bold"),
+            total,
+            "  complete ",
+            (str(self.counts["complete"]), "green"),
+            "  pruned ",
+            (str(self.counts["pruned"]), "yellow"),
+            "  failed ",
+            (str(self.counts["failed"]), "red"),
+            "  best ",
+            (self.best, "bold cyan"),
+            f"  elapsed {_fmt_seconds(elapsed)}  eta {eta}",
+        )
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Optuna callback: refresh counts after each finished trial of this worker."""
+        from hpo.workers.budget import is_replaced, replaced_numbers
+
+        self.done_here += 1
+        all_trials = study.get_trials(deepcopy=False)
+        replaced = replaced_numbers(all_trials)
+        trials = [t for t in all_trials if not is_replaced(t, replaced)]
+        self.counts = {
+            "complete": sum(1 for t in trials if t.state == TrialState.COMPLETE),
+            "pruned": sum(1 for t in trials if t.state == TrialState.PRUNED),
+            "failed": sum(1 for t in trials if t.state == TrialState.FAIL),
+        }
+        self.total_done = sum(self.counts.values())
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        if complete and len(study.directions) == 1:
+            best = study.best_trial
+            self.best = f"{best.values[0]:.4g} (#{best.number})"
+        elif complete:
+            self.best = f"{len(study.best_trials)} on the Pareto front"
+        if self._live is not None:
+            self._live.update(self._render())
+        else:
+            state = trial.state.name.lower()
+            value = ""
+            if trial.state == TrialState.COMPLETE and trial.values:
+                value = " " + ", ".join(f"{v:.4g}" for v in trial.values)
+            elif trial.state == TrialState.PRUNED:
+                value = f" at step {trial.last_step}"
+            reason = trial.user_attrs.get("fail_reason")
+            extra = f" ({reason})" if reason else ""
+            self.console.print(
+                f"trial {trial.number} {state}{value}{extra}  [{self.total_done}"
+                f"{'/' + str(self.cfg.budget.n_trials) if self.cfg.budget.n_trials else ''}, "
+                f"best {self.best}]",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
+def summary_table(title: str, rows: dict[str, object]) -> Table:
+    """Two-column table used for the final summary and ``hpo status``."""
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    for key, value in rows.items():
+        table.add_row(key, str(value))
+    return table

@@ -1,0 +1,286 @@
+"""A single self-contained HTML report of a study, readable offline (plotly.js inlined).
+
+Each figure is stored as plotly JSON in a ``<script type="application/json">`` block and
+drawn by one small script, so the file works from a mail attachment and tests can read
+every figure back with an HTML parser.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import logging
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from hpo.objective import prune_study_name
+from hpo.results import load_existing_study
+from hpo.storages import mask_url, storage_url
+
+if TYPE_CHECKING:
+    from hpo.config import StudyConfig
+
+logger = logging.getLogger(__name__)
+
+TOP_TRIALS = 10
+
+
+@dataclass
+class Figure:
+    """One section of the report: a plotly figure, or why it could not be drawn."""
+
+    key: str
+    title: str
+    figure_json: str | None
+    unavailable: str | None = None
+
+
+def _targets(study: optuna.Study, names: Sequence[str]) -> list[tuple[str, Any, Any]]:
+    """(objective name, plot ``target``, importance ``target``) per objective.
+
+    Single-objective studies need no target (``None``). Optuna's default importance
+    evaluator ranks parameters by how they reach *low* target values, so a maximized
+    objective is negated for importances only.
+    """
+    if len(study.directions) == 1:
+        return [(names[0] if names else "objective", None, None)]
+    out: list[tuple[str, Any, Any]] = []
+    for i, name in enumerate(names[: len(study.directions)]):
+        sign = -1.0 if study.directions[i] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+        out.append(
+            (
+                name,
+                lambda t, i=i: float(t.values[i]),
+                lambda t, i=i, sign=sign: sign * float(t.values[i]),
+            )
+        )
+    return out
+
+
+def _figure(key: str, title: str, make: Callable[[], Any]) -> Figure:
+    try:
+        with warnings.catch_warnings():
+            # Advice aimed at interactive users (few trials per regime, target sign).
+            warnings.simplefilter("ignore", UserWarning)
+            fig = make()
+    except Exception as exc:  # e.g. importances need two completed trials
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        logger.info("report: %s not available: %s", key, reason)
+        return Figure(key, title, None, reason)
+    fig.update_layout(title=title)
+    return Figure(key, title, fig.to_json())
+
+
+def curves_study(study: optuna.Study, cfg: StudyConfig) -> optuna.Study:
+    """The study holding per-epoch curves: the pruning companion for multi-objective ones."""
+    if len(study.directions) == 1:
+        return study
+    try:
+        return optuna.load_study(study_name=prune_study_name(cfg), storage=study._storage)
+    except KeyError:
+        return study
+
+
+def build_figures(
+    study: optuna.Study,
+    names: Sequence[str],
+    pruning_metric: str,
+    curves: optuna.Study | None = None,
+) -> list[Figure]:
+    """Optimization history, intermediate values, importances, parallel coordinates, slices."""
+    import optuna.visualization as vis
+
+    figures: list[Figure] = []
+    targets = _targets(study, names)
+    multi = len(targets) > 1
+    for name, target, _ in targets:
+        figures.append(
+            _figure(
+                f"history-{name}" if multi else "history",
+                f"Optimization history ({name})" if multi else "Optimization history",
+                partial(vis.plot_optimization_history, study, target=target, target_name=name),
+            )
+        )
+    figures.append(
+        _figure(
+            "intermediate",
+            f"Intermediate values ({pruning_metric} per epoch)",
+            partial(vis.plot_intermediate_values, curves or study),
+        )
+    )
+    for name, target, importance_target in targets:
+        suffix = f" ({name})" if multi else ""
+        tag = f"-{name}" if multi else ""
+        plots: list[tuple[str, str, Callable[..., Any], Any]] = [
+            ("importances", "Parameter importances", vis.plot_param_importances, importance_target),
+            ("parallel", "Parallel coordinates", vis.plot_parallel_coordinate, target),
+            ("slice", "Slice plots", vis.plot_slice, target),
+        ]
+        for key, title, plot, plot_target in plots:
+            figures.append(
+                _figure(
+                    key + tag,
+                    title + suffix,
+                    partial(plot, study, target=plot_target, target_name=name),
+                )
+            )
+    return figures
+
+
+def state_counts(trials: Sequence[FrozenTrial]) -> dict[str, int]:
+    """Trials by state, in the order a reader cares about."""
+    order = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING]
+    counts = {s.name.lower(): sum(1 for t in trials if t.state == s) for s in order}
+    waiting = sum(1 for t in trials if t.state == TrialState.WAITING)
+    if waiting:
+        counts["waiting"] = waiting
+    return counts
+
+
+def top_trials(study: optuna.Study, k: int = TOP_TRIALS) -> list[FrozenTrial]:
+    """Best completed trials by the first objective (ties: earlier trial first)."""
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+    done.sort(key=lambda t: ((-1 if maximize else 1) * float(t.values[0]), t.number))
+    return done[:k]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _trials_table(trials: Sequence[FrozenTrial], names: Sequence[str]) -> str:
+    params = sorted({p for t in trials for p in t.params})
+    header = ["rank", "trial", *names, *params, "wall s", "seed"]
+    rows = []
+    for rank, t in enumerate(trials, start=1):
+        cells = [
+            rank,
+            t.number,
+            *[_fmt(v) for v in (t.values or [])][: len(names)],
+            *[_fmt(t.params[p]) if p in t.params else "" for p in params],
+            _fmt(t.user_attrs.get("wall_seconds", "")),
+            t.user_attrs.get("seed", ""),
+        ]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    head = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"
+    return (
+        f'<table id="top-trials"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+        if rows
+        else '<p id="top-trials" class="unavailable">No completed trial yet.</p>'
+    )
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f3f3f3; }
+.plot { width: 100%; min-height: 450px; }
+.unavailable { color: #777; font-style: italic; }
+dl.meta { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; }
+dl.meta dt { font-weight: bold; }
+"""
+
+_DRAW = """
+document.querySelectorAll('script[type="application/json"][data-plot]').forEach(function (s) {
+  var fig = JSON.parse(s.textContent);
+  Plotly.newPlot(s.dataset.plot, fig.data, fig.layout,
+                 {responsive: true, displaylogo: false});
+});
+"""
+
+
+def _script_json(text: str) -> str:
+    """JSON safe inside ``<script>``: ``</`` cannot end the element early."""
+    return text.replace("</", "<\\/")
+
+
+def render_html(
+    *,
+    title: str,
+    meta: dict[str, str],
+    counts: dict[str, int],
+    table: str,
+    figures: Sequence[Figure],
+) -> str:
+    """The report page."""
+    from plotly.offline import get_plotlyjs
+
+    meta_html = "".join(
+        f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in meta.items()
+    )
+    counts_html = "".join(
+        f'<tr><th>{html.escape(k)}</th><td data-state="{html.escape(k)}">{v}</td></tr>'
+        for k, v in counts.items()
+    )
+    sections = []
+    for fig in figures:
+        body = (
+            f'<div id="plot-{fig.key}" class="plot"></div>'
+            f'<script type="application/json" data-plot="plot-{fig.key}">'
+            f"{_script_json(fig.figure_json)}</script>"
+            if fig.figure_json is not None
+            else f'<p class="unavailable">Not available: {html.escape(fig.unavailable or "")}</p>'
+        )
+        sections.append(
+            f'<section id="section-{fig.key}"><h2>{html.escape(fig.title)}</h2>{body}</section>'
+        )
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style>"
+        f'<script type="text/javascript">{get_plotlyjs()}</script></head><body>'
+        f"<h1>{html.escape(title)}</h1>"
+        f'<dl class="meta">{meta_html}</dl>'
+        f'<h2>Trials</h2><table id="counts">{counts_html}</table>'
+        f"<h2>Top trials</h2>{table}"
+        f"{''.join(sections)}"
+        f'<script type="text/javascript">{_DRAW}</script>'
+        "</body></html>\n"
+    )
+
+
+def build_report(cfg: StudyConfig) -> str:
+    """The report of the study in ``cfg`` as HTML text."""
+    study = load_existing_study(cfg)
+    names = cfg.objective.names
+    trials = study.get_trials(deepcopy=False)
+    directions = ", ".join(
+        f"{d} {n}" for n, d in zip(names, cfg.objective.study_directions, strict=False)
+    )
+    meta = {
+        "study": study.study_name,
+        "storage": mask_url(storage_url(cfg)),
+        "objective": directions,
+        "trainer": str(study.user_attrs.get("hpo:trainer", cfg.trainer.name)),
+        "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    best = top_trials(study, 1)
+    if best:
+        meta["best trial"] = f"{best[0].number} ({', '.join(_fmt(v) for v in best[0].values)})"
+    figures = build_figures(study, names, cfg.objective.pruning_metric, curves_study(study, cfg))
+    return render_html(
+        title=f"HPO report: {study.study_name}",
+        meta=meta,
+        counts=state_counts(trials),
+        table=_trials_table(top_trials(study), names),
+        figures=figures,
+    )
+
+
+def write_report(cfg: StudyConfig, path: str | Path) -> Path:
+    """Write the report to ``path`` (folders created) and return it."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(build_report(cfg), encoding="utf-8")
+    return out

@@ -1,0 +1,108 @@
+"""Reading a study back: counts, the best trial, and a ready-to-run trainer config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from hpo.config import StudyConfig
+from hpo.runner import ATTR_FIXED, ATTR_TRAINER
+from hpo.storages import mask_url, open_storage, storage_url
+
+
+@dataclass
+class StudyStatus:
+    """Counts by state, the best trial so far, and what is running now."""
+
+    study_name: str
+    storage: str
+    counts: dict[str, int]
+    best_number: int | None
+    best_values: list[float] | None
+    best_params: dict[str, Any]
+    running: list[dict[str, Any]] = field(default_factory=list)
+
+
+def load_existing_study(cfg: StudyConfig) -> optuna.Study:
+    """Load the study named in ``cfg``; a clear error when it has never run."""
+    from hpo.errors import ConfigError
+
+    storage = open_storage(storage_url(cfg))
+    try:
+        return optuna.load_study(study_name=cfg.name, storage=storage)
+    except KeyError:
+        raise ConfigError(
+            [f"study {cfg.name!r} not found in {mask_url(storage_url(cfg))}; run it first"]
+        ) from None
+
+
+def best_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The best trial, or the Pareto front for multi-objective studies (empty when none completed)."""
+    if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+        return []
+    if len(study.directions) > 1:
+        return list(study.best_trials)
+    return [study.best_trial]
+
+
+def study_status(cfg: StudyConfig) -> StudyStatus:
+    """Where the study stands."""
+    study = load_existing_study(cfg)
+    from hpo.workers.budget import is_replaced, replaced_numbers
+
+    all_trials = study.get_trials(deepcopy=False)
+    replaced = replaced_numbers(all_trials)
+    trials = [t for t in all_trials if not is_replaced(t, replaced)]
+    counts = {s.name.lower(): sum(1 for t in trials if t.state == s) for s in TrialState}
+    counts["retried or surplus"] = len(all_trials) - len(trials)
+    best = best_trials(study)
+    running = [
+        {
+            "number": t.number,
+            "params": t.params,
+            "last_step": t.last_step,
+            "started": t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
+        }
+        for t in trials
+        if t.state == TrialState.RUNNING
+    ]
+    return StudyStatus(
+        study_name=cfg.name,
+        storage=mask_url(storage_url(cfg)),
+        counts=counts,
+        best_number=best[0].number if best else None,
+        best_values=list(best[0].values) if best else None,
+        best_params=dict(best[0].params) if best else {},
+        running=running,
+    )
+
+
+def best_config(cfg: StudyConfig) -> dict[str, Any]:
+    """The best trial as a standalone trainer config: fixed params + best params + its seed."""
+    from hpo.errors import ConfigError
+
+    study = load_existing_study(cfg)
+    best = best_trials(study)
+    if not best:
+        raise ConfigError([f"study {cfg.name!r} has no completed trial yet"])
+    trial = best[0]
+    fixed = study.user_attrs.get(ATTR_FIXED, cfg.trainer.params)
+    params = {**fixed, **trial.params}
+    if "seed" in trial.user_attrs:
+        params["seed"] = trial.user_attrs["seed"]
+    metrics = {
+        k: v
+        for k, v in trial.user_attrs.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and k != "seed"
+    }
+    return {
+        "trainer": study.user_attrs.get(ATTR_TRAINER, cfg.trainer.name),
+        "params": params,
+        "study": cfg.name,
+        "trial": trial.number,
+        "values": dict(zip(cfg.objective.names, trial.values or [], strict=False)),
+        "metrics": metrics,
+    }

@@ -1,0 +1,350 @@
+"""Create or resume a study and run trials until the shared budget is spent."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from hpo.config import StudyConfig
+from hpo.errors import StudyMismatchError
+from hpo.objective import FAIL_REASON, Objective, TrialHook, prune_study_name
+from hpo.pruners import build_pruner
+from hpo.samplers import build_sampler
+from hpo.space import space_as_dict, space_fingerprint
+from hpo.storages import default_grace_period, is_rdb_url, mask_url, open_storage, storage_url
+from hpo.workers.budget import (
+    RETRIED_ATTR,
+    SURPLUS_ATTR,
+    BudgetCallback,
+    counted_trials,
+    is_replaced,
+    replaced_numbers,
+)
+from hpo.workers.guard import TrialGuard
+from hpo.workers.heartbeat import needs_own_heartbeat, recover_stale
+from hpo.workers.identity import WorkerIdentity, owner_key
+from hpo.workers.interrupts import interrupt_handling
+from hpo.workers.oom import FreeMemoryAfterOom, OomRetryHook
+from hpo.workers.recovery import (
+    INTERRUPTED,
+    RetryHook,
+    RetryStaleTrial,
+    quiet_expected_warnings,
+    recover_orphans,
+    requeue,
+)
+from trainers.registry import resolve_trainer
+
+logger = logging.getLogger(__name__)
+
+StudyCallback = Callable[[optuna.Study, FrozenTrial], None]
+
+ATTR_SPACE = "hpo:space"
+ATTR_FINGERPRINT = "hpo:space_fingerprint"
+ATTR_OBJECTIVE = "hpo:objective"
+ATTR_TRAINER = "hpo:trainer"
+ATTR_FIXED = "hpo:fixed_params"
+ATTR_SEED = "hpo:seed"
+
+__all__ = [
+    "RETRIED_ATTR",
+    "BudgetCallback",
+    "RunSummary",
+    "counted_trials",
+    "open_study",
+    "run_study",
+    "summarize",
+]
+
+
+@dataclass
+class RunSummary:
+    """What one ``run_study`` call did and where the study stands."""
+
+    study_name: str
+    storage: str
+    trials_run: int
+    n_complete: int
+    n_pruned: int
+    n_failed: int
+    n_running: int
+    elapsed_seconds: float
+    n_retried: int = 0
+    n_surplus: int = 0
+    best_number: int | None = None
+    best_values: list[float] | None = None
+    best_params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def any_complete(self) -> bool:
+        """True when the study has at least one completed trial (the CLI's exit status)."""
+        return self.n_complete > 0
+
+
+def _check_compatible(study: optuna.Study, cfg: StudyConfig, force: bool) -> None:
+    attrs = study.user_attrs
+    problems: list[str] = []
+    old_fp = attrs.get(ATTR_FINGERPRINT)
+    if old_fp is not None and old_fp != space_fingerprint(cfg.space):
+        old_space = attrs.get(ATTR_SPACE, {})
+        new_space = space_as_dict(cfg.space)
+        changed = sorted(
+            k for k in set(old_space) | set(new_space) if old_space.get(k) != new_space.get(k)
+        )
+        problems.append(
+            f"study {cfg.name!r} exists with a different search space (changed: "
+            f"{', '.join(changed)}); use --force to continue it anyway, or give the study a new name"
+        )
+    old_obj = attrs.get(ATTR_OBJECTIVE)
+    new_obj = {"metrics": cfg.objective.names, "directions": cfg.objective.study_directions}
+    if old_obj is not None and old_obj != new_obj:
+        problems.append(
+            f"study {cfg.name!r} exists with objective {old_obj}, the file says {new_obj}; "
+            "an objective cannot change within a study: give the study a new name"
+        )
+    if problems and (not force or (old_obj is not None and old_obj != new_obj)):
+        raise StudyMismatchError(problems)
+
+
+def _record_study_attrs(study: optuna.Study, cfg: StudyConfig) -> None:
+    study.set_user_attr(ATTR_SPACE, space_as_dict(cfg.space))
+    study.set_user_attr(ATTR_FINGERPRINT, space_fingerprint(cfg.space))
+    study.set_user_attr(
+        ATTR_OBJECTIVE,
+        {"metrics": cfg.objective.names, "directions": cfg.objective.study_directions},
+    )
+    study.set_user_attr(ATTR_TRAINER, cfg.trainer.name)
+    study.set_user_attr(ATTR_FIXED, cfg.trainer.params)
+    study.set_user_attr(ATTR_SEED, cfg.seed)
+
+
+def open_study_storage(cfg: StudyConfig) -> optuna.storages.BaseStorage:
+    """The study's storage, with heartbeats and stale-trial retries on for RDB storages."""
+    url = storage_url(cfg)
+    if not is_rdb_url(url):
+        return open_storage(url)
+    workers = cfg.workers
+    interval = workers.heartbeat_interval
+    return open_storage(
+        url,
+        heartbeat_interval=interval,
+        grace_period=workers.grace_period or default_grace_period(interval),
+        heartbeat_stale_trial_callback=RetryStaleTrial(workers.max_retries),
+    )
+
+
+def own_heartbeat(cfg: StudyConfig, study: optuna.Study) -> tuple[float, float] | None:
+    """``(interval, grace)`` of hpo's own heartbeat when the storage lacks Optuna's, else None."""
+    if not needs_own_heartbeat(study._storage):
+        return None
+    interval = cfg.workers.heartbeat_interval
+    return float(interval), float(cfg.workers.grace_period or default_grace_period(interval))
+
+
+def open_study(cfg: StudyConfig, *, force: bool = False, create: bool = True) -> optuna.Study:
+    """Create the study or load it, refusing a changed space or objective unless ``force``."""
+    storage = open_study_storage(cfg)
+    epochs = cfg.trainer.params.get("epochs")
+    max_resource = epochs if isinstance(epochs, int) and epochs > 0 else None
+    sampler = build_sampler(cfg.sampler.name, cfg.sampler.kwargs, seed=cfg.seed, space=cfg.space)
+    pruner = build_pruner(cfg.pruner.name, cfg.pruner.kwargs, max_resource=max_resource)
+    directions = cfg.objective.study_directions
+    if not create:
+        return optuna.load_study(
+            study_name=cfg.name, storage=storage, sampler=sampler, pruner=pruner
+        )
+    try:
+        existing = optuna.load_study(
+            study_name=cfg.name, storage=storage, sampler=sampler, pruner=pruner
+        )
+    except KeyError:
+        existing = None
+    if existing is not None:
+        if [d.name.lower() for d in existing.directions] != directions:
+            raise StudyMismatchError(
+                [
+                    f"study {cfg.name!r} exists with directions "
+                    f"{[d.name.lower() for d in existing.directions]}, the file says {directions}"
+                ]
+            )
+        _check_compatible(existing, cfg, force)
+        _record_study_attrs(existing, cfg)
+        return existing
+    study = optuna.create_study(
+        study_name=cfg.name,
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner,
+        directions=directions,
+        load_if_exists=True,
+    )
+    _record_study_attrs(study, cfg)
+    return study
+
+
+def _prune_companion(cfg: StudyConfig, study: optuna.Study) -> optuna.Study | None:
+    if not cfg.objective.is_multi:
+        return None
+    epochs = cfg.trainer.params.get("epochs")
+    max_resource = epochs if isinstance(epochs, int) and epochs > 0 else None
+    return optuna.create_study(
+        study_name=prune_study_name(cfg),
+        storage=study._storage,
+        sampler=optuna.samplers.RandomSampler(seed=cfg.seed),
+        pruner=build_pruner(cfg.pruner.name, cfg.pruner.kwargs, max_resource=max_resource),
+        direction=cfg.objective.pruning_direction,
+        load_if_exists=True,
+    )
+
+
+def summarize(study: optuna.Study, cfg: StudyConfig, trials_run: int, elapsed: float) -> RunSummary:
+    """Counts by state and the best trial (the first Pareto-optimal one when multi-objective).
+
+    Failed trials that were replaced by a retry, or that started beyond the budget, are
+    reported as ``n_retried`` / ``n_surplus`` rather than as failures.
+    """
+    trials = study.get_trials(deepcopy=False)
+    replaced = replaced_numbers(trials)
+    kept = [t for t in trials if not is_replaced(t, replaced)]
+    counts = {s: sum(1 for t in kept if t.state == s) for s in TrialState}
+    surplus = sum(1 for t in trials if t.system_attrs.get(SURPLUS_ATTR))
+    summary = RunSummary(
+        study_name=cfg.name,
+        storage=mask_url(storage_url(cfg)),
+        trials_run=trials_run,
+        n_complete=counts[TrialState.COMPLETE],
+        n_pruned=counts[TrialState.PRUNED],
+        n_failed=counts[TrialState.FAIL],
+        n_running=sum(1 for t in trials if t.state == TrialState.RUNNING),
+        elapsed_seconds=elapsed,
+        n_retried=len(trials) - len(kept) - surplus,
+        n_surplus=surplus,
+    )
+    if summary.n_complete:
+        best = study.best_trials[0] if cfg.objective.is_multi else study.best_trial
+        summary.best_number = best.number
+        summary.best_values = list(best.values or [])
+        summary.best_params = dict(best.params)
+    return summary
+
+
+def _requeue_after_interrupt(
+    study: optuna.Study, guard: TrialGuard, identity: WorkerIdentity, max_retries: int
+) -> None:
+    """After Ctrl-C / SIGTERM: leave none of this process's trials RUNNING or lost.
+
+    The guard normally records the interrupted trial itself; this catches an interrupt
+    that landed outside it (a second Ctrl-C inside Optuna's own bookkeeping).
+    """
+    try:
+        storage = study._storage
+        mine = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if owner_key(t) == identity.key
+        ]
+        if guard.current_trial_id is not None:
+            current = storage.get_trial(guard.current_trial_id)
+            replaced = replaced_numbers(study.get_trials(deepcopy=False))
+            if (
+                current.state == TrialState.FAIL
+                and FAIL_REASON not in current.user_attrs
+                and not is_replaced(current, replaced)
+            ):
+                requeue(study, current, INTERRUPTED, max_retries=max_retries, fail=False)
+        for trial in mine:
+            if not trial.user_attrs.get(FAIL_REASON):
+                storage.set_trial_user_attr(trial._trial_id, FAIL_REASON, INTERRUPTED)
+            requeue(study, storage.get_trial(trial._trial_id), INTERRUPTED, max_retries=max_retries)
+    except Exception as exc:  # never turn an interrupt into a traceback
+        logger.warning("could not record the interrupted trials: %s", exc)
+
+
+def run_study(
+    cfg: StudyConfig,
+    *,
+    force: bool = False,
+    callbacks: Iterable[StudyCallback] = (),
+    n_trials: int | None = None,
+    hooks: Sequence[TrialHook] = (),
+    identity: WorkerIdentity | None = None,
+    reseed_sampler: bool = False,
+) -> RunSummary:
+    """Run trials of ``cfg`` in this process until the budget (shared with other workers) is used.
+
+    Running it again on the same storage continues the same study up to ``budget.n_trials``
+    in total. ``n_trials`` caps the trials *this* call runs (used by worker processes).
+    Each trial first claims its place in the budget (see :mod:`hpo.workers.budget`), so
+    any number of concurrent callers together run exactly ``budget.n_trials`` counted
+    trials. Ctrl-C / SIGTERM end the running trial as FAIL (``fail_reason: interrupted``)
+    and queue its parameters again, then raise ``KeyboardInterrupt``.
+    ``reseed_sampler`` gives this process's sampler a fresh random seed: parallel workers
+    built from the same study seed would otherwise propose the same parameters.
+    """
+    spec = resolve_trainer(cfg.trainer.name)
+    study = open_study(cfg, force=force)
+    if reseed_sampler:
+        study.sampler.reseed_rng()
+    identity = identity or WorkerIdentity.current()
+    max_retries = cfg.workers.max_retries
+    quiet_expected_warnings()
+    recover_orphans(study, max_retries=max_retries)
+    heartbeat = own_heartbeat(cfg, study)
+    if heartbeat is not None:
+        recover_stale(study, grace_period=heartbeat[1], max_retries=max_retries)
+    from hpo.hooks import default_hooks
+
+    all_hooks: list[TrialHook] = [RetryHook(), *default_hooks(cfg, study), *hooks]
+    if cfg.workers.on_oom == "retry_smaller_batch":
+        all_hooks.append(OomRetryHook())
+    objective = Objective(cfg, spec.fn, prune_study=_prune_companion(cfg, study), hooks=all_hooks)
+    budget = cfg.budget.n_trials
+    trials = study.get_trials(deepcopy=False)
+    # Queued (WAITING) trials are not subtracted: they are work for whoever runs next.
+    already = counted_trials(trials, include_running=True, include_waiting=False)
+    remaining = None if budget is None else max(budget - already, 0)
+    if n_trials is not None:
+        remaining = n_trials if remaining is None else min(remaining, n_trials)
+    started = time.perf_counter()
+    before = len(trials)
+    with interrupt_handling() as interrupts:
+        guard = TrialGuard(
+            objective,
+            identity=identity,
+            n_trials=budget,
+            interrupts=interrupts,
+            max_retries=max_retries,
+            own_heartbeat=heartbeat,
+        )
+        if remaining is None or remaining > 0:
+            interrupts.in_optimize = True
+            interrupts.stop_study = study.stop
+            try:
+                # The budget is enforced by the guard's claim and BudgetCallback, not by
+                # Optuna's n_trials: retried and surplus trials must not use up iterations.
+                study.optimize(
+                    guard,
+                    n_trials=n_trials,
+                    timeout=cfg.budget.timeout,
+                    catch=(Exception,),
+                    callbacks=[BudgetCallback(budget), FreeMemoryAfterOom(), *callbacks],
+                    gc_after_trial=True,
+                )
+            except KeyboardInterrupt:
+                _requeue_after_interrupt(study, guard, identity, max_retries)
+                raise
+            finally:
+                interrupts.in_optimize = False
+                interrupts.stop_study = None
+            interrupts.check()
+        else:
+            logger.info("study %s already has %d trials; nothing to run", cfg.name, already)
+    elapsed = time.perf_counter() - started
+    ran = len(study.get_trials(deepcopy=False)) - before
+    return summarize(study, cfg, max(ran, 0), elapsed)

@@ -1,0 +1,124 @@
+"""Sampling a declared search space, conditional parameters included."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from hpo.config import CategoricalParam, FloatParam, IntParam, ParamSpec
+
+if TYPE_CHECKING:
+    import optuna
+
+
+def dependency_order(space: Mapping[str, ParamSpec]) -> list[str]:
+    """Names in an order where every condition's parameter is sampled first.
+
+    Declaration order is kept where it already works; a cycle is an error.
+    """
+    order: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(name: str, chain: list[str]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            cycle = " -> ".join([*chain[chain.index(name) :], name])
+            raise ValueError(f"conditions form a cycle: {cycle}")
+        state[name] = 1
+        spec = space[name]
+        for other in spec.condition or {}:
+            if other in space:
+                visit(other, [*chain, name])
+        state[name] = 2
+        order.append(name)
+
+    for name in space:
+        visit(name, [])
+    return order
+
+
+def condition_holds(spec: ParamSpec, chosen: Mapping[str, Any]) -> bool:
+    """True when every ``if`` entry matches the values sampled so far."""
+    for other, wanted in (spec.condition or {}).items():
+        if other not in chosen:
+            return False
+        values = wanted if isinstance(wanted, list) else [wanted]
+        value = chosen[other]
+        if not any(type(value) is type(v) and value == v for v in values) and value not in values:
+            return False
+    return True
+
+
+def suggest_params(trial: optuna.Trial, space: Mapping[str, ParamSpec]) -> dict[str, Any]:
+    """Ask the trial for every active parameter, in dependency order."""
+    chosen: dict[str, Any] = {}
+    for name in dependency_order(space):
+        spec = space[name]
+        if not condition_holds(spec, chosen):
+            continue
+        if isinstance(spec, FloatParam):
+            chosen[name] = trial.suggest_float(
+                name, spec.low, spec.high, log=spec.log, step=spec.step
+            )
+        elif isinstance(spec, IntParam):
+            chosen[name] = trial.suggest_int(
+                name, spec.low, spec.high, log=spec.log, step=spec.step
+            )
+        else:
+            chosen[name] = trial.suggest_categorical(name, spec.choices)
+    return chosen
+
+
+def space_as_dict(space: Mapping[str, ParamSpec]) -> dict[str, Any]:
+    """Plain data form of the space, as written in a study file."""
+    return {
+        name: spec.model_dump(by_alias=True, exclude_none=True, exclude_defaults=False)
+        for name, spec in space.items()
+    }
+
+
+def space_fingerprint(space: Mapping[str, ParamSpec]) -> str:
+    """Stable hash of the space, stored with the study to refuse silent changes on resume."""
+    canonical = json.dumps(space_as_dict(space), sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def describe_param(spec: ParamSpec) -> str:
+    """One-line human description, used by ``hpo validate``."""
+    if isinstance(spec, CategoricalParam):
+        text = "one of " + ", ".join(repr(c) for c in spec.choices)
+    else:
+        kind = "float" if isinstance(spec, FloatParam) else "int"
+        text = f"{kind} in [{spec.low}, {spec.high}]"
+        if spec.log:
+            text += ", log scale"
+        if isinstance(spec, FloatParam) and spec.step is not None:
+            text += f", step {spec.step}"
+        if isinstance(spec, IntParam) and spec.step != 1:
+            text += f", step {spec.step}"
+    if spec.condition:
+        cond = ", ".join(
+            f"{k} in {v}" if isinstance(v, list) else f"{k} = {v!r}"
+            for k, v in spec.condition.items()
+        )
+        text += f"  (only when {cond})"
+    return text
+
+
+def grid_values(name: str, spec: ParamSpec) -> list[Any]:
+    """Every value of a parameter, for the grid sampler; floats need a step."""
+    if isinstance(spec, CategoricalParam):
+        return list(spec.choices)
+    if isinstance(spec, IntParam):
+        if spec.log:
+            raise ValueError(f"space.{name}: the grid sampler cannot enumerate a log-scale int")
+        return list(range(spec.low, spec.high + 1, spec.step))
+    if spec.step is None:
+        raise ValueError(
+            f"space.{name}: the grid sampler needs a step (or categorical choices) for float parameters"
+        )
+    n = round((spec.high - spec.low) / spec.step)
+    return [round(spec.low + i * spec.step, 12) for i in range(n + 1)]

@@ -1,0 +1,73 @@
+"""Running a trainer once from a config file (``hpo train``), with the same validation as studies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from rich.console import Console
+
+from hpo.errors import ConfigError
+from hpo.overrides import apply_overrides
+from hpo.yaml_loader import load_yaml_file
+from trainers.registry import TrainerNotFound, resolve_trainer
+
+_TOP_LEVEL = {"trainer", "params", "study", "trial", "values", "metrics"}
+
+
+def load_trainer_config(
+    path: str | Path, overrides: Iterable[str] = ()
+) -> tuple[str, dict[str, Any]]:
+    """Read ``{trainer: NAME, params: {...}}`` (``hpo best`` output) or a bare params mapping."""
+    data = load_yaml_file(path)
+    overrides = list(overrides)
+    if overrides:
+        data = apply_overrides(data if data is not None else {}, overrides)
+    if not isinstance(data, Mapping):
+        raise ConfigError([f"{path}: expected a mapping of trainer parameters"])
+    if "params" in data or "trainer" in data:
+        unknown = sorted(set(map(str, data)) - _TOP_LEVEL)
+        if unknown:
+            raise ConfigError(
+                [
+                    f"{path}: unknown key {k!r}; allowed: {', '.join(sorted(_TOP_LEVEL))}"
+                    for k in unknown
+                ]
+            )
+        name = str(data.get("trainer", "contrastive"))
+        params = data.get("params") or {}
+        if not isinstance(params, Mapping):
+            raise ConfigError([f"{path}: params must be a mapping"])
+        return name, dict(params)
+    return "contrastive", dict(data)
+
+
+def run_standalone(
+    name: str, params: dict[str, Any], console: Console | None = None
+) -> dict[str, float]:
+    """Validate params against the trainer's schema, then train once and return its result."""
+    try:
+        spec = resolve_trainer(name)
+    except TrainerNotFound as exc:
+        raise ConfigError([f"trainer: {exc}"]) from None
+    if spec.params_schema is not None:
+        try:
+            spec.params_schema.model_validate(params)
+        except ValidationError as exc:
+            problems = []
+            for e in exc.errors():
+                loc = ".".join(str(p) for p in e["loc"]) or "(params)"
+                msg = "unknown parameter" if e["type"] == "extra_forbidden" else str(e["msg"])
+                problems.append(f"params.{loc}: {msg.removeprefix('Value error, ')}")
+            raise ConfigError(problems) from None
+    from trainers.reporter import Reporter
+
+    class _Echo(Reporter):
+        def report(self, step: int, metrics: Mapping[str, float]) -> None:
+            if console is not None:
+                shown = "  ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+                console.print(f"epoch {step}: {shown}", highlight=False)
+
+    return dict(spec.fn(params, _Echo()))

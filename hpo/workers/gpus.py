@@ -1,0 +1,176 @@
+"""Which GPUs this machine has, and how they are split into worker slots.
+
+Each slot becomes one worker process with its own ``CUDA_VISIBLE_DEVICES``; inside the
+worker the trainer simply uses ``cuda:0``. GPU numbers given by the user are the ones
+this process sees: when ``CUDA_VISIBLE_DEVICES`` is already set (a Slurm allocation, a
+container runtime), ``--gpus 0`` means its first entry, as it would for torch.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+GpuSpec = Literal["all", "none"] | list[int]
+
+
+@dataclass(frozen=True)
+class WorkerSlot:
+    """One worker process to start: its index and the devices it may see."""
+
+    index: int
+    cuda_visible_devices: str | None
+    """Value for ``CUDA_VISIBLE_DEVICES``: a device, or ``""`` for a CPU worker."""
+
+    @property
+    def label(self) -> str:
+        """Short human name: ``gpu 1`` or ``cpu``."""
+        return f"gpu {self.cuda_visible_devices}" if self.cuda_visible_devices else "cpu"
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """The slots to run, and anything the user should be told about how they were chosen."""
+
+    slots: list[WorkerSlot]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def uses_gpus(self) -> bool:
+        """True when at least one slot has a GPU."""
+        return any(s.cuda_visible_devices for s in self.slots)
+
+
+def visible_devices(env: Mapping[str, str] | None = None) -> list[str] | None:
+    """Entries of an inherited ``CUDA_VISIBLE_DEVICES``, or ``None`` when it is unset."""
+    env = os.environ if env is None else env
+    value = env.get("CUDA_VISIBLE_DEVICES")
+    if value is None:
+        return None
+    return [part.strip() for part in value.split(",") if part.strip() and part.strip() != "-1"]
+
+
+def driver_device_count() -> int | None:
+    """GPUs reported by the CUDA driver library, or ``None`` when there is no driver.
+
+    Asks ``libcuda`` directly (no torch import, no CUDA context kept), honouring
+    ``CUDA_VISIBLE_DEVICES`` like every CUDA program.
+    """
+    for name in ("libcuda.so.1", "libcuda.so"):
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        count = ctypes.c_int(0)
+        if lib.cuInit(0) != 0 or lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
+            return 0
+        return int(count.value)
+    return None
+
+
+def nvidia_smi_indices(executable: str | None = None) -> list[str] | None:
+    """GPU indices listed by ``nvidia-smi``, or ``None`` when it is missing or fails."""
+    exe = executable or shutil.which("nvidia-smi")
+    if not exe:
+        return None
+    try:
+        proc = subprocess.run(
+            [exe, "--query-gpu=index", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    return [line.strip() for line in proc.stdout.splitlines() if line.strip()]
+
+
+def detect_gpus(env: Mapping[str, str] | None = None) -> tuple[list[str], str]:
+    """Device ids to hand out for ``gpus: all``, and how they were found.
+
+    An inherited ``CUDA_VISIBLE_DEVICES`` is the allocation (its entries are passed on
+    as they are, UUIDs included); otherwise the driver is asked, then ``nvidia-smi``.
+    """
+    inherited = visible_devices(env)
+    if inherited is not None:
+        return inherited, "CUDA_VISIBLE_DEVICES"
+    count = driver_device_count()
+    if count:
+        return [str(i) for i in range(count)], "the CUDA driver"
+    listed = nvidia_smi_indices()
+    if listed:
+        return listed, "nvidia-smi"
+    return [], "no CUDA driver or nvidia-smi"
+
+
+def _cpu_slots(n_workers: int) -> list[WorkerSlot]:
+    return [WorkerSlot(i, "") for i in range(n_workers)]
+
+
+def plan_workers(
+    gpus: GpuSpec,
+    *,
+    per_gpu: int = 1,
+    n_workers: int = 1,
+    env: Mapping[str, str] | None = None,
+    detected: Sequence[str] | None = None,
+) -> WorkerPlan:
+    """Slots for ``gpus`` (``all``, ``none`` or indices) with ``per_gpu`` workers each.
+
+    ``n_workers`` is the number of CPU workers for ``gpus: none`` (and for ``all`` on a
+    machine without GPUs); with GPUs the count is ``len(gpus) x per_gpu``.
+    ``detected`` replaces detection (tests, callers that already know).
+    """
+    if gpus == "none":
+        return WorkerPlan(_cpu_slots(n_workers))
+    inherited = visible_devices(env)
+    if gpus == "all":
+        if detected is not None:
+            devices, source = list(detected), "the caller"
+        else:
+            devices, source = detect_gpus(env)
+        if not devices:
+            return WorkerPlan(
+                _cpu_slots(n_workers),
+                [
+                    f"no GPU found ({source}): running {n_workers} CPU "
+                    f"worker{'s' if n_workers != 1 else ''}"
+                ],
+            )
+        notes = [f"{len(devices)} GPU(s) from {source}: {', '.join(devices)}"]
+    else:
+        if inherited is not None:
+            missing = [i for i in gpus if i >= len(inherited)]
+            if missing:
+                raise ValueError(
+                    f"GPU {missing[0]} is not visible: CUDA_VISIBLE_DEVICES has "
+                    f"{len(inherited)} entr{'y' if len(inherited) == 1 else 'ies'}"
+                )
+            devices = [inherited[i] for i in gpus]
+        else:
+            devices = [str(i) for i in gpus]
+        notes = []
+    slots = [
+        WorkerSlot(index, device)
+        for index, device in enumerate(d for d in devices for _ in range(per_gpu))
+    ]
+    return WorkerPlan(slots, notes)
+
+
+def slot_env(slot: WorkerSlot, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for a worker process of ``slot``."""
+    from hpo.workers.identity import SLOT_ENV
+
+    env = dict(os.environ if base is None else base)
+    if slot.cuda_visible_devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = slot.cuda_visible_devices
+    env[SLOT_ENV] = str(slot.index)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env

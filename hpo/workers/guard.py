@@ -1,0 +1,85 @@
+"""The wrapper every trial runs through: mark its owner, claim its budget slot, end it cleanly.
+
+It sits between Optuna's optimize loop and :class:`hpo.objective.Objective`, so it runs
+before any sampling or training, and it is the one place where an interrupt is turned
+into a recorded, re-queued trial instead of a RUNNING zombie.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+
+import optuna
+
+from hpo.objective import FAIL_REASON
+from hpo.workers.budget import SURPLUS_ATTR, SurplusTrial, within_budget
+from hpo.workers.heartbeat import TrialHeartbeat, recover_stale
+from hpo.workers.identity import WorkerIdentity, mark_owner
+from hpo.workers.interrupts import InterruptState
+from hpo.workers.recovery import INTERRUPTED, requeue
+
+logger = logging.getLogger(__name__)
+
+ObjectiveFn = Callable[[optuna.Trial], float | Sequence[float]]
+
+
+class TrialGuard:
+    """Callable for ``study.optimize`` that wraps the real objective."""
+
+    def __init__(
+        self,
+        objective: ObjectiveFn,
+        *,
+        identity: WorkerIdentity,
+        n_trials: int | None,
+        interrupts: InterruptState,
+        max_retries: int,
+        own_heartbeat: tuple[float, float] | None = None,
+    ) -> None:
+        """``own_heartbeat`` is ``(interval, grace_period)`` for storages without Optuna's."""
+        self.objective = objective
+        self.identity = identity
+        self.n_trials = n_trials
+        self.interrupts = interrupts
+        self.max_retries = max_retries
+        self.own_heartbeat = own_heartbeat
+        self.current_trial_id: int | None = None
+
+    def __call__(self, trial: optuna.Trial) -> float | Sequence[float]:
+        self.current_trial_id = trial._trial_id
+        mark_owner(trial, self.identity)
+        beat: AbstractContextManager[object] = nullcontext()
+        if self.own_heartbeat is not None:
+            interval, grace = self.own_heartbeat
+            beat = TrialHeartbeat(trial.storage, trial._trial_id, interval)
+            beat.beat()  # a popped retry must look alive before anyone checks
+            recover_stale(trial.study, grace_period=grace, max_retries=self.max_retries)
+        if self.n_trials is not None and not within_budget(
+            trial.study.get_trials(deepcopy=False), trial.number, self.n_trials
+        ):
+            trial.storage.set_trial_system_attr(trial._trial_id, SURPLUS_ATTR, True)
+            trial.set_user_attr(FAIL_REASON, "surplus")
+            trial.study.stop()
+            raise SurplusTrial(f"trial {trial.number} started after the budget was claimed")
+        try:
+            self.interrupts.in_trial = True
+            self.interrupts.check()
+            with beat:
+                return self.objective(trial)
+        except KeyboardInterrupt:
+            self.interrupts.in_trial = False
+            self._record_interrupt(trial)
+            raise
+        finally:
+            self.interrupts.in_trial = False
+
+    def _record_interrupt(self, trial: optuna.Trial) -> None:
+        """Tag the trial as interrupted and queue it again; Optuna then marks it FAIL."""
+        try:
+            trial.set_user_attr(FAIL_REASON, INTERRUPTED)
+            frozen = trial.storage.get_trial(trial._trial_id)
+            requeue(trial.study, frozen, INTERRUPTED, max_retries=self.max_retries, fail=False)
+        except Exception as exc:  # recording must never hide the interrupt itself
+            logger.warning("could not record interrupted trial %d: %s", trial.number, exc)

@@ -1,0 +1,100 @@
+"""Out-of-GPU-memory trials: record them, free the memory, optionally retry with half the batch.
+
+The objective already records such a trial as FAIL with ``fail_reason: cuda_oom`` (it
+recognises ``torch.cuda.OutOfMemoryError`` by name). Here the worker makes sure the next
+trial starts with an empty CUDA cache, and with ``workers.on_oom: retry_smaller_batch``
+queues the same parameters once more with ``batch_size`` halved and ``grad_accum``
+doubled, so the effective batch (and the meaning of the hyperparameters) is unchanged.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from hpo.objective import FAIL_REASON
+from hpo.workers.recovery import OVERRIDES_ATTR, requeue
+
+logger = logging.getLogger(__name__)
+
+CUDA_OOM = "cuda_oom"
+
+
+def free_cuda_memory() -> None:
+    """Drop unreachable tensors and return cached blocks to the driver (no-op without CUDA)."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    try:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # a broken CUDA context must not stop the worker
+        logger.debug("could not empty the CUDA cache", exc_info=True)
+
+
+def smaller_batch(params: Mapping[str, Any]) -> dict[str, int] | None:
+    """``batch_size`` halved and ``grad_accum`` doubled, or ``None`` when it cannot shrink."""
+    batch = params.get("batch_size")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 2:
+        return None
+    accum = params.get("grad_accum", 1)
+    if isinstance(accum, bool) or not isinstance(accum, int) or accum < 1:
+        return None
+    return {"batch_size": batch // 2, "grad_accum": accum * 2}
+
+
+class FreeMemoryAfterOom:
+    """Study callback: after a ``cuda_oom`` trial (and Optuna's gc), empty the CUDA cache."""
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.state == TrialState.FAIL and trial.user_attrs.get(FAIL_REASON) == CUDA_OOM:
+            free_cuda_memory()
+
+
+class OomRetryHook:
+    """Trial hook: queue an OOM trial again with a smaller batch (``on_oom: retry_smaller_batch``)."""
+
+    def before(self, trial: optuna.Trial, params: dict[str, Any]) -> dict[str, Any]:
+        """Nothing to change before the trial."""
+        return params
+
+    def after(
+        self,
+        trial: optuna.Trial,
+        params: Mapping[str, Any],
+        state: TrialState,
+        result: Mapping[str, Any] | None,
+        history: list[tuple[int, dict[str, float]]],
+    ) -> None:
+        """Queue the retry while the trial is still RUNNING (so it can be tagged as replaced)."""
+        if state != TrialState.FAIL:
+            return
+        frozen = trial.storage.get_trial(trial._trial_id)
+        if frozen.user_attrs.get(FAIL_REASON) != CUDA_OOM:
+            return
+        if "batch_size" in (frozen.system_attrs.get(OVERRIDES_ATTR) or {}):
+            logger.warning("trial %d ran out of GPU memory again; not retried", trial.number)
+            return
+        overrides = smaller_batch(params)
+        if overrides is None:
+            logger.warning(
+                "trial %d ran out of GPU memory; its params have no batch_size to halve",
+                trial.number,
+            )
+            return
+        requeue(
+            trial.study,
+            frozen,
+            CUDA_OOM,
+            max_retries=1,
+            fail=False,
+            overrides=overrides,
+            inherit_intermediate_values=False,
+        )

@@ -1,0 +1,281 @@
+"""What happens to a trial whose worker died or was interrupted: fail it, queue it again.
+
+A retry is a new WAITING trial with the same parameters, distributions and (for crashes)
+intermediate values, carrying Optuna's ``failed_trial`` / ``retry_history`` system attrs,
+so :class:`optuna.storages.RetryHeartbeatStaleTrialCallback` helpers read it as a retry and
+:mod:`hpo.workers.budget` stops counting the trial it replaces. The retry also reuses the
+original seed, so it repeats the same run rather than a new one.
+
+Crashes (``worker_died``, ``stale``) are retried at most ``workers.max_retries`` times per
+original trial: a configuration that kills its worker every time must end as a FAIL.
+Interrupts (Ctrl-C, SIGTERM) are not the trial's fault and are always queued again.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from hpo.objective import FAIL_MESSAGE, FAIL_REASON
+from hpo.workers.budget import (
+    FAILED_TRIAL_ATTR,
+    RETRIED_ATTR,
+    RETRY_HISTORY_ATTR,
+    SURPLUS_ATTR,
+)
+from hpo.workers.identity import OWNER_ATTRS, machine_token, owner_is_dead_here, owner_key
+
+logger = logging.getLogger(__name__)
+
+WORKER_DIED = "worker_died"
+STALE = "stale"
+INTERRUPTED = "interrupted"
+CRASH_REASONS = frozenset({WORKER_DIED, STALE})
+
+CRASHES_ATTR = "hpo:crashes"
+"""System attr on a retry: how many crashes the original trial has had so far."""
+RETRY_REASON_ATTR = "hpo:retry_reason"
+"""System attr on a retry: why the trial it replaces ended."""
+SEED_ATTR = "hpo:seed"
+"""System attr on a retry: the seed of the original trial, reused by the retry."""
+OVERRIDES_ATTR = "hpo:param_overrides"
+"""System attr on a retry: trainer params to replace (e.g. a halved batch after an OOM)."""
+
+_NOT_INHERITED_USER_ATTRS = frozenset(
+    {*OWNER_ATTRS, FAIL_REASON, FAIL_MESSAGE, "wall_seconds", "pruned_at_step", "prune_reason"}
+)
+HEARTBEAT_ATTR = "hpo:heartbeat"
+"""System attr: last sign of life of a running trial (storages without Optuna heartbeats)."""
+
+_NOT_INHERITED_SYSTEM_ATTRS = frozenset({RETRIED_ATTR, SURPLUS_ATTR, HEARTBEAT_ATTR})
+
+
+def quiet_expected_warnings() -> None:
+    """Silence Optuna warnings that retries and heartbeats make routine.
+
+    A retry re-reports the steps it inherited (Optuna ignores them, which is the point),
+    and the multi-objective pruning companion asks for trials on a heartbeat storage
+    outside ``optimize`` (it never runs long enough to need one).
+    """
+    warnings.filterwarnings(
+        "ignore", message=r"The reported value is ignored because this `step=\d+` is already"
+    )
+    warnings.filterwarnings(
+        "ignore", message="Heartbeat of storage is supposed to be used with Study.optimize"
+    )
+
+
+def may_retry(trial: FrozenTrial, reason: str, max_retries: int) -> bool:
+    """Whether a trial that ended for ``reason`` gets another run."""
+    if trial.system_attrs.get(RETRIED_ATTR):
+        return False  # a retry is already queued
+    if reason not in CRASH_REASONS:
+        return True
+    return int(trial.system_attrs.get(CRASHES_ATTR, 0)) < max_retries
+
+
+def retry_copy(
+    trial: FrozenTrial,
+    reason: str,
+    *,
+    inherit_intermediate_values: bool = True,
+    overrides: Mapping[str, Any] | None = None,
+) -> FrozenTrial:
+    """A WAITING trial that repeats ``trial`` (Optuna's retry attributes included)."""
+    system_attrs = {
+        k: v for k, v in trial.system_attrs.items() if k not in _NOT_INHERITED_SYSTEM_ATTRS
+    }
+    history = [*system_attrs.get(RETRY_HISTORY_ATTR, []), trial.number]
+    system_attrs[FAILED_TRIAL_ATTR] = system_attrs.get(FAILED_TRIAL_ATTR, trial.number)
+    system_attrs[RETRY_HISTORY_ATTR] = history
+    system_attrs[RETRY_REASON_ATTR] = reason
+    system_attrs[CRASHES_ATTR] = int(system_attrs.get(CRASHES_ATTR, 0)) + (reason in CRASH_REASONS)
+    if "seed" in trial.user_attrs:
+        system_attrs[SEED_ATTR] = trial.user_attrs["seed"]
+    if overrides:
+        system_attrs[OVERRIDES_ATTR] = {**system_attrs.get(OVERRIDES_ATTR, {}), **overrides}
+    user_attrs = {
+        k: v
+        for k, v in trial.user_attrs.items()
+        if k not in _NOT_INHERITED_USER_ATTRS and not k.startswith("last_")
+    }
+    return optuna.trial.create_trial(
+        state=TrialState.WAITING,
+        params=trial.params,
+        distributions=trial.distributions,
+        user_attrs=user_attrs,
+        system_attrs=system_attrs,
+        intermediate_values=dict(trial.intermediate_values)
+        if inherit_intermediate_values
+        else None,
+    )
+
+
+def _fail_companion(study: optuna.Study, trial: FrozenTrial) -> None:
+    """End the trial's RUNNING twin in a multi-objective pruning companion study."""
+    number = trial.user_attrs.get("prune_companion_trial")
+    if not isinstance(number, int):
+        return
+    storage = study._storage
+    prefix = f"{study.study_name}::prune::"
+    try:
+        for summary in storage.get_all_studies():
+            if not summary.study_name.startswith(prefix):
+                continue
+            trial_id = storage.get_trial_id_from_study_id_trial_number(summary._study_id, number)
+            if storage.get_trial(trial_id).state == TrialState.RUNNING:
+                storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    except Exception:  # the companion is advisory; never block recovery on it
+        logger.debug("could not end companion trial %s", number, exc_info=True)
+
+
+def requeue(
+    study: optuna.Study,
+    trial: FrozenTrial,
+    reason: str,
+    *,
+    max_retries: int,
+    fail: bool = True,
+    overrides: Mapping[str, Any] | None = None,
+    inherit_intermediate_values: bool = True,
+) -> bool:
+    """Fail a RUNNING trial (unless ``fail`` is false) and queue a retry when allowed.
+
+    Tags go on while the trial is still RUNNING (finished trials are read-only), and the
+    state change decides the race with any other process recovering the same trial: only
+    the one whose FAIL succeeds queues the retry. Returns whether a retry was queued.
+    """
+    storage = study._storage
+    trial_id = trial._trial_id
+    retry = may_retry(trial, reason, max_retries)
+    if trial.state == TrialState.RUNNING:
+        try:
+            if fail and FAIL_REASON not in trial.user_attrs:
+                storage.set_trial_user_attr(trial_id, FAIL_REASON, reason)
+            if retry:
+                storage.set_trial_system_attr(trial_id, RETRIED_ATTR, True)
+            if fail:
+                storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            return False  # another process finished or recovered it first
+        if fail:
+            _fail_companion(study, trial)
+    if not retry:
+        logger.warning("trial %d ended (%s) and is not retried", trial.number, reason)
+        return False
+    study.add_trial(
+        retry_copy(
+            trial,
+            reason,
+            inherit_intermediate_values=inherit_intermediate_values,
+            overrides=overrides,
+        )
+    )
+    logger.warning("trial %d ended (%s); its parameters are queued again", trial.number, reason)
+    return True
+
+
+def recover_trials(
+    study: optuna.Study, trials: Sequence[FrozenTrial], reason: str, *, max_retries: int
+) -> list[int]:
+    """:func:`requeue` each RUNNING trial; numbers of those that were recovered by us."""
+    done = []
+    for trial in trials:
+        if trial.state != TrialState.RUNNING:
+            continue
+        try:
+            before = study._storage.get_trial(trial._trial_id)
+            if before.state != TrialState.RUNNING:
+                continue
+            requeue(study, before, reason, max_retries=max_retries)
+            done.append(trial.number)
+        except Exception as exc:  # keep recovering the others
+            logger.warning("could not recover trial %d: %s", trial.number, exc)
+    return done
+
+
+def recover_worker(
+    study: optuna.Study, worker_key: str, *, reason: str = WORKER_DIED, max_retries: int
+) -> list[int]:
+    """Recover the RUNNING trials of the worker ``host:pid`` (which must be gone)."""
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    mine = [t for t in running if owner_key(t) == worker_key]
+    return recover_trials(study, mine, reason, max_retries=max_retries)
+
+
+def recover_orphans(
+    study: optuna.Study, *, max_retries: int, include_unowned: bool = False
+) -> list[int]:
+    """Recover RUNNING trials whose owner ran on this host and no longer exists.
+
+    ``include_unowned`` also takes RUNNING trials that never got an owner (a worker killed
+    between asking for a trial and marking it); only safe when no other process can be
+    running trials of the study, e.g. a SQLite study whose workers have all exited.
+    """
+    machine = machine_token()
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    dead = [
+        t
+        for t in running
+        if owner_is_dead_here(t, machine) or (include_unowned and owner_key(t) is None)
+    ]
+    return recover_trials(study, dead, WORKER_DIED, max_retries=max_retries)
+
+
+class RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
+    """Optuna's heartbeat retry callback, with our retry limit, seed and budget bookkeeping.
+
+    Optuna has already failed the stale trial when this runs, so it can no longer be
+    tagged; its retry lists it in ``retry_history``, which is what the budget reads.
+    """
+
+    def __init__(self, max_retries: int) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            super().__init__(max_retry=max_retries, inherit_intermediate_values=True)
+        self.max_retries = max_retries
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        _fail_companion(study, trial)
+        if not may_retry(trial, STALE, self.max_retries):
+            logger.warning("trial %d lost its worker and is not retried", trial.number)
+            return
+        study.add_trial(retry_copy(trial, STALE))
+        logger.warning("trial %d lost its worker (heartbeat); queued again", trial.number)
+
+
+class RetryHook:
+    """Trial hook that makes a retry repeat its original: same seed, param overrides applied."""
+
+    def before(self, trial: optuna.Trial, params: dict[str, Any]) -> dict[str, Any]:
+        """Apply the retry's stored seed and overrides to the trainer params."""
+        attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
+        if FAILED_TRIAL_ATTR not in attrs:
+            return params
+        trial.set_user_attr("retry_of", attrs[FAILED_TRIAL_ATTR])
+        seed = attrs.get(SEED_ATTR)
+        if isinstance(seed, int):
+            params = {**params, "seed": seed}
+            trial.set_user_attr("seed", seed)
+        overrides = attrs.get(OVERRIDES_ATTR)
+        if isinstance(overrides, dict) and overrides:
+            params = {**params, **overrides}
+            trial.set_user_attr("param_overrides", overrides)
+        return params
+
+    def after(
+        self,
+        trial: optuna.Trial,
+        params: Mapping[str, Any],
+        state: TrialState,
+        result: Mapping[str, Any] | None,
+        history: list[tuple[int, dict[str, float]]],
+    ) -> None:
+        """Nothing to do after the trial."""

@@ -1,0 +1,356 @@
+"""The parent of a machine's worker processes: start, watch, restart, stop, summarize.
+
+Each slot of a :class:`~hpo.workers.gpus.WorkerPlan` runs ``python -m
+hpo.workers.worker_main`` with its own ``CUDA_VISIBLE_DEVICES``. The supervisor never
+runs trials; it
+
+- fails and re-queues the RUNNING trials of a worker that dies (at once, by pid, so
+  SQLite studies need no heartbeat) and restarts it, at most ``workers.max_restarts``
+  times per slot;
+- forwards the first Ctrl-C / SIGTERM to every worker as SIGTERM (each records its
+  trial as interrupted and queues it again), and SIGKILLs whatever is left after
+  ``stop_grace`` seconds or a second signal, recovering those trials itself;
+- polls the storage about once a second for one combined progress display.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import optuna
+from rich.console import Console
+
+from hpo.config import StudyConfig
+from hpo.runner import RunSummary, open_study, summarize
+from hpo.storages import is_rdb_url, sqlite_path, storage_url
+from hpo.workers.budget import budget_state
+from hpo.workers.display import SupervisorDisplay, WorkerRow
+from hpo.workers.gpus import WorkerPlan, WorkerSlot, slot_env
+from hpo.workers.recovery import INTERRUPTED, WORKER_DIED, recover_orphans, recover_worker
+from hpo.workers.worker_main import SUPERVISOR_ENV
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerProcess:
+    """One slot's current process and its history."""
+
+    slot: WorkerSlot
+    proc: subprocess.Popen[str] | None = None
+    restarts: int = 0
+    state: str = "starting"
+    exit_codes: list[int] = field(default_factory=list)
+    reader: threading.Thread | None = None
+    restart_at: float | None = None
+    restart_extra: list[str] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int | None:
+        """Pid of the current (or last) process."""
+        return self.proc.pid if self.proc is not None else None
+
+
+@dataclass
+class SupervisorResult:
+    """What a supervised run did."""
+
+    summary: RunSummary
+    interrupted: bool
+    restarts: int
+    recovered: list[int]
+    notes: list[str]
+    exit_codes: dict[int, list[int]]
+    unfinished: bool = False
+    """Workers kept dying and the budget was not reached in the time given."""
+
+
+def _signal_name(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return signal.Signals(-returncode).name
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"exit status {returncode}"
+
+
+class Supervisor:
+    """Runs a :class:`WorkerPlan` against one study until its budget or timeout is used."""
+
+    def __init__(
+        self,
+        cfg: StudyConfig,
+        study_file: str | Path,
+        plan: WorkerPlan,
+        *,
+        overrides: Sequence[str] = (),
+        force: bool = False,
+        console: Console | None = None,
+        stop_grace: float = 20.0,
+        poll_interval: float = 0.2,
+        refresh_interval: float = 1.0,
+        verbose: int = 0,
+    ) -> None:
+        self.cfg = cfg
+        self.study_file = Path(study_file).resolve()
+        self.plan = plan
+        self.overrides = list(overrides)
+        self.force = force
+        self.console = console or Console(stderr=True)
+        self.stop_grace = stop_grace
+        self.poll_interval = poll_interval
+        self.refresh_interval = refresh_interval
+        self.verbose = verbose
+        self.workers = [WorkerProcess(slot) for slot in plan.slots]
+        self.stopping = False
+        self.stop_signal: str | None = None
+        self._kill_at: float | None = None
+        self._signals = 0
+        self.recovered: list[int] = []
+        self.notes: list[str] = list(plan.notes)
+        self.display = SupervisorDisplay(cfg, self.console)
+        self.host = socket.gethostname()
+
+    # -- process management -------------------------------------------------------------
+
+    def _command(self, extra: Sequence[str] = ()) -> list[str]:
+        cmd = [sys.executable, "-m", "hpo.workers.worker_main", str(self.study_file)]
+        for item in [*self.overrides, *extra]:
+            cmd += ["--set", item]
+        if self.force:
+            cmd.append("--force")
+        cmd += ["-v"] * self.verbose
+        return cmd
+
+    def _spawn(self, worker: WorkerProcess, extra: Sequence[str] = ()) -> None:
+        env = slot_env(worker.slot)
+        env[SUPERVISOR_ENV] = str(os.getpid())
+        worker.proc = subprocess.Popen(
+            self._command(extra),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            start_new_session=True,  # our signals reach workers only when we forward them
+        )
+        worker.state = "running"
+        worker.reader = threading.Thread(
+            target=self._relay, args=(worker, worker.proc), name=f"hpo-worker-{worker.slot.index}"
+        )
+        worker.reader.daemon = True
+        worker.reader.start()
+        self.display.event(
+            f"worker {worker.slot.index} ({worker.slot.label}) started, pid {worker.proc.pid}"
+        )
+
+    def _relay(self, worker: WorkerProcess, proc: subprocess.Popen[str]) -> None:
+        """Print a worker's output prefixed with its slot."""
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip()
+            if line:
+                self.display.event(f"[worker {worker.slot.index}] {line}")
+
+    def _send(self, sig: signal.Signals) -> None:
+        for worker in self.workers:
+            if worker.proc is not None and worker.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    worker.proc.send_signal(sig)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            self.stopping = True
+            self.stop_signal = signal.Signals(signum).name
+            self._kill_at = time.monotonic() + self.stop_grace
+            self.display.event(
+                f"{self.stop_signal}: stopping workers (running trials are recorded and "
+                f"queued again; again to kill them now)"
+            )
+            self._send(signal.SIGTERM)
+        else:
+            self._kill_at = time.monotonic()
+
+    # -- study bookkeeping ----------------------------------------------------------------
+
+    def _budget_finished(self, study: optuna.Study) -> bool:
+        n_trials = self.cfg.budget.n_trials
+        if n_trials is None:
+            return False
+        return budget_state(study.get_trials(deepcopy=False)).finished >= n_trials
+
+    def _time_left(self, started: float) -> float | None:
+        if not self.cfg.budget.timeout:
+            return None
+        return self.cfg.budget.timeout - (time.monotonic() - started)
+
+    def _on_exit(
+        self, worker: WorkerProcess, returncode: int, study: optuna.Study, started: float
+    ) -> None:
+        assert worker.proc is not None
+        if worker.reader is not None:
+            worker.reader.join(timeout=5)
+        worker.exit_codes.append(returncode)
+        key = f"{self.host}:{worker.proc.pid}"
+        max_retries = self.cfg.workers.max_retries
+        if returncode == 0:
+            worker.state = "done"
+            return
+        reason = INTERRUPTED if self.stopping else WORKER_DIED
+        recovered = recover_worker(study, key, reason=reason, max_retries=max_retries)
+        self.recovered += recovered
+        what = f"trial{'s' if len(recovered) != 1 else ''} {', '.join(map(str, recovered))}"
+        lost = f"; {what} queued again" if recovered else ""
+        if self.stopping:
+            worker.state = "stopped"
+            if returncode not in (130, -signal.SIGTERM, 128 + signal.SIGTERM):
+                self.display.event(
+                    f"worker {worker.slot.index} stopped ({_signal_name(returncode)}){lost}"
+                )
+            return
+        self.display.event(
+            f"worker {worker.slot.index} (pid {worker.proc.pid}) died "
+            f"({_signal_name(returncode)}){lost}"
+        )
+        left = self._time_left(started)
+        if self._budget_finished(study) or (left is not None and left <= 0):
+            worker.state = "done"
+            return
+        if worker.restarts >= self.cfg.workers.max_restarts:
+            worker.state = "failed"
+            self.notes.append(
+                f"worker {worker.slot.index} died {len(worker.exit_codes)} times; not restarted "
+                f"(workers.max_restarts={self.cfg.workers.max_restarts})"
+            )
+            return
+        worker.restarts += 1
+        # Back off (1 s, 2 s, 4 s ... 30 s): a database that is briefly down must not use
+        # up every restart in a second.
+        delay = min(2.0 ** (worker.restarts - 1), 30.0)
+        worker.state = "restarting"
+        worker.restart_at = time.monotonic() + delay
+        worker.restart_extra = [f"budget.timeout={max(left, 1.0):.0f}"] if left is not None else []
+
+    def _rows(self) -> list[WorkerRow]:
+        return [
+            WorkerRow(w.slot.index, w.slot.label, w.pid, w.state, w.restarts) for w in self.workers
+        ]
+
+    def _single_machine_storage(self) -> bool:
+        """True when no process on another machine can be running trials of the study."""
+        url = storage_url(self.cfg)
+        return sqlite_path(url) is not None or url.startswith("journal:///")
+
+    # -- main loop ------------------------------------------------------------------------
+
+    def run(self) -> SupervisorResult:
+        """Start every slot and supervise until all workers are done; then summarize."""
+        study = open_study(self.cfg, force=self.force)
+        max_retries = self.cfg.workers.max_retries
+        self.recovered += recover_orphans(study, max_retries=max_retries)
+        existing = study.get_trials(deepcopy=False)
+        before = len(existing)
+        self.display.prime(existing)
+        started = time.monotonic()
+        previous: dict[signal.Signals, Any] = {}
+        in_main = threading.current_thread() is threading.main_thread()
+        if in_main:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, self._on_signal)
+        try:
+            with self.display:
+                for worker in self.workers:
+                    self._spawn(worker)
+                self._supervise(study, started)
+                self.recovered += recover_orphans(
+                    study,
+                    max_retries=max_retries,
+                    include_unowned=self._single_machine_storage(),
+                )
+                self.display.update(study.get_trials(deepcopy=False), self._rows())
+        finally:
+            if self.stopping or any(w.state == "running" for w in self.workers):
+                self._send(signal.SIGKILL)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        elapsed = time.monotonic() - started
+        trials = study.get_trials(deepcopy=False)
+        summary = summarize(study, self.cfg, max(len(trials) - before, 0), elapsed)
+        st = budget_state(trials)
+        n_trials = self.cfg.budget.n_trials
+        left = self._time_left(started)
+        unfinished = (
+            n_trials is not None
+            and st.finished < n_trials
+            and not self.stopping
+            and (left is None or left > 0)
+        )
+        if unfinished:
+            self.notes.append(
+                f"study has {st.finished} of {n_trials} trials finished "
+                f"({st.waiting} queued); run again to continue"
+            )
+        if not is_rdb_url(storage_url(self.cfg)) and not self._single_machine_storage():
+            self.notes.append(
+                "this storage has no heartbeats: trials of workers lost on other machines "
+                "are only recovered by their own machine's supervisor"
+            )
+        return SupervisorResult(
+            summary=summary,
+            interrupted=self.stopping,
+            restarts=sum(w.restarts for w in self.workers),
+            recovered=sorted(set(self.recovered)),
+            notes=self.notes,
+            exit_codes={w.slot.index: w.exit_codes for w in self.workers},
+            unfinished=unfinished,
+        )
+
+    def _supervise(self, study: optuna.Study, started: float) -> None:
+        next_refresh = 0.0
+        while True:
+            alive = False
+            for worker in self.workers:
+                if worker.state == "restarting" and worker.restart_at is not None:
+                    alive = True
+                    if self.stopping:
+                        worker.state = "stopped"
+                    elif time.monotonic() >= worker.restart_at:
+                        worker.restart_at = None
+                        self._spawn(worker, worker.restart_extra)
+                    continue
+                if worker.proc is None or worker.state != "running":
+                    continue
+                returncode = worker.proc.poll()
+                if returncode is None:
+                    alive = True
+                    continue
+                self._on_exit(worker, returncode, study, started)
+                alive = alive or worker.state in ("running", "restarting")
+            if self._kill_at is not None and time.monotonic() >= self._kill_at:
+                self._send(signal.SIGKILL)
+                self._kill_at = None
+            now = time.monotonic()
+            if now >= next_refresh or not alive:
+                try:
+                    self.display.update(study.get_trials(deepcopy=False), self._rows())
+                except Exception as exc:  # a slow or briefly unreachable database
+                    logger.debug("progress refresh failed: %s", exc)
+                next_refresh = now + self.refresh_interval
+            if not alive:
+                return
+            time.sleep(self.poll_interval)

@@ -1,0 +1,38 @@
+"""The search-efficiency benchmark runs once in its ``--quick`` size; figures are never asserted."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from benchmarks import search_efficiency
+
+
+@pytest.mark.timeout(300)
+def test_search_efficiency_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert search_efficiency.main(["--quick", "--quiet", "--out", str(out)]) == 0
+
+    html = out / "search_efficiency.html"
+    assert html.is_file() and html.stat().st_size > 0
+    assert "plotly" in html.read_text(encoding="utf-8")[:2_000_000].lower()
+    for name in ("search_efficiency_curves.csv", "search_efficiency_summary.csv"):
+        assert (out / name).is_file()
+
+    with (out / "search_efficiency_curves.csv").open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {row["method"] for row in rows} == set(search_efficiency.METHODS)
+    assert all(int(row["epochs"]) >= 0 for row in rows)
+
+    printed = capsys.readouterr().out
+    assert "manual one-knob sweep" in printed
+    assert "TPE + Hyperband" in printed
+
+
+def test_manual_budget_counts_each_configuration_once() -> None:
+    space = {"a": [1, 2, 3], "b": [10, 20], "c": ["x", "y", "z"]}
+    start = {"a": 1, "b": 10, "c": "x"}
+    # 3 for the first grid, then every value but the incumbent's: 1 + 2
+    assert search_efficiency.manual_budget(space, start, epochs=4) == (3 + 1 + 2) * 4

@@ -1,0 +1,150 @@
+"""Shared fixtures: study files on disk and a real PostgreSQL server.
+
+PostgreSQL comes from ``HPO_TEST_POSTGRES_URL`` when set (CI sets it); otherwise a
+throwaway server is started when PostgreSQL's binaries are installed; otherwise the
+tests that need it skip and say why.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pg_bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
+        return str(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a real PostgreSQL database the tests may create tables in."""
+    url = os.environ.get("HPO_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.skip("PostgreSQL not available: set HPO_TEST_POSTGRES_URL or install postgresql")
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root without a 'postgres' user to own a throwaway server")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    tmp = tempfile.mkdtemp(prefix="hpo-pg-")
+    os.chmod(tmp, 0o777)
+    data = os.path.join(tmp, "data")
+    port = _free_port()
+    subprocess.run(
+        [*prefix, initdb, "-D", data, "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
+    # The server must not inherit our pipes, or subprocess.run never returns.
+    subprocess.run(
+        [
+            *prefix,
+            pg_ctl,
+            "-D",
+            data,
+            "-w",
+            "-l",
+            os.path.join(tmp, "postgres.log"),
+            "-o",
+            f"-p {port} -k {tmp} -h 127.0.0.1",
+            "start",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=60,
+    )
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*prefix, pg_ctl, "-D", data, "-m", "immediate", "stop"], capture_output=True
+        )
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A study name no other test (or earlier run on a shared server) uses."""
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+def analytic_study(name: str = "analytic", **overrides: Any) -> dict[str, Any]:
+    """A valid study on the fast analytic trainer; ``overrides`` replace top-level keys."""
+    data: dict[str, Any] = {
+        "name": name,
+        "objective": {"metric": "best_score", "direction": "maximize"},
+        "sampler": {"name": "tpe", "seed": 0, "n_startup_trials": 4},
+        "pruner": {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 2},
+        "budget": {"n_trials": 12},
+        "trainer": {"name": "analytic", "params": {"epochs": 8}},
+        "space": {
+            "x": {"type": "float", "low": -2.0, "high": 2.0},
+            "y": {"type": "float", "low": -2.0, "high": 2.0},
+            "choice": {"type": "categorical", "choices": ["a", "b", "c"]},
+            "margin": {"type": "float", "low": 0.1, "high": 1.0, "if": {"choice": "c"}},
+        },
+        # Plots and notes cost ~0.2 s a trial; tests of artifacts turn them on explicitly.
+        "artifacts": {"enabled": False},
+    }
+    data.update(overrides)
+    return data
+
+
+@pytest.fixture
+def write_study(tmp_path: Path) -> Callable[..., Path]:
+    """Write a study mapping (or raw text) to ``tmp_path`` and return its path."""
+
+    def _write(data: dict[str, Any] | str, filename: str = "study.yaml") -> Path:
+        path = tmp_path / filename
+        text = data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return _write
+
+
+@pytest.fixture(autouse=True)
+def _quiet_optuna() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, interval: float = 0.1) -> bool:
+    """Poll until ``predicate`` is true or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False

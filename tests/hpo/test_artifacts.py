@@ -1,0 +1,259 @@
+"""What each trial leaves behind, on real SQLite files and a real artifact folder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+from optuna_dashboard import get_note
+
+from hpo import load_study_config, run_study
+from hpo.artifacts import (
+    CHECKPOINT_ATTR,
+    PrefixedArtifactStore,
+    artifacts_location,
+    kept_checkpoints,
+    open_artifact_store,
+    trial_artifacts,
+)
+from hpo.errors import ConfigError
+from hpo.hooks import default_hooks
+from hpo.notes import git_commit, render_note
+from hpo.results import load_existing_study
+from tests.conftest import analytic_study
+from trainers.analytic import AnalyticParams
+from trainers.analytic import train as analytic_train
+from trainers.reporter import Reporter
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_SCRATCH: list[Path] = []
+
+
+def files_trainer(params: dict[str, Any], reporter: Reporter | None = None) -> dict[str, float]:
+    """The analytic trainer plus the files the contrastive trainer writes (small: 300 points)."""
+    result = analytic_train(params, reporter)
+    directory = Path(params["artifact_dir"])
+    _SCRATCH.append(directory)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, size=300)
+    z = (rng.normal(size=(300, 16)) + 3.0 * y[:, None]).astype(np.float32)
+    np.save(directory / "confusion_matrix.npy", np.array([[50, 2, 0], [3, 40, 7], [0, 5, 45]]))
+    np.savez(
+        directory / "val_embeddings.npz", z=z, y=y, class_names=np.array(["walk", "run", "sit"])
+    )
+    return result
+
+
+files_trainer.params_schema = AnalyticParams  # type: ignore[attr-defined]
+
+
+def broken_files_trainer(
+    params: dict[str, Any], reporter: Reporter | None = None
+) -> dict[str, float]:
+    """Writes files a plot cannot use: the trial must still complete with its other artifacts."""
+    result = analytic_train(params, reporter)
+    directory = Path(params["artifact_dir"])
+    (directory / "confusion_matrix.npy").write_bytes(b"not numpy")
+    (directory / "val_embeddings.npz").write_bytes(b"PK\x03\x04 truncated zip")
+    return result
+
+
+broken_files_trainer.params_schema = AnalyticParams  # type: ignore[attr-defined]
+
+
+def _study(path: Path) -> optuna.Study:
+    return load_existing_study(load_study_config(path))
+
+
+def _names(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> set[str]:
+    return {a.filename for a in trial_artifacts(trial, study._storage)}
+
+
+def test_every_trial_gets_a_learning_curve_and_a_note(write_study: Callable[..., Path]) -> None:
+    data = analytic_study(
+        budget={"n_trials": 6},
+        trainer={"name": "analytic", "params": {"epochs": 4, "fail_when_x_above": 1.2}},
+        pruner={"name": "median", "n_startup_trials": 2, "n_warmup_steps": 1},
+        artifacts={"enabled": True},
+    )
+    data["space"]["fail"] = {"type": "categorical", "choices": ["none", "raise"]}
+    path = write_study(data)
+    run_study(load_study_config(path))
+    study = _study(path)
+    store_dir = path.parent / "artifacts"
+    assert store_dir.is_dir(), "default artifact folder sits next to the SQLite file"
+    states = {t.state for t in study.trials}
+    assert TrialState.COMPLETE in states
+    for trial in study.trials:
+        metas = {a.filename: a for a in trial_artifacts(trial, study._storage)}
+        assert "learning_curves.png" in metas, trial.number
+        png = store_dir / metas["learning_curves.png"].artifact_id
+        assert png.read_bytes().startswith(PNG_MAGIC)
+        assert metas["learning_curves.png"].mimetype == "image/png"
+        note = get_note(optuna.Trial(study, trial._trial_id))
+        assert note.startswith(f"## Trial {trial.number}: {trial.state.name.lower()}")
+        assert "| x |" in note and "sampled" in note
+        assert f"| seed | {trial.user_attrs['seed']} |" in note
+        assert "| wall time |" in note
+        if trial.state == TrialState.PRUNED:
+            assert f"**Pruned** at epoch {trial.user_attrs['pruned_at_step']}" in note
+        if trial.state == TrialState.FAIL:
+            assert "**Failed** (exception)" in note and "injected failure" in note
+        assert "hook_error" not in trial.user_attrs
+
+
+def test_only_the_best_k_checkpoints_stay(write_study: Callable[..., Path]) -> None:
+    data = analytic_study(
+        budget={"n_trials": 8},
+        pruner={"name": "none"},
+        trainer={"name": "analytic", "params": {"epochs": 2}},
+        artifacts={"keep_best_k": 2, "plots": False, "notes": False},
+    )
+    path = write_study(data)
+    run_study(load_study_config(path))
+    study = _study(path)
+    store_dir = path.parent / "artifacts"
+    complete = sorted(
+        (t for t in study.trials if t.state == TrialState.COMPLETE),
+        key=lambda t: -float(t.values[0]),
+    )
+    best_two = {t.number for t in complete[:2]}
+    kept = kept_checkpoints(study)
+    assert set(kept) == best_two
+    on_disk = {p.name for p in store_dir.iterdir()}
+    for trial in complete:
+        artifact_id = trial.user_attrs.get(CHECKPOINT_ATTR)
+        if trial.number in best_two:
+            assert artifact_id in on_disk
+            saved = json.loads((store_dir / artifact_id).read_text())
+            assert saved["result"]["best_score"] == pytest.approx(trial.values[0])
+        elif artifact_id is not None:
+            assert artifact_id not in on_disk, f"trial {trial.number} fell out of the best 2"
+    assert len(on_disk) == 2
+    # Per-epoch reports are intermediate values; nothing per-batch reaches the storage.
+    for trial in complete:
+        assert sorted(trial.intermediate_values) == [1, 2]
+        assert not any(isinstance(v, list | dict) for v in trial.user_attrs.values())
+
+
+def test_trainer_files_become_plots_and_checkpoint(write_study: Callable[..., Path]) -> None:
+    data = analytic_study(
+        budget={"n_trials": 1},
+        trainer={"name": "tests.hpo.test_artifacts:files_trainer", "params": {"epochs": 3}},
+        artifacts={"enabled": True},
+    )
+    path = write_study(data)
+    run_study(load_study_config(path))
+    study = _study(path)
+    (trial,) = study.trials
+    assert trial.state == TrialState.COMPLETE, trial.user_attrs
+    assert _names(study, trial) == {
+        "learning_curves.png",
+        "confusion_matrix.png",
+        "embeddings_tsne.png",
+        "checkpoint.pt",
+    }
+    from matplotlib.image import imread
+
+    for meta in trial_artifacts(trial, study._storage):
+        if meta.filename.endswith(".png"):
+            image = imread(path.parent / "artifacts" / meta.artifact_id)
+            assert image.shape[0] > 200 and image.shape[1] > 200
+    assert _SCRATCH and not _SCRATCH[-1].exists(), "the trainer's scratch folder is removed"
+
+
+def test_unusable_files_cost_only_their_picture(write_study: Callable[..., Path]) -> None:
+    data = analytic_study(
+        budget={"n_trials": 1},
+        trainer={"name": "tests.hpo.test_artifacts:broken_files_trainer", "params": {"epochs": 2}},
+        artifacts={"notes": False},
+    )
+    path = write_study(data)
+    run_study(load_study_config(path))
+    study = _study(path)
+    (trial,) = study.trials
+    assert trial.state == TrialState.COMPLETE
+    assert "hook_error" not in trial.user_attrs
+    assert _names(study, trial) == {"learning_curves.png", "checkpoint.pt"}
+
+
+def test_artifacts_disabled_leaves_nothing(write_study: Callable[..., Path]) -> None:
+    path = write_study(analytic_study(budget={"n_trials": 2}, artifacts={"enabled": False}))
+    cfg = load_study_config(path)
+    run_study(cfg)
+    study = _study(path)
+    assert not (path.parent / "artifacts").exists()
+    assert all(not _names(study, t) for t in study.trials)
+    assert default_hooks(cfg, study) == []
+
+
+def test_artifact_locations(write_study: Callable[..., Path], tmp_path: Path) -> None:
+    (tmp_path / "db").mkdir()
+    default = load_study_config(write_study(analytic_study(storage="sqlite:///db/x.db")))
+    assert artifacts_location(default) == str(tmp_path / "db" / "artifacts")
+    relative = load_study_config(write_study(analytic_study(artifacts={"dir": "runs/art"})))
+    assert artifacts_location(relative) == str(tmp_path / "runs" / "art")
+    s3 = load_study_config(write_study(analytic_study(artifacts={"dir": "s3://bucket/hpo"})))
+    assert artifacts_location(s3) == "s3://bucket/hpo"
+    try:
+        import boto3  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match="need boto3"):
+            open_artifact_store("s3://bucket/hpo")
+    with pytest.raises(ConfigError, match="no bucket"):
+        open_artifact_store("s3:///prefix")
+
+
+def test_prefixed_store_round_trip(tmp_path: Path) -> None:
+    import io
+
+    (tmp_path / "team" / "study").mkdir(parents=True)
+    inner = open_artifact_store(str(tmp_path))
+    store = PrefixedArtifactStore(inner, "/team/study/")
+    store.write("abc", io.BytesIO(b"payload"))
+    assert (tmp_path / "team" / "study" / "abc").read_bytes() == b"payload"
+    with store.open_reader("abc") as f:
+        assert f.read() == b"payload"
+    store.remove("abc")
+    assert not (tmp_path / "team" / "study" / "abc").exists()
+
+
+def test_note_names_the_commit(tmp_path: Path) -> None:
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    try:
+        subprocess.run([*git, "init", "-q", str(tmp_path)], check=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("git is not installed")
+    (tmp_path / "f.txt").write_text("x")
+    subprocess.run([*git, "add", "f.txt"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "c"], cwd=tmp_path, check=True)
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert git_commit(str(tmp_path)) == head
+    outside = tmp_path.parent / f"{tmp_path.name}-nogit"
+    outside.mkdir()
+    assert git_commit(str(outside)) is None
+    params: Mapping[str, Any] = {"x": 0.5, "epochs": 3, "seed": 7, "artifact_dir": "/tmp/a"}
+    note = render_note(
+        number=3,
+        state="COMPLETE",
+        params=params,
+        sampled={"x": 0.5},
+        result={"score": 0.9},
+        history=[(1, {"score": 0.5}), (2, {"score": 0.9})],
+        user_attrs={"seed": 7, "wall_seconds": 12.25},
+        device="cpu",
+        commit=head,
+    )
+    assert f"| code | `{head}` |" in note
+    assert "| wall time | 12.2 s |" in note or "| wall time | 12.3 s |" in note
+    assert "artifact_dir" not in note
+    assert "| score | 0.9 | 0.9 |" in note

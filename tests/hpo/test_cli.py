@@ -1,0 +1,102 @@
+"""The ``hpo`` command as users run it: real processes, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import analytic_study
+
+HPO = [sys.executable, "-m", "hpo.cli"]
+
+
+def hpo(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*HPO, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_validate_prints_the_space(write_study: Callable[..., Path]) -> None:
+    result = hpo("validate", str(write_study(analytic_study())))
+    assert result.returncode == 0, result.stderr
+    assert "analytic: valid" in result.stdout
+    assert "margin: float in [0.1, 1.0]  (only when choice = 'c')" in result.stdout
+
+
+def test_bad_file_exits_2_with_one_line_per_problem(write_study: Callable[..., Path]) -> None:
+    data = analytic_study(sampler={"name": "bayes"})
+    data["space"]["x"] = {"type": "float", "low": 0.0, "high": 1.0, "log": True}
+    path = write_study(data)
+    result = hpo("run", str(path))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert (
+        lines
+        == [
+            "error: space.x: low must be > 0 when log is true",
+        ]
+        or len(lines) == 2
+    )
+    assert not (path.parent / "hpo.db").exists(), "no study may be created for a bad file"
+
+
+def test_missing_file_exits_2(tmp_path: Path) -> None:
+    result = hpo("validate", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2
+    assert "nope.yaml: file not found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_run_status_best_round_trip(write_study: Callable[..., Path], tmp_path: Path) -> None:
+    path = write_study(analytic_study())
+    result = hpo("run", str(path), "--set", "budget.n_trials=4", "--set", "trainer.params.epochs=3")
+    assert result.returncode == 0, result.stderr
+    assert "best trial" in result.stdout
+    status = hpo("status", str(path))
+    assert status.returncode == 0
+    assert "complete" in status.stdout
+    best_json = hpo("best", str(path), "--format", "json")
+    data = json.loads(best_json.stdout)
+    assert data["trainer"] == "analytic"
+    assert data["params"]["epochs"] == 3  # the fixed params the study actually ran with
+    assert set(data["params"]) >= {"x", "y", "choice", "seed"}
+    best_yaml = hpo("best", str(path))
+    config = tmp_path / "best.yaml"
+    config.write_text(best_yaml.stdout)
+    assert yaml.safe_load(best_yaml.stdout)["trial"] == data["trial"]
+    retrain = hpo("train", str(config))
+    assert retrain.returncode == 0, retrain.stderr
+    assert yaml.safe_load(retrain.stdout)["result"]["best_score"] == data["values"]["best_score"]
+
+
+def test_status_of_a_study_that_never_ran(write_study: Callable[..., Path]) -> None:
+    result = hpo("status", str(write_study(analytic_study(name="never"))))
+    assert result.returncode == 2
+    assert "study 'never' not found" in result.stderr
+
+
+def test_run_exits_1_when_no_trial_completes(write_study: Callable[..., Path]) -> None:
+    data = analytic_study(budget={"n_trials": 2})
+    data["trainer"]["params"]["fail"] = "raise"
+    result = hpo("run", str(write_study(data)))
+    assert result.returncode == 1
+    assert "no trial completed" in result.stderr
+
+
+def test_train_rejects_bad_params(tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("trainer: analytic\nparams: {x: 1, epochz: 3}\n")
+    result = hpo("train", str(config))
+    assert result.returncode == 2
+    assert "params.epochz: unknown parameter" in result.stderr
+
+
+def test_run_with_dashboard_beside_it(write_study: Callable[..., Path]) -> None:
+    path = write_study(analytic_study(budget={"n_trials": 2}))
+    result = hpo("run", str(path), "--dashboard", "--dashboard-port", "0")
+    assert result.returncode == 0, result.stderr
+    assert "dashboard: http://127.0.0.1:" in result.stderr

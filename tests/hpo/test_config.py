@@ -1,0 +1,296 @@
+"""Every validation rule of the study file, with its exact message."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hpo import ConfigError, load_study_config
+from hpo.config import parse_duration
+from tests.conftest import analytic_study
+
+
+def problems_of(
+    write_study: Callable[..., Path], data: dict[str, Any] | str, *sets: str
+) -> list[str]:
+    path = write_study(data)
+    with pytest.raises(ConfigError) as info:
+        load_study_config(path, list(sets))
+    return [p.replace(str(path), "FILE") for p in info.value.problems]
+
+
+def test_valid_study_loads_with_defaults(write_study: Callable[..., Path]) -> None:
+    cfg = load_study_config(write_study(analytic_study()))
+    assert cfg.name == "analytic"
+    assert cfg.objective.names == ["best_score"]
+    assert cfg.objective.pruning_metric == "best_score"
+    assert list(cfg.space) == ["x", "y", "choice", "margin"]
+    assert cfg.space["margin"].condition == {"choice": "c"}
+
+
+def test_yaml_syntax_error_has_line_number(write_study: Callable[..., Path]) -> None:
+    text = "name: x\nbudget: {n_trials: 3\nobjective: {metric: a}\n"
+    (line,) = problems_of(write_study, text)
+    assert line.startswith("FILE: invalid YAML at line 3, column 1")
+
+
+def test_duplicate_keys_are_rejected(write_study: Callable[..., Path]) -> None:
+    text = (
+        "name: a\nobjective: {metric: best_score}\nbudget: {n_trials: 2}\n"
+        "space:\n  x: {type: float, low: 0, high: 1}\n  x: {type: float, low: 0, high: 2}\n"
+    )
+    assert problems_of(write_study, text) == [
+        "FILE: line 6: duplicate key 'x' (first defined on line 5)"
+    ]
+
+
+def test_unknown_keys_name_what_is_allowed(write_study: Callable[..., Path]) -> None:
+    data = analytic_study(n_trails=5)
+    data["budget"] = {"n_trials": 3, "timeot": "5m"}
+    lines = problems_of(write_study, data)
+    assert "budget.timeot: unknown key; allowed: n_trials, timeout, trial_timeout" in lines
+    assert any(
+        line.startswith("n_trails: unknown key; allowed: artifacts, budget, name, objective")
+        for line in lines
+    )
+
+
+def test_every_problem_reported_at_once(write_study: Callable[..., Path]) -> None:
+    data = analytic_study()
+    del data["name"]
+    data["objective"] = {"metric": "best_score", "direction": "up"}
+    data["space"]["temperature"] = {"type": "float", "low": 0.0, "high": 0.5, "log": True}
+    data["space"]["bad"] = {"type": "gaussian"}
+    lines = problems_of(write_study, data)
+    assert "name: required" in lines
+    assert "objective.direction: Input should be 'maximize' or 'minimize' (got 'up')" in lines
+    assert "space.bad.type: must be one of float, int, categorical (got 'gaussian')" in lines
+
+
+def test_log_range_needs_positive_low(write_study: Callable[..., Path]) -> None:
+    data = analytic_study()
+    data["space"]["x"] = {"type": "float", "low": 0.0, "high": 0.5, "log": True}
+    assert problems_of(write_study, data) == ["space.x: low must be > 0 when log is true"]
+
+
+def test_low_above_high(write_study: Callable[..., Path]) -> None:
+    data = analytic_study()
+    data["space"]["x"] = {"type": "float", "low": 2.0, "high": 1.0}
+    assert problems_of(write_study, data) == ["space.x: low (2.0) must be <= high (1.0)"]
+
+
+def test_step_and_log_together(write_study: Callable[..., Path]) -> None:
+    data = analytic_study()
+    data["space"]["x"] = {"type": "float", "low": 0.1, "high": 1.0, "log": True, "step": 0.1}
+    assert problems_of(write_study, data) == ["space.x: step and log cannot be used together"]
+
+
+def test_wrong_type_in_space(write_study: Callable[..., Path]) -> None:
+    data = analytic_study()
+    data["space"]["x"] = {"type": "float", "low": "small", "high": 1.0}
+    assert problems_of(write_study, data) == [
+        "space.x.low: Input should be a valid number, unable to parse string as a number (got 'small')"
+    ]
+
+
+def test_duplicate_categorical_choice(write_study: Callable[..., Path]) -> None:
+    data = analytic_study()
+    data["space"]["choice"] = {"type": "categorical", "choices": ["a", "b", "a"]}
+    data["space"]["margin"]["if"] = {"choice": "b"}
+    assert problems_of(write_study, data) == ["space.choice.choices: duplicate choice 'a'"]
+
+
+def test_condition_on_unknown_parameter(write_study: Callable[..., Path]) -> None:
+    data = analytic_study()
+    data["space"]["margin"]["if"] = {"loss": "triplet"}
+    assert problems_of(write_study, data) == [
+        "space.margin.if.loss: unknown parameter 'loss'; parameters: x, y, choice"
+    ]
+
+
+def test_condition_with_impossible_value(write_study: Callable[..., Path]) -> None:
+    data = analytic_study()
+    data["space"]["margin"]["if"] = {"choice": "d"}
+    assert problems_of(write_study, data) == [
+        "space.margin.if.choice: choice can never be 'd' (it takes 'a', 'b', 'c')"
+    ]
+
+
+def test_condition_cycle(write_study: Callable[..., Path]) -> None:
+    data = analytic_study()
+    data["space"]["choice"]["if"] = {"margin": 0.5}
+    lines = problems_of(write_study, data)
+    assert "space: conditions form a cycle: choice -> margin -> choice" in lines
+
+
+def test_unknown_sampler_and_pruner(write_study: Callable[..., Path]) -> None:
+    data = analytic_study(sampler={"name": "bayes"}, pruner={"name": "asha"})
+    assert problems_of(write_study, data) == [
+        "sampler.name: unknown sampler 'bayes'; allowed: tpe, random, gp, cmaes, qmc, grid, "
+        "nsga2, nsga3, bruteforce",
+        "pruner.name: unknown pruner 'asha'; allowed: median, percentile, successive_halving, "
+        "hyperband, patient, wilcoxon, threshold, none",
+    ]
+
+
+def test_sampler_kwargs_checked_against_signature(write_study: Callable[..., Path]) -> None:
+    data = analytic_study(sampler={"name": "tpe", "n_startup": 5})
+    (line,) = problems_of(write_study, data)
+    assert line.startswith("sampler.n_startup: TPESampler has no argument 'n_startup'; allowed: ")
+    assert "n_startup_trials" in line
+
+
+def test_pruner_kwargs_rejected_by_constructor(write_study: Callable[..., Path]) -> None:
+    data = analytic_study(pruner={"name": "percentile", "percentile": 150.0})
+    (line,) = problems_of(write_study, data)
+    assert line.startswith("pruner: PercentilePruner rejected its arguments: ")
+
+
+def test_grid_sampler_needs_steps_for_floats(write_study: Callable[..., Path]) -> None:
+    data = analytic_study(sampler={"name": "grid"})
+    (line,) = problems_of(write_study, data)
+    assert line == (
+        "sampler: GridSampler rejected its arguments: space.x: the grid sampler needs a step "
+        "(or categorical choices) for float parameters"
+    )
+
+
+def test_unknown_trainer(write_study: Callable[..., Path]) -> None:
+    data = analytic_study(trainer={"name": "nope"})
+    assert problems_of(write_study, data) == [
+        "trainer.name: unknown trainer 'nope'; use one of analytic, contrastive or "
+        "'package.module:function'"
+    ]
+
+
+def test_trainer_import_path_not_found(write_study: Callable[..., Path]) -> None:
+    data = analytic_study(trainer={"name": "no_such_pkg.mod:train"})
+    (line,) = problems_of(write_study, data)
+    assert line.startswith("trainer.name: cannot import module 'no_such_pkg.mod'")
+
+
+def test_trainer_schema_catches_fixed_param_typos(write_study: Callable[..., Path]) -> None:
+    data = analytic_study(trainer={"name": "analytic", "params": {"epochs": 5, "epoch": 3}})
+    assert problems_of(write_study, data) == ["trainer.params.epoch: unknown parameter"]
+
+
+def test_trainer_schema_checks_every_space_value(write_study: Callable[..., Path]) -> None:
+    data = analytic_study()
+    data["space"]["choice"] = {"type": "categorical", "choices": ["a", "bb"]}
+    data["space"]["margin"]["if"] = {"choice": "a"}
+    data["space"]["lr"] = {"type": "float", "low": 0.001, "high": 0.1}
+    assert problems_of(write_study, data) == [
+        "space.choice: value 'bb' is not allowed: Input should be 'a', 'b' or 'c'",
+        "space.lr: trainer 'analytic' has no parameter 'lr'",
+    ]
+
+
+def test_space_range_outside_trainer_schema(write_study: Callable[..., Path]) -> None:
+    data = analytic_study()
+    data["space"]["x"] = {"type": "float", "low": -20.0, "high": 2.0}
+    assert problems_of(write_study, data) == [
+        "space.x: value -20.0 is not allowed: Input should be greater than or equal to -10"
+    ]
+
+
+def test_objective_metric_must_be_reported(write_study: Callable[..., Path]) -> None:
+    data = analytic_study(objective={"metric": "best_val_f1", "direction": "maximize"})
+    assert problems_of(write_study, data) == [
+        "objective: trainer 'analytic' reports no metric 'best_val_f1'; it reports: score, "
+        "best_score, loss, n_params, epochs_run"
+    ]
+
+
+def test_multi_objective_forms(write_study: Callable[..., Path]) -> None:
+    data = analytic_study(
+        objective={"metrics": ["best_score", "n_params"], "directions": ["maximize"]}
+    )
+    assert problems_of(write_study, data) == [
+        "objective: metrics has 2 entries but directions has 1"
+    ]
+    data["objective"] = {
+        "metrics": ["best_score", "n_params"],
+        "directions": ["maximize", "minimize"],
+        "prune_on": "best_score",
+    }
+    cfg = load_study_config(write_study(data))
+    assert cfg.objective.is_multi and cfg.objective.pruning_direction == "maximize"
+
+
+def test_budget_must_end(write_study: Callable[..., Path]) -> None:
+    data = analytic_study(budget={})
+    assert problems_of(write_study, data) == [
+        "budget: give n_trials, timeout, or both, so the study ends"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [(90, 90.0), ("45s", 45.0), ("30m", 1800.0), ("2h", 7200.0), ("1.5h", 5400.0)],
+)
+def test_durations(text: Any, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_bad_duration(write_study: Callable[..., Path]) -> None:
+    data = analytic_study(budget={"n_trials": 3, "timeout": "soon"})
+    assert problems_of(write_study, data) == [
+        "budget.timeout: expected a duration such as 90, 45s, 30m, 2h; got 'soon'"
+    ]
+
+
+def test_overrides_apply_typed_values(write_study: Callable[..., Path]) -> None:
+    cfg = load_study_config(
+        write_study(analytic_study()),
+        ["budget.n_trials=3", "trainer.params.epochs=2", "sampler={name: random, seed: 1}"],
+    )
+    assert cfg.budget.n_trials == 3
+    assert cfg.trainer.params["epochs"] == 2
+    assert cfg.sampler.name == "random"
+
+
+def test_bad_overrides(write_study: Callable[..., Path]) -> None:
+    lines = problems_of(write_study, analytic_study(), "budget", "name.sub=1")
+    assert lines == [
+        "--set 'budget': expected KEY=VALUE, e.g. budget.n_trials=3",
+        "--set 'name.sub=1': name is a str, not a mapping",
+    ]
+
+
+def test_override_validated_like_the_file(write_study: Callable[..., Path]) -> None:
+    assert problems_of(write_study, analytic_study(), "budget.n_trials=0") == [
+        "budget.n_trials: Input should be greater than or equal to 1 (got 0)"
+    ]
+
+
+def test_storage_env_var_must_be_set(
+    write_study: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HPO_NO_SUCH_VAR", raising=False)
+    data = analytic_study(storage="postgresql://u:${HPO_NO_SUCH_VAR}@localhost/db")
+    assert problems_of(write_study, data) == [
+        "storage: environment variable HPO_NO_SUCH_VAR is not set"
+    ]
+
+
+def test_storage_folder_must_exist(write_study: Callable[..., Path]) -> None:
+    data = analytic_study(storage="sqlite:////nonexistent-dir-xyz/hpo.db")
+    assert problems_of(write_study, data) == ["storage: folder /nonexistent-dir-xyz does not exist"]
+
+
+def test_storage_scheme(write_study: Callable[..., Path]) -> None:
+    data = analytic_study(storage="redis://localhost")
+    (line,) = problems_of(write_study, data)
+    assert line.startswith("storage: unsupported URL 'redis://localhost'")
+
+
+def test_not_a_mapping(write_study: Callable[..., Path]) -> None:
+    assert problems_of(write_study, "- a\n- b\n") == [
+        "(top level): expected a mapping of study settings, got list"
+    ]
+    assert problems_of(write_study, "") == [
+        "(top level): expected a mapping of study settings, got empty"
+    ]

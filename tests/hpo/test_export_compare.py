@@ -1,0 +1,156 @@
+"""``hpo export`` round-trips into ``hpo train``; ``hpo compare`` adds up what storage knows."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import yaml
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from hpo import load_study_config, run_study
+from hpo.cli import app
+from hpo.compare import compare_studies, comparison_rows, comparison_warnings
+from hpo.errors import ConfigError
+from hpo.export import export_best
+from hpo.results import load_existing_study
+from hpo.standalone import load_trainer_config, run_standalone
+from tests.conftest import analytic_study
+
+if TYPE_CHECKING:
+    from typer.testing import Result
+
+
+def _hpo(*args: str) -> Result:
+    """The real ``hpo`` command, invoked in-process (saves an interpreter start per call)."""
+    return CliRunner().invoke(app, list(args))
+
+
+def test_exported_best_trial_retrains_to_the_same_score(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = write_study(
+        analytic_study(
+            budget={"n_trials": 5},
+            trainer={"name": "analytic", "params": {"epochs": 4}},
+            artifacts={"enabled": False},
+        )
+    )
+    cfg = load_study_config(path)
+    run_study(cfg)
+    best = load_existing_study(cfg).best_trial
+    out = export_best(cfg, tmp_path / "out" / "best.yaml")
+    text = out.read_text()
+    assert text.startswith(f"# Best trial {best.number} of study 'analytic'")
+    data = yaml.safe_load(text)
+    assert data["trainer"] == "analytic"
+    assert data["params"] == {"epochs": 4, **best.params, "seed": best.user_attrs["seed"]}
+    name, params = load_trainer_config(out)
+    result = run_standalone(name, params)
+    assert result["best_score"] == pytest.approx(best.values[0])
+
+
+def test_export_cli_and_train_cli(write_study: Callable[..., Path], tmp_path: Path) -> None:
+    path = write_study(
+        analytic_study(
+            budget={"n_trials": 2},
+            trainer={"name": "analytic", "params": {"epochs": 2}},
+            artifacts={"enabled": False},
+        )
+    )
+    run_study(load_study_config(path))
+    exported = _hpo("export", str(path), "-o", str(tmp_path / "best.yaml"))
+    assert exported.exit_code == 0, exported.stderr
+    assert "hpo train" in exported.stdout
+    trained = _hpo("train", str(tmp_path / "best.yaml"))
+    assert trained.exit_code == 0, trained.stderr
+    assert "best_score" in yaml.safe_load(trained.stdout)["result"]
+    as_json = _hpo("compare", str(path), str(path), "--format", "json")
+    assert as_json.exit_code == 0, as_json.stderr
+    assert [s["study"] for s in json.loads(as_json.stdout)] == ["analytic", "analytic"]
+
+
+def test_export_before_any_completed_trial_is_an_error(write_study: Callable[..., Path]) -> None:
+    path = write_study(
+        analytic_study(
+            budget={"n_trials": 1},
+            trainer={"name": "analytic", "params": {"epochs": 2, "fail": "raise"}},
+            artifacts={"enabled": False},
+        )
+    )
+    cfg = load_study_config(path)
+    run_study(cfg)
+    with pytest.raises(ConfigError, match="has no completed trial yet"):
+        export_best(cfg, path.parent / "best.yaml")
+
+
+def test_compare_counts_trials_time_and_epochs(write_study: Callable[..., Path]) -> None:
+    common = {
+        "trainer": {"name": "analytic", "params": {"epochs": 3}},
+        "artifacts": {"enabled": False},
+    }
+    a = write_study(analytic_study(name="a", budget={"n_trials": 6}, **common), "a.yaml")
+    b = write_study(
+        analytic_study(
+            name="b", budget={"n_trials": 3}, sampler={"name": "random", "seed": 1}, **common
+        ),
+        "b.yaml",
+    )
+    cfgs = [load_study_config(a), load_study_config(b)]
+    for cfg in cfgs:
+        run_study(cfg)
+    summaries = compare_studies(cfgs)
+    for cfg, summary in zip(cfgs, summaries, strict=True):
+        study = load_existing_study(cfg)
+        trials = study.trials
+        best = study.best_trial
+        assert summary.study == cfg.name
+        assert summary.best_value == pytest.approx(best.values[0])
+        assert summary.best_trial == best.number
+        assert summary.trials_to_best == best.number + 1
+        assert summary.wall_seconds == pytest.approx(
+            sum(t.user_attrs["wall_seconds"] for t in trials), abs=1e-3
+        )
+        assert summary.epochs == sum(len(t.intermediate_values) for t in trials)
+        assert summary.epochs_to_best == sum(
+            len(t.intermediate_values) for t in trials if t.number <= best.number
+        )
+        assert summary.counts["complete"] == sum(
+            1 for t in trials if t.state == TrialState.COMPLETE
+        )
+    assert comparison_warnings(summaries) == []
+    rows = dict(comparison_rows(summaries))
+    assert rows["best trial"] == [str(s.best_trial) for s in summaries]
+
+    assert [json.loads(json.dumps(s.as_dict()))["study"] for s in summaries] == ["a", "b"]
+    table = _hpo("compare", str(a), str(b))
+    assert table.exit_code == 0, table.stderr
+    assert "trials to reach best" in table.stdout and "epochs reported" in table.stdout
+
+
+def test_compare_warns_when_objectives_differ(write_study: Callable[..., Path]) -> None:
+    common = {
+        "budget": {"n_trials": 2},
+        "trainer": {"name": "analytic", "params": {"epochs": 2}},
+        "artifacts": {"enabled": False},
+    }
+    a = write_study(analytic_study(name="a", **common), "a.yaml")
+    b = write_study(
+        analytic_study(name="b", objective={"metric": "loss", "direction": "minimize"}, **common),
+        "b.yaml",
+    )
+    cfgs = [load_study_config(a), load_study_config(b)]
+    for cfg in cfgs:
+        run_study(cfg)
+    (warning,) = comparison_warnings(compare_studies(cfgs))
+    assert "a: maximize best_score; b: minimize loss" in warning
+
+
+def test_compare_needs_two_studies(write_study: Callable[..., Path]) -> None:
+    result = _hpo("compare", str(write_study(analytic_study())))
+    assert result.exit_code == 2
+    assert "at least two study files" in result.stderr

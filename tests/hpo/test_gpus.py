@@ -1,0 +1,125 @@
+"""GPU discovery and slot assignment, checked without GPUs through what each worker received."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import optuna
+import pytest
+
+from hpo.cli_run import gpus_override, worker_overrides
+from hpo.errors import ConfigError
+from hpo.workers.gpus import (
+    WorkerSlot,
+    detect_gpus,
+    nvidia_smi_indices,
+    plan_workers,
+    slot_env,
+    visible_devices,
+)
+from hpo.workers.identity import SLOT_ENV
+from tests.hpo.test_workers import assert_finished_exactly, hpo, load, sqlite_url, worker_study
+
+
+def test_listed_gpus_get_per_gpu_slots_each() -> None:
+    plan = plan_workers([0, 2], per_gpu=2, env={})
+    assert [(s.index, s.cuda_visible_devices) for s in plan.slots] == [
+        (0, "0"),
+        (1, "0"),
+        (2, "2"),
+        (3, "2"),
+    ]
+    assert plan.uses_gpus and not plan.notes
+
+
+def test_gpu_indices_are_relative_to_an_inherited_allocation() -> None:
+    env = {"CUDA_VISIBLE_DEVICES": "3,GPU-5d9c1a2b,7"}
+    plan = plan_workers([1, 2], env=env)
+    assert [s.cuda_visible_devices for s in plan.slots] == ["GPU-5d9c1a2b", "7"]
+    with pytest.raises(ValueError, match="GPU 3 is not visible"):
+        plan_workers([3], env=env)
+
+
+def test_all_uses_the_inherited_allocation_first() -> None:
+    plan = plan_workers("all", per_gpu=2, env={"CUDA_VISIBLE_DEVICES": "4,5"})
+    assert [s.cuda_visible_devices for s in plan.slots] == ["4", "4", "5", "5"]
+    assert plan.notes == ["2 GPU(s) from CUDA_VISIBLE_DEVICES: 4, 5"]
+
+
+def test_all_without_gpus_falls_back_to_cpu_and_says_so() -> None:
+    plan = plan_workers("all", env={}, detected=[])
+    assert [s.cuda_visible_devices for s in plan.slots] == [""]
+    assert plan.notes == ["no GPU found (the caller): running 1 CPU worker"]
+    assert visible_devices({"CUDA_VISIBLE_DEVICES": ""}) == []
+    assert detect_gpus({"CUDA_VISIBLE_DEVICES": "-1"}) == ([], "CUDA_VISIBLE_DEVICES")
+
+
+def test_cpu_workers_see_no_gpu() -> None:
+    plan = plan_workers("none", n_workers=3)
+    assert [s.cuda_visible_devices for s in plan.slots] == ["", "", ""]
+    assert not plan.uses_gpus
+    env = slot_env(WorkerSlot(2, ""), {"CUDA_VISIBLE_DEVICES": "0,1", "PATH": "/bin"})
+    assert env["CUDA_VISIBLE_DEVICES"] == ""
+    assert env[SLOT_ENV] == "2"
+    assert env["PATH"] == "/bin"
+
+
+def test_nvidia_smi_listing(tmp_path: Path) -> None:
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\nprintf '0\\n1\\n2\\n'\n")
+    fake.chmod(0o755)
+    assert nvidia_smi_indices(str(fake)) == ["0", "1", "2"]
+    broken = tmp_path / "broken-smi"
+    broken.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
+    broken.chmod(0o755)
+    assert nvidia_smi_indices(str(broken)) is None
+    assert nvidia_smi_indices(str(tmp_path / "missing")) is None
+
+
+def test_gpu_flags_become_overrides() -> None:
+    assert gpus_override("0, 1,3") == "workers.gpus=[0, 1, 3]"
+    assert gpus_override("ALL") == "workers.gpus=all"
+    assert worker_overrides("none", None, 4) == ["workers.gpus=none", "workers.n_workers=4"]
+    assert worker_overrides(None, 2, None) == ["workers.per_gpu=2"]
+    with pytest.raises(ConfigError) as info:
+        gpus_override("0,x")
+    assert info.value.problems == ["--gpus: expected all, none or indices like 0,1,2 (got '0,x')"]
+
+
+def test_each_worker_gets_its_own_cuda_visible_devices(tmp_path: Path) -> None:
+    path = worker_study(tmp_path, n_trials=8, epochs=3, sleep=0.25, pruner={"name": "none"})
+    result = hpo("run", str(path), "--gpus", "0,1", "--workers-per-gpu", "2")
+    assert result.returncode == 0, result.stderr
+    assert "gpu 0, gpu 1 (4 processes)" in result.stdout
+    study = load("workers", sqlite_url(path))
+    assert_finished_exactly(study, 8)
+    expected = {0: "0", 1: "0", 2: "1", 3: "1"}
+    seen: dict[int, set[str]] = {}
+    for trial in study.get_trials(deepcopy=False):
+        slot = trial.user_attrs["worker_slot"]
+        seen.setdefault(slot, set()).add(trial.user_attrs["cuda_visible_devices"])
+    assert seen, "no trial recorded its worker"
+    for slot, devices in seen.items():
+        assert devices == {expected[slot]}, (slot, devices)
+    assert {expected[s] for s in seen} == {"0", "1"}, "both GPUs should have run trials"
+
+
+def test_gpus_all_without_a_gpu_runs_one_cpu_worker(tmp_path: Path) -> None:
+    path = worker_study(tmp_path, n_trials=2)
+    result = hpo("run", str(path), "--gpus", "all", CUDA_VISIBLE_DEVICES="")
+    assert result.returncode == 0, result.stderr
+    assert "note: no GPU found (CUDA_VISIBLE_DEVICES): running 1 CPU worker" in result.stderr
+    trials = load("workers", sqlite_url(path)).get_trials(deepcopy=False)
+    assert len(trials) == 2
+    assert {t.user_attrs["worker"].rsplit(":", 1)[0] for t in trials} == {os.uname().nodename}
+
+
+def test_unknown_gpu_in_an_allocation_is_a_clear_error(tmp_path: Path) -> None:
+    path = worker_study(tmp_path, n_trials=1)
+    result = hpo("run", str(path), "--gpus", "2", CUDA_VISIBLE_DEVICES="0,1")
+    assert result.returncode == 2
+    assert "workers.gpus: GPU 2 is not visible: CUDA_VISIBLE_DEVICES has 2 entries" in result.stderr
+    assert "Traceback" not in result.stderr
+    with pytest.raises(KeyError):
+        optuna.load_study(study_name="workers", storage=sqlite_url(path))

@@ -1,0 +1,225 @@
+"""``hpo report``: one offline HTML file, read back with an HTML parser."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from hpo import load_study_config, run_study
+from hpo.cli import app
+from hpo.report import write_report
+from hpo.results import load_existing_study
+from tests.conftest import analytic_study
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+class ReportParser(HTMLParser):
+    """Collects scripts, figure JSON, tables and external references of a report."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.external: list[str] = []
+        self.inline_js: list[str] = []
+        self.figures: dict[str, Any] = {}
+        self.plot_divs: set[str] = set()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.unavailable: list[str] = []
+        self._script: dict[str, str] | None = None
+        self._table: str | None = None
+        self._row: list[str] | None = None
+        self._cell: list[str] | None = None
+        self._para_unavailable = False
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag in ("script", "img", "iframe") and a.get("src"):
+            self.external.append(a["src"])
+        if tag == "link" and a.get("href"):
+            self.external.append(a["href"])
+        if tag == "script":
+            self._script = a
+            self._text = []
+        if tag == "div" and a.get("class") == "plot":
+            self.plot_divs.add(a["id"])
+        if tag == "table":
+            self._table = a.get("id", "")
+            self.tables[self._table] = []
+        if tag == "tr" and self._table is not None:
+            self._row = []
+        if tag in ("td", "th") and self._row is not None:
+            self._cell = []
+        if tag == "p" and a.get("class") == "unavailable":
+            self._para_unavailable = True
+            self._text = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script" and self._script is not None:
+            body = "".join(self._text)
+            if self._script.get("type") == "application/json":
+                self.figures[self._script["data-plot"]] = json.loads(body)
+            else:
+                self.inline_js.append(body)
+            self._script = None
+        if tag in ("td", "th") and self._cell is not None and self._row is not None:
+            self._row.append("".join(self._cell).strip())
+            self._cell = None
+        if tag == "tr" and self._row is not None and self._table is not None:
+            self.tables[self._table].append(self._row)
+            self._row = None
+        if tag == "table":
+            self._table = None
+        if tag == "p" and self._para_unavailable:
+            self.unavailable.append("".join(self._text))
+            self._para_unavailable = False
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+        if self._script is not None or self._para_unavailable:
+            self._text.append(data)
+
+
+def _parse(path: Path) -> ReportParser:
+    parser = ReportParser()
+    parser.feed(path.read_text(encoding="utf-8"))
+    parser.close()
+    return parser
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    folder = tmp_path_factory.mktemp("report")
+    data = analytic_study(
+        name="report-study",
+        budget={"n_trials": 10},
+        trainer={"name": "analytic", "params": {"epochs": 4, "fail_when_x_above": -1.0}},
+        pruner={"name": "median", "n_startup_trials": 3, "n_warmup_steps": 1},
+        artifacts={"enabled": False},
+    )
+    data["space"]["fail"] = {"type": "categorical", "choices": ["none", "raise"]}
+    study_file = folder / "study.yaml"
+    import yaml
+
+    study_file.write_text(yaml.safe_dump(data), encoding="utf-8")
+    cfg = load_study_config(study_file)
+    run_study(cfg)
+    out = write_report(cfg, folder / "out" / "report.html")
+    return out, load_existing_study(cfg)
+
+
+def test_report_is_self_contained(report: tuple[Path, Any]) -> None:
+    path, _ = report
+    parsed = _parse(path)
+    assert parsed.external == [], "nothing may be fetched: the report must work offline"
+    plotly_js = max(parsed.inline_js, key=len)
+    assert len(plotly_js) > 1_000_000 and "plotly" in plotly_js[:2000].lower()
+
+
+def test_report_has_every_figure_with_data(report: tuple[Path, Any]) -> None:
+    path, study = report
+    parsed = _parse(path)
+    expected = {"history", "intermediate", "importances", "parallel", "slice"}
+    assert {f"plot-{k}" for k in expected} == set(parsed.figures) == parsed.plot_divs
+    for key, fig in parsed.figures.items():
+        assert fig["data"], f"{key} has no traces"
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    history_points = sum(
+        len(trace.get("x", [])) for trace in parsed.figures["plot-history"]["data"]
+    )
+    assert history_points >= len(complete)
+    importances = parsed.figures["plot-importances"]["data"][0]
+    assert set(importances["y"]) <= {"x", "y", "choice", "margin", "fail"}
+    intermediate_traces = parsed.figures["plot-intermediate"]["data"]
+    assert len(intermediate_traces) >= len(complete)
+    slice_titles = json.dumps(parsed.figures["plot-slice"]["layout"])
+    assert '"x"' in slice_titles and '"y"' in slice_titles
+
+
+def test_report_counts_and_top_trials(report: tuple[Path, Any]) -> None:
+    path, study = report
+    parsed = _parse(path)
+    counts = {row[0]: int(row[1]) for row in parsed.tables["counts"]}
+    for state, key in [
+        (TrialState.COMPLETE, "complete"),
+        (TrialState.PRUNED, "pruned"),
+        (TrialState.FAIL, "fail"),
+    ]:
+        assert counts[key] == sum(1 for t in study.trials if t.state == state)
+    assert counts["complete"] and counts["pruned"] and counts["fail"], counts
+    header, *rows = parsed.tables["top-trials"]
+    assert header[:3] == ["rank", "trial", "best_score"]
+    values = [float(r[2]) for r in rows]
+    assert values == sorted(values, reverse=True)
+    assert int(rows[0][1]) == study.best_trial.number
+
+
+def test_report_of_a_fresh_study_says_what_is_missing(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = write_study(
+        analytic_study(
+            budget={"n_trials": 1},
+            trainer={"name": "analytic", "params": {"epochs": 2, "fail": "raise"}},
+            artifacts={"enabled": False},
+        )
+    )
+    run_study(load_study_config(path))
+    result = CliRunner().invoke(app, ["report", str(path), "-o", str(tmp_path / "r.html")])
+    assert result.exit_code == 0, result.stderr
+    assert "report written to" in result.stdout
+    parsed = _parse(tmp_path / "r.html")
+    assert parsed.unavailable, "plots that need completed trials explain why they are missing"
+    assert {row[0]: row[1] for row in parsed.tables["counts"]}["fail"] == "1"
+
+
+def test_multi_objective_report_has_one_history_per_objective(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    data = analytic_study(
+        budget={"n_trials": 5},
+        objective={"metrics": ["best_score", "n_params"], "directions": ["maximize", "minimize"]},
+        sampler={"name": "random", "seed": 0},
+        trainer={"name": "analytic", "params": {"epochs": 3}},
+        artifacts={"enabled": False},
+    )
+    cfg = load_study_config(write_study(data))
+    run_study(cfg)
+    parsed = _parse(write_report(cfg, tmp_path / "multi.html"))
+    assert {"plot-history-best_score", "plot-history-n_params", "plot-intermediate"} <= set(
+        parsed.figures
+    )
+    assert parsed.figures["plot-intermediate"]["data"], "curves come from the pruning companion"
+
+
+@pytest.mark.browser
+def test_report_renders_offline_in_chromium(report: tuple[Path, Any]) -> None:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    path, _ = report
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
+        )
+        try:
+            context = browser.new_context(offline=True)
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(path.as_uri())
+            page.wait_for_function(
+                "() => document.querySelectorAll('.plot .main-svg').length >= 5", timeout=60_000
+            )
+            assert errors == []
+        finally:
+            browser.close()

@@ -1,0 +1,213 @@
+"""The runner on real SQLite files: pruning, resume, failures, multi-objective, Optuna interop."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from hpo import StudyMismatchError, load_study_config, run_study
+from hpo.objective import derive_seed, prune_study_name
+from hpo.storages import storage_url
+from tests.conftest import analytic_study
+
+
+def _load(cfg_path: Path, name: str) -> optuna.Study:
+    cfg = load_study_config(cfg_path)
+    return optuna.load_study(study_name=name, storage=storage_url(cfg))
+
+
+def test_pruning_happens_with_fewer_reported_steps(write_study: Callable[..., Path]) -> None:
+    path = write_study(analytic_study(budget={"n_trials": 16}))
+    summary = run_study(load_study_config(path))
+    assert summary.n_complete + summary.n_pruned == 16
+    assert summary.n_pruned > 0
+    study = _load(path, "analytic")
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert all(len(t.intermediate_values) < 8 for t in pruned)
+    assert all(len(t.intermediate_values) == 8 for t in complete)
+    assert all("pruned_at_step" in t.user_attrs for t in pruned)
+
+
+def test_resume_continues_to_exactly_n_trials(write_study: Callable[..., Path]) -> None:
+    path = write_study(analytic_study(budget={"n_trials": 5}))
+    first = run_study(load_study_config(path))
+    assert first.trials_run == 5
+    bigger = load_study_config(path, ["budget.n_trials=8"])
+    second = run_study(bigger)
+    assert second.trials_run == 3
+    third = run_study(bigger)
+    assert third.trials_run == 0
+    assert len(_load(path, "analytic").trials) == 8
+
+
+def test_changed_space_is_refused_unless_forced(write_study: Callable[..., Path]) -> None:
+    path = write_study(analytic_study(budget={"n_trials": 2}))
+    run_study(load_study_config(path))
+    data = analytic_study(budget={"n_trials": 4})
+    data["space"]["x"] = {"type": "float", "low": -1.0, "high": 1.0}
+    changed = load_study_config(write_study(data))
+    with pytest.raises(StudyMismatchError) as info:
+        run_study(changed)
+    assert info.value.problems == [
+        "study 'analytic' exists with a different search space (changed: x); use --force to "
+        "continue it anyway, or give the study a new name"
+    ]
+    assert run_study(changed, force=True).trials_run == 2
+
+
+def test_changed_direction_is_refused_even_with_force(write_study: Callable[..., Path]) -> None:
+    path = write_study(analytic_study(budget={"n_trials": 1}))
+    run_study(load_study_config(path))
+    data = analytic_study(objective={"metric": "best_score", "direction": "minimize"})
+    with pytest.raises(StudyMismatchError):
+        run_study(load_study_config(write_study(data)), force=True)
+
+
+@pytest.mark.parametrize(
+    ("fail", "reason"),
+    [
+        ("raise", "exception"),
+        ("nan", "nan"),
+        ("missing", "missing_metric"),
+        ("collapse", "collapse"),
+    ],
+)
+def test_failing_trials_are_recorded_and_study_goes_on(
+    write_study: Callable[..., Path], fail: str, reason: str
+) -> None:
+    data = analytic_study(budget={"n_trials": 8}, pruner={"name": "none"})
+    data["trainer"]["params"].update({"fail": fail, "fail_when_x_above": 0.0})
+    path = write_study(data)
+    summary = run_study(load_study_config(path))
+    study = _load(path, "analytic")
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert len(study.trials) == 8
+    assert failed and summary.n_complete > 0
+    for trial in failed:
+        assert trial.params["x"] > 0.0
+        assert trial.user_attrs["fail_reason"] == reason
+        assert trial.user_attrs["fail_message"]
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+
+
+def test_metrics_and_seed_recorded(write_study: Callable[..., Path]) -> None:
+    path = write_study(analytic_study(budget={"n_trials": 3}, pruner={"name": "none"}, seed=7))
+    run_study(load_study_config(path))
+    for trial in _load(path, "analytic").trials:
+        assert trial.user_attrs["seed"] == derive_seed(7, trial.number)
+        assert {"score", "best_score", "loss", "n_params", "wall_seconds"} <= set(trial.user_attrs)
+
+
+def test_per_trial_seeds_are_distinct_and_reproducible() -> None:
+    seeds = [derive_seed(0, n) for n in range(200)]
+    assert len(set(seeds)) == 200
+    assert seeds == [derive_seed(0, n) for n in range(200)]
+    assert derive_seed(1, 0) != derive_seed(0, 0)
+
+
+def test_conditional_parameters_sampled_only_when_condition_holds(
+    write_study: Callable[..., Path],
+) -> None:
+    path = write_study(
+        analytic_study(budget={"n_trials": 15}, sampler={"name": "random", "seed": 3})
+    )
+    run_study(load_study_config(path))
+    for trial in _load(path, "analytic").trials:
+        assert ("margin" in trial.params) == (trial.params["choice"] == "c")
+
+
+def test_multi_objective_study_still_prunes(write_study: Callable[..., Path]) -> None:
+    data = analytic_study(
+        objective={
+            "metrics": ["best_score", "n_params"],
+            "directions": ["maximize", "minimize"],
+            "prune_on": "best_score",
+        },
+        budget={"n_trials": 16},
+    )
+    path = write_study(data)
+    cfg = load_study_config(path)
+    summary = run_study(cfg)
+    assert summary.n_pruned > 0 and summary.n_complete > 0
+    study = _load(path, "analytic")
+    assert len(study.directions) == 2
+    assert not [t for t in study.trials if t.state == TrialState.FAIL]
+    companion = optuna.load_study(study_name=prune_study_name(cfg), storage=storage_url(cfg))
+    assert len(companion.trials) == 16
+    by_number = {t.number: t for t in companion.trials}
+    for trial in study.trials:
+        mirror = by_number[trial.user_attrs["prune_companion_trial"]]
+        assert mirror.state == trial.state
+        expected_steps = (
+            8 if trial.state == TrialState.COMPLETE else trial.user_attrs["pruned_at_step"]
+        )
+        assert len(mirror.intermediate_values) == expected_steps
+
+
+def test_timeout_budget(write_study: Callable[..., Path]) -> None:
+    data = analytic_study(budget={"timeout": 1.5}, pruner={"name": "none"})
+    data["trainer"]["params"]["sleep_per_epoch"] = 0.05
+    summary = run_study(load_study_config(write_study(data)))
+    assert 1 <= summary.trials_run <= 6
+
+
+def test_optuna_cli_reads_our_study(write_study: Callable[..., Path]) -> None:
+    path = write_study(analytic_study(budget={"n_trials": 3}))
+    cfg = load_study_config(path)
+    run_study(cfg)
+    optuna_cli = Path(sys.executable).with_name("optuna")
+    result = subprocess.run(
+        [
+            str(optuna_cli),
+            "trials",
+            "--storage",
+            storage_url(cfg),
+            "--study-name",
+            "analytic",
+            "-f",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.count('"number"') == 3
+
+
+def test_grid_sampler_gets_its_grid_from_the_space(write_study: Callable[..., Path]) -> None:
+    data = analytic_study(
+        sampler={"name": "grid"},
+        pruner={"name": "none"},
+        budget={"n_trials": 6},
+        space={
+            "x": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.25},
+            "choice": {"type": "categorical", "choices": ["a", "b"]},
+        },
+    )
+    path = write_study(data)
+    run_study(load_study_config(path))
+    seen = {(t.params["x"], t.params["choice"]) for t in _load(path, "analytic").trials}
+    assert len(seen) == 6
+
+
+def test_hung_trainer_is_ended_by_trial_timeout(write_study: Callable[..., Path]) -> None:
+    data = analytic_study(budget={"n_trials": 3, "trial_timeout": "2s"}, pruner={"name": "none"})
+    data["trainer"]["params"].update({"fail": "hang", "fail_when_x_above": 0.0, "epochs": 4})
+    data["sampler"] = {"name": "random", "seed": 1}
+    path = write_study(data)
+    summary = run_study(load_study_config(path))
+    study = _load(path, "analytic")
+    assert len(study.trials) == 3
+    hung = [t for t in study.trials if t.params["x"] > 0.0]
+    assert hung, "the seed must produce at least one hanging trial"
+    for trial in hung:
+        assert trial.state == TrialState.FAIL
+        assert trial.user_attrs["fail_reason"] == "timeout"
+    assert summary.n_complete == 3 - len(hung)

@@ -1,0 +1,83 @@
+"""Storages: a real PostgreSQL server, SQLite settings, masking and clear open errors."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pytest
+
+from hpo import StorageError, load_study_config, run_study
+from hpo.storages import mask_url, open_storage
+from tests.conftest import analytic_study
+
+
+def test_mask_url_hides_passwords() -> None:
+    url = "postgresql+psycopg://alice:s3cr3t@db.example:5432/hpo"
+    assert mask_url(url) == "postgresql+psycopg://alice:***@db.example:5432/hpo"
+    assert mask_url(f"could not connect to {url}: refused") == (
+        "could not connect to postgresql+psycopg://alice:***@db.example:5432/hpo: refused"
+    )
+    assert mask_url("sqlite:///tmp/x.db") == "sqlite:///tmp/x.db"
+
+
+def test_sqlite_is_wal(write_study: Callable[..., Path]) -> None:
+    path = write_study(analytic_study(budget={"n_trials": 1}))
+    run_study(load_study_config(path))
+    con = sqlite3.connect(path.parent / "hpo.db")
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_default_storage_is_next_to_the_study_file(write_study: Callable[..., Path]) -> None:
+    path = write_study(analytic_study(budget={"n_trials": 1}))
+    summary = run_study(load_study_config(path))
+    assert summary.storage == f"sqlite:///{path.parent / 'hpo.db'}"
+
+
+def test_relative_sqlite_path_resolves_beside_the_file(write_study: Callable[..., Path]) -> None:
+    path = write_study(analytic_study(storage="sqlite:///studies.db", budget={"n_trials": 1}))
+    run_study(load_study_config(path))
+    assert (path.parent / "studies.db").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write read-only files")
+def test_read_only_sqlite_file(tmp_path: Path) -> None:
+    db = tmp_path / "ro.db"
+    sqlite3.connect(db).close()
+    db.chmod(0o444)
+    with pytest.raises(StorageError) as info:
+        open_storage(f"sqlite:///{db}")
+    assert info.value.problems == [f"storage: SQLite file {db} is read-only"]
+
+
+def test_unreachable_postgres_is_a_clear_masked_error() -> None:
+    url = "postgresql+psycopg://user:hunter2@127.0.0.1:1/nodb"
+    with pytest.raises(StorageError) as info:
+        open_storage(url)
+    (line,) = info.value.problems
+    assert line.startswith("storage: cannot open postgresql+psycopg://user:***@127.0.0.1:1/nodb: ")
+    assert "hunter2" not in line
+
+
+@pytest.mark.postgres
+def test_study_on_real_postgres(
+    postgres_url: str, write_study: Callable[..., Path], unique_name: str
+) -> None:
+    data = analytic_study(name=unique_name, storage=postgres_url, budget={"n_trials": 6})
+    summary = run_study(load_study_config(write_study(data)))
+    assert summary.n_complete + summary.n_pruned == 6
+    study = optuna.load_study(study_name=unique_name, storage=postgres_url)
+    assert len(study.trials) == 6
+    again = run_study(load_study_config(write_study(data)))
+    assert again.trials_run == 0
+
+
+@pytest.mark.postgres
+def test_postgres_wrong_password_or_db(postgres_url: str) -> None:
+    bad = postgres_url.rsplit("/", 1)[0] + "/no_such_database_xyz"
+    with pytest.raises(StorageError) as info:
+        open_storage(bad)
+    assert "no_such_database_xyz" in info.value.problems[0]

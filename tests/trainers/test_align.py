@@ -1,0 +1,122 @@
+"""mode: align: every loss trains, metrics and chance level, proj_dim from the data, errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+
+from trainers import RecordingReporter, TrainingFailed
+from trainers.align import block_retrieval_accuracy, make_alignment_data
+from trainers.align import main as align_main
+from trainers.contrastive import train
+from trainers.metrics import retrieval_accuracy
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("align") / "align.npz"
+    np.savez(path, **make_alignment_data(n_train=200, n_test=40, dim=12, seed=0))  # type: ignore[arg-type]
+    return path
+
+
+def _align(npz: Path, **overrides: Any) -> dict[str, Any]:
+    return {
+        "mode": "align",
+        "dataset": str(npz),
+        "model": "conv",
+        "dim": 16,
+        "batch_size": 16,
+        "epochs": 2,
+        "device": "cpu",
+        "augment": "weak",
+        **overrides,
+    }
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        {"loss": "mse"},
+        {"loss": "cosine"},
+        {"loss": "cosine_mse", "cosine_weight": 0.5, "mse_weight": 2.0},
+        {"loss": "infonce", "temperature": 0.07},
+    ],
+    ids=lambda d: d["loss"],
+)
+def test_every_alignment_loss_trains(npz: Path, loss: dict[str, Any]) -> None:
+    reporter = RecordingReporter()
+    result = train(_align(npz, evaluate_test=True, **loss), reporter)
+    for _, metrics in reporter.history:
+        assert {
+            "val_cosine",
+            "val_mse",
+            "val_retrieval_acc",
+            "train_loss",
+            "best_val_cosine",
+        } <= set(metrics)
+        assert metrics["retrieval_chance"] == pytest.approx(1 / 16)
+        assert -1.0 <= metrics["val_cosine"] <= 1.0
+    assert result["best_val_cosine"] == max(m["val_cosine"] for _, m in reporter.history)
+    assert {"test_cosine", "test_mse", "test_retrieval_acc", "val_mse"} <= set(result)
+
+
+def test_training_moves_predictions_toward_targets(npz: Path) -> None:
+    reporter = RecordingReporter()
+    train(_align(npz, loss="cosine", epochs=4, lr=3e-3, warmup_epochs=0), reporter)
+    cosines = [m["val_cosine"] for _, m in reporter.history]
+    assert cosines[-1] > cosines[0]
+
+
+def test_proj_dim_is_taken_from_the_targets(npz: Path) -> None:
+    train(_align(npz, epochs=1))  # Z has 12 dims, the default proj_dim is 64
+    with pytest.raises(TrainingFailed, match=r"proj_dim=64 but the targets Z .* have 12"):
+        train(_align(npz, epochs=1, proj_dim=64))
+
+
+def test_infonce_needs_a_batch_of_16() -> None:
+    with pytest.raises(ValidationError, match="batch_size >= 16"):
+        train({"mode": "align", "dataset": "x.npz", "loss": "infonce", "batch_size": 8})
+
+
+def test_other_losses_and_datasets_are_refused() -> None:
+    with pytest.raises(ValidationError, match="mse, cosine, cosine_mse, infonce"):
+        train({"mode": "align", "dataset": "x.npz", "loss": "vicreg"})
+    with pytest.raises(ValidationError, match=r"\.npz with X"):
+        train({"mode": "align", "dataset": "BasicMotions", "loss": "mse"})
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(TrainingFailed, match=r"python -m trainers\.align"):
+        train({"mode": "align", "dataset": str(tmp_path / "none.npz"), "loss": "mse"})
+
+
+def test_block_retrieval_matches_per_block_retrieval() -> None:
+    torch.manual_seed(0)
+    pred, target = torch.randn(40, 5), torch.randn(40, 5)
+    blocks = [retrieval_accuracy(pred[i : i + 8], target[i : i + 8]) for i in range(0, 40, 8)]
+    expected = torch.stack(blocks).mean()
+    torch.testing.assert_close(block_retrieval_accuracy(pred, target, 8), expected)
+    torch.testing.assert_close(block_retrieval_accuracy(target, target, 8), torch.tensor(1.0))
+
+
+def test_data_generator_command(tmp_path: Path) -> None:
+    out = tmp_path / "d.npz"
+    assert align_main([str(out), "--n-train", "60", "--n-test", "12", "--dim", "8"]) == 0
+    data = np.load(out)
+    assert data["X"].shape == (60, 9, 128) and data["Z"].shape == (60, 8)
+    assert data["X_test"].shape[0] == data["Z_test"].shape[0] == 12
+    assert np.isfinite(data["Z"]).all() and data["Z"].std() > 0.1

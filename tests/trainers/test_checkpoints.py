@@ -1,0 +1,137 @@
+"""resume: a stopped run continued from save_dir ends exactly like an uninterrupted one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from trainers import RecordingReporter, TrainingFailed
+from trainers.checkpoints import STATE_FILE, atomic_save, resolve_save_dir
+from trainers.contrastive import train
+from trainers.params import ContrastiveParams
+
+BASE: dict[str, Any] = {
+    "dataset": "synthetic_har",
+    "synthetic_n_train": 160,
+    "synthetic_n_test": 30,
+    "model": "conv",
+    "dim": 16,
+    "proj_dim": 16,
+    "batch_size": 32,
+    "device": "cpu",
+    # dropout and EMA make sure the global RNG and the EMA weights are restored too
+    "dropout": 0.2,
+    "ema_decay": 0.9,
+    "epochs": 8,
+}
+TIMING = {"train_seconds", "epoch_seconds", "peak_memory_mb"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class _Killed(Exception):
+    """Stands in for the process dying after an epoch's checkpoint was written."""
+
+
+class _KillAfter:
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.history: list[tuple[int, dict[str, float]]] = []
+
+    def report(self, step: int, metrics: Mapping[str, float]) -> None:
+        self.history.append((step, dict(metrics)))
+        if step >= self.epoch:
+            raise _Killed
+
+
+def _same(a: Mapping[str, float]) -> dict[str, float]:
+    return {k: v for k, v in a.items() if k not in TIMING}
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [
+        {},
+        {"mode": "pretrain", "eval_every": 3, "grad_accum": 2, "mixup_views": 0.2},
+    ],
+    ids=["supervised", "pretrain"],
+)
+def test_interrupted_run_resumes_to_the_same_result(tmp_path: Path, mode: dict[str, Any]) -> None:
+    params = {**BASE, **mode}
+    straight_reports = RecordingReporter()
+    straight = train(params, straight_reports)
+
+    killed = _KillAfter(4)
+    with pytest.raises(_Killed):
+        train({**params, "save_dir": str(tmp_path)}, killed)
+    assert (tmp_path / STATE_FILE).exists()
+    resumed_reports = RecordingReporter()
+    resumed = train({**params, "save_dir": str(tmp_path), "resume": True}, resumed_reports)
+
+    assert [s for s, _ in resumed_reports.history] == [5, 6, 7, 8]
+    assert _same(resumed) == _same(straight)
+    both = killed.history + resumed_reports.history
+    assert [_same(m) for _, m in both] == [_same(m) for _, m in straight_reports.history]
+
+
+@pytest.mark.parametrize("mode", ["supervised", "pretrain"])
+def test_four_epochs_then_eight_equals_eight(tmp_path: Path, mode: str) -> None:
+    # An LR schedule that does not depend on the run length, so stopping at 4 and
+    # continuing to 8 is the same trajectory as 8 in one go.
+    params = {**BASE, "mode": mode, "scheduler": "none"}
+    straight = train(params)
+    train({**params, "epochs": 4, "save_dir": str(tmp_path)})
+    resumed = train({**params, "save_dir": str(tmp_path), "resume": True})
+    keys = (
+        ("best_val_f1", "final_val_f1", "train_loss")
+        if mode == "supervised"
+        else ("probe_f1", "knn_f1", "ssl_loss", "silhouette", "per_dim_std")
+    )
+    assert {k: resumed[k] for k in keys} == {k: straight[k] for k in keys}
+    assert resumed["epochs_run"] == 8
+
+
+def test_resume_without_a_checkpoint_starts_fresh(tmp_path: Path) -> None:
+    params = {**BASE, "epochs": 2}
+    fresh = train({**params, "save_dir": str(tmp_path / "new"), "resume": True})
+    assert _same(fresh) == _same(train(params))
+
+
+def test_resume_with_other_params_is_refused(tmp_path: Path) -> None:
+    train({**BASE, "epochs": 1, "save_dir": str(tmp_path)})
+    with pytest.raises(TrainingFailed, match="lr") as info:
+        train({**BASE, "epochs": 2, "lr": 0.01, "save_dir": str(tmp_path), "resume": True})
+    assert info.value.reason == "resume_mismatch"
+
+
+def test_finished_run_resumes_to_its_result(tmp_path: Path) -> None:
+    params = {**BASE, "epochs": 2, "save_dir": str(tmp_path)}
+    first = train(params)
+    reporter = RecordingReporter()
+    again = train({**params, "resume": True}, reporter)
+    assert reporter.history == []
+    assert _same(again) == _same(first)
+
+
+def test_atomic_save_leaves_no_temporary_files(tmp_path: Path) -> None:
+    atomic_save({"a": torch.ones(2)}, tmp_path / "x.pt")
+    atomic_save({"a": torch.zeros(2)}, tmp_path / "x.pt")
+    assert [p.name for p in tmp_path.iterdir()] == ["x.pt"]
+    assert torch.load(tmp_path / "x.pt", weights_only=True)["a"].sum() == 0
+
+
+def test_save_dir_placeholders() -> None:
+    p = ContrastiveParams(save_dir="runs/{loss}/{seed}", seed=3)
+    assert resolve_save_dir(p) == Path("runs/infonce/3")
+    with pytest.raises(TrainingFailed, match="unknown placeholder"):
+        resolve_save_dir(ContrastiveParams(save_dir="runs/{trial}"))

@@ -1,0 +1,154 @@
+"""mode: finetune from a pretrained encoder: frozen/linear eval, LR split, channel adapter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from trainers import RecordingReporter, TrainingFailed
+from trainers.checkpoints import load_encoder
+from trainers.contrastive import LoopHooks, train, train_supervised
+from trainers.finetune import ChannelAdapter, _build, _optimizer, _train_mode, finetune_params
+from trainers.params import ContrastiveParams
+
+HAR: dict[str, Any] = {
+    "dataset": "synthetic_har",
+    "synthetic_n_train": 240,
+    "synthetic_n_test": 60,
+    "device": "cpu",
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A save_dir holding encoder.pt from one epoch of SimCLR pretraining (dim 24)."""
+    out = tmp_path_factory.mktemp("pretrain")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    train(
+        {
+            **HAR,
+            "mode": "pretrain",
+            "model": "conv",
+            "dim": 24,
+            "proj_dim": 16,
+            "batch_size": 32,
+            "epochs": 1,
+            "save_dir": str(out),
+        }
+    )
+    torch.set_num_threads(threads)
+    return out
+
+
+def _finetune(init_from: Path, **overrides: Any) -> dict[str, Any]:
+    return {
+        **HAR,
+        "mode": "finetune",
+        "init_from": str(init_from),
+        "contrastive_weight": 0.0,
+        "batch_size": 32,
+        "epochs": 2,
+        **overrides,
+    }
+
+
+def test_finetune_reports_like_supervised(pretrained: Path) -> None:
+    reporter = RecordingReporter()
+    result = train(_finetune(pretrained, evaluate_test=True), reporter)
+    assert {"best_val_f1", "final_val_f1", "val_accuracy", "test_f1"} <= set(result)
+    assert {"val_f1", "best_val_f1", "train_loss"} <= set(reporter.history[-1][1])
+
+
+def test_architecture_comes_from_the_checkpoint(pretrained: Path) -> None:
+    ckpt = load_encoder(pretrained)
+    p = finetune_params(ContrastiveParams.model_validate(_finetune(pretrained)), ckpt)
+    assert (p.model, p.dim) == ("conv", 24)
+    with pytest.raises(TrainingFailed, match="dim=64 \\(checkpoint: 24\\)"):
+        train(_finetune(pretrained, dim=64))
+
+
+def test_frozen_encoder_is_untouched_and_stays_in_eval_mode(pretrained: Path) -> None:
+    ckpt = load_encoder(pretrained)
+    p = finetune_params(ContrastiveParams.model_validate(_finetune(pretrained, freeze=True)), ckpt)
+    seen: dict[str, Any] = {}
+
+    def build(p: ContrastiveParams, data: Any, device: torch.device) -> torch.nn.Module:
+        model = _build(ckpt, p, data, device)
+        seen["model"] = model
+        return model
+
+    def train_mode(model: torch.nn.Module) -> None:
+        _train_mode(model, freeze=True)
+        seen["encoder_training"] = model.encoder.training
+
+    train_supervised(p, RecordingReporter(), LoopHooks(build, _optimizer, train_mode))
+    encoder = seen["model"].encoder.state_dict()
+    for key, value in ckpt.state.items():  # weights *and* BatchNorm statistics
+        torch.testing.assert_close(encoder[key], value, msg=key)
+    assert seen["encoder_training"] is False
+
+
+def test_encoder_learns_at_a_scaled_rate(pretrained: Path) -> None:
+    ckpt = load_encoder(pretrained)
+    params = _finetune(pretrained, lr=1e-3, encoder_lr_scale=0.1)
+    p = finetune_params(ContrastiveParams.model_validate(params), ckpt)
+    model = _build(ckpt, p, _splits(p), torch.device("cpu"))
+    optimizer = _optimizer(model, p, torch.device("cpu"))
+    encoder_ids = {id(t) for t in model.encoder.parameters()}
+    for group in optimizer.param_groups:
+        in_encoder = {id(t) in encoder_ids for t in group["params"]}
+        assert len(in_encoder) == 1
+        assert group["lr"] == pytest.approx(1e-4 if in_encoder.pop() else 1e-3)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+
+
+def _splits(p: ContrastiveParams) -> Any:
+    from trainers.contrastive import load_splits
+
+    return load_splits(p).to_tensors("cpu")
+
+
+def test_other_channel_count_is_a_clear_error(pretrained: Path) -> None:
+    with pytest.raises(TrainingFailed, match=r"9 channels, data has 6.*channel_adapter") as info:
+        train(_finetune(pretrained, dataset="BasicMotions", epochs=1))
+    assert info.value.reason == "channel_mismatch"
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_channel_adapter_bridges_basicmotions(pretrained: Path, freeze: bool) -> None:
+    result = train(
+        _finetune(
+            pretrained,
+            dataset="BasicMotions",
+            channel_adapter="conv1x1",
+            freeze=freeze,
+            batch_size=8,
+        )
+    )
+    assert 0.0 <= result["best_val_f1"] <= 1.0
+
+
+def test_channel_adapter_starts_as_identity_on_shared_channels() -> None:
+    adapter = ChannelAdapter(6, 9)
+    x = torch.randn(2, 6, 10)
+    y = adapter(x)
+    torch.testing.assert_close(y[:, :6], x)
+    assert y[:, 6:].abs().max() == 0
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(TrainingFailed, match="no encoder checkpoint"):
+        train(_finetune(tmp_path / "nowhere"))

@@ -1,0 +1,200 @@
+"""mode: pretrain end to end on small synthetic HAR: metrics, losses, collapse, GradCache."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import torch
+from pydantic import ValidationError
+
+from trainers import RecordingReporter, TrainingFailed
+from trainers.checkpoints import load_encoder
+from trainers.contrastive import build_loss, build_model, train
+from trainers.params import ContrastiveParams
+from trainers.pretrain import _Stepper, ssl_chance_level
+
+TINY: dict[str, Any] = {
+    "mode": "pretrain",
+    "dataset": "synthetic_har",
+    "synthetic_n_train": 240,
+    "synthetic_n_test": 60,
+    "model": "conv",
+    "dim": 16,
+    "proj_dim": 16,
+    "batch_size": 32,
+    "epochs": 2,
+    "device": "cpu",
+}
+
+PER_EPOCH = {
+    "ssl_loss",
+    "ssl_chance_loss",
+    "retrieval_acc",
+    "retrieval_chance",
+    "embedding_diversity",
+    "per_dim_std",
+    "silhouette",
+    "lr",
+}
+PROBE = {"probe_f1", "probe_accuracy", "knn_f1", "knn_accuracy", "best_probe_f1", "best_knn_f1"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_simclr_reports_ssl_metrics_and_probes_every_eval_every(tmp_path: Path) -> None:
+    reporter = RecordingReporter()
+    result = train({**TINY, "epochs": 3, "eval_every": 2, "evaluate_test": True}, reporter)
+    steps = [step for step, _ in reporter.history]
+    assert steps == [1, 2, 3]
+    for step, metrics in reporter.history:
+        assert set(metrics) >= PER_EPOCH
+        # probe and k-NN every eval_every epochs, and always at the last epoch
+        assert (set(metrics) >= PROBE) == (step in (2, 3))
+        # NT-Xent's collapse level for a batch of 32 pairs
+        assert metrics["ssl_chance_loss"] == pytest.approx(math.log(2 * 32 - 1))
+        assert metrics["retrieval_chance"] == pytest.approx(1 / 32)
+        assert all(math.isfinite(v) for v in metrics.values())
+    probe_f1s = [m["probe_f1"] for _, m in reporter.history if "probe_f1" in m]
+    assert result["best_probe_f1"] == max(probe_f1s)
+    assert 0.0 <= result["knn_f1"] <= 1.0 and -1.0 <= result["silhouette"] <= 1.0
+    assert {"test_probe_f1", "test_knn_f1", "effective_batch", "ssl_loss"} <= set(result)
+    # labels matter to the probe: far better than chance (6 classes) on this easy data
+    assert result["best_probe_f1"] > 0.5
+
+
+@pytest.mark.parametrize("loss", ["barlow_twins", "vicreg"])
+def test_other_ssl_losses_train(loss: str) -> None:
+    result = train({**TINY, "epochs": 1, "loss": loss, "proto_proj": "mlp"})
+    assert math.isfinite(result["ssl_loss"])
+    expected = 16.0 if loss == "barlow_twins" else 25.0 * (1 - math.sqrt(1e-4))
+    assert result["ssl_chance_loss"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("loss", ["supcon", "triplet"])
+def test_label_losses_are_refused_with_a_clear_message(loss: str) -> None:
+    with pytest.raises(
+        ValidationError, match="needs labels and cannot be used with mode: pretrain"
+    ):
+        train({**TINY, "loss": loss})
+
+
+COLLAPSING: dict[str, Any] = {
+    **TINY,
+    "epochs": 10,
+    # VICReg without its variance (and covariance) term and without augmentation (the
+    # views differ by dropout only): the invariance term is left, which a constant output
+    # minimises; a far too high learning rate gets there in a few epochs.
+    "loss": "vicreg",
+    "vicreg_var_weight": 0.0,
+    "vicreg_cov_weight": 0.0,
+    "augment": "none",
+    "dropout": 0.5,
+    "lr": 0.3,
+    "grad_clip": 0.0,
+    "scheduler": "none",
+    "eval_every": 100,
+}
+
+
+def test_collapse_is_detected_and_stops_the_run() -> None:
+    reporter = RecordingReporter()
+    with pytest.raises(TrainingFailed, match="collapsed") as info:
+        train(COLLAPSING, reporter)
+    assert info.value.reason == "collapse"
+    assert len(reporter.history) < 10  # stopped early
+    last = reporter.history[-1][1]
+    assert last["per_dim_std"] < 1e-3  # the collapsed epoch is still reported
+
+
+def test_collapse_is_the_trials_fail_reason() -> None:
+    from hpo.config import validate_study_data
+    from hpo.objective import FAIL_REASON, Objective
+
+    cfg = validate_study_data(
+        {
+            "name": "collapse",
+            "objective": {"metric": "best_probe_f1", "direction": "maximize"},
+            "budget": {"n_trials": 1},
+            "trainer": {"name": "contrastive", "params": COLLAPSING},
+        }
+    )
+    study = optuna.create_study(direction="maximize")
+    study.optimize(Objective(cfg, train), n_trials=1, catch=(Exception,))
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.FAIL
+    assert trial.user_attrs[FAIL_REASON] == "collapse"
+
+
+def test_grad_accum_enlarges_the_batch_the_loss_sees() -> None:
+    result = train({**TINY, "epochs": 1, "batch_size": 16, "grad_accum": 4})
+    assert result["effective_batch"] == 64
+    assert result["ssl_chance_loss"] == pytest.approx(math.log(2 * 64 - 1))
+
+
+def test_cached_accumulation_gives_the_big_batch_gradient() -> None:
+    """GradCache: same loss, gradient and BatchNorm statistics as one graph over all views."""
+    p = ContrastiveParams.model_validate({**TINY, "dropout": 0.3, "proto_proj": "mlp"})
+    loss_fn = build_loss(p)
+    assert loss_fn is not None
+    torch.manual_seed(0)
+    model = build_model(p, 9, 6).train()
+    twin = build_model(p, 9, 6).train()
+    twin.load_state_dict(model.state_dict())
+    micro = [torch.randn(2 * 8, 9, 32) for _ in range(3)]
+
+    torch.manual_seed(1)
+    loss, _ = _Stepper(model, model, loss_fn, torch.device("cpu"), None)(micro)
+
+    torch.manual_seed(1)  # same dropout masks, one graph over every micro-batch
+    halves = [twin(v).projection.chunk(2) for v in micro]
+    ref = loss_fn(torch.cat([h[0] for h in halves]), torch.cat([h[1] for h in halves]))
+    ref.backward()
+
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-6)
+    for (name, a), b in zip(model.named_parameters(), twin.parameters(), strict=True):
+        if name.startswith("classifier."):  # not part of the SSL graph
+            assert a.grad is None and b.grad is None
+            continue
+        assert a.grad is not None and b.grad is not None, name
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6)
+    for a, b in zip(model.buffers(), twin.buffers(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_chance_levels() -> None:
+    p = ContrastiveParams(mode="pretrain", loss="infonce")
+    loss = build_loss(p)
+    assert loss is not None
+    assert ssl_chance_level(loss, 128, 64) == pytest.approx(math.log(255))
+    mse = build_loss(ContrastiveParams(mode="pretrain", loss="mse"))
+    assert mse is not None and math.isnan(ssl_chance_level(mse, 128, 64))
+
+
+def test_encoder_checkpoints_and_artifacts_written(tmp_path: Path) -> None:
+    params = {**TINY, "epochs": 1, "seed": 7, "artifact_dir": str(tmp_path / "art")}
+    train({**params, "save_dir": str(tmp_path / "run-{seed}")})
+    files = {p.name for p in (tmp_path / "run-7").iterdir()}
+    assert files == {"state.pt", "encoder.pt", "encoder_last.pt"}
+    assert {p.name for p in (tmp_path / "art").iterdir()} == {"checkpoint.pt", "val_embeddings.npz"}
+    # what the hpo artifact store keeps is itself an encoder checkpoint for init_from
+    assert load_encoder(tmp_path / "art" / "checkpoint.pt").arch["dim"] == 16
+    assert load_encoder(tmp_path / "run-7").in_channels == 9
+
+
+def test_early_stopping_counts_evaluated_epochs_only() -> None:
+    # patience 1 with a probe every 2 epochs must not stop before the first probe
+    reporter = RecordingReporter()
+    result = train({**TINY, "epochs": 3, "eval_every": 2, "early_stopping_patience": 1}, reporter)
+    assert result["epochs_run"] >= 2
+    assert "probe_f1" in reporter.history[1][1]

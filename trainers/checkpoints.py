@@ -1,0 +1,339 @@
+"""Checkpoints: per-epoch training state for ``resume: true`` and encoder exports for finetune.
+
+Two kinds of file live in a run's ``save_dir``:
+
+``state.pt``
+    Everything needed to continue a stopped run exactly where it left off: model,
+    optimizer, LR scheduler, EMA weights, the global RNGs *and* the ``torch.Generator``
+    that draws augmentations and batch order, the epoch and the best-so-far bookkeeping.
+    Written after every epoch through a temporary file and ``os.replace``, so a run
+    killed mid-write leaves the previous epoch's state intact.
+``encoder.pt`` / ``encoder_last.pt``
+    The encoder alone (no heads) plus the architecture that shapes it, in the form
+    ``mode: finetune`` loads through ``init_from``.
+
+Files are read with ``torch.load(weights_only=True)``: a checkpoint is data, never code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from trainers.params import ContrastiveParams
+from trainers.reporter import TrainingFailed
+from trainers.schedules import Schedule
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "state.pt"
+ENCODER_FILE = "encoder.pt"
+LAST_ENCODER_FILE = "encoder_last.pt"
+ENCODER_FORMAT = "contrastive-hpo/encoder/v1"
+STATE_FORMAT = "contrastive-hpo/state/v1"
+
+ENCODER_ARCH_FIELDS = (
+    "model",
+    "dim",
+    "depth",
+    "n_heads",
+    "mlp_ratio",
+    "use_cbam",
+    "use_dim_reduction",
+    "reduction_dim",
+    "n_prototypes",
+    "kernel_size",
+    "conv_layers",
+)
+"""Parameters that fix the encoder's weight shapes; finetune takes them from the checkpoint."""
+
+RESUME_MAY_DIFFER = frozenset(
+    {
+        "epochs",
+        "resume",
+        "save_dir",
+        "device",
+        "compile",
+        "eval_batch_size",
+        "evaluate_test",
+        "artifact_dir",
+        "early_stopping_patience",
+        "eval_every",
+        "knn_k",
+        "probe_epochs",
+        "collapse_std",
+    }
+)
+"""Parameters a resumed run may change: they do not alter the training trajectory
+(``epochs`` does when the LR schedule depends on it; that case is warned about)."""
+
+_EPOCH_DEPENDENT_SCHEDULES = frozenset({"warmup_cosine"})
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def resolve_save_dir(p: ContrastiveParams) -> Path | None:
+    """``save_dir`` with ``{name}`` placeholders filled from the params (``runs/{seed}``).
+
+    Every trial of a study gets its own seed, so ``{seed}`` gives each trial its own
+    folder without the trainer knowing about trials.
+    """
+    if not p.save_dir:
+        return None
+    values = p.model_dump()
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise TrainingFailed(
+                "bad_params",
+                f"save_dir {p.save_dir!r}: unknown placeholder {{{name}}}; "
+                "use parameter names such as {seed} or {loss}",
+            )
+        return str(values[name])
+
+    return Path(_PLACEHOLDER.sub(fill, p.save_dir)).expanduser()
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unreadable, truncated, or not a torch file
+        raise TrainingFailed("bad_checkpoint", f"cannot read checkpoint {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise TrainingFailed("bad_checkpoint", f"{path} does not hold a checkpoint dict")
+    return data
+
+
+# --------------------------------------------------------------------------- RNG state
+
+
+def capture_rng(device: torch.device, generator: torch.Generator) -> dict[str, Any]:
+    """The global torch (CPU and CUDA) and numpy RNGs plus the augmentation generator."""
+    mt, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "generator": generator.get_state(),
+        "numpy": {
+            "kind": str(mt),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng(state: Mapping[str, Any], device: torch.device, generator: torch.Generator) -> None:
+    """Inverse of :func:`capture_rng`."""
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["generator"])
+    npy = state["numpy"]
+    keys = npy["keys"].numpy().astype(np.uint32)
+    np.random.set_state((npy["kind"], keys, npy["pos"], npy["has_gauss"], npy["cached"]))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+# --------------------------------------------------------------------------- training state
+
+
+class TrainingCheckpoint:
+    """``save_dir/state.pt``: written after every epoch, restored by ``resume: true``.
+
+    ``progress`` is the loop's own bookkeeping (best-so-far metric and weights, last
+    metrics, ...): tensors, numbers, strings and containers of them.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        p: ContrastiveParams,
+        device: torch.device,
+        *,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        schedule: Schedule,
+        generator: torch.Generator,
+        ema_model: nn.Module | None = None,
+    ) -> None:
+        self.directory = directory
+        self.path = directory / STATE_FILE
+        self.p = p
+        self.device = device
+        self.model = model
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.generator = generator
+        self.ema_model = ema_model
+
+    def save(self, epoch: int, progress: Mapping[str, Any]) -> None:
+        """Write the state at the end of ``epoch`` atomically."""
+        scheduler = self.schedule.scheduler
+        atomic_save(
+            {
+                "format": STATE_FORMAT,
+                "epoch": epoch,
+                "params": self.p.model_dump(),
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "ema": self.ema_model.state_dict() if self.ema_model is not None else None,
+                "rng": capture_rng(self.device, self.generator),
+                "progress": dict(progress),
+            },
+            self.path,
+        )
+
+    def load(self) -> tuple[int, dict[str, Any]] | None:
+        """Restore everything from ``state.pt``; ``None`` (start fresh) when there is none yet."""
+        if not self.path.exists():
+            logger.info("resume: no %s yet, starting from epoch 1", self.path)
+            return None
+        state = _load(self.path)
+        if state.get("format") != STATE_FORMAT:
+            raise TrainingFailed("bad_checkpoint", f"{self.path} is not a training state file")
+        self._check_params(state["params"])
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        scheduler = self.schedule.scheduler
+        if scheduler is not None and state["scheduler"] is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        if self.ema_model is not None and state["ema"] is not None:
+            self.ema_model.load_state_dict(state["ema"])
+        restore_rng(state["rng"], self.device, self.generator)
+        return int(state["epoch"]), dict(state["progress"])
+
+    def _check_params(self, saved: Mapping[str, Any]) -> None:
+        now = self.p.model_dump()
+        differ = sorted(
+            k
+            for k in set(saved) | set(now)
+            if k not in RESUME_MAY_DIFFER and saved.get(k) != now.get(k)
+        )
+        if differ:
+            shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in differ[:6])
+            raise TrainingFailed(
+                "resume_mismatch",
+                f"cannot resume from {self.path}: it was written with other parameters "
+                f"({shown}); use the same parameters or another save_dir",
+            )
+        if saved.get("epochs") != now["epochs"] and now["scheduler"] in _EPOCH_DEPENDENT_SCHEDULES:
+            logger.warning(
+                "resume: epochs changed from %s to %s; the %s schedule is stretched to the new "
+                "length from here on, so results differ from a straight %s-epoch run",
+                saved.get("epochs"),
+                now["epochs"],
+                now["scheduler"],
+                now["epochs"],
+            )
+
+
+# --------------------------------------------------------------------------- encoder exports
+
+
+@dataclass(frozen=True)
+class EncoderCheckpoint:
+    """A pretrained encoder as ``mode: finetune`` needs it."""
+
+    path: Path
+    state: dict[str, Tensor]
+    arch: dict[str, Any]
+    in_channels: int
+    length: int
+    dataset: str
+    epoch: int
+    metrics: dict[str, float]
+
+
+def encoder_arch(model: nn.Module, p: ContrastiveParams) -> dict[str, Any]:
+    """The shape-defining parameters of ``model``'s encoder (``n_prototypes`` resolved)."""
+    arch = {name: getattr(p, name) for name in ENCODER_ARCH_FIELDS}
+    arch["n_prototypes"] = getattr(model, "n_prototypes", p.n_prototypes)
+    return arch
+
+
+def save_encoder(
+    path: Path,
+    encoder_state: Mapping[str, Tensor],
+    arch: Mapping[str, Any],
+    *,
+    in_channels: int,
+    length: int,
+    dataset: str,
+    epoch: int,
+    metrics: Mapping[str, float],
+) -> None:
+    """Write an encoder export atomically (weights copied to CPU)."""
+    atomic_save(
+        {
+            "format": ENCODER_FORMAT,
+            "encoder": {k: v.detach().cpu() for k, v in encoder_state.items()},
+            "arch": dict(arch),
+            "in_channels": in_channels,
+            "length": length,
+            "dataset": dataset,
+            "epoch": epoch,
+            "metrics": {k: float(v) for k, v in metrics.items()},
+        },
+        path,
+    )
+
+
+def encoder_part(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The ``encoder.*`` entries of a full model state dict, prefix removed."""
+    return {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
+
+
+def load_encoder(path: str | Path) -> EncoderCheckpoint:
+    """Read ``encoder.pt``; a folder means the ``encoder.pt`` inside it (a run's save_dir)."""
+    file = Path(path).expanduser()
+    if file.is_dir():
+        file = file / ENCODER_FILE
+    if not file.exists():
+        raise TrainingFailed(
+            "bad_checkpoint",
+            f"init_from: no encoder checkpoint at {file}; point it at the encoder.pt (or the "
+            "save_dir) written by a mode: pretrain run",
+        )
+    data = _load(file)
+    if data.get("format") != ENCODER_FORMAT:
+        raise TrainingFailed(
+            "bad_checkpoint", f"init_from: {file} is not an encoder checkpoint (encoder.pt)"
+        )
+    return EncoderCheckpoint(
+        path=file,
+        state=dict(data["encoder"]),
+        arch=dict(data["arch"]),
+        in_channels=int(data["in_channels"]),
+        length=int(data["length"]),
+        dataset=str(data["dataset"]),
+        epoch=int(data["epoch"]),
+        metrics=dict(data["metrics"]),
+    )

@@ -1,0 +1,653 @@
+"""The shared contrastive trainer: CE + weighted contrastive loss on time series.
+
+``train(params, reporter)`` is what every trial of a study calls. It never imports
+Optuna: it reports per-epoch metrics to an optional reporter and stops when the
+reporter raises :class:`trainers.Pruned`. Also runs alone:
+``python -m trainers.contrastive --config run.yaml``.
+
+Hot path: the whole dataset lives on the device, batches are index slices, the two
+augmented views are made by batched tensor ops, and metrics accumulate on the device
+with a single host transfer per epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from trainers.augment import Augmenter, mixup_views
+from trainers.checkpoints import (
+    ENCODER_FILE,
+    TrainingCheckpoint,
+    encoder_arch,
+    encoder_part,
+    resolve_save_dir,
+    save_encoder,
+)
+from trainers.data import DeviceSplits, TimeSeriesSplits, load_dataset
+from trainers.losses import ContrastiveLoss, build_contrastive_loss
+from trainers.metrics import (
+    EpochMeter,
+    accuracy,
+    confusion_matrix,
+    macro_f1,
+    mean_pairwise_cosine,
+    retrieval_accuracy,
+)
+from trainers.models import count_parameters, create_model
+from trainers.params import RESULT_METRICS, ContrastiveParams
+from trainers.reporter import NullReporter, Reporter, TrainingFailed
+from trainers.schedules import Schedule, build_schedule
+
+PER_EPOCH_METRICS = (
+    "train_loss",
+    "train_ce",
+    "train_contrastive",
+    "retrieval_acc",
+    "val_loss",
+    "val_accuracy",
+    "val_f1",
+    "best_val_f1",
+    "embedding_diversity",
+    "lr",
+    "epoch_seconds",
+    "peak_memory_mb",
+)
+
+
+# --------------------------------------------------------------------------------------
+# setup helpers
+# --------------------------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when a GPU is visible (workers set CUDA_VISIBLE_DEVICES), else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingFailed("no_cuda", f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA (when supported) for ``auto``/``bf16``; CPU trains in fp32."""
+    if device.type != "cuda" or precision == "fp32":
+        return None
+    if torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA) and numpy; the trainer draws all randomness from these."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_dataset(key: tuple[Any, ...]) -> TimeSeriesSplits:
+    (name, data_dir, val_fraction, split_seed, length, policy, load_test, n_train, n_test) = key
+    synthetic = {"n_train": n_train, "n_test": n_test, "seed": split_seed}
+    return load_dataset(
+        name,
+        data_dir=data_dir,
+        val_fraction=val_fraction,
+        seed=split_seed,
+        length=length,
+        length_policy=policy,
+        load_test=load_test,
+        synthetic=synthetic,
+    )
+
+
+def load_splits(p: ContrastiveParams) -> TimeSeriesSplits:
+    """Load (and cache per process, since every trial of a study reads the same data)."""
+    key = (
+        p.dataset,
+        p.data_dir,
+        p.val_fraction,
+        p.split_seed,
+        p.length,
+        p.length_policy,
+        True,
+        p.synthetic_n_train,
+        p.synthetic_n_test,
+    )
+    return _cached_dataset(key)
+
+
+def build_model(p: ContrastiveParams, n_channels: int, n_classes: int) -> nn.Module:
+    """The model named by ``p.model`` with the architecture parameters of ``p``."""
+    return create_model(
+        p.model,
+        in_channels=n_channels,
+        n_classes=n_classes,
+        dim=p.dim,
+        depth=p.depth,
+        n_heads=p.n_heads,
+        mlp_ratio=p.mlp_ratio,
+        dropout=p.dropout,
+        use_cbam=p.use_cbam,
+        use_dim_reduction=p.use_dim_reduction,
+        reduction_dim=p.reduction_dim,
+        n_prototypes=p.n_prototypes,
+        proto_proj=p.proto_proj,
+        proj_dim=p.proj_dim,
+        proj_hidden_dim=p.proj_hidden_dim,
+        proj_depth=p.proj_depth,
+        kernel_size=p.kernel_size,
+        conv_layers=p.conv_layers,
+    )
+
+
+def build_loss(p: ContrastiveParams) -> ContrastiveLoss | None:
+    """The contrastive term, or ``None`` when it is off (``loss: none`` or weight 0)."""
+    if p.loss == "none" or (p.mode in ("supervised", "finetune") and p.contrastive_weight == 0.0):
+        return None
+    return build_contrastive_loss(
+        p.loss,
+        temperature=p.temperature,
+        hard_negative_weight=p.hard_negative_weight,
+        margin=p.margin,
+        barlow_lambda=p.barlow_lambda,
+        vicreg_sim_weight=p.vicreg_sim_weight,
+        vicreg_var_weight=p.vicreg_var_weight,
+        vicreg_cov_weight=p.vicreg_cov_weight,
+        cosine_weight=p.cosine_weight,
+        mse_weight=p.mse_weight,
+    )
+
+
+def build_optimizer(
+    model: nn.Module,
+    p: ContrastiveParams,
+    device: torch.device,
+    lr_scales: Sequence[tuple[nn.Module, float]] = (),
+) -> torch.optim.Optimizer:
+    """AdamW without weight decay on biases and norm/prototype parameters; fused on CUDA.
+
+    ``lr_scales`` gives submodules their own learning rate, ``lr * scale`` (fine-tuning
+    trains a pretrained encoder slower than a fresh head).
+    """
+    scale_of = {id(param): scale for module, scale in lr_scales for param in module.parameters()}
+    buckets: dict[tuple[float, bool], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        no_decay = param.ndim <= 1 or "prototypes" in name
+        buckets.setdefault((scale_of.get(id(param), 1.0), no_decay), []).append(param)
+    groups = [
+        {
+            "params": params,
+            "lr": p.lr * scale,
+            "weight_decay": 0.0 if no_decay else p.weight_decay,
+        }
+        # base-lr groups first: reports read param_groups[0]["lr"] as "the" lr
+        for (scale, no_decay), params in sorted(
+            buckets.items(), key=lambda kv: (kv[0][0] != 1.0, *kv[0])
+        )
+    ]
+    if not groups:
+        raise TrainingFailed("bad_params", "the model has no trainable parameters")
+    return torch.optim.AdamW(groups, lr=p.lr, fused=device.type == "cuda")
+
+
+def make_schedule(
+    p: ContrastiveParams, optimizer: torch.optim.Optimizer, steps_per_epoch: int
+) -> Schedule:
+    """The LR schedule named by ``p.scheduler``, stepped per optimizer step."""
+    return build_schedule(
+        p.scheduler,
+        optimizer,
+        steps_per_epoch=steps_per_epoch,
+        epochs=p.epochs,
+        warmup_epochs=p.warmup_epochs,
+        min_lr_ratio=p.min_lr_ratio,
+        t_0=p.t_0,
+        t_mult=p.t_mult,
+        plateau_patience=p.plateau_patience,
+        plateau_factor=p.plateau_factor,
+    )
+
+
+class EmaModel:
+    """Exponential moving average of weights and buffers, used for evaluation when on."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for param in self.model.parameters():
+            param.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Blend the current weights in; buffers (BN statistics) are copied."""
+        ema_params: list[Tensor] = list(self.model.parameters())
+        params = [p.detach() for p in model.parameters()]
+        torch._foreach_lerp_(ema_params, params, 1.0 - self.decay)
+        for ema_buf, buf in zip(self.model.buffers(), model.buffers(), strict=True):
+            ema_buf.copy_(buf)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak allocated GPU memory, or the process's peak RSS on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    except (ImportError, OSError):
+        return float("nan")
+
+
+# --------------------------------------------------------------------------------------
+# evaluation
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Evaluation:
+    """Validation (or test) outputs of one pass, still on the device."""
+
+    loss: Tensor
+    accuracy: Tensor
+    f1: Tensor
+    diversity: Tensor
+    preds: Tensor
+    embeddings: Tensor
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    n_classes: int,
+    batch_size: int,
+    amp_dtype: torch.dtype | None,
+) -> Evaluation:
+    """Batched forward pass in eval mode; nothing leaves the device."""
+    was_training = model.training
+    model.eval()
+    logits_parts, emb_parts = [], []
+    for start in range(0, x.shape[0], batch_size):
+        xb = x[start : start + batch_size]
+        with torch.autocast(
+            x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+        ):
+            out = model(xb)
+        logits_parts.append(out.logits.float())
+        emb_parts.append(out.embedding.float())
+    model.train(was_training)
+    logits = torch.cat(logits_parts)
+    embeddings = torch.cat(emb_parts)
+    preds = logits.argmax(dim=1)
+    return Evaluation(
+        loss=F.cross_entropy(logits, y),
+        accuracy=accuracy(preds, y),
+        f1=macro_f1(preds, y, n_classes),
+        diversity=mean_pairwise_cosine(embeddings[:2048]),
+        preds=preds,
+        embeddings=embeddings,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# the training loop
+# --------------------------------------------------------------------------------------
+
+
+def _combine(ce: Tensor, contrastive: Tensor | None, p: ContrastiveParams) -> Tensor:
+    if contrastive is None:
+        return ce
+    w = p.contrastive_weight
+    if p.loss_mix == "convex":
+        return (1.0 - w) * ce + w * contrastive
+    return ce + w * contrastive
+
+
+def _write_artifacts(
+    directory: Path,
+    best_state: Mapping[str, Tensor],
+    best_eval: Evaluation,
+    data: DeviceSplits,
+    p: ContrastiveParams,
+    best_epoch: int,
+) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {
+            "model": dict(best_state),
+            "params": p.model_dump(),
+            "epoch": best_epoch,
+            "class_names": data.class_names,
+            "n_channels": data.n_channels,
+            "length": data.length,
+        },
+        directory / "checkpoint.pt",
+    )
+    cm = confusion_matrix(best_eval.preds, data.y_val, data.n_classes)
+    np.save(directory / "confusion_matrix.npy", cm.cpu().numpy())
+    np.savez_compressed(
+        directory / "val_embeddings.npz",
+        z=best_eval.embeddings.cpu().numpy().astype(np.float32),
+        y=data.y_val.cpu().numpy(),
+        class_names=np.array(data.class_names),
+    )
+
+
+def train(params: Mapping[str, Any], reporter: Reporter | None = None) -> dict[str, float]:
+    """Train once with ``params`` and return the result metrics (see ``RESULT_METRICS``)."""
+    p = ContrastiveParams.model_validate(dict(params))
+    if p.mode != "supervised":
+        from trainers.modes import train_mode
+
+        return train_mode(p, reporter or NullReporter())
+    return train_supervised(p, reporter or NullReporter())
+
+
+def _default_model(p: ContrastiveParams, data: DeviceSplits, device: torch.device) -> nn.Module:
+    model = build_model(p, data.n_channels, data.n_classes).to(device)
+    init_prototypes = getattr(model, "init_prototypes_from_class_means", None)
+    if p.proto_init == "class_mean" and callable(init_prototypes):
+        init_prototypes(data.x_train, data.y_train)
+    return model
+
+
+def _train_all(model: nn.Module) -> None:
+    model.train()
+
+
+@dataclass(frozen=True)
+class LoopHooks:
+    """What another mode changes in the supervised loop, so it reuses the loop as is.
+
+    Fine-tuning builds the model around a pretrained encoder, gives the encoder its own
+    learning rate, and keeps a frozen encoder in eval mode (BatchNorm statistics fixed).
+    """
+
+    build_model: Callable[[ContrastiveParams, DeviceSplits, torch.device], nn.Module] = (
+        _default_model
+    )
+    build_optimizer: Callable[
+        [nn.Module, ContrastiveParams, torch.device], torch.optim.Optimizer
+    ] = build_optimizer
+    train_mode: Callable[[nn.Module], None] = _train_all
+
+
+def _evaluation_to_cpu(ev: Evaluation) -> dict[str, Tensor]:
+    return {k: getattr(ev, k).detach().cpu() for k in Evaluation.__dataclass_fields__}
+
+
+def _evaluation_from(state: Mapping[str, Tensor], device: torch.device) -> Evaluation:
+    return Evaluation(**{k: v.to(device) for k, v in state.items()})
+
+
+def train_supervised(
+    p: ContrastiveParams, reporter: Reporter, hooks: LoopHooks | None = None
+) -> dict[str, float]:
+    """Cross-entropy plus a weighted contrastive term between two augmented views.
+
+    With ``save_dir`` the full training state is checkpointed after every epoch, and
+    ``resume: true`` continues from it with the same result as an uninterrupted run.
+    """
+    hooks = hooks or LoopHooks()
+    started = time.perf_counter()
+    device = resolve_device(p.device)
+    seed_everything(p.seed)
+    splits = load_splits(p)
+    data = splits.to_tensors(device)
+    n_classes = data.n_classes
+    amp_dtype = autocast_dtype(p.precision, device)
+
+    model = hooks.build_model(p, data, device)
+    n_params = count_parameters(model)
+    step_model: nn.Module = model
+    if p.compile and device.type == "cuda":
+        step_model = torch.compile(model)  # type: ignore[assignment]
+
+    contrastive = build_loss(p)
+    augmenter = Augmenter.from_config(p.augment, strength=p.augment_strength, p=p.augment_p)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(p.seed)
+
+    n_train = data.x_train.shape[0]
+    batch_size = min(p.batch_size, n_train)
+    n_batches = max(
+        n_train // batch_size, 1
+    )  # drop the ragged tail: BN and contrastive need full batches
+    steps_per_epoch = max(n_batches // p.grad_accum, 1)
+    optimizer = hooks.build_optimizer(model, p, device)
+    schedule = make_schedule(p, optimizer, steps_per_epoch)
+    ema = EmaModel(model, p.ema_decay) if p.ema_decay > 0 else None
+    meter = EpochMeter()
+
+    best_f1 = -math.inf
+    best_epoch = 0
+    best_state: dict[str, Tensor] | None = None
+    best_eval: Evaluation | None = None
+    last: dict[str, float] = {}
+    epochs_without_improvement = 0
+    epoch = 0
+    stopped_early = False
+    save_dir = resolve_save_dir(p)
+    checkpoint = None
+    if save_dir is not None:
+        checkpoint = TrainingCheckpoint(
+            save_dir,
+            p,
+            device,
+            model=model,
+            optimizer=optimizer,
+            schedule=schedule,
+            generator=generator,
+            ema_model=ema.model if ema is not None else None,
+        )
+    if checkpoint is not None and p.resume:
+        restored = checkpoint.load()
+        if restored is not None:
+            epoch, progress = restored
+            best_f1, best_epoch = progress["best_f1"], progress["best_epoch"]
+            best_state = progress["best_state"]
+            best_eval = _evaluation_from(progress["best_eval"], device)
+            last = progress["last"]
+            epochs_without_improvement = progress["epochs_without_improvement"]
+            stopped_early = progress["stopped_early"]
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    first_epoch = p.epochs + 1 if stopped_early else epoch + 1
+    for epoch in range(first_epoch, p.epochs + 1):
+        epoch_start = time.perf_counter()
+        hooks.train_mode(model)
+        meter.reset()
+        order = torch.randperm(n_train, device=device, generator=generator)
+        optimizer.zero_grad(set_to_none=True)
+        for b in range(n_batches):
+            idx = order[b * batch_size : (b + 1) * batch_size]
+            xb, yb = data.x_train[idx], data.y_train[idx]
+            with torch.autocast(
+                device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+            ):
+                if contrastive is None:
+                    out = step_model(augmenter(xb, generator))
+                    ce = F.cross_entropy(out.logits.float(), yb, label_smoothing=p.label_smoothing)
+                    con = None
+                else:
+                    v1, v2 = augmenter(xb, generator), augmenter(xb, generator)
+                    if p.mixup_views > 0:
+                        v1, v2 = mixup_views(v1, v2, p.mixup_views, generator)
+                    out = step_model(torch.cat([v1, v2]))
+                    logits = out.logits.float()
+                    ce = F.cross_entropy(
+                        logits, torch.cat([yb, yb]), label_smoothing=p.label_smoothing
+                    )
+                    z1, z2 = out.projection.chunk(2)
+                    con = contrastive(z1, z2, yb)
+                    meter.update("retrieval_acc", retrieval_accuracy(z1.detach(), z2.detach()), 1)
+                loss = _combine(ce, con, p)
+            (loss / p.grad_accum).backward()
+            if (b + 1) % p.grad_accum == 0 or b + 1 == n_batches:
+                if p.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                schedule.step_batch()
+                if ema is not None:
+                    ema.update(model)
+            meter.update("train_loss", loss.detach(), 1)
+            meter.update("train_ce", ce.detach(), 1)
+            if con is not None:
+                meter.update("train_contrastive", con.detach(), 1)
+
+        eval_model = ema.model if ema is not None else model
+        ev = evaluate(eval_model, data.x_val, data.y_val, n_classes, p.eval_batch_size, amp_dtype)
+        meter.update("val_loss", ev.loss, 1)
+        meter.update("val_accuracy", ev.accuracy, 1)
+        meter.update("val_f1", ev.f1, 1)
+        meter.update("embedding_diversity", ev.diversity, 1)
+        metrics = meter.compute()  # the one device->host sync of the epoch
+        if not math.isfinite(metrics["train_loss"]):
+            raise TrainingFailed(
+                "nan", f"training loss is {metrics['train_loss']} at epoch {epoch}"
+            )
+        val_f1 = metrics["val_f1"]
+        schedule.step_epoch(val_f1)
+        improved = val_f1 > best_f1
+        if improved:
+            best_f1, best_epoch, best_eval = val_f1, epoch, ev
+            best_state = {k: v.detach().clone() for k, v in eval_model.state_dict().items()}
+            epochs_without_improvement = 0
+        else:
+            epochs_without_improvement += 1
+        metrics["best_val_f1"] = best_f1
+        metrics["lr"] = optimizer.param_groups[0]["lr"]
+        metrics["epoch_seconds"] = time.perf_counter() - epoch_start
+        metrics["peak_memory_mb"] = peak_memory_mb(device)
+        last = metrics
+        stopped_early = bool(
+            p.early_stopping_patience and epochs_without_improvement >= p.early_stopping_patience
+        )
+        if checkpoint is not None:
+            assert best_eval is not None and best_state is not None
+            checkpoint.save(
+                epoch,
+                {
+                    "best_f1": best_f1,
+                    "best_epoch": best_epoch,
+                    "best_state": best_state,
+                    "best_eval": _evaluation_to_cpu(best_eval),
+                    "last": last,
+                    "epochs_without_improvement": epochs_without_improvement,
+                    "stopped_early": stopped_early,
+                },
+            )
+        reporter.report(epoch, metrics)
+        if stopped_early:
+            break
+
+    assert best_state is not None and best_eval is not None
+    result: dict[str, float] = {
+        "best_val_f1": best_f1,
+        "best_epoch": float(best_epoch),
+        "final_val_f1": last["val_f1"],
+        "val_accuracy": float(best_eval.accuracy.item()),
+        "val_loss": float(best_eval.loss.item()),
+        "train_loss": last["train_loss"],
+        "n_params": float(n_params),
+        "epochs_run": float(epoch),
+    }
+    if p.evaluate_test:
+        if data.x_test is None or data.y_test is None:
+            raise TrainingFailed("no_test_split", f"dataset {p.dataset!r} has no test split")
+        final = copy.deepcopy(model)
+        final.load_state_dict(best_state)
+        test = evaluate(final, data.x_test, data.y_test, n_classes, p.eval_batch_size, amp_dtype)
+        result["test_f1"] = float(test.f1.item())
+        result["test_accuracy"] = float(test.accuracy.item())
+    if p.artifact_dir:
+        _write_artifacts(Path(p.artifact_dir), best_state, best_eval, data, p, best_epoch)
+    if save_dir is not None:
+        encoder_state = encoder_part(best_state)
+        if encoder_state:
+            save_encoder(
+                save_dir / ENCODER_FILE,
+                encoder_state,
+                encoder_arch(model, p),
+                in_channels=data.n_channels,
+                length=data.length,
+                dataset=p.dataset,
+                epoch=best_epoch,
+                metrics={"best_val_f1": best_f1},
+            )
+    result["train_seconds"] = time.perf_counter() - started
+    return result
+
+
+train.params_schema = ContrastiveParams  # type: ignore[attr-defined]
+train.result_metrics = tuple(dict.fromkeys((*RESULT_METRICS, *PER_EPOCH_METRICS)))  # type: ignore[attr-defined]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m trainers.contrastive --config run.yaml [--set key=value ...]``."""
+    import argparse
+    import sys
+
+    import yaml
+    from pydantic import ValidationError
+
+    fields = ContrastiveParams.model_fields
+    epilog = "parameters (name: default — description):\n" + "\n".join(
+        f"  {name}: {field.default!r}" + (f" — {field.description}" if field.description else "")
+        for name, field in fields.items()
+    )
+    parser = argparse.ArgumentParser(
+        prog="python -m trainers.contrastive",
+        description="Train the shared contrastive time-series model once.",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", help="YAML file of parameters (or {params: {...}})")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    params: dict[str, Any] = {}
+    if args.config:
+        with open(args.config, encoding="utf-8") as fh:
+            loaded = yaml.safe_load(fh) or {}
+        params = dict(loaded.get("params", loaded)) if isinstance(loaded, dict) else {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        params[key] = yaml.safe_load(value)
+    try:
+        ContrastiveParams.model_validate(params)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = ".".join(str(x) for x in err["loc"]) or "(params)"
+            print(f"error: {loc}: {err['msg']}", file=sys.stderr)
+        return 2
+
+    class _Print:
+        def report(self, step: int, metrics: Mapping[str, float]) -> None:
+            shown = "  ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+            print(f"epoch {step}: {shown}", file=sys.stderr)
+
+    result = train(params, _Print())
+    print(yaml.safe_dump({"result": result}, sort_keys=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,162 @@
+"""Fine-tuning (``mode: finetune``): the supervised loop around a pretrained encoder.
+
+The encoder comes from ``init_from`` (an ``encoder.pt`` written by ``mode: pretrain``, or
+the ``save_dir`` holding it); its architecture (dim, depth, prototypes, ...) is taken
+from the checkpoint, so a fine-tuning study does not repeat it. Then either
+
+* ``freeze: true`` — linear evaluation: the encoder is frozen *and kept in eval mode*
+  (BatchNorm statistics and dropout off) and only the heads train; or
+* ``freeze: false`` — everything trains, the encoder at ``lr * encoder_lr_scale``.
+
+Everything else (loss, schedule, EMA, metrics, resume) is the supervised loop's, so the
+result has the same keys (``best_val_f1``, ...). Use ``contrastive_weight: 0`` for pure
+cross-entropy.
+
+Other channels than in pretraining (synthetic_har's 9 vs BasicMotions' 6) are an error
+unless ``channel_adapter: conv1x1``, which puts a learned 1x1 convolution in front of the
+encoder, mapping the data's channels to the pretrained ones. It starts as the identity on
+the leading shared channels (zero elsewhere), so channels that line up (accelerometer x,
+y, z, gyroscope x, y, z in both) start mapped to each other, and it always trains at the
+full ``lr`` — also with ``freeze: true``, where it is the only part besides the head.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from trainers.checkpoints import ENCODER_ARCH_FIELDS, EncoderCheckpoint, load_encoder
+from trainers.contrastive import LoopHooks, build_model, build_optimizer, train_supervised
+from trainers.data import DeviceSplits
+from trainers.models import ModelOutput
+from trainers.params import ContrastiveParams
+from trainers.reporter import Reporter, TrainingFailed
+
+__all__ = ["ChannelAdaptedModel", "ChannelAdapter", "finetune_params", "train_finetune"]
+
+
+class ChannelAdapter(nn.Module):
+    """Learned 1x1 conv ``(B, C_data, T) -> (B, C_pretrained, T)``, identity-initialised."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size=1)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            assert self.conv.bias is not None
+            self.conv.bias.zero_()
+            shared = min(in_channels, out_channels)
+            self.conv.weight[:shared, :shared, 0] = torch.eye(shared)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C_data, T) -> (B, C_pretrained, T)."""
+        out: Tensor = self.conv(x)
+        return out
+
+
+class ChannelAdaptedModel(nn.Module):
+    """A model with a :class:`ChannelAdapter` in front; same interface as the models."""
+
+    def __init__(self, adapter: ChannelAdapter, model: nn.Module) -> None:
+        super().__init__()
+        self.adapter = adapter
+        self.inner = model
+
+    @property
+    def encoder(self) -> nn.Module:
+        """The pretrained encoder (behind the adapter)."""
+        encoder = self.inner.encoder
+        assert isinstance(encoder, nn.Module)
+        return encoder
+
+    def embed(self, x: Tensor) -> Tensor:
+        """(B, C_data, T) -> (B, dim)."""
+        embed = self.inner.embed
+        assert callable(embed)
+        out: Tensor = embed(self.adapter(x))
+        return out
+
+    def forward(self, x: Tensor) -> ModelOutput:
+        """(B, C_data, T) -> :class:`ModelOutput`."""
+        out: ModelOutput = self.inner(self.adapter(x))
+        return out
+
+
+def finetune_params(p: ContrastiveParams, ckpt: EncoderCheckpoint) -> ContrastiveParams:
+    """``p`` with the encoder architecture of the checkpoint; explicit conflicts are errors."""
+    conflicts = [
+        f"{name}={getattr(p, name)!r} (checkpoint: {ckpt.arch[name]!r})"
+        for name in ENCODER_ARCH_FIELDS
+        if name in p.model_fields_set
+        and name in ckpt.arch
+        and getattr(p, name) != ckpt.arch[name]
+        and not (name == "n_prototypes" and ckpt.arch["model"] == "conv")
+    ]
+    if conflicts:
+        raise TrainingFailed(
+            "bad_params",
+            f"init_from {ckpt.path}: the encoder was pretrained with another architecture: "
+            f"{', '.join(conflicts)}; leave these unset to take them from the checkpoint",
+        )
+    update: dict[str, Any] = {k: v for k, v in ckpt.arch.items() if k in ENCODER_ARCH_FIELDS}
+    return p.model_copy(update=update)
+
+
+def _build(
+    ckpt: EncoderCheckpoint, p: ContrastiveParams, data: DeviceSplits, device: torch.device
+) -> nn.Module:
+    adapt = data.n_channels != ckpt.in_channels and p.channel_adapter == "conv1x1"
+    channels = ckpt.in_channels if adapt else data.n_channels
+    model = build_model(p, channels, data.n_classes)
+    try:
+        model.load_encoder_state_dict(ckpt.state)  # type: ignore[operator]
+    except ValueError as exc:
+        hint = (
+            "; set channel_adapter: conv1x1 to learn a mapping of the channels"
+            if data.n_channels != ckpt.in_channels
+            else ""
+        )
+        raise TrainingFailed(
+            "channel_mismatch" if hint else "bad_checkpoint",
+            f"init_from {ckpt.path} (pretrained on {ckpt.dataset}) does not fit "
+            f"{p.dataset}: {exc}{hint}",
+        ) from exc
+    if adapt:
+        model = ChannelAdaptedModel(ChannelAdapter(data.n_channels, ckpt.in_channels), model)
+    encoder = model.encoder
+    assert isinstance(encoder, nn.Module)
+    if p.freeze:
+        encoder.requires_grad_(False)
+    return model.to(device)
+
+
+def _optimizer(
+    model: nn.Module, p: ContrastiveParams, device: torch.device
+) -> torch.optim.Optimizer:
+    encoder = model.encoder
+    assert isinstance(encoder, nn.Module)
+    return build_optimizer(model, p, device, lr_scales=[(encoder, p.encoder_lr_scale)])
+
+
+def _train_mode(model: nn.Module, *, freeze: bool) -> None:
+    model.train()
+    encoder = model.encoder
+    if freeze and isinstance(encoder, nn.Module):
+        encoder.eval()
+
+
+def train_finetune(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]:
+    """Fine-tune (or linearly evaluate) the encoder in ``p.init_from`` on ``p.dataset``."""
+    if not p.init_from:
+        raise TrainingFailed("bad_params", "mode: finetune needs init_from")
+    ckpt = load_encoder(p.init_from)
+    p_ft = finetune_params(p, ckpt)
+    hooks = LoopHooks(
+        build_model=partial(_build, ckpt),
+        build_optimizer=_optimizer,
+        train_mode=partial(_train_mode, freeze=p.freeze),
+    )
+    return train_supervised(p_ft, reporter, hooks)

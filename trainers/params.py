@@ -1,0 +1,239 @@
+"""Parameters of the shared contrastive trainer, published as a pydantic schema.
+
+``hpo validate`` checks a study's fixed params and every value its space can produce
+against this schema, so ``loss: infonc`` fails in a second, not after a GPU hour.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from trainers.losses import CONTRASTIVE_LOSSES
+
+LossName = Literal[
+    "infonce", "supcon", "triplet", "barlow_twins", "vicreg", "cosine", "mse", "cosine_mse", "none"
+]
+assert set(CONTRASTIVE_LOSSES) | {"none"} == set(LossName.__args__)  # type: ignore[attr-defined]
+
+LABEL_FREE_LOSSES = ("infonce", "barlow_twins", "vicreg", "cosine", "mse", "cosine_mse")
+ALIGN_LOSSES = ("mse", "cosine", "cosine_mse", "infonce")
+ALIGN_INFONCE_MIN_BATCH = 16
+
+
+class ContrastiveParams(BaseModel):
+    """Everything one run of :func:`trainers.contrastive.train` can be told.
+
+    The total supervised loss is ``(1 - w) * CE + w * contrastive`` with
+    ``w = contrastive_weight`` (``loss_mix: convex``, the default), or
+    ``CE + w * contrastive`` with ``loss_mix: additive``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    # --- what to do -------------------------------------------------------------------
+    mode: Literal["supervised", "pretrain", "finetune", "align"] = Field(
+        default="supervised",
+        description="supervised: CE + contrastive; pretrain: SSL without labels; "
+        "finetune: from a pretrained encoder; align: regress target embeddings",
+    )
+
+    # --- data -------------------------------------------------------------------------
+    dataset: str = Field(
+        default="BasicMotions",
+        description="aeon-bundled UEA/UCR name, synthetic_har, uci_har, or a path (.npz, .ts, folder)",
+    )
+    data_dir: str | None = Field(default=None, description="folder for uci_har / relative paths")
+    val_fraction: float = Field(default=0.2, gt=0.0, lt=0.9)
+    split_seed: int = Field(
+        default=0, ge=0, description="seed of the validation split; fixed across trials"
+    )
+    length: int | None = Field(default=None, ge=2, le=1_000_000)
+    length_policy: Literal["resample", "pad"] = "resample"
+    synthetic_n_train: int = Field(default=7352, ge=12, le=1_000_000)
+    synthetic_n_test: int = Field(default=2947, ge=6, le=1_000_000)
+    evaluate_test: bool = Field(
+        default=False, description="score the held-out test split with the best weights"
+    )
+
+    # --- run --------------------------------------------------------------------------
+    seed: int = Field(default=0, ge=0)
+    device: str = Field(default="auto", description="auto, cpu, cuda, cuda:N")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        default="auto", description="auto: bf16 autocast on CUDA when supported, else fp32"
+    )
+    compile: bool = Field(default=False, description="torch.compile the model (CUDA only)")
+    epochs: int = Field(default=60, ge=1, le=100_000)
+    batch_size: int = Field(default=32, ge=2, le=65_536)
+    grad_accum: int = Field(default=1, ge=1, le=1024)
+    eval_batch_size: int = Field(default=1024, ge=1, le=1_000_000)
+    artifact_dir: str | None = Field(
+        default=None, description="write checkpoint, confusion matrix and embeddings here"
+    )
+
+    # --- optimisation -----------------------------------------------------------------
+    lr: float = Field(default=3e-3, gt=0.0, le=10.0)
+    weight_decay: float = Field(default=1e-2, ge=0.0, le=10.0)
+    scheduler: Literal["warmup_cosine", "cosine_restarts", "plateau", "none"] = "warmup_cosine"
+    warmup_epochs: int = Field(default=3, ge=0, le=10_000)
+    t_0: int = Field(default=10, ge=1, le=10_000, description="cosine_restarts: first period")
+    t_mult: int = Field(default=1, ge=1, le=10, description="cosine_restarts: period growth")
+    plateau_patience: int = Field(default=5, ge=1, le=10_000)
+    plateau_factor: float = Field(default=0.5, gt=0.0, lt=1.0)
+    min_lr_ratio: float = Field(default=0.01, ge=0.0, le=1.0)
+    grad_clip: float = Field(default=1.0, ge=0.0, description="max grad norm; 0 turns it off")
+    label_smoothing: float = Field(default=0.0, ge=0.0, le=0.5)
+    ema_decay: float = Field(
+        default=0.0, ge=0.0, lt=1.0, description="EMA of weights for evaluation; 0 is off"
+    )
+    early_stopping_patience: int = Field(
+        default=0, ge=0, description="epochs without val improvement; 0 is off"
+    )
+
+    # --- model ------------------------------------------------------------------------
+    model: Literal["crossformer", "conv"] = "crossformer"
+    dim: int = Field(default=64, ge=4, le=4096)
+    depth: int = Field(default=1, ge=1, le=24)
+    n_heads: int = Field(default=4, ge=1, le=64)
+    mlp_ratio: float = Field(default=2.0, gt=0.0, le=16.0)
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    use_cbam: bool = True
+    use_dim_reduction: bool = Field(default=False, description="dim -> reduction_dim -> dim")
+    reduction_dim: int = Field(default=32, ge=2, le=4096)
+    n_prototypes: int | None = Field(default=None, ge=1, le=4096, description="None: one per class")
+    proto_init: Literal["xavier", "class_mean"] = "xavier"
+    proto_proj: Literal["linear", "mlp"] = Field(
+        default="linear", description="mlp is Linear-BatchNorm-GELU-Linear"
+    )
+    proj_dim: int = Field(default=64, ge=2, le=8192)
+    proj_hidden_dim: int = Field(default=128, ge=2, le=16_384)
+    proj_depth: int = Field(default=1, ge=1, le=8)
+    kernel_size: int = Field(default=7, ge=1, le=255)
+    conv_layers: int = Field(default=2, ge=1, le=16)
+
+    # --- losses -----------------------------------------------------------------------
+    loss: LossName = "infonce"
+    contrastive_weight: float = Field(default=0.1, ge=0.0, le=1.0)
+    loss_mix: Literal["convex", "additive"] = "convex"
+    temperature: float = Field(default=0.1, gt=0.0, le=10.0)
+    hard_negative_weight: float = Field(default=0.0, ge=0.0, le=100.0)
+    margin: float = Field(default=0.3, ge=0.0, le=10.0)
+    barlow_lambda: float = Field(default=5e-3, ge=0.0, le=1.0)
+    vicreg_sim_weight: float = Field(default=25.0, ge=0.0)
+    vicreg_var_weight: float = Field(default=25.0, ge=0.0)
+    vicreg_cov_weight: float = Field(default=1.0, ge=0.0)
+    cosine_weight: float = Field(default=1.0, ge=0.0)
+    mse_weight: float = Field(default=1.0, ge=0.0)
+
+    # --- augmentations ----------------------------------------------------------------
+    augment: str | list[str | dict[str, Any]] = Field(
+        default="default", description="policy (none, weak, default, strong, simclr_ts) or a list"
+    )
+    augment_strength: float = Field(default=1.0, ge=0.0, le=10.0)
+    augment_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    mixup_views: float = Field(default=0.0, ge=0.0, le=0.5)
+
+    # --- SSL / fine-tuning / alignment --------------------------------------------------
+    eval_every: int = Field(
+        default=1, ge=1, le=10_000, description="pretrain: linear probe and k-NN every N epochs"
+    )
+    knn_k: int = Field(default=20, ge=1, le=10_000, description="pretrain: k of the k-NN score")
+    probe_epochs: int = Field(
+        default=100, ge=1, le=10_000, description="pretrain: L-BFGS iterations of the probe"
+    )
+    collapse_std: float = Field(
+        default=1e-3, ge=0.0, description="stop with fail_reason collapse below this per-dim std"
+    )
+    save_dir: str | None = Field(
+        default=None,
+        description="per-epoch state (for resume) and encoder.pt (for finetune); "
+        "{name} placeholders take parameter values, e.g. runs/ssl/{seed}",
+    )
+    resume: bool = Field(
+        default=False, description="continue from save_dir's last checkpoint when there is one"
+    )
+    init_from: str | None = Field(
+        default=None, description="finetune: encoder.pt (or the save_dir holding it)"
+    )
+    freeze: bool = Field(default=False, description="finetune: train only the head")
+    encoder_lr_scale: float = Field(
+        default=0.1, gt=0.0, le=10.0, description="finetune: encoder lr = lr x this"
+    )
+    channel_adapter: Literal["none", "conv1x1"] = Field(
+        default="none",
+        description="finetune on data with other channels than pretraining: none (error) "
+        "or conv1x1 (a learned 1x1 conv in front of the encoder)",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ContrastiveParams:
+        if self.mode == "pretrain" and self.loss in ("supcon", "triplet"):
+            raise ValueError(
+                f"loss {self.loss!r} needs labels and cannot be used with mode: pretrain; "
+                f"use one of {', '.join(LABEL_FREE_LOSSES)}"
+            )
+        if self.mode == "pretrain" and self.loss == "none":
+            raise ValueError("mode: pretrain needs a self-supervised loss, not 'none'")
+        if self.mode == "finetune" and not self.init_from:
+            raise ValueError("mode: finetune needs init_from (an encoder checkpoint path)")
+        if self.resume and not self.save_dir:
+            raise ValueError("resume: true needs save_dir")
+        if self.mode == "align":
+            if self.loss not in ALIGN_LOSSES:
+                raise ValueError(
+                    f"mode: align regresses target embeddings; loss must be one of "
+                    f"{', '.join(ALIGN_LOSSES)}, not {self.loss!r}"
+                )
+            if self.loss == "infonce" and self.batch_size < ALIGN_INFONCE_MIN_BATCH:
+                raise ValueError(
+                    f"loss: infonce in mode: align needs batch_size >= {ALIGN_INFONCE_MIN_BATCH} "
+                    f"(in-batch negatives), got {self.batch_size}"
+                )
+            if not self.dataset.endswith(".npz"):
+                raise ValueError(
+                    "mode: align needs dataset: a path to an .npz with X (n, C, T) and Z (n, D); "
+                    "make one with python -m trainers.align out.npz"
+                )
+        return self
+
+
+RESULT_METRICS = (
+    "best_val_f1",
+    "best_epoch",
+    "final_val_f1",
+    "val_accuracy",
+    "val_loss",
+    "train_loss",
+    "n_params",
+    "train_seconds",
+    "epochs_run",
+    "test_f1",
+    "test_accuracy",
+    "probe_f1",
+    "best_probe_f1",
+    "knn_f1",
+    "knn_accuracy",
+    "ssl_loss",
+    "val_cosine",
+    "best_val_cosine",
+    "val_retrieval_acc",
+    "val_mse",
+    # SSL pretraining (mode: pretrain); per-epoch reports and results
+    "probe_accuracy",
+    "best_knn_f1",
+    "ssl_chance_loss",
+    "retrieval_chance",
+    "per_dim_std",
+    "silhouette",
+    "embedding_diversity",
+    "effective_batch",
+    "test_probe_f1",
+    "test_knn_f1",
+    # alignment (mode: align)
+    "train_cosine",
+    "best_val_retrieval_acc",
+    "test_cosine",
+    "test_mse",
+    "test_retrieval_acc",
+)

@@ -1,0 +1,81 @@
+"""Trainers by name, in the spirit of timm's model registry.
+
+Names map to ``module:function`` import paths so nothing heavy (torch) is
+imported until a trainer is actually resolved.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from trainers.reporter import Reporter
+
+TrainFn = Callable[..., Mapping[str, float]]
+"""``train(params: dict, reporter: Reporter | None = None) -> dict[str, float]``."""
+
+_REGISTRY: dict[str, str] = {
+    "contrastive": "trainers.contrastive:train",
+    "analytic": "trainers.analytic:train",
+}
+
+
+class TrainerNotFound(LookupError):
+    """The trainer name or import path cannot be resolved."""
+
+
+@dataclass(frozen=True)
+class TrainerSpec:
+    """A resolved trainer: the callable and, when it publishes one, its parameter schema."""
+
+    name: str
+    fn: TrainFn
+    params_schema: type[BaseModel] | None
+
+
+def register_trainer(name: str, target: str) -> None:
+    """Register ``target`` (``"package.module:function"``) under a short ``name``."""
+    if ":" not in target:
+        raise ValueError(f"trainer target must look like 'package.module:function', got {target!r}")
+    _REGISTRY[name] = target
+
+
+def registered_trainers() -> dict[str, str]:
+    """Short names and the import paths they stand for."""
+    return dict(_REGISTRY)
+
+
+def resolve_trainer(name: str) -> TrainerSpec:
+    """Import a trainer by registered name or ``package.module:function`` path.
+
+    This is the only way a study file names code: an import path, never text to evaluate.
+    """
+    target = _REGISTRY.get(name, name)
+    if ":" not in target:
+        known = ", ".join(sorted(_REGISTRY))
+        raise TrainerNotFound(
+            f"unknown trainer {name!r}; use one of {known} or 'package.module:function'"
+        )
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise TrainerNotFound(f"cannot import module {module_name!r}: {exc}") from exc
+    fn: Any = getattr(module, attr, None)
+    if fn is None or not callable(fn):
+        raise TrainerNotFound(f"module {module_name!r} has no callable {attr!r}")
+    schema = getattr(fn, "params_schema", None) or getattr(module, "PARAMS_SCHEMA", None)
+    if schema is not None and not (isinstance(schema, type) and issubclass(schema, BaseModel)):
+        schema = None
+    return TrainerSpec(name=name, fn=fn, params_schema=schema)
+
+
+def run_trainer(
+    name: str, params: Mapping[str, Any], reporter: Reporter | None = None
+) -> Mapping[str, float]:
+    """Resolve and call a trainer once (the standalone path used by ``hpo train``)."""
+    return resolve_trainer(name).fn(dict(params), reporter)

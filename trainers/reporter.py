@@ -1,0 +1,47 @@
+"""The trainer-side half of the contract with the `hpo` runner.
+
+Trainers stay free of Optuna: they receive an optional object with a
+``report(step, metrics)`` method and stop when it raises :class:`Pruned`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
+
+
+class Pruned(Exception):
+    """Raised by a reporter to tell the trainer to stop this run early."""
+
+
+class TrainingFailed(Exception):
+    """A run that cannot go on (collapse, NaN loss, ...), with a short machine-readable reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@runtime_checkable
+class Reporter(Protocol):
+    """Receives one call per epoch (or evaluation step)."""
+
+    def report(self, step: int, metrics: Mapping[str, float]) -> None:
+        """Record ``metrics`` for ``step``; raise :class:`Pruned` to stop the run."""
+
+
+class NullReporter:
+    """Reporter used when a trainer runs alone: records nothing, never prunes."""
+
+    def report(self, step: int, metrics: Mapping[str, float]) -> None:
+        return None
+
+
+class RecordingReporter:
+    """Keeps every report in memory; handy for tests and notebooks."""
+
+    def __init__(self) -> None:
+        self.history: list[tuple[int, dict[str, float]]] = []
+
+    def report(self, step: int, metrics: Mapping[str, float]) -> None:
+        self.history.append((step, dict(metrics)))

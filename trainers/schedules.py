@@ -1,0 +1,76 @@
+"""Learning-rate schedules by name, stepped per optimizer step (plateau: per epoch)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Schedule:
+    """A scheduler plus how it is stepped: every optimizer step, or once per epoch on a metric."""
+
+    scheduler: (
+        torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau | None
+    )
+    per_epoch_on_metric: bool = False
+
+    def step_batch(self) -> None:
+        """Advance after one optimizer step (no-op for plateau)."""
+        if self.scheduler is not None and not self.per_epoch_on_metric:
+            self.scheduler.step()
+
+    def step_epoch(self, metric: float) -> None:
+        """Advance plateau schedules on the validation metric (higher is better)."""
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(metric)
+
+
+def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
+    """Linear warmup to 1, then cosine decay to ``min_ratio`` at ``total_steps``."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = max(total_steps - warmup_steps, 1)
+    progress = min(max(step - warmup_steps, 0) / span, 1.0)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_schedule(
+    name: str,
+    optimizer: torch.optim.Optimizer,
+    *,
+    steps_per_epoch: int,
+    epochs: int,
+    warmup_epochs: int,
+    min_lr_ratio: float,
+    t_0: int,
+    t_mult: int,
+    plateau_patience: int,
+    plateau_factor: float,
+) -> Schedule:
+    """``warmup_cosine``, ``cosine_restarts`` (T_0/T_mult in epochs), ``plateau`` or ``none``."""
+    if name == "warmup_cosine":
+        warmup = warmup_epochs * steps_per_epoch
+        total = epochs * steps_per_epoch
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: warmup_cosine_factor(s, warmup, total, min_lr_ratio)
+        )
+        return Schedule(sched)
+    if name == "cosine_restarts":
+        base_lr = optimizer.param_groups[0]["lr"]
+        restarts = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+            optimizer, T_0=t_0 * steps_per_epoch, T_mult=t_mult, eta_min=base_lr * min_lr_ratio
+        )
+        return Schedule(restarts)
+    if name == "plateau":
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", patience=plateau_patience, factor=plateau_factor
+        )
+        return Schedule(plateau, per_epoch_on_metric=True)
+    if name == "none":
+        return Schedule(None)
+    raise ValueError(
+        f"unknown scheduler {name!r}; use warmup_cosine, cosine_restarts, plateau, none"
+    )
