@@ -59,6 +59,7 @@ PER_EPOCH_METRICS = (
     "val_accuracy",
     "val_f1",
     "best_val_f1",
+    "best_val_loss",
     "embedding_diversity",
     "lr",
     "epoch_seconds",
@@ -436,6 +437,7 @@ def train_supervised(
     meter = EpochMeter()
 
     best_f1 = -math.inf
+    best_loss = math.inf  # lowest validation CE: still ranks runs once val F1 saturates
     best_epoch = 0
     best_state: dict[str, Tensor] | None = None
     best_eval: Evaluation | None = None
@@ -461,6 +463,7 @@ def train_supervised(
         if restored is not None:
             epoch, progress = restored
             best_f1, best_epoch = progress["best_f1"], progress["best_epoch"]
+            best_loss = progress.get("best_loss", math.inf)
             best_state = progress["best_state"]
             best_eval = _evaluation_from(progress["best_eval"], device)
             last = progress["last"]
@@ -524,16 +527,18 @@ def train_supervised(
             raise TrainingFailed(
                 "nan", f"training loss is {metrics['train_loss']} at epoch {epoch}"
             )
-        val_f1 = metrics["val_f1"]
-        schedule.step_epoch(val_f1)
-        improved = val_f1 > best_f1
+        val_f1, val_loss = metrics["val_f1"], metrics["val_loss"]
+        schedule.step_epoch(val_f1 if p.monitor == "val_f1" else -val_loss)
+        improved = val_f1 > best_f1 if p.monitor == "val_f1" else val_loss < best_loss
+        best_f1, best_loss = max(best_f1, val_f1), min(best_loss, val_loss)
         if improved:
-            best_f1, best_epoch, best_eval = val_f1, epoch, ev
+            best_epoch, best_eval = epoch, ev
             best_state = {k: v.detach().clone() for k, v in eval_model.state_dict().items()}
             epochs_without_improvement = 0
         else:
             epochs_without_improvement += 1
         metrics["best_val_f1"] = best_f1
+        metrics["best_val_loss"] = best_loss
         metrics["lr"] = optimizer.param_groups[0]["lr"]
         metrics["epoch_seconds"] = time.perf_counter() - epoch_start
         metrics["peak_memory_mb"] = peak_memory_mb(device)
@@ -547,6 +552,7 @@ def train_supervised(
                 epoch,
                 {
                     "best_f1": best_f1,
+                    "best_loss": best_loss,
                     "best_epoch": best_epoch,
                     "best_state": best_state,
                     "best_eval": _evaluation_to_cpu(best_eval),
@@ -566,6 +572,7 @@ def train_supervised(
         "final_val_f1": last["val_f1"],
         "val_accuracy": float(best_eval.accuracy.item()),
         "val_loss": float(best_eval.loss.item()),
+        "best_val_loss": best_loss,
         "train_loss": last["train_loss"],
         "n_params": float(n_params),
         "epochs_run": float(epoch),

@@ -90,6 +90,10 @@ class ContrastiveParams(BaseModel):
     early_stopping_patience: int = Field(
         default=0, ge=0, description="epochs without val improvement; 0 is off"
     )
+    monitor: Literal["val_f1", "val_loss"] = Field(
+        default="val_f1",
+        description="what picks the best epoch (kept weights, test score, early stopping)",
+    )
 
     # --- model ------------------------------------------------------------------------
     model: Literal["crossformer", "conv"] = "crossformer"
@@ -204,6 +208,7 @@ RESULT_METRICS = (
     "final_val_f1",
     "val_accuracy",
     "val_loss",
+    "best_val_loss",
     "train_loss",
     "n_params",
     "train_seconds",

@@ -57,6 +57,12 @@ def test_basicmotions_reports_every_epoch_and_returns_results() -> None:
     assert expected <= set(result)
     assert 0.0 <= result["best_val_f1"] <= 1.0
     assert result["best_val_f1"] == max(m["val_f1"] for _, m in reporter.history)
+    # The lowest validation loss so far: what a study ranks by once val F1 saturates.
+    losses = [m["val_loss"] for _, m in reporter.history]
+    assert [m["best_val_loss"] for _, m in reporter.history] == [
+        min(losses[: i + 1]) for i in range(len(losses))
+    ]
+    assert result["best_val_loss"] == min(losses)
 
 
 def test_same_seed_same_result_on_cpu() -> None:
@@ -179,3 +185,14 @@ def test_standalone_command(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert "error: loss:" in bad.stderr
+
+
+def test_monitor_val_loss_keeps_the_lowest_loss_epoch() -> None:
+    reporter = RecordingReporter()
+    result = train({**SMALL_HAR, "epochs": 4, "monitor": "val_loss"}, reporter)
+    losses = [m["val_loss"] for _, m in reporter.history]
+    best = min(range(len(losses)), key=losses.__getitem__)
+    assert result["best_epoch"] == best + 1
+    assert result["val_loss"] == pytest.approx(losses[best])
+    assert result["best_val_loss"] == losses[best]
+    assert result["best_val_f1"] == max(m["val_f1"] for _, m in reporter.history)
