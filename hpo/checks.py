@@ -5,16 +5,95 @@ Everything here runs before a study is created, so a typo costs a second, not a 
 
 from __future__ import annotations
 
+import inspect
+import math
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from hpo.config import ParamSpec, StudyConfig, _values_of
 from hpo.pruners import PRUNERS, build_pruner
-from hpo.samplers import SAMPLERS, build_sampler, unknown_kwargs_problems
+from hpo.samplers import SAMPLERS, build_sampler, constructor_arguments, unknown_kwargs_problems
 from hpo.storages import storage_problems
 
 _SINGLE_OBJECTIVE_ONLY = {"cmaes"}
+
+# Annotations Optuna writes as strings (``from __future__ import annotations``) that we
+# can check without importing anything: a value of the wrong one of these types makes the
+# constructor succeed and every trial fail later, after the study was created.
+_SIMPLE_TYPES = {"int", "float", "bool", "str", "None"}
+
+
+def _short(value: object, limit: int = 60) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def _annotation_names(annotation: Any) -> set[str] | None:
+    """``{"int", "None"}`` for ``int | None`` (or ``Optional[int]``); ``None`` if not simple."""
+    if isinstance(annotation, type):
+        text = annotation.__name__
+    elif isinstance(annotation, str):
+        text = annotation
+    else:
+        return None
+    text = text.replace("Optional[", "").replace("]", "").replace("builtins.", "")
+    names = {part.strip() for part in re.split(r"[|,]", text)}
+    return names if names and names <= _SIMPLE_TYPES else None
+
+
+def _only_code(annotation: Any) -> bool:
+    """Callables, samplers and pruners: nothing YAML can express except null."""
+    text = annotation if isinstance(annotation, str) else repr(annotation)
+    return any(
+        word in text
+        for word in ("Callable", "BaseSampler", "BasePruner", "BaseMutation", "BaseCrossover")
+    )
+
+
+def _fits(value: Any, names: set[str]) -> bool:
+    if value is None:
+        return "None" in names
+    if isinstance(value, bool):
+        return "bool" in names
+    if isinstance(value, int):
+        return "int" in names or "float" in names
+    if isinstance(value, float):
+        return "float" in names and math.isfinite(value)
+    if isinstance(value, str):
+        return "str" in names
+    return False
+
+
+def kwarg_type_problems(path: str, cls: type, kwargs: Mapping[str, Any]) -> list[str]:
+    """One line per keyword argument whose value does not fit a simple annotation.
+
+    Only plain ``int``/``float``/``bool``/``str``/``None`` annotations are checked; anything
+    richer (callables, samplers) is left to the constructor.
+    """
+    allowed = constructor_arguments(cls)
+    out = []
+    for key, value in kwargs.items():
+        param = allowed.get(key)
+        if param is None or param.annotation is inspect.Parameter.empty:
+            continue
+        if value is not None and _only_code(param.annotation):
+            out.append(
+                f"{path}.{key}: {cls.__name__} expects a Python object here, which a study "
+                f"file cannot give (got {_short(value)}); leave it out"
+            )
+            continue
+        names = _annotation_names(param.annotation)
+        if names is None or _fits(value, names):
+            continue
+        wanted = " or ".join(
+            {"None": "null", "float": "a finite number", "int": "an integer"}.get(n, f"a {n}")
+            for n in sorted(names, key=["int", "float", "bool", "str", "None"].index)
+        )
+        out.append(f"{path}.{key}: {cls.__name__} expects {wanted} (got {_short(value)})")
+    return out
 
 
 def _sampler_problems(cfg: StudyConfig) -> list[str]:
@@ -22,6 +101,7 @@ def _sampler_problems(cfg: StudyConfig) -> list[str]:
     if name not in SAMPLERS:
         return [f"sampler.name: unknown sampler {name!r}; allowed: {', '.join(SAMPLERS)}"]
     problems = unknown_kwargs_problems("sampler", SAMPLERS[name], cfg.sampler.kwargs)
+    problems += kwarg_type_problems("sampler", SAMPLERS[name], cfg.sampler.kwargs)
     if cfg.objective.is_multi and name in _SINGLE_OBJECTIVE_ONLY:
         problems.append(f"sampler.name: {name} does not support multi-objective studies")
     if problems:
@@ -42,8 +122,16 @@ def _pruner_problems(cfg: StudyConfig) -> list[str]:
     kwargs = cfg.pruner.kwargs
     checked = {k: v for k, v in kwargs.items() if k != "wrapped"} if name == "patient" else kwargs
     problems = unknown_kwargs_problems("pruner", PRUNERS[name], checked)
+    problems += kwarg_type_problems("pruner", PRUNERS[name], checked)
     if name == "patient" and "wrapped_pruner" in kwargs:
         problems.append("pruner.wrapped_pruner: give the inner pruner as wrapped: {name: median}")
+    wrapped = kwargs.get("wrapped") if name == "patient" else None
+    if isinstance(wrapped, Mapping) and isinstance(wrapped.get("name"), str):
+        inner = PRUNERS.get(wrapped["name"])
+        inner_kwargs = {k: v for k, v in wrapped.items() if k != "name"}
+        if inner is not None:
+            problems += unknown_kwargs_problems("pruner.wrapped", inner, inner_kwargs)
+            problems += kwarg_type_problems("pruner.wrapped", inner, inner_kwargs)
     if problems:
         return problems
     try:
@@ -65,6 +153,8 @@ def _schema_errors(
 ) -> list[tuple[str, str]]:
     try:
         schema.model_validate(params)
+    except (TypeError, AttributeError, KeyError, IndexError) as exc:  # a validator's own bug
+        return [(only or "(params)", f"the trainer's schema failed ({type(exc).__name__}: {exc})")]
     except ValidationError as exc:
         out = []
         for err in exc.errors():
@@ -87,6 +177,11 @@ def _trainer_problems(cfg: StudyConfig) -> list[str]:
         spec = resolve_trainer(cfg.trainer.name)
     except TrainerNotFound as exc:
         return [f"trainer.name: {exc}"]
+    except Exception as exc:  # ":" or ".rel:fn" (ValueError, TypeError), a module that raises
+        return [
+            f"trainer.name: cannot load trainer {_short(cfg.trainer.name)} "
+            f"({type(exc).__name__}: {_short(str(exc), 200)})"
+        ]
     problems: list[str] = []
     result_metrics = getattr(spec.fn, "result_metrics", None)
     if result_metrics:
@@ -124,9 +219,30 @@ def _space_value_problems(
     return problems
 
 
+_ENV_TEXT = re.compile(r"\$\{[^}]*\}?")
+_ENV_NAME = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
+
+
+def _storage_syntax_problems(cfg: StudyConfig) -> list[str]:
+    """Storage URL mistakes that would otherwise pass: ``${}`` forms, SQLite without a file."""
+    url = cfg.storage
+    if not url:
+        return []
+    out = [
+        f"storage: {_short(ref)} is not a ${{VARIABLE}} reference (letters, digits, _)"
+        for ref in _ENV_TEXT.findall(url)
+        if not _ENV_NAME.match(ref)
+    ]
+    if url.startswith("sqlite:") and not url.startswith("sqlite:///"):
+        out.append(
+            "storage: a SQLite URL names a file: sqlite:///relative.db or sqlite:////abs/path.db"
+        )
+    return out
+
+
 def semantic_problems(cfg: StudyConfig) -> list[str]:
     """All problems beyond the schema, one line each."""
-    problems = storage_problems(cfg)
+    problems = _storage_syntax_problems(cfg) or storage_problems(cfg)
     problems += _sampler_problems(cfg)
     problems += _pruner_problems(cfg)
     problems += _trainer_problems(cfg)

@@ -7,16 +7,38 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.errors import MarkupError
+from rich.markup import escape
 
 from hpo.errors import HpoError
 from hpo.storages import mask_url
+from trainers.reporter import USER_ERROR_REASONS
 
-out = Console()
-err = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.text import Text
+
+
+class _SafeConsole(Console):
+    """A console that prints text with stray ``[/...]`` (a study named ``[/x]``) literally.
+
+    Commands print user-provided names, parameters and values inside markup strings; an
+    unbalanced closing tag in them would otherwise raise ``MarkupError`` mid-command.
+    """
+
+    def render_str(self, text: str, *args: Any, **kwargs: Any) -> Text:
+        try:
+            return super().render_str(text, *args, **kwargs)
+        except MarkupError:
+            kwargs["markup"] = False
+            return super().render_str(text, *args, **kwargs)
+
+
+out = _SafeConsole()
+err = _SafeConsole(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,6 +50,9 @@ SetOption = Annotated[
 Verbose = Annotated[
     int, typer.Option("--verbose", "-v", count=True, help="More logging (-vv: debug).")
 ]
+
+# Trainer failures that are the user's to fix exit 2 from ``hpo train`` (see the trainers').
+USER_FAIL_REASONS = USER_ERROR_REASONS
 
 
 def _setup_logging(verbose: int) -> None:
@@ -46,10 +71,20 @@ def _setup_logging(verbose: int) -> None:
     )
 
 
+def one_line(text: str) -> str:
+    """``text`` on one line: line breaks and other control characters shown escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _fail(problems: list[str], code: int = 2) -> None:
     for line in problems:
         err.print(
-            f"[red]error:[/red] {mask_url(line)}", highlight=False, markup=True, soft_wrap=True
+            f"[red]error:[/red] {escape(one_line(mask_url(line)))}",
+            highlight=False,
+            markup=True,
+            soft_wrap=True,
         )
     raise typer.Exit(code)
 
@@ -59,10 +94,15 @@ def handles_errors(fn: F) -> F:
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from trainers.reporter import TrainingFailed
+
         try:
             return fn(*args, **kwargs)
         except HpoError as exc:
             _fail(exc.problems, exc.exit_code)
+        except TrainingFailed as exc:  # ``hpo train``: bad data, impossible params, NaN loss
+            code = 2 if exc.reason in USER_FAIL_REASONS else 1
+            _fail([f"training failed ({exc.reason}): {exc}"], code)
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130) from None

@@ -6,6 +6,7 @@ the default budget on a shared GPU pool.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -15,13 +16,25 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hpo.errors import ConfigError
 from hpo.overrides import apply_overrides
-from hpo.yaml_loader import load_yaml_file, load_yaml_text
+from hpo.yaml_loader import (
+    format_loc as _format_loc,
+)
+from hpo.yaml_loader import (
+    load_yaml_file,
+    load_yaml_text,
+    shape_problems,
+)
+from hpo.yaml_loader import (
+    printable as _printable,
+)
 
 Direction = Literal["maximize", "minimize"]
 Scalar = bool | int | float | str | None
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+MAX_DURATION_S = 3650 * 86400.0
+"""Ten years: longer durations overflow timers (``setitimer``, ``Event.wait``) at run time."""
 
 
 def parse_duration(value: Any) -> float | None:
@@ -35,10 +48,15 @@ def parse_duration(value: Any) -> float | None:
     else:
         match = _DURATION.match(str(value))
         if not match:
-            raise ValueError(f"expected a duration such as 90, 45s, 30m, 2h; got {value!r}")
+            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+            raise ValueError(f"expected a duration such as 90, 45s, 30m, 2h; got {shown}")
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if math.isnan(seconds):
+        raise ValueError("expected a duration such as 90, 45s, 30m, 2h; got nan")
     if seconds <= 0:
         raise ValueError("must be > 0")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"must be at most {MAX_DURATION_S:.0f} seconds (3650d)")
     return seconds
 
 
@@ -46,26 +64,47 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+MAX_EXACT_INT = 2**53
+"""Integer bounds beyond this lose precision: Optuna stores parameter values as floats."""
+
+
+def _not_a_bool(value: Any) -> Any:
+    """``low: true`` is a typo, not the number 1."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    return value
+
+
 class FloatParam(_Strict):
     """A float drawn from [low, high], on a log scale or on a grid of ``step``."""
 
     type: Literal["float"]
-    low: float
-    high: float
+    low: float = Field(allow_inf_nan=False)
+    high: float = Field(allow_inf_nan=False)
     log: bool = False
-    step: float | None = None
+    step: float | None = Field(default=None, allow_inf_nan=False)
     condition: dict[str, Any] | None = Field(default=None, alias="if")
+
+    @field_validator("low", "high", "step", mode="before")
+    @classmethod
+    def _no_bools(cls, value: Any) -> Any:
+        return _not_a_bool(value)
 
 
 class IntParam(_Strict):
     """An integer drawn from [low, high]."""
 
     type: Literal["int"]
-    low: int
-    high: int
+    low: int = Field(ge=-MAX_EXACT_INT, le=MAX_EXACT_INT)
+    high: int = Field(ge=-MAX_EXACT_INT, le=MAX_EXACT_INT)
     log: bool = False
-    step: int = 1
+    step: int = Field(default=1, ge=-MAX_EXACT_INT, le=MAX_EXACT_INT)
     condition: dict[str, Any] | None = Field(default=None, alias="if")
+
+    @field_validator("low", "high", "step", mode="before")
+    @classmethod
+    def _no_bools(cls, value: Any) -> Any:
+        return _not_a_bool(value)
 
 
 class CategoricalParam(_Strict):
@@ -249,10 +288,6 @@ class StudyConfig(_Strict):
         return Path(self.source).resolve().parent if self.source else Path.cwd()
 
 
-def _format_loc(loc: Sequence[int | str]) -> str:
-    return ".".join(str(p) for p in loc) if loc else "(top level)"
-
-
 def _pydantic_problems(
     exc: ValidationError, prefix: Sequence[int | str] = (), model: type[BaseModel] | None = None
 ) -> list[str]:
@@ -306,9 +341,14 @@ def _parse_space(raw: Any) -> tuple[dict[str, ParamSpec], list[str]]:
     space: dict[str, ParamSpec] = {}
     problems: list[str] = []
     for name, spec in raw.items():
-        path = f"space.{name}"
         if not isinstance(name, str) or not name:
             problems.append(f"space: parameter names must be non-empty strings, got {name!r}")
+            continue
+        path = f"space.{_printable(name)}"
+        if _printable(name) != name:
+            problems.append(
+                f"{path}: parameter names must be printable text without spaces at either end"
+            )
             continue
         if not isinstance(spec, Mapping):
             problems.append(f"{path}: expected a mapping like {{type: float, low: 0.1, high: 1.0}}")
@@ -316,13 +356,47 @@ def _parse_space(raw: Any) -> tuple[dict[str, ParamSpec], list[str]]:
         kind = spec.get("type")
         model = _PARAM_TYPES.get(kind) if isinstance(kind, str) else None
         if model is None:
-            problems.append(f"{path}.type: must be one of float, int, categorical (got {kind!r})")
+            shown = repr(kind) if len(repr(kind)) <= 60 else repr(kind)[:57] + "..."
+            problems.append(f"{path}.type: must be one of float, int, categorical (got {shown})")
             continue
+        spec = dict(spec)
+        choice_problems = (
+            _choice_problems(path, spec.get("choices")) if kind == "categorical" else []
+        )
+        if choice_problems:
+            problems.extend(choice_problems)
+            # Still check the rest of the entry, with the bad choices left out.
+            spec["choices"] = [c for c in spec["choices"] if _is_choice(c)] or [None]
         try:
-            space[name] = model.model_validate(dict(spec))
+            validated = model.model_validate(spec)
         except ValidationError as exc:
             problems.extend(_pydantic_problems(exc, ("space", name), model))
+            continue
+        if not choice_problems:
+            space[name] = validated
     return space, problems
+
+
+def _is_choice(value: Any) -> bool:
+    """Categorical choices are scalars Optuna can store; floats must be finite."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, bool | int | str)
+
+
+def _choice_problems(path: str, choices: Any) -> list[str]:
+    """One line per choice that is not a storable scalar (pydantic would give four each)."""
+    if not isinstance(choices, list):
+        return []
+    out = []
+    for i, choice in enumerate(choices):
+        if _is_choice(choice):
+            continue
+        what = repr(choice) if isinstance(choice, float) else type(choice).__name__
+        out.append(
+            f"{path}.choices.{i}: must be a boolean, a finite number, a string or null (got {what})"
+        )
+    return out
 
 
 def _range_problems(name: str, spec: ParamSpec) -> list[str]:
@@ -401,6 +475,9 @@ def validate_study_data(data: Any, *, source: str | None = None) -> StudyConfig:
     if not isinstance(data, Mapping):
         kind = "empty" if data is None else type(data).__name__
         raise ConfigError([f"(top level): expected a mapping of study settings, got {kind}"])
+    problems = shape_problems(data)
+    if problems:
+        raise ConfigError(problems)
     raw = dict(data)
     space, problems = _parse_space(raw.pop("space", None))
     try:

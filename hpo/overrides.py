@@ -6,9 +6,13 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
-import yaml
-
 from hpo.errors import ConfigError
+from hpo.yaml_loader import load_yaml_value, printable
+
+
+def _shown(text: str) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= 80 else shown[:77] + "...'"
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -16,14 +20,15 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError([f"--set {text!r}: expected KEY=VALUE, e.g. budget.n_trials=3"])
+        raise ConfigError([f"--set {_shown(text)}: expected KEY=VALUE, e.g. budget.n_trials=3"])
     parts = key.split(".")
     if any(not p for p in parts):
-        raise ConfigError([f"--set {text!r}: empty segment in key {key!r}"])
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
+        raise ConfigError([f"--set {_shown(text)}: empty segment in key {_shown(key)}"])
+    if any(printable(p) != p for p in parts):
+        raise ConfigError(
+            [f"--set {_shown(text)}: key segments must be printable text without spaces"]
+        )
+    value = load_yaml_value(raw, source=f"--set {_shown(text)}")
     return parts, value
 
 
@@ -38,7 +43,7 @@ def apply_overrides(data: Any, overrides: Iterable[str]) -> Any:
             problems.extend(exc.problems)
             continue
         if not isinstance(result, dict):
-            problems.append(f"--set {text!r}: the study file is not a mapping")
+            problems.append(f"--set {_shown(text)}: the study file is not a mapping")
             continue
         node: Any = result
         for i, part in enumerate(parts[:-1]):
@@ -49,7 +54,7 @@ def apply_overrides(data: Any, overrides: Iterable[str]) -> Any:
             if not isinstance(child, dict):
                 path = ".".join(parts[: i + 1])
                 problems.append(
-                    f"--set {text!r}: {path} is a {type(child).__name__}, not a mapping"
+                    f"--set {_shown(text)}: {path} is a {type(child).__name__}, not a mapping"
                 )
                 break
             node = child

@@ -1,17 +1,72 @@
 """Strict YAML: safe loading, duplicate keys rejected, errors with line numbers.
 
 Plain PyYAML silently keeps the last of two equal keys; a study file with two
-``temperature`` entries is almost always a mistake, so we refuse it.
+``temperature`` entries is almost always a mistake, so we refuse it. Input that would
+crash a later step (nesting deep enough to overflow the stack, aliases that expand to
+millions of values, NUL characters) is refused here too, with one line each.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from hpo.errors import ConfigError
+
+MAX_DEPTH = 64
+"""How deeply a study file may nest mappings and lists (real files need about 5)."""
+MAX_VALUES = 100_000
+"""How many values (YAML aliases expanded) a study file may hold (real files: a few hundred)."""
+MAX_FILE_BYTES = 10 * 1024 * 1024
+"""Study files are a few kilobytes; anything this large is the wrong file."""
+
+
+def printable(part: object) -> str:
+    """A key as text on one line: odd keys (newlines, control characters, long) as a repr."""
+    text = str(part)
+    if text and text.isprintable() and text.strip() == text and len(text) <= 80:
+        return text
+    shown = repr(text)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
+def format_loc(loc: Sequence[int | str]) -> str:
+    """``a.b.0.c`` for a location inside the study, ``(top level)`` for the root."""
+    return ".".join(printable(p) for p in loc) if loc else "(top level)"
+
+
+def shape_problems(data: Any) -> list[str]:
+    """Nesting deeper than :data:`MAX_DEPTH`, too many values, NUL characters.
+
+    Walks iteratively (no recursion) and stops early, so a hostile file costs little. Deep
+    nesting would overflow the stack of every recursive step after this one (copying,
+    validation, printing); a NUL character makes file paths and database strings fail far
+    from the study file.
+    """
+    problems: list[str] = []
+    stack: list[tuple[Any, tuple[str, ...]]] = [(data, ())]
+    seen = 0
+    while stack:
+        node, loc = stack.pop()
+        seen += 1
+        if len(loc) > MAX_DEPTH:
+            return [f"{format_loc(loc[:3])}: nested more than {MAX_DEPTH} levels deep"]
+        if seen > MAX_VALUES:
+            return [f"(top level): more than {MAX_VALUES} values (YAML aliases expanded)"]
+        if isinstance(node, str):
+            if "\x00" in node:
+                problems.append(f"{format_loc(loc)}: contains a NUL character (\\0)")
+        elif isinstance(node, Mapping):
+            for key, value in node.items():
+                if isinstance(key, str) and "\x00" in key:
+                    problems.append(f"{format_loc((*loc, key))}: key contains a NUL character")
+                stack.append((value, (*loc, str(key))))
+        elif isinstance(node, list | tuple):
+            stack.extend((value, (*loc, str(i))) for i, value in enumerate(node))
+    return problems
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -32,7 +87,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
         line = key_node.start_mark.line + 1
         if key in seen:
             loader.duplicates.append(
-                f"line {line}: duplicate key {key!r} (first defined on line {seen[key]})"
+                f"line {line}: duplicate key {_short(key)} (first defined on line {seen[key]})"
             )
         else:
             seen[key] = line
@@ -45,23 +100,81 @@ _StrictLoader.add_constructor(
 )
 
 
-def load_yaml_text(text: str, source: str = "<string>") -> Any:
-    """Parse YAML text strictly; raise :class:`ConfigError` with located problems."""
-    loader = _StrictLoader(text)
-    loader.duplicates = []
+def _short(value: object, limit: int = 60) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def _codepoint(character: object) -> str:
+    if isinstance(character, int):
+        return f"U+{character:04X}"
+    if isinstance(character, str) and len(character) == 1:
+        return f"U+{ord(character):04X}"
+    return repr(character)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _parse(text: str, source: str) -> Any:
+    """Parse one YAML document strictly; :class:`ConfigError` on any failure."""
+    loader: _StrictLoader | None = None
     try:
+        loader = _StrictLoader(text)  # the reader rejects non-printable characters here
+        loader.duplicates = []
         data = loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-        problem = exc.problem or str(exc)
+        problem = _one_line(exc.problem or str(exc))
         raise ConfigError([f"{source}: invalid YAML at {where}: {problem}"]) from None
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError(
+            [
+                f"{source}: invalid YAML: character {_codepoint(exc.character)} at position "
+                f"{exc.position} is not allowed ({_one_line(exc.reason)})"
+            ]
+        ) from None
     except yaml.YAMLError as exc:
-        raise ConfigError([f"{source}: invalid YAML: {exc}"]) from None
+        raise ConfigError([f"{source}: invalid YAML: {_one_line(str(exc))}"]) from None
+    except RecursionError:
+        raise ConfigError(
+            [f"{source}: invalid YAML: nested too deeply (at most {MAX_DEPTH} levels)"]
+        ) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if loader.duplicates:
         raise ConfigError([f"{source}: {d}" for d in loader.duplicates])
+    return data
+
+
+def load_yaml_text(text: str, source: str = "<string>") -> Any:
+    """Parse YAML text strictly; raise :class:`ConfigError` with located problems."""
+    data = _parse(text, source)
+    problems = shape_problems(data)
+    if problems:  # located by field path, like every other problem inside the file
+        raise ConfigError(problems)
+    return data
+
+
+def load_yaml_value(text: str, source: str) -> Any:
+    """A ``--set`` value: YAML-typed (``5`` is an int), plain text when it is not YAML.
+
+    Duplicate keys, deep nesting and NUL characters are errors, as in a study file.
+    """
+    if not text.strip():
+        return ""
+    try:
+        data = _parse(text, source)
+    except ConfigError as exc:
+        if any("duplicate key" in p or "nested too deeply" in p for p in exc.problems):
+            raise
+        return text
+    problems = shape_problems(data)
+    if problems:
+        raise ConfigError([f"{source}: {p}" for p in problems])
     return data
 
 
@@ -69,6 +182,10 @@ def load_yaml_file(path: str | Path) -> Any:
     """Read and strictly parse a YAML file, with a clear error when it cannot be read."""
     p = Path(path)
     try:
+        if p.is_file() and p.stat().st_size > MAX_FILE_BYTES:
+            raise ConfigError(
+                [f"{p}: {p.stat().st_size} bytes; a study file is at most {MAX_FILE_BYTES}"]
+            )
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([f"{p}: file not found"]) from None
@@ -77,5 +194,12 @@ def load_yaml_file(path: str | Path) -> Any:
     except UnicodeDecodeError as exc:
         raise ConfigError([f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
     except OSError as exc:
-        raise ConfigError([f"{p}: cannot read file ({exc.strerror})"]) from None
-    return load_yaml_text(text, source=str(p))
+        raise ConfigError([f"{p}: cannot read file ({exc.strerror or exc})"]) from None
+    except ValueError as exc:  # a path with a NUL character
+        raise ConfigError([f"{_source(p)}: cannot read file ({exc})"]) from None
+    return load_yaml_text(text, source=_source(p))
+
+
+def _source(path: Path) -> str:
+    text = str(path)
+    return text if text.isprintable() else repr(text)

@@ -47,7 +47,7 @@ from trainers.metrics import (
 )
 from trainers.models import count_parameters, create_model
 from trainers.params import RESULT_METRICS, ContrastiveParams
-from trainers.reporter import NullReporter, Reporter, TrainingFailed
+from trainers.reporter import USER_ERROR_REASONS, NullReporter, Reporter, TrainingFailed
 from trainers.schedules import Schedule, build_schedule
 
 PER_EPOCH_METRICS = (
@@ -651,7 +651,11 @@ def main(argv: list[str] | None = None) -> int:
             shown = "  ".join(f"{k}={v:.4g}" for k, v in metrics.items())
             print(f"epoch {step}: {shown}", file=sys.stderr)
 
-    result = train(params, _Print())
+    try:
+        result = train(params, _Print())
+    except TrainingFailed as exc:
+        print(f"error: training failed ({exc.reason}): {exc}", file=sys.stderr)
+        return 2 if exc.reason in USER_ERROR_REASONS else 1
     print(yaml.safe_dump({"result": result}, sort_keys=False))
     return 0
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import re
+import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from trainers.reporter import TrainingFailed
 from trainers.synthetic import HAR_CHANNELS, HAR_CLASSES, make_synthetic_har
 
 if TYPE_CHECKING:
@@ -48,14 +51,25 @@ STD_FLOOR = 1e-8
 _UCI_HAR_LABEL_FILE = "y_{split}.txt"
 
 
-class DataError(ValueError):
-    """Data that cannot be used; the message names the file or dataset and the problem."""
+class DataError(TrainingFailed, ValueError):
+    """Data that cannot be used; the message names the file or dataset and the problem.
+
+    A :class:`~trainers.reporter.TrainingFailed` with reason ``data``, so a trial that hits
+    it is recorded with ``fail_reason: data`` and ``hpo train`` exits 2 with one line; still
+    a ``ValueError`` for callers that catch that.
+    """
 
     def __init__(self, source: object, problem: str | None = None) -> None:
         self.source = str(source)
         self.problem = problem
         text = self.source if problem is None else f"{source}: {problem}"
-        super().__init__(" ".join(text.split()))  # always one line, for study logs
+        text = " ".join(text.split())  # always one line, for study logs
+        if not text.isprintable():  # a NUL or escape character from a path or a file
+            text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+        super().__init__("data", text)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (DataError, (self.source, self.problem))
 
 
 # --------------------------------------------------------------------------- containers
@@ -493,7 +507,10 @@ def _load_ts(path: Path) -> tuple[Any, np.ndarray]:
     try:
         x, y, meta = load_from_ts_file(str(path), return_meta_data=True)
     except Exception as exc:  # the parser raises OSError, ValueError, IndexError, ...
-        raise DataError(path, f"cannot parse .ts file ({type(exc).__name__}: {exc})") from exc
+        detail = re.sub(r"<_io\.\w+ name=[^>]*>", "the file", str(exc))
+        if len(detail) > 300:
+            detail = detail[:297] + "..."
+        raise DataError(path, f"cannot parse .ts file ({type(exc).__name__}: {detail})") from exc
     if meta.get("targetlabel") or not meta.get("classlabel", True):
         raise DataError(path, "no class labels (a regression or unlabelled .ts file)")
     declared = {str(v) for v in meta.get("class_values", [])}
@@ -510,7 +527,9 @@ def _read_npz(
 ) -> dict[str, np.ndarray]:
     """Named arrays from an ``.npz`` (no pickles), with read errors renamed to DataError."""
     if not path.is_file():
-        raise DataError(path, "file not found")
+        raise DataError(path, "is a folder, not a file" if path.is_dir() else "file not found")
+    if not os.access(path, os.R_OK):
+        raise DataError(path, "cannot read .npz (permission denied)")
     if not zipfile.is_zipfile(path):  # np.load would otherwise try to unpickle it
         raise DataError(path, "cannot read .npz (not a zip archive: truncated or corrupted?)")
     try:
@@ -519,11 +538,23 @@ def _read_npz(
             missing = [k for k in required if k not in keys]
             if missing:
                 raise DataError(path, f"missing array(s) {missing}; found {sorted(keys)}")
-            return {k: archive[k] for k in (*required, *optional) if k in keys}
+            arrays = {k: archive[k] for k in (*required, *optional) if k in keys}
     except DataError:
         raise
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise DataError(
+                path,
+                "cannot read .npz: an array holds Python objects (dtype=object), which are "
+                "never unpickled; save numeric X and numeric or string y",
+            ) from exc
+        raise DataError(path, f"cannot read .npz (ValueError: {exc})") from exc
     except Exception as exc:  # damaged members surface as zlib, zip, tokenize... errors
         raise DataError(path, f"cannot read .npz ({type(exc).__name__}: {exc})") from exc
+    for key, value in arrays.items():
+        if not isinstance(value, np.ndarray):  # a member that is not in .npy format
+            raise DataError(path, f"cannot read .npz: member {key}.npy is not a NumPy array")
+    return arrays
 
 
 def _read_classification_npz(path: Path, load_test: bool) -> _Raw:
@@ -560,7 +591,7 @@ def _uci_har_files(root: Path, split: str) -> list[Path]:
 def _read_uci_har(root: Path, load_test: bool) -> _Raw:
     """The UCI HAR layout: nine ``Inertial Signals`` text files and labels 1..6 per split."""
     if not root.is_dir():
-        raise DataError(root, "folder not found")
+        raise DataError(root, "not a folder" if root.exists() else "folder not found")
     splits = ("train", "test") if load_test else ("train",)
     for split in splits:
         missing = next((f for f in _uci_har_files(root, split) if not f.is_file()), None)
@@ -606,7 +637,9 @@ def _read_uci_har_split(root: Path, split: str) -> tuple[Float32Array, Int64Arra
 def _read_text_matrix(path: Path) -> Float32Array:
     """A whitespace-separated numeric table; ragged or non-numeric rows become a DataError."""
     try:
-        table = np.loadtxt(path, dtype=np.float32, ndmin=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": below
+            table = np.loadtxt(path, dtype=np.float32, ndmin=2)
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise DataError(path, f"cannot parse numeric table ({exc})") from exc
     if table.size == 0:
@@ -622,9 +655,16 @@ def _as_series(x: Any, source: object, key: str) -> Float32Array:
     array = np.asarray(x)
     if array.dtype == object or not np.issubdtype(array.dtype, np.number):
         raise DataError(source, f"{key} must be numeric, got dtype {array.dtype}")
+    if np.issubdtype(array.dtype, np.complexfloating):
+        raise DataError(source, f"{key} must hold real numbers, got dtype {array.dtype}")
     if array.ndim != 3:
         raise DataError(source, f"{key} must be 3-D (n, channels, length), got shape {array.shape}")
-    return array.astype(np.float32, copy=False)
+    if array.shape[1] == 0 or array.shape[2] == 0:
+        raise DataError(
+            source, f"{key} has shape {array.shape}: no channels or no time steps per series"
+        )
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, reported later
+        return array.astype(np.float32, copy=False)
 
 
 def _as_embeddings(z: Any, source: object, key: str, n_rows: int) -> Float32Array:
@@ -650,6 +690,12 @@ def _as_labels(y: Any, source: object, key: str, n_series: int) -> np.ndarray:
         raise DataError(source, f"{key} must be 1-D, got shape {labels.shape}")
     if len(labels) != n_series:
         raise DataError(source, f"{len(labels)} {key} for {n_series} series")
+    if labels.dtype == object or np.issubdtype(labels.dtype, np.number):
+        bad = [v for v in labels.tolist() if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            raise DataError(source, f"{key} contain {bad[0]} ({len(bad)} of {len(labels)})")
+    if np.issubdtype(labels.dtype, np.complexfloating):
+        raise DataError(source, f"{key} must be integers or strings, got dtype {labels.dtype}")
     return labels
 
 
@@ -774,6 +820,8 @@ def _clean_series(
     if x_test is None:
         return out_train, None
     padded_te, lengths_te = _to_padded(x_test, source, "test")
+    if np.isinf(padded_te).any():
+        raise DataError(source, "test series contain infinite values")
     if padded_te.shape[1] != padded.shape[1]:
         raise DataError(
             source, f"test has {padded_te.shape[1]} channels but train has {padded.shape[1]}"

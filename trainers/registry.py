@@ -61,10 +61,18 @@ def resolve_trainer(name: str) -> TrainerSpec:
             f"unknown trainer {name!r}; use one of {known} or 'package.module:function'"
         )
     module_name, _, attr = target.partition(":")
+    if not module_name or not attr or not attr.isidentifier():
+        raise TrainerNotFound(
+            f"trainer {name!r} is not 'package.module:function' (both parts are needed)"
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise TrainerNotFound(f"cannot import module {module_name!r}: {exc}") from exc
+    except Exception as exc:  # the user's module failed while importing (or a bad name)
+        raise TrainerNotFound(
+            f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from exc
     fn: Any = getattr(module, attr, None)
     if fn is None or not callable(fn):
         raise TrainerNotFound(f"module {module_name!r} has no callable {attr!r}")

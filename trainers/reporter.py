@@ -14,6 +14,13 @@ class Pruned(Exception):
     """Raised by a reporter to tell the trainer to stop this run early."""
 
 
+# Failures that are the user's to fix (bad data, impossible parameters): a command-line run
+# exits 2 on these like on any other bad input; the rest (NaN loss, collapse) exit 1.
+USER_ERROR_REASONS = frozenset(
+    {"data", "bad_params", "bad_checkpoint", "channel_mismatch", "no_test_split", "no_cuda"}
+)
+
+
 class TrainingFailed(Exception):
     """A run that cannot go on (collapse, NaN loss, ...), with a short machine-readable reason."""
 
