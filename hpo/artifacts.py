@@ -3,6 +3,11 @@
 Everything goes through Optuna's artifact store so optuna-dashboard can show it next
 to the trial. Checkpoints are the heavy part, so only the best ``keep_best_k`` trials
 keep theirs; the rest are deleted from the store as better trials arrive.
+
+A write the store refuses (disk full, file too large, S3 down) never costs the trial its
+metrics: :func:`upload` removes the partial file, records the failure on the trial
+(user attr ``artifact_error``) and in the log, and raises :class:`ArtifactWriteError`,
+which the trial hooks turn into a note on the trial, not a failed trial.
 """
 
 from __future__ import annotations
@@ -41,6 +46,35 @@ Optuna cannot edit a finished trial, so the deletion is recorded on the study (o
 per artifact, so concurrent workers never overwrite each other's records).
 """
 _ARTIFACTS_PREFIX = "artifacts:"
+ARTIFACT_ERROR_ATTR = "artifact_error"
+"""Trial user attribute: why an artifact of this trial could not be stored (last failure)."""
+
+
+class ArtifactWriteError(OSError):
+    """The artifact store refused a file; the trial itself is unaffected."""
+
+
+class _RemembersIds:
+    """Wraps a store for one upload: a failed write is remembered and its partial file removed."""
+
+    def __init__(self, store: ArtifactStore) -> None:
+        self.store = store
+        self.failed = False
+
+    def open_reader(self, artifact_id: str) -> BinaryIO:
+        return self.store.open_reader(artifact_id)
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        try:
+            self.store.write(artifact_id, content_body)
+        except BaseException:
+            self.failed = True
+            with contextlib.suppress(Exception):  # no partial file left to fill the disk
+                self.store.remove(artifact_id)
+            raise
+
+    def remove(self, artifact_id: str) -> None:
+        self.store.remove(artifact_id)
 
 
 class PrefixedArtifactStore:
@@ -115,8 +149,29 @@ def study_artifact_store(cfg: StudyConfig, *, create: bool = True) -> ArtifactSt
 
 
 def upload(store: ArtifactStore, trial: optuna.Trial, path: Path) -> str:
-    """Attach one file to a running trial; returns the artifact id."""
-    return upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
+    """Attach one file to a running trial; returns the artifact id.
+
+    When the store refuses the file (``OSError``: disk full, file too large; or a cloud
+    store's error) nothing partial is left in the store, the trial gets the user attr
+    ``artifact_error`` and a warning is logged, then :class:`ArtifactWriteError` is raised.
+    """
+    wrapped = _RemembersIds(store)
+    try:
+        return upload_artifact(artifact_store=wrapped, file_path=str(path), study_or_trial=trial)
+    except Exception as exc:
+        if not wrapped.failed and not isinstance(exc, OSError):
+            raise  # not the store's doing (e.g. the database): let the caller see it
+        reason = f"{path.name}: {_describe(exc)}"
+        logger.warning("trial %d: artifact not stored (%s)", trial.number, reason)
+        with contextlib.suppress(Exception):
+            trial.set_user_attr(ARTIFACT_ERROR_ATTR, reason[:500])
+        raise ArtifactWriteError(f"artifact not stored ({reason})") from exc
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"[Errno {exc.errno}] {exc.strerror}" if exc.errno else exc.strerror
+    return f"{type(exc).__name__}: {exc}".strip()
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,23 @@
 """Storage URLs: defaults, ``${ENV}`` expansion, masking, and opening them safely.
 
 SQLite is the embedded default and is opened so several worker processes can share
-it (WAL journal, long busy timeout). PostgreSQL/MySQL URLs go to Optuna unchanged;
-``journal:///path`` uses Optuna's journal file, ``grpc://host:port`` its storage proxy.
+it (WAL journal, long busy timeout). PostgreSQL/MySQL URLs go to Optuna unchanged,
+except that a storage that was reachable once rides out a database restart: calls that
+fail with a connection error are retried with bounded exponential backoff (see
+:func:`resilient_rdb_storage_class`). ``journal:///path`` uses Optuna's journal file,
+``grpc://host:port`` its storage proxy.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import re
 import sqlite3
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,11 +33,26 @@ SQLITE_BUSY_TIMEOUT_S = 60.0
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SCHEMES = ("sqlite", "postgresql", "mysql", "journal", "grpc")
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]+:)([^@\s]+)(@)")
+_PASSWORD_PARAM = re.compile(r"(?i)(\bpassword\s*=\s*)('[^']*'|[^&\s;]+)")
+
+logger = logging.getLogger(__name__)
+
+STORAGE_RETRY_ENV = "HPO_STORAGE_RETRY_SECONDS"
+"""Environment variable: how long a lost database connection is retried (seconds)."""
+DEFAULT_STORAGE_RETRY_S = 120.0
+STORAGE_UNAVAILABLE_EXIT = 75
+"""Exit status (EX_TEMPFAIL) of a worker that gave up on an unreachable storage."""
+
+
+class StorageUnavailableError(StorageError):
+    """The database stopped answering mid-run and did not come back within the retry budget."""
+
+    exit_code = STORAGE_UNAVAILABLE_EXIT
 
 
 def mask_url(text: str) -> str:
-    """Replace every password in ``scheme://user:password@host`` forms with ``***``."""
-    return _PASSWORD_IN_URL.sub(r"\1***\3", text)
+    """Replace every password with ``***``: ``scheme://user:password@host`` and ``password=``."""
+    return _PASSWORD_PARAM.sub(r"\1***", _PASSWORD_IN_URL.sub(r"\1***\3", text))
 
 
 def missing_env_vars(url: str) -> list[str]:
@@ -146,6 +169,295 @@ def default_grace_period(heartbeat_interval: int) -> int:
     return max(4 * heartbeat_interval, 60)
 
 
+def storage_retry_seconds() -> float:
+    """How long a storage that was reachable keeps retrying a lost connection.
+
+    ``HPO_STORAGE_RETRY_SECONDS`` overrides the default (120 s); 0 turns retries off.
+    """
+    raw = os.environ.get(STORAGE_RETRY_ENV, "").strip()
+    try:
+        return max(float(raw), 0.0) if raw else DEFAULT_STORAGE_RETRY_S
+    except ValueError:
+        return DEFAULT_STORAGE_RETRY_S
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the database connection failed or was lost.
+
+    These are the errors worth retrying: the server refused or dropped the connection
+    (restart, failover, network), so the transaction was never started or was rolled back.
+    Optuna wraps them in ``StorageInternalError``; the chain is followed.
+    """
+    import sqlalchemy.exc
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+            return True
+        module = type(current).__module__ or ""
+        if module.startswith(("psycopg", "pymysql", "MySQLdb")) and any(
+            base.__name__ in ("OperationalError", "InterfaceError")
+            for base in type(current).__mro__
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+class _Outage:
+    """When the connection was lost, and whether the retry budget for it is spent."""
+
+    def __init__(self, budget: float) -> None:
+        self.budget = budget
+        self.down_since: float | None = None
+        self.last_recovery: float | None = None
+        self.lock = threading.Lock()
+
+    def wait_before_retry(self, attempt: int, exc: BaseException) -> float | None:
+        """Seconds to wait before the next attempt, or ``None`` once the budget is spent."""
+        now = time.monotonic()
+        with self.lock:
+            first = self.down_since is None
+            if self.down_since is None:
+                self.down_since = now
+            elapsed = now - self.down_since
+        remaining = self.budget - elapsed
+        if remaining <= 0:
+            return None
+        wait = min(0.25 * 2.0**attempt, 8.0, remaining)
+        if first:
+            logger.warning(
+                "storage connection lost (%s); retrying for up to %g s",
+                short_reason(exc),
+                self.budget,
+            )
+        return wait
+
+    def succeeded(self) -> None:
+        """A call went through: the outage (if any) is over."""
+        if self.down_since is None:
+            return
+        with self.lock:
+            if self.down_since is None:
+                return
+            lasted = time.monotonic() - self.down_since
+            self.down_since = None
+            self.last_recovery = time.monotonic()
+        logger.warning("storage reachable again after %.1f s", lasted)
+
+    def recovered_within(self, seconds: float) -> bool:
+        """Whether an outage ended less than ``seconds`` ago."""
+        last = self.last_recovery
+        return last is not None and time.monotonic() - last < seconds
+
+
+def storage_outage(exc: BaseException) -> StorageUnavailableError | None:
+    """The :class:`StorageUnavailableError` behind ``exc``, if a lost database caused it.
+
+    Optuna sometimes raises something else while handling it (a failed ``tell`` inside
+    its optimize loop), so the whole cause/context chain is searched.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, StorageUnavailableError):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def short_reason(exc: BaseException) -> str:
+    """The first line of the database's own message, password masked."""
+    cause: BaseException = exc
+    while cause.__cause__ is not None and not getattr(cause, "orig", None):
+        cause = cause.__cause__
+    text = str(getattr(cause, "orig", None) or cause).strip()
+    return mask_url(text.splitlines()[0] if text else type(cause).__name__)
+
+
+_RETRIED_METHODS = (
+    "create_new_study",
+    "delete_study",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_all_studies",
+    "create_new_trial",
+    "set_trial_param",
+    "get_trial_id_from_study_id_trial_number",
+    "get_trial_number_from_id",
+    "get_trial_param",
+    "set_trial_state_values",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "get_trial",
+    "get_all_trials",
+    "get_n_trials",
+    "get_best_trial",
+    "get_trial_params",
+    "get_trial_user_attrs",
+    "get_trial_system_attrs",
+    "_get_stale_trial_ids",
+    # What Optuna's ``_CachedStorage`` calls on its backend directly:
+    "_create_new_trial",
+    "_set_trial_param",
+    "_get_trials",
+    "_get_best_trial_id",
+)
+
+
+@functools.cache
+def resilient_rdb_storage_class() -> type[optuna.storages.RDBStorage]:
+    """``RDBStorage`` that rides out a lost database connection (PostgreSQL, MySQL).
+
+    Once the storage has been opened, a call that fails with a connection error (server
+    restarted, failover, network blip) is retried after 0.25, 0.5, 1 ... 8 s until
+    ``HPO_STORAGE_RETRY_SECONDS`` (120 s) have passed since the connection was lost; then
+    it raises :class:`StorageUnavailableError` and later calls fail after one attempt
+    until one succeeds. What makes retrying safe:
+
+    - a connection error means the server never started the transaction or rolled it
+      back (pooled connections are pre-pinged, so a dead one is replaced, not used);
+    - writes are upserts (attrs, reports, params, heartbeats), except trial and study
+      creation, whose rare duplicate after a lost commit acknowledgement is an unowned
+      trial the heartbeat check fails;
+    - finishing a trial again after a lost acknowledgement finds it already finished
+      in the requested state, which counts as success;
+    - heartbeats are never retried (the next beat comes soon, and a heartbeat thread
+      stuck in a backoff would delay the end of its trial), and for one grace period
+      after an outage this process judges no trial stale, since no worker could
+      beat during it.
+    """
+    import optuna
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    base = optuna.storages.RDBStorage
+
+    class ResilientRDBStorage(base):  # type: ignore[valid-type,misc]
+        def __init__(self, *args: Any, retry_seconds: float | None = None, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            budget = storage_retry_seconds() if retry_seconds is None else retry_seconds
+            self._init_resilience(budget)
+
+        def _init_resilience(self, budget: float) -> None:
+            self._outage = _Outage(budget)
+            self._depth = threading.local()
+
+        def __getstate__(self) -> dict[Any, Any]:
+            state = super().__getstate__()
+            state["_outage_budget"] = self._outage.budget
+            state.pop("_outage", None)
+            state.pop("_depth", None)
+            return state
+
+        def __setstate__(self, state: dict[Any, Any]) -> None:
+            budget = state.pop("_outage_budget", DEFAULT_STORAGE_RETRY_S)
+            super().__setstate__(state)
+            self._init_resilience(budget)
+
+        def _call(self, name: str, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+            depth = getattr(self._depth, "value", 0)
+            if depth:  # a nested call: the outermost one retries
+                return fn(self, *args, **kwargs)
+            self._depth.value = 1
+            try:
+                attempt = 0
+                while True:
+                    try:
+                        result = fn(self, *args, **kwargs)
+                    except UpdateFinishedTrialError:
+                        if (
+                            attempt
+                            and name == "set_trial_state_values"
+                            and self._already_finished_as(args, kwargs)
+                        ):
+                            self._outage.succeeded()
+                            return True
+                        raise
+                    except Exception as exc:
+                        if not is_connection_error(exc):
+                            raise
+                        wait = self._outage.wait_before_retry(attempt, exc)
+                        if wait is None:
+                            raise StorageUnavailableError(
+                                [
+                                    f"storage: {mask_url(self.url)} unreachable for "
+                                    f"{self._outage.budget:g} s ({short_reason(exc)})"
+                                ]
+                            ) from None
+                        time.sleep(wait)
+                        attempt += 1
+                        continue
+                    self._outage.succeeded()
+                    return result
+            finally:
+                self._depth.value = 0
+
+        def _already_finished_as(self, args: Any, kwargs: Any) -> bool:
+            """After a lost acknowledgement: did our earlier attempt finish the trial?"""
+            trial_id = kwargs.get("trial_id", args[0] if args else None)
+            state = kwargs.get("state", args[1] if len(args) > 1 else None)
+            values = kwargs.get("values", args[2] if len(args) > 2 else None)
+            try:
+                stored = base.get_trial(self, trial_id)
+            except Exception:
+                return False
+            same_values = values is None or list(stored.values or []) == list(values)
+            return stored.state == state and same_values
+
+        def record_heartbeat(self, trial_id: int) -> None:
+            try:
+                super().record_heartbeat(trial_id)
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    raise
+                logger.debug("heartbeat not recorded: %s", short_reason(exc))
+                return
+            self._outage.succeeded()
+
+        def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+            grace = self.grace_period or 2 * (self.heartbeat_interval or 0)
+            ids: list[int] = self._call(
+                "_get_stale_trial_ids", base._get_stale_trial_ids, (study_id,), {}
+            )
+            if ids and self._outage.recovered_within(float(grace)):
+                return []  # nobody could beat during the outage: not evidence of death
+            return ids
+
+    def _wrap(name: str) -> Callable[..., Any]:
+        fn = getattr(base, name)
+
+        @functools.wraps(fn)
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return self._call(name, fn, args, kwargs)
+
+        return method
+
+    for name in _RETRIED_METHODS:
+        if name != "_get_stale_trial_ids" and hasattr(base, name):
+            setattr(ResilientRDBStorage, name, _wrap(name))
+    ResilientRDBStorage.__name__ = ResilientRDBStorage.__qualname__ = "ResilientRDBStorage"
+    ResilientRDBStorage.__module__ = __name__
+    return ResilientRDBStorage
+
+
+def __getattr__(name: str) -> Any:
+    """``hpo.storages.ResilientRDBStorage`` without importing Optuna when the module loads."""
+    if name == "ResilientRDBStorage":
+        return resilient_rdb_storage_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def open_storage(
     url: str,
     *,
@@ -187,9 +499,12 @@ def open_storage(
             engine_kwargs["pool_pre_ping"] = True
             if url.startswith("postgresql"):
                 engine_kwargs["connect_args"] = {"connect_timeout": 10}
+        storage_class = (
+            optuna.storages.RDBStorage if path is not None else resilient_rdb_storage_class()
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
+            return storage_class(
                 url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat_interval,
@@ -198,9 +513,8 @@ def open_storage(
             )
     except StorageError:
         raise
-    except sqlalchemy.exc.SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise StorageError([f"storage: cannot open {mask_url(url)}: {mask_url(reason)}"]) from None
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
+        raise StorageError([f"storage: cannot open {mask_url(url)}: {short_reason(exc)}"]) from None
     except (ImportError, ModuleNotFoundError) as exc:
         hint = " (pip install 'contrastive-hpo[postgres]')" if "psycopg" in str(exc) else ""
         raise StorageError([f"storage: missing database driver: {exc}{hint}"]) from None

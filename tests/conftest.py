@@ -7,6 +7,7 @@ tests that need it skip and say why.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -90,6 +91,109 @@ def postgres_url() -> Iterator[str]:
             [*prefix, pg_ctl, "-D", data, "-m", "immediate", "stop"], capture_output=True
         )
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL server of our own: tests may stop, start and restart it.
+
+    Connections over TCP need a password (scram-sha-256), so the URL carries one and
+    tests can check it never leaks; the Unix socket in ``folder`` is trusted, for setup.
+    """
+
+    password = "Sup3r-s3cret-pw"
+
+    def __init__(self, folder: Path, pg_ctl: str, prefix: list[str], port: int) -> None:
+        self.folder = folder
+        self.data = folder / "data"
+        self.log = folder / "postgres.log"
+        self.pg_ctl = pg_ctl
+        self.prefix = prefix
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy URL of the ``postgres`` database as the superuser (password included)."""
+        return f"postgresql+psycopg://postgres:{self.password}@127.0.0.1:{self.port}/postgres"
+
+    def _ctl(self, *args: str, timeout: float = 60) -> None:
+        subprocess.run(
+            [*self.prefix, self.pg_ctl, "-D", str(self.data), *args],
+            check=True,
+            stdout=subprocess.DEVNULL,  # the server must not inherit our pipes
+            stderr=subprocess.DEVNULL,
+            timeout=timeout,
+        )
+
+    def start(self) -> None:
+        """Start the server and wait until it accepts connections."""
+        options = f"-p {self.port} -k {self.folder} -h 127.0.0.1"
+        self._ctl("-w", "-l", str(self.log), "-o", options, "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (``fast``: roll back open transactions and disconnect clients)."""
+        self._ctl("-w", "-m", mode, "stop")
+
+    def execute(self, sql: str) -> None:
+        """Run one statement as the superuser over the trusted Unix socket."""
+        import psycopg
+
+        with psycopg.connect(
+            host=str(self.folder), port=self.port, user="postgres", dbname="postgres"
+        ) as con:
+            con.autocommit = True
+            con.execute(sql)  # type: ignore[arg-type]
+
+
+def start_postgres_server() -> PostgresServer | str:
+    """Start a fresh server in a temporary folder, or return why that is impossible here."""
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not initdb or not pg_ctl:
+        return "PostgreSQL binaries (initdb, pg_ctl) not found on PATH or in /usr/lib/postgresql"
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root without a 'postgres' user to own a throwaway server"
+        prefix = ["runuser", "-u", "postgres", "--"]
+    folder = Path(tempfile.mkdtemp(prefix="hpo-pg-own-"))
+    os.chmod(folder, 0o777)
+    pwfile = folder / "pw"
+    pwfile.write_text(PostgresServer.password + "\n", encoding="utf-8")
+    os.chmod(pwfile, 0o644)
+    server = PostgresServer(folder, pg_ctl, prefix, _free_port())
+    subprocess.run(
+        [
+            *prefix,
+            initdb,
+            "-D",
+            str(server.data),
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            f"--pwfile={pwfile}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server only these tests use, so they may restart it (never a shared one)."""
+    server = start_postgres_server()
+    if isinstance(server, str):
+        pytest.skip(server)
+    try:
+        yield server
+    finally:
+        with contextlib.suppress(Exception):
+            server.stop("immediate")
+        shutil.rmtree(server.folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -2,7 +2,10 @@
 
 The objective already records such a trial as FAIL with ``fail_reason: cuda_oom`` (it
 recognises ``torch.cuda.OutOfMemoryError`` by name). Here the worker makes sure the next
-trial starts with an empty CUDA cache, and with ``workers.on_oom: retry_smaller_batch``
+trial starts with an empty CUDA cache -- after *every* trial, not only after an OOM: a
+long-lived worker must not carry one trial's cached blocks (sized for its model and
+batch) into the next, or fragment towards an OOM over hundreds of trials -- and with
+``workers.on_oom: retry_smaller_batch``
 queues the same parameters once more with ``batch_size`` halved and ``grad_accum``
 doubled, so the effective batch (and the meaning of the hyperparameters) is unchanged.
 """
@@ -26,14 +29,19 @@ logger = logging.getLogger(__name__)
 CUDA_OOM = "cuda_oom"
 
 
-def free_cuda_memory() -> None:
-    """Drop unreachable tensors and return cached blocks to the driver (no-op without CUDA)."""
-    gc.collect()
+def free_cuda_memory(*, collect: bool = True) -> None:
+    """Drop unreachable tensors and return cached blocks to the driver.
+
+    A no-op in a process that never initialised CUDA (it is not initialised here either).
+    ``collect=False`` skips the garbage collection when the caller just ran one.
+    """
+    if collect:
+        gc.collect()
     torch = sys.modules.get("torch")
     if torch is None:
         return
     try:
-        if torch.cuda.is_available():
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
             torch.cuda.empty_cache()
     except Exception:  # a broken CUDA context must not stop the worker
         logger.debug("could not empty the CUDA cache", exc_info=True)
@@ -51,11 +59,13 @@ def smaller_batch(params: Mapping[str, Any]) -> dict[str, int] | None:
 
 
 class FreeMemoryAfterOom:
-    """Study callback: after a ``cuda_oom`` trial (and Optuna's gc), empty the CUDA cache."""
+    """Study callback: after every trial (and Optuna's ``gc_after_trial``), empty the CUDA
+    cache; after a ``cuda_oom`` trial collect garbage once more first (the exception's
+    traceback may have kept the trial's tensors alive through Optuna's collection)."""
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if trial.state == TrialState.FAIL and trial.user_attrs.get(FAIL_REASON) == CUDA_OOM:
-            free_cuda_memory()
+        oom = trial.state == TrialState.FAIL and trial.user_attrs.get(FAIL_REASON) == CUDA_OOM
+        free_cuda_memory(collect=oom)
 
 
 class OomRetryHook:

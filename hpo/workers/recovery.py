@@ -8,7 +8,8 @@ original seed, so it repeats the same run rather than a new one.
 
 Crashes (``worker_died``, ``stale``) are retried at most ``workers.max_retries`` times per
 original trial: a configuration that kills its worker every time must end as a FAIL.
-Interrupts (Ctrl-C, SIGTERM) are not the trial's fault and are always queued again.
+Interrupts (Ctrl-C, SIGTERM) and a worker that gave up on an unreachable database
+(``storage_lost``) are not the trial's fault and are always queued again.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ logger = logging.getLogger(__name__)
 WORKER_DIED = "worker_died"
 STALE = "stale"
 INTERRUPTED = "interrupted"
+STORAGE_LOST = "storage_lost"
+"""The worker exited because the database stayed unreachable past its retry budget."""
 CRASH_REASONS = frozenset({WORKER_DIED, STALE})
 
 CRASHES_ATTR = "hpo:crashes"

@@ -11,6 +11,12 @@ runs trials; it
   trial as interrupted and queues it again), and SIGKILLs whatever is left after
   ``stop_grace`` seconds or a second signal, recovering those trials itself;
 - polls the storage about once a second for one combined progress display.
+
+The supervisor's own storage calls ride out a database restart like the workers' do
+(see :mod:`hpo.storages`); a worker that gave up on an unreachable database (exit
+status 75) is restarted with the same backoff, and its trial is queued again as
+``storage_lost`` (not counted as a crash). Recovery that cannot reach the database yet
+is retried on every refresh until it can.
 """
 
 from __future__ import annotations
@@ -35,11 +41,23 @@ from rich.console import Console
 
 from hpo.config import StudyConfig
 from hpo.runner import RunSummary, open_study, summarize
-from hpo.storages import is_rdb_url, sqlite_path, storage_url
+from hpo.storages import (
+    STORAGE_UNAVAILABLE_EXIT,
+    is_rdb_url,
+    mask_url,
+    sqlite_path,
+    storage_url,
+)
 from hpo.workers.budget import budget_state
 from hpo.workers.display import SupervisorDisplay, WorkerRow
 from hpo.workers.gpus import WorkerPlan, WorkerSlot, slot_env
-from hpo.workers.recovery import INTERRUPTED, WORKER_DIED, recover_orphans, recover_worker
+from hpo.workers.recovery import (
+    INTERRUPTED,
+    STORAGE_LOST,
+    WORKER_DIED,
+    recover_orphans,
+    recover_worker,
+)
 from hpo.workers.worker_main import SUPERVISOR_ENV
 
 logger = logging.getLogger(__name__)
@@ -120,6 +138,8 @@ class Supervisor:
         self._kill_at: float | None = None
         self._signals = 0
         self.recovered: list[int] = []
+        self._pending: list[tuple[int, str, str]] = []
+        """``(slot, host:pid, reason)`` of dead workers whose trials are still to recover."""
         self.notes: list[str] = list(plan.notes)
         self.display = SupervisorDisplay(cfg, self.console)
         self.host = socket.gethostname()
@@ -192,7 +212,43 @@ class Supervisor:
         n_trials = self.cfg.budget.n_trials
         if n_trials is None:
             return False
-        return budget_state(study.get_trials(deepcopy=False)).finished >= n_trials
+        try:
+            return budget_state(study.get_trials(deepcopy=False)).finished >= n_trials
+        except Exception as exc:  # database unreachable: assume there is work left
+            logger.debug("budget check failed: %s", mask_url(str(exc)))
+            return False
+
+    def _recover(self, study: optuna.Study, slot: int, key: str, reason: str) -> list[int]:
+        """Recover a dead worker's trials; when the database is unreachable, try again later."""
+        try:
+            return recover_worker(
+                study, key, reason=reason, max_retries=self.cfg.workers.max_retries
+            )
+        except Exception as exc:
+            if (slot, key, reason) not in self._pending:
+                self._pending.append((slot, key, reason))
+                self.display.event(
+                    f"worker {slot}: its trials cannot be recovered yet "
+                    f"({mask_url(str(exc)).splitlines()[0]}); trying again"
+                )
+            return []
+
+    def _retry_pending(self, study: optuna.Study) -> None:
+        for slot, key, reason in list(self._pending):
+            try:
+                recovered = recover_worker(
+                    study, key, reason=reason, max_retries=self.cfg.workers.max_retries
+                )
+            except Exception as exc:
+                logger.debug("recovery of %s deferred: %s", key, mask_url(str(exc)))
+                continue
+            self._pending.remove((slot, key, reason))
+            if recovered:
+                self.recovered += recovered
+                self.display.event(
+                    f"worker {slot}: trial{'s' if len(recovered) != 1 else ''} "
+                    f"{', '.join(map(str, recovered))} queued again"
+                )
 
     def _time_left(self, started: float) -> float | None:
         if not self.cfg.budget.timeout:
@@ -207,12 +263,16 @@ class Supervisor:
             worker.reader.join(timeout=5)
         worker.exit_codes.append(returncode)
         key = f"{self.host}:{worker.proc.pid}"
-        max_retries = self.cfg.workers.max_retries
         if returncode == 0:
             worker.state = "done"
             return
-        reason = INTERRUPTED if self.stopping else WORKER_DIED
-        recovered = recover_worker(study, key, reason=reason, max_retries=max_retries)
+        if self.stopping:
+            reason = INTERRUPTED
+        elif returncode == STORAGE_UNAVAILABLE_EXIT:
+            reason = STORAGE_LOST
+        else:
+            reason = WORKER_DIED
+        recovered = self._recover(study, worker.slot.index, key, reason)
         self.recovered += recovered
         what = f"trial{'s' if len(recovered) != 1 else ''} {', '.join(map(str, recovered))}"
         lost = f"; {what} queued again" if recovered else ""
@@ -277,6 +337,7 @@ class Supervisor:
                 for worker in self.workers:
                     self._spawn(worker)
                 self._supervise(study, started)
+                self._retry_pending(study)
                 self.recovered += recover_orphans(
                     study,
                     max_retries=max_retries,
@@ -345,6 +406,8 @@ class Supervisor:
                 self._send(signal.SIGKILL)
                 self._kill_at = None
             now = time.monotonic()
+            if self._pending and now >= next_refresh:
+                self._retry_pending(study)
             if now >= next_refresh or not alive:
                 try:
                     self.display.update(study.get_trials(deepcopy=False), self._rows())

@@ -1,7 +1,9 @@
 """``python -m hpo.workers.worker_main STUDY [--set K=V ...]``: the process a supervisor starts.
 
 Exit status: 0 when the study needs nothing more from this worker, 130 when stopped by
-a signal (its trial recorded and queued again), 2 for a problem the user must fix.
+a signal (its trial recorded and queued again), 2 for a problem the user must fix, 75
+when the database stayed unreachable past the retry budget (``HPO_STORAGE_RETRY_SECONDS``;
+the supervisor restarts the worker and queues its trial again).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from hpo.config import load_study_config
     from hpo.errors import HpoError
-    from hpo.storages import mask_url
+    from hpo.storages import mask_url, storage_outage
     from hpo.workers.worker import run_worker
 
     level = logging.WARNING if args.verbose == 0 else logging.INFO
@@ -67,6 +69,13 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        outage = storage_outage(exc)
+        if outage is None:
+            raise
+        for line in outage.problems:
+            print(f"error: {mask_url(line)}", file=sys.stderr)
+        return outage.exit_code
     logging.getLogger("hpo.worker").info(
         "worker done: %d trials run here; study complete %d, pruned %d, failed %d",
         summary.trials_run,

@@ -1,0 +1,290 @@
+"""Storage URLs that cannot work: one clear line, exit status 2, no partial study, no password.
+
+Every case runs the real ``hpo run`` against a real failure: a port nobody listens on,
+a PostgreSQL server of our own that rejects a wrong password, a SQLite file the OS
+refuses to write, a folder that does not exist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from optuna_dashboard import get_note
+
+from hpo.storages import mask_url
+from tests.conftest import PostgresServer, analytic_study
+from tests.hpo.test_workers import hpo
+
+SECRET = "Tr0ub4dor-and-3"
+"""A password that must never be printed."""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _study_file(folder: Path, storage: str, **overrides: Any) -> Path:
+    data = analytic_study(name="bad-storage", storage=storage, budget={"n_trials": 2}, **overrides)
+    path = folder / "study.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _assert_one_line_error(
+    result: subprocess.CompletedProcess[str], *expected: str, secrets: tuple[str, ...] = (SECRET,)
+) -> str:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    (line,) = lines
+    assert line.startswith("error: storage: "), line
+    for text in expected:
+        assert text in line, line
+    for secret in secrets:
+        assert secret not in result.stdout + result.stderr
+    return line
+
+
+# -- masking -----------------------------------------------------------------------------------
+
+
+def test_mask_url_hides_every_password_form() -> None:
+    assert mask_url(f"postgresql+psycopg://u:{SECRET}@h:5432/db") == (
+        "postgresql+psycopg://u:***@h:5432/db"
+    )
+    assert mask_url(f"postgresql://u@h/db?sslmode=require&password={SECRET}") == (
+        "postgresql://u@h/db?sslmode=require&password=***"
+    )
+    assert mask_url(f"host=h user=u password={SECRET} dbname=db") == (
+        "host=h user=u password=*** dbname=db"
+    )
+    assert mask_url(f"dsn: password='{SECRET}'") == "dsn: password=***"
+    assert mask_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+
+
+# -- a server nobody answers on --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["in_file", "from_env", "set_override", "supervised"])
+def test_unreachable_server(tmp_path: Path, how: str) -> None:
+    port = _free_port()
+    literal = f"postgresql+psycopg://hpo:{SECRET}@127.0.0.1:{port}/hpo"
+    args: list[str] = []
+    env: dict[str, str] = {}
+    if how == "from_env":
+        path = _study_file(tmp_path, f"postgresql+psycopg://hpo:${{PGPW}}@127.0.0.1:{port}/hpo")
+        env["PGPW"] = SECRET
+    elif how == "set_override":
+        path = _study_file(tmp_path, "sqlite:///hpo.db")
+        args = ["--set", f"storage={literal}"]
+    else:
+        path = _study_file(tmp_path, literal)
+        if how == "supervised":
+            args = ["--workers", "2"]
+    result = hpo("run", str(path), *args, timeout=60, **env)
+    _assert_one_line_error(
+        result,
+        f"error: storage: cannot open postgresql+psycopg://hpo:***@127.0.0.1:{port}/hpo: ",
+        "Connection refused",
+    )
+    assert not (tmp_path / "hpo.db").exists()
+
+
+# -- a real server that says no ----------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_wrong_password_on_a_real_server(tmp_path: Path, own_postgres: PostgresServer) -> None:
+    right = "right-horse-battery"
+    own_postgres.execute(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'hpo_user') THEN "
+        f"CREATE ROLE hpo_user LOGIN PASSWORD '{right}'; END IF; END $$"
+    )
+    own_postgres.execute("CREATE DATABASE hpo_wrong_pw OWNER hpo_user")
+    base = f"127.0.0.1:{own_postgres.port}/hpo_wrong_pw"
+    path = _study_file(tmp_path, f"postgresql+psycopg://hpo_user:${{PGPW}}@{base}")
+    result = hpo("run", str(path), timeout=60, PGPW=SECRET)
+    _assert_one_line_error(
+        result,
+        f"cannot open postgresql+psycopg://hpo_user:***@{base}: ",
+        'password authentication failed for user "hpo_user"',
+        secrets=(SECRET, right),
+    )
+    # Nothing was created: the right password finds an empty database.
+    good = f"postgresql+psycopg://hpo_user:{right}@{base}"
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(good)
+    try:
+        assert sqlalchemy.inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()
+
+
+# -- SQLite files and folders ------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _read_only(folder: Path) -> Iterator[None]:
+    """Make ``folder`` and what is in it read-only for this user, for real.
+
+    Unprivileged: file modes. As root (which ignores modes): a read-only bind mount,
+    or a skip where mounting is not permitted.
+    """
+    if os.geteuid() != 0:
+        for path in [*folder.iterdir(), folder]:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+        try:
+            yield
+        finally:
+            for path in [folder, *folder.iterdir()]:
+                path.chmod(0o755 if path.is_dir() else 0o644)
+        return
+    bind = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True)
+    if bind.returncode != 0:
+        pytest.skip("root ignores file modes and cannot bind-mount read-only here")
+    try:
+        ro = subprocess.run(
+            ["mount", "-o", "remount,bind,ro", str(folder), str(folder)], capture_output=True
+        )
+        if ro.returncode != 0:
+            pytest.skip("root ignores file modes and cannot remount read-only here")
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="hpo-ro-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_read_only_sqlite_file(scratch: Path, tmp_path: Path) -> None:
+    db = scratch / "ro.db"
+    optuna.create_study(study_name="other", storage=f"sqlite:///{db}")
+    before = db.read_bytes()
+    path = _study_file(tmp_path, f"sqlite:///{db}")
+    with _read_only(scratch):
+        result = hpo("run", str(path), timeout=60)
+    _assert_one_line_error(result, f"error: storage: SQLite file {db} is read-only")
+    assert db.read_bytes() == before, "no partial study"
+    assert optuna.get_all_study_names(f"sqlite:///{db}") == ["other"]
+
+
+def test_sqlite_folder_that_does_not_exist(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "folder"
+    path = _study_file(tmp_path, f"sqlite:///{missing}/hpo.db")
+    result = hpo("run", str(path), timeout=60)
+    _assert_one_line_error(result, f"error: storage: folder {missing} does not exist")
+    assert not (tmp_path / "no").exists()
+
+
+def test_journal_folder_that_does_not_exist(tmp_path: Path) -> None:
+    missing = tmp_path / "gone"
+    path = _study_file(tmp_path, f"journal:///{missing}/hpo.log")
+    result = hpo("run", str(path), timeout=60)
+    _assert_one_line_error(result, f"error: storage: folder {missing} does not exist")
+    assert not missing.exists()
+
+
+def test_not_a_database_file(tmp_path: Path) -> None:
+    db = tmp_path / "garbage.db"
+    db.write_bytes(b"this is not SQLite" * 100)
+    path = _study_file(tmp_path, f"sqlite:///{db}")
+    result = hpo("run", str(path), timeout=60)
+    _assert_one_line_error(result, f"storage: cannot open SQLite file {db}: ")
+    assert db.read_bytes() == b"this is not SQLite" * 100
+
+
+# -- a successful run leaks the password nowhere -------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_password_appears_in_no_output_note_or_report(
+    tmp_path: Path, own_postgres: PostgresServer
+) -> None:
+    storage = f"postgresql+psycopg://postgres:${{PGPW}}@127.0.0.1:{own_postgres.port}/postgres"
+    data = analytic_study(
+        name="masked",
+        storage=storage,
+        budget={"n_trials": 2},
+        artifacts={"enabled": True, "plots": False, "dir": str(tmp_path / "artifacts")},
+    )
+    path = tmp_path / "masked.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    secret = own_postgres.password
+    outputs = [
+        hpo("run", str(path), "-v", timeout=120, PGPW=secret),
+        hpo("validate", str(path), timeout=60, PGPW=secret),
+        hpo("status", str(path), timeout=60, PGPW=secret),
+        hpo("best", str(path), timeout=60, PGPW=secret),
+        hpo("report", str(path), "-o", str(tmp_path / "report.html"), timeout=120, PGPW=secret),
+    ]
+    for result in outputs:
+        assert result.returncode == 0, (result.args, result.stderr)
+        assert secret not in result.stdout + result.stderr, result.args
+    assert "postgres:***@" in outputs[0].stdout
+    assert secret not in (tmp_path / "report.html").read_text(encoding="utf-8")
+    study = optuna.load_study(study_name="masked", storage=own_postgres.url)
+    for trial in study.trials:
+        assert secret not in str(trial.user_attrs) + str(trial.system_attrs)
+        assert secret not in get_note(optuna.Trial(study, trial._trial_id))
+    assert secret not in str(study.user_attrs)
+    assert secret not in str(study._storage.get_study_system_attrs(study._study_id))
+    for file in (tmp_path / "artifacts").rglob("*"):
+        if file.is_file():
+            assert secret.encode() not in file.read_bytes(), file
+
+
+# -- the retrying storage itself ----------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_postgres_storage_retries_and_gives_up_within_its_budget(
+    own_postgres: PostgresServer, unique_name: str
+) -> None:
+    import pickle
+    import time
+
+    from hpo.storages import StorageUnavailableError, open_storage, storage_outage
+
+    storage: Any = open_storage(own_postgres.url)
+    assert type(storage).__name__ == "ResilientRDBStorage"
+    copy = pickle.loads(pickle.dumps(storage))  # Optuna storages are picklable; ours too
+    assert copy.get_all_studies() is not None
+    storage._outage.budget = 1.0
+    study = optuna.create_study(study_name=unique_name, storage=storage)
+    own_postgres.stop("fast")
+    try:
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailableError) as info:
+            study.get_trials()
+        assert 0.9 < time.monotonic() - started < 10
+        (line,) = info.value.problems
+        assert "postgres:***@" in line and own_postgres.password not in line
+        assert info.value.exit_code == 75
+        wrapped = RuntimeError("raised while handling")
+        wrapped.__context__ = info.value
+        assert storage_outage(wrapped) is info.value
+    finally:
+        own_postgres.start()
+    assert study.get_trials() == [], "the same storage works again once the server is back"
