@@ -4,14 +4,17 @@ A study on the analytic trainer (``trainers.analytic``, no sleep: its work is a 
 microseconds) with ``epochs`` per-epoch reports per trial runs through the real
 service path, :func:`hpo.run_study`: sampling (TPE by default), trial creation, one
 storage write per report, a pruning decision per report (median pruner), user
-attributes, the final ``tell``, the budget callback and ``gc_after_trial``. What a
-trial costs here is therefore what the service adds to every real trial.
+attributes, the final ``tell``, the budget callback and the garbage collection after
+each trial. What a trial costs here is therefore what the service adds to every real
+trial.
 
 Per-trial time is the interval between consecutive trial-end callbacks. The wrapped
 trainer also times its ``trial.report`` and ``trial.should_prune`` calls, giving a
 breakdown into storage writes of reports, pruning decisions, the trainer's own work
 and the rest (sampling, trial creation, attributes, tell, callbacks, gc). Growth is
-the mean per-trial time of the last 100 trials over that of the first 100.
+the mean per-trial time of the last 100 trials over that of the first 100. On RDB
+storages the SQL statements the run sends are counted too: unlike the times, that
+count does not depend on what else the machine is doing.
 
 Run ``python -m benchmarks.service_overhead --help``; ``--quick`` is the CI smoke size,
 ``--profile`` adds a cProfile of the whole run (timings then include profiler cost).
@@ -142,6 +145,29 @@ def timed_analytic_train(params: dict[str, Any], reporter: Any = None) -> Mappin
         return train(params, wrapped)  # type: ignore[arg-type]
     finally:
         _add(timing.trainer, started, minus=wrapped.service)
+
+
+class _StatementCounter:
+    """Counts the SQL statements this process sends (RDB storages), a load-free measure."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def _on_execute(self, *args: Any) -> None:
+        self.count += 1
+
+    def __enter__(self) -> _StatementCounter:
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        event.listen(Engine, "before_cursor_execute", self._on_execute)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        event.remove(Engine, "before_cursor_execute", self._on_execute)
 
 
 def _publish_analytic_contract() -> None:
@@ -289,13 +315,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         recorder.ends.append(_now())
 
     profiler = cProfile.Profile() if args.profile else None
+    statements = _StatementCounter()
     try:
         setup_started = time.perf_counter()
         open_study(cfg)
         started = _now()
         if profiler is not None:
             profiler.enable()
-        summary = run_study(cfg, callbacks=[on_trial_end])
+        with statements:
+            summary = run_study(cfg, callbacks=[on_trial_end])
         if profiler is not None:
             profiler.disable()
         elapsed = time.perf_counter() - started[0]
@@ -353,6 +381,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"{summary.n_complete} complete, {summary.n_pruned} pruned, {summary.n_failed} failed; "
         f"{n_reports} reports"
     )
+    if statements.count:
+        print(
+            f"SQL statements sent: {statements.count} = {statements.count / max(n, 1):.1f} per "
+            f"trial (heartbeat thread included)"
+        )
     for clock, title in (
         ("wall", "wall-clock"),
         ("cpu", "CPU time of this process (less sensitive to other load; misses DB-server work)"),
@@ -408,6 +441,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "n_pruned": summary.n_pruned,
         "n_reports": n_reports,
         "profiled": profiler is not None,
+        "sql_statements": statements.count,
         "goal_met": met,
     }
     for clock, fig in figures.items():

@@ -277,6 +277,9 @@ class StudyConfig(_Strict):
     budget: BudgetConfig
     trainer: TrainerConfig = TrainerConfig()
     space: dict[str, ParamSpec] = Field(default_factory=dict)
+    enqueue: list[dict[str, Scalar]] = Field(default_factory=list, max_length=1000)
+    """Configurations to try first (e.g. the settings a team uses today), as Optuna's
+    ``enqueue_trial``: parameters left out are sampled as usual."""
     workers: WorkersConfig = WorkersConfig()
     artifacts: ArtifactsConfig = ArtifactsConfig()
     source: str | None = Field(default=None, exclude=True)
@@ -470,6 +473,27 @@ def _condition_problems(space: Mapping[str, ParamSpec]) -> list[str]:
     return out
 
 
+def _enqueue_problems(
+    space: Mapping[str, ParamSpec], enqueue: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """Every enqueued value must be one the space itself could produce."""
+    out: list[str] = []
+    for i, params in enumerate(enqueue):
+        for name, value in params.items():
+            path = f"enqueue.{i}.{_printable(name)}"
+            spec = space.get(name)
+            if spec is None:
+                known = ", ".join(space) or "none"
+                out.append(f"{path}: not a parameter of the space; parameters: {known}")
+            elif not _can_take(spec, value) or (
+                isinstance(spec, IntParam) and not isinstance(value, int)
+            ):
+                allowed = ", ".join(repr(v) for v in _values_of(spec))
+                kind = "" if isinstance(spec, CategoricalParam) else " range"
+                out.append(f"{path}: {value!r} is not in the space (it takes {allowed}{kind})")
+    return out
+
+
 def validate_study_data(data: Any, *, source: str | None = None) -> StudyConfig:
     """Validate parsed YAML into a :class:`StudyConfig`, or raise with every problem found."""
     if not isinstance(data, Mapping):
@@ -488,6 +512,7 @@ def validate_study_data(data: Any, *, source: str | None = None) -> StudyConfig:
     for name, spec in space.items():
         problems.extend(_range_problems(name, spec))
     problems.extend(_condition_problems(space))
+    problems.extend(_enqueue_problems(space, cfg.enqueue))
     if problems:
         raise ConfigError(problems)
     cfg = cfg.model_copy(update={"space": space})

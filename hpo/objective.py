@@ -7,8 +7,10 @@ into the trial's values and user attributes.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import sqlite3
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -27,6 +29,60 @@ logger = logging.getLogger(__name__)
 
 FAIL_REASON = "fail_reason"
 FAIL_MESSAGE = "fail_message"
+
+
+def set_user_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
+    """``trial.set_user_attr`` for each item, written in one transaction where possible.
+
+    Each ``set_user_attr`` on an RDB storage is its own transaction of two statements; a
+    trial's dozen attributes (owner, metrics, outcome) cost more than its reports. On
+    SQLite and PostgreSQL the items go in as one multi-row upsert, the same rows Optuna
+    would write one by one (``json.dumps`` of each value, existing keys replaced, the
+    trial checked to be still running). Other storages, or any problem with the batch
+    other than a finished trial, fall back to one ``set_user_attr`` per item.
+    """
+    items = dict(attrs)
+    if len(items) > 1:
+        try:
+            if _upsert_user_attrs(trial, items):
+                trial._cached_frozen_trial.user_attrs.update(items)  # what set_user_attr does
+                return
+        except optuna.exceptions.UpdateFinishedTrialError:
+            raise
+        except Exception as exc:  # e.g. a lost connection: the storage's own calls retry
+            logger.debug("batched user attributes failed (%s); writing them one by one", exc)
+    for key, value in items.items():
+        trial.set_user_attr(key, value)
+
+
+def _upsert_user_attrs(trial: optuna.Trial, items: Mapping[str, Any]) -> bool:
+    """Write ``items`` as one upsert on SQLite/PostgreSQL; False for other storages."""
+    backend = getattr(trial.storage, "_backend", trial.storage)
+    if not isinstance(backend, optuna.storages.RDBStorage):
+        return False
+    dialect = backend.engine.name
+    if dialect == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0):
+        from sqlalchemy.dialects.sqlite import insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
+    else:
+        return False
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    model = models.TrialUserAttributeModel
+    trial_id = trial._trial_id
+    rows = [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in items.items()]
+    stmt = insert(model).values(rows)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[model.trial_id, model.key],
+        set_={"value_json": stmt.excluded.value_json},
+    )
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        trial_model = models.TrialModel.find_or_raise_by_id(trial_id, session)
+        backend.check_trial_is_updatable(trial_id, trial_model.state)
+        session.execute(stmt)
+    return True
 
 
 class TrialFailed(Exception):
@@ -99,6 +155,11 @@ class TrialReporter:
             raise Pruned(f"pruned at step {step} with {self.metric}={value:.6g}")
 
 
+def _metric_attrs(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """The finite metrics as user attributes (``prefix`` + name: float value)."""
+    return {f"{prefix}{k}": float(v) for k, v in metrics.items() if _finite(v)}
+
+
 def _classify_exception(exc: BaseException) -> str:
     if isinstance(exc, TrainingFailed):
         return exc.reason
@@ -159,9 +220,15 @@ class Objective:
                 logger.warning("trial %d: %s failed: %s", trial.number, type(hook).__name__, exc)
                 trial.set_user_attr("hook_error", f"{type(hook).__name__}: {exc}"[:500])
 
-    def _fail(self, trial: optuna.Trial, reason: str, message: str) -> TrialFailed:
-        trial.set_user_attr(FAIL_REASON, reason)
-        trial.set_user_attr(FAIL_MESSAGE, message[-2000:])
+    def _fail(
+        self,
+        trial: optuna.Trial,
+        reason: str,
+        message: str,
+        also: Mapping[str, Any] | None = None,
+    ) -> TrialFailed:
+        """Record why the trial failed (with the attributes in ``also``, in one write)."""
+        set_user_attrs(trial, {**(also or {}), FAIL_REASON: reason, FAIL_MESSAGE: message[-2000:]})
         return TrialFailed(f"{reason}: {message.splitlines()[-1] if message else ''}")
 
     def _finish_prune_trial(
@@ -195,40 +262,46 @@ class Objective:
             with deadline(cfg.budget.trial_timeout):
                 result = self.train_fn(params, reporter)
         except Pruned as exc:
-            trial.set_user_attr("pruned_at_step", reporter.last_step)
-            trial.set_user_attr("prune_reason", str(exc))
-            self._set_metrics(trial, reporter.last_metrics, prefix="last_")
-            trial.set_user_attr("wall_seconds", round(time.perf_counter() - started, 3))
+            set_user_attrs(
+                trial,
+                {
+                    "pruned_at_step": reporter.last_step,
+                    "prune_reason": str(exc),
+                    **_metric_attrs(reporter.last_metrics, prefix="last_"),
+                    "wall_seconds": round(time.perf_counter() - started, 3),
+                },
+            )
             self._finish_prune_trial(prune_trial, optuna.trial.TrialState.PRUNED, None)
             self._run_after_hooks(trial, params, optuna.trial.TrialState.PRUNED, None, reporter)
             raise optuna.TrialPruned(str(exc)) from None
         except Exception as exc:
-            trial.set_user_attr("wall_seconds", round(time.perf_counter() - started, 3))
-            self._set_metrics(trial, reporter.last_metrics, prefix="last_")
+            attrs = {
+                "wall_seconds": round(time.perf_counter() - started, 3),
+                **_metric_attrs(reporter.last_metrics, prefix="last_"),
+            }
             self._finish_prune_trial(prune_trial, optuna.trial.TrialState.FAIL, None)
             message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            failure = self._fail(trial, _classify_exception(exc), message)
+            failure = self._fail(trial, _classify_exception(exc), message, also=attrs)
             self._run_after_hooks(trial, params, optuna.trial.TrialState.FAIL, None, reporter)
             raise failure from exc
-        trial.set_user_attr("wall_seconds", round(time.perf_counter() - started, 3))
+        wall = {"wall_seconds": round(time.perf_counter() - started, 3)}
         try:
-            values = self._values(trial, result, prune_trial)
+            values = self._values(trial, result, prune_trial, wall)
         except TrialFailed:
             self._run_after_hooks(trial, params, optuna.trial.TrialState.FAIL, result, reporter)
             raise
         self._run_after_hooks(trial, params, optuna.trial.TrialState.COMPLETE, result, reporter)
         return values
 
-    def _set_metrics(
-        self, trial: optuna.Trial, metrics: Mapping[str, Any], prefix: str = ""
-    ) -> None:
-        for key, value in metrics.items():
-            if _finite(value):
-                trial.set_user_attr(f"{prefix}{key}", float(value))
-
     def _values(
-        self, trial: optuna.Trial, result: Any, prune_trial: optuna.Trial | None
+        self,
+        trial: optuna.Trial,
+        result: Any,
+        prune_trial: optuna.Trial | None,
+        attrs: Mapping[str, Any],
     ) -> float | list[float]:
+        """The objective value(s) from the trainer's result; ``attrs`` are written with the
+        result's metrics (or with the failure reason when the result is not a dict)."""
         fail_state = optuna.trial.TrialState.FAIL
         if not isinstance(result, Mapping):
             self._finish_prune_trial(prune_trial, fail_state, None)
@@ -236,8 +309,9 @@ class Objective:
                 trial,
                 "bad_result",
                 f"trainer returned {type(result).__name__}, expected a dict of metrics",
+                also=attrs,
             )
-        self._set_metrics(trial, result)
+        set_user_attrs(trial, {**attrs, **_metric_attrs(result)})
         values: list[float] = []
         for name in self.cfg.objective.names:
             if name not in result:

@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hpo.config import StudyConfig
+from hpo.workers.budget import BudgetTracker
 
 
 def _fmt_seconds(seconds: float) -> str:
@@ -34,6 +35,8 @@ class ProgressDisplay:
         self.total_done = 0
         self.best: str = "-"
         self._live: Live | None = None
+        self._tracker = BudgetTracker()
+        self._best_at = -1  # COMPLETE trials seen when ``best`` was last looked up
 
     def __enter__(self) -> ProgressDisplay:
         if self.console.is_terminal:
@@ -77,24 +80,23 @@ class ProgressDisplay:
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Optuna callback: refresh counts after each finished trial of this worker."""
-        from hpo.workers.budget import is_replaced, replaced_numbers
-
         self.done_here += 1
-        all_trials = study.get_trials(deepcopy=False)
-        replaced = replaced_numbers(all_trials)
-        trials = [t for t in all_trials if not is_replaced(t, replaced)]
+        tracker = self._tracker.update(study.get_trials(deepcopy=False))
+        counts = tracker.finished_counts()
         self.counts = {
-            "complete": sum(1 for t in trials if t.state == TrialState.COMPLETE),
-            "pruned": sum(1 for t in trials if t.state == TrialState.PRUNED),
-            "failed": sum(1 for t in trials if t.state == TrialState.FAIL),
+            "complete": counts[TrialState.COMPLETE],
+            "pruned": counts[TrialState.PRUNED],
+            "failed": counts[TrialState.FAIL],
         }
         self.total_done = sum(self.counts.values())
-        complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        if complete and len(study.directions) == 1:
-            best = study.best_trial
-            self.best = f"{best.values[0]:.4g} (#{best.number})"
-        elif complete:
-            self.best = f"{len(study.best_trials)} on the Pareto front"
+        if self.counts["complete"] and tracker.n_complete_seen != self._best_at:
+            # The best trial can only change when a trial completes.
+            self._best_at = tracker.n_complete_seen
+            if len(study.directions) == 1:
+                best = study.best_trial
+                self.best = f"{best.values[0]:.4g} (#{best.number})"
+            else:
+                self.best = f"{len(study.best_trials)} on the Pareto front"
         if self._live is not None:
             self._live.update(self._render())
         else:

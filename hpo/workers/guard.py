@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager, nullcontext
 import optuna
 
 from hpo.objective import FAIL_REASON
-from hpo.workers.budget import SURPLUS_ATTR, SurplusTrial, within_budget
+from hpo.workers.budget import SURPLUS_ATTR, BudgetTracker, SurplusTrial
 from hpo.workers.heartbeat import TrialHeartbeat, recover_stale
 from hpo.workers.identity import WorkerIdentity, mark_owner
 from hpo.workers.interrupts import InterruptState
@@ -23,6 +23,22 @@ from hpo.workers.recovery import INTERRUPTED, requeue
 logger = logging.getLogger(__name__)
 
 ObjectiveFn = Callable[[optuna.Trial], float | Sequence[float]]
+
+
+def _trials_since_ask(study: optuna.Study, *, fresh: bool) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials as read at or after this trial's creation.
+
+    Only needed near the end of the budget (see :meth:`TrialGuard._within_budget`).
+    Optuna clears its per-trial snapshot of the study's trials in ``ask`` and fills it on
+    the first cached read after the trial is created; samplers that use it (TPE's and
+    GP's search-space checks, NSGA, CMA-ES, QMC) share that read. Every trial numbered
+    below this one was created before it and is in the snapshot. ``fresh`` forces a new
+    read (after :func:`~hpo.workers.heartbeat.recover_stale` has just changed trials).
+    """
+    get_trials = getattr(study, "_get_trials", None)
+    if fresh or get_trials is None:
+        return study.get_trials(deepcopy=False)
+    return list(get_trials(deepcopy=False, use_cache=True))
 
 
 class TrialGuard:
@@ -37,8 +53,10 @@ class TrialGuard:
         interrupts: InterruptState,
         max_retries: int,
         own_heartbeat: tuple[float, float] | None = None,
+        tracker: BudgetTracker | None = None,
     ) -> None:
-        """``own_heartbeat`` is ``(interval, grace_period)`` for storages without Optuna's."""
+        """``own_heartbeat`` is ``(interval, grace_period)`` for storages without Optuna's;
+        ``tracker`` may be shared with the study's :class:`~hpo.workers.budget.BudgetCallback`."""
         self.objective = objective
         self.identity = identity
         self.n_trials = n_trials
@@ -46,6 +64,7 @@ class TrialGuard:
         self.max_retries = max_retries
         self.own_heartbeat = own_heartbeat
         self.current_trial_id: int | None = None
+        self.tracker = tracker or BudgetTracker()
 
     def __call__(self, trial: optuna.Trial) -> float | Sequence[float]:
         self.current_trial_id = trial._trial_id
@@ -56,9 +75,7 @@ class TrialGuard:
             beat = TrialHeartbeat(trial.storage, trial._trial_id, interval)
             beat.beat()  # a popped retry must look alive before anyone checks
             recover_stale(trial.study, grace_period=grace, max_retries=self.max_retries)
-        if self.n_trials is not None and not within_budget(
-            trial.study.get_trials(deepcopy=False), trial.number, self.n_trials
-        ):
+        if self.n_trials is not None and not self._within_budget(trial):
             trial.storage.set_trial_system_attr(trial._trial_id, SURPLUS_ATTR, True)
             trial.set_user_attr(FAIL_REASON, "surplus")
             trial.study.stop()
@@ -74,6 +91,19 @@ class TrialGuard:
             raise
         finally:
             self.interrupts.in_trial = False
+
+    def _within_budget(self, trial: optuna.Trial) -> bool:
+        """The budget claim; the study is read only when the answer is not already sure.
+
+        Exactly ``trial.number`` trials precede this one and replaced trials stay
+        replaced, so while ``number`` minus the replaced trials already seen is below
+        ``n_trials`` the claim holds without a read (every trial but the last few).
+        """
+        assert self.n_trials is not None
+        if self.tracker.surely_within_budget(trial.number, self.n_trials):
+            return True
+        trials = _trials_since_ask(trial.study, fresh=self.own_heartbeat is not None)
+        return self.tracker.update(trials).within_budget(trial.number, self.n_trials)
 
     def _record_interrupt(self, trial: optuna.Trial) -> None:
         """Tag the trial as interrupted and queue it again; Optuna then marks it FAIL."""

@@ -16,6 +16,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
+from hpo.objective import set_user_attrs
+
 SLOT_ENV = "HPO_WORKER_SLOT"
 """Environment variable the supervisor sets to the worker's slot index."""
 
@@ -88,9 +90,8 @@ class WorkerIdentity:
 
 
 def mark_owner(trial: optuna.Trial, identity: WorkerIdentity) -> None:
-    """Record ``identity`` on a trial this process is about to run."""
-    for key, value in identity.attrs().items():
-        trial.set_user_attr(key, value)
+    """Record ``identity`` on a trial this process is about to run (one write)."""
+    set_user_attrs(trial, identity.attrs())
 
 
 def owner_key(trial: FrozenTrial) -> str | None:

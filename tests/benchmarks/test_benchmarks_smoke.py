@@ -47,8 +47,8 @@ def test_trainer_throughput_refuses_bad_sizes(capsys: pytest.CaptureFixture[str]
 
 
 def test_service_overhead_quick(tmp_path: Path) -> None:
-    # A fresh interpreter, as users run it: with torch already imported (the trainer tests)
-    # every gc_after_trial collection walks torch's objects too and the run gets slower.
+    # A fresh interpreter, as users run it (and without the trainer tests' torch objects
+    # on the heap the service's first, full garbage collection has less to walk).
     out = tmp_path / "overhead.json"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.service_overhead", "--quick", "--json", str(out)],
@@ -64,6 +64,7 @@ def test_service_overhead_quick(tmp_path: Path) -> None:
     assert result["trials"] == 30
     assert result["n_complete"] + result["n_pruned"] == 30
     assert result["n_reports"] > 30
+    assert result["sql_statements"] > result["n_reports"], "each report is written to SQLite"
 
 
 def test_service_overhead_on_a_given_storage(
@@ -76,6 +77,7 @@ def test_service_overhead_on_a_given_storage(
     assert "journal:///" in capsys.readouterr().out
     result = json.loads(json_path.read_text(encoding="utf-8"))
     assert result["trials"] == 4 and result["n_reports"] >= 4
+    assert result["sql_statements"] == 0, "a journal file is not an SQL database"
 
 
 def test_service_overhead_refuses_too_few_trials(capsys: pytest.CaptureFixture[str]) -> None:
