@@ -391,8 +391,15 @@ class Supervisor:
                     if self.stopping:
                         worker.state = "stopped"
                     elif time.monotonic() >= worker.restart_at:
-                        worker.restart_at = None
-                        self._spawn(worker, worker.restart_extra)
+                        if self._pending:
+                            self._retry_pending(study)
+                        if self._pending:
+                            # Recover first: a new worker would otherwise find the dead
+                            # one's trials itself and record them as crashes.
+                            worker.restart_at = time.monotonic() + 1.0
+                        else:
+                            worker.restart_at = None
+                            self._spawn(worker, worker.restart_extra)
                     continue
                 if worker.proc is None or worker.state != "running":
                     continue

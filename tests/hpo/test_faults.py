@@ -166,7 +166,8 @@ def test_workers_that_give_up_on_the_database_lose_nothing(
     for trial in lost:
         (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == trial.number]
         assert retry.state == TrialState.COMPLETE
-        assert retry.params == trial.params
+        if trial.params:  # a trial lost before its parameters were written samples anew
+            assert retry.params == trial.params
         assert retry.system_attrs["hpo:crashes"] == 0, "an outage is not the trial's fault"
 
 
