@@ -117,10 +117,14 @@ class TrialReporter:
         trial: optuna.Trial,
         metric: str,
         prune_trial: optuna.Trial | None = None,
+        final_step: int | None = None,
     ) -> None:
         self.trial = trial
         self.metric = metric
         self.prune_trial = prune_trial
+        # The report of the last epoch is never a pruning point: the work is done, and
+        # pruning then (Hyperband's top rung sits at max_resource) would only discard it.
+        self.final_step = final_step
         self.last_step: int | None = None
         self.last_metrics: dict[str, float] = {}
         self.history: list[tuple[int, dict[str, float]]] = []
@@ -143,14 +147,15 @@ class TrialReporter:
                 self._warned_missing = True
             return
         value = float(value)  # type: ignore[arg-type]
+        at_end = self.final_step is not None and self.last_step >= self.final_step
         if self.prune_trial is None:
             self.trial.report(value, self.last_step)
-            should_prune = self.trial.should_prune()
+            should_prune = not at_end and self.trial.should_prune()
         else:
             # The curve lives on the companion trial only: Optuna's multi-objective TPE
             # reads ``study.direction`` for pruned trials that carry intermediate values.
             self.prune_trial.report(value, self.last_step)
-            should_prune = self.prune_trial.should_prune()
+            should_prune = not at_end and self.prune_trial.should_prune()
         if should_prune:
             raise Pruned(f"pruned at step {step} with {self.metric}={value:.6g}")
 
@@ -256,7 +261,9 @@ class Objective:
         prune_trial = self.prune_study.ask() if self.prune_study is not None else None
         if prune_trial is not None:
             trial.set_user_attr("prune_companion_trial", prune_trial.number)
-        reporter = TrialReporter(trial, cfg.objective.pruning_metric, prune_trial)
+        epochs = params.get("epochs")
+        final_step = epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
+        reporter = TrialReporter(trial, cfg.objective.pruning_metric, prune_trial, final_step)
         started = time.perf_counter()
         try:
             with deadline(cfg.budget.trial_timeout):

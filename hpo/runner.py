@@ -190,6 +190,8 @@ def open_study(cfg: StudyConfig, *, force: bool = False, create: bool = True) ->
         load_if_exists=True,
     )
     _record_study_attrs(study, cfg)
+    for params in cfg.enqueue:  # only when the study is new: a resumed study has run them
+        study.enqueue_trial(dict(params), skip_if_exists=True)
     return study
 
 

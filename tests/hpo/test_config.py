@@ -294,3 +294,14 @@ def test_not_a_mapping(write_study: Callable[..., Path]) -> None:
     assert problems_of(write_study, "") == [
         "(top level): expected a mapping of study settings, got empty"
     ]
+
+
+def test_enqueued_values_must_come_from_the_space(write_study: Callable[..., Path]) -> None:
+    enqueue = [{"x": 0.5}, {"x": 9.0, "choice": "d", "nope": 1}]
+    with pytest.raises(ConfigError) as info:
+        load_study_config(write_study(analytic_study(enqueue=enqueue)))
+    assert info.value.problems == [
+        "enqueue.1.x: 9.0 is not in the space (it takes -2.0, 2.0 range)",
+        "enqueue.1.choice: 'd' is not in the space (it takes 'a', 'b', 'c')",
+        "enqueue.1.nope: not a parameter of the space; parameters: x, y, choice, margin",
+    ]

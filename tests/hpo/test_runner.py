@@ -211,3 +211,36 @@ def test_hung_trainer_is_ended_by_trial_timeout(write_study: Callable[..., Path]
         assert trial.state == TrialState.FAIL
         assert trial.user_attrs["fail_reason"] == "timeout"
     assert summary.n_complete == 3 - len(hung)
+
+
+def test_the_last_epoch_is_never_pruned(write_study: Callable[..., Path]) -> None:
+    # Hyperband's top rung sits at max_resource (= epochs): a trial told to stop there has
+    # done all its work, so it completes instead of being thrown away.
+    pruner = {"name": "hyperband", "min_resource": 1, "reduction_factor": 2}
+    path = write_study(analytic_study(budget={"n_trials": 24}, pruner=pruner))
+    cfg = load_study_config(path, ["trainer.params.epochs=4"])
+    summary = run_study(cfg)
+    assert summary.n_pruned > 0
+    study = _load(path, "analytic")
+    for trial in study.trials:
+        if trial.state == TrialState.PRUNED:
+            assert max(trial.intermediate_values) < 4, trial.number
+        else:
+            assert trial.state == TrialState.COMPLETE
+            assert max(trial.intermediate_values) == 4
+
+
+def test_enqueued_configurations_run_first_and_only_once(
+    write_study: Callable[..., Path],
+) -> None:
+    enqueue = [{"x": 0.5, "y": -1.0, "choice": "c", "margin": 0.3}, {"x": 1.5}]
+    path = write_study(analytic_study(budget={"n_trials": 4}, enqueue=enqueue))
+    run_study(load_study_config(path))
+    study = _load(path, "analytic")
+    first, second = study.trials[0], study.trials[1]
+    assert first.params == enqueue[0]
+    assert second.params["x"] == 1.5 and {"y", "choice"} <= set(second.params)
+    run_study(load_study_config(path, ["budget.n_trials=6"]))
+    trials = _load(path, "analytic").trials
+    assert len(trials) == 6
+    assert sum(t.params.get("x") == 1.5 for t in trials) == 1, "a resumed study re-queues nothing"
