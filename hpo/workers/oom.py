@@ -59,9 +59,9 @@ def smaller_batch(params: Mapping[str, Any]) -> dict[str, int] | None:
 
 
 class FreeMemoryAfterOom:
-    """Study callback: after every trial (and Optuna's ``gc_after_trial``), empty the CUDA
+    """Study callback: after every trial (and the runner's ``CollectGarbage``), empty the CUDA
     cache; after a ``cuda_oom`` trial collect garbage once more first (the exception's
-    traceback may have kept the trial's tensors alive through Optuna's collection)."""
+    traceback may have kept the trial's tensors alive through the first collection)."""
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         oom = trial.state == TrialState.FAIL and trial.user_attrs.get(FAIL_REASON) == CUDA_OOM

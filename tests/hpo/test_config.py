@@ -53,7 +53,9 @@ def test_unknown_keys_name_what_is_allowed(write_study: Callable[..., Path]) -> 
     lines = problems_of(write_study, data)
     assert "budget.timeot: unknown key; allowed: n_trials, timeout, trial_timeout" in lines
     assert any(
-        line.startswith("n_trails: unknown key; allowed: artifacts, budget, name, objective")
+        line.startswith(
+            "n_trails: unknown key; allowed: artifacts, budget, enqueue, name, objective"
+        )
         for line in lines
     )
 
