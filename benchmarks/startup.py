@@ -80,19 +80,24 @@ def _first_report_in(db: Path) -> bool:
     return bool(row and row[0])
 
 
+def _start(module: str, *args: str) -> subprocess.Popen[str]:
+    """``python -m module args`` from the repository root, stderr piped (its progress)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def time_hpo_run(study_path: Path, poll_s: float = 0.005) -> float:
     """Seconds from starting ``hpo run`` to the first epoch's report in its storage."""
     db = study_path.parent / "hpo.db"
     for leftover in study_path.parent.glob("hpo.db*"):
         leftover.unlink()
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hpo.cli", "run", str(study_path)],
-        cwd=REPO_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _start("hpo.cli", "run", str(study_path))
     elapsed = float("nan")
     while proc.poll() is None:
         if _first_report_in(db):
@@ -110,13 +115,7 @@ def time_hpo_run(study_path: Path, poll_s: float = 0.005) -> float:
 def time_trainer_alone(run_path: Path) -> float:
     """Seconds from starting the trainer's own command to its ``epoch 1:`` line."""
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "trainers.contrastive", "--config", str(run_path)],
-        cwd=REPO_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _start("trainers.contrastive", "--config", str(run_path))
     assert proc.stderr is not None
     elapsed = float("nan")
     for line in proc.stderr:
