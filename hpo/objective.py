@@ -262,7 +262,11 @@ class Objective:
         if prune_trial is not None:
             trial.set_user_attr("prune_companion_trial", prune_trial.number)
         epochs = params.get("epochs")
-        final_step = epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
+        # Built-in trainers report once per epoch; a user's trainer may count steps otherwise.
+        builtin = ":" not in cfg.trainer.name
+        final_step = (
+            epochs if builtin and isinstance(epochs, int) and not isinstance(epochs, bool) else None
+        )
         reporter = TrialReporter(trial, cfg.objective.pruning_metric, prune_trial, final_step)
         started = time.perf_counter()
         try:

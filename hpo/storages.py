@@ -228,7 +228,7 @@ class _Outage:
         remaining = self.budget - elapsed
         if remaining <= 0:
             return None
-        wait = min(0.25 * 2.0**attempt, 8.0, remaining)
+        wait = min(0.25 * 2.0 ** min(attempt, 5), 8.0, remaining)
         if first:
             logger.warning(
                 "storage connection lost (%s); retrying for up to %g s",

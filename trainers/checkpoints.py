@@ -232,6 +232,9 @@ class TrainingCheckpoint:
 
     def _check_params(self, saved: Mapping[str, Any]) -> None:
         now = self.p.model_dump()
+        # A parameter added after the checkpoint was written counts as its default there.
+        fields = type(self.p).model_fields
+        saved = {**{k: fields[k].default for k in now if k in fields and k not in saved}, **saved}
         differ = sorted(
             k
             for k in set(saved) | set(now)

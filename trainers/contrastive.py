@@ -529,7 +529,9 @@ def train_supervised(
             )
         val_f1, val_loss = metrics["val_f1"], metrics["val_loss"]
         schedule.step_epoch(val_f1 if p.monitor == "val_f1" else -val_loss)
-        improved = val_f1 > best_f1 if p.monitor == "val_f1" else val_loss < best_loss
+        improved = best_state is None or (
+            val_f1 > best_f1 if p.monitor == "val_f1" else val_loss < best_loss
+        )
         best_f1, best_loss = max(best_f1, val_f1), min(best_loss, val_loss)
         if improved:
             best_epoch, best_eval = epoch, ev

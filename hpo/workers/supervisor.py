@@ -46,6 +46,7 @@ from hpo.storages import (
     is_rdb_url,
     mask_url,
     sqlite_path,
+    storage_retry_seconds,
     storage_url,
 )
 from hpo.workers.budget import budget_state
@@ -74,6 +75,8 @@ class WorkerProcess:
     exit_codes: list[int] = field(default_factory=list)
     reader: threading.Thread | None = None
     restart_at: float | None = None
+    held_since: float | None = None
+    """When this worker's restart was first held back for a pending recovery."""
     restart_extra: list[str] = field(default_factory=list)
 
     @property
@@ -393,12 +396,16 @@ class Supervisor:
                     elif time.monotonic() >= worker.restart_at:
                         if self._pending:
                             self._retry_pending(study)
-                        if self._pending:
+                        now = time.monotonic()
+                        held = worker.held_since if worker.held_since is not None else now
+                        if self._pending and now - held < max(storage_retry_seconds(), 5.0):
                             # Recover first: a new worker would otherwise find the dead
-                            # one's trials itself and record them as crashes.
-                            worker.restart_at = time.monotonic() + 1.0
+                            # one's trials itself and record them as crashes. Bounded:
+                            # past the storage's own retry budget, restart anyway.
+                            worker.held_since = held
+                            worker.restart_at = now + 1.0
                         else:
-                            worker.restart_at = None
+                            worker.held_since = worker.restart_at = None
                             self._spawn(worker, worker.restart_extra)
                     continue
                 if worker.proc is None or worker.state != "running":
