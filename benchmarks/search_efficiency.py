@@ -16,13 +16,19 @@ weight, batch size, loss, the dim-reduction bottleneck, number of heads) on a fi
 ``tpe_hyperband``
     Our default: a real study through :func:`hpo.run_study` with ``sampler: tpe`` and
     ``pruner: hyperband`` (``max_resource`` = the epoch count, set by the runner).
+``tpe_hyperband_warm``
+    The same TPE + Hyperband study with the two settings that target the manual sweep's
+    advantages: the study file's ``enqueue`` holds the trainer defaults for every
+    seed-space parameter (the manual sweep's start point, tried first), and Hyperband's
+    ``min_resource`` is past the LR warmup (``warmup_epochs + 1`` unless
+    ``--warm-min-resource`` says otherwise), so no trial is pruned on a warmup epoch.
 
-All three search the same set: every parameter is categorical with the same choices.
+All methods search the same set: every parameter is categorical with the same choices.
 Compute is counted in trained epochs; a pruned trial counts only the epochs it reported
 (its intermediate values). The manual sweep's total is the budget: the studies run trials
-until their cumulative epochs reach it (a study callback stops them), so the three spend
+until their cumulative epochs reach it (a study callback stops them), so the methods spend
 equal compute. Within one repetition every run trains with the same seed (fixed in the
-trainer params, the study seed only drives the sampler), so the three methods optimise
+trainer params, the study seed only drives the sampler), so the methods optimise
 the same deterministic function of the configuration and differ only in where they look.
 
 The objective is the best validation macro-F1 over the epochs of a run (``best_val_f1``;
@@ -56,19 +62,21 @@ from typing import Any
 
 from benchmarks._common import machine_line
 
-METHODS = ("manual", "random", "tpe_hyperband")
-"""The three methods compared; ``tpe`` (no pruning) is an optional diagnostic arm."""
+METHODS = ("manual", "random", "tpe_hyperband", "tpe_hyperband_warm")
+"""The methods compared by default; ``tpe`` (no pruning) is an optional diagnostic arm."""
 ALL_METHODS = (*METHODS, "tpe")
 METHOD_LABELS = {
     "manual": "manual one-knob sweep",
     "random": "random search, no pruning",
     "tpe_hyperband": "TPE + Hyperband (our default)",
+    "tpe_hyperband_warm": "TPE + Hyperband, defaults enqueued, min_resource past warmup",
     "tpe": "TPE, no pruning (diagnostic)",
 }
 METHOD_COLORS = {
     "manual": "#7f7f7f",
     "random": "#1f77b4",
     "tpe_hyperband": "#d62728",
+    "tpe_hyperband_warm": "#2ca02c",
     "tpe": "#ff7f0e",
 }
 DATASETS = ("synthetic_har", "BasicMotions")
@@ -117,6 +125,8 @@ class Setup:
     hb_reduction: int
     threads: int
     verbose: bool = True
+    warm_min_resource: int = 1
+    """Hyperband ``min_resource`` of the ``tpe_hyperband_warm`` arm (past the LR warmup)."""
 
 
 @dataclass
@@ -207,6 +217,13 @@ def manual_budget(space: Mapping[str, Sequence[Any]], start: Mapping[str, Any], 
     return runs * epochs
 
 
+def warm_min_resource(fixed: Mapping[str, Any], epochs: int, override: int | None) -> int:
+    """The warm arm's ``min_resource``: the first epoch after the LR warmup (at most ``epochs``)."""
+    if override is not None:
+        return override
+    return max(1, min(epochs, int(fixed.get("warmup_epochs", 0)) + 1))
+
+
 def fixed_params(args: argparse.Namespace, dataset: str) -> dict[str, Any]:
     """Trainer params shared by every run on ``dataset`` (the seed is added per repetition)."""
     params: dict[str, Any] = {
@@ -245,6 +262,13 @@ def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
             "min_resource": setup.hb_min_resource,
             "reduction_factor": setup.hb_reduction,
         }
+    elif method == "tpe_hyperband_warm":
+        sampler = {"name": "tpe", "n_startup_trials": setup.tpe_startup}
+        pruner = {
+            "name": "hyperband",
+            "min_resource": setup.warm_min_resource,
+            "reduction_factor": setup.hb_reduction,
+        }
     else:
         raise ValueError(f"no study for method {method!r}")
     db = Path(storage_dir) / f"{setup.dataset}-{method}-{seed}.db"
@@ -261,11 +285,14 @@ def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
         "space": {n: {"type": "categorical", "choices": list(v)} for n, v in setup.space.items()},
         "artifacts": {"enabled": False},
     }
+    if method == "tpe_hyperband_warm":
+        # the manual sweep's start point (the trainer defaults), tried first
+        data["enqueue"] = [dict(setup.start)]
     return validate_study_data(data)
 
 
 # --------------------------------------------------------------------------------------
-# the three methods
+# the methods
 # --------------------------------------------------------------------------------------
 
 
@@ -556,12 +583,12 @@ def verdicts(rows: Sequence[Row]) -> list[str]:
     """Whether our default reached the manual best with at most a third of the epochs."""
     out = []
     for r in rows:
-        if r.method != "tpe_hyperband":
+        if r.method not in ("tpe_hyperband", "tpe_hyperband_warm"):
             continue
         strict = r.median_ratio <= 1 / 3 + _EPS
         sweep = r.median_ratio_sweep <= 1 / 3 + _EPS
         out.append(
-            f"{r.dataset}: median ratio vs manual's epochs to reach its best "
+            f"{r.dataset} {r.method}: median ratio vs manual's epochs to reach its best "
             f"{_fmt_ratio(r.median_ratio)} -> goal (<= 0.33) {'MET' if strict else 'NOT met'}; "
             f"vs the full manual sweep {_fmt_ratio(r.median_ratio_sweep)} -> "
             f"{'met' if sweep else 'not met'} (reached in {r.reached}/{len(r.to_reach)} seeds)"
@@ -810,7 +837,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The command-line interface; ``None`` defaults are filled in by ``--quick`` or not."""
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.search_efficiency",
-        description="Manual one-knob sweep vs random search vs TPE + Hyperband at equal epochs.",
+        description="Manual one-knob sweep vs random search vs TPE + Hyperband (default and "
+        "warm-started) at equal epochs.",
     )
     parser.add_argument(
         "--dataset", choices=[*DATASETS, "both"], default=None, help="default: both"
@@ -826,6 +854,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tpe-startup", type=int, default=5, help="TPE n_startup_trials")
     parser.add_argument("--hb-min-resource", type=int, default=1, help="Hyperband min_resource")
     parser.add_argument("--hb-reduction", type=int, default=3, help="Hyperband reduction_factor")
+    parser.add_argument(
+        "--warm-min-resource",
+        type=int,
+        default=None,
+        help="Hyperband min_resource of tpe_hyperband_warm (default warmup_epochs + 1)",
+    )
     parser.add_argument(
         "--jobs", type=int, default=None, help="worker processes (default 2; 1 with --quick)"
     )
@@ -910,6 +944,9 @@ def run(args: argparse.Namespace) -> tuple[list[RunRecord], list[Row], list[str]
             threads=args.threads,
             verbose=not args.quiet,
         )
+        setups[dataset].warm_min_resource = warm_min_resource(
+            setups[dataset].fixed, args.epochs, args.warm_min_resource
+        )
     tasks = [
         (setups[d], m, seed) for d in datasets for seed in range(args.seeds) for m in args.methods
     ]
@@ -932,8 +969,8 @@ def run(args: argparse.Namespace) -> tuple[list[RunRecord], list[Row], list[str]
     rows = summarize(runs)
     context = [
         machine_line() + f" (load average at start {load_before})",
-        "CPU shared with other engineers' processes (loaded): wall times are context only; "
-        "the figures are epoch counts measured side by side in one run",
+        "CPU may be shared with other processes (see the load average): wall times are "
+        "context only; the figures are epoch counts measured side by side in one run",
         f"{args.seeds} seed(s), {args.epochs} epochs per full run, budget = manual sweep's "
         + ", ".join(f"{d}: {s.budget} epochs" for d, s in setups.items())
         + f"; {args.jobs} worker(s) x {args.threads} torch thread(s); total wall {wall:.0f} s",
@@ -944,6 +981,13 @@ def run(args: argparse.Namespace) -> tuple[list[RunRecord], list[Row], list[str]
         f"n_train {args.n_train}, length {args.length}, dim {args.dim}; "
         "BasicMotions: val_fraction 0.5 (20 val series)",
     ]
+    if "tpe_hyperband_warm" in args.methods:
+        warm = next(iter(setups.values()))
+        context.append(
+            "warm arm: the same TPE + Hyperband with the trainer defaults enqueued as trial 0 "
+            f"and min_resource {warm.warm_min_resource} (warmup_epochs "
+            f"{warm.fixed.get('warmup_epochs', 0)})"
+        )
     return runs, rows, context
 
 

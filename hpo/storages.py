@@ -196,16 +196,44 @@ def is_connection_error(exc: BaseException) -> bool:
         seen.add(id(current))
         if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
             return True
-        if isinstance(current, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+        if isinstance(current, sqlalchemy.exc.InterfaceError):
             return True
-        module = type(current).__module__ or ""
-        if module.startswith(("psycopg", "pymysql", "MySQLdb")) and any(
-            base.__name__ in ("OperationalError", "InterfaceError")
-            for base in type(current).__mro__
-        ):
-            return True
+        if isinstance(current, sqlalchemy.exc.OperationalError):
+            said = _driver_says_connection_lost(current.orig)
+            return True if said is None else said
+        said = _driver_says_connection_lost(current)
+        if said is not None:
+            return said
         current = current.__cause__ or current.__context__
     return False
+
+
+# PostgreSQL SQLSTATEs of a lost connection: class 08 (connection exception), and the
+# server shutting down (admin_shutdown, crash_shutdown, cannot_connect_now).
+_PG_CONNECTION_LOST = ("08", "57P01", "57P02", "57P03")
+# MySQL client errors of a lost connection: can't connect (2002, 2003), server gone away
+# (2006), lost during query (2013), lost at handshake/reading (2055).
+_MYSQL_CONNECTION_LOST = frozenset({2002, 2003, 2006, 2013, 2055})
+
+
+def _driver_says_connection_lost(exc: BaseException | None) -> bool | None:
+    """The driver's own verdict on ``exc``: lost connection, other error, or ``None`` (not a
+    driver error we know). A statement timeout, a full disk or a deadlock is not an outage:
+    retrying it for minutes would only hide it."""
+    if exc is None:
+        return None
+    module = type(exc).__module__ or ""
+    names = {base.__name__ for base in type(exc).__mro__}
+    if not names & {"OperationalError", "InterfaceError"}:
+        return None
+    if module.startswith("psycopg"):
+        sqlstate = getattr(exc, "sqlstate", None)
+        # No SQLSTATE: the client never got an answer (refused, reset, timed out).
+        return sqlstate is None or str(sqlstate).startswith(_PG_CONNECTION_LOST)
+    if module.startswith(("pymysql", "MySQLdb")):
+        code = exc.args[0] if exc.args else None
+        return code in _MYSQL_CONNECTION_LOST or "InterfaceError" in names
+    return None
 
 
 class _Outage:
@@ -217,14 +245,23 @@ class _Outage:
         self.last_recovery: float | None = None
         self.lock = threading.Lock()
 
-    def wait_before_retry(self, attempt: int, exc: BaseException) -> float | None:
-        """Seconds to wait before the next attempt, or ``None`` once the budget is spent."""
+    def wait_before_retry(
+        self, attempt: int, exc: BaseException, call_started: float | None = None
+    ) -> float | None:
+        """Seconds to wait before the next attempt, or ``None`` once the budget is spent.
+
+        The budget runs from the outage's start, and never longer than from the start of
+        the call itself: another thread's successful call (a heartbeat) ends the outage
+        for the log, but cannot give a call that keeps failing a fresh budget.
+        """
         now = time.monotonic()
         with self.lock:
             first = self.down_since is None
             if self.down_since is None:
                 self.down_since = now
             elapsed = now - self.down_since
+        if call_started is not None:
+            elapsed = max(elapsed, now - call_started)
         remaining = self.budget - elapsed
         if remaining <= 0:
             return None
@@ -372,6 +409,7 @@ def resilient_rdb_storage_class() -> type[optuna.storages.RDBStorage]:
             self._depth.value = 1
             try:
                 attempt = 0
+                started = time.monotonic()
                 while True:
                     try:
                         result = fn(self, *args, **kwargs)
@@ -387,7 +425,7 @@ def resilient_rdb_storage_class() -> type[optuna.storages.RDBStorage]:
                     except Exception as exc:
                         if not is_connection_error(exc):
                             raise
-                        wait = self._outage.wait_before_retry(attempt, exc)
+                        wait = self._outage.wait_before_retry(attempt, exc, started)
                         if wait is None:
                             raise StorageUnavailableError(
                                 [

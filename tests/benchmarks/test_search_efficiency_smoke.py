@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -25,10 +26,22 @@ def test_search_efficiency_quick(tmp_path: Path, capsys: pytest.CaptureFixture[s
         rows = list(csv.DictReader(fh))
     assert {row["method"] for row in rows} == set(search_efficiency.METHODS)
     assert all(int(row["epochs"]) >= 0 for row in rows)
+    # the warm arm tries the manual sweep's start point (the trainer defaults) first
+    warm = [row for row in rows if row["method"] == "tpe_hyperband_warm"]
+    first = min(warm, key=lambda row: int(row["trial"]))
+    start = search_efficiency.trainer_defaults(search_efficiency.QUICK_SPACE)
+    assert json.loads(first["params"]) == start
 
     printed = capsys.readouterr().out
     assert "manual one-knob sweep" in printed
     assert "TPE + Hyperband" in printed
+
+
+def test_warm_min_resource_is_past_the_warmup() -> None:
+    assert search_efficiency.warm_min_resource({"warmup_epochs": 2}, epochs=6, override=None) == 3
+    assert search_efficiency.warm_min_resource({"warmup_epochs": 0}, epochs=2, override=None) == 1
+    assert search_efficiency.warm_min_resource({"warmup_epochs": 9}, epochs=4, override=None) == 4
+    assert search_efficiency.warm_min_resource({"warmup_epochs": 2}, epochs=6, override=2) == 2
 
 
 def test_manual_budget_counts_each_configuration_once() -> None:

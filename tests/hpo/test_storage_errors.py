@@ -288,3 +288,33 @@ def test_postgres_storage_retries_and_gives_up_within_its_budget(
     finally:
         own_postgres.start()
     assert study.get_trials() == [], "the same storage works again once the server is back"
+
+
+# -- Which errors count as a lost connection -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error_name", "lost"),
+    [
+        ("OperationalError", True),  # no SQLSTATE: refused, reset, timed out
+        ("AdminShutdown", True),  # 57P01: the server is restarting
+        ("CannotConnectNow", True),  # 57P03: still starting up
+        ("QueryCanceled", False),  # 57014: a statement timeout is not an outage
+        ("DiskFull", False),  # 53100: retrying for minutes would only hide it
+    ],
+)
+def test_only_a_lost_connection_is_retried(error_name: str, lost: bool) -> None:
+    psycopg = pytest.importorskip("psycopg")
+    import sqlalchemy.exc
+
+    from hpo.storages import is_connection_error
+
+    cls = getattr(psycopg.errors, error_name, None) or getattr(psycopg, error_name)
+    driver_error = cls("message")
+    wrapped = sqlalchemy.exc.OperationalError("SELECT 1", {}, driver_error)
+    assert is_connection_error(wrapped) is lost
+    assert is_connection_error(optuna.exceptions.StorageInternalError("x")) is False
+    try:  # as Optuna raises it: the driver's error is the cause of its own
+        raise optuna.exceptions.StorageInternalError("write failed") from wrapped
+    except optuna.exceptions.StorageInternalError as exc:
+        assert is_connection_error(exc) is lost
