@@ -491,7 +491,18 @@ def _enqueue_problems(
                 allowed = ", ".join(repr(v) for v in _values_of(spec))
                 kind = "" if isinstance(spec, CategoricalParam) else " range"
                 out.append(f"{path}: {value!r} is not in the space (it takes {allowed}{kind})")
+            elif not _on_step_grid(spec, value):
+                out.append(
+                    f"{path}: {value!r} is off the step grid (low {spec.low}, step {spec.step})"  # type: ignore[union-attr]
+                )
     return out
+
+
+def _on_step_grid(spec: ParamSpec, value: Any) -> bool:
+    if isinstance(spec, CategoricalParam) or not spec.step:
+        return True
+    steps = (value - spec.low) / spec.step
+    return abs(steps - round(steps)) <= 1e-9 * max(1.0, abs(steps))
 
 
 def validate_study_data(data: Any, *, source: str | None = None) -> StudyConfig:

@@ -307,3 +307,19 @@ def test_enqueued_values_must_come_from_the_space(write_study: Callable[..., Pat
         "enqueue.1.choice: 'd' is not in the space (it takes 'a', 'b', 'c')",
         "enqueue.1.nope: not a parameter of the space; parameters: x, y, choice, margin",
     ]
+
+
+def test_enqueued_values_must_sit_on_the_step_grid(write_study: Callable[..., Path]) -> None:
+    space = {
+        "x": {"type": "float", "low": 0.05, "high": 0.3, "step": 0.05},
+        "seed": {"type": "int", "low": 2, "high": 8, "step": 2},
+    }
+    ok = analytic_study(space=space, enqueue=[{"x": 0.15, "seed": 6}])
+    load_study_config(write_study(ok))
+    bad = analytic_study(space=space, enqueue=[{"x": 0.12, "seed": 5}])
+    with pytest.raises(ConfigError) as info:
+        load_study_config(write_study(bad))
+    assert info.value.problems == [
+        "enqueue.0.x: 0.12 is off the step grid (low 0.05, step 0.05)",
+        "enqueue.0.seed: 5 is off the step grid (low 2, step 2)",
+    ]
