@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from hpo.errors import HpoError
 from hpo.storages import mask_url
-from trainers.reporter import USER_ERROR_REASONS
+from trainers.reporter import USER_ERROR_REASONS, TrainingFailed, one_line
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -51,9 +51,6 @@ Verbose = Annotated[
     int, typer.Option("--verbose", "-v", count=True, help="More logging (-vv: debug).")
 ]
 
-# Trainer failures that are the user's to fix exit 2 from ``hpo train`` (see the trainers').
-USER_FAIL_REASONS = USER_ERROR_REASONS
-
 
 def _setup_logging(verbose: int) -> None:
     import optuna
@@ -69,13 +66,6 @@ def _setup_logging(verbose: int) -> None:
         if verbose == 1
         else optuna.logging.DEBUG
     )
-
-
-def one_line(text: str) -> str:
-    """``text`` on one line: line breaks and other control characters shown escaped."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _fail(problems: list[str], code: int = 2) -> None:
@@ -94,14 +84,12 @@ def handles_errors(fn: F) -> F:
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from trainers.reporter import TrainingFailed
-
         try:
             return fn(*args, **kwargs)
         except HpoError as exc:
             _fail(exc.problems, exc.exit_code)
         except TrainingFailed as exc:  # ``hpo train``: bad data, impossible params, NaN loss
-            code = 2 if exc.reason in USER_FAIL_REASONS else 1
+            code = 2 if exc.reason in USER_ERROR_REASONS else 1
             _fail([f"training failed ({exc.reason}): {exc}"], code)
         except KeyboardInterrupt:
             err.print("interrupted")

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from trainers.reporter import TrainingFailed
+from trainers.reporter import TrainingFailed, one_line
 from trainers.synthetic import HAR_CHANNELS, HAR_CLASSES, make_synthetic_har
 
 if TYPE_CHECKING:
@@ -64,9 +64,7 @@ class DataError(TrainingFailed, ValueError):
         self.problem = problem
         text = self.source if problem is None else f"{source}: {problem}"
         text = " ".join(text.split())  # always one line, for study logs
-        if not text.isprintable():  # a NUL or escape character from a path or a file
-            text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-        super().__init__("data", text)
+        super().__init__("data", one_line(text))  # a NUL or escape from a path or a file
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (DataError, (self.source, self.problem))

@@ -21,6 +21,14 @@ USER_ERROR_REASONS = frozenset(
 )
 
 
+def one_line(text: str) -> str:
+    """``text`` with control characters (line breaks, NUL, escapes) shown escaped, so a
+    message from a path or a file stays one line in logs and on the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class TrainingFailed(Exception):
     """A run that cannot go on (collapse, NaN loss, ...), with a short machine-readable reason."""
 
