@@ -8,6 +8,10 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
+from hpo.workers.gpus import usable_cores
+
+__all__ = ["cpu_model", "load_average", "machine_line", "median", "spread", "usable_cores"]
+
 
 def cpu_model() -> str:
     """The CPU's model name from ``/proc/cpuinfo`` (or ``platform.processor()`` elsewhere)."""
@@ -18,14 +22,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (the affinity mask, not the host's total)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def load_average() -> str:

@@ -69,7 +69,8 @@ METHOD_LABELS = {
     "manual": "manual one-knob sweep",
     "random": "random search, no pruning",
     "tpe_hyperband": "TPE + Hyperband (our default)",
-    "tpe_hyperband_warm": "TPE + Hyperband, defaults enqueued, min_resource past warmup",
+    "tpe_hyperband_warm": "TPE + Hyperband, defaults enqueued, min_resource past warmup, "
+    "duplicates reused",
     "tpe": "TPE, no pruning (diagnostic)",
 }
 METHOD_COLORS = {
@@ -236,7 +237,10 @@ def fixed_params(args: argparse.Namespace, dataset: str) -> dict[str, Any]:
     }
     if dataset == "synthetic_har":
         params.update(
-            synthetic_n_train=args.n_train, synthetic_n_test=args.n_test, length=args.length
+            synthetic_n_train=args.n_train,
+            synthetic_n_test=args.n_test,
+            length=args.length,
+            synthetic_noise=args.noise,
         )
     else:
         # 40 training series: half of them for validation, so macro-F1 has 20 samples to
@@ -286,8 +290,10 @@ def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
         "artifacts": {"enabled": False},
     }
     if method == "tpe_hyperband_warm":
-        # the manual sweep's start point (the trainer defaults), tried first
+        # the manual sweep's start point (the trainer defaults), tried first, and no epoch
+        # spent on a configuration that already completed
         data["enqueue"] = [dict(setup.start)]
+        data["duplicates"] = "reuse"
     return validate_study_data(data)
 
 
@@ -844,13 +850,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset", choices=[*DATASETS, "both"], default=None, help="default: both"
     )
     parser.add_argument("--seeds", type=int, default=None, help="repetitions (default 3)")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per full run (6)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per full run (30)")
     parser.add_argument("--n-train", type=int, default=None, help="synthetic HAR train (800)")
     parser.add_argument("--n-test", type=int, default=None, help="synthetic HAR test (100)")
     parser.add_argument(
         "--length", type=int, default=None, help="synthetic HAR series length (32; native 128)"
     )
     parser.add_argument("--dim", type=int, default=None, help="model width (32)")
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=None,
+        help="synthetic HAR sensor noise (1.0; the generator's default 0.2 saturates F1)",
+    )
     parser.add_argument("--tpe-startup", type=int, default=5, help="TPE n_startup_trials")
     parser.add_argument("--hb-min-resource", type=int, default=1, help="Hyperband min_resource")
     parser.add_argument("--hb-reduction", type=int, default=3, help="Hyperband reduction_factor")
@@ -894,11 +906,12 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     full = {
         "dataset": "both",
         "seeds": 3,
-        "epochs": 6,
+        "epochs": 30,
         "n_train": 800,
         "n_test": 100,
         "length": 32,
         "dim": 32,
+        "noise": 1.0,
         "jobs": 2,
     }
     quick = {
@@ -909,6 +922,7 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
         "n_test": 30,
         "length": 32,
         "dim": 16,
+        "noise": 0.2,
         "jobs": 1,
     }
     for key, value in (quick if args.quick else full).items():
@@ -978,7 +992,7 @@ def run(args: argparse.Namespace) -> tuple[list[RunRecord], list[Row], list[str]
         f"{args.tpe_startup}) + Hyperband (min_resource {args.hb_min_resource}, "
         f"reduction_factor {args.hb_reduction}, max_resource {args.epochs}); "
         "synthetic HAR: "
-        f"n_train {args.n_train}, length {args.length}, dim {args.dim}; "
+        f"n_train {args.n_train}, length {args.length}, noise {args.noise}, dim {args.dim}; "
         "BasicMotions: val_fraction 0.5 (20 val series)",
     ]
     if "tpe_hyperband_warm" in args.methods:
@@ -986,7 +1000,7 @@ def run(args: argparse.Namespace) -> tuple[list[RunRecord], list[Row], list[str]
         context.append(
             "warm arm: the same TPE + Hyperband with the trainer defaults enqueued as trial 0 "
             f"and min_resource {warm.warm_min_resource} (warmup_epochs "
-            f"{warm.fixed.get('warmup_epochs', 0)})"
+            f"{warm.fixed.get('warmup_epochs', 0)}); duplicates: reuse"
         )
     return runs, rows, context
 

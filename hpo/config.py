@@ -280,6 +280,10 @@ class StudyConfig(_Strict):
     enqueue: list[dict[str, Scalar]] = Field(default_factory=list, max_length=1000)
     """Configurations to try first (e.g. the settings a team uses today), as Optuna's
     ``enqueue_trial``: parameters left out are sampled as usual."""
+    duplicates: Literal["rerun", "reuse"] = "rerun"
+    """A trial whose parameters equal a COMPLETE trial's: train it again (``rerun``; runs
+    differ by seed) or take that trial's value without training (``reuse``, saves the
+    compute that samplers over discrete spaces spend on repeats)."""
     workers: WorkersConfig = WorkersConfig()
     artifacts: ArtifactsConfig = ArtifactsConfig()
     source: str | None = Field(default=None, exclude=True)
@@ -524,6 +528,12 @@ def validate_study_data(data: Any, *, source: str | None = None) -> StudyConfig:
         problems.extend(_range_problems(name, spec))
     problems.extend(_condition_problems(space))
     problems.extend(_enqueue_problems(space, cfg.enqueue))
+    n_trials = cfg.budget.n_trials
+    if n_trials is not None and len(cfg.enqueue) > n_trials:
+        problems.append(
+            f"enqueue: {len(cfg.enqueue)} configurations but budget.n_trials is {n_trials}; "
+            "raise n_trials or enqueue at most that many (the rest would never run)"
+        )
     if problems:
         raise ConfigError(problems)
     cfg = cfg.model_copy(update={"space": space})

@@ -20,6 +20,7 @@ import numpy as np
 import optuna
 
 from hpo.config import StudyConfig
+from hpo.duplicates import DUPLICATE_OF_ATTR, completed_twin
 from hpo.space import suggest_params
 from hpo.timeouts import TrialTimeout, deadline
 from trainers.registry import TrainFn
@@ -252,6 +253,11 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         cfg = self.cfg
         sampled = suggest_params(trial, cfg.space)
+        if cfg.duplicates == "reuse":
+            twin = completed_twin(trial.study, sampled)
+            if twin is not None:
+                set_user_attrs(trial, {DUPLICATE_OF_ATTR: twin.number, "wall_seconds": 0.0})
+                return list(twin.values) if cfg.objective.is_multi else twin.values[0]
         seed = derive_seed(cfg.seed, trial.number)
         params: dict[str, Any] = {**cfg.trainer.params, **sampled}
         params.setdefault("seed", seed)

@@ -9,6 +9,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.config import StudyConfig
+from hpo.duplicates import originals
 from hpo.runner import ATTR_FIXED, ATTR_TRAINER
 from hpo.storages import mask_url, open_storage, storage_url
 
@@ -43,9 +44,10 @@ def best_trials(study: optuna.Study) -> list[FrozenTrial]:
     """The best trial, or the Pareto front for multi-objective studies (empty when none completed)."""
     if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
         return []
+    # a reused duplicate has no checkpoint or metrics of its own: name the trial that trained
     if len(study.directions) > 1:
-        return list(study.best_trials)
-    return [study.best_trial]
+        return originals(study, study.best_trials)
+    return originals(study, [study.best_trial])
 
 
 def study_status(cfg: StudyConfig) -> StudyStatus:

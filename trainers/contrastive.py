@@ -99,8 +99,9 @@ def seed_everything(seed: int) -> None:
 
 @functools.lru_cache(maxsize=4)
 def _cached_dataset(key: tuple[Any, ...]) -> TimeSeriesSplits:
-    (name, data_dir, val_fraction, split_seed, length, policy, load_test, n_train, n_test) = key
-    synthetic = {"n_train": n_train, "n_test": n_test, "seed": split_seed}
+    (name, data_dir, val_fraction, split_seed, length, policy, load_test, *generator) = key
+    n_train, n_test, noise = generator
+    synthetic = {"n_train": n_train, "n_test": n_test, "noise": noise, "seed": split_seed}
     return load_dataset(
         name,
         data_dir=data_dir,
@@ -125,6 +126,7 @@ def load_splits(p: ContrastiveParams) -> TimeSeriesSplits:
         True,
         p.synthetic_n_train,
         p.synthetic_n_test,
+        p.synthetic_noise,
     )
     return _cached_dataset(key)
 

@@ -53,6 +53,12 @@ class ContrastiveParams(BaseModel):
     length_policy: Literal["resample", "pad"] = "resample"
     synthetic_n_train: int = Field(default=7352, ge=12, le=1_000_000)
     synthetic_n_test: int = Field(default=2947, ge=6, le=1_000_000)
+    synthetic_noise: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=10.0,
+        description="synthetic_har sensor noise; higher makes the task harder (benchmarks)",
+    )
     evaluate_test: bool = Field(
         default=False, description="score the held-out test split with the best weights"
     )

@@ -274,6 +274,8 @@ class BudgetTracker:
     @property
     def n_complete_seen(self) -> int:
         """COMPLETE trials seen so far, replaced or not (grows whenever one completes)."""
+        if not self._dense:
+            return sum(1 for t in self._trials if t.state == TrialState.COMPLETE)
         return self._n_by_state[TrialState.COMPLETE]
 
     def counted(self, *, include_running: bool = False, include_waiting: bool | None = None) -> int:

@@ -164,8 +164,32 @@ def plan_workers(
     return WorkerPlan(slots, notes)
 
 
-def slot_env(slot: WorkerSlot, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Environment for a worker process of ``slot``."""
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+"""CPU thread pools torch reads at start-up; set per worker unless the user set them."""
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask, not the host's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def threads_per_worker(n_workers: int, cores: int | None = None) -> int:
+    """Each worker's share of the cores, so N workers never start N x cores threads."""
+    return max(1, (usable_cores() if cores is None else cores) // max(1, n_workers))
+
+
+def slot_env(
+    slot: WorkerSlot, base: Mapping[str, str] | None = None, *, threads: int | None = None
+) -> dict[str, str]:
+    """Environment for a worker process of ``slot``.
+
+    ``threads`` caps the worker's CPU thread pools (``OMP_NUM_THREADS`` and
+    ``MKL_NUM_THREADS``): torch otherwise gives every process one thread per core, and
+    packed workers then fight over the cores. A value the user already exported wins.
+    """
     from hpo.workers.identity import SLOT_ENV
 
     env = dict(os.environ if base is None else base)
@@ -173,4 +197,7 @@ def slot_env(slot: WorkerSlot, base: Mapping[str, str] | None = None) -> dict[st
         env["CUDA_VISIBLE_DEVICES"] = slot.cuda_visible_devices
     env[SLOT_ENV] = str(slot.index)
     env["PYTHONUNBUFFERED"] = "1"
+    if threads is not None:
+        for var in THREAD_VARS:
+            env.setdefault(var, str(threads))
     return env

@@ -51,7 +51,7 @@ from hpo.storages import (
 )
 from hpo.workers.budget import budget_state
 from hpo.workers.display import SupervisorDisplay, WorkerRow
-from hpo.workers.gpus import WorkerPlan, WorkerSlot, slot_env
+from hpo.workers.gpus import WorkerPlan, WorkerSlot, slot_env, threads_per_worker
 from hpo.workers.recovery import (
     INTERRUPTED,
     STORAGE_LOST,
@@ -159,7 +159,7 @@ class Supervisor:
         return cmd
 
     def _spawn(self, worker: WorkerProcess, extra: Sequence[str] = ()) -> None:
-        env = slot_env(worker.slot)
+        env = slot_env(worker.slot, threads=threads_per_worker(len(self.plan.slots)))
         env[SUPERVISOR_ENV] = str(os.getpid())
         worker.proc = subprocess.Popen(
             self._command(extra),

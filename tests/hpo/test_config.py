@@ -54,7 +54,7 @@ def test_unknown_keys_name_what_is_allowed(write_study: Callable[..., Path]) -> 
     assert "budget.timeot: unknown key; allowed: n_trials, timeout, trial_timeout" in lines
     assert any(
         line.startswith(
-            "n_trails: unknown key; allowed: artifacts, budget, enqueue, name, objective"
+            "n_trails: unknown key; allowed: artifacts, budget, duplicates, enqueue, name, objective"
         )
         for line in lines
     )
@@ -322,4 +322,18 @@ def test_enqueued_values_must_sit_on_the_step_grid(write_study: Callable[..., Pa
     assert info.value.problems == [
         "enqueue.0.x: 0.12 is off the step grid (low 0.05, step 0.05)",
         "enqueue.0.seed: 5 is off the step grid (low 2, step 2)",
+    ]
+
+
+def test_more_enqueued_configurations_than_trials_is_refused(
+    write_study: Callable[..., Path],
+) -> None:
+    three = [{"x": 0.0}, {"x": 0.5}, {"x": 1.0}]
+    load_study_config(write_study(analytic_study(budget={"n_trials": 3}, enqueue=three)))
+    load_study_config(write_study(analytic_study(budget={"timeout": "1h"}, enqueue=three)))
+    with pytest.raises(ConfigError) as info:
+        load_study_config(write_study(analytic_study(budget={"n_trials": 2}, enqueue=three)))
+    assert info.value.problems == [
+        "enqueue: 3 configurations but budget.n_trials is 2; raise n_trials or enqueue at "
+        "most that many (the rest would never run)"
     ]

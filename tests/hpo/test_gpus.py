@@ -16,6 +16,7 @@ from hpo.workers.gpus import (
     nvidia_smi_indices,
     plan_workers,
     slot_env,
+    threads_per_worker,
     visible_devices,
 )
 from hpo.workers.identity import SLOT_ENV
@@ -63,6 +64,17 @@ def test_cpu_workers_see_no_gpu() -> None:
     assert env["CUDA_VISIBLE_DEVICES"] == ""
     assert env[SLOT_ENV] == "2"
     assert env["PATH"] == "/bin"
+    assert "OMP_NUM_THREADS" not in env, "no cap unless the supervisor asks for one"
+
+
+def test_packed_workers_share_the_cores() -> None:
+    assert threads_per_worker(4, cores=16) == 4
+    assert threads_per_worker(3, cores=16) == 5
+    assert threads_per_worker(8, cores=2) == 1, "never zero threads"
+    env = slot_env(WorkerSlot(0, "0"), {}, threads=4)
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "4"
+    mine = slot_env(WorkerSlot(0, "0"), {"OMP_NUM_THREADS": "2"}, threads=4)
+    assert mine["OMP_NUM_THREADS"] == "2", "a value the user exported wins"
 
 
 def test_nvidia_smi_listing(tmp_path: Path) -> None:

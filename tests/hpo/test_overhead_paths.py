@@ -7,6 +7,7 @@ each compared with the reference they replace.
 
 from __future__ import annotations
 
+import datetime
 import gc
 import random
 import weakref
@@ -108,6 +109,9 @@ def test_budget_tracker_falls_back_for_lists_that_are_not_a_study() -> None:
     assert tracker.counted() == counted_trials(trials) == 3
     assert tracker.within_budget(5, 2) == within_budget(trials, 5, 2)
     assert not tracker.surely_within_budget(1, 10)
+    assert tracker.n_complete_seen == 3, "the progress display refreshes 'best' from this"
+    trials.append(_frozen(7, TrialState.COMPLETE))
+    assert tracker.update(trials).n_complete_seen == 4
 
 
 def test_budget_callback_counts_the_storage_only_near_the_end(tmp_path: Path) -> None:
@@ -271,7 +275,7 @@ def cycle_train(params: dict[str, Any], reporter: Any = None) -> dict[str, float
 
 
 def test_each_trial_garbage_is_collected_and_the_heap_unfrozen_after(
-    write_study: Callable[..., Path],
+    write_study: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = analytic_study(budget={"n_trials": 3})
     data["trainer"] = {"name": "tests.hpo.test_overhead_paths:cycle_train", "params": {}}
@@ -281,6 +285,8 @@ def test_each_trial_garbage_is_collected_and_the_heap_unfrozen_after(
     def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
         seen_alive.append(_LAST_CYCLE[-1]() is not None)
 
+    # every trial is "long" here, so each one's cycles must be gone before the next starts
+    monkeypatch.setattr(hpo.runner.CollectGarbage, "long_trial_s", 0.0)
     gc.disable()  # only the service's own collection may free the cycles
     try:
         assert (
@@ -292,23 +298,31 @@ def test_each_trial_garbage_is_collected_and_the_heap_unfrozen_after(
     assert gc.get_freeze_count() == 0
 
 
-def test_collect_garbage_freezes_after_good_trials_and_collects_everything_now_and_then() -> None:
-    complete = optuna.trial.create_trial(state=TrialState.COMPLETE, value=1.0)
-    failed = optuna.trial.create_trial(state=TrialState.FAIL)
+def _finished(state: TrialState, seconds: float) -> FrozenTrial:
+    trial = optuna.trial.create_trial(
+        state=state, value=1.0 if state == TrialState.COMPLETE else None
+    )
+    trial.datetime_complete = trial.datetime_start + datetime.timedelta(seconds=seconds)  # type: ignore[operator]
+    return trial
+
+
+def test_collect_garbage_after_long_or_failed_trials_and_amortized_after_short_ones() -> None:
     study = optuna.create_study()
-    with hpo.runner.frozen_heap() as froze:
-        assert froze and gc.get_freeze_count() > 0
-        lazy = hpo.runner.CollectGarbage(refreeze=True, full_every_s=3600.0)
-        stuck = _Cycle()
-        ref = weakref.ref(stuck)
-        gc.freeze()  # as if it had survived an earlier trial's collection
-        del stuck
-        frozen = gc.get_freeze_count()
-        lazy(study, failed)
-        assert gc.get_freeze_count() == frozen, "nothing is frozen after a failed trial"
-        lazy(study, complete)
-        assert ref() is not None, "a frozen cycle waits for the next full collection"
-        hpo.runner.CollectGarbage(refreeze=True, full_every_s=0.0)(study, complete)
-        assert ref() is None
-        assert gc.get_freeze_count() > 0
-    assert gc.get_freeze_count() == 0
+    collect = hpo.runner.CollectGarbage(max_share=0.05)
+    collect(study, _finished(TrialState.COMPLETE, 0.001))
+    assert collect.collections == 1, "the first trial is always followed by a collection"
+    collect._cost = 3600.0  # as if a collection were very expensive
+    stuck = _Cycle()
+    ref = weakref.ref(stuck)
+    del stuck
+    collect(study, _finished(TrialState.COMPLETE, 0.001))
+    collect(study, _finished(TrialState.PRUNED, 0.001))
+    assert collect.collections == 1 and ref() is not None, "short trials wait"
+    collect(study, _finished(TrialState.COMPLETE, 2.0))
+    assert collect.collections == 2 and ref() is None, "a real training run never waits"
+    collect._cost = 3600.0
+    collect(study, _finished(TrialState.FAIL, 0.001))
+    assert collect.collections == 3, "a failed trial's exception may hold cycles: collect now"
+    collect._cost = 0.0  # cheap collections run after every trial, however short
+    collect(study, _finished(TrialState.COMPLETE, 0.001))
+    assert collect.collections == 4

@@ -1,0 +1,47 @@
+"""Repeated configurations: reuse a completed trial's value instead of training again.
+
+Samplers over discrete spaces (categorical choices, stepped ranges) propose the same
+configuration again, TPE especially once it has found a good region. With
+``duplicates: reuse`` in the study file such a trial is not trained: it completes at once
+with the value(s) of the earliest COMPLETE trial with identical parameters and records
+that trial's number under :data:`DUPLICATE_OF_ATTR`. The sampler still sees the point
+(it is a COMPLETE trial), so it learns nothing false, and no epoch is spent on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+DUPLICATE_OF_ATTR = "duplicate_of"
+"""User attribute of a reused trial: the number of the trial whose value it took."""
+
+
+def _same_params(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    # type-strict: True == 1 and 1 == 1.0 in Python, but they are different choices
+    return a.keys() == b.keys() and all(type(a[k]) is type(b[k]) and a[k] == b[k] for k in a)
+
+
+def completed_twin(study: optuna.Study, params: Mapping[str, Any]) -> FrozenTrial | None:
+    """The earliest COMPLETE trial of ``study`` with exactly ``params``, if any."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if DUPLICATE_OF_ATTR not in trial.user_attrs and _same_params(trial.params, params):
+            return trial
+    return None
+
+
+def originals(study: optuna.Study, trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """``trials`` with each reused trial replaced by the trial that trained (order kept)."""
+    wanted = [t.user_attrs.get(DUPLICATE_OF_ATTR) for t in trials]
+    if all(n is None for n in wanted):
+        return list(trials)
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    out: list[FrozenTrial] = []
+    for trial, number in zip(trials, wanted, strict=True):
+        original = by_number.get(number, trial) if isinstance(number, int) else trial
+        if all(o.number != original.number for o in out):
+            out.append(original)
+    return out

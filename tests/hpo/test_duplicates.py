@@ -1,0 +1,109 @@
+"""``duplicates: reuse`` on a real SQLite study: repeats are not trained, their value is reused."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from hpo import load_study_config, run_study
+from hpo.duplicates import DUPLICATE_OF_ATTR, completed_twin, originals
+from hpo.results import best_trials, load_existing_study
+from tests.conftest import analytic_study
+
+# 3 x 2 = 6 configurations: 12 trials must repeat some of them
+_SMALL_SPACE = {
+    "x": {"type": "categorical", "choices": [0.0, 0.3, 1.0]},
+    "choice": {"type": "categorical", "choices": ["a", "b"]},
+}
+
+
+def _run(write_study: Callable[..., Path], **overrides: object) -> optuna.Study:
+    data = analytic_study(
+        space=_SMALL_SPACE,
+        budget={"n_trials": 12},
+        pruner={"name": "none"},
+        sampler={"name": "random", "seed": 3},
+        **overrides,
+    )
+    cfg = load_study_config(write_study(data))
+    run_study(cfg)
+    return load_existing_study(cfg)
+
+
+def test_reuse_trains_each_configuration_once(write_study: Callable[..., Path]) -> None:
+    study = _run(write_study, duplicates="reuse")
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == 12 and all(t.state == TrialState.COMPLETE for t in trials)
+    trained = [t for t in trials if DUPLICATE_OF_ATTR not in t.user_attrs]
+    reused = [t for t in trials if DUPLICATE_OF_ATTR in t.user_attrs]
+    assert reused, "12 draws from 6 configurations must repeat one"
+    keys = [tuple(sorted(t.params.items())) for t in trained]
+    assert len(keys) == len(set(keys)), "a configuration was trained twice"
+    by_number = {t.number: t for t in trials}
+    for t in reused:
+        twin = by_number[t.user_attrs[DUPLICATE_OF_ATTR]]
+        assert DUPLICATE_OF_ATTR not in twin.user_attrs, "points at the trial that trained"
+        assert twin.number < t.number
+        assert twin.params == t.params
+        assert t.value == twin.value
+        assert t.intermediate_values == {}, "a reused trial trains no epoch"
+        assert "seed" not in t.user_attrs
+
+
+def test_rerun_is_the_default_and_trains_every_trial(write_study: Callable[..., Path]) -> None:
+    study = _run(write_study)
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == 12
+    assert all(DUPLICATE_OF_ATTR not in t.user_attrs for t in trials)
+    assert all(len(t.intermediate_values) == 8 for t in trials)
+
+
+def test_best_trial_names_the_trial_that_trained(write_study: Callable[..., Path]) -> None:
+    # every trial is the optimum (x=0.3, choice=a): all but trial 0 are reused
+    space = {
+        "x": {"type": "categorical", "choices": [0.3]},
+        "choice": {"type": "categorical", "choices": ["a"]},
+    }
+    data = analytic_study(
+        space=space,
+        budget={"n_trials": 4},
+        pruner={"name": "none"},
+        sampler={"name": "random", "seed": 0},
+        duplicates="reuse",
+    )
+    cfg = load_study_config(write_study(data))
+    run_study(cfg)
+    study = load_existing_study(cfg)
+    assert [t.user_attrs.get(DUPLICATE_OF_ATTR) for t in study.trials] == [None, 0, 0, 0]
+    assert [t.number for t in best_trials(study)] == [0]
+    assert completed_twin(study, {"x": 0.3, "choice": "a"}).number == 0  # type: ignore[union-attr]
+    assert completed_twin(study, {"x": 0.3, "choice": "b"}) is None
+
+
+def test_twins_are_type_strict() -> None:
+    study = optuna.create_study()
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"flag": True},
+            distributions={"flag": optuna.distributions.CategoricalDistribution([True, 1])},
+            value=1.0,
+        )
+    )
+    assert completed_twin(study, {"flag": True}) is not None
+    assert completed_twin(study, {"flag": 1}) is None, "True == 1 in Python, not as choices"
+    assert originals(study, study.trials) == study.trials
+
+
+def test_unknown_policy_is_one_clear_line(write_study: Callable[..., Path]) -> None:
+    import pytest
+
+    from hpo.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        load_study_config(write_study(analytic_study(duplicates="skip")))
+    assert len(info.value.problems) == 1
+    assert info.value.problems[0].startswith("duplicates:"), info.value.problems
+    assert "rerun" in info.value.problems[0] and "reuse" in info.value.problems[0]
