@@ -15,13 +15,14 @@ weight, batch size, loss, the dim-reduction bottleneck, number of heads) on a fi
     (``sampler: random``, ``pruner: none``).
 ``tpe_hyperband``
     Our default: a real study through :func:`hpo.run_study` with ``sampler: tpe`` and
-    ``pruner: hyperband`` (``max_resource`` = the epoch count, set by the runner).
+    ``pruner: hyperband`` as the service sets it up: ``max_resource`` = the epoch count
+    and ``min_resource`` = the first epoch after the trainer's LR warmup (unless
+    ``--hb-min-resource`` is given).
 ``tpe_hyperband_warm``
-    The same TPE + Hyperband study with the two settings that target the manual sweep's
-    advantages: the study file's ``enqueue`` holds the trainer defaults for every
-    seed-space parameter (the manual sweep's start point, tried first), and Hyperband's
-    ``min_resource`` is past the LR warmup (``warmup_epochs + 1`` unless
-    ``--warm-min-resource`` says otherwise), so no trial is pruned on a warmup epoch.
+    The same study with the two study-file settings that target the manual sweep's
+    advantages: ``enqueue`` holds the trainer defaults for every seed-space parameter
+    (the manual sweep's start point, tried first), and ``duplicates: reuse`` (a repeat
+    of a completed configuration takes its value instead of training again).
 
 All methods search the same set: every parameter is categorical with the same choices.
 Compute is counted in trained epochs; a pruned trial counts only the epochs it reported
@@ -69,8 +70,7 @@ METHOD_LABELS = {
     "manual": "manual one-knob sweep",
     "random": "random search, no pruning",
     "tpe_hyperband": "TPE + Hyperband (our default)",
-    "tpe_hyperband_warm": "TPE + Hyperband, defaults enqueued, min_resource past warmup, "
-    "duplicates reused",
+    "tpe_hyperband_warm": "TPE + Hyperband, defaults enqueued, duplicates reused",
     "tpe": "TPE, no pruning (diagnostic)",
 }
 METHOD_COLORS = {
@@ -122,12 +122,10 @@ class Setup:
     start: dict[str, Any]
     budget: int
     tpe_startup: int
-    hb_min_resource: int
+    hb_min_resource: int | None
     hb_reduction: int
     threads: int
     verbose: bool = True
-    warm_min_resource: int = 1
-    """Hyperband ``min_resource`` of the ``tpe_hyperband_warm`` arm (past the LR warmup)."""
 
 
 @dataclass
@@ -218,13 +216,6 @@ def manual_budget(space: Mapping[str, Sequence[Any]], start: Mapping[str, Any], 
     return runs * epochs
 
 
-def warm_min_resource(fixed: Mapping[str, Any], epochs: int, override: int | None) -> int:
-    """The warm arm's ``min_resource``: the first epoch after the LR warmup (at most ``epochs``)."""
-    if override is not None:
-        return override
-    return max(1, min(epochs, int(fixed.get("warmup_epochs", 0)) + 1))
-
-
 def fixed_params(args: argparse.Namespace, dataset: str) -> dict[str, Any]:
     """Trainer params shared by every run on ``dataset`` (the seed is added per repetition)."""
     params: dict[str, Any] = {
@@ -259,20 +250,12 @@ def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
     elif method == "tpe":
         sampler = {"name": "tpe", "n_startup_trials": setup.tpe_startup}
         pruner = {"name": "none"}
-    elif method == "tpe_hyperband":
+    elif method in ("tpe_hyperband", "tpe_hyperband_warm"):
         sampler = {"name": "tpe", "n_startup_trials": setup.tpe_startup}
-        pruner = {
-            "name": "hyperband",
-            "min_resource": setup.hb_min_resource,
-            "reduction_factor": setup.hb_reduction,
-        }
-    elif method == "tpe_hyperband_warm":
-        sampler = {"name": "tpe", "n_startup_trials": setup.tpe_startup}
-        pruner = {
-            "name": "hyperband",
-            "min_resource": setup.warm_min_resource,
-            "reduction_factor": setup.hb_reduction,
-        }
+        # min_resource left out: the service starts the rungs after the trainer's warmup
+        pruner = {"name": "hyperband", "reduction_factor": setup.hb_reduction}
+        if setup.hb_min_resource is not None:
+            pruner["min_resource"] = setup.hb_min_resource
     else:
         raise ValueError(f"no study for method {method!r}")
     db = Path(storage_dir) / f"{setup.dataset}-{method}-{seed}.db"
@@ -849,7 +832,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dataset", choices=[*DATASETS, "both"], default=None, help="default: both"
     )
-    parser.add_argument("--seeds", type=int, default=None, help="repetitions (default 3)")
+    parser.add_argument("--seeds", type=int, default=None, help="repetitions (default 6)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per full run (30)")
     parser.add_argument("--n-train", type=int, default=None, help="synthetic HAR train (800)")
     parser.add_argument("--n-test", type=int, default=None, help="synthetic HAR test (100)")
@@ -864,14 +847,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="synthetic HAR sensor noise (1.0; the generator's default 0.2 saturates F1)",
     )
     parser.add_argument("--tpe-startup", type=int, default=5, help="TPE n_startup_trials")
-    parser.add_argument("--hb-min-resource", type=int, default=1, help="Hyperband min_resource")
-    parser.add_argument("--hb-reduction", type=int, default=3, help="Hyperband reduction_factor")
     parser.add_argument(
-        "--warm-min-resource",
+        "--hb-min-resource",
         type=int,
         default=None,
-        help="Hyperband min_resource of tpe_hyperband_warm (default warmup_epochs + 1)",
+        help="Hyperband min_resource (default: the service's, the first epoch after warmup)",
     )
+    parser.add_argument("--hb-reduction", type=int, default=3, help="Hyperband reduction_factor")
     parser.add_argument(
         "--jobs", type=int, default=None, help="worker processes (default 2; 1 with --quick)"
     )
@@ -905,7 +887,7 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     """Fill the size defaults: the real configuration, or the tiny one with ``--quick``."""
     full = {
         "dataset": "both",
-        "seeds": 3,
+        "seeds": 6,
         "epochs": 30,
         "n_train": 800,
         "n_test": 100,
@@ -958,9 +940,6 @@ def run(args: argparse.Namespace) -> tuple[list[RunRecord], list[Row], list[str]
             threads=args.threads,
             verbose=not args.quiet,
         )
-        setups[dataset].warm_min_resource = warm_min_resource(
-            setups[dataset].fixed, args.epochs, args.warm_min_resource
-        )
     tasks = [
         (setups[d], m, seed) for d in datasets for seed in range(args.seeds) for m in args.methods
     ]
@@ -989,18 +968,23 @@ def run(args: argparse.Namespace) -> tuple[list[RunRecord], list[Row], list[str]
         + ", ".join(f"{d}: {s.budget} epochs" for d, s in setups.items())
         + f"; {args.jobs} worker(s) x {args.threads} torch thread(s); total wall {wall:.0f} s",
         "our default: TPE (n_startup_trials "
-        f"{args.tpe_startup}) + Hyperband (min_resource {args.hb_min_resource}, "
+        f"{args.tpe_startup}) + Hyperband (min_resource "
+        + (
+            str(args.hb_min_resource)
+            if args.hb_min_resource is not None
+            else f"{min(args.epochs, 1 + min(3, args.epochs // 3))}: the service's default, "
+            "the first epoch after warmup"
+        )
+        + ", "
         f"reduction_factor {args.hb_reduction}, max_resource {args.epochs}); "
         "synthetic HAR: "
         f"n_train {args.n_train}, length {args.length}, noise {args.noise}, dim {args.dim}; "
         "BasicMotions: val_fraction 0.5 (20 val series)",
     ]
     if "tpe_hyperband_warm" in args.methods:
-        warm = next(iter(setups.values()))
         context.append(
             "warm arm: the same TPE + Hyperband with the trainer defaults enqueued as trial 0 "
-            f"and min_resource {warm.warm_min_resource} (warmup_epochs "
-            f"{warm.fixed.get('warmup_epochs', 0)}); duplicates: reuse"
+            "and duplicates: reuse"
         )
     return runs, rows, context
 

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from hpo.config import ParamSpec, StudyConfig, _values_of
-from hpo.pruners import PRUNERS, build_pruner
+from hpo.pruners import PRUNERS, build_pruner, trainer_epochs, trainer_warmup
 from hpo.samplers import SAMPLERS, build_sampler, constructor_arguments, unknown_kwargs_problems
 from hpo.storages import storage_problems
 
@@ -135,17 +135,10 @@ def _pruner_problems(cfg: StudyConfig) -> list[str]:
     if problems:
         return problems
     try:
-        build_pruner(name, kwargs, max_resource=_epochs(cfg))
+        build_pruner(name, kwargs, max_resource=trainer_epochs(cfg), warmup=trainer_warmup(cfg))
     except (TypeError, ValueError) as exc:
         problems.append(f"pruner: {PRUNERS[name].__name__} rejected its arguments: {exc}")
     return problems
-
-
-def _epochs(cfg: StudyConfig) -> int | None:
-    epochs = cfg.trainer.params.get("epochs")
-    return (
-        epochs if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > 0 else None
-    )
 
 
 def _schema_errors(

@@ -273,7 +273,7 @@ class StudyConfig(_Strict):
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
     objective: ObjectiveConfig
     sampler: ComponentConfig = ComponentConfig(name="tpe")
-    pruner: ComponentConfig = ComponentConfig(name="median")
+    pruner: ComponentConfig = ComponentConfig(name="hyperband")
     budget: BudgetConfig
     trainer: TrainerConfig = TrainerConfig()
     space: dict[str, ParamSpec] = Field(default_factory=dict)

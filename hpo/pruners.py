@@ -11,6 +11,7 @@ import optuna
 from optuna.pruners._percentile import _is_first_in_interval_step
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.config import StudyConfig
 from hpo.workers.budget import count_in_storage
 
 PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
@@ -25,18 +26,43 @@ PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
 }
 
 
+FIRST_STEP_ARG = {
+    "hyperband": "min_resource",
+    "successive_halving": "min_resource",
+    "median": "n_warmup_steps",
+    "percentile": "n_warmup_steps",
+    "threshold": "n_warmup_steps",
+}
+"""Each pruner's argument for the first step it may judge a trial on."""
+
+
 def build_pruner(
-    name: str, kwargs: Mapping[str, Any], *, max_resource: int | None = None
+    name: str,
+    kwargs: Mapping[str, Any],
+    *,
+    max_resource: int | None = None,
+    warmup: int | None = None,
 ) -> optuna.pruners.BasePruner:
     """Construct a pruner.
 
     Hyperband's ``max_resource`` defaults to the trainer's ``epochs`` when known, so
     its brackets match the real run length instead of being guessed from early trials.
+    With the trainer's LR ``warmup`` (in epochs) known, the first step a pruner may judge
+    (``min_resource`` / ``n_warmup_steps``, when the study file leaves it out) is the
+    first epoch after the warmup: during warmup the scores rank how fast a learning rate
+    ramps up, not the configuration, and pruning on them discards good trials (see
+    docs/search_efficiency.md).
     """
     cls = PRUNERS[name]
     args = dict(kwargs)
     if name == "hyperband" and max_resource is not None:
         args.setdefault("max_resource", max_resource)
+    first_arg = FIRST_STEP_ARG.get(name)
+    if first_arg is not None and warmup:
+        first = warmup + 1
+        if max_resource is not None:
+            first = min(first, max_resource)
+        args.setdefault(first_arg, first)
     if name == "patient":
         wrapped = args.pop("wrapped", None) or {"name": "none"}
         if not isinstance(wrapped, Mapping) or "name" not in wrapped:
@@ -47,8 +73,50 @@ def build_pruner(
             raise ValueError(
                 f"wrapped.name must be one of {', '.join(n for n in PRUNERS if n != 'patient')}"
             )
-        args["wrapped_pruner"] = build_pruner(inner_name, inner, max_resource=max_resource)
+        args["wrapped_pruner"] = build_pruner(
+            inner_name, inner, max_resource=max_resource, warmup=warmup
+        )
     return cls(**args)
+
+
+def trainer_epochs(cfg: StudyConfig) -> int | None:
+    """The trainer's fixed ``epochs`` (Hyperband's ``max_resource``), when the study gives it."""
+    epochs = cfg.trainer.params.get("epochs")
+    if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > 0:
+        return epochs
+    return None
+
+
+def trainer_warmup(cfg: StudyConfig) -> int | None:
+    """A built-in trainer's LR warmup in epochs: the fixed value, else its schema's default.
+
+    Only built-in trainers: they report once per epoch, so an epoch count is a step count.
+    """
+    if ":" in cfg.trainer.name or "warmup_epochs" in cfg.space:
+        return None  # a user's steps may not be epochs; a searched warmup differs by trial
+    value = cfg.trainer.params.get("warmup_epochs")
+    if value is None:
+        from trainers.registry import resolve_trainer
+
+        try:
+            schema = resolve_trainer(cfg.trainer.name).params_schema
+        except Exception:  # an unloadable trainer is reported by the study checks
+            return None
+        field = schema.model_fields.get("warmup_epochs") if schema is not None else None
+        value = field.default if field is not None else None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return None
+
+
+def study_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
+    """The study file's pruner, fitted to the trainer's epochs and warmup."""
+    return build_pruner(
+        cfg.pruner.name,
+        cfg.pruner.kwargs,
+        max_resource=trainer_epochs(cfg),
+        warmup=trainer_warmup(cfg),
+    )
 
 
 class CompletedTrialsCache(optuna.pruners.BasePruner):

@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.config import StudyConfig
 from hpo.errors import StudyMismatchError
 from hpo.objective import FAIL_REASON, Objective, TrialHook, prune_study_name
-from hpo.pruners import build_pruner, with_completed_cache
+from hpo.pruners import study_pruner, with_completed_cache
 from hpo.samplers import build_sampler
 from hpo.space import space_as_dict, space_fingerprint
 from hpo.storages import default_grace_period, is_rdb_url, mask_url, open_storage, storage_url
@@ -153,12 +153,8 @@ def own_heartbeat(cfg: StudyConfig, study: optuna.Study) -> tuple[float, float] 
 def open_study(cfg: StudyConfig, *, force: bool = False, create: bool = True) -> optuna.Study:
     """Create the study or load it, refusing a changed space or objective unless ``force``."""
     storage = open_study_storage(cfg)
-    epochs = cfg.trainer.params.get("epochs")
-    max_resource = epochs if isinstance(epochs, int) and epochs > 0 else None
     sampler = build_sampler(cfg.sampler.name, cfg.sampler.kwargs, seed=cfg.seed, space=cfg.space)
-    pruner = with_completed_cache(
-        build_pruner(cfg.pruner.name, cfg.pruner.kwargs, max_resource=max_resource)
-    )
+    pruner = with_completed_cache(study_pruner(cfg))
     directions = cfg.objective.study_directions
     if not create:
         return optuna.load_study(
@@ -198,15 +194,11 @@ def open_study(cfg: StudyConfig, *, force: bool = False, create: bool = True) ->
 def _prune_companion(cfg: StudyConfig, study: optuna.Study) -> optuna.Study | None:
     if not cfg.objective.is_multi:
         return None
-    epochs = cfg.trainer.params.get("epochs")
-    max_resource = epochs if isinstance(epochs, int) and epochs > 0 else None
     return optuna.create_study(
         study_name=prune_study_name(cfg),
         storage=study._storage,
         sampler=optuna.samplers.RandomSampler(seed=cfg.seed),
-        pruner=with_completed_cache(
-            build_pruner(cfg.pruner.name, cfg.pruner.kwargs, max_resource=max_resource)
-        ),
+        pruner=with_completed_cache(study_pruner(cfg)),
         direction=cfg.objective.pruning_direction,
         load_if_exists=True,
     )

@@ -1,0 +1,76 @@
+"""Pruners built from a study file: fitted to the trainer's epochs and LR warmup."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+import pytest
+
+from hpo import validate_study_data
+from hpo.pruners import study_pruner, trainer_warmup
+
+
+def _study(pruner: dict[str, Any], params: dict[str, Any] | None = None, **extra: Any) -> Any:
+    data: dict[str, Any] = {
+        "name": "p",
+        "objective": {"metric": "best_val_f1", "direction": "maximize"},
+        "pruner": pruner,
+        "budget": {"n_trials": 2},
+        "trainer": {"name": "contrastive", "params": {"epochs": 30, **(params or {})}},
+        "space": {"temperature": {"type": "float", "low": 0.05, "high": 0.2}},
+        **extra,
+    }
+    return validate_study_data(data)
+
+
+def test_hyperband_first_rung_is_the_first_epoch_after_the_default_warmup() -> None:
+    pruner = study_pruner(_study({"name": "hyperband"}))
+    assert isinstance(pruner, optuna.pruners.HyperbandPruner)
+    assert pruner._min_resource == 4, "ContrastiveParams.warmup_epochs defaults to 3"
+    assert pruner._max_resource == 30
+
+
+def test_the_study_file_and_a_zero_warmup_win() -> None:
+    given = study_pruner(_study({"name": "hyperband", "min_resource": 2}))
+    assert given._min_resource == 2  # type: ignore[attr-defined]
+    none = study_pruner(_study({"name": "hyperband"}, {"warmup_epochs": 0}))
+    assert none._min_resource == 1, "Optuna's own default"  # type: ignore[attr-defined]
+
+
+def test_a_warmup_longer_than_the_run_is_capped_at_its_last_epoch() -> None:
+    pruner = study_pruner(_study({"name": "hyperband"}, {"epochs": 5, "warmup_epochs": 9}))
+    assert pruner._min_resource == 5  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", ["median", "percentile"])
+def test_median_like_pruners_skip_the_warmup_epochs(name: str) -> None:
+    kwargs = {"percentile": 25.0} if name == "percentile" else {}
+    pruner = study_pruner(_study({"name": name, **kwargs}, {"warmup_epochs": 5}))
+    assert pruner._n_warmup_steps == 6  # type: ignore[attr-defined]
+    patient = study_pruner(
+        _study(
+            {"name": "patient", "patience": 2, "wrapped": {"name": name, **kwargs}},
+            {"warmup_epochs": 5},
+        )
+    )
+    assert patient._wrapped_pruner._n_warmup_steps == 6  # type: ignore[attr-defined]
+
+
+def test_no_warmup_is_assumed_where_it_is_not_known() -> None:
+    searched = _study(
+        {"name": "hyperband"},
+        space={"warmup_epochs": {"type": "int", "low": 0, "high": 5}},
+    )
+    assert trainer_warmup(searched) is None
+    assert study_pruner(searched)._min_resource == 1  # type: ignore[attr-defined]
+    analytic = validate_study_data(
+        {
+            "name": "a",
+            "objective": {"metric": "best_score", "direction": "maximize"},
+            "budget": {"n_trials": 1},
+            "trainer": {"name": "analytic", "params": {"epochs": 8}},
+            "space": {"x": {"type": "float", "low": -1.0, "high": 1.0}},
+        }
+    )
+    assert trainer_warmup(analytic) is None, "no warmup_epochs in its schema"
