@@ -34,6 +34,7 @@ app = typer.Typer(
 def validate(study: StudyFile, set_: SetOption = None) -> None:
     """Check a study file and print the resolved search space."""
     from hpo.config import load_study_config
+    from hpo.pruners import pruner_defaults_note
     from hpo.space import describe_param
     from hpo.storages import storage_url
 
@@ -47,7 +48,10 @@ def validate(study: StudyFile, set_: SetOption = None) -> None:
         f"  objective {directions} (pruning on {cfg.objective.pruning_metric})", highlight=False
     )
     out.print(f"  sampler   {cfg.sampler.name} {cfg.sampler.kwargs or ''}", highlight=False)
-    out.print(f"  pruner    {cfg.pruner.name} {cfg.pruner.kwargs or ''}", highlight=False)
+    out.print(
+        f"  pruner    {cfg.pruner.name} {cfg.pruner.kwargs or ''}{pruner_defaults_note(cfg)}",
+        highlight=False,
+    )
     budget = cfg.budget
     out.print(
         f"  budget    n_trials={budget.n_trials} timeout="

@@ -109,6 +109,20 @@ def trainer_warmup(cfg: StudyConfig) -> int | None:
     return None
 
 
+def pruner_defaults_note(cfg: StudyConfig) -> str:
+    """What the service fills in for the study's pruner, e.g. `` (min_resource 4: ...)``."""
+    args: list[str] = []
+    epochs, warmup = trainer_epochs(cfg), trainer_warmup(cfg)
+    kwargs = cfg.pruner.kwargs
+    if cfg.pruner.name == "hyperband" and epochs is not None and "max_resource" not in kwargs:
+        args.append(f"max_resource {epochs}: the trainer's epochs")
+    first_arg = FIRST_STEP_ARG.get(cfg.pruner.name)
+    if first_arg is not None and warmup and first_arg not in kwargs:
+        first = min(warmup + 1, epochs) if epochs is not None else warmup + 1
+        args.append(f"{first_arg} {first}: the first epoch after {warmup} warmup epochs")
+    return f" ({'; '.join(args)})" if args else ""
+
+
 def study_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
     """The study file's pruner, fitted to the trainer's epochs and warmup."""
     return build_pruner(

@@ -74,3 +74,17 @@ def test_no_warmup_is_assumed_where_it_is_not_known() -> None:
         }
     )
     assert trainer_warmup(analytic) is None, "no warmup_epochs in its schema"
+
+
+def test_validate_says_what_the_service_fills_in() -> None:
+    from hpo.pruners import pruner_defaults_note
+
+    assert pruner_defaults_note(_study({"name": "hyperband"})) == (
+        " (max_resource 30: the trainer's epochs; "
+        "min_resource 4: the first epoch after 3 warmup epochs)"
+    )
+    assert pruner_defaults_note(_study({"name": "median"}, {"warmup_epochs": 2})) == (
+        " (n_warmup_steps 3: the first epoch after 2 warmup epochs)"
+    )
+    given = {"name": "hyperband", "min_resource": 2, "max_resource": 30}
+    assert pruner_defaults_note(_study(given)) == ""
