@@ -37,13 +37,6 @@ def test_search_efficiency_quick(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "TPE + Hyperband" in printed
 
 
-def test_warm_min_resource_is_past_the_warmup() -> None:
-    assert search_efficiency.warm_min_resource({"warmup_epochs": 2}, epochs=6, override=None) == 3
-    assert search_efficiency.warm_min_resource({"warmup_epochs": 0}, epochs=2, override=None) == 1
-    assert search_efficiency.warm_min_resource({"warmup_epochs": 9}, epochs=4, override=None) == 4
-    assert search_efficiency.warm_min_resource({"warmup_epochs": 2}, epochs=6, override=2) == 2
-
-
 def test_manual_budget_counts_each_configuration_once() -> None:
     space = {"a": [1, 2, 3], "b": [10, 20], "c": ["x", "y", "z"]}
     start = {"a": 1, "b": 10, "c": "x"}
