@@ -47,6 +47,9 @@ def set_user_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
         try:
             if _upsert_user_attrs(trial, items):
                 trial._cached_frozen_trial.user_attrs.update(items)  # what set_user_attr does
+                record = getattr(trial.storage, "record_user_attrs", None)  # OwnedTrialsStorage
+                if record is not None:
+                    record(trial._trial_id, items)
                 return
         except optuna.exceptions.UpdateFinishedTrialError:
             raise

@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.config import StudyConfig
 from hpo.errors import StudyMismatchError
 from hpo.objective import FAIL_REASON, Objective, TrialHook, prune_study_name
+from hpo.owned_trials import OwnedTrialsStorage
 from hpo.pruners import study_pruner, with_completed_cache
 from hpo.samplers import build_sampler
 from hpo.space import space_as_dict, space_fingerprint
@@ -134,12 +135,14 @@ def open_study_storage(cfg: StudyConfig) -> optuna.storages.BaseStorage:
         return open_storage(url)
     workers = cfg.workers
     interval = workers.heartbeat_interval
-    return open_storage(
+    backend = open_storage(
         url,
         heartbeat_interval=interval,
         grace_period=workers.grace_period or default_grace_period(interval),
         heartbeat_stale_trial_callback=RetryStaleTrial(workers.max_retries),
     )
+    assert isinstance(backend, optuna.storages.RDBStorage)
+    return OwnedTrialsStorage(backend)
 
 
 def own_heartbeat(cfg: StudyConfig, study: optuna.Study) -> tuple[float, float] | None:

@@ -1,0 +1,192 @@
+"""OwnedTrialsStorage: running trials served from memory give the same study, in fewer statements."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import sqlalchemy
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from hpo.objective import set_user_attrs
+from hpo.owned_trials import OwnedTrialsStorage
+from hpo.storages import open_storage
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def rdb_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh SQLite file, or the test PostgreSQL server (skipped where there is none)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'owned.db'}"
+    else:
+        yield request.getfixturevalue("postgres_url")
+
+
+def _objective(trial: optuna.Trial) -> float:
+    x = trial.suggest_float("x", -5, 5)
+    kind = trial.suggest_categorical("kind", ["a", "b", None, 2.5])
+    n = trial.suggest_int("n", 1, 8, log=True)
+    set_user_attrs(trial, {"owner": "w1", "shape": (1, 2), "n": n})
+    if x > 4.5:
+        raise RuntimeError("user code failed")
+    for step in range(6):
+        value = (x - 1) ** 2 + step * 0.1 + (0.5 if kind == "b" else 0.0) + 1.0 / n
+        trial.report(value, step)
+        seen = trial.study._storage.get_trial(trial._trial_id)
+        assert seen.intermediate_values[step] == value  # own writes are visible at once
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    trial.set_user_attr("done", [1, 2])
+    return value
+
+
+def _run(storage: optuna.storages.BaseStorage, name: str) -> list[FrozenTrial]:
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        sampler=optuna.samplers.TPESampler(seed=3, n_startup_trials=4),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+    )
+    study.enqueue_trial({"x": 0.5, "kind": "a", "n": 2}, user_attrs={"enqueued": True})
+    study.enqueue_trial({"x": 4.9})
+    study.optimize(_objective, n_trials=16, catch=(RuntimeError,))
+    return study.get_trials()
+
+
+def _comparable(trial: FrozenTrial) -> tuple[Any, ...]:
+    return (
+        trial.number,
+        trial.state,
+        trial.values,
+        trial.params,
+        trial.distributions,
+        trial.intermediate_values,
+        trial.user_attrs,
+        trial.system_attrs,
+    )
+
+
+def test_same_study_as_optuna_cached_storage(rdb_url: str, unique_name: str) -> None:
+    plain = _run(optuna.storages.get_storage(open_storage(rdb_url)), f"{unique_name}-plain")
+    backend = open_storage(rdb_url)
+    assert isinstance(backend, RDBStorage)
+    owned = _run(OwnedTrialsStorage(backend), f"{unique_name}-owned")
+    assert [_comparable(t) for t in owned] == [_comparable(t) for t in plain]
+    states = {t.state for t in owned}
+    assert {TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL} <= states
+    # and a fresh reader of the database sees exactly what the worker saw
+    fresh = optuna.load_study(study_name=f"{unique_name}-owned", storage=rdb_url).get_trials()
+    assert [_comparable(t) for t in fresh] == [_comparable(t) for t in owned]
+
+
+def _count_statements(storage: RDBStorage) -> list[str]:
+    seen: list[str] = []
+
+    @sqlalchemy.event.listens_for(storage.engine, "before_cursor_execute")
+    def _count(*args: Any) -> None:
+        seen.append(args[2])
+
+    return seen
+
+
+def test_fewer_statements_than_optuna_cached_storage(tmp_path: Path) -> None:
+    counts = []
+    for wrap in (optuna.storages.get_storage, OwnedTrialsStorage):
+        backend = open_storage(f"sqlite:///{tmp_path / 'count.db'}")
+        assert isinstance(backend, RDBStorage)
+        statements = _count_statements(backend)
+        _run(wrap(backend), f"count-{len(counts)}")
+        counts.append(len(statements))
+    plain, owned = counts
+    assert owned < 0.8 * plain, counts
+
+
+def _start(storage: optuna.storages.BaseStorage, name: str) -> tuple[optuna.Study, optuna.Trial]:
+    study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True)
+    return study, study.ask()
+
+
+def test_running_trial_is_a_snapshot_and_seen_by_get_trials(tmp_path: Path) -> None:
+    backend = open_storage(f"sqlite:///{tmp_path / 'snap.db'}")
+    assert isinstance(backend, RDBStorage)
+    study, trial = _start(OwnedTrialsStorage(backend), "snap")
+    trial.suggest_float("x", 0, 1)
+    trial.report(0.5, 0)
+    before = study.get_trials(deepcopy=False)
+    (running,) = before
+    assert running.state == TrialState.RUNNING and running.intermediate_values == {0: 0.5}
+    trial.report(0.7, 1)
+    assert running.intermediate_values == {0: 0.5}  # what a reader got is not changed later
+    assert study.get_trials()[0].intermediate_values == {0: 0.5, 1: 0.7}
+    study.tell(trial, 0.7)
+    assert study._storage.owned_trial_ids() == set()  # type: ignore[attr-defined]
+    (done,) = study.get_trials()
+    assert done.state == TrialState.COMPLETE and done.value == 0.7
+
+
+def test_trial_failed_by_another_worker_surfaces_on_next_write(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'stale.db'}"
+    backend = open_storage(url)
+    assert isinstance(backend, RDBStorage)
+    storage = OwnedTrialsStorage(backend)
+    study, trial = _start(storage, "stale")
+    trial.report(1.0, 0)
+    other = optuna.storages.get_storage(open_storage(url))
+    other.set_trial_state_values(trial._trial_id, TrialState.FAIL)  # e.g. a stale heartbeat
+    with pytest.raises(UpdateFinishedTrialError):
+        trial.report(2.0, 1)
+    assert storage.owned_trial_ids() == set()
+    assert storage.get_trial(trial._trial_id).state == TrialState.FAIL
+    with pytest.raises(ValueError, match="Cannot tell a FAIL trial"):
+        study.tell(trial, 1.0)
+
+
+def test_other_workers_trials_are_read_as_before(tmp_path: Path) -> None:
+    """An owned trial that finishes after a newer trial of another worker is still re-read."""
+    url = f"sqlite:///{tmp_path / 'two.db'}"
+    backend = open_storage(url)
+    assert isinstance(backend, RDBStorage)
+    mine_storage = OwnedTrialsStorage(backend)
+    mine, my_trial = _start(mine_storage, "two")
+    theirs, their_trial = _start(optuna.storages.get_storage(open_storage(url)), "two")
+    their_trial.report(3.0, 0)
+    seen = {t.number: t for t in mine.get_trials()}
+    assert seen[their_trial.number].intermediate_values == {0: 3.0}
+    theirs.tell(their_trial, 3.0)
+    assert mine.get_trials()[their_trial.number].state == TrialState.COMPLETE
+    mine.tell(my_trial, 1.0)  # lower id, finished after a higher one
+    assert [t.state for t in mine.get_trials()] == [TrialState.COMPLETE] * 2
+    assert mine.best_trial.number == my_trial.number
+
+
+def test_pickled_copy_owns_nothing(tmp_path: Path) -> None:
+    backend = open_storage(f"sqlite:///{tmp_path / 'pickle.db'}")
+    assert isinstance(backend, RDBStorage)
+    storage = OwnedTrialsStorage(backend)
+    _start(storage, "pickle")
+    assert len(storage.owned_trial_ids()) == 1
+    copy = pickle.loads(pickle.dumps(storage))
+    assert copy.owned_trial_ids() == set()
+
+
+def test_reports_of_every_kind_are_stored_as_optuna_stores_them(
+    rdb_url: str, unique_name: str
+) -> None:
+    steps = [(0, 1.5), (1, float("inf")), (2, float("-inf")), (3, float("nan")), (0, 2.5)]
+    stored = []
+    for wrap in (optuna.storages.get_storage, OwnedTrialsStorage):
+        name = f"{unique_name}-{len(stored)}"
+        storage = wrap(open_storage(rdb_url))
+        study, trial = _start(storage, name)
+        for step, value in steps:  # step 0 twice: at the storage level the second replaces it
+            storage.set_trial_intermediate_value(trial._trial_id, step, value)
+        study.tell(trial, 1.0)
+        (read,) = optuna.load_study(study_name=name, storage=rdb_url).get_trials()
+        stored.append({step: repr(value) for step, value in read.intermediate_values.items()})
+    assert stored[0] == stored[1] == {0: "2.5", 1: "inf", 2: "-inf", 3: "nan"}
