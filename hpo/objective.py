@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sqlite3
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -21,6 +20,7 @@ import optuna
 
 from hpo.config import StudyConfig
 from hpo.duplicates import DUPLICATE_OF_ATTR, completed_twin
+from hpo.owned_trials import upsert_insert
 from hpo.space import suggest_params
 from hpo.timeouts import TrialTimeout, deadline
 from trainers.registry import TrainFn
@@ -64,12 +64,8 @@ def _upsert_user_attrs(trial: optuna.Trial, items: Mapping[str, Any]) -> bool:
     backend = getattr(trial.storage, "_backend", trial.storage)
     if not isinstance(backend, optuna.storages.RDBStorage):
         return False
-    dialect = backend.engine.name
-    if dialect == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0):
-        from sqlalchemy.dialects.sqlite import insert
-    elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
-    else:
+    insert = upsert_insert(backend)
+    if insert is None:
         return False
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session

@@ -1,7 +1,7 @@
 """The trials a worker is running, served from its memory instead of re-read per call.
 
 Optuna's ``_CachedStorage`` caches finished trials only. Every ``get_trial`` of a running
-trial (four per trial: ``ask``, ``tell``, the heartbeat, the callbacks) and every
+trial (four per trial: ``ask``, the retry hook, ``tell``, the callbacks) and every
 ``get_all_trials`` (sampling, the waiting-trial queue) re-reads the running trial with
 six SQL statements: the row, then its params, values, attributes and reports. On SQLite
 that was about 40 of the 98 statements a trial costs; on PostgreSQL each is a round trip.
@@ -281,6 +281,20 @@ def _get_trials_excluding(
         return [backend._build_frozen_trial_from_trial_model(row) for row in rows]
 
 
+def upsert_insert(backend: RDBStorage) -> Callable[..., Any] | None:
+    """The ``insert`` with ``on_conflict_do_update`` for the backend's dialect, if it has one."""
+    dialect = backend.engine.name
+    if dialect == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0):
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert
+    return None
+
+
 def _upsert_report(backend: RDBStorage, trial_id: int, step: int, value: float) -> bool:
     """Write one report if the trial is still RUNNING, as a single upsert (SQLite, PostgreSQL).
 
@@ -288,12 +302,8 @@ def _upsert_report(backend: RDBStorage, trial_id: int, step: int, value: float) 
     report of the same step; False when the dialect has no upsert or the trial is not
     RUNNING (the caller then takes Optuna's own path, which raises as Optuna does).
     """
-    dialect = backend.engine.name
-    if dialect == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0):
-        from sqlalchemy.dialects.sqlite import insert
-    elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
-    else:
+    insert = upsert_insert(backend)
+    if insert is None:
         return False
     reports = models.TrialIntermediateValueModel.__table__
     trials = models.TrialModel.__table__

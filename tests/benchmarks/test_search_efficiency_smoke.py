@@ -42,3 +42,22 @@ def test_manual_budget_counts_each_configuration_once() -> None:
     start = {"a": 1, "b": 10, "c": "x"}
     # 3 for the first grid, then every value but the incumbent's: 1 + 2
     assert search_efficiency.manual_budget(space, start, epochs=4) == (3 + 1 + 2) * 4
+
+
+def _record(method: str, values: list[float]) -> search_efficiency.RunRecord:
+    run = search_efficiency.RunRecord("synthetic_har", method, 0, budget=40)
+    for number, value in enumerate(values):
+        run.trials.append(search_efficiency.TrialRecord(number, "COMPLETE", 10, value, {}, 1.0))
+    return run
+
+
+def test_tolerance_counts_near_misses_for_every_method() -> None:
+    manual = _record("manual", [0.80, 0.85, 0.84, 0.90])
+    default = _record("tpe_hyperband", [0.88, 0.86, 0.87, 0.89])
+    strict = {r.method: r for r in search_efficiency.summarize([manual, default])}
+    assert strict["manual"].to_reach == [40]
+    assert strict["tpe_hyperband"].to_reach == [None]
+    near = {r.method: r for r in search_efficiency.summarize([manual, default], tolerance=0.02)}
+    assert near["manual"].to_reach == [40]  # 0.88 is first reached by the manual sweep at 40
+    assert near["tpe_hyperband"].to_reach == [10]
+    assert near["tpe_hyperband"].ratio_vs_manual == [0.25]

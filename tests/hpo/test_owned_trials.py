@@ -28,6 +28,16 @@ def rdb_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield request.getfixturevalue("postgres_url")
 
 
+def _rdb(url: str) -> RDBStorage:
+    backend = open_storage(url)
+    assert isinstance(backend, RDBStorage)
+    return backend
+
+
+def _owned(url: str) -> OwnedTrialsStorage:
+    return OwnedTrialsStorage(_rdb(url))
+
+
 def _objective(trial: optuna.Trial) -> float:
     x = trial.suggest_float("x", -5, 5)
     kind = trial.suggest_categorical("kind", ["a", "b", None, 2.5])
@@ -74,9 +84,7 @@ def _comparable(trial: FrozenTrial) -> tuple[Any, ...]:
 
 def test_same_study_as_optuna_cached_storage(rdb_url: str, unique_name: str) -> None:
     plain = _run(optuna.storages.get_storage(open_storage(rdb_url)), f"{unique_name}-plain")
-    backend = open_storage(rdb_url)
-    assert isinstance(backend, RDBStorage)
-    owned = _run(OwnedTrialsStorage(backend), f"{unique_name}-owned")
+    owned = _run(_owned(rdb_url), f"{unique_name}-owned")
     assert [_comparable(t) for t in owned] == [_comparable(t) for t in plain]
     states = {t.state for t in owned}
     assert {TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL} <= states
@@ -98,8 +106,7 @@ def _count_statements(storage: RDBStorage) -> list[str]:
 def test_fewer_statements_than_optuna_cached_storage(tmp_path: Path) -> None:
     counts = []
     for wrap in (optuna.storages.get_storage, OwnedTrialsStorage):
-        backend = open_storage(f"sqlite:///{tmp_path / 'count.db'}")
-        assert isinstance(backend, RDBStorage)
+        backend = _rdb(f"sqlite:///{tmp_path / 'count.db'}")
         statements = _count_statements(backend)
         _run(wrap(backend), f"count-{len(counts)}")
         counts.append(len(statements))
@@ -113,9 +120,7 @@ def _start(storage: optuna.storages.BaseStorage, name: str) -> tuple[optuna.Stud
 
 
 def test_running_trial_is_a_snapshot_and_seen_by_get_trials(tmp_path: Path) -> None:
-    backend = open_storage(f"sqlite:///{tmp_path / 'snap.db'}")
-    assert isinstance(backend, RDBStorage)
-    study, trial = _start(OwnedTrialsStorage(backend), "snap")
+    study, trial = _start(_owned(f"sqlite:///{tmp_path / 'snap.db'}"), "snap")
     trial.suggest_float("x", 0, 1)
     trial.report(0.5, 0)
     before = study.get_trials(deepcopy=False)
@@ -132,9 +137,7 @@ def test_running_trial_is_a_snapshot_and_seen_by_get_trials(tmp_path: Path) -> N
 
 def test_trial_failed_by_another_worker_surfaces_on_next_write(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'stale.db'}"
-    backend = open_storage(url)
-    assert isinstance(backend, RDBStorage)
-    storage = OwnedTrialsStorage(backend)
+    storage = _owned(url)
     study, trial = _start(storage, "stale")
     trial.report(1.0, 0)
     other = optuna.storages.get_storage(open_storage(url))
@@ -150,10 +153,7 @@ def test_trial_failed_by_another_worker_surfaces_on_next_write(tmp_path: Path) -
 def test_other_workers_trials_are_read_as_before(tmp_path: Path) -> None:
     """An owned trial that finishes after a newer trial of another worker is still re-read."""
     url = f"sqlite:///{tmp_path / 'two.db'}"
-    backend = open_storage(url)
-    assert isinstance(backend, RDBStorage)
-    mine_storage = OwnedTrialsStorage(backend)
-    mine, my_trial = _start(mine_storage, "two")
+    mine, my_trial = _start(_owned(url), "two")
     theirs, their_trial = _start(optuna.storages.get_storage(open_storage(url)), "two")
     their_trial.report(3.0, 0)
     seen = {t.number: t for t in mine.get_trials()}
@@ -166,9 +166,7 @@ def test_other_workers_trials_are_read_as_before(tmp_path: Path) -> None:
 
 
 def test_pickled_copy_owns_nothing(tmp_path: Path) -> None:
-    backend = open_storage(f"sqlite:///{tmp_path / 'pickle.db'}")
-    assert isinstance(backend, RDBStorage)
-    storage = OwnedTrialsStorage(backend)
+    storage = _owned(f"sqlite:///{tmp_path / 'pickle.db'}")
     _start(storage, "pickle")
     assert len(storage.owned_trial_ids()) == 1
     copy = pickle.loads(pickle.dumps(storage))
