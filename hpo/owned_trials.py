@@ -44,6 +44,19 @@ class OwnedTrialsStorage(_CachedStorage):
         super().__init__(backend)
         self._owned: dict[int, FrozenTrial] = {}
 
+    @staticmethod
+    def supported() -> bool:
+        """Whether this Optuna has the internals this class builds on (checked, not assumed)."""
+        return all(
+            hasattr(cls, name)
+            for cls, name in (
+                (_CachedStorage, "_read_trials_from_remote_storage"),
+                (_CachedStorage, "_add_trials_to_cache"),
+                (RDBStorage, "_build_frozen_trial_from_trial_model"),
+                (models.TrialIntermediateValueModel, "intermediate_value_to_stored_repr"),
+            )
+        )
+
     def __getstate__(self) -> dict[Any, Any]:
         state = super().__getstate__()
         state["_owned"] = {}  # another process owns nothing of ours

@@ -141,6 +141,8 @@ def open_study_storage(cfg: StudyConfig) -> optuna.storages.BaseStorage:
         grace_period=workers.grace_period or default_grace_period(interval),
         heartbeat_stale_trial_callback=RetryStaleTrial(workers.max_retries),
     )
+    if not OwnedTrialsStorage.supported():  # another Optuna: its own cache, as before
+        return backend
     assert isinstance(backend, optuna.storages.RDBStorage)
     return OwnedTrialsStorage(backend)
 

@@ -188,3 +188,8 @@ def test_reports_of_every_kind_are_stored_as_optuna_stores_them(
         (read,) = optuna.load_study(study_name=name, storage=rdb_url).get_trials()
         stored.append({step: repr(value) for step, value in read.intermediate_values.items()})
     assert stored[0] == stored[1] == {0: "2.5", 1: "inf", 2: "-inf", 3: "nan"}
+
+
+def test_this_optuna_is_supported() -> None:
+    """CI installs the newest Optuna 5.x: a change of the internals used here shows up."""
+    assert OwnedTrialsStorage.supported()
