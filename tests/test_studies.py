@@ -16,9 +16,9 @@ HPO = [sys.executable, "-m", "hpo.cli"]
 
 
 def _shortened(cfg_path: Path) -> list[str]:
-    """``--set`` arguments for the CI smoke run: 2 trials x 2 epochs, small synthetic data."""
+    """``--set`` arguments for the CI smoke run: 1 trial x 2 epochs, small synthetic data."""
     cfg = load_study_config(cfg_path)
-    sets = ["budget.n_trials=2", "trainer.params.epochs=2"]
+    sets = ["budget.n_trials=1", "trainer.params.epochs=2"]
     if cfg.trainer.params.get("dataset", "BasicMotions") == "synthetic_har":
         sets += ["trainer.params.synthetic_n_train=400", "trainer.params.synthetic_n_test=120"]
     return [arg for s in sets for arg in ("--set", s)]
@@ -75,7 +75,7 @@ def test_study_validates(study: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.stem)
 def test_study_shortened_run(study: Path, tmp_path: Path) -> None:
-    """The CI smoke run: 2 trials x 2 epochs, storage in a temp folder.
+    """The CI smoke run: 1 trial x 2 epochs, storage in a temp folder.
 
     Synthetic HAR is shrunk too so the smoke run stays within CI's time on 2 cores.
     """
