@@ -20,7 +20,7 @@ import optuna
 
 from hpo.config import StudyConfig
 from hpo.duplicates import DUPLICATE_OF_ATTR, completed_twin
-from hpo.owned_trials import upsert_insert
+from hpo.owned_trials import OwnedTrialsStorage, upsert_insert
 from hpo.space import suggest_params
 from hpo.timeouts import TrialTimeout, deadline
 from trainers.registry import TrainFn
@@ -47,9 +47,8 @@ def set_user_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
         try:
             if _upsert_user_attrs(trial, items):
                 trial._cached_frozen_trial.user_attrs.update(items)  # what set_user_attr does
-                record = getattr(trial.storage, "record_user_attrs", None)  # OwnedTrialsStorage
-                if record is not None:
-                    record(trial._trial_id, items)
+                if isinstance(trial.storage, OwnedTrialsStorage):
+                    trial.storage.record_user_attrs(trial._trial_id, items)
                 return
         except optuna.exceptions.UpdateFinishedTrialError:
             raise

@@ -169,12 +169,18 @@ class OwnedTrialsStorage(_CachedStorage):
 
     def _upsert_intermediate_value(self, trial_id: int, step: int, value: float) -> bool:
         """One statement instead of Optuna's three: False if nothing was written."""
-        args = (trial_id, step, value)
-        call = getattr(self._backend, "_call", None)  # hpo's reconnecting RDB storage
+        written: bool = self._on_backend(
+            "set_trial_intermediate_value", _upsert_report, trial_id, step, value
+        )
+        return written
+
+    def _on_backend(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(backend, *args)``, retried like the backend's own ``name`` on hpo's
+        reconnecting RDB storage (``ResilientRDBStorage._call``)."""
+        call = getattr(self._backend, "_call", None)
         if call is not None:
-            written: bool = call("set_trial_intermediate_value", _upsert_report, args, {})
-            return written
-        return _upsert_report(self._backend, *args)
+            return call(name, fn, args, {})
+        return fn(self._backend, *args)
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
         self._write(
@@ -234,12 +240,10 @@ class OwnedTrialsStorage(_CachedStorage):
     def _fetch_trials(
         self, study_id: int, included: set[int], greater_than: int, excluded: set[int]
     ) -> list[FrozenTrial]:
-        call = getattr(self._backend, "_call", None)  # hpo's reconnecting RDB storage
-        args = (study_id, included, greater_than, excluded)
-        if call is not None:
-            trials: list[FrozenTrial] = call("_get_trials", _get_trials_excluding, args, {})
-            return trials
-        return _get_trials_excluding(self._backend, *args)
+        trials: list[FrozenTrial] = self._on_backend(
+            "_get_trials", _get_trials_excluding, study_id, included, greater_than, excluded
+        )
+        return trials
 
 
 def _as_stored(value: Any) -> Any:
