@@ -7,7 +7,6 @@ into the trial's values and user attributes.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -20,7 +19,8 @@ import optuna
 
 from hpo.config import StudyConfig
 from hpo.duplicates import DUPLICATE_OF_ATTR, completed_twin
-from hpo.owned_trials import OwnedTrialsStorage, upsert_insert
+from hpo.owned_trials import OwnedTrialsStorage
+from hpo.rdb_writes import upsert_insert, write_attrs
 from hpo.space import suggest_params
 from hpo.timeouts import TrialTimeout, deadline
 from trainers.registry import TrainFn
@@ -59,29 +59,25 @@ def set_user_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
 
 
 def _upsert_user_attrs(trial: optuna.Trial, items: Mapping[str, Any]) -> bool:
-    """Write ``items`` as one upsert on SQLite/PostgreSQL; False for other storages."""
+    """Write ``items`` in one transaction on SQLite/PostgreSQL; False for other storages.
+
+    Raises Optuna's ``UpdateFinishedTrialError`` when the trial is no longer running.
+    """
     backend = getattr(trial.storage, "_backend", trial.storage)
     if not isinstance(backend, optuna.storages.RDBStorage):
         return False
-    insert = upsert_insert(backend)
-    if insert is None:
+    if upsert_insert(backend.engine.name) is None:
         return False
+    if write_attrs(backend, trial._trial_id, items):
+        return True
+    # Nothing (or not everything) written: Optuna's check says why, in Optuna's words.
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
-    model = models.TrialUserAttributeModel
-    trial_id = trial._trial_id
-    rows = [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in items.items()]
-    stmt = insert(model).values(rows)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[model.trial_id, model.key],
-        set_={"value_json": stmt.excluded.value_json},
-    )
-    with _create_scoped_session(backend.scoped_session, True) as session:
-        trial_model = models.TrialModel.find_or_raise_by_id(trial_id, session)
-        backend.check_trial_is_updatable(trial_id, trial_model.state)
-        session.execute(stmt)
-    return True
+    with _create_scoped_session(backend.scoped_session) as session:
+        state = models.TrialModel.find_or_raise_by_id(trial._trial_id, session).state
+    backend.check_trial_is_updatable(trial._trial_id, state)
+    return False
 
 
 class TrialFailed(Exception):

@@ -17,10 +17,11 @@ then dropped from memory and read from the database like any other.
 from __future__ import annotations
 
 import copy
+import functools
 import json
-import sqlite3
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from datetime import datetime
+from typing import Any
 
 import sqlalchemy
 from optuna import distributions
@@ -31,7 +32,8 @@ from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import exc as sqlalchemy_exc
 from sqlalchemy import orm
-from sqlalchemy.engine import CursorResult
+
+from hpo.rdb_writes import finish_trial, upsert_insert, write_attrs, write_param, write_report
 
 
 class OwnedTrialsStorage(_CachedStorage):
@@ -43,6 +45,8 @@ class OwnedTrialsStorage(_CachedStorage):
     def __init__(self, backend: RDBStorage) -> None:
         super().__init__(backend)
         self._owned: dict[int, FrozenTrial] = {}
+        # SQLite and PostgreSQL take hpo's one-statement writes; others Optuna's own.
+        self._one_statement_writes = upsert_insert(backend.engine.name) is not None
 
     @staticmethod
     def supported() -> bool:
@@ -114,6 +118,8 @@ class OwnedTrialsStorage(_CachedStorage):
     def set_trial_state_values(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
     ) -> bool:
+        if state.is_finished() and trial_id in self._owned and self._one_statement_writes:
+            return self._finish(trial_id, state, values)
         try:
             changed = super().set_trial_state_values(trial_id, state, values)
         except BaseException:
@@ -130,6 +136,32 @@ class OwnedTrialsStorage(_CachedStorage):
                     self._own(known[0], trial)
         return changed
 
+    def _finish(self, trial_id: int, state: TrialState, values: Sequence[float] | None) -> bool:
+        """Finish an owned trial in one transaction and keep it, finished, in the cache.
+
+        The finished copy is exactly what was written (Optuna stamps ``datetime_complete``
+        the same way), so ``get_trial`` after ``tell`` reads nothing. The trial stays
+        among the ids the next re-read includes, so that read replaces this copy with the
+        database's (and with anything written to it since).
+        """
+        completed = datetime.now()
+        try:
+            ours: bool = self._on_backend(
+                "set_trial_state_values", _finish_or_raise, trial_id, state, values, completed
+            )
+        finally:
+            with self._lock:
+                done = self._owned.pop(trial_id, None)
+        if ours and done is not None:  # never handed out itself, and no longer changed
+            done.state = state
+            if values is not None:
+                done.values = [float(v) for v in values]
+            done.datetime_complete = completed
+            with self._lock:
+                study_id = self._trial_id_to_study_id_and_number[trial_id][0]
+                self._add_trials_to_cache(study_id, [done])
+        return True
+
     def set_trial_param(
         self,
         trial_id: int,
@@ -141,13 +173,36 @@ class OwnedTrialsStorage(_CachedStorage):
             trial.params[param_name] = distribution.to_external_repr(param_value_internal)
             trial.distributions[param_name] = distribution
 
-        self._write(
-            trial_id,
-            lambda: super(OwnedTrialsStorage, self).set_trial_param(
+        def write() -> None:
+            with self._lock:
+                known = self._owned_study_distribution(trial_id, param_name)
+            if known is not None:
+                # Optuna's own check against the study's first distribution of this name.
+                distributions.check_distribution_compatibility(known, distribution)
+                if self._on_backend(
+                    "set_trial_param",
+                    write_param,
+                    trial_id,
+                    param_name,
+                    param_value_internal,
+                    distribution,
+                ):
+                    return
+            # First use of the name here, not ours, or not RUNNING: Optuna's path.
+            super(OwnedTrialsStorage, self).set_trial_param(
                 trial_id, param_name, param_value_internal, distribution
-            ),
-            update,
-        )
+            )
+
+        self._write(trial_id, write, update)
+
+    def _owned_study_distribution(
+        self, trial_id: int, param_name: str
+    ) -> distributions.BaseDistribution | None:
+        """The distribution ``_CachedStorage`` holds for the name, for an owned trial only."""
+        if trial_id not in self._owned:
+            return None
+        study_id = self._trial_id_to_study_id_and_number[trial_id][0]
+        return self._studies[study_id].param_distribution.get(param_name)
 
     def set_trial_intermediate_value(
         self, trial_id: int, step: int, intermediate_value: float
@@ -170,7 +225,7 @@ class OwnedTrialsStorage(_CachedStorage):
     def _upsert_intermediate_value(self, trial_id: int, step: int, value: float) -> bool:
         """One statement instead of Optuna's three: False if nothing was written."""
         written: bool = self._on_backend(
-            "set_trial_intermediate_value", _upsert_report, trial_id, step, value
+            "set_trial_intermediate_value", write_report, trial_id, step, value
         )
         return written
 
@@ -183,18 +238,31 @@ class OwnedTrialsStorage(_CachedStorage):
         return fn(self._backend, *args)
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        def write() -> None:
+            if not self._upsert_attr(trial_id, key, value, system=False):
+                super(OwnedTrialsStorage, self).set_trial_user_attr(trial_id, key, value)
+
         self._write(
-            trial_id,
-            lambda: super(OwnedTrialsStorage, self).set_trial_user_attr(trial_id, key, value),
-            lambda trial: trial.user_attrs.update({key: _as_stored(value)}),
+            trial_id, write, lambda trial: trial.user_attrs.update({key: _as_stored(value)})
         )
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        def write() -> None:
+            if not self._upsert_attr(trial_id, key, value, system=True):
+                super(OwnedTrialsStorage, self).set_trial_system_attr(trial_id, key, value)
+
         self._write(
-            trial_id,
-            lambda: super(OwnedTrialsStorage, self).set_trial_system_attr(trial_id, key, value),
-            lambda trial: trial.system_attrs.update({key: _as_stored(value)}),
+            trial_id, write, lambda trial: trial.system_attrs.update({key: _as_stored(value)})
         )
+
+    def _upsert_attr(self, trial_id: int, key: str, value: Any, *, system: bool) -> bool:
+        """One statement for an owned trial; False (nothing written) sends the caller to
+        Optuna's path, which raises Optuna's error for a trial that is not running."""
+        if trial_id not in self._owned:
+            return False
+        name = "set_trial_system_attr" if system else "set_trial_user_attr"
+        written: bool = self._on_backend(name, _write_attr, trial_id, key, value, system)
+        return written
 
     def record_user_attrs(self, trial_id: int, attrs: dict[str, Any]) -> None:
         """Note user attributes written to the database outside this class (a batched upsert)."""
@@ -246,9 +314,59 @@ class OwnedTrialsStorage(_CachedStorage):
         return trials
 
 
+def _finish_or_raise(
+    backend: RDBStorage,
+    trial_id: int,
+    state: TrialState,
+    values: Sequence[float] | None,
+    completed: datetime,
+) -> bool:
+    """True once :func:`finish_trial` wrote the trial as given. Otherwise Optuna's own
+    ``set_trial_state_values`` raises ``UpdateFinishedTrialError`` for a trial finished
+    elsewhere, which hpo's reconnecting storage checks against a retried write whose
+    acknowledgement was lost (and then answers True); False if it wrote anyway."""
+    if finish_trial(backend, trial_id, state, values, completed):
+        return True
+    backend.set_trial_state_values(trial_id, state, values)
+    return False
+
+
+def _write_attr(backend: RDBStorage, trial_id: int, key: str, value: Any, system: bool) -> bool:
+    return write_attrs(backend, trial_id, {key: value}, system=system)
+
+
 def _as_stored(value: Any) -> Any:
     """The value as a database read returns it (JSON round trip: tuples become lists)."""
     return json.loads(json.dumps(value))
+
+
+@functools.cache
+def _trials_statement() -> Any:
+    """Trials (with everything a FrozenTrial holds) re-read by a sweep, built once.
+
+    One shape for every sweep: ``trial_id IN (:included) OR trial_id > :greater_than``,
+    minus ``:excluded``; empty lists expand to SQL that matches nothing.
+    """
+    trial = models.TrialModel
+    return (
+        sqlalchemy.select(trial)
+        .options(
+            orm.selectinload(trial.params),
+            orm.selectinload(trial.values),
+            orm.selectinload(trial.user_attributes),
+            orm.selectinload(trial.system_attributes),
+            orm.selectinload(trial.intermediate_values),
+        )
+        .where(trial.study_id == sqlalchemy.bindparam("study_id"))
+        .where(
+            sqlalchemy.or_(
+                trial.trial_id.in_(sqlalchemy.bindparam("included", expanding=True)),
+                trial.trial_id > sqlalchemy.bindparam("greater_than"),
+            )
+        )
+        .where(trial.trial_id.not_in(sqlalchemy.bindparam("excluded", expanding=True)))
+        .order_by(trial.trial_id)
+    )
 
 
 def _get_trials_excluding(
@@ -258,91 +376,41 @@ def _get_trials_excluding(
     trial_id_greater_than: int,
     excluded_trial_ids: set[int],
 ) -> list[FrozenTrial]:
-    """``RDBStorage._get_trials`` (Optuna 5.1) with ``excluded_trial_ids`` left out in SQL."""
-    included_trial_ids = {i for i in included_trial_ids if i <= trial_id_greater_than}
-    trial_model = models.TrialModel
+    """``RDBStorage._get_trials`` (Optuna 5.1) with ``excluded_trial_ids`` left out in SQL.
+
+    The statement is built once (a sweep that finds nothing is most of them), and the
+    study is looked up only when no trial came back: a trial row proves its study exists.
+    """
+    included = sorted(i for i in included_trial_ids if i <= trial_id_greater_than)
+    params = {
+        "study_id": study_id,
+        "included": included,
+        "greater_than": trial_id_greater_than,
+        "excluded": sorted(excluded_trial_ids),
+    }
     with _create_scoped_session(backend.scoped_session) as session:
-        models.StudyModel.find_or_raise_by_id(study_id, session)  # the study still exists
-        base = (
-            session.query(trial_model)
-            .options(orm.selectinload(trial_model.params))
-            .options(orm.selectinload(trial_model.values))
-            .options(orm.selectinload(trial_model.user_attributes))
-            .options(orm.selectinload(trial_model.system_attributes))
-            .options(orm.selectinload(trial_model.intermediate_values))
-            .filter(trial_model.study_id == study_id)
-        )
-        query = base
-        if included_trial_ids and trial_id_greater_than > -1:
-            query = query.filter(
-                sqlalchemy.or_(
-                    trial_model.trial_id.in_(included_trial_ids),
-                    trial_model.trial_id > trial_id_greater_than,
-                )
-            )
-        elif trial_id_greater_than > -1:
-            query = query.filter(trial_model.trial_id > trial_id_greater_than)
-        if excluded_trial_ids:
-            query = query.filter(trial_model.trial_id.not_in(excluded_trial_ids))
         try:
-            rows = query.order_by(trial_model.trial_id).all()
+            rows = list(session.execute(_trials_statement(), params).scalars().all())
         except sqlalchemy_exc.OperationalError:
             # Likely too many ids for one IN (SQLite's variable limit): Optuna's own fallback.
             session.rollback()
+            trial_model = models.TrialModel
+            everything = (
+                session.query(trial_model)
+                .options(orm.selectinload(trial_model.params))
+                .options(orm.selectinload(trial_model.values))
+                .options(orm.selectinload(trial_model.user_attributes))
+                .options(orm.selectinload(trial_model.system_attributes))
+                .options(orm.selectinload(trial_model.intermediate_values))
+                .filter(trial_model.study_id == study_id)
+                .order_by(trial_model.trial_id)
+            )
             rows = [
                 row
-                for row in base.order_by(trial_model.trial_id).all()
+                for row in everything.all()
                 if (row.trial_id in included_trial_ids or row.trial_id > trial_id_greater_than)
                 and row.trial_id not in excluded_trial_ids
             ]
+        if not rows:
+            models.StudyModel.find_or_raise_by_id(study_id, session)  # Optuna's KeyError
         return [backend._build_frozen_trial_from_trial_model(row) for row in rows]
-
-
-def upsert_insert(backend: RDBStorage) -> Callable[..., Any] | None:
-    """The ``insert`` with ``on_conflict_do_update`` for the backend's dialect, if it has one."""
-    dialect = backend.engine.name
-    if dialect == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0):
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        return sqlite_insert
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-
-        return postgresql_insert
-    return None
-
-
-def _upsert_report(backend: RDBStorage, trial_id: int, step: int, value: float) -> bool:
-    """Write one report if the trial is still RUNNING, as a single upsert (SQLite, PostgreSQL).
-
-    The same row Optuna writes (value and its finite/inf/nan type), replacing an earlier
-    report of the same step; False when the dialect has no upsert or the trial is not
-    RUNNING (the caller then takes Optuna's own path, which raises as Optuna does).
-    """
-    insert = upsert_insert(backend)
-    if insert is None:
-        return False
-    reports = models.TrialIntermediateValueModel.__table__
-    trials = models.TrialModel.__table__
-    stored, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(value)
-    running = sqlalchemy.exists().where(
-        trials.c.trial_id == trial_id, trials.c.state == TrialState.RUNNING
-    )
-    row = sqlalchemy.select(
-        sqlalchemy.literal(trial_id, reports.c.trial_id.type),
-        sqlalchemy.literal(step, reports.c.step.type),
-        sqlalchemy.literal(stored, reports.c.intermediate_value.type),
-        sqlalchemy.literal(kind, reports.c.intermediate_value_type.type),
-    ).where(running)
-    columns = ["trial_id", "step", "intermediate_value", "intermediate_value_type"]
-    stmt = insert(reports).from_select(columns, row)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[reports.c.trial_id, reports.c.step],
-        set_={
-            "intermediate_value": stmt.excluded.intermediate_value,
-            "intermediate_value_type": stmt.excluded.intermediate_value_type,
-        },
-    )
-    with _create_scoped_session(backend.scoped_session, True) as session:
-        result = cast("CursorResult[Any]", session.execute(stmt))
-        return bool(result.rowcount)

@@ -171,8 +171,9 @@ def test_workers_that_give_up_on_the_database_lose_nothing(
     for trial in lost:
         (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == trial.number]
         assert retry.state == TrialState.COMPLETE
-        if trial.params:  # a trial lost before its parameters were written samples anew
-            assert retry.params == trial.params
+        # The retry keeps every parameter the lost trial had written; one lost part-way
+        # through its sampling (or before it) samples the rest anew.
+        assert trial.params.items() <= retry.params.items()
         assert retry.system_attrs["hpo:crashes"] == 0, "an outage is not the trial's fault"
 
 

@@ -103,15 +103,38 @@ def _count_statements(storage: RDBStorage) -> list[str]:
     return seen
 
 
-def test_fewer_statements_than_optuna_cached_storage(tmp_path: Path) -> None:
+def test_fewer_statements_than_optuna_cached_storage(rdb_url: str, unique_name: str) -> None:
     counts = []
     for wrap in (optuna.storages.get_storage, OwnedTrialsStorage):
-        backend = _rdb(f"sqlite:///{tmp_path / 'count.db'}")
+        backend = _rdb(rdb_url)
         statements = _count_statements(backend)
-        _run(wrap(backend), f"count-{len(counts)}")
+        _run(wrap(backend), f"{unique_name}-{len(counts)}")
         counts.append(len(statements))
     plain, owned = counts
-    assert owned < 0.8 * plain, counts
+    assert owned < 0.6 * plain, counts
+
+
+def test_a_report_is_one_statement(rdb_url: str, unique_name: str) -> None:
+    """The one-statement paths are taken (a silent fallback would still store the report)."""
+    backend = _rdb(rdb_url)
+    study, first = _start(OwnedTrialsStorage(backend), unique_name)
+    first.suggest_float("x", 0, 1)  # from here on the study's distribution of x is known
+    study.tell(first, 0.0)
+    trial = study.ask()
+    statements = _count_statements(backend)
+    trial.suggest_float("x", 0, 1)
+    trial.report(1.0, 0)
+    trial.set_user_attr("a", 1)
+    study.tell(trial, 1.0)
+    writes = [" ".join(s.split()[:3]) for s in statements if not s.startswith("SELECT")]
+    assert writes == [
+        "INSERT INTO trial_params",
+        "INSERT INTO trial_intermediate_values",
+        "INSERT INTO trial_user_attributes",
+        "INSERT INTO trial_values",
+        "UPDATE trials SET",
+    ], statements
+    assert len(statements) <= 7, statements  # and at most one sweep by the sampler
 
 
 def _start(storage: optuna.storages.BaseStorage, name: str) -> tuple[optuna.Study, optuna.Trial]:
@@ -193,3 +216,40 @@ def test_reports_of_every_kind_are_stored_as_optuna_stores_them(
 def test_this_optuna_is_supported() -> None:
     """CI installs the newest Optuna 5.x: a change of the internals used here shows up."""
     assert OwnedTrialsStorage.supported()
+
+
+def test_finished_trial_is_served_as_stored_without_a_read(rdb_url: str, unique_name: str) -> None:
+    backend = _rdb(rdb_url)
+    storage = OwnedTrialsStorage(backend)
+    study, trial = _start(storage, unique_name)
+    trial.suggest_float("x", 0, 1)
+    trial.report(0.25, 0)
+    study.tell(trial, float("inf"))
+    statements = _count_statements(backend)
+    served = storage.get_trial(trial._trial_id)
+    assert statements == [], "tell's own copy is served"
+    (stored,) = optuna.load_study(study_name=unique_name, storage=rdb_url).get_trials()
+    assert served == stored  # every field, datetime_complete included
+    assert served.values == [float("inf")] and served.state == TrialState.COMPLETE
+
+
+def test_a_deleted_study_raises_as_in_optuna(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'deleted.db'}"
+    storage = _owned(url)
+    study, _ = _start(storage, "deleted")
+    optuna.delete_study(study_name="deleted", storage=url)
+    with pytest.raises(KeyError):
+        storage.get_all_trials(study._study_id)
+
+
+def test_sweep_with_more_ids_than_one_statement_takes(tmp_path: Path) -> None:
+    """Optuna's fallback when an ``IN`` list is too long for SQLite: same trials back."""
+    from hpo.owned_trials import _get_trials_excluding
+
+    backend = _rdb(f"sqlite:///{tmp_path / 'many.db'}")
+    study = optuna.create_study(storage=backend)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    ids = [t._trial_id for t in study.get_trials()]
+    many = set(range(100_000, 200_000))
+    got = _get_trials_excluding(backend, study._study_id, many | {ids[0]}, ids[1], many)
+    assert [t._trial_id for t in got] == [ids[0], ids[2]]
