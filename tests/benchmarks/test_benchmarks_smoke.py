@@ -60,8 +60,15 @@ def test_service_overhead_quick(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "late/early ratio" in proc.stdout and "goal < 50 ms/trial" in proc.stdout
+    assert "without the sampler's own work" in proc.stdout
     result = json.loads(out.read_text(encoding="utf-8"))
     assert result["trials"] == 30
+    wall = result["wall"]
+    sampler_ms = wall["breakdown_ms_mean"]["sampler's own work"]
+    assert 0 < sampler_ms < wall["ms_per_trial_mean"], "TPE's own work is timed, and is a part"
+    assert wall["ms_per_trial_without_sampler_mean"] == pytest.approx(
+        wall["ms_per_trial_mean"] - sampler_ms
+    )
     assert result["n_complete"] + result["n_pruned"] == 30
     assert result["n_reports"] > 30
     assert result["sql_statements"] > result["n_reports"], "each report is written to SQLite"
