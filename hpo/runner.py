@@ -128,6 +128,12 @@ def _record_study_attrs(study: optuna.Study, cfg: StudyConfig) -> None:
     study.set_user_attr(ATTR_SEED, cfg.seed)
 
 
+def grace_period(cfg: StudyConfig) -> float:
+    """Seconds without a sign of life after which a running trial counts as abandoned."""
+    workers = cfg.workers
+    return float(workers.grace_period or default_grace_period(workers.heartbeat_interval))
+
+
 def open_study_storage(cfg: StudyConfig) -> optuna.storages.BaseStorage:
     """The study's storage, with heartbeats and stale-trial retries on for RDB storages."""
     url = storage_url(cfg)
@@ -152,7 +158,7 @@ def own_heartbeat(cfg: StudyConfig, study: optuna.Study) -> tuple[float, float] 
     if not needs_own_heartbeat(study._storage):
         return None
     interval = cfg.workers.heartbeat_interval
-    return float(interval), float(cfg.workers.grace_period or default_grace_period(interval))
+    return float(interval), grace_period(cfg)
 
 
 def open_study(cfg: StudyConfig, *, force: bool = False, create: bool = True) -> optuna.Study:

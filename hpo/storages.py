@@ -365,11 +365,12 @@ def resilient_rdb_storage_class() -> type[optuna.storages.RDBStorage]:
 
     - a connection error means the server never started the transaction or rolled it
       back (pooled connections are pre-pinged, so a dead one is replaced, not used);
-    - writes are upserts (attrs, reports, params, heartbeats), except trial and study
+    - writes are upserts (attrs, reports, params, values, heartbeats), except trial and study
       creation: if the server committed a new trial but its acknowledgement was lost (a
       window of microseconds), the retry creates a second one and the first stays
-      RUNNING with no heartbeat, which Optuna's stale check does not see. Known gap;
-      ``hpo status`` shows it among the running trials;
+      RUNNING with no heartbeat and no owner, which Optuna's stale check does not see;
+      a worker waiting for the end of the budget fails it and queues it again once it
+      has stayed unowned for a grace period (:mod:`hpo.workers.unowned`);
     - finishing a trial again after a lost acknowledgement finds it already finished
       in the requested state, which counts as success;
     - heartbeats are never retried (the next beat comes soon, and a heartbeat thread

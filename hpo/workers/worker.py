@@ -4,7 +4,8 @@ A plain :func:`~hpo.runner.run_study` returns as soon as the whole budget is cla
 even when the last claimed trials are still running on other machines. If one of those
 machines dies, nobody would be left to notice. A worker therefore stays until the
 budget is finished: it watches the running trials, fails the stale ones (Optuna's
-heartbeat; a dead pid on this machine is noticed at once), and runs their retries.
+heartbeat; a dead pid on this machine is noticed at once; a trial nobody ever marked as
+theirs, after a grace period), and runs their retries.
 """
 
 from __future__ import annotations
@@ -18,12 +19,21 @@ import optuna
 
 from hpo.config import StudyConfig
 from hpo.objective import TrialHook
-from hpo.runner import RunSummary, StudyCallback, open_study, own_heartbeat, run_study, summarize
+from hpo.runner import (
+    RunSummary,
+    StudyCallback,
+    grace_period,
+    open_study,
+    own_heartbeat,
+    run_study,
+    summarize,
+)
 from hpo.workers.budget import budget_state
 from hpo.workers.heartbeat import recover_stale
 from hpo.workers.identity import WorkerIdentity
 from hpo.workers.interrupts import interrupt_handling
 from hpo.workers.recovery import recover_orphans
+from hpo.workers.unowned import UnownedTrialWatch
 
 logger = logging.getLogger(__name__)
 
@@ -111,12 +121,14 @@ def _wait_for_work(
     if not runnable and not others:
         return False
     logger.info("budget claimed; waiting for trials running elsewhere")
+    unowned = UnownedTrialWatch(grace_period(cfg))
     while True:
         if deadline is not None and time.monotonic() >= deadline:
             return False
         time.sleep(poll)
         fail_stale_trials(study)
         recover_orphans(study, max_retries=cfg.workers.max_retries)
+        unowned.check(study, max_retries=cfg.workers.max_retries)
         heartbeat = own_heartbeat(cfg, study)
         if heartbeat is not None:
             recover_stale(study, grace_period=heartbeat[1], max_retries=cfg.workers.max_retries)

@@ -1,0 +1,51 @@
+"""RUNNING trials that nobody runs and no heartbeat check can see: recovered by watching.
+
+A worker marks its owner on a trial as the first thing it does after ``ask``, so a trial
+that stays RUNNING without an owner is one that no process is running:
+
+- the first of two trials made for one ``ask`` on PostgreSQL, when the server committed
+  the new trial but its acknowledgement was lost and the reconnecting storage created it
+  again; that first trial never gets a heartbeat, so Optuna's stale check never sees it;
+- a worker killed between ``ask`` and marking its trial, on another machine (on this
+  machine :func:`~hpo.workers.recovery.recover_orphans` sees the dead pid).
+
+Left alone, such a trial holds a slot of ``budget.n_trials`` forever, and the workers
+waiting for the trials running elsewhere would wait for it forever. This process looks
+at the unowned RUNNING trials each time it checks for stale ones and recovers a trial it
+has seen unowned for a whole grace period, measured by its own monotonic clock between
+two looks, so no two machines' clocks are ever compared.
+"""
+
+from __future__ import annotations
+
+import time
+
+import optuna
+from optuna.trial import TrialState
+
+from hpo.workers.identity import owner_key
+from hpo.workers.recovery import recover_trials
+
+NEVER_STARTED = "never_started"
+"""``fail_reason`` of a trial failed because nobody ever ran it."""
+
+
+class UnownedTrialWatch:
+    """Remembers when each unowned RUNNING trial was first seen; recovers the overdue ones."""
+
+    def __init__(self, grace_period: float) -> None:
+        self.grace_period = grace_period
+        self._first_seen: dict[int, float] = {}
+
+    def check(self, study: optuna.Study, *, max_retries: int) -> list[int]:
+        """Numbers of the trials failed and queued again by this call."""
+        now = time.monotonic()
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        unowned = {t._trial_id: t for t in running if owner_key(t) is None}
+        self._first_seen = {i: self._first_seen.get(i, now) for i in unowned}
+        overdue = [
+            trial
+            for trial_id, trial in unowned.items()
+            if now - self._first_seen[trial_id] >= self.grace_period
+        ]
+        return recover_trials(study, overdue, NEVER_STARTED, max_retries=max_retries)

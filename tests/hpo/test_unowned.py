@@ -1,0 +1,87 @@
+"""A RUNNING trial that nobody runs (no owner, no heartbeat) is recovered, not waited for."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from hpo.config import StudyConfig, validate_study_data
+from hpo.objective import FAIL_REASON
+from hpo.runner import open_study
+from hpo.workers.unowned import NEVER_STARTED, UnownedTrialWatch
+from hpo.workers.worker import run_worker
+from tests.conftest import analytic_study
+from tests.hpo.test_workers import assert_finished_exactly, by_state
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def rdb_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'unowned.db'}"
+    else:
+        yield request.getfixturevalue("postgres_url")
+
+
+def _study_with_a_trial_nobody_runs(
+    url: str, name: str, n_trials: int
+) -> tuple[optuna.Study, StudyConfig]:
+    """The state a lost acknowledgement of ``create_new_trial`` leaves: one extra RUNNING trial
+    with no owner and no heartbeat, made here by a plain Optuna storage."""
+    data = analytic_study(
+        name=name,
+        storage=url,
+        budget={"n_trials": n_trials},
+        artifacts={"enabled": False},
+        workers={"heartbeat_interval": 1, "grace_period": 2},
+    )
+    data["trainer"]["params"].update({"epochs": 2, "sleep_per_epoch": 0.0})
+    cfg = validate_study_data(data)
+    open_study(cfg)
+    plain = optuna.load_study(study_name=name, storage=url)
+    plain._storage.create_new_trial(plain._study_id)
+    return plain, cfg
+
+
+def test_worker_recovers_a_trial_nobody_runs_and_finishes(rdb_url: str, unique_name: str) -> None:
+    study, cfg = _study_with_a_trial_nobody_runs(rdb_url, unique_name, n_trials=3)
+    run_worker(cfg, poll_interval=0.2)  # would wait for the unowned trial forever before
+    assert_finished_exactly(study, 3)
+    trials = study.get_trials(deepcopy=False)
+    (never,) = by_state(trials, TrialState.FAIL)
+    assert never.number == 0 and never.user_attrs[FAIL_REASON] == NEVER_STARTED
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
+    assert retry.state == TrialState.COMPLETE
+
+
+def test_a_trial_is_recovered_only_after_a_whole_grace_period(tmp_path: Path) -> None:
+    study, _ = _study_with_a_trial_nobody_runs(f"sqlite:///{tmp_path / 'grace.db'}", "grace", 3)
+    watch = UnownedTrialWatch(grace_period=0.3)
+    assert watch.check(study, max_retries=1) == []  # first look: remembered, not judged
+    assert study.get_trials()[0].state == TrialState.RUNNING
+    assert _wait_until_recovered(watch, study) == [0]
+    assert study.get_trials()[0].state == TrialState.FAIL
+    assert study.get_trials()[1].state == TrialState.WAITING  # its retry
+
+
+def _wait_until_recovered(watch: UnownedTrialWatch, study: optuna.Study) -> list[int]:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        recovered = watch.check(study, max_retries=1)
+        if recovered:
+            return recovered
+        time.sleep(0.05)
+    return []
+
+
+def test_an_owned_trial_is_never_recovered(tmp_path: Path) -> None:
+    study, _ = _study_with_a_trial_nobody_runs(f"sqlite:///{tmp_path / 'owned.db'}", "owned", 3)
+    study._storage.set_trial_user_attr(study.get_trials()[0]._trial_id, "worker", "host:1")
+    watch = UnownedTrialWatch(grace_period=0.0)
+    assert watch.check(study, max_retries=1) == []
+    assert watch.check(study, max_retries=1) == []
+    assert study.get_trials()[0].state == TrialState.RUNNING
