@@ -12,6 +12,9 @@ them out of its re-reads. The one outside change, another worker marking it fail
 a lost heartbeat, still surfaces: RDB writes check the trial's state in the database,
 and the first write after it raises ``UpdateFinishedTrialError`` as before; the trial is
 then dropped from memory and read from the database like any other.
+
+Its writes go through :mod:`hpo.rdb_writes` (one statement each, checked to be RUNNING)
+on SQLite and PostgreSQL, and through Optuna's own writes elsewhere.
 """
 
 from __future__ import annotations
