@@ -129,7 +129,9 @@ def _count_connection(backend: optuna.storages.RDBStorage) -> Any:
         conns = _count_connections.by_storage = weakref.WeakKeyDictionary()
     entry = conns.get(backend)
     if entry is None or entry[0] != os.getpid() or entry[1].closed or entry[1].invalidated:
-        conn = backend.engine.connect()
+        # Autocommit: each count is one round trip that sees the latest commits, with no
+        # BEGIN / ROLLBACK around it.
+        conn = backend.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         weakref.finalize(backend, _close_quietly, conn)
         entry = conns[backend] = (os.getpid(), conn)
     return entry[1]
