@@ -344,12 +344,8 @@ def _as_stored(value: Any) -> Any:
 
 
 @functools.cache
-def _trials_statement() -> Any:
-    """Trials (with everything a FrozenTrial holds) re-read by a sweep, built once.
-
-    One shape for every sweep: ``trial_id IN (:included) OR trial_id > :greater_than``,
-    minus ``:excluded``; empty lists expand to SQL that matches nothing.
-    """
+def _study_trials_statement() -> Any:
+    """All of a study's trials, with everything a FrozenTrial holds, built once."""
     trial = models.TrialModel
     return (
         sqlalchemy.select(trial)
@@ -361,6 +357,20 @@ def _trials_statement() -> Any:
             orm.selectinload(trial.intermediate_values),
         )
         .where(trial.study_id == sqlalchemy.bindparam("study_id"))
+        .order_by(trial.trial_id)
+    )
+
+
+@functools.cache
+def _trials_statement() -> Any:
+    """The trials a sweep re-reads, built once.
+
+    One shape for every sweep: ``trial_id IN (:included) OR trial_id > :greater_than``,
+    minus ``:excluded``; empty lists expand to SQL that matches nothing.
+    """
+    trial = models.TrialModel
+    return (
+        _study_trials_statement()
         .where(
             sqlalchemy.or_(
                 trial.trial_id.in_(sqlalchemy.bindparam("included", expanding=True)),
@@ -368,7 +378,6 @@ def _trials_statement() -> Any:
             )
         )
         .where(trial.trial_id.not_in(sqlalchemy.bindparam("excluded", expanding=True)))
-        .order_by(trial.trial_id)
     )
 
 
@@ -397,20 +406,10 @@ def _get_trials_excluding(
         except sqlalchemy_exc.OperationalError:
             # Likely too many ids for one IN (SQLite's variable limit): Optuna's own fallback.
             session.rollback()
-            trial_model = models.TrialModel
-            everything = (
-                session.query(trial_model)
-                .options(orm.selectinload(trial_model.params))
-                .options(orm.selectinload(trial_model.values))
-                .options(orm.selectinload(trial_model.user_attributes))
-                .options(orm.selectinload(trial_model.system_attributes))
-                .options(orm.selectinload(trial_model.intermediate_values))
-                .filter(trial_model.study_id == study_id)
-                .order_by(trial_model.trial_id)
-            )
+            everything = session.execute(_study_trials_statement(), {"study_id": study_id})
             rows = [
                 row
-                for row in everything.all()
+                for row in everything.scalars().all()
                 if (row.trial_id in included_trial_ids or row.trial_id > trial_id_greater_than)
                 and row.trial_id not in excluded_trial_ids
             ]

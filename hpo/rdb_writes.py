@@ -49,13 +49,32 @@ def _running(trial_id: Any) -> Any:
     )
 
 
-def _upsert_while_running(
-    dialect: str, table: sqlalchemy.Table, columns: list[str], key: list[str]
-) -> Any | None:
+_UPSERTS: dict[str, tuple[list[str], list[str]]] = {
+    # table: (columns written, unique key)
+    "trial_intermediate_values": (
+        ["trial_id", "step", "intermediate_value", "intermediate_value_type"],
+        ["trial_id", "step"],
+    ),
+    "trial_user_attributes": (["trial_id", "key", "value_json"], ["trial_id", "key"]),
+    "trial_system_attributes": (["trial_id", "key", "value_json"], ["trial_id", "key"]),
+    # An upsert rather than Optuna's plain insert: a retry after a lost acknowledgement
+    # finds its own row instead of failing the trial on the unique constraint.
+    "trial_params": (
+        ["trial_id", "param_name", "param_value", "distribution_json"],
+        ["trial_id", "param_name"],
+    ),
+    "trial_values": (["trial_id", "objective", "value", "value_type"], ["trial_id", "objective"]),
+}
+
+
+@functools.cache
+def _upsert_while_running(dialect: str, table_name: str) -> Any | None:
     """``INSERT INTO table (columns) SELECT :columns WHERE running ON CONFLICT (key) UPDATE``."""
     insert = upsert_insert(dialect)
     if insert is None:
         return None
+    columns, key = _UPSERTS[table_name]
+    table = models.BaseModel.metadata.tables[table_name]
     # Parameters are named ``p_<column>``: SQLAlchemy reserves bare column names in inserts.
     row = sqlalchemy.select(
         *(sqlalchemy.bindparam(f"p_{name}", type_=table.c[name].type) for name in columns)
@@ -64,46 +83,6 @@ def _upsert_while_running(
     return stmt.on_conflict_do_update(
         index_elements=[table.c[name] for name in key],
         set_={name: stmt.excluded[name] for name in columns if name not in key},
-    )
-
-
-@functools.cache
-def _report_statement(dialect: str) -> Any | None:
-    return _upsert_while_running(
-        dialect,
-        models.TrialIntermediateValueModel.__table__,
-        ["trial_id", "step", "intermediate_value", "intermediate_value_type"],
-        ["trial_id", "step"],
-    )
-
-
-@functools.cache
-def _attr_statement(dialect: str, system: bool) -> Any | None:
-    model = models.TrialSystemAttributeModel if system else models.TrialUserAttributeModel
-    return _upsert_while_running(
-        dialect, model.__table__, ["trial_id", "key", "value_json"], ["trial_id", "key"]
-    )
-
-
-@functools.cache
-def _param_statement(dialect: str) -> Any | None:
-    # An upsert rather than Optuna's plain insert: a retry after a lost acknowledgement
-    # finds its own row instead of failing the trial on the unique constraint.
-    return _upsert_while_running(
-        dialect,
-        models.TrialParamModel.__table__,
-        ["trial_id", "param_name", "param_value", "distribution_json"],
-        ["trial_id", "param_name"],
-    )
-
-
-@functools.cache
-def _value_statement(dialect: str) -> Any | None:
-    return _upsert_while_running(
-        dialect,
-        models.TrialValueModel.__table__,
-        ["trial_id", "objective", "value", "value_type"],
-        ["trial_id", "objective"],
     )
 
 
@@ -137,7 +116,7 @@ def _execute(backend: RDBStorage, stmt: Any, params: Any) -> int:
 
 def write_report(backend: RDBStorage, trial_id: int, step: int, value: float) -> bool:
     """One report (value and its finite/inf/nan type, as Optuna stores it), replacing the step's."""
-    stmt = _report_statement(backend.engine.name)
+    stmt = _upsert_while_running(backend.engine.name, "trial_intermediate_values")
     if stmt is None:
         return False
     stored, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(value)
@@ -157,7 +136,8 @@ def write_attrs(
 
     False, with nothing relied on, unless every row was written.
     """
-    stmt = _attr_statement(backend.engine.name, system)
+    table = "trial_system_attributes" if system else "trial_user_attributes"
+    stmt = _upsert_while_running(backend.engine.name, table)
     if stmt is None or not attrs:
         return False
     rows = [
@@ -175,7 +155,7 @@ def write_param(
     distribution: distributions.BaseDistribution,
 ) -> bool:
     """One sampled parameter; the caller has checked ``distribution`` against the study's."""
-    stmt = _param_statement(backend.engine.name)
+    stmt = _upsert_while_running(backend.engine.name, "trial_params")
     if stmt is None:
         return False
     params = {
@@ -200,7 +180,7 @@ def finish_trial(
     RUNNING (checked by the ``UPDATE`` itself), and nothing is kept when it did not.
     """
     assert state.is_finished()
-    value_stmt = _value_statement(backend.engine.name)
+    value_stmt = _upsert_while_running(backend.engine.name, "trial_values")
     if value_stmt is None:
         return False
     with _create_scoped_session(backend.scoped_session, True) as session:

@@ -144,7 +144,7 @@ def open_study_storage(cfg: StudyConfig) -> optuna.storages.BaseStorage:
     backend = open_storage(
         url,
         heartbeat_interval=interval,
-        grace_period=workers.grace_period or default_grace_period(interval),
+        grace_period=int(grace_period(cfg)),
         heartbeat_stale_trial_callback=RetryStaleTrial(workers.max_retries),
     )
     if not OwnedTrialsStorage.supported():  # another Optuna: its own cache, as before

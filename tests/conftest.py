@@ -196,6 +196,15 @@ def own_postgres() -> Iterator[PostgresServer]:
         shutil.rmtree(server.folder, ignore_errors=True)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def rdb_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh SQLite file, or the test PostgreSQL server (skipped where there is none)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'hpo.db'}"
+    else:
+        yield request.getfixturevalue("postgres_url")
+
+
 @pytest.fixture
 def unique_name() -> str:
     """A study name no other test (or earlier run on a shared server) uses."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +16,6 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.objective import set_user_attrs
 from hpo.owned_trials import OwnedTrialsStorage
 from hpo.storages import open_storage
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def rdb_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh SQLite file, or the test PostgreSQL server (skipped where there is none)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'owned.db'}"
-    else:
-        yield request.getfixturevalue("postgres_url")
 
 
 def _rdb(url: str) -> RDBStorage:

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 
 import optuna
-import pytest
 from optuna.distributions import FloatDistribution
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from hpo.rdb_writes import finish_trial, write_attrs, write_param, write_report
 from hpo.storages import open_storage
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def rdb_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'writes.db'}"
-    else:
-        yield request.getfixturevalue("postgres_url")
 
 
 def _running(url: str, name: str) -> tuple[RDBStorage, int]:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
-import pytest
 from optuna.trial import TrialState
 
 from hpo.config import StudyConfig, validate_study_data
@@ -17,14 +15,6 @@ from hpo.workers.unowned import NEVER_STARTED, UnownedTrialWatch
 from hpo.workers.worker import run_worker
 from tests.conftest import analytic_study
 from tests.hpo.test_workers import assert_finished_exactly, by_state
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def rdb_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'unowned.db'}"
-    else:
-        yield request.getfixturevalue("postgres_url")
 
 
 def _study_with_a_trial_nobody_runs(
