@@ -1,8 +1,9 @@
-"""Shared fixtures: study files on disk and a real PostgreSQL server.
+"""Shared fixtures: study files on disk and real PostgreSQL and MySQL servers.
 
 PostgreSQL comes from ``HPO_TEST_POSTGRES_URL`` when set (CI sets it); otherwise a
 throwaway server is started when PostgreSQL's binaries are installed; otherwise the
-tests that need it skip and say why.
+tests that need it skip and say why. MySQL/MariaDB comes from ``HPO_TEST_MYSQL_URL``
+(CI sets it); without it those tests skip.
 """
 
 from __future__ import annotations
@@ -194,6 +195,18 @@ def own_postgres() -> Iterator[PostgresServer]:
         with contextlib.suppress(Exception):
             server.stop("immediate")
         shutil.rmtree(server.folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> str:
+    """URL of a real MySQL or MariaDB database the tests may create tables in."""
+    url = os.environ.get("HPO_TEST_MYSQL_URL")
+    if not url:
+        pytest.skip(
+            "MySQL not available: set HPO_TEST_MYSQL_URL (e.g. mysql+pymysql://root@127.0.0.1:3306/test)"
+        )
+    pytest.importorskip("pymysql", reason="the MySQL driver: pip install -e '.[mysql]'")
+    return url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

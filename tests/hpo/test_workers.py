@@ -213,6 +213,20 @@ def test_supervised_workers_and_a_joining_worker_on_postgres(
     assert len(hosts) >= 2
 
 
+@pytest.mark.mysql
+def test_supervised_workers_on_mysql(tmp_path: Path, mysql_url: str, unique_name: str) -> None:
+    """MySQL has no one-statement upserts here: the workers write through Optuna's own path."""
+    path = worker_study(tmp_path, name=unique_name, storage=mysql_url, n_trials=10, sleep=0.05)
+    result = hpo("run", str(path), "--workers", "3", timeout=180)
+    assert result.returncode == 0, result.stderr
+    study = load(unique_name, mysql_url)
+    assert_finished_exactly(study, 10)
+    assert len({t.user_attrs["worker"] for t in study.get_trials(deepcopy=False)}) >= 2
+    resumed = hpo("run", str(path), "--workers", "2", timeout=180)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_finished_exactly(load(unique_name, mysql_url), 10)
+
+
 def test_workers_through_the_grpc_storage_proxy(tmp_path: Path) -> None:
     pytest.importorskip("grpc", reason="the gRPC storage proxy needs grpcio")
     port = free_port()
