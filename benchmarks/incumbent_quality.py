@@ -39,6 +39,8 @@ from benchmarks.seed_noise import train_once
 
 REEVAL_SEED_BASE = 1000
 """Fresh seeds start here: the searches use seeds 0, 1, 2, ..."""
+THIRD = Fraction(1, 3)
+"""The goal's share of the manual sweep's epochs."""
 
 
 @dataclass(frozen=True)
@@ -117,9 +119,6 @@ def _fmt_fraction(fraction: Fraction) -> str:
     return "the full budget" if fraction == 1 else f"{fraction} of the budget"
 
 
-THIRD = Fraction(1, 3)
-
-
 def report(
     found: Sequence[Pick], scores: Mapping[tuple[str, str, int], float], seeds: Sequence[int]
 ) -> list[str]:
@@ -129,8 +128,10 @@ def report(
         return statistics.fmean(scores[(pick.dataset, pick.params, s)] for s in seeds)
 
     lines = [
-        "| dataset | method | incumbent after (fraction of the budget) | median F1 the search saw | median F1 trained again "
-        f"({len(seeds)} fresh seeds) | distinct configurations picked |",
+        "| dataset | method | incumbent after (fraction of the budget) "
+        "| median F1 the search saw "
+        f"| median F1 trained again ({len(seeds)} fresh seeds) "
+        "| distinct configurations picked |",
         "|---|---|---|---|---|---|",
     ]
     groups: dict[tuple[str, str, Fraction], list[Pick]] = {}
@@ -195,11 +196,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    fractions = sorted({Fraction(f.strip()) for f in args.fractions.split(",") if f.strip()})
+    try:
+        fractions = {Fraction(f.strip()) for f in args.fractions.split(",") if f.strip()}
+    except (ValueError, ZeroDivisionError):
+        fractions = set()
+    problems = []
     if not fractions or any(not 0 < f <= 1 for f in fractions):
-        print("error: --fractions: give fractions in (0, 1], e.g. 1/3,1", file=sys.stderr)
+        problems.append("--fractions: give fractions in (0, 1], e.g. 1/3,1")
+    if args.reeval_seeds < 1:
+        problems.append("--reeval-seeds: give at least 1")
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
         return 2
-    fractions = sorted(set(fractions) | {THIRD, Fraction(1)})
+    fractions = sorted(fractions | {THIRD, Fraction(1)})
     runs = se.load_curves_csv(curves)
     found = picks(runs, fractions)
     seeds = [REEVAL_SEED_BASE + i for i in range(args.reeval_seeds)]
