@@ -22,12 +22,13 @@ from __future__ import annotations
 import copy
 import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy
 from optuna import distributions
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
 from optuna.storages._rdb import models
@@ -48,6 +49,8 @@ class OwnedTrialsStorage(_CachedStorage):
     def __init__(self, backend: RDBStorage) -> None:
         super().__init__(backend)
         self._owned: dict[int, FrozenTrial] = {}
+        self.owner_attrs: dict[str, Any] = {}
+        """User attributes naming this worker, written the moment a trial becomes ours."""
         # SQLite and PostgreSQL take hpo's one-statement writes; others Optuna's own.
         self._one_statement_writes = upsert_insert(backend.engine.name) is not None
 
@@ -116,6 +119,7 @@ class OwnedTrialsStorage(_CachedStorage):
                 study = self._studies[study_id]
                 number = self._trial_id_to_study_id_and_number[trial_id][1]
                 self._own(study_id, study.trials[number])
+            self._write_owner(trial_id)
         return trial_id
 
     def set_trial_state_values(
@@ -137,7 +141,39 @@ class OwnedTrialsStorage(_CachedStorage):
                 trial = self._backend.get_trial(trial_id)
                 with self._lock:
                     self._own(known[0], trial)
+                self._write_owner(trial_id)
         return changed
+
+    def owner_recorded(self, trial_id: int, attrs: Mapping[str, Any]) -> bool:
+        """Whether ``attrs`` are already on this running trial of ours (no database read)."""
+        with self._lock:
+            owned = self._owned.get(trial_id)
+            if owned is None:
+                return False
+            return all(owned.user_attrs.get(k, _MISSING) == _as_stored(v) for k, v in attrs.items())
+
+    def _write_owner(self, trial_id: int) -> None:
+        """Name this worker on a trial it just created or popped, before the sampler runs.
+
+        Until then the trial is RUNNING with no owner, and a worker that loses the
+        database in that gap (the sampler's reads are the long part) leaves a trial that
+        its supervisor cannot attribute: it waits out the heartbeat grace period instead
+        of being queued again at once. A failed write leaves it as it was, unowned.
+        """
+        attrs = self.owner_attrs
+        if not attrs:
+            return
+        try:
+            if not self._one_statement_writes:
+                for key, value in attrs.items():
+                    self.set_trial_user_attr(trial_id, key, value)
+            elif self._on_backend("set_trial_user_attr", write_attrs, trial_id, attrs):
+                self.record_user_attrs(trial_id, attrs)
+        except UpdateFinishedTrialError:
+            pass  # ended elsewhere already: the worker's own write at the trial's start says so
+        except BaseException:
+            self._release(trial_id)  # later reads come from the database
+            raise
 
     def _finish(self, trial_id: int, state: TrialState, values: Sequence[float] | None) -> bool:
         """Finish an owned trial in one transaction and keep it, finished, in the cache.
@@ -315,6 +351,9 @@ class OwnedTrialsStorage(_CachedStorage):
             "_get_trials", _get_trials_excluding, study_id, included, greater_than, excluded
         )
         return trials
+
+
+_MISSING = object()
 
 
 def _finish_or_raise(

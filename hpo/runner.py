@@ -362,6 +362,8 @@ def run_study(
     if reseed_sampler:
         study.sampler.reseed_rng()
     identity = identity or WorkerIdentity.current()
+    if isinstance(study._storage, OwnedTrialsStorage):
+        study._storage.owner_attrs = identity.attrs()
     max_retries = cfg.workers.max_retries
     quiet_expected_warnings()
     recover_orphans(study, max_retries=max_retries)

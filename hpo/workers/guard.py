@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager, nullcontext
 import optuna
 
 from hpo.objective import FAIL_REASON
+from hpo.owned_trials import OwnedTrialsStorage
 from hpo.workers.budget import SURPLUS_ATTR, BudgetTracker, SurplusTrial
 from hpo.workers.heartbeat import TrialHeartbeat, recover_stale
 from hpo.workers.identity import WorkerIdentity, mark_owner
@@ -68,7 +69,13 @@ class TrialGuard:
 
     def __call__(self, trial: optuna.Trial) -> float | Sequence[float]:
         self.current_trial_id = trial._trial_id
-        mark_owner(trial, self.identity)
+        storage = trial.study._storage
+        attrs = self.identity.attrs()
+        if not (
+            isinstance(storage, OwnedTrialsStorage)
+            and storage.owner_recorded(trial._trial_id, attrs)
+        ):
+            mark_owner(trial, self.identity)  # not yet written when the trial was created
         beat: AbstractContextManager[object] = nullcontext()
         if self.own_heartbeat is not None:
             interval, grace = self.own_heartbeat

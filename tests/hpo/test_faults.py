@@ -151,8 +151,8 @@ def test_workers_that_give_up_on_the_database_lose_nothing(
     try:
         done_before = _wait_mid_trial(name, own_postgres.url)
         _outage(own_postgres, 3.5)
-        # Usually ~10 s; rarely much longer (seen: 68 s, and twice past 120 s); not yet
-        # explained, see docs/reliability.md.
+        # About 10 s. It used to take 60 s+ now and then, when a trial created just before
+        # the outage was left without an owner; see docs/reliability.md.
         output, _ = run.communicate(timeout=300)
     finally:
         if run.poll() is None:

@@ -243,3 +243,41 @@ def test_sweep_with_more_ids_than_one_statement_takes(tmp_path: Path) -> None:
     many = set(range(100_000, 200_000))
     got = _get_trials_excluding(backend, study._study_id, many | {ids[0]}, ids[1], many)
     assert [t._trial_id for t in got] == [ids[0], ids[2]]
+
+
+def test_a_trial_names_its_owner_the_moment_it_is_ours(rdb_url: str, unique_name: str) -> None:
+    """Created or popped from the queue: the owner is in the database before sampling."""
+    storage = _owned(rdb_url)
+    owner = {"worker": "host:123", "worker_slot": None, "worker_machine": "m-1"}
+    storage.owner_attrs = dict(owner)
+    study = optuna.create_study(storage=storage, study_name=unique_name)
+    study.enqueue_trial({"x": 1.0})
+    popped, fresh = study.ask(), study.ask()
+    reader = _rdb(rdb_url)
+    for trial in (popped, fresh):
+        assert reader.get_trial(trial._trial_id).user_attrs == owner
+        assert storage.owner_recorded(trial._trial_id, owner)
+    assert not storage.owner_recorded(fresh._trial_id, {**owner, "worker": "host:999"})
+    study.tell(fresh, 1.0)
+    assert not storage.owner_recorded(fresh._trial_id, owner)  # finished: no longer ours
+
+    # A storage that names no owner writes nothing at creation, as before.
+    plain = _owned(rdb_url)
+    trial = optuna.load_study(storage=plain, study_name=unique_name).ask()
+    assert reader.get_trial(trial._trial_id).user_attrs == {}
+
+
+def test_naming_the_owner_of_a_trial_that_ended_elsewhere_is_left_to_the_worker(
+    rdb_url: str, unique_name: str
+) -> None:
+    """The worker's own write at the trial's start raises Optuna's error; creation does not."""
+    storage = _owned(rdb_url)
+    study = optuna.create_study(storage=storage, study_name=unique_name)
+    trial = study.ask()
+    _rdb(rdb_url).set_trial_state_values(trial._trial_id, TrialState.FAIL)  # another worker
+    storage.owner_attrs = {"worker": "host:123"}
+    storage._write_owner(trial._trial_id)
+    assert not storage.owner_recorded(trial._trial_id, storage.owner_attrs)
+    assert _rdb(rdb_url).get_trial(trial._trial_id).user_attrs == {}
+    with pytest.raises(UpdateFinishedTrialError):
+        set_user_attrs(trial, storage.owner_attrs)
