@@ -1,6 +1,6 @@
 """Search efficiency: best validation F1 reached versus epochs spent, at equal compute.
 
-Three ways to tune the seed space of the contrastive trainer (temperature, contrastive
+Ways to tune the seed space of the contrastive trainer (temperature, contrastive
 weight, batch size, loss, the dim-reduction bottleneck, number of heads) on a fixed task:
 
 ``manual``
@@ -75,6 +75,10 @@ from benchmarks._common import machine_line
 METHODS = ("manual", "random", "tpe_hyperband", "tpe_hyperband_warm")
 """The methods compared by default; ``tpe`` (no pruning) is an optional diagnostic arm."""
 ALL_METHODS = (*METHODS, "tpe_sha_warm", "tpe")
+WARM_METHODS = ("tpe_hyperband_warm", "tpe_sha_warm")
+"""Arms that try the trainer defaults first and reuse completed configurations."""
+PRUNED_METHODS = ("tpe_hyperband", *WARM_METHODS)
+"""TPE with a pruner: the service's default and its variants, judged against the goal."""
 METHOD_LABELS = {
     "manual": "manual one-knob sweep",
     "random": "random search, no pruning",
@@ -261,16 +265,14 @@ def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
     elif method == "tpe":
         sampler = {"name": "tpe", "n_startup_trials": setup.tpe_startup}
         pruner = {"name": "none"}
-    elif method in ("tpe_hyperband", "tpe_hyperband_warm"):
+    elif method in PRUNED_METHODS:
         sampler = {"name": "tpe", "n_startup_trials": setup.tpe_startup}
         # min_resource left out: the service starts the rungs after the trainer's warmup
         pruner = {"name": "hyperband", "reduction_factor": setup.hb_reduction}
-        if setup.hb_min_resource is not None:
-            pruner["min_resource"] = setup.hb_min_resource
-    elif method == "tpe_sha_warm":
-        sampler = {"name": "tpe", "n_startup_trials": setup.tpe_startup, "multivariate": True}
-        # one bracket: the sampler sees the whole study, not one Hyperband bracket's share
-        pruner = {"name": "successive_halving", "reduction_factor": setup.hb_reduction}
+        if method == "tpe_sha_warm":
+            # one bracket: the sampler sees the whole study, not one Hyperband bracket's share
+            sampler["multivariate"] = True
+            pruner["name"] = "successive_halving"
         if setup.hb_min_resource is not None:
             pruner["min_resource"] = setup.hb_min_resource
     else:
@@ -289,7 +291,7 @@ def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
         "space": {n: {"type": "categorical", "choices": list(v)} for n, v in setup.space.items()},
         "artifacts": {"enabled": False},
     }
-    if method in ("tpe_hyperband_warm", "tpe_sha_warm"):
+    if method in WARM_METHODS:
         # the manual sweep's start point (the trainer defaults), tried first, and no epoch
         # spent on a configuration that already completed
         data["enqueue"] = [dict(setup.start)]
@@ -595,7 +597,7 @@ def verdicts(rows: Sequence[Row]) -> list[str]:
     """Whether our default reached the manual best with at most a third of the epochs."""
     out = []
     for r in rows:
-        if r.method not in ("tpe_hyperband", "tpe_hyperband_warm", "tpe_sha_warm"):
+        if r.method not in PRUNED_METHODS:
             continue
         strict = r.median_ratio <= 1 / 3 + _EPS
         sweep = r.median_ratio_sweep <= 1 / 3 + _EPS

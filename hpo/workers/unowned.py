@@ -1,13 +1,14 @@
 """RUNNING trials that nobody runs and no heartbeat check can see: recovered by watching.
 
-A worker marks its owner on a trial as the first thing it does after ``ask``, so a trial
-that stays RUNNING without an owner is one that no process is running:
+A worker names itself on a trial the moment it creates or pops it (SQL storages) or as
+the first thing it does after ``ask`` (others), so a trial that stays RUNNING without an
+owner is one that no process is running:
 
 - the first of two trials made for one ``ask`` on PostgreSQL, when the server committed
   the new trial but its acknowledgement was lost and the reconnecting storage created it
   again; that first trial never gets a heartbeat, so Optuna's stale check never sees it;
-- a worker killed between ``ask`` and marking its trial, on another machine (on this
-  machine :func:`~hpo.workers.recovery.recover_orphans` sees the dead pid).
+- a worker that died before naming itself, on another machine (on this machine
+  :func:`~hpo.workers.recovery.recover_orphans` sees the dead pid).
 
 Left alone, such a trial holds a slot of ``budget.n_trials`` forever, and the workers
 waiting for the trials running elsewhere would wait for it forever. This process looks
