@@ -65,10 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--noise", type=float, default=1.0, help="synthetic_noise")
-    parser.add_argument("--n-train", type=int, default=800)
+    parser.add_argument("--n-train", type=int, default=2000, help="train + val")
     parser.add_argument("--n-test", type=int, default=100)
     parser.add_argument("--length", type=int, default=32)
     parser.add_argument("--dim", type=int, default=32)
+    parser.add_argument(
+        "--val-fraction", type=float, default=0.88, help="share of --n-train held out"
+    )
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (1 thread each)")
     parser.add_argument("--quick", action="store_true", help="CI smoke size")
     return parser
@@ -78,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.quick:
         args.seeds, args.epochs, args.n_train, args.n_test, args.length = 2, 2, 96, 32, 16
+        args.val_fraction = 0.2
     fixed = fixed_params(args, args.dataset)
     configs = configurations(args.quick)
     print(f"seed noise on {args.dataset}: {len(configs)} configurations x {args.seeds} seeds")

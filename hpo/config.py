@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -444,7 +444,10 @@ def _can_take(spec: ParamSpec, value: Any) -> bool:
     return spec.low <= value <= spec.high
 
 
-def _condition_problems(space: Mapping[str, ParamSpec]) -> list[str]:
+def _condition_problems(
+    space: Mapping[str, ParamSpec], unparsed: Collection[str] = ()
+) -> list[str]:
+    """``unparsed``: declared parameters whose own spec failed (and was reported already)."""
     out: list[str] = []
     for name, spec in space.items():
         if not spec.condition:
@@ -453,6 +456,8 @@ def _condition_problems(space: Mapping[str, ParamSpec]) -> list[str]:
             path = f"space.{name}.if.{other}"
             if other == name:
                 out.append(f"{path}: a parameter cannot depend on itself")
+                continue
+            if other in unparsed:
                 continue
             if other not in space:
                 known = ", ".join(n for n in space if n != name) or "none"
@@ -518,15 +523,18 @@ def validate_study_data(data: Any, *, source: str | None = None) -> StudyConfig:
     if problems:
         raise ConfigError(problems)
     raw = dict(data)
-    space, problems = _parse_space(raw.pop("space", None))
+    raw_space = raw.pop("space", None)
+    space, problems = _parse_space(raw_space)
+    declared = set(raw_space) if isinstance(raw_space, Mapping) else set()
+    # the space's own checks need no other section, so they are reported with its type errors
+    for name, spec in space.items():
+        problems.extend(_range_problems(name, spec))
+    problems.extend(_condition_problems(space, declared - set(space)))
     try:
         cfg = StudyConfig.model_validate({**raw, "space": {}, "source": source})
     except ValidationError as exc:
         problems = _pydantic_problems(exc, (), StudyConfig) + problems
         raise ConfigError(problems) from None
-    for name, spec in space.items():
-        problems.extend(_range_problems(name, spec))
-    problems.extend(_condition_problems(space))
     problems.extend(_enqueue_problems(space, cfg.enqueue))
     n_trials = cfg.budget.n_trials
     if n_trials is not None and len(cfg.enqueue) > n_trials:

@@ -61,3 +61,14 @@ def test_tolerance_counts_near_misses_for_every_method() -> None:
     assert near["manual"].to_reach == [40]  # 0.88 is first reached by the manual sweep at 40
     assert near["tpe_hyperband"].to_reach == [10]
     assert near["tpe_hyperband"].ratio_vs_manual == [0.25]
+
+
+def test_val_fraction_reaches_the_trainer_for_synthetic_har_only() -> None:
+    args = search_efficiency.resolve_args(
+        search_efficiency.build_parser().parse_args(["--val-fraction", "0.7"])
+    )
+    assert search_efficiency.fixed_params(args, "synthetic_har")["val_fraction"] == 0.7
+    # BasicMotions keeps its own split: half of its 40 training series
+    assert search_efficiency.fixed_params(args, "BasicMotions")["val_fraction"] == 0.5
+    args.val_fraction = None
+    assert "val_fraction" not in search_efficiency.fixed_params(args, "synthetic_har")

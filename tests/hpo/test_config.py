@@ -72,6 +72,20 @@ def test_every_problem_reported_at_once(write_study: Callable[..., Path]) -> Non
     assert "space.bad.type: must be one of float, int, categorical (got 'gaussian')" in lines
 
 
+def test_space_checks_reported_with_other_sections_errors(
+    write_study: Callable[..., Path],
+) -> None:
+    data = analytic_study()
+    del data["budget"]
+    data["space"]["x"] = {"type": "float", "low": 2.0, "high": 1.0}
+    data["space"]["choice"] = {"type": "categorical", "choices": "c"}
+    assert problems_of(write_study, data) == [
+        "budget: required",
+        "space.choice.choices: Input should be a valid list (got 'c')",
+        "space.x: low (2.0) must be <= high (1.0)",
+    ]  # and no "unknown parameter 'choice'" for margin's condition on the unparsed choice
+
+
 def test_log_range_needs_positive_low(write_study: Callable[..., Path]) -> None:
     data = analytic_study()
     data["space"]["x"] = {"type": "float", "low": 0.0, "high": 0.5, "log": True}
