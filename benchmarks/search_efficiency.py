@@ -28,6 +28,10 @@ weight, batch size, loss, the dim-reduction bottleneck, number of heads) on a fi
     of Hyperband (Optuna's TPE sees only the current Hyperband bracket's trials, so each
     bracket pays its own random start-up) and ``multivariate: true`` TPE (one joint model
     of the knobs, for interactions such as loss x contrastive weight).
+``tpe_hyperband_screen`` (opt-in)
+    The warm arm with the manual sweep's first look at every knob enqueued: the defaults
+    and each one-knob change of them, in the sweep's order, screened by Hyperband before
+    TPE samples on its own.
 
 All methods search the same set: every parameter is categorical with the same choices.
 Compute is counted in trained epochs; a pruned trial counts only the epochs it reported
@@ -78,8 +82,8 @@ from benchmarks._common import machine_line
 
 METHODS = ("manual", "random", "tpe_hyperband", "tpe_hyperband_warm")
 """The methods compared by default; ``tpe`` (no pruning) is an optional diagnostic arm."""
-ALL_METHODS = (*METHODS, "tpe_sha_warm", "tpe")
-WARM_METHODS = ("tpe_hyperband_warm", "tpe_sha_warm")
+ALL_METHODS = (*METHODS, "tpe_sha_warm", "tpe_hyperband_screen", "tpe")
+WARM_METHODS = ("tpe_hyperband_warm", "tpe_sha_warm", "tpe_hyperband_screen")
 """Arms that try the trainer defaults first and reuse completed configurations."""
 PRUNED_METHODS = ("tpe_hyperband", *WARM_METHODS)
 """TPE with a pruner: the service's default and its variants, judged against the goal."""
@@ -89,6 +93,7 @@ METHOD_LABELS = {
     "tpe_hyperband": "TPE + Hyperband (our default)",
     "tpe_hyperband_warm": "TPE + Hyperband, defaults enqueued, duplicates reused",
     "tpe_sha_warm": "TPE (multivariate) + successive halving, defaults enqueued, duplicates reused",
+    "tpe_hyperband_screen": "TPE + Hyperband, one-knob changes of the defaults enqueued",
     "tpe": "TPE, no pruning (diagnostic)",
 }
 METHOD_COLORS = {
@@ -97,6 +102,7 @@ METHOD_COLORS = {
     "tpe_hyperband": "#d62728",
     "tpe_hyperband_warm": "#2ca02c",
     "tpe_sha_warm": "#9467bd",
+    "tpe_hyperband_screen": "#8c564b",
     "tpe": "#ff7f0e",
 }
 DATASETS = ("synthetic_har", "BasicMotions")
@@ -235,6 +241,16 @@ def manual_budget(space: Mapping[str, Sequence[Any]], start: Mapping[str, Any], 
     return runs * epochs
 
 
+def one_knob_changes(
+    space: Mapping[str, Sequence[Any]], start: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """``start``, then every configuration that changes one knob of it, in ``space``'s order."""
+    configs = [dict(start)]
+    for name, values in space.items():
+        configs.extend({**start, name: v} for v in values if not _in(v, [start[name]]))
+    return configs
+
+
 def fixed_params(args: argparse.Namespace, dataset: str) -> dict[str, Any]:
     """Trainer params shared by every run on ``dataset`` (the seed is added per repetition)."""
     params: dict[str, Any] = {
@@ -303,6 +319,8 @@ def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
         # spent on a configuration that already completed
         data["enqueue"] = [dict(setup.start)]
         data["duplicates"] = "reuse"
+    if method == "tpe_hyperband_screen":
+        data["enqueue"] = one_knob_changes(setup.space, setup.start)
     return validate_study_data(data)
 
 
@@ -1041,6 +1059,11 @@ def run(args: argparse.Namespace) -> tuple[list[RunRecord], list[Row], list[str]
         context.append(
             "shared-history arm: multivariate TPE + successive halving (same min_resource and "
             "reduction_factor as Hyperband), defaults enqueued, duplicates: reuse"
+        )
+    if "tpe_hyperband_screen" in args.methods:
+        context.append(
+            "screening arm: the warm arm with every one-knob change of the defaults enqueued "
+            "after them, in the manual sweep's order"
         )
     return runs, rows, context
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,3 +73,30 @@ def test_val_fraction_reaches_the_trainer_for_synthetic_har_only() -> None:
     assert search_efficiency.fixed_params(args, "BasicMotions")["val_fraction"] == 0.5
     args.val_fraction = None
     assert "val_fraction" not in search_efficiency.fixed_params(args, "synthetic_har")
+
+
+def test_screening_arm_enqueues_the_defaults_then_each_one_knob_change(tmp_path: Path) -> None:
+    space: dict[str, list[Any]] = {"batch_size": [32, 64, 128], "n_heads": [4, 8]}
+    start = {"batch_size": 32, "n_heads": 4}
+    assert search_efficiency.one_knob_changes(space, start) == [
+        {"batch_size": 32, "n_heads": 4},
+        {"batch_size": 64, "n_heads": 4},
+        {"batch_size": 128, "n_heads": 4},
+        {"batch_size": 32, "n_heads": 8},
+    ]
+    setup = search_efficiency.Setup(
+        dataset="synthetic_har",
+        epochs=2,
+        fixed={"dataset": "synthetic_har", "epochs": 2},
+        space=space,
+        start=start,
+        budget=8,
+        tpe_startup=5,
+        hb_min_resource=None,
+        hb_reduction=3,
+        threads=1,
+    )
+    cfg = search_efficiency.study_config(setup, "tpe_hyperband_screen", 0, str(tmp_path))
+    assert [dict(c) for c in cfg.enqueue] == search_efficiency.one_knob_changes(space, start)
+    assert cfg.duplicates == "reuse"
+    assert cfg.pruner.name == "hyperband"
