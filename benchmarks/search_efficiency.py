@@ -1047,7 +1047,7 @@ def run(args: argparse.Namespace) -> tuple[list[RunRecord], list[Row], list[str]
         + ", "
         f"reduction_factor {args.hb_reduction}, max_resource {args.epochs}); "
         "synthetic HAR: "
-        f"n_train {args.n_train}, val_fraction {args.val_fraction or 0.2}, length {args.length}, "
+        f"n_train {args.n_train}, val_fraction {args.val_fraction}, length {args.length}, "
         f"noise {args.noise}, dim {args.dim}; BasicMotions: val_fraction 0.5 (20 val series)",
     ]
     if "tpe_hyperband_warm" in args.methods:

@@ -444,9 +444,7 @@ def _can_take(spec: ParamSpec, value: Any) -> bool:
     return spec.low <= value <= spec.high
 
 
-def _condition_problems(
-    space: Mapping[str, ParamSpec], unparsed: Collection[str] = ()
-) -> list[str]:
+def _condition_problems(space: Mapping[str, ParamSpec], unparsed: Collection[str]) -> list[str]:
     """``unparsed``: declared parameters whose own spec failed (and was reported already)."""
     out: list[str] = []
     for name, spec in space.items():
