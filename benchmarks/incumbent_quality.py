@@ -13,6 +13,12 @@ The goal reading: our default's incumbent after a third of the manual sweep's ep
 against the manual sweep's final pick, both trained again at the same fresh seeds (a
 paired difference per search seed).
 
+``--confirm 3x2`` also measures ``hpo confirm``: each search's top 3 distinct
+configurations (as :func:`hpo.confirm.select_finalists` ranks them) trained again at 2
+confirmation seeds of their own, the best mean picked, and that pick scored at the fresh
+seeds like every other. It is taken at equal compute (the search stopped early by the
+confirmation's epochs) and after the full search (the confirmation's epochs on top).
+
 ``python -m benchmarks.incumbent_quality --from OUT`` where ``OUT`` is a search-efficiency
 ``--out`` folder (not a ``--replot`` one): the task (epochs, sizes, noise) is rebuilt from
 the arguments recorded in its ``search_efficiency.json``.
@@ -39,6 +45,8 @@ from benchmarks.seed_noise import train_once
 
 REEVAL_SEED_BASE = 1000
 """Fresh seeds start here: the searches use seeds 0, 1, 2, ..."""
+CONFIRM_SEED_BASE = 2000
+"""The confirmation's own seeds: the pick must not be chosen on the seeds that score it."""
 THIRD = Fraction(1, 3)
 """The goal's share of the manual sweep's epochs."""
 
@@ -53,6 +61,12 @@ class Pick:
     fraction: Fraction
     params: str  # JSON, sorted keys: hashable and printable
     seen_f1: float  # the validation F1 the search saw for it
+    confirm: str = ""  # "3x2": chosen by confirming the top 3 at 2 seeds; "": the incumbent
+
+    @property
+    def label(self) -> str:
+        """How the pick was made: the budget fraction searched, and the confirmation."""
+        return f"{self.fraction}" + (f" + confirm {self.confirm}" if self.confirm else "")
 
 
 def incumbent(run: se.RunRecord, epochs: int) -> tuple[dict[str, Any], float] | None:
@@ -81,6 +95,69 @@ def picks(runs: Sequence[se.RunRecord], fractions: Sequence[Fraction]) -> list[P
 
 def _key(params: Mapping[str, Any]) -> str:
     return json.dumps(dict(params), sort_keys=True)
+
+
+def finalists(run: se.RunRecord, epochs: int, top: int) -> list[str]:
+    """The ``top`` configurations ``hpo confirm`` would take from the search within ``epochs``."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    from hpo.confirm import select_finalists
+
+    study = optuna.create_study(direction="maximize")
+    for cum, _, trial in run.curve():
+        if cum > epochs:
+            break
+        if trial.state == "COMPLETE" and trial.value is not None:
+            study.add_trial(
+                optuna.trial.create_trial(
+                    value=trial.value,
+                    params=trial.params,
+                    distributions={
+                        k: CategoricalDistribution([v]) for k, v in trial.params.items()
+                    },
+                )
+            )
+    return [_key(t.params) for t in select_finalists(study, top)]
+
+
+def confirmed_picks(
+    runs: Sequence[se.RunRecord],
+    top: int,
+    n_seeds: int,
+    epochs: int,
+    fixed: Mapping[str, Mapping[str, Any]],
+    jobs: int,
+) -> list[Pick]:
+    """Each search's pick by confirmation, at equal compute and after the full search."""
+    cost = top * n_seeds * epochs
+    seeds = [CONFIRM_SEED_BASE + i for i in range(n_seeds)]
+    plans: list[tuple[se.RunRecord, Fraction, list[str]]] = []
+    for run in runs:
+        if run.method == "manual":
+            continue
+        for searched in (run.budget - cost, run.budget):
+            if searched > 0:
+                plans.append((run, Fraction(searched, run.budget), finalists(run, searched, top)))
+    wanted = {(run.dataset, key) for run, _, keys in plans for key in keys}
+    print(f"confirmation: {len(wanted)} configurations x {n_seeds} confirmation seeds")
+    scores = reevaluate(wanted, fixed, seeds, jobs)
+    seen = {
+        (run.dataset, run.method, run.seed, _key(t.params)): t.value
+        for run in runs
+        for t in run.trials
+        if t.state == "COMPLETE" and t.value is not None
+    }
+    out = []
+    for run, fraction, keys in plans:
+        if not keys:
+            continue
+        best = max(keys, key=lambda k: statistics.fmean(scores[(run.dataset, k, s)] for s in seeds))
+        value = seen[(run.dataset, run.method, run.seed, best)]
+        out.append(
+            Pick(run.dataset, run.method, run.seed, fraction, best, value, f"{top}x{n_seeds}")
+        )
+    return out
 
 
 def task_params(folder: Path) -> dict[str, dict[str, Any]] | None:
@@ -134,35 +211,48 @@ def report(
         "| distinct configurations picked |",
         "|---|---|---|---|---|---|",
     ]
-    groups: dict[tuple[str, str, Fraction], list[Pick]] = {}
+    groups: dict[tuple[str, str, str], list[Pick]] = {}
     for pick in found:
-        groups.setdefault((pick.dataset, pick.method, pick.fraction), []).append(pick)
-    for (dataset, method, fraction), group in groups.items():
+        groups.setdefault((pick.dataset, pick.method, pick.label), []).append(pick)
+    for (dataset, method, label), group in groups.items():
         seen = statistics.median(p.seen_f1 for p in group)
         again = statistics.median(quality(p) for p in group)
         lines.append(
-            f"| {dataset} | {se.METHOD_LABELS[method]} | {fraction} | "
+            f"| {dataset} | {se.METHOD_LABELS[method]} | {label} | "
             f"{seen:.3f} | {again:.3f} | {len({p.params for p in group})}/{len(group)} |"
         )
     lines.append("")
     final_manual = {
-        (p.dataset, p.seed): p for p in found if p.method == "manual" and p.fraction == 1
+        (p.dataset, p.seed): p
+        for p in found
+        if p.method == "manual" and p.fraction == 1 and not p.confirm
     }
-    diffs: dict[tuple[str, str, Fraction], list[float]] = {}
+    diffs: dict[tuple[str, str, Fraction, str], list[float]] = {}
     for pick in found:
         target = final_manual.get((pick.dataset, pick.seed))
         if pick.method != "manual" and target is not None:
             diff = quality(pick) - quality(target)
-            diffs.setdefault((pick.dataset, pick.method, pick.fraction), []).append(diff)
-    for (dataset, method, fraction), values in diffs.items():
+            key = (pick.dataset, pick.method, pick.fraction, pick.confirm)
+            diffs.setdefault(key, []).append(diff)
+    for (dataset, method, fraction, confirm), values in diffs.items():
         as_good = sum(d >= -1e-9 for d in values)
         error = f"{statistics.stdev(values) / len(values) ** 0.5:.4f}" if len(values) > 1 else "n/a"
         lines.append(
-            f"{dataset} {method}: its pick after {_fmt_fraction(fraction)} minus the manual "
+            f"{dataset} {method}: its pick after {_fmt_fraction(fraction)}"
+            + (f" confirmed ({confirm}: top x seeds)" if confirm else "")
+            + " minus the manual "
             f"sweep's final pick, both trained again: mean {statistics.fmean(values):+.4f} F1 "
             f"(standard error {error}); as good or better in {as_good}/{len(values)} seeds"
         )
     return lines
+
+
+def _parse_confirm(text: str | None) -> tuple[int, int] | None:
+    top, sep, seeds = (text or "").lower().partition("x")
+    if not sep or not top.strip().isdigit() or not seeds.strip().isdigit():
+        return None
+    parsed = int(top), int(seeds)
+    return parsed if min(parsed) >= 1 else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,6 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--fractions", default="1/3,1", help="budget fractions to take the incumbent at"
+    )
+    parser.add_argument(
+        "--confirm",
+        default=None,
+        metavar="TOPxSEEDS",
+        help="also pick by confirmation as hpo confirm does, e.g. 3x2: the top 3 trained at 2 "
+        "seeds of their own, at equal compute and after the full search",
     )
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (1 thread each)")
     parser.add_argument("--json", default=None, help="also write the figures here")
@@ -205,18 +302,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems.append("--fractions: give fractions in (0, 1], e.g. 1/3,1")
     if args.reeval_seeds < 1:
         problems.append("--reeval-seeds: give at least 1")
+    confirm = _parse_confirm(args.confirm)
+    if args.confirm is not None and confirm is None:
+        problems.append(
+            f"--confirm: give TOPxSEEDS with both at least 1, e.g. 3x2 (got {args.confirm!r})"
+        )
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     if problems:
         return 2
     fractions = sorted(fractions | {THIRD, Fraction(1)})
     runs = se.load_curves_csv(curves)
+    print(machine_line())
+    started = time.perf_counter()
     found = picks(runs, fractions)
+    if confirm is not None:
+        epochs = int(json.loads((folder / "search_efficiency.json").read_text())["args"]["epochs"])
+        found += confirmed_picks(runs, *confirm, epochs, fixed, args.jobs)
     seeds = [REEVAL_SEED_BASE + i for i in range(args.reeval_seeds)]
     wanted = {(p.dataset, p.params) for p in found}
     print(f"incumbent quality: {len(wanted)} configurations x {len(seeds)} fresh seeds")
-    print(machine_line())
-    started = time.perf_counter()
     scores = reevaluate(wanted, fixed, seeds, args.jobs)
     lines = report(found, scores, seeds)
     print("\n".join(lines))

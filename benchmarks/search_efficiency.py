@@ -82,10 +82,10 @@ from benchmarks._common import machine_line
 
 METHODS = ("manual", "random", "tpe_hyperband", "tpe_hyperband_warm")
 """The methods compared by default; ``tpe`` (no pruning) is an optional diagnostic arm."""
-ALL_METHODS = (*METHODS, "tpe_sha_warm", "tpe_hyperband_screen", "tpe")
+ALL_METHODS = (*METHODS, "tpe_sha_warm", "tpe_hyperband_screen", "tpe_hyperband_patient", "tpe")
 WARM_METHODS = ("tpe_hyperband_warm", "tpe_sha_warm", "tpe_hyperband_screen")
 """Arms that try the trainer defaults first and reuse completed configurations."""
-PRUNED_METHODS = ("tpe_hyperband", *WARM_METHODS)
+PRUNED_METHODS = ("tpe_hyperband", *WARM_METHODS, "tpe_hyperband_patient")
 """TPE with a pruner: the service's default and its variants, judged against the goal."""
 METHOD_LABELS = {
     "manual": "manual one-knob sweep",
@@ -94,6 +94,7 @@ METHOD_LABELS = {
     "tpe_hyperband_warm": "TPE + Hyperband, defaults enqueued, duplicates reused",
     "tpe_sha_warm": "TPE (multivariate) + successive halving, defaults enqueued, duplicates reused",
     "tpe_hyperband_screen": "TPE + Hyperband, one-knob changes of the defaults enqueued",
+    "tpe_hyperband_patient": "TPE + Hyperband, only on trials whose val F1 stopped rising",
     "tpe": "TPE, no pruning (diagnostic)",
 }
 METHOD_COLORS = {
@@ -103,6 +104,7 @@ METHOD_COLORS = {
     "tpe_hyperband_warm": "#2ca02c",
     "tpe_sha_warm": "#9467bd",
     "tpe_hyperband_screen": "#8c564b",
+    "tpe_hyperband_patient": "#e377c2",
     "tpe": "#ff7f0e",
 }
 DATASETS = ("synthetic_har", "BasicMotions")
@@ -150,6 +152,7 @@ class Setup:
     hb_min_resource: int | None
     hb_reduction: int
     threads: int
+    patience: int = 3
     verbose: bool = True
 
 
@@ -298,6 +301,10 @@ def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
             pruner["name"] = "successive_halving"
         if setup.hb_min_resource is not None:
             pruner["min_resource"] = setup.hb_min_resource
+        if method == "tpe_hyperband_patient":
+            # Hyperband asked only once val F1 has not risen for `patience` epochs: a slow
+            # starter that is still climbing is not judged on its early rungs
+            pruner = {"name": "patient", "patience": setup.patience, "wrapped": pruner}
     else:
         raise ValueError(f"no study for method {method!r}")
     db = Path(storage_dir) / f"{setup.dataset}-{method}-{seed}.db"
@@ -314,6 +321,9 @@ def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
         "space": {n: {"type": "categorical", "choices": list(v)} for n, v in setup.space.items()},
         "artifacts": {"enabled": False},
     }
+    if method == "tpe_hyperband_patient":
+        # the best-so-far F1 never falls, so patience needs the epoch's own F1
+        data["objective"]["prune_on"] = "val_f1"
     if method in WARM_METHODS:
         # the manual sweep's start point (the trainer defaults), tried first, and no epoch
         # spent on a configuration that already completed
@@ -915,6 +925,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--hb-reduction", type=int, default=3, help="Hyperband reduction_factor")
     parser.add_argument(
+        "--patience",
+        type=int,
+        default=3,
+        help="tpe_hyperband_patient: epochs without a new best val F1 before Hyperband may "
+        "prune (Optuna's PatientPruner)",
+    )
+    parser.add_argument(
         "--jobs", type=int, default=None, help="worker processes (default 2; 1 with --quick)"
     )
     parser.add_argument(
@@ -1007,6 +1024,7 @@ def run(args: argparse.Namespace) -> tuple[list[RunRecord], list[Row], list[str]
             hb_min_resource=args.hb_min_resource,
             hb_reduction=args.hb_reduction,
             threads=args.threads,
+            patience=args.patience,
             verbose=not args.quiet,
         )
     tasks = [
@@ -1064,6 +1082,12 @@ def run(args: argparse.Namespace) -> tuple[list[RunRecord], list[Row], list[str]
         context.append(
             "screening arm: the warm arm with every one-knob change of the defaults enqueued "
             "after them, in the manual sweep's order"
+        )
+    if "tpe_hyperband_patient" in args.methods:
+        context.append(
+            f"patient arm: Optuna's PatientPruner (patience {args.patience}, on the epoch's "
+            "val_f1) around the same Hyperband; Hyperband judges a trial only once its val F1 "
+            "has not risen for that many epochs"
         )
     return runs, rows, context
 

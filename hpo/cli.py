@@ -133,9 +133,10 @@ def train(
 
 def _register_commands() -> None:
     """Commands that live in their own modules (one concept each)."""
-    from hpo import cli_reports, cli_run
+    from hpo import cli_confirm, cli_reports, cli_run
 
     cli_run.register(app)
+    cli_confirm.register(app)
     cli_reports.register(app)
 
 

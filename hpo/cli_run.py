@@ -140,7 +140,9 @@ def _supervise(
     ).run()
 
 
-def _finish_supervised(cfg: StudyConfig, plan: WorkerPlan, result: SupervisorResult) -> None:
+def _finish_supervised(
+    cfg: StudyConfig, plan: WorkerPlan, result: SupervisorResult, *, show_best: bool = True
+) -> None:
     extra: dict[str, object] = {
         "workers": ", ".join(sorted({s.label for s in plan.slots}))
         + f" ({len(plan.slots)} processes)",
@@ -149,7 +151,8 @@ def _finish_supervised(cfg: StudyConfig, plan: WorkerPlan, result: SupervisorRes
         extra["worker restarts"] = result.restarts
     if result.recovered:
         extra["recovered trials"] = ", ".join(f"#{n}" for n in result.recovered)
-    _print_summary(cfg, result.summary, extra)
+    if show_best:
+        _print_summary(cfg, result.summary, extra)
     for note in result.notes:
         err.print(f"note: {note}", highlight=False)
     if result.interrupted:
@@ -185,15 +188,10 @@ def run(
     Several GPUs or workers: one worker process each, under a supervisor that restarts them.
     """
     from hpo.config import load_study_config
-    from hpo.progress import ProgressDisplay
-    from hpo.runner import run_study
 
     _setup_logging(verbose)
     overrides = [*(set_ or []), *worker_overrides(gpus, workers_per_gpu, workers)]
     cfg = load_study_config(study, overrides)
-    plan = _plan(cfg)
-    for note in plan.notes:
-        err.print(f"note: {note}", highlight=False)
     handle = None
     if dashboard:
         from hpo.dashboard import serve_in_background
@@ -201,18 +199,42 @@ def run(
         handle = serve_in_background(cfg, host=dashboard_host, port=dashboard_port)
         err.print(f"dashboard: {handle.url}", highlight=False, soft_wrap=True)
     try:
-        if not _in_process(plan):
-            _finish_supervised(cfg, plan, _supervise(cfg, study, plan, overrides, force, verbose))
-            return
-        with _storage_outage_as_error(), ProgressDisplay(cfg, console=err) as progress:
-            summary = run_study(cfg, force=force, callbacks=[progress])
-        _print_summary(cfg, summary, {})
-        if not summary.any_complete:
-            err.print("[red]no trial completed[/red]")
-            raise typer.Exit(1)
+        run_loaded(cfg, study, overrides, force=force, verbose=verbose)
     finally:
         if handle is not None:
             handle.stop()
+
+
+def run_loaded(
+    cfg: StudyConfig,
+    study: Path,
+    overrides: list[str],
+    *,
+    force: bool = False,
+    verbose: int = 0,
+    show_best: bool = True,
+) -> None:
+    """Run ``cfg`` (the study file with ``overrides``) in this process or under a supervisor.
+
+    Exits 1 when no trial completed; ``show_best`` prints the study's best trial after.
+    """
+    from hpo.progress import ProgressDisplay
+    from hpo.runner import run_study
+
+    plan = _plan(cfg)
+    for note in plan.notes:
+        err.print(f"note: {note}", highlight=False)
+    if not _in_process(plan):
+        result = _supervise(cfg, study, plan, overrides, force, verbose)
+        _finish_supervised(cfg, plan, result, show_best=show_best)
+        return
+    with _storage_outage_as_error(), ProgressDisplay(cfg, console=err) as progress:
+        summary = run_study(cfg, force=force, callbacks=[progress])
+    if show_best:
+        _print_summary(cfg, summary, {})
+    if not summary.any_complete:
+        err.print("[red]no trial completed[/red]")
+        raise typer.Exit(1)
 
 
 @handles_errors

@@ -20,7 +20,7 @@ DUPLICATE_OF_ATTR = "duplicate_of"
 """User attribute of a reused trial: the number of the trial whose value it took."""
 
 
-def _same_params(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+def same_params(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     # type-strict: True == 1 and 1 == 1.0 in Python, but they are different choices
     return a.keys() == b.keys() and all(type(a[k]) is type(b[k]) and a[k] == b[k] for k in a)
 
@@ -28,7 +28,7 @@ def _same_params(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 def completed_twin(study: optuna.Study, params: Mapping[str, Any]) -> FrozenTrial | None:
     """The earliest COMPLETE trial of ``study`` with exactly ``params``, if any."""
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if DUPLICATE_OF_ATTR not in trial.user_attrs and _same_params(trial.params, params):
+        if DUPLICATE_OF_ATTR not in trial.user_attrs and same_params(trial.params, params):
             return trial
     return None
 

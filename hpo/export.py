@@ -18,10 +18,14 @@ def export_text(cfg: StudyConfig) -> str:
     saying where it came from and how to retrain it."""
     data: dict[str, Any] = best_config(cfg)
     values = ", ".join(f"{k}={v:.6g}" for k, v in data.get("values", {}).items())
-    header = (
-        f"# Best trial {data['trial']} of study {data['study']!r} ({values}).\n"
-        "# Retrain it outside the study:  hpo train THIS_FILE --evaluate-test\n"
-    )
+    header = f"# Best trial {data['trial']} of study {data['study']!r} ({values}).\n"
+    confirmed = data.get("confirmed")
+    if confirmed:
+        header += (
+            f"# Picked by hpo confirm: mean {confirmed['mean']:.6g} over {confirmed['runs']} "
+            f"run(s) at fresh seeds, the best of {confirmed['finalists']} finalists.\n"
+        )
+    header += "# Retrain it outside the study:  hpo train THIS_FILE --evaluate-test\n"
     return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 

@@ -83,7 +83,12 @@ def study_status(cfg: StudyConfig) -> StudyStatus:
 
 
 def best_config(cfg: StudyConfig) -> dict[str, Any]:
-    """The best trial as a standalone trainer config: fixed params + best params + its seed."""
+    """The best trial as a standalone trainer config: fixed params + best params + its seed.
+
+    After a finished ``hpo confirm`` it is the finalist with the best confirmed mean (with
+    a ``confirmed`` block), not the trial with the best single search value.
+    """
+    from hpo.confirm import read_confirmation
     from hpo.errors import ConfigError
 
     study = load_existing_study(cfg)
@@ -91,6 +96,20 @@ def best_config(cfg: StudyConfig) -> dict[str, Any]:
     if not best:
         raise ConfigError([f"study {cfg.name!r} has no completed trial yet"])
     trial = best[0]
+    confirmed: dict[str, Any] | None = None
+    confirmation = None if cfg.objective.is_multi else read_confirmation(cfg)
+    pick = confirmation.best() if confirmation is not None and not confirmation.pending else None
+    if confirmation is not None and pick is not None:
+        # a finished confirmation outranks the search's single lucky run (hpo confirm)
+        trial = next(t for t in study.get_trials(deepcopy=False) if t.number == pick.trial)
+        confirmed = {
+            "mean": pick.mean,
+            "sd": pick.sd,
+            "runs": len(pick.values),
+            "seeds": confirmation.seeds,
+            "finalists": len(confirmation.finalists),
+            "study": confirmation.study_name,
+        }
     fixed = study.user_attrs.get(ATTR_FIXED, cfg.trainer.params)
     params = {**fixed, **trial.params}
     if "seed" in trial.user_attrs:
@@ -100,7 +119,7 @@ def best_config(cfg: StudyConfig) -> dict[str, Any]:
         for k, v in trial.user_attrs.items()
         if isinstance(v, int | float) and not isinstance(v, bool) and k != "seed"
     }
-    return {
+    out: dict[str, Any] = {
         "trainer": study.user_attrs.get(ATTR_TRAINER, cfg.trainer.name),
         "params": params,
         "study": cfg.name,
@@ -108,3 +127,6 @@ def best_config(cfg: StudyConfig) -> dict[str, Any]:
         "values": dict(zip(cfg.objective.names, trial.values or [], strict=False)),
         "metrics": metrics,
     }
+    if confirmed is not None:
+        out["confirmed"] = confirmed
+    return out

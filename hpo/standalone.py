@@ -14,7 +14,7 @@ from hpo.overrides import apply_overrides
 from hpo.yaml_loader import load_yaml_file
 from trainers.registry import TrainerNotFound, resolve_trainer
 
-_TOP_LEVEL = {"trainer", "params", "study", "trial", "values", "metrics"}
+_TOP_LEVEL = {"trainer", "params", "study", "trial", "values", "metrics", "confirmed"}
 
 
 def load_trainer_config(

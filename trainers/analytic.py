@@ -3,13 +3,15 @@
 It "trains" an analytic function: the score climbs towards
 ``1 - (x - 0.3)^2 - (y + 0.2)^2 - choice penalty`` over ``epochs`` reports, so worse
 parameters are worse at every step and pruning has something real to decide on.
-``fail`` injects the faults a real trainer produces (exception, NaN, missing metric, hang).
+``fail`` injects the faults a real trainer produces (exception, NaN, missing metric, hang);
+``seed_noise`` adds the luck of a seed, different for every (seed, configuration).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import random
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -35,12 +37,17 @@ class AnalyticParams(BaseModel):
     sleep_per_epoch: float = Field(default=0.0, ge=0, le=60)
     fail: Literal["none", "raise", "nan", "missing", "hang", "collapse"] = "none"
     fail_when_x_above: float | None = None
+    seed_noise: float = Field(default=0.0, ge=0, le=10)
     artifact_dir: str | None = None
 
 
 def final_score(params: AnalyticParams) -> float:
-    """The value a run converges to: the optimum is x=0.3, y=-0.2, choice=a."""
-    return 1.0 - (params.x - 0.3) ** 2 - (params.y + 0.2) ** 2 - _CHOICE_PENALTY[params.choice]
+    """The value a run converges to: the optimum is x=0.3, y=-0.2, choice=a (plus seed luck)."""
+    score = 1.0 - (params.x - 0.3) ** 2 - (params.y + 0.2) ** 2 - _CHOICE_PENALTY[params.choice]
+    if params.seed_noise:
+        luck = random.Random(f"{params.seed}:{params.x}:{params.y}:{params.choice}")
+        score += luck.gauss(0.0, params.seed_noise)
+    return score
 
 
 def _write_checkpoint(directory: Path, p: AnalyticParams, result: dict[str, float]) -> None:

@@ -47,7 +47,8 @@ CRASHES_ATTR = "hpo:crashes"
 RETRY_REASON_ATTR = "hpo:retry_reason"
 """System attr on a retry: why the trial it replaces ended."""
 SEED_ATTR = "hpo:seed"
-"""System attr on a retry: the seed of the original trial, reused by the retry."""
+"""System attr: the seed a queued trial must train with (a retry: its original's; a
+confirmation run: its fresh seed), applied by :class:`RetryHook`."""
 OVERRIDES_ATTR = "hpo:param_overrides"
 """System attr on a retry: trainer params to replace (e.g. a halved batch after an OOM)."""
 
@@ -255,18 +256,19 @@ class RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
 
 
 class RetryHook:
-    """Trial hook that makes a retry repeat its original: same seed, param overrides applied."""
+    """Trial hook that makes a retry repeat its original (same seed, param overrides applied)
+    and gives a confirmation run its queued seed."""
 
     def before(self, trial: optuna.Trial, params: dict[str, Any]) -> dict[str, Any]:
         """Apply the retry's stored seed and overrides to the trainer params."""
         attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
-        if FAILED_TRIAL_ATTR not in attrs:
-            return params
-        trial.set_user_attr("retry_of", attrs[FAILED_TRIAL_ATTR])
         seed = attrs.get(SEED_ATTR)
         if isinstance(seed, int):
             params = {**params, "seed": seed}
             trial.set_user_attr("seed", seed)
+        if FAILED_TRIAL_ATTR not in attrs:
+            return params
+        trial.set_user_attr("retry_of", attrs[FAILED_TRIAL_ATTR])
         overrides = attrs.get(OVERRIDES_ATTR)
         if isinstance(overrides, dict) and overrides:
             params = {**params, **overrides}

@@ -7,9 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
 
 from benchmarks import search_efficiency
+from hpo.pruners import study_pruner
 
 
 @pytest.mark.timeout(300)
@@ -100,3 +102,32 @@ def test_screening_arm_enqueues_the_defaults_then_each_one_knob_change(tmp_path:
     assert [dict(c) for c in cfg.enqueue] == search_efficiency.one_knob_changes(space, start)
     assert cfg.duplicates == "reuse"
     assert cfg.pruner.name == "hyperband"
+
+
+def test_patient_arm_asks_hyperband_only_after_the_epoch_f1_stops_rising(tmp_path: Path) -> None:
+    setup = search_efficiency.Setup(
+        dataset="synthetic_har",
+        epochs=30,
+        fixed={"dataset": "synthetic_har", "epochs": 30, "warmup_epochs": 3},
+        space={"n_heads": [4, 8]},
+        start={"n_heads": 4},
+        budget=60,
+        tpe_startup=5,
+        hb_min_resource=None,
+        hb_reduction=3,
+        threads=1,
+        patience=2,
+    )
+    cfg = search_efficiency.study_config(setup, "tpe_hyperband_patient", 0, str(tmp_path))
+    # the best-so-far F1 never falls, so patience would never let Hyperband judge on it
+    assert cfg.objective.pruning_metric == "val_f1"
+    assert cfg.pruner.name == "patient"
+    assert cfg.pruner.kwargs == {
+        "patience": 2,
+        "wrapped": {"name": "hyperband", "reduction_factor": 3},
+    }
+    pruner = study_pruner(cfg)
+    assert isinstance(pruner, optuna.pruners.PatientPruner)
+    inner = pruner._wrapped_pruner
+    assert isinstance(inner, optuna.pruners.HyperbandPruner)
+    assert (inner._min_resource, inner._max_resource) == (4, 30)  # after warmup, to the end

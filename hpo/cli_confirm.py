@@ -1,0 +1,120 @@
+"""``hpo confirm``: train the search's finalists again at fresh seeds, on the study's workers."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from hpo.cli_common import SetOption, StudyFile, Verbose, _setup_logging, err, handles_errors, out
+from hpo.cli_run import GpusOption, PerGpuOption, WorkersOption, run_loaded, worker_overrides
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from hpo.confirm import Confirmation
+
+
+def _num(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.4f}"
+
+
+def confirmation_table(confirmation: Confirmation) -> Table:
+    """Finalists in the search's order: search value against the confirmed mean."""
+    from rich.table import Table
+
+    best = confirmation.best()
+    table = Table(
+        title=f"{confirmation.study_name}: {confirmation.metric} "
+        f"({confirmation.direction}) at seeds {', '.join(map(str, confirmation.seeds))}",
+        title_justify="left",
+    )
+    for name in ("trial", "search value", "confirmed mean", "sd", "runs", "params"):
+        table.add_column(name, justify="left" if name == "params" else "right")
+    for f in confirmation.finalists:
+        runs = f"{len(f.values)}"
+        if f.failed:
+            runs += f" ({f.failed} failed)"
+        if f.pending:
+            runs += f" ({f.pending} to run)"
+        marker = " *" if best is not None and f.trial == best.trial else ""
+        table.add_row(
+            f"#{f.trial}{marker}",
+            _num(f.search_value),
+            _num(f.mean),
+            _num(f.sd),
+            runs,
+            ", ".join(f"{k}={v}" for k, v in f.params.items()),
+        )
+    return table
+
+
+def verdict(confirmation: Confirmation) -> str:
+    """One line: which finalist the confirmation picks, against the search's own best."""
+    best = confirmation.best()
+    if best is None:
+        return "no confirmation run completed: nothing to pick"
+    first = confirmation.finalists[0]
+    line = f"picked: trial #{best.trial}, mean {_num(best.mean)} over {len(best.values)} run(s)"
+    if best.trial == first.trial:
+        line += "; it is also the search's best"
+    else:
+        line += (
+            f"; the search's best, trial #{first.trial}, scored {_num(first.search_value)} in "
+            f"the search and {_num(first.mean)} confirmed"
+        )
+    if confirmation.pending:
+        line += f" ({confirmation.pending} run(s) not finished: hpo best keeps the search's pick)"
+    else:
+        line += " (hpo best now returns it)"
+    return line
+
+
+@handles_errors
+def confirm(
+    study: StudyFile,
+    set_: SetOption = None,
+    top: Annotated[
+        int, typer.Option("--top", min=1, help="Finalists: the best distinct configurations.")
+    ] = 3,
+    seeds: Annotated[
+        int, typer.Option("--seeds", min=1, help="Fresh seeds each finalist is trained at.")
+    ] = 2,
+    gpus: GpusOption = None,
+    workers_per_gpu: PerGpuOption = None,
+    workers: WorkersOption = None,
+    verbose: Verbose = 0,
+) -> None:
+    """Train the search's best configurations again at fresh seeds; pick by their mean.
+
+    The runs are trials of the study ``<name>::confirm`` in the same storage, on the same
+    workers as ``hpo run``; running it again resumes. ``hpo best`` then returns the pick.
+    """
+    from hpo.config import load_study_config
+    from hpo.confirm import confirmation_overrides, queue_confirmation, read_confirmation
+
+    _setup_logging(verbose)
+    overrides = [*(set_ or []), *worker_overrides(gpus, workers_per_gpu, workers)]
+    cfg = load_study_config(study, overrides)
+    plan = queue_confirmation(cfg, top=top, seeds=seeds)
+    err.print(
+        f"confirming trials {', '.join(f'#{n}' for n in plan.finalists)} at seeds "
+        f"{', '.join(map(str, plan.seeds))}: {plan.queued} run(s) queued now, "
+        f"{plan.n_runs} in the confirmation study",
+        highlight=False,
+    )
+    confirm_overrides = [*overrides, *confirmation_overrides(cfg, plan.n_runs)]
+    confirm_cfg = load_study_config(study, confirm_overrides)
+    run_loaded(confirm_cfg, study, confirm_overrides, verbose=verbose, show_best=False)
+    confirmation = read_confirmation(cfg)
+    if confirmation is None:
+        err.print("[red]the confirmation study holds no run[/red]")
+        raise typer.Exit(1)
+    out.print(confirmation_table(confirmation))
+    out.print(verdict(confirmation), highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the ``hpo`` app."""
+    app.command()(confirm)

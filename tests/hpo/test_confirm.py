@@ -1,0 +1,233 @@
+"""``hpo confirm``: the finalists trained again at fresh seeds, on a real SQLite / PostgreSQL."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from hpo import load_study_config, run_study, validate_study_data
+from hpo.confirm import (
+    CONFIRM_SEED_ATTR,
+    CONFIRMS_ATTR,
+    confirm_seeds,
+    confirm_study,
+    confirm_study_name,
+    confirmation_config,
+    confirmation_overrides,
+    queue_confirmation,
+    read_confirmation,
+    select_finalists,
+)
+from hpo.duplicates import DUPLICATE_OF_ATTR
+from hpo.errors import ConfigError
+from hpo.export import export_best
+from hpo.results import best_config
+from hpo.standalone import load_trainer_config
+from hpo.workers.recovery import SEED_ATTR, retry_copy
+from tests.conftest import analytic_study
+from tests.hpo.test_cli import hpo
+from trainers.analytic import train as analytic_train
+
+_X = FloatDistribution(-2.0, 2.0)
+_CHOICE = CategoricalDistribution(["a", "b", "c"])
+
+
+def _noisy_study(name: str, storage: str, n_trials: int = 8) -> dict[str, object]:
+    """Seed luck (sd 0.2) larger than the gaps between choices (0.1, 0.3): the search's
+    best single run is often not the best configuration."""
+    return analytic_study(
+        name,
+        storage=storage,
+        sampler={"name": "random", "seed": 3},
+        pruner={"name": "none"},
+        budget={"n_trials": n_trials},
+        trainer={"name": "analytic", "params": {"epochs": 3, "seed_noise": 0.2}},
+        space={
+            "x": {"type": "float", "low": 0.0, "high": 0.6, "step": 0.3},
+            "choice": {"type": "categorical", "choices": ["a", "b", "c"]},
+        },
+    )
+
+
+def _complete(study: optuna.Study, value: float, x: float, choice: str, **attrs: object) -> None:
+    study.add_trial(
+        create_trial(
+            value=value,
+            params={"x": x, "choice": choice},
+            distributions={"x": _X, "choice": _CHOICE},
+            user_attrs=dict(attrs),
+        )
+    )
+
+
+def test_finalists_are_the_best_distinct_configurations() -> None:
+    study = optuna.create_study(direction="minimize")
+    _complete(study, 0.5, 0.0, "a")
+    _complete(study, 0.1, 1.0, "b")
+    _complete(study, 0.3, 1.0, "b")  # a rerun of #1, worse: #1 stands for the configuration
+    _complete(study, 0.0, 1.0, "b", **{DUPLICATE_OF_ATTR: 1})  # reused value, not a run
+    _complete(study, 0.2, 0.5, "c")
+    study.add_trial(
+        create_trial(
+            state=TrialState.PRUNED,
+            params={"x": 0.0, "choice": "c"},
+            distributions={"x": _X, "choice": _CHOICE},
+        )
+    )
+    assert [t.number for t in select_finalists(study, 3)] == [1, 4, 0]
+    assert [t.number for t in select_finalists(study, 1)] == [1]
+    assert [t.number for t in select_finalists(study, 10)] == [1, 4, 0]
+
+
+def test_confirm_seeds_are_reproducible_and_avoid_the_search_seeds() -> None:
+    seeds = confirm_seeds(0, 3, taken=set())
+    assert seeds == confirm_seeds(0, 3, taken=set())
+    assert len(set(seeds)) == 3
+    assert confirm_seeds(0, 2, taken={seeds[0]}) == seeds[1:3]
+    assert confirm_seeds(1, 3, taken=set()) != seeds
+
+
+def test_confirmation_config_is_what_workers_load_with_the_overrides(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    data = _noisy_study("cfg", f"sqlite:///{tmp_path / 'hpo.db'}")
+    data["enqueue"] = [{"x": 0.3, "choice": "a"}]
+    data["duplicates"] = "reuse"
+    data["pruner"] = {"name": "hyperband", "reduction_factor": 3}
+    data["budget"] = {"n_trials": 8, "timeout": "1h"}
+    path = write_study(data)
+    cfg = load_study_config(path)
+    by_api = confirmation_config(cfg, n_runs=6)
+    by_workers = load_study_config(path, confirmation_overrides(cfg, 6))
+    assert by_api.model_dump() == by_workers.model_dump()
+    assert by_api.name == "cfg::confirm" == confirm_study_name("cfg")
+    assert by_api.pruner.name == "none" and by_api.pruner.kwargs == {}
+    assert by_api.enqueue == [] and by_api.duplicates == "rerun"
+    assert by_api.budget.n_trials == 6 and by_api.budget.timeout is None
+    assert by_api.space == cfg.space and by_api.trainer == cfg.trainer
+
+
+def _expected_mean(params: dict[str, object], seeds: list[int]) -> float:
+    base = {"epochs": 3, "seed_noise": 0.2, **params}
+    return statistics.fmean(analytic_train({**base, "seed": s})["best_score"] for s in seeds)
+
+
+def test_confirmation_picks_the_best_mean_and_hpo_best_returns_it(
+    rdb_url: str, unique_name: str, tmp_path: Path
+) -> None:
+    cfg = validate_study_data(_noisy_study(unique_name, rdb_url))
+    run_study(cfg)
+    search_best = best_config(cfg)
+    assert "confirmed" not in search_best
+
+    confirmation = confirm_study(cfg, top=3, seeds=3)
+    assert confirmation.study_name == f"{unique_name}::confirm"
+    assert len(confirmation.seeds) == 3 and not confirmation.pending
+    assert [f.trial for f in confirmation.finalists] == queue_confirmation(
+        cfg, top=3, seeds=3
+    ).finalists
+    for finalist in confirmation.finalists:
+        assert len(finalist.values) == 3 and finalist.failed == 0
+        # each run trained the finalist at one of the fresh seeds: the trainer agrees
+        assert finalist.mean == pytest.approx(_expected_mean(finalist.params, confirmation.seeds))
+    expected = max(confirmation.finalists, key=lambda f: f.mean)
+    pick = confirmation.best()
+    assert pick is not None and pick.trial == expected.trial
+
+    confirmed = best_config(cfg)
+    assert confirmed["trial"] == pick.trial
+    assert confirmed["confirmed"]["mean"] == pytest.approx(pick.mean)
+    assert confirmed["confirmed"]["runs"] == 3
+    assert confirmed["confirmed"]["seeds"] == confirmation.seeds
+    assert confirmed["params"]["choice"] == pick.params["choice"]
+
+    exported = tmp_path / "best.yaml"
+    export_best(cfg, exported)
+    assert "# Picked by hpo confirm: mean" in exported.read_text(encoding="utf-8")
+    name, params = load_trainer_config(exported)  # hpo train takes the confirmed export
+    assert name == "analytic" and params["choice"] == pick.params["choice"]
+
+    runs = optuna.load_study(study_name=confirmation.study_name, storage=rdb_url).trials
+    assert {t.user_attrs["seed"] for t in runs} == set(confirmation.seeds)
+    assert all(t.user_attrs["seed"] == t.user_attrs[CONFIRM_SEED_ATTR] for t in runs)
+    assert all(t.state == TrialState.COMPLETE for t in runs)
+
+
+def test_confirming_again_resumes_and_more_finalists_add_runs(
+    tmp_path: Path, unique_name: str
+) -> None:
+    storage = f"sqlite:///{tmp_path / 'hpo.db'}"
+    cfg = validate_study_data(_noisy_study(unique_name, storage))
+    run_study(cfg)
+    first = confirm_study(cfg, top=2, seeds=2)
+    again = queue_confirmation(cfg, top=2, seeds=2)
+    assert again.queued == 0 and again.n_runs == 4
+    more = queue_confirmation(cfg, top=3, seeds=2)
+    assert more.queued == 2 and more.n_runs == 6
+    assert read_confirmation(cfg).pending == 2  # type: ignore[union-attr]
+    # unfinished: hpo best keeps the search's pick until the queued runs are done
+    assert "confirmed" not in best_config(cfg)
+    run_study(confirmation_config(cfg, more.n_runs))
+    done = read_confirmation(cfg)
+    assert done is not None and not done.pending and len(done.finalists) == 3
+    assert done.seeds == first.seeds
+    assert "confirmed" in best_config(cfg)
+
+
+def test_a_retried_confirmation_run_keeps_its_seed_and_finalist() -> None:
+    study = optuna.create_study()
+    study.add_trial(
+        create_trial(
+            state=TrialState.FAIL,
+            params={"x": 0.3, "choice": "a"},
+            distributions={"x": _X, "choice": _CHOICE},
+            user_attrs={CONFIRMS_ATTR: 4, CONFIRM_SEED_ATTR: 123, "seed": 123},
+            system_attrs={SEED_ATTR: 123},
+        )
+    )
+    retry = retry_copy(study.trials[0], "worker_died")
+    assert retry.system_attrs[SEED_ATTR] == 123
+    assert retry.user_attrs[CONFIRMS_ATTR] == 4 and retry.user_attrs[CONFIRM_SEED_ATTR] == 123
+
+
+def test_confirmation_refuses_bad_requests(tmp_path: Path, unique_name: str) -> None:
+    storage = f"sqlite:///{tmp_path / 'hpo.db'}"
+    cfg = validate_study_data(_noisy_study(unique_name, storage))
+    with pytest.raises(ConfigError, match="not found"):
+        queue_confirmation(cfg, top=3, seeds=2)
+    multi = analytic_study(
+        unique_name,
+        storage=storage,
+        objective={"metrics": ["best_score", "loss"], "directions": ["maximize", "minimize"]},
+    )
+    with pytest.raises(ConfigError) as info:
+        queue_confirmation(validate_study_data(multi), top=0, seeds=2)
+    assert info.value.problems == [
+        "--top: must be at least 1 (got 0)",
+        "objective: confirmation needs a single objective (this study has 2: best_score, loss)",
+    ]
+
+
+def test_cli_confirm_prints_the_finalists_and_the_pick(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = write_study(_noisy_study("cli-confirm", f"sqlite:///{tmp_path / 'hpo.db'}", 6))
+    nothing = hpo("confirm", str(path))
+    assert nothing.returncode == 2, nothing.stderr
+    assert "Traceback" not in nothing.stderr
+    assert "study 'cli-confirm' not found" in nothing.stderr
+    assert hpo("run", str(path)).returncode == 0
+    # two worker processes: the confirmation study reaches them as --set overrides
+    result = hpo("confirm", str(path), "--top", "2", "--seeds", "2", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    assert "worker 1 (cpu) started" in result.stderr
+    assert "4 run(s) queued now" in result.stderr
+    assert "picked: trial #" in result.stdout and "hpo best now returns it" in result.stdout
+    again = hpo("confirm", str(path), "--top", "2", "--seeds", "2")
+    assert again.returncode == 0 and "0 run(s) queued now" in again.stderr
