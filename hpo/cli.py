@@ -59,6 +59,11 @@ def validate(study: StudyFile, set_: SetOption = None) -> None:
         highlight=False,
     )
     out.print(f"  trainer   {cfg.trainer.name} {cfg.trainer.params}", highlight=False)
+    if cfg.confirm is not None:
+        out.print(
+            f"  confirm   top {cfg.confirm.top} at {cfg.confirm.seeds} fresh seeds after the search",
+            highlight=False,
+        )
     out.print("  space:", highlight=False)
     for name, spec in cfg.space.items():
         out.print(f"    {name}: {describe_param(spec)}", highlight=False)

@@ -11,8 +11,11 @@ from hpo.cli_common import SetOption, StudyFile, Verbose, _setup_logging, err, h
 from hpo.cli_run import GpusOption, PerGpuOption, WorkersOption, run_loaded, worker_overrides
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.table import Table
 
+    from hpo.config import StudyConfig
     from hpo.confirm import Confirmation
 
 
@@ -76,11 +79,23 @@ def confirm(
     study: StudyFile,
     set_: SetOption = None,
     top: Annotated[
-        int, typer.Option("--top", min=1, help="Finalists: the best distinct configurations.")
-    ] = 3,
+        int | None,
+        typer.Option(
+            "--top",
+            min=1,
+            help="Finalists: the best distinct configurations (default: confirm.top, else 3).",
+            show_default=False,
+        ),
+    ] = None,
     seeds: Annotated[
-        int, typer.Option("--seeds", min=1, help="Fresh seeds each finalist is trained at.")
-    ] = 2,
+        int | None,
+        typer.Option(
+            "--seeds",
+            min=1,
+            help="Fresh seeds each finalist is trained at (default: confirm.seeds, else 2).",
+            show_default=False,
+        ),
+    ] = None,
     gpus: GpusOption = None,
     workers_per_gpu: PerGpuOption = None,
     workers: WorkersOption = None,
@@ -92,11 +107,32 @@ def confirm(
     workers as ``hpo run``; running it again resumes. ``hpo best`` then returns the pick.
     """
     from hpo.config import load_study_config
-    from hpo.confirm import confirmation_overrides, queue_confirmation, read_confirmation
 
     _setup_logging(verbose)
     overrides = [*(set_ or []), *worker_overrides(gpus, workers_per_gpu, workers)]
     cfg = load_study_config(study, overrides)
+    run_confirmation(cfg, study, overrides, top=top, seeds=seeds, verbose=verbose)
+
+
+def run_confirmation(
+    cfg: StudyConfig,
+    study: Path,
+    overrides: list[str],
+    *,
+    top: int | None = None,
+    seeds: int | None = None,
+    verbose: int = 0,
+) -> None:
+    """Queue the confirmation runs, run them like ``hpo run``, print the finalists and the pick."""
+    from hpo.config import load_study_config
+    from hpo.confirm import (
+        confirm_request,
+        confirmation_overrides,
+        queue_confirmation,
+        read_confirmation,
+    )
+
+    top, seeds = confirm_request(cfg, top, seeds)
     plan = queue_confirmation(cfg, top=top, seeds=seeds)
     err.print(
         f"confirming trials {', '.join(f'#{n}' for n in plan.finalists)} at seeds "

@@ -186,6 +186,7 @@ def run(
     """Create or resume the study and run trials until the budget is used.
 
     Several GPUs or workers: one worker process each, under a supervisor that restarts them.
+    With a ``confirm`` section, the finalists are then trained again (``hpo confirm``).
     """
     from hpo.config import load_study_config
 
@@ -200,6 +201,10 @@ def run(
         err.print(f"dashboard: {handle.url}", highlight=False, soft_wrap=True)
     try:
         run_loaded(cfg, study, overrides, force=force, verbose=verbose)
+        if cfg.confirm is not None:
+            from hpo.cli_confirm import run_confirmation
+
+            run_confirmation(cfg, study, overrides, verbose=verbose)
     finally:
         if handle is not None:
             handle.stop()

@@ -265,6 +265,13 @@ class ArtifactsConfig(_Strict):
     notes: bool = True
 
 
+class ConfirmConfig(_Strict):
+    """``hpo run`` ends by training the ``top`` finalists again at ``seeds`` fresh seeds."""
+
+    top: int = Field(default=3, ge=1, le=100)
+    seeds: int = Field(default=2, ge=1, le=100)
+
+
 class StudyConfig(_Strict):
     """A validated study file."""
 
@@ -286,6 +293,8 @@ class StudyConfig(_Strict):
     compute that samplers over discrete spaces spend on repeats)."""
     workers: WorkersConfig = WorkersConfig()
     artifacts: ArtifactsConfig = ArtifactsConfig()
+    confirm: ConfirmConfig | None = None
+    """Confirm the finalists after the search (``hpo confirm``); off when left out."""
     source: str | None = Field(default=None, exclude=True)
     """Path of the study file, used to place the default storage next to it."""
 
@@ -539,6 +548,11 @@ def validate_study_data(data: Any, *, source: str | None = None) -> StudyConfig:
         problems.append(
             f"enqueue: {len(cfg.enqueue)} configurations but budget.n_trials is {n_trials}; "
             "raise n_trials or enqueue at most that many (the rest would never run)"
+        )
+    if cfg.confirm is not None and cfg.objective.is_multi:
+        problems.append(
+            "confirm: needs a single objective (the finalists are ranked by one value); "
+            "remove it or use objective.metric"
         )
     if problems:
         raise ConfigError(problems)

@@ -23,7 +23,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.config import StudyConfig, validate_study_data
+from hpo.config import ConfirmConfig, StudyConfig, validate_study_data
 from hpo.duplicates import DUPLICATE_OF_ATTR, same_params
 from hpo.errors import ConfigError
 from hpo.overrides import apply_overrides
@@ -49,7 +49,8 @@ def confirmation_overrides(cfg: StudyConfig, n_runs: int) -> list[str]:
 
     Workers load the study file with these, so a confirmation runs wherever the search
     ran. No pruner (every run trains to the end), nothing enqueued from the file, every
-    run trained (``duplicates: rerun``), and exactly the queued runs as the budget.
+    run trained (``duplicates: rerun``), exactly the queued runs as the budget, and no
+    confirmation of the confirmation.
     """
     return [
         f"name={confirm_study_name(cfg.name)}",
@@ -58,6 +59,7 @@ def confirmation_overrides(cfg: StudyConfig, n_runs: int) -> list[str]:
         "duplicates=rerun",
         f"budget.n_trials={max(n_runs, 1)}",
         "budget.timeout=null",
+        "confirm=null",
     ]
 
 
@@ -112,6 +114,12 @@ def _load_search(cfg: StudyConfig) -> optuna.Study:
     from hpo.results import load_existing_study
 
     return load_existing_study(cfg)
+
+
+def confirm_request(cfg: StudyConfig, top: int | None, seeds: int | None) -> tuple[int, int]:
+    """``(top, seeds)``: what was asked, else the study file's ``confirm``, else (3, 2)."""
+    section = cfg.confirm or ConfirmConfig()
+    return (section.top if top is None else top, section.seeds if seeds is None else seeds)
 
 
 @dataclass(frozen=True)
@@ -277,11 +285,15 @@ def read_confirmation(cfg: StudyConfig) -> Confirmation | None:
 
 
 def confirm_study(
-    cfg: StudyConfig, *, top: int = 3, seeds: int = 2, hooks: Sequence[Any] = ()
+    cfg: StudyConfig, *, top: int | None = None, seeds: int | None = None, hooks: Sequence[Any] = ()
 ) -> Confirmation:
-    """Queue and run the confirmation in this process; the CLI can spread it over workers."""
+    """Queue and run the confirmation in this process; the CLI can spread it over workers.
+
+    ``top`` and ``seeds`` default to the study file's ``confirm`` section, else 3 and 2.
+    """
     from hpo.runner import run_study
 
+    top, seeds = confirm_request(cfg, top, seeds)
     plan = queue_confirmation(cfg, top=top, seeds=seeds)
     run_study(confirmation_config(cfg, plan.n_runs), hooks=hooks)
     confirmation = read_confirmation(cfg)

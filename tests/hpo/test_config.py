@@ -54,7 +54,7 @@ def test_unknown_keys_name_what_is_allowed(write_study: Callable[..., Path]) -> 
     assert "budget.timeot: unknown key; allowed: n_trials, timeout, trial_timeout" in lines
     assert any(
         line.startswith(
-            "n_trails: unknown key; allowed: artifacts, budget, duplicates, enqueue, name, objective"
+            "n_trails: unknown key; allowed: artifacts, budget, confirm, duplicates, enqueue, name, objective"
         )
         for line in lines
     )

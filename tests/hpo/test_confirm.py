@@ -231,3 +231,50 @@ def test_cli_confirm_prints_the_finalists_and_the_pick(
     assert "picked: trial #" in result.stdout and "hpo best now returns it" in result.stdout
     again = hpo("confirm", str(path), "--top", "2", "--seeds", "2")
     assert again.returncode == 0 and "0 run(s) queued now" in again.stderr
+
+
+def test_the_study_file_confirm_section(write_study: Callable[..., Path], tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'hpo.db'}"
+    cfg = validate_study_data({**_noisy_study("sec", storage), "confirm": {}})
+    assert cfg.confirm is not None and (cfg.confirm.top, cfg.confirm.seeds) == (3, 2)
+    assert validate_study_data(_noisy_study("sec", storage)).confirm is None
+    with pytest.raises(ConfigError) as info:
+        validate_study_data(
+            {
+                **_noisy_study("sec", storage),
+                "confirm": {"top": 0, "seeds": 2, "extra": 1},
+            }
+        )
+    assert any(p.startswith("confirm.top:") for p in info.value.problems)
+    assert any(p.startswith("confirm.extra:") for p in info.value.problems)
+    multi = analytic_study(
+        "sec",
+        objective={"metrics": ["best_score", "loss"], "directions": ["maximize", "minimize"]},
+        confirm={"top": 2},
+    )
+    with pytest.raises(ConfigError) as info:
+        validate_study_data(multi)
+    assert info.value.problems == [
+        "confirm: needs a single objective (the finalists are ranked by one value); "
+        "remove it or use objective.metric"
+    ]
+
+
+def test_hpo_run_confirms_when_the_study_file_asks(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    data = _noisy_study("run-confirm", f"sqlite:///{tmp_path / 'hpo.db'}", 6)
+    data["confirm"] = {"top": 2, "seeds": 1}
+    path = write_study(data)
+    assert "confirm   top 2 at 1 fresh seeds" in hpo("validate", str(path)).stdout
+    result = hpo("run", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "2 run(s) queued now" in result.stderr
+    assert "picked: trial #" in result.stdout
+    cfg = load_study_config(path)
+    confirmation = read_confirmation(cfg)
+    assert confirmation is not None and len(confirmation.finalists) == 2
+    assert len(confirmation.seeds) == 1 and not confirmation.pending
+    # hpo confirm with no flags takes the section too: nothing new to queue
+    again = hpo("confirm", str(path))
+    assert again.returncode == 0 and "0 run(s) queued now, 2 in" in again.stderr
