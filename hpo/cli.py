@@ -85,6 +85,14 @@ def status(study: StudyFile, set_: SetOption = None) -> None:
         rows["best trial"] = st.best_number
         rows["best value"] = ", ".join(f"{v:.6g}" for v in st.best_values or [])
         rows["best params"] = st.best_params
+    if st.confirmation is not None:
+        pick = st.confirmation.best()
+        if pick is not None:
+            rows["confirmed pick"] = (
+                f"#{pick.trial}, mean {pick.mean:.6g} over {len(pick.values)} fresh-seed runs"
+            )
+        if st.confirmation.pending:
+            rows["confirmation"] = f"{st.confirmation.pending} run(s) to go (hpo confirm)"
     out.print(summary_table("status", rows))
     for trial in st.running:
         out.print(

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.confirm import Confirmation, read_confirmation
 from hpo.objective import prune_study_name
 from hpo.results import load_existing_study
 from hpo.storages import mask_url, storage_url
@@ -180,6 +181,34 @@ def _trials_table(trials: Sequence[FrozenTrial], names: Sequence[str]) -> str:
     )
 
 
+def _confirmation_table(confirmation: Confirmation | None) -> str:
+    """The finalists ``hpo confirm`` trained again, or nothing when it was never run."""
+    if confirmation is None:
+        return ""
+    pick = confirmation.best()
+    params = sorted({p for f in confirmation.finalists for p in f.params})
+    header = ["trial", "search value", "confirmed mean", "sd", "runs", "failed", "to run", *params]
+    rows = []
+    for f in confirmation.finalists:
+        cells = [
+            f"{f.trial}{' (pick)' if pick is not None and pick.trial == f.trial else ''}",
+            _fmt(f.search_value),
+            _fmt(f.mean),
+            _fmt(f.sd),
+            len(f.values),
+            f.failed,
+            f.pending,
+            *[_fmt(f.params[p]) if p in f.params else "" for p in params],
+        ]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    head = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"
+    seeds = ", ".join(map(str, confirmation.seeds))
+    return (
+        f"<h2>Confirmation ({html.escape(confirmation.study_name)}, seeds {seeds})</h2>"
+        f'<table id="confirmation"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+    )
+
+
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
@@ -212,6 +241,7 @@ def render_html(
     counts: dict[str, int],
     table: str,
     figures: Sequence[Figure],
+    confirmation: str = "",
 ) -> str:
     """The report page."""
     from plotly.offline import get_plotlyjs
@@ -244,6 +274,7 @@ def render_html(
         f'<dl class="meta">{meta_html}</dl>'
         f'<h2>Trials</h2><table id="counts">{counts_html}</table>'
         f"<h2>Top trials</h2>{table}"
+        f"{confirmation}"
         f"{''.join(sections)}"
         f'<script type="text/javascript">{_DRAW}</script>'
         "</body></html>\n"
@@ -268,6 +299,14 @@ def build_report(cfg: StudyConfig) -> str:
     best = top_trials(study, 1)
     if best:
         meta["best trial"] = f"{best[0].number} ({', '.join(_fmt(v) for v in best[0].values)})"
+    confirmation = None if cfg.objective.is_multi else read_confirmation(cfg)
+    pick = confirmation.best() if confirmation is not None else None
+    if confirmation is not None and pick is not None:
+        meta["confirmed pick"] = (
+            f"{pick.trial} (mean {_fmt(pick.mean)} over {len(pick.values)} runs at fresh seeds"
+            + (f"; {confirmation.pending} runs to go" if confirmation.pending else "")
+            + ")"
+        )
     figures = build_figures(study, names, cfg.objective.pruning_metric, curves_study(study, cfg))
     return render_html(
         title=f"HPO report: {study.study_name}",
@@ -275,6 +314,7 @@ def build_report(cfg: StudyConfig) -> str:
         counts=state_counts(trials),
         table=_trials_table(top_trials(study), names),
         figures=figures,
+        confirmation=_confirmation_table(confirmation),
     )
 
 

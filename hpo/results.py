@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -12,6 +12,9 @@ from hpo.config import StudyConfig
 from hpo.duplicates import originals
 from hpo.runner import ATTR_FIXED, ATTR_TRAINER
 from hpo.storages import mask_url, open_storage, storage_url
+
+if TYPE_CHECKING:
+    from hpo.confirm import Confirmation
 
 
 @dataclass
@@ -25,6 +28,8 @@ class StudyStatus:
     best_values: list[float] | None
     best_params: dict[str, Any]
     running: list[dict[str, Any]] = field(default_factory=list)
+    confirmation: Confirmation | None = None
+    """What ``hpo confirm`` found, when it was run."""
 
 
 def load_existing_study(cfg: StudyConfig) -> optuna.Study:
@@ -52,6 +57,8 @@ def best_trials(study: optuna.Study) -> list[FrozenTrial]:
 
 def study_status(cfg: StudyConfig) -> StudyStatus:
     """Where the study stands."""
+    from hpo.confirm import read_confirmation
+
     study = load_existing_study(cfg)
     from hpo.workers.budget import is_replaced, replaced_numbers
 
@@ -79,6 +86,7 @@ def study_status(cfg: StudyConfig) -> StudyStatus:
         best_values=list(best[0].values) if best else None,
         best_params=dict(best[0].params) if best else {},
         running=running,
+        confirmation=None if cfg.objective.is_multi else read_confirmation(cfg),
     )
 
 

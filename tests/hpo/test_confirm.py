@@ -231,6 +231,14 @@ def test_cli_confirm_prints_the_finalists_and_the_pick(
     assert "picked: trial #" in result.stdout and "hpo best now returns it" in result.stdout
     again = hpo("confirm", str(path), "--top", "2", "--seeds", "2")
     assert again.returncode == 0 and "0 run(s) queued now" in again.stderr
+    pick = read_confirmation(load_study_config(path)).best()  # type: ignore[union-attr]
+    assert pick is not None
+    status = hpo("status", str(path))
+    assert f"#{pick.trial}, mean {pick.mean:.6g} over 2 fresh-seed runs" in status.stdout
+    report = tmp_path / "report.html"
+    assert hpo("report", str(path), "-o", str(report)).returncode == 0
+    page = report.read_text(encoding="utf-8")
+    assert '<table id="confirmation">' in page and f"<td>{pick.trial} (pick)</td>" in page
 
 
 def test_the_study_file_confirm_section(write_study: Callable[..., Path], tmp_path: Path) -> None:
