@@ -224,8 +224,14 @@ class Confirmation:
         return sum(f.pending for f in self.finalists)
 
     def best(self) -> Finalist | None:
-        """The finalist with the best mean, among those with a completed run."""
-        scored = [f for f in self.finalists if f.values]
+        """The finalist with the best mean, among those with a completed run.
+
+        A finalist whose run failed at some seed (NaN, out of memory, an exception) is
+        picked only when every finalist has a failure: a configuration that breaks at one
+        seed in a handful is not the one to hand over.
+        """
+        scored = [f for f in self.finalists if f.values and not f.failed]
+        scored = scored or [f for f in self.finalists if f.values]
         if not scored:
             return None
         sign = -1.0 if self.direction == "maximize" else 1.0

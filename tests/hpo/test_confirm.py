@@ -286,3 +286,22 @@ def test_hpo_run_confirms_when_the_study_file_asks(
     # hpo confirm with no flags takes the section too: nothing new to queue
     again = hpo("confirm", str(path))
     assert again.returncode == 0 and "0 run(s) queued now, 2 in" in again.stderr
+
+
+def test_the_pick_is_the_best_mean_without_failures_first() -> None:
+    from hpo.confirm import Confirmation, Finalist
+
+    def confirmation(direction: str, *finalists: Finalist) -> Confirmation:
+        return Confirmation("s::confirm", "m", direction, [1, 2], list(finalists))
+
+    a = Finalist(0, {"x": 0}, 0.9, [0.80, 0.82])
+    b = Finalist(1, {"x": 1}, 0.8, [0.85, 0.83])
+    broken = Finalist(2, {"x": 2}, 0.7, [0.95], failed=1)
+    waiting = Finalist(3, {"x": 3}, 0.6, [], pending=2)
+    assert confirmation("maximize", a, b, broken, waiting).best() == b
+    assert confirmation("minimize", a, b, broken, waiting).best() == a
+    assert confirmation("maximize", broken, Finalist(4, {}, 0.5, [0.9], failed=1)).best() == broken
+    assert confirmation("maximize", waiting).best() is None
+    assert confirmation("maximize", a, b, waiting).pending == 2
+    tie = Finalist(5, {"x": 5}, 0.5, [0.81, 0.81])
+    assert confirmation("maximize", a, tie).best() == a  # ties keep the search's order
