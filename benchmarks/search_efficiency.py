@@ -308,11 +308,15 @@ def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
     else:
         raise ValueError(f"no study for method {method!r}")
     db = Path(storage_dir) / f"{setup.dataset}-{method}-{seed}.db"
+    objective: dict[str, Any] = {"metric": METRIC, "direction": "maximize"}
+    if method == "tpe_hyperband_patient":
+        # the best-so-far F1 never falls, so patience needs the epoch's own F1
+        objective["prune_on"] = "val_f1"
     data = {
         "name": f"search-efficiency-{setup.dataset}-{method}-s{seed}",
         "storage": f"sqlite:///{db}",
         "seed": seed,
-        "objective": {"metric": METRIC, "direction": "maximize"},
+        "objective": objective,
         "sampler": sampler,
         "pruner": pruner,
         # trials are bounded by the epoch budget callback; n_trials is only a backstop
@@ -321,9 +325,6 @@ def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
         "space": {n: {"type": "categorical", "choices": list(v)} for n, v in setup.space.items()},
         "artifacts": {"enabled": False},
     }
-    if method == "tpe_hyperband_patient":
-        # the best-so-far F1 never falls, so patience needs the epoch's own F1
-        data["objective"]["prune_on"] = "val_f1"
     if method in WARM_METHODS:
         # the manual sweep's start point (the trainer defaults), tried first, and no epoch
         # spent on a configuration that already completed

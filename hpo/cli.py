@@ -93,6 +93,10 @@ def status(study: StudyFile, set_: SetOption = None) -> None:
             )
         if st.confirmation.pending:
             rows["confirmation"] = f"{st.confirmation.pending} run(s) to go (hpo confirm)"
+        elif st.confirmation.stale:
+            rows["confirmation"] = (
+                "out of date: newer trials rank among the finalists (hpo confirm)"
+            )
     out.print(summary_table("status", rows))
     for trial in st.running:
         out.print(

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from hpo.cli_common import SetOption, StudyFile, Verbose, _setup_logging, err, handles_errors, out
-from hpo.cli_run import GpusOption, PerGpuOption, WorkersOption, run_loaded, worker_overrides
+from hpo.cli_run import (
+    ForceOption,
+    GpusOption,
+    PerGpuOption,
+    WorkersOption,
+    run_loaded,
+    worker_overrides,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -19,8 +26,8 @@ if TYPE_CHECKING:
     from hpo.confirm import Confirmation
 
 
-def _num(value: float) -> str:
-    return "-" if math.isnan(value) else f"{value:.4f}"
+def _num(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.4f}"
 
 
 def confirmation_table(confirmation: Confirmation) -> Table:
@@ -69,6 +76,8 @@ def verdict(confirmation: Confirmation) -> str:
         )
     if confirmation.pending:
         line += f" ({confirmation.pending} run(s) not finished: hpo best keeps the search's pick)"
+    elif confirmation.stale:
+        line += " (newer search trials rank among the finalists: hpo best keeps the search's pick)"
     else:
         line += " (hpo best now returns it)"
     return line
@@ -83,6 +92,7 @@ def confirm(
         typer.Option(
             "--top",
             min=1,
+            max=100,
             help="Finalists: the best distinct configurations (default: confirm.top, else 3).",
             show_default=False,
         ),
@@ -92,10 +102,12 @@ def confirm(
         typer.Option(
             "--seeds",
             min=1,
+            max=100,
             help="Fresh seeds each finalist is trained at (default: confirm.seeds, else 2).",
             show_default=False,
         ),
     ] = None,
+    force: ForceOption = False,
     gpus: GpusOption = None,
     workers_per_gpu: PerGpuOption = None,
     workers: WorkersOption = None,
@@ -111,7 +123,7 @@ def confirm(
     _setup_logging(verbose)
     overrides = [*(set_ or []), *worker_overrides(gpus, workers_per_gpu, workers)]
     cfg = load_study_config(study, overrides)
-    run_confirmation(cfg, study, overrides, top=top, seeds=seeds, verbose=verbose)
+    run_confirmation(cfg, study, overrides, top=top, seeds=seeds, force=force, verbose=verbose)
 
 
 def run_confirmation(
@@ -121,6 +133,7 @@ def run_confirmation(
     *,
     top: int | None = None,
     seeds: int | None = None,
+    force: bool = False,
     verbose: int = 0,
 ) -> None:
     """Queue the confirmation runs, run them like ``hpo run``, print the finalists and the pick."""
@@ -133,7 +146,13 @@ def run_confirmation(
     )
 
     top, seeds = confirm_request(cfg, top, seeds)
-    plan = queue_confirmation(cfg, top=top, seeds=seeds)
+    plan = queue_confirmation(cfg, top=top, seeds=seeds, force=force)
+    if plan.search_unfinished:
+        err.print(
+            f"note: {plan.search_unfinished} search trial(s) still running or queued; the "
+            "finalists are chosen from the completed ones (hpo confirm again after they end)",
+            highlight=False,
+        )
     err.print(
         f"confirming trials {', '.join(f'#{n}' for n in plan.finalists)} at seeds "
         f"{', '.join(map(str, plan.seeds))}: {plan.queued} run(s) queued now, "
@@ -142,7 +161,7 @@ def run_confirmation(
     )
     confirm_overrides = [*overrides, *confirmation_overrides(cfg, plan.n_runs)]
     confirm_cfg = load_study_config(study, confirm_overrides)
-    run_loaded(confirm_cfg, study, confirm_overrides, verbose=verbose, show_best=False)
+    run_loaded(confirm_cfg, study, confirm_overrides, force=force, verbose=verbose, show_best=False)
     confirmation = read_confirmation(cfg)
     if confirmation is None:
         err.print("[red]the confirmation study holds no run[/red]")

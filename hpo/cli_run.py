@@ -204,7 +204,7 @@ def run(
         if cfg.confirm is not None:
             from hpo.cli_confirm import run_confirmation
 
-            run_confirmation(cfg, study, overrides, verbose=verbose)
+            run_confirmation(cfg, study, overrides, force=force, verbose=verbose)
     finally:
         if handle is not None:
             handle.stop()

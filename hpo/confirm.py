@@ -13,6 +13,7 @@ the dashboard, and a second ``hpo confirm`` resumes instead of training them aga
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ CONFIRMS_ATTR = "confirms_trial"
 CONFIRM_SEED_ATTR = "confirm_seed"
 """User attribute of a confirmation run: the fresh seed it was queued with."""
 _SEED_STREAM = 0x636F6E66  # "conf": keeps these seeds apart from the per-trial ones
+_NOT_DONE = (TrialState.RUNNING, TrialState.WAITING)
 
 
 def confirm_study_name(name: str) -> str:
@@ -48,12 +50,15 @@ def confirmation_overrides(cfg: StudyConfig, n_runs: int) -> list[str]:
     """``--set`` overrides that turn the study file into its confirmation study.
 
     Workers load the study file with these, so a confirmation runs wherever the search
-    ran. No pruner (every run trains to the end), nothing enqueued from the file, every
-    run trained (``duplicates: rerun``), exactly the queued runs as the budget, and no
-    confirmation of the confirmation.
+    ran. Every run is queued with its parameters, so the sampler only hands them out
+    (``random``: a grid sampler would stop the study once its points were visited). No
+    pruner (every run trains to the end), nothing enqueued from the file, every run trained
+    (``duplicates: rerun``), exactly the queued runs as the budget, and no confirmation of
+    the confirmation. The name is quoted: ``--set`` values are YAML.
     """
     return [
-        f"name={confirm_study_name(cfg.name)}",
+        f"name={json.dumps(confirm_study_name(cfg.name))}",
+        "sampler={name: random}",
         "pruner={name: none}",
         "enqueue=[]",
         "duplicates=rerun",
@@ -131,19 +136,25 @@ class ConfirmationPlan:
     queued: int
     n_runs: int
     """Every run the confirmation study holds (earlier requests included): its budget."""
+    search_unfinished: int = 0
+    """Search trials still running or queued: finalists come from the completed ones."""
 
 
-def queue_confirmation(cfg: StudyConfig, *, top: int, seeds: int) -> ConfirmationPlan:
+def queue_confirmation(
+    cfg: StudyConfig, *, top: int, seeds: int, force: bool = False
+) -> ConfirmationPlan:
     """Queue the runs that train the ``top`` finalists again at ``seeds`` fresh seeds.
 
     Every finalist gets the same seeds, so their means differ by configuration, not by
-    seed luck. Runs already in the confirmation study (any state) are not queued again.
+    seed luck. A (finalist, seed) run already completed, running or queued is not queued
+    again; one that failed (or started past the budget) is, so a rerun retries it.
+    ``force`` continues a confirmation study whose search space changed, as ``hpo run``.
     """
     problems = []
-    if top < 1:
-        problems.append(f"--top: must be at least 1 (got {top})")
-    if seeds < 1:
-        problems.append(f"--seeds: must be at least 1 (got {seeds})")
+    if not 1 <= top <= 100:
+        problems.append(f"--top: must be from 1 to 100 (got {top})")
+    if not 1 <= seeds <= 100:
+        problems.append(f"--seeds: must be from 1 to 100 (got {seeds})")
     if cfg.objective.is_multi:
         problems.append(
             "objective: confirmation needs a single objective (this study has "
@@ -155,14 +166,19 @@ def queue_confirmation(cfg: StudyConfig, *, top: int, seeds: int) -> Confirmatio
     finalists = select_finalists(search, top)
     if not finalists:
         raise ConfigError([f"study {cfg.name!r} has no completed trial to confirm yet"])
-    taken = {t.user_attrs.get("seed") for t in search.get_trials(deepcopy=False)}
+    search_trials = search.get_trials(deepcopy=False)
+    taken = {t.user_attrs.get("seed") for t in search_trials}
     seed_list = confirm_seeds(cfg.seed, seeds, taken)
+    unfinished = sum(1 for t in search_trials if t.state in _NOT_DONE)
 
     from hpo.runner import open_study
 
-    confirm = open_study(confirmation_config(cfg, n_runs=1))
+    confirm = open_study(confirmation_config(cfg, n_runs=1), force=force)
     existing = confirm.get_trials(deepcopy=False)
-    have = {p for p in map(_pair, existing) if p is not None}
+    replaced = replaced_numbers(existing)
+    have = {
+        _pair(t) for t in existing if t.state != TrialState.FAIL and not is_replaced(t, replaced)
+    }
     queued = 0
     for trial in finalists:
         for seed in seed_list:
@@ -182,7 +198,11 @@ def queue_confirmation(cfg: StudyConfig, *, top: int, seeds: int) -> Confirmatio
     replaced = replaced_numbers(trials)
     n_runs = sum(1 for t in trials if not is_replaced(t, replaced))
     return ConfirmationPlan(
-        finalists=[t.number for t in finalists], seeds=seed_list, queued=queued, n_runs=n_runs
+        finalists=[t.number for t in finalists],
+        seeds=seed_list,
+        queued=queued,
+        n_runs=n_runs,
+        search_unfinished=unfinished,
     )
 
 
@@ -194,8 +214,11 @@ class Finalist:
     params: dict[str, Any]
     search_value: float
     values: list[float] = field(default_factory=list)
+    """One value per seed whose run completed."""
     failed: int = 0
+    """Seeds whose runs all failed, with none queued again."""
     pending: int = 0
+    """Seeds whose run is queued or running."""
 
     @property
     def mean(self) -> float:
@@ -203,9 +226,9 @@ class Finalist:
         return statistics.fmean(self.values) if self.values else math.nan
 
     @property
-    def sd(self) -> float:
-        """Sample standard deviation over the confirmation runs (NaN below two runs)."""
-        return statistics.stdev(self.values) if len(self.values) > 1 else math.nan
+    def sd(self) -> float | None:
+        """Sample standard deviation over the confirmation runs (None below two runs)."""
+        return statistics.stdev(self.values) if len(self.values) > 1 else None
 
 
 @dataclass(frozen=True)
@@ -217,6 +240,9 @@ class Confirmation:
     direction: str
     seeds: list[int]
     finalists: list[Finalist]
+    stale: bool = False
+    """Search trials finished since then rank among the top ``len(finalists)``
+    configurations without being confirmed: ``hpo confirm`` again brings it up to date."""
 
     @property
     def pending(self) -> int:
@@ -245,53 +271,64 @@ def read_confirmation(cfg: StudyConfig) -> Confirmation | None:
         confirm = optuna.load_study(study_name=confirm_study_name(cfg.name), storage=storage)
     except KeyError:
         return None
+    search_study = _load_search(cfg)
+    search = {t.number: t for t in search_study.get_trials(deepcopy=False)}
     trials = confirm.get_trials(deepcopy=False)
     replaced = replaced_numbers(trials)
-    runs: dict[int, list[FrozenTrial]] = {}
+    runs: dict[int, dict[int, list[FrozenTrial]]] = {}
     seeds: list[int] = []
     for trial in trials:
         pair = _pair(trial)
         if pair is None or is_replaced(trial, replaced):
             continue
-        runs.setdefault(pair[0], []).append(trial)
+        source = search.get(pair[0])
+        if source is None or not same_params(source.params, trial.params):
+            continue  # not a run of this search's trial (a study recreated under the name)
+        runs.setdefault(pair[0], {}).setdefault(pair[1], []).append(trial)
         if pair[1] not in seeds:
             seeds.append(pair[1])
-    if not runs:
-        return None
-    search = {t.number: t for t in _load_search(cfg).get_trials(deepcopy=False)}
-    direction = cfg.objective.study_directions[0]
+    direction = confirm.direction.name.lower()  # as stored, like the search's best trial
     sign = -1.0 if direction == "maximize" else 1.0
     finalists = []
-    for number, mine in runs.items():
-        source = search.get(number)
-        if source is None or source.value is None:
+    for number, by_seed in runs.items():
+        source = search[number]
+        if source.value is None:
             continue
+        values: list[float] = []
+        failed = pending = 0
+        for seed_runs in by_seed.values():
+            done = [t.value for t in seed_runs if t.state == TrialState.COMPLETE]
+            if done and done[0] is not None:
+                values.append(float(done[0]))
+            elif any(t.state in _NOT_DONE for t in seed_runs):
+                pending += 1
+            else:
+                failed += 1
         finalists.append(
-            Finalist(
-                trial=number,
-                params=dict(source.params),
-                search_value=float(source.value),
-                values=[
-                    float(t.value)
-                    for t in mine
-                    if t.state == TrialState.COMPLETE and t.value is not None
-                ],
-                failed=sum(1 for t in mine if t.state == TrialState.FAIL),
-                pending=sum(1 for t in mine if t.state in (TrialState.WAITING, TrialState.RUNNING)),
-            )
+            Finalist(number, dict(source.params), float(source.value), values, failed, pending)
         )
+    if not finalists:
+        return None
     finalists.sort(key=lambda f: (sign * f.search_value, f.trial))
+    confirmed = {f.trial for f in finalists}
+    current = select_finalists(search_study, len(finalists))
     return Confirmation(
         study_name=confirm.study_name,
         metric=cfg.objective.names[0],
         direction=direction,
         seeds=seeds,
         finalists=finalists,
+        stale=any(t.number not in confirmed for t in current),
     )
 
 
 def confirm_study(
-    cfg: StudyConfig, *, top: int | None = None, seeds: int | None = None, hooks: Sequence[Any] = ()
+    cfg: StudyConfig,
+    *,
+    top: int | None = None,
+    seeds: int | None = None,
+    hooks: Sequence[Any] = (),
+    force: bool = False,
 ) -> Confirmation:
     """Queue and run the confirmation in this process; the CLI can spread it over workers.
 
@@ -300,8 +337,8 @@ def confirm_study(
     from hpo.runner import run_study
 
     top, seeds = confirm_request(cfg, top, seeds)
-    plan = queue_confirmation(cfg, top=top, seeds=seeds)
-    run_study(confirmation_config(cfg, plan.n_runs), hooks=hooks)
+    plan = queue_confirmation(cfg, top=top, seeds=seeds, force=force)
+    run_study(confirmation_config(cfg, plan.n_runs), hooks=hooks, force=force)
     confirmation = read_confirmation(cfg)
     assert confirmation is not None  # the runs were just queued
     return confirmation

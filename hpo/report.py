@@ -194,7 +194,7 @@ def _confirmation_table(confirmation: Confirmation | None) -> str:
             f"{f.trial}{' (pick)' if pick is not None and pick.trial == f.trial else ''}",
             _fmt(f.search_value),
             _fmt(f.mean),
-            _fmt(f.sd),
+            "" if f.sd is None else _fmt(f.sd),
             len(f.values),
             f.failed,
             f.pending,
@@ -305,6 +305,7 @@ def build_report(cfg: StudyConfig) -> str:
         meta["confirmed pick"] = (
             f"{pick.trial} (mean {_fmt(pick.mean)} over {len(pick.values)} runs at fresh seeds"
             + (f"; {confirmation.pending} runs to go" if confirmation.pending else "")
+            + ("; out of date: newer trials rank among the finalists" if confirmation.stale else "")
             + ")"
         )
     figures = build_figures(study, names, cfg.objective.pruning_metric, curves_study(study, cfg))

@@ -106,9 +106,10 @@ def best_config(cfg: StudyConfig) -> dict[str, Any]:
     trial = best[0]
     confirmed: dict[str, Any] | None = None
     confirmation = None if cfg.objective.is_multi else read_confirmation(cfg)
-    pick = confirmation.best() if confirmation is not None and not confirmation.pending else None
+    finished = confirmation is not None and not confirmation.pending and not confirmation.stale
+    pick = confirmation.best() if confirmation is not None and finished else None
     if confirmation is not None and pick is not None:
-        # a finished confirmation outranks the search's single lucky run (hpo confirm)
+        # a finished, up-to-date confirmation outranks the search's single lucky run
         trial = next(t for t in study.get_trials(deepcopy=False) if t.number == pick.trial)
         confirmed = {
             "mean": pick.mean,

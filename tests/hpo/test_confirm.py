@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Callable
 from pathlib import Path
@@ -209,7 +210,7 @@ def test_confirmation_refuses_bad_requests(tmp_path: Path, unique_name: str) -> 
     with pytest.raises(ConfigError) as info:
         queue_confirmation(validate_study_data(multi), top=0, seeds=2)
     assert info.value.problems == [
-        "--top: must be at least 1 (got 0)",
+        "--top: must be from 1 to 100 (got 0)",
         "objective: confirmation needs a single objective (this study has 2: best_score, loss)",
     ]
 
@@ -305,3 +306,67 @@ def test_the_pick_is_the_best_mean_without_failures_first() -> None:
     assert confirmation("maximize", a, b, waiting).pending == 2
     tie = Finalist(5, {"x": 5}, 0.5, [0.81, 0.81])
     assert confirmation("maximize", a, tie).best() == a  # ties keep the search's order
+
+
+def test_a_failed_run_is_queued_again_and_counts_once_it_completes(
+    tmp_path: Path, unique_name: str
+) -> None:
+    storage = f"sqlite:///{tmp_path / 'hpo.db'}"
+    cfg = validate_study_data(_noisy_study(unique_name, storage))
+    run_study(cfg)
+    plan = queue_confirmation(cfg, top=2, seeds=2)
+    confirm = optuna.load_study(study_name=confirm_study_name(unique_name), storage=storage)
+    lost = confirm.get_trials(deepcopy=False)[0]  # e.g. a run that hit CUDA OOM
+    confirm._storage.set_trial_state_values(lost._trial_id, TrialState.FAIL)
+    assert read_confirmation(cfg).finalists[0].failed == 1  # type: ignore[union-attr]
+    again = queue_confirmation(cfg, top=2, seeds=2)
+    assert again.queued == 1 and again.n_runs == plan.n_runs + 1
+    run_study(confirmation_config(cfg, again.n_runs))
+    done = read_confirmation(cfg)
+    assert done is not None and not done.pending
+    assert [(len(f.values), f.failed) for f in done.finalists] == [(2, 0), (2, 0)]
+
+
+def test_a_search_that_moved_on_makes_the_confirmation_stale(
+    tmp_path: Path, unique_name: str
+) -> None:
+    storage = f"sqlite:///{tmp_path / 'hpo.db'}"
+    cfg = validate_study_data(_noisy_study(unique_name, storage))
+    run_study(cfg)
+    confirmation = confirm_study(cfg, top=2, seeds=1)
+    assert not confirmation.stale and "confirmed" in best_config(cfg)
+    assert best_config(cfg)["confirmed"]["sd"] is None  # one run: no sd (JSON-safe)
+    search = optuna.load_study(study_name=unique_name, storage=storage)
+    newest = search.trials[0]
+    search.add_trial(
+        create_trial(
+            value=10.0, params={"x": 0.6, "choice": "c"}, distributions=newest.distributions
+        )
+    )
+    stale = read_confirmation(cfg)
+    assert stale is not None and stale.stale
+    best = best_config(cfg)
+    assert "confirmed" not in best and best["trial"] == len(search.trials) - 1
+
+
+def test_cli_confirm_on_a_grid_study_with_an_awkward_name(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    data = _noisy_study("exp #1: grid", f"sqlite:///{tmp_path / 'hpo.db'}", 4)
+    data["sampler"] = {"name": "grid"}
+    data["space"] = {
+        "x": {"type": "categorical", "choices": [0.0, 0.3]},
+        **{"choice": {"type": "categorical", "choices": ["a", "b"]}},
+    }
+    path = write_study(data)
+    assert hpo("run", str(path)).returncode == 0
+    # 3 finalists x 2 seeds = 6 runs on a 4-point grid: every run is queued, none sampled
+    result = hpo("confirm", str(path), "--top", "3", "--seeds", "2")
+    assert result.returncode == 0, result.stderr
+    assert "exp #1: grid::confirm" in result.stdout
+    confirmation = read_confirmation(load_study_config(path))
+    assert confirmation is not None and not confirmation.pending
+    assert [len(f.values) for f in confirmation.finalists] == [2, 2, 2]
+    best = hpo("best", str(path), "--format", "json")
+    assert best.returncode == 0
+    assert json.loads(best.stdout)["confirmed"]["runs"] == 2
