@@ -27,7 +27,11 @@ if TYPE_CHECKING:
 
 
 def _num(value: float | None) -> str:
-    return "-" if value is None or math.isnan(value) else f"{value:.4f}"
+    return "-" if value is None or math.isnan(value) else f"{value:.4g}"
+
+
+def _param(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def confirmation_table(confirmation: Confirmation) -> Table:
@@ -55,7 +59,7 @@ def confirmation_table(confirmation: Confirmation) -> Table:
             _num(f.mean),
             _num(f.sd),
             runs,
-            ", ".join(f"{k}={v}" for k, v in f.params.items()),
+            ", ".join(f"{k}={_param(v)}" for k, v in f.params.items()),
         )
     return table
 
