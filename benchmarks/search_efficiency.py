@@ -107,6 +107,18 @@ METHOD_COLORS = {
     "tpe_hyperband_patient": "#e377c2",
     "tpe": "#ff7f0e",
 }
+ARM_NOTES = {
+    "tpe_hyperband_warm": "warm arm: the same TPE + Hyperband with the trainer defaults "
+    "enqueued as trial 0 and duplicates: reuse",
+    "tpe_sha_warm": "shared-history arm: multivariate TPE + successive halving (same "
+    "min_resource and reduction_factor as Hyperband), defaults enqueued, duplicates: reuse",
+    "tpe_hyperband_screen": "screening arm: the warm arm with every one-knob change of the "
+    "defaults enqueued after them, in the manual sweep's order",
+    "tpe_hyperband_patient": "patient arm: Optuna's PatientPruner (patience {patience}, on the "
+    "epoch's val_f1) around the same Hyperband; Hyperband judges a trial only once its val F1 "
+    "has not risen for that many epochs",
+}
+"""The context line each opt-in arm adds to the report when it ran."""
 DATASETS = ("synthetic_har", "BasicMotions")
 
 SEARCH_SPACE: dict[str, list[Any]] = {
@@ -1069,27 +1081,9 @@ def run(args: argparse.Namespace) -> tuple[list[RunRecord], list[Row], list[str]
         f"n_train {args.n_train}, val_fraction {args.val_fraction}, length {args.length}, "
         f"noise {args.noise}, dim {args.dim}; BasicMotions: val_fraction 0.5 (20 val series)",
     ]
-    if "tpe_hyperband_warm" in args.methods:
-        context.append(
-            "warm arm: the same TPE + Hyperband with the trainer defaults enqueued as trial 0 "
-            "and duplicates: reuse"
-        )
-    if "tpe_sha_warm" in args.methods:
-        context.append(
-            "shared-history arm: multivariate TPE + successive halving (same min_resource and "
-            "reduction_factor as Hyperband), defaults enqueued, duplicates: reuse"
-        )
-    if "tpe_hyperband_screen" in args.methods:
-        context.append(
-            "screening arm: the warm arm with every one-knob change of the defaults enqueued "
-            "after them, in the manual sweep's order"
-        )
-    if "tpe_hyperband_patient" in args.methods:
-        context.append(
-            f"patient arm: Optuna's PatientPruner (patience {args.patience}, on the epoch's "
-            "val_f1) around the same Hyperband; Hyperband judges a trial only once its val F1 "
-            "has not risen for that many epochs"
-        )
+    context += [
+        note.format(patience=args.patience) for m, note in ARM_NOTES.items() if m in args.methods
+    ]
     return runs, rows, context
 
 

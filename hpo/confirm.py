@@ -91,15 +91,23 @@ def confirm_seeds(study_seed: int, n: int, taken: set[Any]) -> list[int]:
 
 def select_finalists(study: optuna.Study, top: int) -> list[FrozenTrial]:
     """The ``top`` best COMPLETE trials with distinct parameters, best first."""
-    trials = [
+    return _finalists(study.get_trials(deepcopy=False), study.direction, top)
+
+
+def _finalists(
+    trials: Sequence[FrozenTrial], direction: optuna.study.StudyDirection, top: int
+) -> list[FrozenTrial]:
+    ranked = [
         t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if DUPLICATE_OF_ATTR not in t.user_attrs and t.value is not None
+        for t in trials
+        if t.state == TrialState.COMPLETE
+        and DUPLICATE_OF_ATTR not in t.user_attrs
+        and t.value is not None
     ]
-    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
-    trials.sort(key=lambda t: (sign * float(t.value or 0.0), t.number))
+    sign = -1.0 if direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    ranked.sort(key=lambda t: (sign * float(t.value or 0.0), t.number))
     out: list[FrozenTrial] = []
-    for trial in trials:
+    for trial in ranked:
         if any(same_params(trial.params, o.params) for o in out):
             continue  # a rerun of a configuration already in: the best of its runs stands
         out.append(trial)
@@ -264,15 +272,21 @@ class Confirmation:
         return min(scored, key=lambda f: sign * f.mean)  # min keeps the search's order on ties
 
 
-def read_confirmation(cfg: StudyConfig) -> Confirmation | None:
-    """The confirmation of ``cfg``'s study, or None when it was never asked for."""
+def read_confirmation(
+    cfg: StudyConfig, search_study: optuna.Study | None = None
+) -> Confirmation | None:
+    """The confirmation of ``cfg``'s study, or None when it was never asked for (or the
+    study is multi-objective). ``search_study``: the search, when the caller has it open."""
+    if cfg.objective.is_multi:
+        return None
     storage = open_storage(storage_url(cfg))
     try:
         confirm = optuna.load_study(study_name=confirm_study_name(cfg.name), storage=storage)
     except KeyError:
         return None
-    search_study = _load_search(cfg)
-    search = {t.number: t for t in search_study.get_trials(deepcopy=False)}
+    search_study = search_study or _load_search(cfg)
+    search_trials = search_study.get_trials(deepcopy=False)
+    search = {t.number: t for t in search_trials}
     trials = confirm.get_trials(deepcopy=False)
     replaced = replaced_numbers(trials)
     runs: dict[int, dict[int, list[FrozenTrial]]] = {}
@@ -311,7 +325,7 @@ def read_confirmation(cfg: StudyConfig) -> Confirmation | None:
         return None
     finalists.sort(key=lambda f: (sign * f.search_value, f.trial))
     confirmed = {f.trial for f in finalists}
-    current = select_finalists(search_study, len(finalists))
+    current = _finalists(search_trials, search_study.direction, len(finalists))
     return Confirmation(
         study_name=confirm.study_name,
         metric=cfg.objective.names[0],

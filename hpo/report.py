@@ -299,7 +299,7 @@ def build_report(cfg: StudyConfig) -> str:
     best = top_trials(study, 1)
     if best:
         meta["best trial"] = f"{best[0].number} ({', '.join(_fmt(v) for v in best[0].values)})"
-    confirmation = None if cfg.objective.is_multi else read_confirmation(cfg)
+    confirmation = read_confirmation(cfg, study)
     pick = confirmation.best() if confirmation is not None else None
     if confirmation is not None and pick is not None:
         meta["confirmed pick"] = (

@@ -86,7 +86,7 @@ def study_status(cfg: StudyConfig) -> StudyStatus:
         best_values=list(best[0].values) if best else None,
         best_params=dict(best[0].params) if best else {},
         running=running,
-        confirmation=None if cfg.objective.is_multi else read_confirmation(cfg),
+        confirmation=read_confirmation(cfg, study),
     )
 
 
@@ -105,7 +105,7 @@ def best_config(cfg: StudyConfig) -> dict[str, Any]:
         raise ConfigError([f"study {cfg.name!r} has no completed trial yet"])
     trial = best[0]
     confirmed: dict[str, Any] | None = None
-    confirmation = None if cfg.objective.is_multi else read_confirmation(cfg)
+    confirmation = read_confirmation(cfg, study)
     finished = confirmation is not None and not confirmation.pending and not confirmation.stale
     pick = confirmation.best() if confirmation is not None and finished else None
     if confirmation is not None and pick is not None:

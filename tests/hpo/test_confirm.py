@@ -12,7 +12,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from hpo import load_study_config, run_study, validate_study_data
+from hpo import StudyConfig, load_study_config, run_study, validate_study_data
 from hpo.confirm import (
     CONFIRM_SEED_ATTR,
     CONFIRMS_ATTR,
@@ -54,6 +54,13 @@ def _noisy_study(name: str, storage: str, n_trials: int = 8) -> dict[str, object
             "choice": {"type": "categorical", "choices": ["a", "b", "c"]},
         },
     )
+
+
+def _searched(storage: str, name: str) -> StudyConfig:
+    """The noisy study, searched to its budget."""
+    cfg = validate_study_data(_noisy_study(name, storage))
+    run_study(cfg)
+    return cfg
 
 
 def _complete(study: optuna.Study, value: float, x: float, choice: str, **attrs: object) -> None:
@@ -122,8 +129,7 @@ def _expected_mean(params: dict[str, object], seeds: list[int]) -> float:
 def test_confirmation_picks_the_best_mean_and_hpo_best_returns_it(
     rdb_url: str, unique_name: str, tmp_path: Path
 ) -> None:
-    cfg = validate_study_data(_noisy_study(unique_name, rdb_url))
-    run_study(cfg)
+    cfg = _searched(rdb_url, unique_name)
     search_best = best_config(cfg)
     assert "confirmed" not in search_best
 
@@ -164,8 +170,7 @@ def test_confirming_again_resumes_and_more_finalists_add_runs(
     tmp_path: Path, unique_name: str
 ) -> None:
     storage = f"sqlite:///{tmp_path / 'hpo.db'}"
-    cfg = validate_study_data(_noisy_study(unique_name, storage))
-    run_study(cfg)
+    cfg = _searched(storage, unique_name)
     first = confirm_study(cfg, top=2, seeds=2)
     again = queue_confirmation(cfg, top=2, seeds=2)
     assert again.queued == 0 and again.n_runs == 4
@@ -312,8 +317,7 @@ def test_a_failed_run_is_queued_again_and_counts_once_it_completes(
     tmp_path: Path, unique_name: str
 ) -> None:
     storage = f"sqlite:///{tmp_path / 'hpo.db'}"
-    cfg = validate_study_data(_noisy_study(unique_name, storage))
-    run_study(cfg)
+    cfg = _searched(storage, unique_name)
     plan = queue_confirmation(cfg, top=2, seeds=2)
     confirm = optuna.load_study(study_name=confirm_study_name(unique_name), storage=storage)
     lost = confirm.get_trials(deepcopy=False)[0]  # e.g. a run that hit CUDA OOM
@@ -331,8 +335,7 @@ def test_a_search_that_moved_on_makes_the_confirmation_stale(
     tmp_path: Path, unique_name: str
 ) -> None:
     storage = f"sqlite:///{tmp_path / 'hpo.db'}"
-    cfg = validate_study_data(_noisy_study(unique_name, storage))
-    run_study(cfg)
+    cfg = _searched(storage, unique_name)
     confirmation = confirm_study(cfg, top=2, seeds=1)
     assert not confirmation.stale and "confirmed" in best_config(cfg)
     assert best_config(cfg)["confirmed"]["sd"] is None  # one run: no sd (JSON-safe)
