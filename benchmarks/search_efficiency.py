@@ -82,10 +82,17 @@ from benchmarks._common import machine_line
 
 METHODS = ("manual", "random", "tpe_hyperband", "tpe_hyperband_warm")
 """The methods compared by default; ``tpe`` (no pruning) is an optional diagnostic arm."""
-ALL_METHODS = (*METHODS, "tpe_sha_warm", "tpe_hyperband_screen", "tpe_hyperband_patient", "tpe")
+ALL_METHODS = (
+    *METHODS,
+    "tpe_sha_warm",
+    "tpe_hyperband_screen",
+    "tpe_hyperband_patient",
+    "tpe_hyperband_grouped",
+    "tpe",
+)
 WARM_METHODS = ("tpe_hyperband_warm", "tpe_sha_warm", "tpe_hyperband_screen")
 """Arms that try the trainer defaults first and reuse completed configurations."""
-PRUNED_METHODS = ("tpe_hyperband", *WARM_METHODS, "tpe_hyperband_patient")
+PRUNED_METHODS = ("tpe_hyperband", *WARM_METHODS, "tpe_hyperband_patient", "tpe_hyperband_grouped")
 """TPE with a pruner: the service's default and its variants, judged against the goal."""
 METHOD_LABELS = {
     "manual": "manual one-knob sweep",
@@ -95,6 +102,7 @@ METHOD_LABELS = {
     "tpe_sha_warm": "TPE (multivariate) + successive halving, defaults enqueued, duplicates reused",
     "tpe_hyperband_screen": "TPE + Hyperband, one-knob changes of the defaults enqueued",
     "tpe_hyperband_patient": "TPE + Hyperband, only on trials whose val F1 stopped rising",
+    "tpe_hyperband_grouped": "TPE + Hyperband within each loss",
     "tpe": "TPE, no pruning (diagnostic)",
 }
 METHOD_COLORS = {
@@ -105,6 +113,7 @@ METHOD_COLORS = {
     "tpe_sha_warm": "#9467bd",
     "tpe_hyperband_screen": "#8c564b",
     "tpe_hyperband_patient": "#e377c2",
+    "tpe_hyperband_grouped": "#17becf",
     "tpe": "#ff7f0e",
 }
 ARM_NOTES = {
@@ -117,6 +126,8 @@ ARM_NOTES = {
     "tpe_hyperband_patient": "patient arm: Optuna's PatientPruner (patience {patience}, on the "
     "epoch's val_f1) around the same Hyperband; Hyperband judges a trial only once its val F1 "
     "has not risen for that many epochs",
+    "tpe_hyperband_grouped": "grouped arm: the same Hyperband, ranking each trial only against "
+    "trials of the same loss (pruner grouped, by: [loss])",
 }
 """The context line each opt-in arm adds to the report when it ran."""
 DATASETS = ("synthetic_har", "BasicMotions")
@@ -317,6 +328,10 @@ def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
             # Hyperband asked only once val F1 has not risen for `patience` epochs: a slow
             # starter that is still climbing is not judged on its early rungs
             pruner = {"name": "patient", "patience": setup.patience, "wrapped": pruner}
+        if method == "tpe_hyperband_grouped":
+            # a slow-starting loss (VICReg) is ranked against its own kind, not against
+            # losses that learn faster in the first epochs
+            pruner = {"name": "grouped", "by": ["loss"], "wrapped": pruner}
     else:
         raise ValueError(f"no study for method {method!r}")
     db = Path(storage_dir) / f"{setup.dataset}-{method}-{seed}.db"

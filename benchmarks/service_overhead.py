@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from benchmarks._common import machine_line, median
 
 GOAL_MS_PER_TRIAL = 50.0
@@ -267,7 +269,7 @@ def _study_data(args: argparse.Namespace, name: str, storage: str) -> dict[str, 
         "seed": args.seed,
         "objective": {"metric": "best_score", "direction": "maximize"},
         "sampler": sampler,
-        "pruner": {"name": args.pruner},
+        "pruner": pruner_data(args.pruner),
         "budget": {"n_trials": args.trials},
         "trainer": {
             "name": "benchmarks.service_overhead:timed_analytic_train",
@@ -281,6 +283,16 @@ def _study_data(args: argparse.Namespace, name: str, storage: str) -> dict[str, 
         },
         "artifacts": {"enabled": False},
     }
+
+
+def pruner_data(text: str) -> dict[str, Any]:
+    """``--pruner``: a name, or a YAML mapping as in a study file (``{name: grouped, ...}``)."""
+    if not text.lstrip().startswith("{"):
+        return {"name": text}
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict) or "name" not in data:
+        raise SystemExit(f"error: --pruner: expected a name or {{name: ..., ...}} (got {text!r})")
+    return data
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -345,7 +357,12 @@ def build_parser() -> argparse.ArgumentParser:
         "default: a new SQLite file in a temporary folder",
     )
     parser.add_argument("--sampler", default="tpe", help="sampler name as in a study file")
-    parser.add_argument("--pruner", default="median", help="pruner name as in a study file")
+    parser.add_argument(
+        "--pruner",
+        default="median",
+        help="pruner name, or a study file's pruner mapping, e.g. "
+        "'{name: grouped, by: [choice], wrapped: {name: hyperband}}'",
+    )
     parser.add_argument("--window", type=int, default=100, help="trials per early/late window")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

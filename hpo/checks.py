@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from hpo.config import ParamSpec, StudyConfig, _values_of
-from hpo.pruners import PRUNERS, build_pruner, trainer_epochs, trainer_warmup
+from hpo.pruners import PRUNERS, WRAPPERS, build_pruner, trainer_epochs, trainer_warmup
 from hpo.samplers import SAMPLERS, build_sampler, constructor_arguments, unknown_kwargs_problems
 from hpo.storages import storage_problems
 
@@ -120,18 +120,25 @@ def _pruner_problems(cfg: StudyConfig) -> list[str]:
     if name not in PRUNERS:
         return [f"pruner.name: unknown pruner {name!r}; allowed: {', '.join(PRUNERS)}"]
     kwargs = cfg.pruner.kwargs
-    checked = {k: v for k, v in kwargs.items() if k != "wrapped"} if name == "patient" else kwargs
+    checked = {k: v for k, v in kwargs.items() if k != "wrapped"} if name in WRAPPERS else kwargs
     problems = unknown_kwargs_problems("pruner", PRUNERS[name], checked)
     problems += kwarg_type_problems("pruner", PRUNERS[name], checked)
-    if name == "patient" and "wrapped_pruner" in kwargs:
+    if name in WRAPPERS and "wrapped_pruner" in kwargs:
         problems.append("pruner.wrapped_pruner: give the inner pruner as wrapped: {name: median}")
-    wrapped = kwargs.get("wrapped") if name == "patient" else None
+    wrapped = kwargs.get("wrapped") if name in WRAPPERS else None
     if isinstance(wrapped, Mapping) and isinstance(wrapped.get("name"), str):
         inner = PRUNERS.get(wrapped["name"])
         inner_kwargs = {k: v for k, v in wrapped.items() if k != "name"}
         if inner is not None:
             problems += unknown_kwargs_problems("pruner.wrapped", inner, inner_kwargs)
             problems += kwarg_type_problems("pruner.wrapped", inner, inner_kwargs)
+    if name == "grouped":
+        if not wrapped:
+            problems.append(
+                "pruner.wrapped: grouped needs the pruner to run within each group, "
+                "like wrapped: {name: hyperband}"
+            )
+        problems += _grouped_by_problems(cfg, kwargs.get("by"))
     if problems:
         return problems
     try:
@@ -139,6 +146,20 @@ def _pruner_problems(cfg: StudyConfig) -> list[str]:
     except (TypeError, ValueError) as exc:
         problems.append(f"pruner: {PRUNERS[name].__name__} rejected its arguments: {exc}")
     return problems
+
+
+def _grouped_by_problems(cfg: StudyConfig, by: Any) -> list[str]:
+    """``grouped``'s ``by``: a list of searched parameters, so that groups exist to compare in."""
+    if by is None:
+        return ["pruner.by: grouped needs by, the searched parameters to group trials by"]
+    if isinstance(by, str) or not isinstance(by, list) or not by:
+        return [f"pruner.by: expected a non-empty list of parameter names (got {_short(by)})"]
+    allowed = ", ".join(cfg.space)
+    return [
+        f"pruner.by: {_short(n)} is not a searched parameter; allowed: {allowed}"
+        for n in by
+        if n not in cfg.space
+    ]
 
 
 def _schema_errors(

@@ -1,4 +1,4 @@
-"""Optuna pruners by short name; ``patient`` wraps another pruner given as ``wrapped``."""
+"""Optuna pruners by short name; ``patient`` and ``grouped`` wrap another, given as ``wrapped``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from optuna.pruners._percentile import _is_first_in_interval_step
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.config import StudyConfig
+from hpo.grouped_pruner import GroupedPruner
 from hpo.workers.budget import count_in_storage
 
 PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
@@ -20,11 +21,15 @@ PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
     "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
     "hyperband": optuna.pruners.HyperbandPruner,
     "patient": optuna.pruners.PatientPruner,
+    "grouped": GroupedPruner,
     "wilcoxon": optuna.pruners.WilcoxonPruner,
     "threshold": optuna.pruners.ThresholdPruner,
     "none": optuna.pruners.NopPruner,
 }
 
+
+WRAPPERS = ("patient", "grouped")
+"""Pruners that take another pruner, given in the study file as ``wrapped: {name: ...}``."""
 
 FIRST_STEP_ARG = {
     "hyperband": "min_resource",
@@ -63,15 +68,17 @@ def build_pruner(
         if max_resource is not None:
             first = min(first, max_resource)
         args.setdefault(first_arg, first)
-    if name == "patient":
+    if name in WRAPPERS:
+        if name == "grouped" and not args.get("wrapped"):
+            raise ValueError("grouped needs wrapped: the pruner to run in each group")
         wrapped = args.pop("wrapped", None) or {"name": "none"}
         if not isinstance(wrapped, Mapping) or "name" not in wrapped:
             raise ValueError("wrapped must be a pruner like {name: median}")
         inner = dict(wrapped)
         inner_name = str(inner.pop("name"))
-        if inner_name not in PRUNERS or inner_name == "patient":
+        if inner_name not in PRUNERS or inner_name == name:
             raise ValueError(
-                f"wrapped.name must be one of {', '.join(n for n in PRUNERS if n != 'patient')}"
+                f"wrapped.name must be one of {', '.join(n for n in PRUNERS if n != name)}"
             )
         args["wrapped_pruner"] = build_pruner(
             inner_name, inner, max_resource=max_resource, warmup=warmup
@@ -109,14 +116,24 @@ def trainer_warmup(cfg: StudyConfig) -> int | None:
     return None
 
 
+def innermost_pruner(name: str, kwargs: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
+    """The pruner that a ``patient`` / ``grouped`` chain finally asks, and its arguments."""
+    while name in WRAPPERS:
+        wrapped = kwargs.get("wrapped")
+        if not isinstance(wrapped, Mapping) or not isinstance(wrapped.get("name"), str):
+            break
+        name, kwargs = wrapped["name"], {k: v for k, v in wrapped.items() if k != "name"}
+    return name, kwargs
+
+
 def pruner_defaults_note(cfg: StudyConfig) -> str:
     """What the service fills in for the study's pruner, e.g. `` (min_resource 4: ...)``."""
     args: list[str] = []
     epochs, warmup = trainer_epochs(cfg), trainer_warmup(cfg)
-    kwargs = cfg.pruner.kwargs
-    if cfg.pruner.name == "hyperband" and epochs is not None and "max_resource" not in kwargs:
+    name, kwargs = innermost_pruner(cfg.pruner.name, cfg.pruner.kwargs)
+    if name == "hyperband" and epochs is not None and "max_resource" not in kwargs:
         args.append(f"max_resource {epochs}: the trainer's epochs")
-    first_arg = FIRST_STEP_ARG.get(cfg.pruner.name)
+    first_arg = FIRST_STEP_ARG.get(name)
     if first_arg is not None and warmup and first_arg not in kwargs:
         first = min(warmup + 1, epochs) if epochs is not None else warmup + 1
         args.append(f"{first_arg} {first}: the first epoch after {warmup} warmup epochs")

@@ -79,11 +79,13 @@ def test_service_overhead_on_a_given_storage(
 ) -> None:
     url = f"journal:///{(tmp_path / 'journal.log').as_posix()}"
     json_path = tmp_path / "journal.json"
-    argv = ["--trials", "4", "--epochs", "3", "--storage", url, "--json", str(json_path)]
-    assert service_overhead.main(argv) == 0
+    grouped = "{name: grouped, by: [choice], wrapped: {name: median, n_startup_trials: 1}}"
+    argv = ["--trials", "6", "--epochs", "3", "--storage", url, "--json", str(json_path)]
+    assert service_overhead.main([*argv, "--pruner", grouped]) == 0
     assert "journal:///" in capsys.readouterr().out
     result = json.loads(json_path.read_text(encoding="utf-8"))
-    assert result["trials"] == 4 and result["n_reports"] >= 4
+    assert result["trials"] == 6 and result["n_reports"] >= 6
+    assert result["pruner"] == grouped
     assert result["sql_statements"] == 0, "a journal file is not an SQL database"
 
 

@@ -131,3 +131,30 @@ def test_patient_arm_asks_hyperband_only_after_the_epoch_f1_stops_rising(tmp_pat
     inner = pruner._wrapped_pruner
     assert isinstance(inner, optuna.pruners.HyperbandPruner)
     assert (inner._min_resource, inner._max_resource) == (4, 30)  # after warmup, to the end
+
+
+def test_grouped_arm_runs_hyperband_within_each_loss(tmp_path: Path) -> None:
+    from hpo.grouped_pruner import GroupedPruner
+
+    setup = search_efficiency.Setup(
+        dataset="synthetic_har",
+        epochs=30,
+        fixed={"dataset": "synthetic_har", "epochs": 30, "warmup_epochs": 3},
+        space={"loss": ["infonce", "vicreg"]},
+        start={"loss": "infonce"},
+        budget=60,
+        tpe_startup=5,
+        hb_min_resource=None,
+        hb_reduction=3,
+        threads=1,
+    )
+    cfg = search_efficiency.study_config(setup, "tpe_hyperband_grouped", 0, str(tmp_path))
+    assert cfg.pruner.kwargs == {
+        "by": ["loss"],
+        "wrapped": {"name": "hyperband", "reduction_factor": 3},
+    }
+    pruner = study_pruner(cfg)
+    assert isinstance(pruner, GroupedPruner) and pruner.by == ("loss",)
+    inner = pruner.wrapped_pruner
+    assert isinstance(inner, optuna.pruners.HyperbandPruner)
+    assert (inner._min_resource, inner._max_resource) == (4, 30)

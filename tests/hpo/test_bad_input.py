@@ -399,6 +399,16 @@ EDGE_TEXTS = {
     "wrong-typed wrapped pruner argument": _edit(
         ("pruner", {"name": "patient", "patience": 2, "wrapped": {"name": "median", "x": 1}})
     ),
+    "grouped pruner without wrapped": _edit(("pruner", {"name": "grouped", "by": ["x"]})),
+    "grouped pruner by an unsearched name": _edit(
+        ("pruner", {"name": "grouped", "by": ["lr"], "wrapped": {"name": "median"}})
+    ),
+    "grouped pruner by a bare string": _edit(
+        ("pruner", {"name": "grouped", "by": "x", "wrapped": {"name": "median"}})
+    ),
+    "grouped pruner in a grouped pruner": _edit(
+        ("pruner", {"name": "grouped", "by": ["x"], "wrapped": {"name": "grouped", "by": ["x"]}})
+    ),
     "sqlite URL without a file": _edit(("storage", "sqlite://")),
     "empty variable reference": _edit(("storage", "postgresql://u:${}@h/db")),
     "storage folder missing": _edit(("storage", "sqlite:///no/such/folder/x.db")),

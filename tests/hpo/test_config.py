@@ -148,7 +148,7 @@ def test_unknown_sampler_and_pruner(write_study: Callable[..., Path]) -> None:
         "sampler.name: unknown sampler 'bayes'; allowed: tpe, random, gp, cmaes, qmc, grid, "
         "nsga2, nsga3, bruteforce",
         "pruner.name: unknown pruner 'asha'; allowed: median, percentile, successive_halving, "
-        "hyperband, patient, wilcoxon, threshold, none",
+        "hyperband, patient, grouped, wilcoxon, threshold, none",
     ]
 
 
