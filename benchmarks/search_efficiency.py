@@ -176,6 +176,7 @@ class Setup:
     hb_reduction: int
     threads: int
     patience: int = 3
+    passes: int = 1
     verbose: bool = True
 
 
@@ -380,49 +381,79 @@ class _CountingReporter:
         self.epochs += 1
 
 
-def run_manual(setup: Setup, seed: int) -> RunRecord:
-    """The one-knob-at-a-time sweep, calling the trainer directly."""
-    from trainers.contrastive import train
+def run_manual(
+    setup: Setup, seed: int, train: Callable[..., Mapping[str, Any]] | None = None
+) -> RunRecord:
+    """The one-knob-at-a-time sweep, calling the trainer directly.
+
+    With ``setup.passes`` > 1 it goes round the knobs again from its incumbent, as users do
+    when a first pass moved several knobs, skipping configurations it has trained, until
+    it has spent the budget or a whole pass changes nothing. ``train`` defaults to the
+    contrastive trainer's.
+    """
     from trainers.reporter import TrainingFailed
+
+    if train is None:
+        from trainers.contrastive import train
 
     record = RunRecord(setup.dataset, "manual", seed, setup.budget)
     started = time.perf_counter()
     incumbent = dict(setup.start)
     best: float | None = None
     seen: dict[tuple[Any, ...], float | None] = {}
-    for name, values in setup.space.items():
-        for value in values:
-            config = {**incumbent, name: value}
-            key = tuple((k, type(v).__name__, v) for k, v in sorted(config.items()))
-            if key in seen:
-                score = seen[key]
-            else:
-                reporter = _CountingReporter()
-                t0 = time.perf_counter()
-                try:
-                    result = train({**setup.fixed, **config, "seed": seed}, reporter)
-                    score, state = float(result[METRIC]), "COMPLETE"
-                    if not math.isfinite(score):
-                        score, state = None, "FAIL"
-                except (TrainingFailed, ValueError, RuntimeError) as exc:
-                    _log(setup, f"  manual run failed: {type(exc).__name__}: {exc}")
-                    score, state = None, "FAIL"
-                seen[key] = score
-                record.trials.append(
-                    TrialRecord(
-                        len(record.trials),
-                        state,
-                        reporter.epochs,
-                        score,
-                        config,
-                        round(time.perf_counter() - t0, 3),
-                    )
-                )
-                _progress(setup, record)
-            if score is not None and (best is None or score > best + _EPS):
-                best, incumbent = score, config
+    for _ in range(setup.passes):
+        trained_before = len(record.trials)
+        incumbent_before = dict(incumbent)
+        for name, values in setup.space.items():
+            for value in values:
+                config = {**incumbent, name: value}
+                key = tuple((k, type(v).__name__, v) for k, v in sorted(config.items()))
+                if key in seen:
+                    score = seen[key]
+                elif record.epochs_used + setup.epochs > setup.budget:
+                    continue
+                else:
+                    score = _train_manual_run(setup, seed, config, record, train, TrainingFailed)
+                    seen[key] = score
+                if score is not None and (best is None or score > best + _EPS):
+                    best, incumbent = score, config
+        if len(record.trials) == trained_before or incumbent == incumbent_before:
+            break
     record.wall_s = time.perf_counter() - started
     return record
+
+
+def _train_manual_run(
+    setup: Setup,
+    seed: int,
+    config: dict[str, Any],
+    record: RunRecord,
+    train: Callable[..., Any],
+    training_failed: type[Exception],
+) -> float | None:
+    """One full run of the manual sweep, appended to ``record``; its score (None: failed)."""
+    reporter = _CountingReporter()
+    t0 = time.perf_counter()
+    try:
+        result = train({**setup.fixed, **config, "seed": seed}, reporter)
+        score, state = float(result[METRIC]), "COMPLETE"
+        if not math.isfinite(score):
+            score, state = None, "FAIL"
+    except (training_failed, ValueError, RuntimeError) as exc:
+        _log(setup, f"  manual run failed: {type(exc).__name__}: {exc}")
+        score, state = None, "FAIL"
+    record.trials.append(
+        TrialRecord(
+            len(record.trials),
+            state,
+            reporter.epochs,
+            score,
+            config,
+            round(time.perf_counter() - t0, 3),
+        )
+    )
+    _progress(setup, record)
+    return score
 
 
 class EpochBudget:
@@ -960,6 +991,13 @@ def build_parser() -> argparse.ArgumentParser:
         "prune (Optuna's PatientPruner)",
     )
     parser.add_argument(
+        "--passes",
+        type=int,
+        default=1,
+        help="rounds of the manual sweep over the knobs; the budget (every arm's epochs) is "
+        "this many times one round's (default 1)",
+    )
+    parser.add_argument(
         "--jobs", type=int, default=None, help="worker processes (default 2; 1 with --quick)"
     )
     parser.add_argument(
@@ -1047,12 +1085,13 @@ def run(args: argparse.Namespace) -> tuple[list[RunRecord], list[Row], list[str]
             fixed=fixed_params(args, dataset),
             space={k: list(v) for k, v in space.items()},
             start=start,
-            budget=manual_budget(space, start, args.epochs),
+            budget=args.passes * manual_budget(space, start, args.epochs),
             tpe_startup=args.tpe_startup,
             hb_min_resource=args.hb_min_resource,
             hb_reduction=args.hb_reduction,
             threads=args.threads,
             patience=args.patience,
+            passes=args.passes,
             verbose=not args.quiet,
         )
     tasks = [
@@ -1080,6 +1119,7 @@ def run(args: argparse.Namespace) -> tuple[list[RunRecord], list[Row], list[str]
         "CPU may be shared with other processes (see the load average): wall times are "
         "context only; the figures are epoch counts measured side by side in one run",
         f"{args.seeds} seed(s), {args.epochs} epochs per full run, budget = manual sweep's "
+        + (f"{args.passes} rounds over the knobs " if args.passes > 1 else "")
         + ", ".join(f"{d}: {s.budget} epochs" for d, s in setups.items())
         + f"; {args.jobs} worker(s) x {args.threads} torch thread(s); total wall {wall:.0f} s",
         "our default: TPE (n_startup_trials "

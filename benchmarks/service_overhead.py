@@ -366,6 +366,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--window", type=int, default=100, help="trials per early/late window")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--study-name",
+        default=None,
+        help="name the study (default: a random one); Hyperband assigns brackets by a hash "
+        "of it, so runs to compare with Hyperband need the same name",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the study (deleted afterwards by default)"
     )
     parser.add_argument(
@@ -403,7 +409,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if storage is None:
         tmp_dir = tempfile.mkdtemp(prefix="hpo-overhead-")
         storage = f"sqlite:///{Path(tmp_dir, 'overhead.db').as_posix()}"
-    name = f"bench-overhead-{uuid.uuid4().hex[:8]}"
+    name = args.study_name or f"bench-overhead-{uuid.uuid4().hex[:8]}"
     cfg = validate_study_data(_study_data(args, name, storage))
 
     from hpo.runner import open_study_storage

@@ -17,6 +17,8 @@ from typing import Any, cast
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.study_bound_storage import StudyBoundStorage
+
 _ABSENT = object()
 """The group value of a parameter a trial did not suggest (a conditional parameter)."""
 
@@ -61,7 +63,7 @@ class GroupedPruner(optuna.pruners.BasePruner):
             study_name=study.study_name,
             storage=cast(
                 optuna.storages.BaseStorage,
-                _GroupStorage(study._storage, self._by, group_key(trial, self._by)),
+                _GroupStorage(study, self._by, group_key(trial, self._by)),
             ),
             sampler=study.sampler,
             pruner=self._wrapped_pruner,
@@ -69,16 +71,11 @@ class GroupedPruner(optuna.pruners.BasePruner):
         return self._wrapped_pruner.prune(view, trial)
 
 
-class _GroupStorage:
-    """A storage that reads only one group's trials and passes everything else through.
+class _GroupStorage(StudyBoundStorage):
+    """The study's storage, reading only one group's trials; everything else passes through."""
 
-    Duck-typed rather than a ``BaseStorage`` subclass: every other method, including
-    writes, must reach the real storage unchanged, and ``optuna.Study`` accepts any
-    storage object that is not a URL.
-    """
-
-    def __init__(self, storage: Any, by: tuple[str, ...], key: tuple[Any, ...]) -> None:
-        self._storage = storage
+    def __init__(self, study: optuna.Study, by: tuple[str, ...], key: tuple[Any, ...]) -> None:
+        super().__init__(study)
         self._by = by
         self._key = key
 
@@ -90,6 +87,3 @@ class _GroupStorage:
     ) -> list[FrozenTrial]:
         trials = self._storage.get_all_trials(study_id, deepcopy=deepcopy, states=states)
         return [t for t in trials if group_key(t, self._by) == self._key]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._storage, name)

@@ -13,13 +13,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.config import StudyConfig
 from hpo.grouped_pruner import GroupedPruner
+from hpo.hyperband_pruner import HyperbandPruner
 from hpo.workers.budget import count_in_storage
 
 PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
     "median": optuna.pruners.MedianPruner,
     "percentile": optuna.pruners.PercentilePruner,
     "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
-    "hyperband": optuna.pruners.HyperbandPruner,
+    "hyperband": HyperbandPruner,
     "patient": optuna.pruners.PatientPruner,
     "grouped": GroupedPruner,
     "wilcoxon": optuna.pruners.WilcoxonPruner,

@@ -158,3 +158,61 @@ def test_grouped_arm_runs_hyperband_within_each_loss(tmp_path: Path) -> None:
     inner = pruner.wrapped_pruner
     assert isinstance(inner, optuna.pruners.HyperbandPruner)
     assert (inner._min_resource, inner._max_resource) == (4, 30)
+
+
+def _manual_setup(passes: int, budget_runs: int) -> search_efficiency.Setup:
+    space = {"a": [1, 2, 3], "b": [10, 20, 30]}
+    return search_efficiency.Setup(
+        dataset="synthetic_har",
+        epochs=5,
+        fixed={},
+        space=space,
+        start={"a": 1, "b": 10},
+        budget=budget_runs * 5,
+        tpe_startup=5,
+        hb_min_resource=None,
+        hb_reduction=3,
+        threads=1,
+        passes=passes,
+        verbose=False,
+    )
+
+
+def _score(params: dict[str, Any]) -> float:
+    # b's best value depends on a: one round from (1, 10) finds a=3 first, then b=20;
+    # a second round finds a=2 better at b=20, then b=30 at a=2
+    table = {
+        (1, 10): 0.50, (2, 10): 0.55, (3, 10): 0.60,
+        (3, 20): 0.70, (3, 30): 0.65,
+        (1, 20): 0.60, (2, 20): 0.75,
+        (2, 30): 0.80,
+    }  # fmt: skip
+    return table.get((params["a"], params["b"]), 0.0)
+
+
+def _analytic_train(params: dict[str, Any], reporter: Any) -> dict[str, float]:
+    for epoch in range(5):
+        reporter.report(epoch, {"val_f1": _score(params)})
+    return {search_efficiency.METRIC: _score(params)}
+
+
+def test_manual_sweep_goes_round_the_knobs_again_within_its_budget() -> None:
+    one = search_efficiency.run_manual(_manual_setup(1, 5), seed=0, train=_analytic_train)
+    assert [(t.params["a"], t.params["b"]) for t in one.trials] == [
+        (1, 10), (2, 10), (3, 10), (3, 20), (3, 30)
+    ]  # fmt: skip
+    assert one.best_at(one.budget) == 0.70
+
+    two = search_efficiency.run_manual(_manual_setup(2, 10), seed=0, train=_analytic_train)
+    # round 2 from (3, 20): a=1 and a=2 are new, a=3 is the incumbent; then b=10 was
+    # trained in round 1 at a=2, b=30 is new; never a configuration twice
+    assert [(t.params["a"], t.params["b"]) for t in two.trials][5:] == [(1, 20), (2, 20), (2, 30)]
+    assert two.best_at(two.budget) == 0.80
+    assert two.epochs_used == 40
+
+    # a third round trains (1, 30) only and changes nothing: a fourth would repeat it
+    rounds = search_efficiency.run_manual(_manual_setup(5, 20), seed=0, train=_analytic_train)
+    assert [(t.params["a"], t.params["b"]) for t in rounds.trials][8:] == [(1, 30)]
+
+    capped = search_efficiency.run_manual(_manual_setup(2, 6), seed=0, train=_analytic_train)
+    assert len(capped.trials) == 6 and capped.epochs_used == 30  # the budget stops it

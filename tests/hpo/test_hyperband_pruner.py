@@ -1,0 +1,108 @@
+"""Our Hyperband: Optuna's decisions, without re-reading the study for each bracket view."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from sqlalchemy import event
+
+from hpo.hyperband_pruner import HyperbandPruner
+from hpo.pruners import build_pruner
+
+
+def _objective(trial: optuna.Trial) -> float:
+    x = trial.suggest_float("x", 0.0, 1.0)
+    kind = trial.suggest_categorical("kind", ["a", "b"])
+    value = 0.0
+    for step in range(1, 10):
+        value = step * x * (1.0 if kind == "a" else 0.8)
+        trial.report(value, step)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    return value
+
+
+def _outcome(storage: str, name: str, pruner: optuna.pruners.BasePruner) -> list[Any]:
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        direction="maximize",
+        # TPE after 4 trials: Optuna shows it only the trial's bracket, so sampling goes
+        # through the bracket view too
+        sampler=optuna.samplers.TPESampler(seed=5, n_startup_trials=4),
+        pruner=pruner,
+    )
+    study.optimize(_objective, n_trials=30)
+    return [
+        (t.state, sorted(t.params.items()), sorted(t.intermediate_values.items()))
+        for t in study.trials
+    ]
+
+
+def _hyperband(cls: type[optuna.pruners.HyperbandPruner]) -> optuna.pruners.HyperbandPruner:
+    return cls(min_resource=1, max_resource=9, reduction_factor=3)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_it_samples_and_prunes_exactly_as_optunas(
+    tmp_path: Path, backend: str, unique_name: str, request: pytest.FixtureRequest
+) -> None:
+    """Same study name (Hyperband's brackets hash it), same seed: the same trials."""
+    if backend == "sqlite":
+        first, second = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    else:
+        first = second = str(request.getfixturevalue("postgres_url"))
+    reference = _outcome(first, unique_name, _hyperband(optuna.pruners.HyperbandPruner))
+    if first == second:
+        optuna.delete_study(study_name=unique_name, storage=first)
+    ours = _outcome(second, unique_name, _hyperband(HyperbandPruner))
+    assert ours == reference
+    states = {state for state, *_ in ours}
+    assert optuna.trial.TrialState.PRUNED in states, "the scenario never pruned: it tests nothing"
+
+
+@contextmanager
+def _statements(study: optuna.Study) -> Iterator[list[str]]:
+    engine = study._storage._backend.engine  # type: ignore[attr-defined]
+    sent: list[str] = []
+
+    def on_execute(*args: Any) -> None:
+        sent.append(str(args[2]))
+
+    event.listen(engine, "before_cursor_execute", on_execute)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+
+
+def test_a_pruning_decision_skips_the_study_lookups(tmp_path: Path) -> None:
+    counts: dict[type, list[str]] = {}
+    for cls in (optuna.pruners.HyperbandPruner, HyperbandPruner):
+        study = optuna.create_study(
+            storage=f"sqlite:///{tmp_path / f'{cls.__module__}.db'}",
+            study_name="lookups",
+            direction="maximize",
+            pruner=_hyperband(cls),
+        )
+        trial = study.ask()
+        trial.report(0.5, 1)
+        frozen = study._storage.get_trial(trial._trial_id)
+        with _statements(study) as sent:
+            study.pruner.prune(study, frozen)
+        counts[cls] = sent
+    lookups = [s for s in counts[optuna.pruners.HyperbandPruner] if "study_name" in s]
+    assert len(lookups) == 1, "Optuna's bracket view looks the study up by name"
+    assert not any("study_name" in s for s in counts[HyperbandPruner])
+    assert len(counts[HyperbandPruner]) == len(counts[optuna.pruners.HyperbandPruner]) - 1
+
+
+def test_the_service_builds_ours() -> None:
+    pruner = build_pruner("hyperband", {}, max_resource=30, warmup=3)
+    assert type(pruner) is HyperbandPruner
+    assert isinstance(pruner, optuna.pruners.HyperbandPruner), "Optuna must still know it"
