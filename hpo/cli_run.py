@@ -189,10 +189,14 @@ def run(
     With a ``confirm`` section, the finalists are then trained again (``hpo confirm``).
     """
     from hpo.config import load_study_config
+    from hpo.duplicates import fixed_seed_rerun_note
 
     _setup_logging(verbose)
     overrides = [*(set_ or []), *worker_overrides(gpus, workers_per_gpu, workers)]
     cfg = load_study_config(study, overrides)
+    repeat_note = fixed_seed_rerun_note(cfg)
+    if repeat_note:
+        err.print(f"note: {repeat_note}", highlight=False)
     handle = None
     if dashboard:
         from hpo.dashboard import serve_in_background

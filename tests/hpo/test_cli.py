@@ -24,6 +24,14 @@ def test_validate_prints_the_space(write_study: Callable[..., Path]) -> None:
     assert result.returncode == 0, result.stderr
     assert "analytic: valid" in result.stdout
     assert "margin: float in [0.1, 1.0]  (only when choice = 'c')" in result.stdout
+    assert "note" not in result.stdout
+
+
+def test_validate_notes_repeats_trained_at_a_fixed_seed(write_study: Callable[..., Path]) -> None:
+    data = analytic_study(trainer={"name": "analytic", "params": {"epochs": 8, "seed": 7}})
+    result = hpo("validate", str(write_study(data)))
+    assert result.returncode == 0, result.stderr
+    assert "note      trainer.params.seed is fixed (7) and duplicates is rerun" in result.stdout
 
 
 def test_bad_file_exits_2_with_one_line_per_problem(write_study: Callable[..., Path]) -> None:

@@ -9,7 +9,7 @@ import optuna
 from optuna.trial import TrialState
 
 from hpo import load_study_config, run_study
-from hpo.duplicates import DUPLICATE_OF_ATTR, completed_twin, originals
+from hpo.duplicates import DUPLICATE_OF_ATTR, completed_twin, fixed_seed_rerun_note, originals
 from hpo.results import best_trials, load_existing_study
 from tests.conftest import analytic_study
 
@@ -107,3 +107,16 @@ def test_unknown_policy_is_one_clear_line(write_study: Callable[..., Path]) -> N
     assert len(info.value.problems) == 1
     assert info.value.problems[0].startswith("duplicates:"), info.value.problems
     assert "rerun" in info.value.problems[0] and "reuse" in info.value.problems[0]
+
+
+def test_a_fixed_trainer_seed_with_rerun_gets_a_note(write_study: Callable[..., Path]) -> None:
+    def note(**overrides: object) -> str | None:
+        data = analytic_study(**overrides)
+        return fixed_seed_rerun_note(load_study_config(write_study(data)))
+
+    fixed = {"name": "analytic", "params": {"epochs": 8, "seed": 7}}
+    text = note(trainer=fixed)
+    assert text is not None and "trainer.params.seed is fixed (7)" in text
+    assert "duplicates: reuse" in text
+    assert note(trainer=fixed, duplicates="reuse") is None, "repeats are not trained"
+    assert note() is None, "each trial gets its own seed"
