@@ -56,7 +56,7 @@ def fixed_seed_rerun_note(cfg: StudyConfig) -> str | None:
     ``rerun`` exists to train a repeated configuration at the trial's own seed. With
     ``trainer.params.seed`` fixed, every trial uses that seed, so on a deterministic
     trainer the repeat reproduces the first run's value (in the search-efficiency
-    benchmark, a quarter of our default's epochs at twice the budget).
+    benchmark, 23 % of our default's epochs at twice the budget).
     """
     if cfg.duplicates != "rerun" or "seed" not in cfg.trainer.params or "seed" in cfg.space:
         return None
