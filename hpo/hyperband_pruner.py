@@ -13,9 +13,9 @@ class HyperbandPruner(optuna.pruners.HyperbandPruner):
     Hyperband builds an ``optuna.Study`` view of the trial's bracket at every pruning
     decision, and Optuna builds one for the sampler at every suggestion; the view's
     constructor looks the study's id up by name each time, a SQL statement on an RDB
-    storage (see :mod:`hpo.study_bound_storage`). Still a ``HyperbandPruner``, so Optuna keeps showing
-    the sampler only the trial's bracket, and it decides exactly as Optuna's: only the
-    storage object the bracket view is built on differs.
+    storage (see :mod:`hpo.study_bound_storage`). Still a ``HyperbandPruner``, so Optuna
+    keeps showing the sampler only the trial's bracket, and it decides exactly as
+    Optuna's: only the storage object the bracket view is built on differs.
     """
 
     def _create_bracket_study(self, study: optuna.Study, bracket_id: int) -> optuna.Study:
