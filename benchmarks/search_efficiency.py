@@ -88,11 +88,18 @@ ALL_METHODS = (
     "tpe_hyperband_screen",
     "tpe_hyperband_patient",
     "tpe_hyperband_grouped",
+    "tpe_hyperband_reuse",
     "tpe",
 )
 WARM_METHODS = ("tpe_hyperband_warm", "tpe_sha_warm", "tpe_hyperband_screen")
 """Arms that try the trainer defaults first and reuse completed configurations."""
-PRUNED_METHODS = ("tpe_hyperband", *WARM_METHODS, "tpe_hyperband_patient", "tpe_hyperband_grouped")
+PRUNED_METHODS = (
+    "tpe_hyperband",
+    *WARM_METHODS,
+    "tpe_hyperband_patient",
+    "tpe_hyperband_grouped",
+    "tpe_hyperband_reuse",
+)
 """TPE with a pruner: the service's default and its variants, judged against the goal."""
 METHOD_LABELS = {
     "manual": "manual one-knob sweep",
@@ -103,6 +110,7 @@ METHOD_LABELS = {
     "tpe_hyperband_screen": "TPE + Hyperband, one-knob changes of the defaults enqueued",
     "tpe_hyperband_patient": "TPE + Hyperband, only on trials whose val F1 stopped rising",
     "tpe_hyperband_grouped": "TPE + Hyperband within each loss",
+    "tpe_hyperband_reuse": "TPE + Hyperband, duplicates reused",
     "tpe": "TPE, no pruning (diagnostic)",
 }
 METHOD_COLORS = {
@@ -114,6 +122,7 @@ METHOD_COLORS = {
     "tpe_hyperband_screen": "#8c564b",
     "tpe_hyperband_patient": "#e377c2",
     "tpe_hyperband_grouped": "#17becf",
+    "tpe_hyperband_reuse": "#bcbd22",
     "tpe": "#ff7f0e",
 }
 ARM_NOTES = {
@@ -128,6 +137,8 @@ ARM_NOTES = {
     "has not risen for that many epochs",
     "tpe_hyperband_grouped": "grouped arm: the same Hyperband, ranking each trial only against "
     "trials of the same loss (pruner grouped, by: [loss])",
+    "tpe_hyperband_reuse": "reuse arm: our default with duplicates: reuse, so a configuration "
+    "TPE proposes again takes its first value instead of training again at the same seed",
 }
 """The context line each opt-in arm adds to the report when it ran."""
 DATASETS = ("synthetic_har", "BasicMotions")
@@ -360,6 +371,9 @@ def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
         data["duplicates"] = "reuse"
     if method == "tpe_hyperband_screen":
         data["enqueue"] = one_knob_changes(setup.space, setup.start)
+    if method == "tpe_hyperband_reuse":
+        # every run trains at the search's seed, so a repeat would only reproduce its value
+        data["duplicates"] = "reuse"
     return validate_study_data(data)
 
 

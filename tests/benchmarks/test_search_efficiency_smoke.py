@@ -160,6 +160,26 @@ def test_grouped_arm_runs_hyperband_within_each_loss(tmp_path: Path) -> None:
     assert (inner._min_resource, inner._max_resource) == (4, 30)
 
 
+def test_reuse_arm_is_the_default_with_repeats_reused(tmp_path: Path) -> None:
+    setup = search_efficiency.Setup(
+        dataset="synthetic_har",
+        epochs=30,
+        fixed={"dataset": "synthetic_har", "epochs": 30, "warmup_epochs": 3},
+        space={"loss": ["infonce", "vicreg"]},
+        start={"loss": "infonce"},
+        budget=60,
+        tpe_startup=5,
+        hb_min_resource=None,
+        hb_reduction=3,
+        threads=1,
+    )
+    default = search_efficiency.study_config(setup, "tpe_hyperband", 0, str(tmp_path))
+    reuse = search_efficiency.study_config(setup, "tpe_hyperband_reuse", 0, str(tmp_path))
+    assert (default.duplicates, reuse.duplicates) == ("rerun", "reuse")
+    assert reuse.enqueue == default.enqueue == []
+    assert (reuse.sampler, reuse.pruner) == (default.sampler, default.pruner)
+
+
 def _manual_setup(passes: int, budget_runs: int) -> search_efficiency.Setup:
     space = {"a": [1, 2, 3], "b": [10, 20, 30]}
     return search_efficiency.Setup(
