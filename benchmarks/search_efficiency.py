@@ -136,7 +136,8 @@ ARM_NOTES = {
     "epoch's val_f1) around the same Hyperband; Hyperband judges a trial only once its val F1 "
     "has not risen for that many epochs",
     "tpe_hyperband_grouped": "grouped arm: the same Hyperband, ranking each trial only against "
-    "trials of the same loss (pruner grouped, by: [loss])",
+    "trials of the same loss (pruner grouped, by: [loss]); TPE sees the whole study, as "
+    "Optuna shows the sampler one bracket only when the pruner is a bare Hyperband",
     "tpe_hyperband_reuse": "reuse arm: our default with duplicates: reuse, so a configuration "
     "TPE proposes again takes its first value instead of training again at the same seed",
 }
@@ -351,8 +352,12 @@ def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
     if method == "tpe_hyperband_patient":
         # the best-so-far F1 never falls, so patience needs the epoch's own F1
         objective["prune_on"] = "val_f1"
+    # Hyperband puts a trial in a bracket by a hash of the study name and trial number:
+    # the variants of our default take its name (each arm has its own database file), so
+    # they get its brackets and differ from it only in what the variant changes
+    named_as = "tpe_hyperband" if method in PRUNED_METHODS else method
     data = {
-        "name": f"search-efficiency-{setup.dataset}-{method}-s{seed}",
+        "name": f"search-efficiency-{setup.dataset}-{named_as}-s{seed}",
         "storage": f"sqlite:///{db}",
         "seed": seed,
         "objective": objective,
@@ -1006,7 +1011,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--passes",
-        type=int,
+        type=_at_least_one,
         default=1,
         help="rounds of the manual sweep over the knobs; the budget (every arm's epochs) is "
         "this many times one round's (default 1)",
@@ -1133,7 +1138,7 @@ def run(args: argparse.Namespace) -> tuple[list[RunRecord], list[Row], list[str]
         "CPU may be shared with other processes (see the load average): wall times are "
         "context only; the figures are epoch counts measured side by side in one run",
         f"{args.seeds} seed(s), {args.epochs} epochs per full run, budget = manual sweep's "
-        + (f"{args.passes} rounds over the knobs " if args.passes > 1 else "")
+        + (f"({args.passes} rounds over the knobs) " if args.passes > 1 else "")
         + ", ".join(f"{d}: {s.budget} epochs" for d, s in setups.items())
         + f"; {args.jobs} worker(s) x {args.threads} torch thread(s); total wall {wall:.0f} s",
         "our default: TPE (n_startup_trials "
@@ -1183,6 +1188,16 @@ def load_curves_csv(path: Path) -> list[RunRecord]:
             )
             run.wall_s += wall or 0.0
     return list(runs.values())
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number (got {text!r})") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more (got {value})")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -285,13 +285,21 @@ def _study_data(args: argparse.Namespace, name: str, storage: str) -> dict[str, 
     }
 
 
+class UsageError(ValueError):
+    """A bad command-line value: one line on stderr, exit status 2."""
+
+
 def pruner_data(text: str) -> dict[str, Any]:
     """``--pruner``: a name, or a YAML mapping as in a study file (``{name: grouped, ...}``)."""
     if not text.lstrip().startswith("{"):
         return {"name": text}
-    data = yaml.safe_load(text)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = str(exc).splitlines()[0]
+        raise UsageError(f"--pruner: not a YAML mapping ({problem})") from None
     if not isinstance(data, dict) or "name" not in data:
-        raise SystemExit(f"error: --pruner: expected a name or {{name: ..., ...}} (got {text!r})")
+        raise UsageError(f"--pruner: expected a name or {{name: ..., ...}} (got {text!r})")
     return data
 
 
@@ -415,7 +423,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from hpo.runner import open_study_storage
     from hpo.samplers import SAMPLERS
 
-    storage_cls = type(open_study_storage(cfg))
+    opened = open_study_storage(cfg)
+    if args.study_name is not None and name in optuna.get_all_study_names(storage=opened):
+        # run_study would go on with its trials: the figures would not be of fresh trials
+        raise UsageError(f"--study-name: {name!r} already exists in {args.storage}")
+    storage_cls = type(opened)
     sampler_clock = _SamplerClock(SAMPLERS[args.sampler], storage_cls)
     sampler_at_end: list[Stamp] = []
 
@@ -596,7 +608,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         run(args)
-    except HpoError as exc:
+    except (HpoError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

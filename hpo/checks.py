@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from hpo.config import ParamSpec, StudyConfig, _values_of
+from hpo.config import FloatParam, ParamSpec, StudyConfig, _values_of
 from hpo.pruners import PRUNERS, WRAPPERS, build_pruner, trainer_epochs, trainer_warmup
 from hpo.samplers import SAMPLERS, build_sampler, constructor_arguments, unknown_kwargs_problems
 from hpo.storages import storage_problems
@@ -139,6 +139,10 @@ def _pruner_problems(cfg: StudyConfig) -> list[str]:
                 "like wrapped: {name: hyperband}"
             )
         problems += _grouped_by_problems(cfg, kwargs.get("by"))
+        if cfg.objective.is_multi:
+            # a multi-objective study is pruned on a companion study whose trials carry
+            # no parameters, so every trial would fall into one group
+            problems.append("pruner.name: grouped needs a single-objective study")
     if problems:
         return problems
     try:
@@ -155,11 +159,18 @@ def _grouped_by_problems(cfg: StudyConfig, by: Any) -> list[str]:
     if isinstance(by, str) or not isinstance(by, list) or not by:
         return [f"pruner.by: expected a non-empty list of parameter names (got {_short(by)})"]
     allowed = ", ".join(cfg.space)
-    return [
-        f"pruner.by: {_short(n)} is not a searched parameter; allowed: {allowed}"
-        for n in by
-        if n not in cfg.space
-    ]
+    problems: list[str] = []
+    for i, name in enumerate(by):
+        if not isinstance(name, str):
+            problems.append(f"pruner.by[{i}]: expected a parameter name (got {_short(name)})")
+        elif name not in cfg.space:
+            problems.append(f"pruner.by: {name!r} is not a searched parameter; allowed: {allowed}")
+        elif isinstance(spec := cfg.space[name], FloatParam) and spec.step is None:
+            problems.append(
+                f"pruner.by: {name!r} is a continuous float range, so every trial would be a "
+                "group of its own; group by categorical, int or stepped float parameters"
+            )
+    return problems
 
 
 def _schema_errors(

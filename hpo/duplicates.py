@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.config import FloatParam, ParamSpec
+
 if TYPE_CHECKING:
     from hpo.config import StudyConfig
 
@@ -58,10 +60,18 @@ def fixed_seed_rerun_note(cfg: StudyConfig) -> str | None:
     trainer the repeat reproduces the first run's value (in the search-efficiency
     benchmark, 23 % of our default's epochs at twice the budget).
     """
-    if cfg.duplicates != "rerun" or "seed" not in cfg.trainer.params or "seed" in cfg.space:
+    seed = cfg.trainer.params.get("seed")
+    if cfg.duplicates != "rerun" or seed is None or "seed" in cfg.space:
         return None
+    if not all(_has_repeats(spec) for spec in cfg.space.values()):
+        return None  # a continuous parameter: the sampler all but never repeats a configuration
     return (
-        f"trainer.params.seed is fixed ({cfg.trainer.params['seed']}) and duplicates is rerun: "
+        f"trainer.params.seed is fixed ({seed}) and duplicates is rerun: "
         "a configuration the sampler proposes again trains again at the same seed; "
         "duplicates: reuse takes the earlier value instead"
     )
+
+
+def _has_repeats(spec: ParamSpec) -> bool:
+    """Whether a sampler can draw one of the parameter's values again: not a continuous float."""
+    return not (isinstance(spec, FloatParam) and spec.step is None)

@@ -72,7 +72,15 @@ class GroupedPruner(optuna.pruners.BasePruner):
 
 
 class _GroupStorage(StudyBoundStorage):
-    """The study's storage, reading only one group's trials; everything else passes through."""
+    """The study's storage, reading only one group's trials; everything else passes through.
+
+    Every read of trials goes through :meth:`get_all_trials`: the count and the best
+    trial (Wilcoxon judges against ``study.best_trial``) use Optuna's generic versions,
+    which read through it, rather than the real storage's, which would see every group.
+    """
+
+    get_n_trials = optuna.storages.BaseStorage.get_n_trials
+    get_best_trial = optuna.storages.BaseStorage.get_best_trial
 
     def __init__(self, study: optuna.Study, by: tuple[str, ...], key: tuple[Any, ...]) -> None:
         super().__init__(study)

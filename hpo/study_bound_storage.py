@@ -43,6 +43,8 @@ class StudyBoundStorage:
         return cast(list[StudyDirection], self._storage.get_study_directions(study_id))
 
     def __getattr__(self, name: str) -> Any:
+        if name == "_storage":  # not set yet (a copy or an unpickling): no recursion
+            raise AttributeError(name)
         return getattr(self._storage, name)
 
 
@@ -54,6 +56,8 @@ class _BoundStudy:
         self._storage = StudyBoundStorage(study)
 
     def __getattr__(self, name: str) -> Any:
+        if name == "_study":  # not set yet (a copy or an unpickling): no recursion
+            raise AttributeError(name)
         return getattr(self._study, name)
 
 

@@ -92,3 +92,16 @@ def test_service_overhead_on_a_given_storage(
 def test_service_overhead_refuses_too_few_trials(capsys: pytest.CaptureFixture[str]) -> None:
     assert service_overhead.main(["--trials", "1"]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_service_overhead_refuses_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert service_overhead.main(["--quick", "--pruner", "{name: [median"]) == 2
+    assert capsys.readouterr().err.startswith("error: --pruner: not a YAML mapping (")
+    url = f"sqlite:///{(tmp_path / 'o.db').as_posix()}"
+    argv = ["--trials", "4", "--epochs", "2", "--storage", url, "--study-name", "same", "--keep"]
+    assert service_overhead.main(argv) == 0
+    capsys.readouterr()
+    assert service_overhead.main(argv) == 2, "a second run would resume the first one's trials"
+    assert "error: --study-name: 'same' already exists" in capsys.readouterr().err

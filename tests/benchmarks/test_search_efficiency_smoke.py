@@ -178,6 +178,9 @@ def test_reuse_arm_is_the_default_with_repeats_reused(tmp_path: Path) -> None:
     assert (default.duplicates, reuse.duplicates) == ("rerun", "reuse")
     assert reuse.enqueue == default.enqueue == []
     assert (reuse.sampler, reuse.pruner) == (default.sampler, default.pruner)
+    # Hyperband's brackets hash the study name: the same name, the same brackets
+    assert reuse.name == default.name
+    assert reuse.storage != default.storage
 
 
 def _manual_setup(passes: int, budget_runs: int) -> search_efficiency.Setup:

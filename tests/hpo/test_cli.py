@@ -28,7 +28,10 @@ def test_validate_prints_the_space(write_study: Callable[..., Path]) -> None:
 
 
 def test_validate_notes_repeats_trained_at_a_fixed_seed(write_study: Callable[..., Path]) -> None:
-    data = analytic_study(trainer={"name": "analytic", "params": {"epochs": 8, "seed": 7}})
+    data = analytic_study(
+        trainer={"name": "analytic", "params": {"epochs": 8, "seed": 7}},
+        space={"choice": {"type": "categorical", "choices": ["a", "b", "c"]}},
+    )
     result = hpo("validate", str(write_study(data)))
     assert result.returncode == 0, result.stderr
     assert "note      trainer.params.seed is fixed (7) and duplicates is rerun" in result.stdout

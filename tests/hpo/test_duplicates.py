@@ -111,7 +111,7 @@ def test_unknown_policy_is_one_clear_line(write_study: Callable[..., Path]) -> N
 
 def test_a_fixed_trainer_seed_with_rerun_gets_a_note(write_study: Callable[..., Path]) -> None:
     def note(**overrides: object) -> str | None:
-        data = analytic_study(**overrides)
+        data = analytic_study(**{"space": _SMALL_SPACE, **overrides})
         return fixed_seed_rerun_note(load_study_config(write_study(data)))
 
     fixed = {"name": "analytic", "params": {"epochs": 8, "seed": 7}}
@@ -120,3 +120,7 @@ def test_a_fixed_trainer_seed_with_rerun_gets_a_note(write_study: Callable[..., 
     assert "duplicates: reuse" in text
     assert note(trainer=fixed, duplicates="reuse") is None, "repeats are not trained"
     assert note() is None, "each trial gets its own seed"
+    stepped = {**_SMALL_SPACE, "y": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.5}}
+    assert note(trainer=fixed, space=stepped) is not None, "a stepped float repeats too"
+    continuous = {**_SMALL_SPACE, "y": {"type": "float", "low": 0.0, "high": 1.0}}
+    assert note(trainer=fixed, space=continuous) is None, "a continuous float all but never"

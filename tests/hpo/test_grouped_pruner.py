@@ -10,8 +10,9 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
-from hpo import validate_study_data
-from hpo.grouped_pruner import GroupedPruner
+from hpo import ConfigError, validate_study_data
+from hpo.grouped_pruner import GroupedPruner, _GroupStorage
+from hpo.hyperband_pruner import HyperbandPruner
 from hpo.pruners import build_pruner, pruner_defaults_note, study_pruner
 from tests.conftest import analytic_study
 
@@ -127,23 +128,89 @@ def test_halving_within_each_loss_lets_the_slow_starter_finish(
     assert rungs, "the rung values reach the real storage"
 
 
-def test_hyperband_brackets_work_within_groups(tmp_path: Path) -> None:
-    """Hyperband builds its own bracket view on top of the group's view."""
-    hyperband = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=9, reduction_factor=3)
-    study = _search(
-        f"sqlite:///{tmp_path / 'b.db'}", "brackets", GroupedPruner(hyperband, by=["loss"])
-    )
+@pytest.mark.parametrize(
+    "hyperband", [optuna.pruners.HyperbandPruner, HyperbandPruner], ids=["optuna", "service"]
+)
+def test_hyperband_brackets_work_within_groups(
+    tmp_path: Path, hyperband: type[optuna.pruners.HyperbandPruner]
+) -> None:
+    """Hyperband builds its own bracket view on top of the group's view.
+
+    The service's Hyperband binds that view's storage on top of the group's storage: the
+    bracket view must still read the group's trials only.
+    """
+    inner = hyperband(min_resource=1, max_resource=9, reduction_factor=3)
+    study = _search(f"sqlite:///{tmp_path / 'b.db'}", "brackets", GroupedPruner(inner, by=["loss"]))
     assert study.best_params["loss"] == "slow"
     assert {t.state for t in study.trials} == {TrialState.COMPLETE, TrialState.PRUNED}
     assert any(k.startswith("completed_rung") for t in study.trials for k in t.system_attrs)
 
 
+def test_the_service_hyperbands_bracket_view_reads_only_the_group(tmp_path: Path) -> None:
+    study = _sqlite(tmp_path, optuna.pruners.NopPruner())
+    _done(study, "fast", [0.5, 0.9])
+    _done(study, "slow", [0.1, 0.2])
+    _done(study, "slow", [0.1, 0.3])
+    group = optuna.Study(
+        study_name=study.study_name,
+        storage=_GroupStorage(study, ("loss",), ("slow",)),  # type: ignore[arg-type]
+    )
+    hyperband = HyperbandPruner(min_resource=1, max_resource=9, reduction_factor=3)
+    hyperband._try_initialization(group)
+    assert hyperband._n_brackets is not None
+    seen = {
+        t.number
+        for bracket in range(hyperband._n_brackets)
+        for t in hyperband._create_bracket_study(group, bracket).get_trials(deepcopy=False)
+    }
+    assert seen == {1, 2}
+
+
+def test_the_group_view_counts_and_ranks_only_its_group(tmp_path: Path) -> None:
+    """Wilcoxon judges against ``study.best_trial``: the group's best, not the study's."""
+    study = _sqlite(tmp_path, optuna.pruners.NopPruner())
+    _done(study, "fast", [0.9])
+    _done(study, "slow", [0.2])
+    _done(study, "slow", [0.4])
+    _done(study, "slow", [0.3])
+    view = optuna.Study(
+        study_name=study.study_name,
+        storage=_GroupStorage(study, ("loss",), ("slow",)),  # type: ignore[arg-type]
+    )
+    assert view.best_trial.number == 2
+    assert view.best_value == 0.4
+    assert view._storage.get_n_trials(view._study_id) == 3
+    assert view._storage.get_n_trials(view._study_id, TrialState.COMPLETE) == 3
+    assert study.best_trial.number == 0, "the real study is unchanged"
+
+
 def test_trials_without_the_parameter_form_their_own_group(tmp_path: Path) -> None:
+    """The margin-less trials are one group; a trial with a margin is not among them.
+
+    Without grouping, the median of the 0.9 and 0.05 curves at step 1 is 0.475 and a
+    trial at 0.3 is pruned; among the margin-less trials alone (0.9) it is pruned too,
+    so the case that tells them apart is a trial at 0.3 with a margin of its own: its
+    group holds only the 0.05 curve, and it is kept.
+    """
+    margins = CategoricalDistribution([0.1, 0.5])
     median = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
     study = _sqlite(tmp_path, GroupedPruner(median, by=["margin"]))
     _done(study, "fast", [0.5, 0.9, 0.95])  # no margin: the "absent" group
+    study.add_trial(
+        create_trial(
+            params={"loss": "slow", "margin": 0.5},
+            distributions={"loss": LOSSES, "margin": margins},
+            value=0.05,
+            intermediate_values={0: 0.0, 1: 0.05},
+        )
+    )
     study.enqueue_trial({"loss": "slow"})
-    assert _judge(study, "slow", 0.1) is True, "judged against the other margin-less trial"
+    assert _judge(study, "slow", 0.3) is True, "judged against the other margin-less trial"
+    study.enqueue_trial({"loss": "slow", "margin": 0.5})
+    trial = study.ask({"loss": LOSSES, "margin": margins})
+    trial.report(0.3, 1)
+    frozen = study._storage.get_trial(trial._trial_id)
+    assert not study.pruner.prune(study, frozen), "judged only against margin 0.5"
 
 
 def test_the_study_file_builds_it_around_the_fitted_pruner() -> None:
@@ -163,6 +230,50 @@ def test_the_study_file_builds_it_around_the_fitted_pruner() -> None:
     assert isinstance(inner, optuna.pruners.HyperbandPruner)
     assert (inner._min_resource, inner._max_resource) == (4, 30)
     assert "min_resource 4" in pruner_defaults_note(cfg)
+
+
+@pytest.mark.parametrize(
+    ("pruner", "objective", "expected"),
+    [
+        (
+            {"by": [["choice"]]},
+            None,
+            "pruner.by[0]: expected a parameter name (got ['choice'])",
+        ),
+        (
+            {"by": ["x"]},
+            None,
+            "pruner.by: 'x' is a continuous float range, so every trial would be a group of "
+            "its own; group by categorical, int or stepped float parameters",
+        ),
+        (
+            {"by": ["choice"]},
+            {"metrics": ["best_score", "loss"], "directions": ["maximize", "minimize"]},
+            "pruner.name: grouped needs a single-objective study",
+        ),
+    ],
+    ids=["nested list", "continuous float", "multi-objective"],
+)
+def test_study_file_problems(
+    pruner: dict[str, Any], objective: dict[str, Any] | None, expected: str
+) -> None:
+    overrides: dict[str, Any] = {
+        "pruner": {"name": "grouped", "wrapped": {"name": "median"}, **pruner}
+    }
+    if objective is not None:
+        overrides["objective"] = objective
+    with pytest.raises(ConfigError) as info:
+        validate_study_data(analytic_study(**overrides))
+    assert info.value.problems == [expected]
+
+
+def test_a_stepped_float_and_an_int_are_groups_enough() -> None:
+    space = {
+        "x": {"type": "float", "low": 0.1, "high": 0.3, "step": 0.1},
+        "epochs": {"type": "int", "low": 4, "high": 6},
+    }
+    pruner = {"name": "grouped", "by": ["x", "epochs"], "wrapped": {"name": "median"}}
+    assert validate_study_data(analytic_study(space=space, pruner=pruner)).pruner.name == "grouped"
 
 
 def test_wrapping_rules() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import optuna
@@ -28,4 +29,20 @@ def test_a_view_built_on_it_reads_and_writes_the_real_study(tmp_path: Path) -> N
     assert [t.number for t in view.trials] == [0, 1, 2]
     view.set_user_attr("seen", True)
     assert study.user_attrs == {"seen": True}
-    assert bound_study(study).best_trial.number == study.best_trial.number
+
+
+def test_the_bound_study_differs_from_the_study_only_in_its_storage(tmp_path: Path) -> None:
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'b.db'}", study_name="b")
+    bound = bound_study(study)
+    assert isinstance(bound._storage, StudyBoundStorage)
+    assert bound._storage._storage is study._storage
+    assert (bound.study_name, bound._study_id) == ("b", study._study_id)
+    assert bound.sampler is study.sampler
+
+
+def test_copies_do_not_recurse(tmp_path: Path) -> None:
+    """``__getattr__`` on a half-built copy must not look its own delegate up forever."""
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'c.db'}", study_name="c")
+    storage = copy.copy(StudyBoundStorage(study))
+    assert storage.get_study_id_from_name("c") == study._study_id
+    assert copy.copy(bound_study(study)).study_name == "c"
