@@ -88,7 +88,7 @@ ALL_METHODS = (
     "tpe_hyperband_screen",
     "tpe_hyperband_patient",
     "tpe_hyperband_grouped",
-    "tpe_hyperband_reuse",
+    "tpe_hyperband_rerun",
     "tpe",
 )
 WARM_METHODS = ("tpe_hyperband_warm", "tpe_sha_warm", "tpe_hyperband_screen")
@@ -98,7 +98,7 @@ PRUNED_METHODS = (
     *WARM_METHODS,
     "tpe_hyperband_patient",
     "tpe_hyperband_grouped",
-    "tpe_hyperband_reuse",
+    "tpe_hyperband_rerun",
 )
 """TPE with a pruner: the service's default and its variants, judged against the goal."""
 METHOD_LABELS = {
@@ -110,7 +110,7 @@ METHOD_LABELS = {
     "tpe_hyperband_screen": "TPE + Hyperband, one-knob changes of the defaults enqueued",
     "tpe_hyperband_patient": "TPE + Hyperband, only on trials whose val F1 stopped rising",
     "tpe_hyperband_grouped": "TPE + Hyperband within each loss",
-    "tpe_hyperband_reuse": "TPE + Hyperband, duplicates reused",
+    "tpe_hyperband_rerun": "TPE + Hyperband, repeats trained again (the default until 2026-12-04)",
     "tpe": "TPE, no pruning (diagnostic)",
 }
 METHOD_COLORS = {
@@ -122,7 +122,7 @@ METHOD_COLORS = {
     "tpe_hyperband_screen": "#8c564b",
     "tpe_hyperband_patient": "#e377c2",
     "tpe_hyperband_grouped": "#17becf",
-    "tpe_hyperband_reuse": "#bcbd22",
+    "tpe_hyperband_rerun": "#bcbd22",
     "tpe": "#ff7f0e",
 }
 ARM_NOTES = {
@@ -138,8 +138,8 @@ ARM_NOTES = {
     "tpe_hyperband_grouped": "grouped arm: the same Hyperband, ranking each trial only against "
     "trials of the same loss (pruner grouped, by: [loss]); TPE sees the whole study, as "
     "Optuna shows the sampler one bracket only when the pruner is a bare Hyperband",
-    "tpe_hyperband_reuse": "reuse arm: our default with duplicates: reuse, so a configuration "
-    "TPE proposes again takes its first value instead of training again at the same seed",
+    "tpe_hyperband_rerun": "rerun arm: our default with duplicates: rerun (the default until "
+    "2026-12-04), so a configuration TPE proposes again trains again at the same seed",
 }
 """The context line each opt-in arm adds to the report when it ran."""
 DATASETS = ("synthetic_har", "BasicMotions")
@@ -376,9 +376,10 @@ def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
         data["duplicates"] = "reuse"
     if method == "tpe_hyperband_screen":
         data["enqueue"] = one_knob_changes(setup.space, setup.start)
-    if method == "tpe_hyperband_reuse":
-        # every run trains at the search's seed, so a repeat would only reproduce its value
-        data["duplicates"] = "reuse"
+    if method == "tpe_hyperband_rerun":
+        # every run trains at the search's seed, so a repeat only reproduces its value:
+        # our default reuses it (duplicates: auto); this arm trains it again
+        data["duplicates"] = "rerun"
     return validate_study_data(data)
 
 
@@ -1150,8 +1151,8 @@ def run(args: argparse.Namespace) -> tuple[list[RunRecord], list[Row], list[str]
             "the first epoch after warmup"
         )
         + ", "
-        f"reduction_factor {args.hb_reduction}, max_resource {args.epochs}); "
-        "synthetic HAR: "
+        f"reduction_factor {args.hb_reduction}, max_resource {args.epochs}), repeats reused "
+        "(duplicates auto: every run trains at the search's seed); synthetic HAR: "
         f"n_train {args.n_train}, val_fraction {args.val_fraction}, length {args.length}, "
         f"noise {args.noise}, dim {args.dim}; BasicMotions: val_fraction 0.5 (20 val series)",
     ]

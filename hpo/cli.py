@@ -34,7 +34,7 @@ app = typer.Typer(
 def validate(study: StudyFile, set_: SetOption = None) -> None:
     """Check a study file and print the resolved search space."""
     from hpo.config import load_study_config
-    from hpo.duplicates import fixed_seed_rerun_note
+    from hpo.duplicates import describe_duplicates, fixed_seed_rerun_note
     from hpo.pruners import pruner_defaults_note
     from hpo.space import describe_param
     from hpo.storages import storage_url
@@ -60,6 +60,7 @@ def validate(study: StudyFile, set_: SetOption = None) -> None:
         highlight=False,
     )
     out.print(f"  trainer   {cfg.trainer.name} {cfg.trainer.params}", highlight=False)
+    out.print(f"  repeats   {describe_duplicates(cfg)}", highlight=False)
     repeat_note = fixed_seed_rerun_note(cfg)
     if repeat_note:
         out.print(f"  note      {repeat_note}", highlight=False)

@@ -287,10 +287,12 @@ class StudyConfig(_Strict):
     enqueue: list[dict[str, Scalar]] = Field(default_factory=list, max_length=1000)
     """Configurations to try first (e.g. the settings a team uses today), as Optuna's
     ``enqueue_trial``: parameters left out are sampled as usual."""
-    duplicates: Literal["rerun", "reuse"] = "rerun"
+    duplicates: Literal["auto", "rerun", "reuse"] = "auto"
     """A trial whose parameters equal a COMPLETE trial's: train it again (``rerun``; runs
     differ by seed) or take that trial's value without training (``reuse``, saves the
-    compute that samplers over discrete spaces spend on repeats)."""
+    compute that samplers over discrete spaces spend on repeats). ``auto`` reuses when
+    ``trainer.params.seed`` is fixed, where a rerun would only repeat the first run
+    (:func:`hpo.duplicates.reuses_duplicates`)."""
     workers: WorkersConfig = WorkersConfig()
     artifacts: ArtifactsConfig = ArtifactsConfig()
     confirm: ConfirmConfig | None = None

@@ -2,10 +2,11 @@
 
 Samplers over discrete spaces (categorical choices, stepped ranges) propose the same
 configuration again, TPE especially once it has found a good region. With
-``duplicates: reuse`` in the study file such a trial is not trained: it completes at once
-with the value(s) of the earliest COMPLETE trial with identical parameters and records
-that trial's number under :data:`DUPLICATE_OF_ATTR`. The sampler still sees the point
-(it is a COMPLETE trial), so it learns nothing false, and no epoch is spent on it.
+``duplicates: reuse`` in the study file (or ``auto``, the default, when the trainer's
+seed is fixed) such a trial is not trained: it completes at once with the value(s) of
+the earliest COMPLETE trial with identical parameters and records that trial's number
+under :data:`DUPLICATE_OF_ATTR`. The sampler still sees the point (it is a COMPLETE
+trial), so it learns nothing false, and no epoch is spent on it.
 """
 
 from __future__ import annotations
@@ -52,16 +53,42 @@ def originals(study: optuna.Study, trials: Sequence[FrozenTrial]) -> list[Frozen
     return out
 
 
-def fixed_seed_rerun_note(cfg: StudyConfig) -> str | None:
-    """Why ``rerun`` is wasted when the trainer's seed is fixed: the repeat trains alike.
+def fixed_seed(cfg: StudyConfig) -> Any:
+    """The seed every trial trains at (``trainer.params.seed``, not searched), or None."""
+    return None if "seed" in cfg.space else cfg.trainer.params.get("seed")
 
-    ``rerun`` exists to train a repeated configuration at the trial's own seed. With
-    ``trainer.params.seed`` fixed, every trial uses that seed, so on a deterministic
-    trainer the repeat reproduces the first run's value (in the search-efficiency
-    benchmark, 23 % of our default's epochs at twice the budget).
+
+def reuses_duplicates(cfg: StudyConfig) -> bool:
+    """Whether a repeat of a completed configuration takes its value instead of training.
+
+    ``auto`` reuses when every trial trains at one fixed seed. ``rerun`` exists to train
+    a repeat at the trial's own seed; at a fixed seed the repeat reproduces the first
+    run's value on a deterministic trainer (in the search-efficiency benchmark, 15 % of
+    the epochs at 480 and 23 % at 960 were such repeats), and reusing it brought the
+    manual sweep's best from 297 epochs to 261 (docs/search_efficiency.md).
     """
-    seed = cfg.trainer.params.get("seed")
-    if cfg.duplicates != "rerun" or seed is None or "seed" in cfg.space:
+    if cfg.duplicates == "auto":
+        return fixed_seed(cfg) is not None
+    return cfg.duplicates == "reuse"
+
+
+def describe_duplicates(cfg: StudyConfig) -> str:
+    """How repeats are handled, for ``hpo validate``: ``auto`` says which way it went."""
+    verb = "reuse" if reuses_duplicates(cfg) else "rerun"
+    if cfg.duplicates != "auto":
+        return verb
+    if verb == "reuse":
+        return f"reuse (auto: every trial trains at trainer.params.seed {fixed_seed(cfg)})"
+    return "rerun (auto: each trial trains at its own seed)"
+
+
+def fixed_seed_rerun_note(cfg: StudyConfig) -> str | None:
+    """Why an explicit ``rerun`` is wasted when the trainer's seed is fixed.
+
+    See :func:`reuses_duplicates`: at one fixed seed, the repeat trains alike.
+    """
+    seed = fixed_seed(cfg)
+    if cfg.duplicates != "rerun" or seed is None:
         return None
     if not all(_has_repeats(spec) for spec in cfg.space.values()):
         return None  # a continuous parameter: the sampler all but never repeats a configuration

@@ -18,7 +18,7 @@ import numpy as np
 import optuna
 
 from hpo.config import StudyConfig
-from hpo.duplicates import DUPLICATE_OF_ATTR, completed_twin
+from hpo.duplicates import DUPLICATE_OF_ATTR, completed_twin, reuses_duplicates
 from hpo.owned_trials import OwnedTrialsStorage
 from hpo.rdb_writes import upsert_insert, write_attrs
 from hpo.space import suggest_params
@@ -204,6 +204,7 @@ class Objective:
         self.train_fn = train_fn
         self.prune_study = prune_study
         self.hooks = list(hooks)
+        self.reuse_duplicates = reuses_duplicates(cfg)
 
     def _run_after_hooks(
         self,
@@ -247,7 +248,7 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         cfg = self.cfg
         sampled = suggest_params(trial, cfg.space)
-        if cfg.duplicates == "reuse":
+        if self.reuse_duplicates:
             twin = completed_twin(trial.study, sampled)
             if twin is not None:
                 set_user_attrs(trial, {DUPLICATE_OF_ATTR: twin.number, "wall_seconds": 0.0})

@@ -11,6 +11,7 @@ import optuna
 import pytest
 
 from benchmarks import search_efficiency
+from hpo.duplicates import reuses_duplicates
 from hpo.pruners import study_pruner
 
 
@@ -160,7 +161,7 @@ def test_grouped_arm_runs_hyperband_within_each_loss(tmp_path: Path) -> None:
     assert (inner._min_resource, inner._max_resource) == (4, 30)
 
 
-def test_reuse_arm_is_the_default_with_repeats_reused(tmp_path: Path) -> None:
+def test_rerun_arm_is_the_default_with_repeats_trained_again(tmp_path: Path) -> None:
     setup = search_efficiency.Setup(
         dataset="synthetic_har",
         epochs=30,
@@ -174,13 +175,15 @@ def test_reuse_arm_is_the_default_with_repeats_reused(tmp_path: Path) -> None:
         threads=1,
     )
     default = search_efficiency.study_config(setup, "tpe_hyperband", 0, str(tmp_path))
-    reuse = search_efficiency.study_config(setup, "tpe_hyperband_reuse", 0, str(tmp_path))
-    assert (default.duplicates, reuse.duplicates) == ("rerun", "reuse")
-    assert reuse.enqueue == default.enqueue == []
-    assert (reuse.sampler, reuse.pruner) == (default.sampler, default.pruner)
+    rerun = search_efficiency.study_config(setup, "tpe_hyperband_rerun", 0, str(tmp_path))
+    assert (default.duplicates, rerun.duplicates) == ("auto", "rerun")
+    assert reuses_duplicates(default), "every run trains at the search's seed"
+    assert not reuses_duplicates(rerun)
+    assert rerun.enqueue == default.enqueue == []
+    assert (rerun.sampler, rerun.pruner) == (default.sampler, default.pruner)
     # Hyperband's brackets hash the study name: the same name, the same brackets
-    assert reuse.name == default.name
-    assert reuse.storage != default.storage
+    assert rerun.name == default.name
+    assert rerun.storage != default.storage
 
 
 def _manual_setup(passes: int, budget_runs: int) -> search_efficiency.Setup:

@@ -34,6 +34,11 @@ def test_validate_notes_repeats_trained_at_a_fixed_seed(write_study: Callable[..
     )
     result = hpo("validate", str(write_study(data)))
     assert result.returncode == 0, result.stderr
+    assert "repeats   reuse (auto: every trial trains at trainer.params.seed 7)" in result.stdout
+    assert "  note  " not in result.stdout
+    data["duplicates"] = "rerun"
+    result = hpo("validate", str(write_study(data)))
+    assert result.returncode == 0, result.stderr
     assert "note      trainer.params.seed is fixed (7) and duplicates is rerun" in result.stdout
 
 

@@ -6,10 +6,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from hpo import load_study_config, run_study
-from hpo.duplicates import DUPLICATE_OF_ATTR, completed_twin, fixed_seed_rerun_note, originals
+from hpo.duplicates import (
+    DUPLICATE_OF_ATTR,
+    completed_twin,
+    describe_duplicates,
+    fixed_seed_rerun_note,
+    originals,
+    reuses_duplicates,
+)
 from hpo.results import best_trials, load_existing_study
 from tests.conftest import analytic_study
 
@@ -53,12 +61,58 @@ def test_reuse_trains_each_configuration_once(write_study: Callable[..., Path]) 
         assert "seed" not in t.user_attrs
 
 
-def test_rerun_is_the_default_and_trains_every_trial(write_study: Callable[..., Path]) -> None:
+def test_auto_trains_every_trial_at_its_own_seed(write_study: Callable[..., Path]) -> None:
     study = _run(write_study)
     trials = study.get_trials(deepcopy=False)
     assert len(trials) == 12
     assert all(DUPLICATE_OF_ATTR not in t.user_attrs for t in trials)
     assert all(len(t.intermediate_values) == 8 for t in trials)
+    assert len({t.user_attrs["seed"] for t in trials}) == 12
+
+
+def test_auto_reuses_at_a_fixed_seed(write_study: Callable[..., Path]) -> None:
+    """At one seed a repeat would train alike: ``auto`` takes the earlier value."""
+    fixed = {"name": "analytic", "params": {"epochs": 8, "seed": 7}}
+    study = _run(write_study, trainer=fixed)
+    reused = [t for t in study.get_trials(deepcopy=False) if DUPLICATE_OF_ATTR in t.user_attrs]
+    assert reused, "12 draws from 6 configurations must repeat one"
+    assert all(t.intermediate_values == {} for t in reused)
+    rerun = _run(write_study, trainer=fixed, duplicates="rerun", name="rerun")
+    assert all(DUPLICATE_OF_ATTR not in t.user_attrs for t in rerun.trials)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reuses", "described"),
+    [
+        ({}, False, "rerun (auto: each trial trains at its own seed)"),
+        (
+            {"trainer": {"name": "analytic", "params": {"seed": 7}}},
+            True,
+            "reuse (auto: every trial trains at trainer.params.seed 7)",
+        ),
+        (
+            {
+                "trainer": {"name": "analytic", "params": {"seed": 7}},
+                "space": {**_SMALL_SPACE, "seed": {"type": "int", "low": 0, "high": 3}},
+            },
+            False,
+            "rerun (auto: each trial trains at its own seed)",
+        ),
+        (
+            {"trainer": {"name": "analytic", "params": {"seed": 7}}, "duplicates": "rerun"},
+            False,
+            "rerun",
+        ),
+        ({"duplicates": "reuse"}, True, "reuse"),
+    ],
+    ids=["own seeds", "fixed seed", "searched seed", "rerun", "reuse"],
+)
+def test_what_auto_resolves_to(
+    write_study: Callable[..., Path], overrides: dict[str, object], reuses: bool, described: str
+) -> None:
+    cfg = load_study_config(write_study(analytic_study(**{"space": _SMALL_SPACE, **overrides})))
+    assert reuses_duplicates(cfg) is reuses
+    assert describe_duplicates(cfg) == described
 
 
 def test_best_trial_names_the_trial_that_trained(write_study: Callable[..., Path]) -> None:
@@ -115,12 +169,13 @@ def test_a_fixed_trainer_seed_with_rerun_gets_a_note(write_study: Callable[..., 
         return fixed_seed_rerun_note(load_study_config(write_study(data)))
 
     fixed = {"name": "analytic", "params": {"epochs": 8, "seed": 7}}
-    text = note(trainer=fixed)
+    text = note(trainer=fixed, duplicates="rerun")
     assert text is not None and "trainer.params.seed is fixed (7)" in text
     assert "duplicates: reuse" in text
+    assert note(trainer=fixed) is None, "auto reuses at a fixed seed"
     assert note(trainer=fixed, duplicates="reuse") is None, "repeats are not trained"
-    assert note() is None, "each trial gets its own seed"
+    assert note(duplicates="rerun") is None, "each trial gets its own seed"
     stepped = {**_SMALL_SPACE, "y": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.5}}
-    assert note(trainer=fixed, space=stepped) is not None, "a stepped float repeats too"
+    assert note(trainer=fixed, duplicates="rerun", space=stepped), "a stepped float repeats too"
     continuous = {**_SMALL_SPACE, "y": {"type": "float", "low": 0.0, "high": 1.0}}
-    assert note(trainer=fixed, space=continuous) is None, "a continuous float all but never"
+    assert note(trainer=fixed, duplicates="rerun", space=continuous) is None, "all but never"
