@@ -12,15 +12,12 @@ trial), so it learns nothing false, and no epoch is spent on it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.config import FloatParam, ParamSpec
-
-if TYPE_CHECKING:
-    from hpo.config import StudyConfig
+from hpo.config import FloatParam, ParamSpec, StudyConfig
 
 DUPLICATE_OF_ATTR = "duplicate_of"
 """User attribute of a reused trial: the number of the trial whose value it took."""
@@ -63,9 +60,10 @@ def reuses_duplicates(cfg: StudyConfig) -> bool:
 
     ``auto`` reuses when every trial trains at one fixed seed. ``rerun`` exists to train
     a repeat at the trial's own seed; at a fixed seed the repeat reproduces the first
-    run's value on a deterministic trainer (in the search-efficiency benchmark, 15 % of
-    the epochs at 480 and 23 % at 960 were such repeats), and reusing it brought the
-    manual sweep's best from 297 epochs to 261 (docs/search_efficiency.md).
+    run's value on a deterministic trainer. In the search-efficiency benchmark such
+    repeats were 15 % of our default's epochs (23 % at twice the budget); reusing them,
+    it reached the manual sweep's best after 261 epochs instead of 297
+    (docs/search_efficiency.md).
     """
     if cfg.duplicates == "auto":
         return fixed_seed(cfg) is not None
