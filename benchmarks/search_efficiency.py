@@ -91,6 +91,10 @@ ALL_METHODS = (
     "tpe_hyperband_rerun",
     "tpe",
 )
+RETIRED_METHODS = ("tpe_hyperband_reuse",)
+"""Arms no longer run (``tpe_hyperband_reuse`` became the default), still read from old outputs."""
+REPORTED_METHODS = (*ALL_METHODS, *RETIRED_METHODS)
+"""Every arm a curves file may hold, in the order tables and plots list them."""
 WARM_METHODS = ("tpe_hyperband_warm", "tpe_sha_warm", "tpe_hyperband_screen")
 """Arms that try the trainer defaults first and reuse completed configurations."""
 PRUNED_METHODS = (
@@ -112,6 +116,7 @@ METHOD_LABELS = {
     "tpe_hyperband_grouped": "TPE + Hyperband within each loss",
     "tpe_hyperband_rerun": "TPE + Hyperband, repeats trained again (the default until 2026-12-04)",
     "tpe": "TPE, no pruning (diagnostic)",
+    "tpe_hyperband_reuse": "TPE + Hyperband, duplicates reused (the default since 2026-12-04)",
 }
 METHOD_COLORS = {
     "manual": "#7f7f7f",
@@ -124,6 +129,7 @@ METHOD_COLORS = {
     "tpe_hyperband_grouped": "#17becf",
     "tpe_hyperband_rerun": "#bcbd22",
     "tpe": "#ff7f0e",
+    "tpe_hyperband_reuse": "#aec7e8",
 }
 ARM_NOTES = {
     "tpe_hyperband_warm": "warm arm: the same TPE + Hyperband with the trainer defaults "
@@ -623,7 +629,7 @@ def summarize(runs: Sequence[RunRecord], tolerance: float = 0.0) -> list[Row]:
     datasets = list(dict.fromkeys(r.dataset for r in runs))
     for dataset in datasets:
         seeds = sorted({r.seed for r in runs if r.dataset == dataset})
-        for method in ALL_METHODS:
+        for method in REPORTED_METHODS:
             row = Row(dataset, method, len(seeds), 0, [], [], [], [], [], [], [])
             for seed in seeds:
                 run = by_key.get((dataset, method, seed))
@@ -826,7 +832,7 @@ def write_html(
             r.best_at(r.budget) for r in runs if r.dataset == dataset and r.method == "manual"
         ]
         known = [v for v in manual_best if v is not None]
-        for method in ALL_METHODS:
+        for method in REPORTED_METHODS:
             mruns = [r for r in runs if r.dataset == dataset and r.method == method]
             if not mruns:
                 continue
@@ -916,7 +922,7 @@ def write_png(runs: Sequence[RunRecord], path: Path, context: Sequence[str]) -> 
     fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 5), squeeze=False)
     for ax, dataset in zip(axes[0], datasets, strict=True):
         budget = max(r.budget for r in runs if r.dataset == dataset)
-        for method in ALL_METHODS:
+        for method in REPORTED_METHODS:
             mruns = [r for r in runs if r.dataset == dataset and r.method == method]
             if not mruns:
                 continue

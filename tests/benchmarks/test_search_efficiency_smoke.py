@@ -67,6 +67,16 @@ def test_tolerance_counts_near_misses_for_every_method() -> None:
     assert near["tpe_hyperband"].ratio_vs_manual == [0.25]
 
 
+def test_a_retired_arm_in_an_old_curves_file_is_still_reported() -> None:
+    manual = _record("manual", [0.80, 0.90])
+    reuse = _record("tpe_hyperband_reuse", [0.91])
+    assert "tpe_hyperband_reuse" not in search_efficiency.ALL_METHODS, "no longer run"
+    rows = {r.method: r for r in search_efficiency.summarize([manual, reuse])}
+    assert rows["tpe_hyperband_reuse"].to_reach == [10]
+    table = search_efficiency.markdown_table(list(rows.values()))
+    assert search_efficiency.METHOD_LABELS["tpe_hyperband_reuse"] in table
+
+
 def test_val_fraction_reaches_the_trainer_for_synthetic_har_only() -> None:
     args = search_efficiency.resolve_args(
         search_efficiency.build_parser().parse_args(["--val-fraction", "0.7"])
