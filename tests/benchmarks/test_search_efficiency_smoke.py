@@ -115,20 +115,25 @@ def test_screening_arm_enqueues_the_defaults_then_each_one_knob_change(tmp_path:
     assert cfg.pruner.name == "hyperband"
 
 
-def test_patient_arm_asks_hyperband_only_after_the_epoch_f1_stops_rising(tmp_path: Path) -> None:
-    setup = search_efficiency.Setup(
+def _arm_setup(space: dict[str, list[Any]], patience: int = 3) -> search_efficiency.Setup:
+    """30-epoch runs with 3 warmup epochs: the service's Hyperband starts at epoch 4."""
+    return search_efficiency.Setup(
         dataset="synthetic_har",
         epochs=30,
         fixed={"dataset": "synthetic_har", "epochs": 30, "warmup_epochs": 3},
-        space={"n_heads": [4, 8]},
-        start={"n_heads": 4},
+        space=space,
+        start={name: values[0] for name, values in space.items()},
         budget=60,
         tpe_startup=5,
         hb_min_resource=None,
         hb_reduction=3,
         threads=1,
-        patience=2,
+        patience=patience,
     )
+
+
+def test_patient_arm_asks_hyperband_only_after_the_epoch_f1_stops_rising(tmp_path: Path) -> None:
+    setup = _arm_setup({"n_heads": [4, 8]}, patience=2)
     cfg = search_efficiency.study_config(setup, "tpe_hyperband_patient", 0, str(tmp_path))
     # the best-so-far F1 never falls, so patience would never let Hyperband judge on it
     assert cfg.objective.pruning_metric == "val_f1"
@@ -147,18 +152,7 @@ def test_patient_arm_asks_hyperband_only_after_the_epoch_f1_stops_rising(tmp_pat
 def test_grouped_arm_runs_hyperband_within_each_loss(tmp_path: Path) -> None:
     from hpo.grouped_pruner import GroupedPruner
 
-    setup = search_efficiency.Setup(
-        dataset="synthetic_har",
-        epochs=30,
-        fixed={"dataset": "synthetic_har", "epochs": 30, "warmup_epochs": 3},
-        space={"loss": ["infonce", "vicreg"]},
-        start={"loss": "infonce"},
-        budget=60,
-        tpe_startup=5,
-        hb_min_resource=None,
-        hb_reduction=3,
-        threads=1,
-    )
+    setup = _arm_setup({"loss": ["infonce", "vicreg"]})
     cfg = search_efficiency.study_config(setup, "tpe_hyperband_grouped", 0, str(tmp_path))
     assert cfg.pruner.kwargs == {
         "by": ["loss"],
@@ -172,18 +166,7 @@ def test_grouped_arm_runs_hyperband_within_each_loss(tmp_path: Path) -> None:
 
 
 def test_rerun_arm_is_the_default_with_repeats_trained_again(tmp_path: Path) -> None:
-    setup = search_efficiency.Setup(
-        dataset="synthetic_har",
-        epochs=30,
-        fixed={"dataset": "synthetic_har", "epochs": 30, "warmup_epochs": 3},
-        space={"loss": ["infonce", "vicreg"]},
-        start={"loss": "infonce"},
-        budget=60,
-        tpe_startup=5,
-        hb_min_resource=None,
-        hb_reduction=3,
-        threads=1,
-    )
+    setup = _arm_setup({"loss": ["infonce", "vicreg"]})
     default = search_efficiency.study_config(setup, "tpe_hyperband", 0, str(tmp_path))
     rerun = search_efficiency.study_config(setup, "tpe_hyperband_rerun", 0, str(tmp_path))
     assert (default.duplicates, rerun.duplicates) == ("auto", "rerun")

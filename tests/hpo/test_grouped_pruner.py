@@ -146,15 +146,18 @@ def test_hyperband_brackets_work_within_groups(
     assert any(k.startswith("completed_rung") for t in study.trials for k in t.system_attrs)
 
 
+def _slow_group(study: optuna.Study) -> optuna.Study:
+    """The view the grouped pruner shows its wrapped pruner for a 'slow' trial."""
+    storage = _GroupStorage(study, ("loss",), ("slow",))
+    return optuna.Study(study_name=study.study_name, storage=storage)  # type: ignore[arg-type]
+
+
 def test_the_service_hyperbands_bracket_view_reads_only_the_group(tmp_path: Path) -> None:
     study = _sqlite(tmp_path, optuna.pruners.NopPruner())
     _done(study, "fast", [0.5, 0.9])
     _done(study, "slow", [0.1, 0.2])
     _done(study, "slow", [0.1, 0.3])
-    group = optuna.Study(
-        study_name=study.study_name,
-        storage=_GroupStorage(study, ("loss",), ("slow",)),  # type: ignore[arg-type]
-    )
+    group = _slow_group(study)
     hyperband = HyperbandPruner(min_resource=1, max_resource=9, reduction_factor=3)
     hyperband._try_initialization(group)
     assert hyperband._n_brackets is not None
@@ -173,10 +176,7 @@ def test_the_group_view_counts_and_ranks_only_its_group(tmp_path: Path) -> None:
     _done(study, "slow", [0.2])
     _done(study, "slow", [0.4])
     _done(study, "slow", [0.3])
-    view = optuna.Study(
-        study_name=study.study_name,
-        storage=_GroupStorage(study, ("loss",), ("slow",)),  # type: ignore[arg-type]
-    )
+    view = _slow_group(study)
     assert view.best_trial.number == 2
     assert view.best_value == 0.4
     assert view._storage.get_n_trials(view._study_id) == 3
