@@ -428,6 +428,15 @@ _KWARG_MAP: dict[str, dict[str, str]] = {
     "cosine_mse": {"cosine_weight": "cosine_weight", "mse_weight": "mse_weight"},
 }
 _KNOWN_KWARGS = frozenset(k for m in _KWARG_MAP.values() for k in m)
+LOSS_KWARGS: frozenset[str] = _KNOWN_KWARGS
+"""Every hyperparameter :func:`build_contrastive_loss` accepts, whatever the loss."""
+
+
+def loss_kwargs(name: str) -> frozenset[str]:
+    """The builder kwargs loss ``name`` reads; the others in :data:`LOSS_KWARGS` it ignores."""
+    if name not in _KWARG_MAP:
+        raise ValueError(f"unknown loss {name!r}; expected one of {CONTRASTIVE_LOSSES}")
+    return frozenset(_KWARG_MAP[name])
 
 
 class ContrastiveLoss(nn.Module):

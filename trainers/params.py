@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from trainers.losses import CONTRASTIVE_LOSSES
+from trainers.losses import CONTRASTIVE_LOSSES, LOSS_KWARGS, loss_kwargs
 
 LossName = Literal[
     "infonce", "supcon", "triplet", "barlow_twins", "vicreg", "cosine", "mse", "cosine_mse", "none"
@@ -206,6 +206,41 @@ class ContrastiveParams(BaseModel):
                     "make one with python -m trainers.align out.npz"
                 )
         return self
+
+    def unused_params(self) -> frozenset[str]:
+        """Fields this configuration never reads: changing them trains exactly alike.
+
+        A search space is usually flat (``temperature`` next to ``loss``), so a sampler
+        proposes configurations that differ only in such a field, e.g. two temperatures
+        with VICReg. At a fixed seed they give the same result, and the service reuses
+        the first one's value instead of training again (``hpo/duplicates.py``).
+        """
+        unused: set[str] = set()
+        has_contrastive_term = self.loss != "none" and not (
+            self.mode in ("supervised", "finetune") and self.contrastive_weight == 0.0
+        )
+        if has_contrastive_term:
+            unused |= LOSS_KWARGS - loss_kwargs(self.loss)
+        else:  # cross-entropy alone: the contrastive term is never built
+            unused |= LOSS_KWARGS | {"loss_mix"}
+            unused.add("contrastive_weight" if self.loss == "none" else "loss")
+        # finetune takes the checkpoint's architecture and refuses an explicit field that
+        # differs from it, so there an architecture field is never safely unread
+        if self.mode != "finetune":
+            unused |= self._unused_architecture()
+        return frozenset(unused)
+
+    def _unused_architecture(self) -> set[str]:
+        if self.model == "conv":  # attention-free: no blocks, no prototypes
+            return {
+                "depth",
+                "n_heads",
+                "mlp_ratio",
+                "use_dim_reduction",
+                "reduction_dim",
+                "n_prototypes",
+            }
+        return set() if self.use_dim_reduction else {"reduction_dim"}
 
 
 RESULT_METRICS = (

@@ -7,13 +7,16 @@ imported until a trainer is actually resolved.
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from trainers.reporter import Reporter
+
+logger = logging.getLogger(__name__)
 
 TrainFn = Callable[..., Mapping[str, float]]
 """``train(params: dict, reporter: Reporter | None = None) -> dict[str, float]``."""
@@ -35,6 +38,25 @@ class TrainerSpec:
     name: str
     fn: TrainFn
     params_schema: type[BaseModel] | None
+
+    def unused_params(self, params: Mapping[str, Any]) -> frozenset[str]:
+        """Parameters the trainer would not read for ``params``; empty when it cannot tell.
+
+        A schema opts in with an ``unused_params()`` method (see
+        ``ContrastiveParams.unused_params``); invalid ``params`` give the empty set, as
+        such a configuration fails in the trainer anyway.
+        """
+        if self.params_schema is None or not hasattr(self.params_schema, "unused_params"):
+            return frozenset()
+        try:
+            validated = self.params_schema.model_validate(dict(params))
+            names = validated.unused_params()
+        except ValidationError:
+            return frozenset()
+        except Exception:  # a user's schema method: never fail a trial over a shortcut
+            logger.warning("%s.unused_params() raised", self.params_schema.__name__, exc_info=True)
+            return frozenset()
+        return frozenset(name for name in names if isinstance(name, str))
 
 
 def register_trainer(name: str, target: str) -> None:

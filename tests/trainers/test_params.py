@@ -1,0 +1,126 @@
+"""``ContrastiveParams.unused_params``: what it names, checked by training both values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from trainers import resolve_trainer
+from trainers.contrastive import train
+from trainers.losses import LOSS_KWARGS, loss_kwargs
+from trainers.params import ContrastiveParams
+
+TINY_HAR: dict[str, Any] = {
+    "dataset": "synthetic_har",
+    "synthetic_n_train": 160,
+    "synthetic_n_test": 20,
+    "length": 32,
+    "dim": 16,
+    "proj_dim": 16,
+    "batch_size": 32,
+    "epochs": 1,
+    "seed": 3,
+}
+RESULT_KEYS = ("train_loss", "best_val_f1", "final_val_f1", "val_loss")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Any:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _unused(**params: Any) -> frozenset[str]:
+    return ContrastiveParams.model_validate(params).unused_params()
+
+
+def test_each_loss_leaves_the_other_losses_knobs_unread() -> None:
+    assert _unused(loss="vicreg") == (LOSS_KWARGS - loss_kwargs("vicreg")) | {"reduction_dim"}
+    assert "temperature" in _unused(loss="vicreg")
+    assert "temperature" not in _unused(loss="infonce")
+    assert "margin" not in _unused(loss="triplet")
+    assert {"vicreg_var_weight", "temperature"} <= _unused(loss="triplet")
+
+
+def test_without_a_contrastive_term_no_loss_knob_is_read() -> None:
+    off = _unused(contrastive_weight=0.0, loss="vicreg")
+    assert LOSS_KWARGS | {"loss", "loss_mix"} <= off
+    assert "contrastive_weight" not in off, "0 is what turns the term off"
+    assert {"contrastive_weight", "loss_mix"} <= _unused(loss="none")
+    assert "loss" not in _unused(loss="none")
+    # pretraining has no cross-entropy: the SSL loss is the whole objective
+    assert "temperature" not in _unused(mode="pretrain", loss="infonce", contrastive_weight=0.0)
+
+
+def test_architecture_knobs_the_model_does_not_have() -> None:
+    assert "reduction_dim" in _unused()
+    assert "reduction_dim" not in _unused(use_dim_reduction=True)
+    conv = _unused(model="conv")
+    assert {"n_heads", "depth", "mlp_ratio", "use_dim_reduction", "n_prototypes"} <= conv
+    assert not {"n_heads", "depth"} & _unused(model="crossformer")
+
+
+def test_finetuning_reads_the_architecture_from_its_checkpoint() -> None:
+    # an explicit reduction_dim that differs from the checkpoint's is an error, not a no-op
+    tuned = _unused(mode="finetune", init_from="encoder.pt", loss="vicreg", model="conv")
+    assert not {"reduction_dim", "n_heads", "depth"} & tuned
+    assert "temperature" in tuned
+
+
+def test_a_schema_method_that_raises_means_nothing_is_unread() -> None:
+    from pydantic import BaseModel
+
+    from trainers.registry import TrainerSpec
+
+    class Broken(BaseModel):
+        x: int = 0
+
+        def unused_params(self) -> frozenset[str]:
+            raise RuntimeError("user bug")
+
+    spec = TrainerSpec(name="mine", fn=train, params_schema=Broken)
+    assert spec.unused_params({"x": 1}) == frozenset()
+
+
+def test_every_name_is_a_field() -> None:
+    for params in ({}, {"loss": "none"}, {"model": "conv"}, {"contrastive_weight": 0.0}):
+        assert _unused(**params) <= ContrastiveParams.model_fields.keys()
+
+
+def test_the_registry_reads_it_through_the_schema() -> None:
+    spec = resolve_trainer("contrastive")
+    assert "temperature" in spec.unused_params({"loss": "vicreg"})
+    assert spec.unused_params({"loss": "no_such_loss"}) == frozenset(), "invalid: cannot tell"
+    assert resolve_trainer("analytic").unused_params({"x": 1.0}) == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("base", "name", "values"),
+    [
+        ({"loss": "vicreg"}, "temperature", (0.05, 0.5)),
+        ({"loss": "infonce"}, "margin", (0.1, 0.9)),
+        ({"loss": "triplet"}, "vicreg_var_weight", (5.0, 50.0)),
+        ({"contrastive_weight": 0.0}, "loss", ("vicreg", "triplet")),
+        ({"loss": "none"}, "contrastive_weight", (0.1, 0.3)),
+        ({}, "reduction_dim", (8, 16)),
+        ({"model": "conv"}, "n_heads", (2, 8)),
+    ],
+)
+def test_an_unused_knob_trains_exactly_alike(
+    base: dict[str, Any], name: str, values: tuple[Any, Any]
+) -> None:
+    """The independent check: train both values at one seed and compare the results."""
+    assert name in _unused(**base)
+    first, second = (train({**TINY_HAR, **base, name: value}) for value in values)
+    assert [first[k] for k in RESULT_KEYS] == [second[k] for k in RESULT_KEYS]
+
+
+def test_a_knob_that_is_read_changes_the_result() -> None:
+    """The same comparison tells a read knob apart: the check above can fail."""
+    assert "temperature" not in _unused(loss="infonce")
+    first, second = (train({**TINY_HAR, "loss": "infonce", "temperature": t}) for t in (0.05, 0.5))
+    assert first["train_loss"] != second["train_loss"]
