@@ -25,7 +25,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.config import ConfirmConfig, StudyConfig, validate_study_data
-from hpo.duplicates import DUPLICATE_OF_ATTR, same_params
+from hpo.duplicates import DUPLICATE_OF_ATTR, active_params, same_params
 from hpo.errors import ConfigError
 from hpo.overrides import apply_overrides
 from hpo.storages import open_storage, storage_url
@@ -108,7 +108,7 @@ def _finalists(
     ranked.sort(key=lambda t: (sign * float(t.value or 0.0), t.number))
     out: list[FrozenTrial] = []
     for trial in ranked:
-        if any(same_params(trial.params, o.params) for o in out):
+        if any(same_params(active_params(trial), active_params(o)) for o in out):
             continue  # a rerun of a configuration already in: the best of its runs stands
         out.append(trial)
         if len(out) == top:

@@ -4,14 +4,15 @@ Samplers over discrete spaces (categorical choices, stepped ranges) propose the 
 configuration again, TPE especially once it has found a good region. With
 ``duplicates: reuse`` in the study file (or ``auto``, the default, when the trainer's
 seed is fixed) such a trial is not trained: it completes at once with the value(s) of
-the earliest COMPLETE trial with identical parameters and records that trial's number
-under :data:`DUPLICATE_OF_ATTR`. The sampler still sees the point (it is a COMPLETE
-trial), so it learns nothing false, and no epoch is spent on it.
+the earliest COMPLETE trial with the same parameters and records that trial's number
+under :data:`DUPLICATE_OF_ATTR`. "The same" ignores parameters the trainer says it would
+not read for that configuration (:class:`TwinFinder`). The sampler still sees the point
+(it is a COMPLETE trial), so it learns nothing false, and no epoch is spent on it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -21,6 +22,8 @@ from hpo.config import FloatParam, ParamSpec, StudyConfig
 
 DUPLICATE_OF_ATTR = "duplicate_of"
 """User attribute of a reused trial: the number of the trial whose value it took."""
+UNUSED_PARAMS_ATTR = "unused_params"
+"""User attribute: the sampled parameters the trainer did not read for this trial."""
 
 
 def same_params(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
@@ -30,10 +33,59 @@ def same_params(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 
 def completed_twin(study: optuna.Study, params: Mapping[str, Any]) -> FrozenTrial | None:
     """The earliest COMPLETE trial of ``study`` with exactly ``params``, if any."""
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if DUPLICATE_OF_ATTR not in trial.user_attrs and same_params(trial.params, params):
-            return trial
-    return None
+    return TwinFinder().find(study, params)
+
+
+def active_params(trial: FrozenTrial) -> dict[str, Any]:
+    """The trial's parameters without those it recorded as unread (:data:`UNUSED_PARAMS_ATTR`)."""
+    unused = trial.user_attrs.get(UNUSED_PARAMS_ATTR) or ()
+    return {name: value for name, value in trial.params.items() if name not in unused}
+
+
+UnusedParams = Callable[[Mapping[str, Any]], frozenset[str]]
+"""Given a trial's full trainer parameters, the names the trainer would not read."""
+
+
+class TwinFinder:
+    """Finds the completed trial that a configuration would train exactly alike.
+
+    Two configurations are twins when they agree on every sampled parameter the trainer
+    reads: with ``loss: vicreg``, ``temperature`` 0.05 and 0.15 train alike, since only
+    InfoNCE reads a temperature. ``unused`` comes from the trainer's schema
+    (``TrainerSpec.unused_params``); without it only identical parameters are twins.
+    Keys of finished trials are cached by trial number: a finished trial never changes.
+    """
+
+    def __init__(
+        self, unused: UnusedParams | None = None, fixed: Mapping[str, Any] | None = None
+    ) -> None:
+        self.unused = unused
+        self.fixed = dict(fixed or {})
+        self._keys: dict[int, dict[str, Any]] = {}
+
+    def unused_names(self, params: Mapping[str, Any]) -> frozenset[str]:
+        """The sampled names in ``params`` that the trainer would not read."""
+        if self.unused is None:
+            return frozenset()
+        return self.unused({**self.fixed, **params}) & params.keys()
+
+    def key(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` without the ones the trainer would not read."""
+        drop = self.unused_names(params)
+        return {name: value for name, value in params.items() if name not in drop}
+
+    def find(self, study: optuna.Study, params: Mapping[str, Any]) -> FrozenTrial | None:
+        """The earliest COMPLETE trial that trained and is a twin of ``params``, if any."""
+        wanted = self.key(params)
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if DUPLICATE_OF_ATTR in trial.user_attrs:
+                continue
+            key = self._keys.get(trial.number)
+            if key is None:
+                key = self._keys[trial.number] = self.key(trial.params)
+            if same_params(key, wanted):
+                return trial
+        return None
 
 
 def originals(study: optuna.Study, trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:

@@ -18,7 +18,13 @@ import numpy as np
 import optuna
 
 from hpo.config import StudyConfig
-from hpo.duplicates import DUPLICATE_OF_ATTR, completed_twin, reuses_duplicates
+from hpo.duplicates import (
+    DUPLICATE_OF_ATTR,
+    UNUSED_PARAMS_ATTR,
+    TwinFinder,
+    UnusedParams,
+    reuses_duplicates,
+)
 from hpo.owned_trials import OwnedTrialsStorage
 from hpo.rdb_writes import upsert_insert, write_attrs
 from hpo.space import suggest_params
@@ -199,12 +205,15 @@ class Objective:
         train_fn: TrainFn,
         prune_study: optuna.Study | None = None,
         hooks: Sequence[TrialHook] = (),
+        unused_params: UnusedParams | None = None,
     ) -> None:
         self.cfg = cfg
         self.train_fn = train_fn
         self.prune_study = prune_study
         self.hooks = list(hooks)
         self.reuse_duplicates = reuses_duplicates(cfg)
+        # the trainer's word on which sampled parameters a configuration does not read
+        self.twins = TwinFinder(unused_params, cfg.trainer.params)
 
     def _run_after_hooks(
         self,
@@ -248,15 +257,18 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         cfg = self.cfg
         sampled = suggest_params(trial, cfg.space)
+        unused = sorted(self.twins.unused_names(sampled))
+        noted: dict[str, Any] = {UNUSED_PARAMS_ATTR: unused} if unused else {}
         if self.reuse_duplicates:
-            twin = completed_twin(trial.study, sampled)
+            twin = self.twins.find(trial.study, sampled)
             if twin is not None:
-                set_user_attrs(trial, {DUPLICATE_OF_ATTR: twin.number, "wall_seconds": 0.0})
+                reused = {DUPLICATE_OF_ATTR: twin.number, "wall_seconds": 0.0, **noted}
+                set_user_attrs(trial, reused)
                 return list(twin.values) if cfg.objective.is_multi else twin.values[0]
         seed = derive_seed(cfg.seed, trial.number)
         params: dict[str, Any] = {**cfg.trainer.params, **sampled}
         params.setdefault("seed", seed)
-        trial.set_user_attr("seed", params["seed"])
+        set_user_attrs(trial, {"seed": params["seed"], **noted})
         for hook in self.hooks:
             params = hook.before(trial, params)
         prune_trial = self.prune_study.ask() if self.prune_study is not None else None

@@ -375,7 +375,13 @@ def run_study(
     all_hooks: list[TrialHook] = [RetryHook(), *default_hooks(cfg, study), *hooks]
     if cfg.workers.on_oom == "retry_smaller_batch":
         all_hooks.append(OomRetryHook())
-    objective = Objective(cfg, spec.fn, prune_study=_prune_companion(cfg, study), hooks=all_hooks)
+    objective = Objective(
+        cfg,
+        spec.fn,
+        prune_study=_prune_companion(cfg, study),
+        hooks=all_hooks,
+        unused_params=spec.unused_params,
+    )
     budget = cfg.budget.n_trials
     trials = study.get_trials(deepcopy=False)
     # Queued (WAITING) trials are not subtracted: they are work for whoever runs next.

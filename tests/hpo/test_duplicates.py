@@ -10,8 +10,11 @@ import pytest
 from optuna.trial import TrialState
 
 from hpo import load_study_config, run_study
+from hpo.confirm import select_finalists
 from hpo.duplicates import (
     DUPLICATE_OF_ATTR,
+    UNUSED_PARAMS_ATTR,
+    active_params,
     completed_twin,
     describe_duplicates,
     fixed_seed_rerun_note,
@@ -179,3 +182,67 @@ def test_a_fixed_trainer_seed_with_rerun_gets_a_note(write_study: Callable[..., 
     assert note(trainer=fixed, duplicates="rerun", space=stepped), "a stepped float repeats too"
     continuous = {**_SMALL_SPACE, "y": {"type": "float", "low": 0.0, "high": 1.0}}
     assert note(trainer=fixed, duplicates="rerun", space=continuous) is None, "all but never"
+
+
+def test_a_knob_the_trainer_does_not_read_makes_no_new_configuration(
+    write_study: Callable[..., Path],
+) -> None:
+    """With VICReg, two temperatures train alike: the second is reused, not trained."""
+    tiny = {
+        "dataset": "synthetic_har",
+        "synthetic_n_train": 160,
+        "synthetic_n_test": 20,
+        "length": 32,
+        "dim": 16,
+        "proj_dim": 16,
+        "epochs": 2,
+        "seed": 3,
+        "device": "cpu",
+        "evaluate_test": False,
+    }
+    space = {
+        "loss": {"type": "categorical", "choices": ["vicreg", "infonce"]},
+        "temperature": {"type": "categorical", "choices": [0.05, 0.15]},
+    }
+    runs = [("vicreg", 0.05), ("vicreg", 0.15), ("infonce", 0.05), ("infonce", 0.15)]
+    data = analytic_study(
+        objective={"metric": "best_val_f1", "direction": "maximize"},
+        trainer={"name": "contrastive", "params": tiny},
+        space=space,
+        enqueue=[{"loss": loss, "temperature": t} for loss, t in runs],
+        budget={"n_trials": 4},
+        pruner={"name": "none"},
+    )
+    cfg = load_study_config(write_study(data))
+    run_study(cfg)
+    study = load_existing_study(cfg)
+    trials = study.get_trials(deepcopy=False)
+    assert [(t.params["loss"], t.params["temperature"]) for t in trials] == runs
+    assert [t.user_attrs.get(DUPLICATE_OF_ATTR) for t in trials] == [None, 0, None, None]
+    assert trials[1].value == trials[0].value and trials[1].intermediate_values == {}
+    assert len(trials[3].intermediate_values) == 2, "InfoNCE reads its temperature: trained"
+    assert [t.user_attrs.get(UNUSED_PARAMS_ATTR) for t in trials] == [
+        ["temperature"],
+        ["temperature"],
+        None,
+        None,
+    ]
+    # hpo confirm would not train the same configuration twice as two finalists
+    finalists = [t.number for t in select_finalists(study, 4)]
+    assert sorted(finalists) == [0, 2, 3]
+
+
+def test_finalists_are_distinct_in_what_the_trainer_reads() -> None:
+    """With ``rerun`` both temperatures train; ``hpo confirm`` still takes one of them."""
+    study = optuna.create_study(direction="maximize")
+    dist = {"t": optuna.distributions.CategoricalDistribution([0.05, 0.15])}
+    for value, t, unused in ((0.9, 0.05, ["t"]), (0.8, 0.15, ["t"]), (0.7, 0.05, None)):
+        attrs = {UNUSED_PARAMS_ATTR: unused} if unused else {}
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"t": t}, distributions=dist, value=value, user_attrs=attrs
+            )
+        )
+    finalists = select_finalists(study, 3)
+    assert [t.number for t in finalists] == [0, 2]
+    assert active_params(study.trials[1]) == {} and active_params(study.trials[2]) == {"t": 0.05}
