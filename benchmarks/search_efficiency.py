@@ -89,7 +89,10 @@ ALL_METHODS = (
     "tpe_hyperband_patient",
     "tpe_hyperband_grouped",
     "tpe_hyperband_rerun",
+    "tpe_hyperband_exact",
+    "gp_hyperband",
     "tpe",
+    "gp",
 )
 RETIRED_METHODS = ("tpe_hyperband_reuse",)
 """Arms no longer run (``tpe_hyperband_reuse`` became the default), still read from old outputs."""
@@ -103,8 +106,10 @@ PRUNED_METHODS = (
     "tpe_hyperband_patient",
     "tpe_hyperband_grouped",
     "tpe_hyperband_rerun",
+    "tpe_hyperband_exact",
+    "gp_hyperband",
 )
-"""TPE with a pruner: the service's default and its variants, judged against the goal."""
+"""TPE (or GP) with a pruner: the service's default and its variants, judged against the goal."""
 METHOD_LABELS = {
     "manual": "manual one-knob sweep",
     "random": "random search, no pruning",
@@ -115,7 +120,11 @@ METHOD_LABELS = {
     "tpe_hyperband_patient": "TPE + Hyperband, only on trials whose val F1 stopped rising",
     "tpe_hyperband_grouped": "TPE + Hyperband within each loss",
     "tpe_hyperband_rerun": "TPE + Hyperband, repeats trained again (the default until 2026-12-04)",
+    "tpe_hyperband_exact": "TPE + Hyperband, only identical configurations reused "
+    "(the default until session 12)",
+    "gp_hyperband": "Gaussian-process BO + Hyperband",
     "tpe": "TPE, no pruning (diagnostic)",
+    "gp": "Gaussian-process BO, no pruning",
     "tpe_hyperband_reuse": "TPE + Hyperband, duplicates reused (the default since 2026-12-04)",
 }
 METHOD_COLORS = {
@@ -128,7 +137,10 @@ METHOD_COLORS = {
     "tpe_hyperband_patient": "#e377c2",
     "tpe_hyperband_grouped": "#17becf",
     "tpe_hyperband_rerun": "#bcbd22",
+    "tpe_hyperband_exact": "#637939",
+    "gp_hyperband": "#393b79",
     "tpe": "#ff7f0e",
+    "gp": "#e7969c",
     "tpe_hyperband_reuse": "#aec7e8",
 }
 ARM_NOTES = {
@@ -146,6 +158,13 @@ ARM_NOTES = {
     "Optuna shows the sampler one bracket only when the pruner is a bare Hyperband",
     "tpe_hyperband_rerun": "rerun arm: our default with duplicates: rerun (the default until "
     "2026-12-04), so a configuration TPE proposes again trains again at the same seed",
+    "tpe_hyperband_exact": "exact-repeats arm: our default on a trainer whose schema does "
+    "not say which knobs a configuration leaves unread, so a temperature with VICReg trains "
+    "again (the default until session 12)",
+    "gp_hyperband": "GP arm: our default with Optuna's GPSampler in place of TPE (same "
+    "n_startup_trials); the GP models only completed trials, so pruned trials do not inform it",
+    "gp": "GP arm without pruning: Optuna's GPSampler (same n_startup_trials), every trial "
+    "trained to the end",
 }
 """The context line each opt-in arm adds to the report when it ran."""
 DATASETS = ("synthetic_har", "BasicMotions")
@@ -330,11 +349,13 @@ def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
     if method == "random":
         sampler: dict[str, Any] = {"name": "random"}
         pruner: dict[str, Any] = {"name": "none"}
-    elif method == "tpe":
-        sampler = {"name": "tpe", "n_startup_trials": setup.tpe_startup}
+    elif method in ("tpe", "gp"):
+        sampler = {"name": method, "n_startup_trials": setup.tpe_startup}
         pruner = {"name": "none"}
     elif method in PRUNED_METHODS:
         sampler = {"name": "tpe", "n_startup_trials": setup.tpe_startup}
+        if method == "gp_hyperband":
+            sampler["name"] = "gp"
         # min_resource left out: the service starts the rungs after the trainer's warmup
         pruner = {"name": "hyperband", "reduction_factor": setup.hb_reduction}
         if method == "tpe_sha_warm":
@@ -382,11 +403,27 @@ def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
         data["duplicates"] = "reuse"
     if method == "tpe_hyperband_screen":
         data["enqueue"] = one_knob_changes(setup.space, setup.start)
+    if method == "tpe_hyperband_exact":
+        data["trainer"]["name"] = register_exact_repeats_trainer()
     if method == "tpe_hyperband_rerun":
         # every run trains at the search's seed, so a repeat only reproduces its value:
         # our default reuses it (duplicates: auto); this arm trains it again
         data["duplicates"] = "rerun"
     return validate_study_data(data)
+
+
+EXACT_REPEATS_TRAINER = "contrastive_exact_repeats"
+
+
+def register_exact_repeats_trainer() -> str:
+    """The name of the contrastive trainer that says it reads every knob (``_exact_repeats``).
+
+    Registered where the study runs, each benchmark worker: the registry is per process.
+    """
+    from trainers.registry import register_trainer
+
+    register_trainer(EXACT_REPEATS_TRAINER, "benchmarks._exact_repeats:train")
+    return EXACT_REPEATS_TRAINER
 
 
 # --------------------------------------------------------------------------------------
@@ -414,13 +451,19 @@ def run_manual(
 
     With ``setup.passes`` > 1 it goes round the knobs again from its incumbent, as users do
     when a first pass moved several knobs, skipping configurations it has trained, until
-    it has spent the budget or a whole pass changes nothing. ``train`` defaults to the
+    it has spent the budget or a whole pass changes nothing. As the service does, it
+    counts a configuration that differs from a trained one only in knobs the trainer does
+    not read (a temperature with VICReg) as trained. ``train`` defaults to the
     contrastive trainer's.
     """
+    from trainers.registry import resolve_trainer
     from trainers.reporter import TrainingFailed
 
+    unused: Callable[[Mapping[str, Any]], frozenset[str]] | None = None
     if train is None:
         from trainers.contrastive import train
+
+        unused = resolve_trainer("contrastive").unused_params
 
     record = RunRecord(setup.dataset, "manual", seed, setup.budget)
     started = time.perf_counter()
@@ -433,7 +476,10 @@ def run_manual(
         for name, values in setup.space.items():
             for value in values:
                 config = {**incumbent, name: value}
-                key = tuple((k, type(v).__name__, v) for k, v in sorted(config.items()))
+                unread = unused({**setup.fixed, **config}) if unused else frozenset()
+                key = tuple(
+                    (k, type(v).__name__, v) for k, v in sorted(config.items()) if k not in unread
+                )
                 if key in seen:
                     score = seen[key]
                 elif record.epochs_used + setup.epochs > setup.budget:

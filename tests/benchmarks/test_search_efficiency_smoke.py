@@ -13,6 +13,7 @@ import pytest
 from benchmarks import search_efficiency
 from hpo.duplicates import reuses_duplicates
 from hpo.pruners import study_pruner
+from hpo.samplers import build_sampler
 
 
 @pytest.mark.timeout(300)
@@ -177,6 +178,42 @@ def test_rerun_arm_is_the_default_with_repeats_trained_again(tmp_path: Path) -> 
     # Hyperband's brackets hash the study name: the same name, the same brackets
     assert rerun.name == default.name
     assert rerun.storage != default.storage
+
+
+def test_exact_arm_is_the_default_on_a_trainer_that_reads_every_knob(tmp_path: Path) -> None:
+    from trainers.registry import resolve_trainer
+
+    setup = _arm_setup({"loss": ["infonce", "vicreg"], "temperature": [0.05, 0.1]})
+    default = search_efficiency.study_config(setup, "tpe_hyperband", 0, str(tmp_path))
+    exact = search_efficiency.study_config(setup, "tpe_hyperband_exact", 0, str(tmp_path))
+    assert exact.trainer.name == search_efficiency.EXACT_REPEATS_TRAINER
+    assert exact.trainer.params == default.trainer.params
+    assert (exact.sampler, exact.pruner, exact.name) == (
+        default.sampler,
+        default.pruner,
+        default.name,
+    )
+    assert exact.duplicates == default.duplicates and reuses_duplicates(exact)
+    vicreg = {**exact.trainer.params, "loss": "vicreg", "temperature": 0.05}
+    assert resolve_trainer(default.trainer.name).unused_params(vicreg) >= {"temperature"}
+    assert resolve_trainer(exact.trainer.name).unused_params(vicreg) == frozenset()
+
+
+def test_gp_arms_swap_only_the_sampler(tmp_path: Path) -> None:
+    setup = _arm_setup({"loss": ["infonce", "vicreg"], "n_heads": [4, 8]})
+    default = search_efficiency.study_config(setup, "tpe_hyperband", 0, str(tmp_path))
+    gp_pruned = search_efficiency.study_config(setup, "gp_hyperband", 0, str(tmp_path))
+    gp = search_efficiency.study_config(setup, "gp", 0, str(tmp_path))
+    for cfg in (gp_pruned, gp):
+        assert cfg.sampler.name == "gp"
+        assert cfg.sampler.kwargs == {"n_startup_trials": 5}
+        assert cfg.duplicates == default.duplicates and cfg.enqueue == []
+    assert gp_pruned.pruner == default.pruner
+    assert gp_pruned.name == default.name, "the same Hyperband brackets as the default"
+    assert gp.pruner.name == "none"
+
+    sampler = build_sampler(gp.sampler.name, gp.sampler.kwargs, seed=gp.seed, space=gp.space)
+    assert isinstance(sampler, optuna.samplers.GPSampler)
 
 
 def _manual_setup(passes: int, budget_runs: int) -> search_efficiency.Setup:
