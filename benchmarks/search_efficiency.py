@@ -404,7 +404,7 @@ def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
     if method == "tpe_hyperband_screen":
         data["enqueue"] = one_knob_changes(setup.space, setup.start)
     if method == "tpe_hyperband_exact":
-        data["trainer"]["name"] = register_exact_repeats_trainer()
+        data["trainer"]["name"] = EXACT_REPEATS_TRAINER
     if method == "tpe_hyperband_rerun":
         # every run trains at the search's seed, so a repeat only reproduces its value:
         # our default reuses it (duplicates: auto); this arm trains it again
@@ -412,18 +412,8 @@ def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
     return validate_study_data(data)
 
 
-EXACT_REPEATS_TRAINER = "contrastive_exact_repeats"
-
-
-def register_exact_repeats_trainer() -> str:
-    """The name of the contrastive trainer that says it reads every knob (``_exact_repeats``).
-
-    Registered where the study runs, each benchmark worker: the registry is per process.
-    """
-    from trainers.registry import register_trainer
-
-    register_trainer(EXACT_REPEATS_TRAINER, "benchmarks._exact_repeats:train")
-    return EXACT_REPEATS_TRAINER
+# by import path, not a registered name: the registry users see lists only their trainers
+EXACT_REPEATS_TRAINER = "benchmarks._exact_repeats:train"
 
 
 # --------------------------------------------------------------------------------------
