@@ -345,6 +345,7 @@ def fixed_params(args: argparse.Namespace, dataset: str) -> dict[str, Any]:
 def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
     """The study dict for ``method``, validated by :func:`hpo.validate_study_data`."""
     from hpo import validate_study_data
+    from hpo.pruners import study_pruner
 
     if method == "random":
         sampler: dict[str, Any] = {"name": "random"}
@@ -404,6 +405,10 @@ def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
     if method == "tpe_hyperband_screen":
         data["enqueue"] = one_knob_changes(setup.space, setup.start)
     if method == "tpe_hyperband_exact":
+        # the service fits the pruner's first rung to the warmup of built-in trainers only
+        # (a user's steps may not be epochs): this arm states the default's first rung
+        default_pruner = study_pruner(validate_study_data(data))
+        data["pruner"] = {**pruner, "min_resource": default_pruner._min_resource}
         data["trainer"]["name"] = EXACT_REPEATS_TRAINER
     if method == "tpe_hyperband_rerun":
         # every run trains at the search's seed, so a repeat only reproduces its value:
