@@ -24,10 +24,10 @@ weight, batch size, loss, the dim-reduction bottleneck, number of heads) on a fi
     (the manual sweep's start point, tried first), and ``duplicates: reuse`` (a repeat
     of a completed configuration takes its value instead of training again).
 ``tpe_sha_warm`` (opt-in)
-    The warm arm with one shared history for the sampler: ``successive_halving`` in place
-    of Hyperband (Optuna's TPE sees only the current Hyperband bracket's trials, so each
-    bracket pays its own random start-up) and ``multivariate: true`` TPE (one joint model
-    of the knobs, for interactions such as loss x contrastive weight).
+    The warm arm with ``successive_halving`` (one bracket) in place of Hyperband and
+    ``multivariate: true`` TPE. It was built to give the sampler one shared history, but
+    Optuna 5's TPE already models every bracket and is multivariate by default: what
+    this arm changes is the pruner.
 ``tpe_hyperband_screen`` (opt-in)
     The warm arm with the manual sweep's first look at every knob enqueued: the defaults
     and each one-knob change of them, in the sweep's order, screened by Hyperband before
@@ -154,8 +154,7 @@ ARM_NOTES = {
     "epoch's val_f1) around the same Hyperband; Hyperband judges a trial only once its val F1 "
     "has not risen for that many epochs",
     "tpe_hyperband_grouped": "grouped arm: the same Hyperband, ranking each trial only against "
-    "trials of the same loss (pruner grouped, by: [loss]); TPE sees the whole study, as "
-    "Optuna shows the sampler one bracket only when the pruner is a bare Hyperband",
+    "trials of the same loss (pruner grouped, by: [loss])",
     "tpe_hyperband_rerun": "rerun arm: our default with duplicates: rerun (the default until "
     "2026-12-04), so a configuration TPE proposes again trains again at the same seed",
     "tpe_hyperband_exact": "exact-repeats arm: our default on a trainer whose schema does "
@@ -360,7 +359,7 @@ def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
         # min_resource left out: the service starts the rungs after the trainer's warmup
         pruner = {"name": "hyperband", "reduction_factor": setup.hb_reduction}
         if method == "tpe_sha_warm":
-            # one bracket: the sampler sees the whole study, not one Hyperband bracket's share
+            # one bracket (Optuna 5's TPE models every bracket and is multivariate anyway)
             sampler["multivariate"] = True
             pruner["name"] = "successive_halving"
         if setup.hb_min_resource is not None:

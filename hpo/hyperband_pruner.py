@@ -14,8 +14,9 @@ class HyperbandPruner(optuna.pruners.HyperbandPruner):
     decision, and Optuna builds one for the sampler at every suggestion; the view's
     constructor looks the study's id up by name each time, a SQL statement on an RDB
     storage (see :mod:`hpo.study_bound_storage`). Still a ``HyperbandPruner``, so Optuna
-    keeps showing the sampler only the trial's bracket, and it decides exactly as
-    Optuna's: only the storage object the bracket view is built on differs.
+    treats it as its own (it still builds the sampler's bracket view, which Optuna 5's
+    samplers read past: they model the whole study), and it decides exactly as Optuna's:
+    only the storage object the bracket view is built on differs.
     """
 
     def _create_bracket_study(self, study: optuna.Study, bracket_id: int) -> optuna.Study:

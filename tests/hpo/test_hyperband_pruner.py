@@ -32,8 +32,8 @@ def _outcome(storage: str, name: str, pruner: optuna.pruners.BasePruner) -> list
         study_name=name,
         storage=storage,
         direction="maximize",
-        # TPE after 4 trials: Optuna shows it only the trial's bracket, so sampling goes
-        # through the bracket view too
+        # TPE after 4 trials: Optuna builds a bracket view for every sampling call, so
+        # sampling goes through the bracket view too
         sampler=optuna.samplers.TPESampler(seed=5, n_startup_trials=4),
         pruner=pruner,
     )
@@ -106,3 +106,38 @@ def test_the_service_builds_ours() -> None:
     pruner = build_pruner("hyperband", {}, max_resource=30, warmup=3)
     assert type(pruner) is HyperbandPruner
     assert isinstance(pruner, optuna.pruners.HyperbandPruner), "Optuna must still know it"
+
+
+class _HyperbandInDisguise(optuna.pruners.BasePruner):
+    """Hyperband's decisions from a pruner Optuna does not take for Hyperband."""
+
+    def __init__(self) -> None:
+        self.hyperband = _hyperband(optuna.pruners.HyperbandPruner)
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return self.hyperband.prune(study, trial)
+
+
+def test_optunas_tpe_models_every_bracket(tmp_path: Path) -> None:
+    """Optuna hands the sampler a view of the trial's bracket, and TPE reads past it.
+
+    The view filters ``get_trials``; Optuna 5's samplers read ``_get_trials``, which it
+    leaves alone. So TPE models the whole study under Hyperband, exactly as under a
+    pruner Optuna does not recognise. docs/search_efficiency.md relies on this; if a
+    new Optuna filters again, this test says so.
+    """
+    storage = f"sqlite:///{tmp_path / 'brackets.db'}"
+    disguised = _outcome(storage, "brackets", _HyperbandInDisguise())
+    optuna.delete_study(study_name="brackets", storage=storage)
+    assert _outcome(storage, "brackets", _hyperband(optuna.pruners.HyperbandPruner)) == disguised
+
+    study = optuna.load_study(study_name="brackets", storage=storage)
+    pruner = study.pruner = _hyperband(optuna.pruners.HyperbandPruner)
+    pruner.prune(study, study.trials[-1])  # builds the brackets
+    assert pruner._n_brackets == 3
+    trials = study.get_trials(deepcopy=False)
+    bracket_of = [pruner._get_bracket_id(study, t) for t in trials]
+    assert len(set(bracket_of)) == 3, "one bracket only: the filter would filter nothing"
+    view = optuna.pruners._filter_study(study, trials[-1])
+    assert len(view.get_trials(deepcopy=False)) == bracket_of.count(bracket_of[-1])
+    assert len(view._get_trials(deepcopy=False, use_cache=True)) == len(trials)
