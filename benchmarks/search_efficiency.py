@@ -1041,7 +1041,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="synthetic HAR sensor noise (1.0; the generator's default 0.2 saturates F1)",
     )
-    parser.add_argument("--tpe-startup", type=int, default=5, help="TPE n_startup_trials")
+    parser.add_argument(
+        "--tpe-startup",
+        type=int,
+        default=5,
+        help="TPE n_startup_trials (5: the service's default when a study leaves sampler out)",
+    )
     parser.add_argument(
         "--hb-min-resource",
         type=int,

@@ -6,10 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
 
 from hpo import ConfigError, load_study_config
 from hpo.config import parse_duration
+from hpo.samplers import build_sampler
 from tests.conftest import analytic_study
 
 
@@ -29,6 +31,22 @@ def test_valid_study_loads_with_defaults(write_study: Callable[..., Path]) -> No
     assert cfg.objective.pruning_metric == "best_score"
     assert list(cfg.space) == ["x", "y", "choice", "margin"]
     assert cfg.space["margin"].condition == {"choice": "c"}
+
+
+def test_left_out_sampler_is_tpe_after_five_random_trials(
+    write_study: Callable[..., Path],
+) -> None:
+    """The benchmarked default (docs/search_efficiency.md); ``{name: tpe}`` stays Optuna's."""
+    data = analytic_study()
+    del data["sampler"]
+    cfg = load_study_config(write_study(data))
+    sampler = build_sampler(cfg.sampler.name, cfg.sampler.kwargs, seed=0, space=cfg.space)
+    assert isinstance(sampler, optuna.samplers.TPESampler)
+    assert sampler._n_startup_trials == 5
+    cfg = load_study_config(write_study(analytic_study(sampler={"name": "tpe"})))
+    sampler = build_sampler(cfg.sampler.name, cfg.sampler.kwargs, seed=0, space=cfg.space)
+    assert isinstance(sampler, optuna.samplers.TPESampler)
+    assert sampler._n_startup_trials == 10
 
 
 def test_yaml_syntax_error_has_line_number(write_study: Callable[..., Path]) -> None:
