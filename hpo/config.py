@@ -10,7 +10,7 @@ import math
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -587,5 +587,16 @@ def load_study_config(
         source = str(path_or_text)
     overrides = list(overrides)
     if overrides:
-        data = apply_overrides(data if data is not None else {}, overrides)
+        data = apply_overrides(
+            data if data is not None else {}, overrides, defaults=_component_defaults()
+        )
     return validate_study_data(data, source=source)
+
+
+def _component_defaults() -> dict[str, dict[str, Any]]:
+    """What a left-out ``sampler`` or ``pruner`` means, so ``--set sampler.seed=3`` tweaks it."""
+    fields = StudyConfig.model_fields
+    return {
+        key: cast(ComponentConfig, fields[key].default).model_dump()
+        for key in ("sampler", "pruner")
+    }

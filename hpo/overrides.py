@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from hpo.errors import ConfigError
@@ -32,19 +32,38 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return parts, value
 
 
-def apply_overrides(data: Any, overrides: Iterable[str]) -> Any:
-    """Return a copy of ``data`` with every override applied; all bad ones reported together."""
+def apply_overrides(
+    data: Any, overrides: Iterable[str], *, defaults: Mapping[str, Any] | None = None
+) -> Any:
+    """Return a copy of ``data`` with every override applied; all bad ones reported together.
+
+    ``defaults`` holds what a left-out top-level key means (e.g. ``sampler``): an override
+    of one of its sub-keys (``sampler.seed=3``) then changes that default instead of
+    starting from an empty mapping. An override of ``KEY.name`` starts from nothing, since
+    the default's other keys belong to the default's class.
+    """
     result = copy.deepcopy(data)
     problems: list[str] = []
+    parsed: list[tuple[str, list[str], Any]] = []
     for text in overrides:
         try:
             parts, value = parse_override(text)
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
-        if not isinstance(result, dict):
-            problems.append(f"--set {_shown(text)}: the study file is not a mapping")
-            continue
+        parsed.append((text, parts, value))
+    if parsed and not isinstance(result, dict):
+        problems.extend(
+            f"--set {_shown(text)}: the study file is not a mapping" for text, _, _ in parsed
+        )
+        parsed = []
+    if isinstance(result, dict) and defaults:
+        renamed = {parts[0] for _, parts, _ in parsed if parts[1:] == ["name"]}
+        for _, parts, _ in parsed:
+            key = parts[0]
+            if len(parts) > 1 and key not in result and key in defaults and key not in renamed:
+                result[key] = copy.deepcopy(dict(defaults[key]))
+    for text, parts, value in parsed:
         node: Any = result
         for i, part in enumerate(parts[:-1]):
             child = node.get(part)

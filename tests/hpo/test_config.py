@@ -286,6 +286,27 @@ def test_overrides_apply_typed_values(write_study: Callable[..., Path]) -> None:
     assert cfg.sampler.name == "random"
 
 
+def test_override_of_a_left_out_sampler_changes_the_default(
+    write_study: Callable[..., Path],
+) -> None:
+    """``sampler.seed=3`` on a file without ``sampler`` used to fail with "sampler.name: required"."""
+    data = analytic_study()
+    del data["sampler"]
+    data.pop("pruner", None)
+    path = write_study(data)
+    cfg = load_study_config(path, ["sampler.seed=3", "pruner.reduction_factor=2"])
+    assert (cfg.sampler.name, cfg.sampler.kwargs) == ("tpe", {"n_startup_trials": 5, "seed": 3})
+    assert (cfg.pruner.name, cfg.pruner.kwargs) == ("hyperband", {"reduction_factor": 2})
+    # a new name starts from nothing: the default's keys belong to TPE
+    cfg = load_study_config(path, ["sampler.seed=4", "sampler.name=random"])
+    assert (cfg.sampler.name, cfg.sampler.kwargs) == ("random", {"seed": 4})
+    # a sampler the file gives is changed in place, never merged with the default
+    cfg = load_study_config(
+        write_study(analytic_study(sampler={"name": "tpe"})), ["sampler.seed=5"]
+    )
+    assert cfg.sampler.kwargs == {"seed": 5}
+
+
 def test_bad_overrides(write_study: Callable[..., Path]) -> None:
     lines = problems_of(write_study, analytic_study(), "budget", "name.sub=1")
     assert lines == [
