@@ -91,6 +91,7 @@ ALL_METHODS = (
     "tpe_hyperband_rerun",
     "tpe_hyperband_exact",
     "gp_hyperband",
+    "tpe_hyperband_ordinal",
     "tpe",
     "gp",
 )
@@ -108,6 +109,7 @@ PRUNED_METHODS = (
     "tpe_hyperband_rerun",
     "tpe_hyperband_exact",
     "gp_hyperband",
+    "tpe_hyperband_ordinal",
 )
 """TPE (or GP) with a pruner: the service's default and its variants, judged against the goal."""
 METHOD_LABELS = {
@@ -123,6 +125,7 @@ METHOD_LABELS = {
     "tpe_hyperband_exact": "TPE + Hyperband, only identical configurations reused "
     "(the default until session 12)",
     "gp_hyperband": "Gaussian-process BO + Hyperband",
+    "tpe_hyperband_ordinal": "TPE modelling numeric grids by position + Hyperband",
     "tpe": "TPE, no pruning (diagnostic)",
     "gp": "Gaussian-process BO, no pruning",
     "tpe_hyperband_reuse": "TPE + Hyperband, duplicates reused (the default since 2026-12-04)",
@@ -139,6 +142,7 @@ METHOD_COLORS = {
     "tpe_hyperband_rerun": "#bcbd22",
     "tpe_hyperband_exact": "#637939",
     "gp_hyperband": "#393b79",
+    "tpe_hyperband_ordinal": "#ff9896",
     "tpe": "#ff7f0e",
     "gp": "#e7969c",
     "tpe_hyperband_reuse": "#aec7e8",
@@ -162,6 +166,10 @@ ARM_NOTES = {
     "again (the default until session 12)",
     "gp_hyperband": "GP arm: our default with Optuna's GPSampler in place of TPE (same "
     "n_startup_trials); the GP models only completed trials, so pruned trials do not inform it",
+    "tpe_hyperband_ordinal": "ordinal arm: our default with the sampler tpe_ordinal "
+    "(hpo.ordinal_tpe), whose model treats a grid of ordered numbers (temperature, "
+    "contrastive weight, batch size) as positions 0..n-1, so neighbouring values share "
+    "evidence; the study still stores the values",
     "gp": "GP arm without pruning: Optuna's GPSampler (same n_startup_trials), every trial "
     "trained to the end",
 }
@@ -356,6 +364,8 @@ def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
         sampler = {"name": "tpe", "n_startup_trials": setup.tpe_startup}
         if method == "gp_hyperband":
             sampler["name"] = "gp"
+        if method == "tpe_hyperband_ordinal":
+            sampler["name"] = "tpe_ordinal"
         # min_resource left out: the service starts the rungs after the trainer's warmup
         pruner = {"name": "hyperband", "reduction_factor": setup.hb_reduction}
         if method == "tpe_sha_warm":

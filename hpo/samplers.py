@@ -9,10 +9,12 @@ from typing import Any
 import optuna
 
 from hpo.config import ParamSpec
+from hpo.ordinal_tpe import OrdinalTPESampler
 from hpo.space import grid_values
 
 SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
     "tpe": optuna.samplers.TPESampler,
+    "tpe_ordinal": OrdinalTPESampler,
     "random": optuna.samplers.RandomSampler,
     "gp": optuna.samplers.GPSampler,
     "cmaes": optuna.samplers.CmaEsSampler,
