@@ -35,6 +35,7 @@ def validate(study: StudyFile, set_: SetOption = None) -> None:
     """Check a study file and print the resolved search space."""
     from hpo.config import load_study_config
     from hpo.duplicates import describe_duplicates, fixed_seed_rerun_note
+    from hpo.ordinal_tpe import ordered_params
     from hpo.pruners import pruner_defaults_note
     from hpo.space import describe_param
     from hpo.storages import storage_url
@@ -48,7 +49,12 @@ def validate(study: StudyFile, set_: SetOption = None) -> None:
     out.print(
         f"  objective {directions} (pruning on {cfg.objective.pruning_metric})", highlight=False
     )
-    out.print(f"  sampler   {cfg.sampler.name} {cfg.sampler.kwargs or ''}", highlight=False)
+    by_position = ordered_params(cfg.space) if cfg.sampler.name == "tpe_ordinal" else []
+    positional = f" (modelled by position: {', '.join(by_position)})" if by_position else ""
+    out.print(
+        f"  sampler   {cfg.sampler.name} {cfg.sampler.kwargs or ''}".rstrip() + positional,
+        highlight=False,
+    )
     out.print(
         f"  pruner    {cfg.pruner.name} {cfg.pruner.kwargs or ''}{pruner_defaults_note(cfg)}",
         highlight=False,

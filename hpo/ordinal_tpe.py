@@ -10,7 +10,7 @@ choice, with TPE's kernel over integers, so neighbours share evidence.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import pairwise
 from typing import Any
 
@@ -29,6 +29,15 @@ def is_ordered_numbers(choices: Sequence[Any]) -> bool:
         return False
     steps = [b - a for a, b in pairwise(choices)]
     return all(s > 0 for s in steps) or all(s < 0 for s in steps)
+
+
+def ordered_params(space: Mapping[str, object]) -> list[str]:
+    """Names of the study-file parameters this sampler models by position (for ``hpo validate``)."""
+    return [
+        name
+        for name, spec in space.items()
+        if is_ordered_numbers(getattr(spec, "choices", None) or [])
+    ]
 
 
 def positional_space(search_space: dict[str, BaseDistribution]) -> dict[str, BaseDistribution]:

@@ -215,6 +215,26 @@ def test_gp_arms_swap_only_the_sampler(tmp_path: Path) -> None:
     assert isinstance(sampler, optuna.samplers.GPSampler)
 
 
+def test_ordinal_arm_swaps_only_the_sampler(tmp_path: Path) -> None:
+    from hpo.ordinal_tpe import OrdinalTPESampler
+
+    setup = _arm_setup({"loss": ["infonce", "vicreg"], "temperature": [0.05, 0.07, 0.1]})
+    default = search_efficiency.study_config(setup, "tpe_hyperband", 0, str(tmp_path))
+    ordinal = search_efficiency.study_config(setup, "tpe_hyperband_ordinal", 0, str(tmp_path))
+    assert ordinal.sampler.name == "tpe_ordinal"
+    assert ordinal.sampler.kwargs == default.sampler.kwargs == {"n_startup_trials": 5}
+    assert (ordinal.pruner, ordinal.name) == (default.pruner, default.name)
+    assert (ordinal.duplicates, ordinal.enqueue, ordinal.space) == (
+        default.duplicates,
+        default.enqueue,
+        default.space,
+    )
+    sampler = build_sampler(
+        ordinal.sampler.name, ordinal.sampler.kwargs, seed=ordinal.seed, space=ordinal.space
+    )
+    assert isinstance(sampler, OrdinalTPESampler)
+
+
 def _manual_setup(passes: int, budget_runs: int) -> search_efficiency.Setup:
     space = {"a": [1, 2, 3], "b": [10, 20, 30]}
     return search_efficiency.Setup(

@@ -42,6 +42,22 @@ def test_validate_notes_repeats_trained_at_a_fixed_seed(write_study: Callable[..
     assert "note      trainer.params.seed is fixed (7) and duplicates is rerun" in result.stdout
 
 
+def test_validate_names_what_tpe_ordinal_models_by_position(
+    write_study: Callable[..., Path],
+) -> None:
+    data = analytic_study(
+        sampler={"name": "tpe_ordinal", "seed": 0},
+        space={
+            "x": {"type": "categorical", "choices": [-1.0, 0.0, 1.0]},
+            "y": {"type": "float", "low": -2.0, "high": 2.0},
+            "choice": {"type": "categorical", "choices": ["a", "b", "c"]},
+        },
+    )
+    result = hpo("validate", str(write_study(data)))
+    assert result.returncode == 0, result.stderr
+    assert "sampler   tpe_ordinal {'seed': 0} (modelled by position: x)" in result.stdout
+
+
 def test_bad_file_exits_2_with_one_line_per_problem(write_study: Callable[..., Path]) -> None:
     data = analytic_study(sampler={"name": "bayes"})
     data["space"]["x"] = {"type": "float", "low": 0.0, "high": 1.0, "log": True}
