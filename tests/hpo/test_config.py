@@ -163,8 +163,8 @@ def test_condition_cycle(write_study: Callable[..., Path]) -> None:
 def test_unknown_sampler_and_pruner(write_study: Callable[..., Path]) -> None:
     data = analytic_study(sampler={"name": "bayes"}, pruner={"name": "asha"})
     assert problems_of(write_study, data) == [
-        "sampler.name: unknown sampler 'bayes'; allowed: tpe, random, gp, cmaes, qmc, grid, "
-        "nsga2, nsga3, bruteforce",
+        "sampler.name: unknown sampler 'bayes'; allowed: tpe, tpe_ordinal, random, gp, cmaes, "
+        "qmc, grid, nsga2, nsga3, bruteforce",
         "pruner.name: unknown pruner 'asha'; allowed: median, percentile, successive_halving, "
         "hyperband, patient, grouped, wilcoxon, threshold, none",
     ]
