@@ -9,6 +9,7 @@ from typing import Any
 
 import optuna
 import pytest
+from optuna.trial import TrialState
 from sqlalchemy import event
 
 from hpo.hyperband_pruner import HyperbandPruner
@@ -141,3 +142,57 @@ def test_optunas_tpe_models_every_bracket(tmp_path: Path) -> None:
     view = optuna.pruners._filter_study(study, trials[-1])
     assert len(view.get_trials(deepcopy=False)) == bracket_of.count(bracket_of[-1])
     assert len(view._get_trials(deepcopy=False, use_cache=True)) == len(trials)
+
+
+def _finished_study(tmp_path: Path, pruner: optuna.pruners.BasePruner) -> optuna.Study:
+    study = optuna.create_study(
+        study_name="views",
+        storage=f"sqlite:///{tmp_path / 'views.db'}",
+        direction="maximize",
+        sampler=optuna.samplers.RandomSampler(seed=2),
+        pruner=pruner,
+    )
+    study.optimize(_objective, n_trials=30)
+    study.ask()  # one running trial in the views too
+    return study
+
+
+def test_bracket_views_hold_the_trials_of_optunas(tmp_path: Path) -> None:
+    study = _finished_study(tmp_path, _hyperband(HyperbandPruner))
+    ours = study.pruner
+    optunas = _hyperband(optuna.pruners.HyperbandPruner)
+    optunas.prune(study, study.trials[-2])  # builds the brackets
+    assert ours._n_brackets == optunas._n_brackets == 3
+    state_filters = (None, (TrialState.COMPLETE,), (TrialState.PRUNED, TrialState.RUNNING))
+    for bracket_id in range(3):
+        our_view = ours._create_bracket_study(study, bracket_id)
+        optunas_view = optunas._create_bracket_study(study, bracket_id)
+        for states in state_filters:
+            for deepcopy in (False, True):
+                got = our_view.get_trials(deepcopy=deepcopy, states=states)
+                want = optunas_view.get_trials(deepcopy=deepcopy, states=states)
+                assert got == want
+        assert our_view.trials == optunas_view.trials
+    sizes = [len(ours._create_bracket_study(study, b).trials) for b in range(3)]
+    assert sum(sizes) == len(study.trials) and min(sizes) > 0
+
+
+def test_each_trial_is_hashed_to_its_bracket_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study = _finished_study(tmp_path, _hyperband(HyperbandPruner))
+    hashed: list[int] = []
+    optunas_hash = optuna.pruners.HyperbandPruner._get_bracket_id
+
+    def counted(self: Any, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> int:
+        hashed.append(trial.number)
+        return optunas_hash(self, study, trial)
+
+    monkeypatch.setattr(optuna.pruners.HyperbandPruner, "_get_bracket_id", counted)
+    pruner = _hyperband(HyperbandPruner)
+    pruner._try_initialization(study)
+    study.pruner = pruner
+    for _ in range(2):
+        for bracket_id in range(3):
+            pruner._create_bracket_study(study, bracket_id).get_trials(deepcopy=False)
+    assert sorted(hashed) == [t.number for t in study.trials]

@@ -178,6 +178,28 @@ def test_other_workers_trials_are_read_as_before(tmp_path: Path) -> None:
     assert mine.best_trial.number == my_trial.number
 
 
+def test_reads_list_trials_by_number_as_optuna_does(tmp_path: Path) -> None:
+    """Sorted on the cache's keys: the order and the state filter of Optuna's reads."""
+    url = f"sqlite:///{tmp_path / 'order.db'}"
+    mine, _ = _start(_owned(url), "order")
+    theirs = optuna.load_study(study_name="order", storage=open_storage(url))
+    their_trials = [theirs.ask() for _ in range(3)]
+    # created with no read before it: my trial 4 enters my cache before their 1 to 3
+    mine._storage.create_new_trial(mine._study_id)
+    theirs.tell(their_trials[0], 1.0)
+    theirs.tell(their_trials[2], state=TrialState.PRUNED)
+    mine.get_trials()
+    cached = mine._storage._studies[mine._study_id].trials  # type: ignore[attr-defined]
+    assert list(cached) != sorted(cached), "the cache is in order: the test tests nothing"
+    reference = optuna.storages.get_storage(open_storage(url))
+    for states in (None, (TrialState.COMPLETE,), (TrialState.RUNNING, TrialState.PRUNED)):
+        for deepcopy in (False, True):
+            ours = mine._storage.get_all_trials(mine._study_id, deepcopy=deepcopy, states=states)
+            optunas = reference.get_all_trials(mine._study_id, deepcopy=deepcopy, states=states)
+            assert [_comparable(t) for t in ours] == [_comparable(t) for t in optunas]
+    assert [t.number for t in mine.get_trials()] == [0, 1, 2, 3, 4]
+
+
 def test_pickled_copy_owns_nothing(tmp_path: Path) -> None:
     storage = _owned(f"sqlite:///{tmp_path / 'pickle.db'}")
     _start(storage, "pickle")
