@@ -92,6 +92,7 @@ ALL_METHODS = (
     "tpe_hyperband_exact",
     "gp_hyperband",
     "tpe_hyperband_ordinal",
+    "tpe_hyperband_balanced",
     "tpe",
     "gp",
 )
@@ -110,6 +111,7 @@ PRUNED_METHODS = (
     "tpe_hyperband_exact",
     "gp_hyperband",
     "tpe_hyperband_ordinal",
+    "tpe_hyperband_balanced",
 )
 """TPE (or GP) with a pruner: the service's default and its variants, judged against the goal."""
 METHOD_LABELS = {
@@ -126,6 +128,7 @@ METHOD_LABELS = {
     "(the default until session 12)",
     "gp_hyperband": "Gaussian-process BO + Hyperband",
     "tpe_hyperband_ordinal": "TPE modelling numeric grids by position + Hyperband",
+    "tpe_hyperband_balanced": "TPE + Hyperband, start-up trials balanced over every grid",
     "tpe": "TPE, no pruning (diagnostic)",
     "gp": "Gaussian-process BO, no pruning",
     "tpe_hyperband_reuse": "TPE + Hyperband, duplicates reused (the default since 2026-12-04)",
@@ -143,6 +146,7 @@ METHOD_COLORS = {
     "tpe_hyperband_exact": "#637939",
     "gp_hyperband": "#393b79",
     "tpe_hyperband_ordinal": "#ff9896",
+    "tpe_hyperband_balanced": "#c49c94",
     "tpe": "#ff7f0e",
     "gp": "#e7969c",
     "tpe_hyperband_reuse": "#aec7e8",
@@ -170,6 +174,9 @@ ARM_NOTES = {
     "(hpo.ordinal_tpe), whose model treats a grid of ordered numbers (temperature, "
     "contrastive weight, batch size) as positions 0..n-1, so neighbouring values share "
     "evidence; the study still stores the values",
+    "tpe_hyperband_balanced": "balanced arm: our default with its {startup} random start-up "
+    "trials replaced by a design in which every value of every knob appears as evenly as "
+    "the count allows (each loss at least once in four), values paired at random",
     "gp": "GP arm without pruning: Optuna's GPSampler (same n_startup_trials), every trial "
     "trained to the end",
 }
@@ -322,6 +329,26 @@ def one_knob_changes(
     return configs
 
 
+def balanced_start(space: Mapping[str, Sequence[Any]], n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` configurations in which each knob's values appear as evenly as ``n`` allows.
+
+    A Latin-hypercube design over grids: per knob, its values in a random order, cycled
+    to length ``n`` and shuffled on their own, so knobs pair at random. Random start-up
+    trials can miss a whole loss; these cannot, while ``n`` is at least its choices.
+    """
+    import random
+
+    rng = random.Random(seed)
+    columns = {}
+    for name, values in space.items():
+        order = list(values)
+        rng.shuffle(order)
+        column = [order[i % len(order)] for i in range(n)]
+        rng.shuffle(column)
+        columns[name] = column
+    return [{name: column[i] for name, column in columns.items()} for i in range(n)]
+
+
 def fixed_params(args: argparse.Namespace, dataset: str) -> dict[str, Any]:
     """Trainer params shared by every run on ``dataset`` (the seed is added per repetition)."""
     params: dict[str, Any] = {
@@ -419,6 +446,8 @@ def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
         default_pruner = study_pruner(validate_study_data(data))
         data["pruner"] = {**pruner, "min_resource": default_pruner._min_resource}
         data["trainer"]["name"] = EXACT_REPEATS_TRAINER
+    if method == "tpe_hyperband_balanced":
+        data["enqueue"] = balanced_start(setup.space, setup.tpe_startup, seed)
     if method == "tpe_hyperband_rerun":
         # every run trains at the search's seed, so a repeat only reproduces its value:
         # our default reuses it (duplicates: auto); this arm trains it again
@@ -1218,7 +1247,9 @@ def run(args: argparse.Namespace) -> tuple[list[RunRecord], list[Row], list[str]
         f"noise {args.noise}, dim {args.dim}; BasicMotions: val_fraction 0.5 (20 val series)",
     ]
     context += [
-        note.format(patience=args.patience) for m, note in ARM_NOTES.items() if m in args.methods
+        note.format(patience=args.patience, startup=args.tpe_startup)
+        for m, note in ARM_NOTES.items()
+        if m in args.methods
     ]
     return runs, rows, context
 
