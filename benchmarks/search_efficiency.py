@@ -67,6 +67,7 @@ import csv
 import json
 import math
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -176,7 +177,7 @@ ARM_NOTES = {
     "evidence; the study still stores the values",
     "tpe_hyperband_balanced": "balanced arm: our default with its {startup} random start-up "
     "trials replaced by a design in which every value of every knob appears as evenly as "
-    "the count allows (each loss at least once in four), values paired at random",
+    "the count allows (each of the four losses at least once), values paired at random",
     "gp": "GP arm without pruning: Optuna's GPSampler (same n_startup_trials), every trial "
     "trained to the end",
 }
@@ -336,8 +337,6 @@ def balanced_start(space: Mapping[str, Sequence[Any]], n: int, seed: int) -> lis
     to length ``n`` and shuffled on their own, so knobs pair at random. Random start-up
     trials can miss a whole loss; these cannot, while ``n`` is at least its choices.
     """
-    import random
-
     rng = random.Random(seed)
     columns = {}
     for name, values in space.items():

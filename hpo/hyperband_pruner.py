@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Container
-from functools import partial
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -25,20 +25,16 @@ class HyperbandPruner(optuna.pruners.HyperbandPruner):
     it as its own, and it decides exactly as Optuna's.
     """
 
-    def __init__(
-        self,
-        min_resource: int = 1,
-        max_resource: str | int = "auto",
-        reduction_factor: int = 3,
-        bootstrap_count: int = 0,
-    ) -> None:
-        super().__init__(min_resource, max_resource, reduction_factor, bootstrap_count)
-        self._bracket_ids: dict[str, dict[int, int]] = {}
+    @functools.cached_property
+    def _bracket_ids(self) -> dict[str, dict[int, int]]:
+        """Each study's trial numbers and their brackets (made on first use: no __init__
+        of ours, so the constructor's signature, which the study schema checks, is Optuna's)."""
+        return {}
 
     def _create_bracket_study(self, study: optuna.Study, bracket_id: int) -> optuna.Study:
         view = super()._create_bracket_study(bound_study(study), bracket_id)
         # shadows Optuna's filter (the same trials) on this view only
-        view.get_trials = partial(self._trials_in_bracket, view, bracket_id)  # type: ignore[method-assign]
+        view.get_trials = functools.partial(self._trials_in_bracket, view, bracket_id)  # type: ignore[method-assign]
         return view
 
     def _get_bracket_id(self, study: optuna.Study, trial: FrozenTrial) -> int:
