@@ -67,7 +67,6 @@ import csv
 import json
 import math
 import os
-import random
 import statistics
 import sys
 import tempfile
@@ -93,12 +92,12 @@ ALL_METHODS = (
     "tpe_hyperband_exact",
     "gp_hyperband",
     "tpe_hyperband_ordinal",
-    "tpe_hyperband_balanced",
+    "tpe_hyperband_random_start",
     "tpe",
     "gp",
 )
-RETIRED_METHODS = ("tpe_hyperband_reuse",)
-"""Arms no longer run (``tpe_hyperband_reuse`` became the default), still read from old outputs."""
+RETIRED_METHODS = ("tpe_hyperband_reuse", "tpe_hyperband_balanced")
+"""Arms no longer run (each became the default), still read from old outputs."""
 REPORTED_METHODS = (*ALL_METHODS, *RETIRED_METHODS)
 """Every arm a curves file may hold, in the order tables and plots list them."""
 WARM_METHODS = ("tpe_hyperband_warm", "tpe_sha_warm", "tpe_hyperband_screen")
@@ -112,7 +111,7 @@ PRUNED_METHODS = (
     "tpe_hyperband_exact",
     "gp_hyperband",
     "tpe_hyperband_ordinal",
-    "tpe_hyperband_balanced",
+    "tpe_hyperband_random_start",
 )
 """TPE (or GP) with a pruner: the service's default and its variants, judged against the goal."""
 METHOD_LABELS = {
@@ -129,10 +128,13 @@ METHOD_LABELS = {
     "(the default until session 12)",
     "gp_hyperband": "Gaussian-process BO + Hyperband",
     "tpe_hyperband_ordinal": "TPE modelling numeric grids by position + Hyperband",
-    "tpe_hyperband_balanced": "TPE + Hyperband, start-up trials balanced over every grid",
+    "tpe_hyperband_random_start": "TPE + Hyperband, random start-up trials "
+    "(the default until 2026-12-06)",
     "tpe": "TPE, no pruning (diagnostic)",
     "gp": "Gaussian-process BO, no pruning",
     "tpe_hyperband_reuse": "TPE + Hyperband, duplicates reused (the default since 2026-12-04)",
+    "tpe_hyperband_balanced": "TPE + Hyperband, start-up trials balanced over every grid "
+    "(the default since 2026-12-06)",
 }
 METHOD_COLORS = {
     "manual": "#7f7f7f",
@@ -147,6 +149,7 @@ METHOD_COLORS = {
     "tpe_hyperband_exact": "#637939",
     "gp_hyperband": "#393b79",
     "tpe_hyperband_ordinal": "#ff9896",
+    "tpe_hyperband_random_start": "#dbdb8d",
     "tpe_hyperband_balanced": "#c49c94",
     "tpe": "#ff7f0e",
     "gp": "#e7969c",
@@ -175,9 +178,9 @@ ARM_NOTES = {
     "(hpo.ordinal_tpe), whose model treats a grid of ordered numbers (temperature, "
     "contrastive weight, batch size) as positions 0..n-1, so neighbouring values share "
     "evidence; the study still stores the values",
-    "tpe_hyperband_balanced": "balanced arm: our default with its {startup} random start-up "
-    "trials replaced by a design in which every value of every knob appears as evenly as "
-    "the count allows (each of the four losses at least once), values paired at random",
+    "tpe_hyperband_random_start": "random-start arm: our default with startup: random, so "
+    "its {startup} start-up trials are TPE's random draws instead of a design in which every "
+    "value of every knob appears (the default until 2026-12-06)",
     "gp": "GP arm without pruning: Optuna's GPSampler (same n_startup_trials), every trial "
     "trained to the end",
 }
@@ -230,6 +233,9 @@ class Setup:
     patience: int = 3
     passes: int = 1
     verbose: bool = True
+    trainer: str = "contrastive"
+    train_seed: int | None = None
+    """The trainer's seed; None: the search's seed (a replay on a table fixes the table's)."""
 
 
 @dataclass
@@ -330,24 +336,6 @@ def one_knob_changes(
     return configs
 
 
-def balanced_start(space: Mapping[str, Sequence[Any]], n: int, seed: int) -> list[dict[str, Any]]:
-    """``n`` configurations in which each knob's values appear as evenly as ``n`` allows.
-
-    A Latin-hypercube design over grids: per knob, its values in a random order, cycled
-    to length ``n`` and shuffled on their own, so knobs pair at random. Random start-up
-    trials can miss a whole loss; these cannot, while ``n`` is at least its choices.
-    """
-    rng = random.Random(seed)
-    columns = {}
-    for name, values in space.items():
-        order = list(values)
-        rng.shuffle(order)
-        column = [order[i % len(order)] for i in range(n)]
-        rng.shuffle(column)
-        columns[name] = column
-    return [{name: column[i] for name, column in columns.items()} for i in range(n)]
-
-
 def fixed_params(args: argparse.Namespace, dataset: str) -> dict[str, Any]:
     """Trainer params shared by every run on ``dataset`` (the seed is added per repetition)."""
     params: dict[str, Any] = {
@@ -373,6 +361,10 @@ def fixed_params(args: argparse.Namespace, dataset: str) -> dict[str, Any]:
         # resolve (it still saturates at 1.0 for many configurations).
         params["val_fraction"] = 0.5
     return params
+
+
+def _train_seed(setup: Setup, seed: int) -> int:
+    return seed if setup.train_seed is None else setup.train_seed
 
 
 def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
@@ -428,7 +420,10 @@ def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
         "pruner": pruner,
         # trials are bounded by the epoch budget callback; n_trials is only a backstop
         "budget": {"n_trials": 4 * setup.budget + 10},
-        "trainer": {"name": "contrastive", "params": {**setup.fixed, "seed": seed}},
+        "trainer": {
+            "name": setup.trainer,
+            "params": {**setup.fixed, "seed": _train_seed(setup, seed)},
+        },
         "space": {n: {"type": "categorical", "choices": list(v)} for n, v in setup.space.items()},
         "artifacts": {"enabled": False},
     }
@@ -445,8 +440,9 @@ def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
         default_pruner = study_pruner(validate_study_data(data))
         data["pruner"] = {**pruner, "min_resource": default_pruner._min_resource}
         data["trainer"]["name"] = EXACT_REPEATS_TRAINER
-    if method == "tpe_hyperband_balanced":
-        data["enqueue"] = balanced_start(setup.space, setup.tpe_startup, seed)
+    if method == "tpe_hyperband_random_start":
+        # the default's start-up is a balanced design (hpo.startup_design) since 2026-12-06
+        data["startup"] = "random"
     if method == "tpe_hyperband_rerun":
         # every run trains at the search's seed, so a repeat only reproduces its value:
         # our default reuses it (duplicates: auto); this arm trains it again
@@ -539,7 +535,7 @@ def _train_manual_run(
     reporter = _CountingReporter()
     t0 = time.perf_counter()
     try:
-        result = train({**setup.fixed, **config, "seed": seed}, reporter)
+        result = train({**setup.fixed, **config, "seed": _train_seed(setup, seed)}, reporter)
         score, state = float(result[METRIC]), "COMPLETE"
         if not math.isfinite(score):
             score, state = None, "FAIL"
@@ -1232,7 +1228,8 @@ def run(args: argparse.Namespace) -> tuple[list[RunRecord], list[Row], list[str]
         + ", ".join(f"{d}: {s.budget} epochs" for d, s in setups.items())
         + f"; {args.jobs} worker(s) x {args.threads} torch thread(s); total wall {wall:.0f} s",
         "our default: TPE (n_startup_trials "
-        f"{args.tpe_startup}) + Hyperband (min_resource "
+        f"{args.tpe_startup}, start-up trials a balanced design: startup auto) + Hyperband "
+        "(min_resource "
         + (
             str(args.hb_min_resource)
             if args.hb_min_resource is not None

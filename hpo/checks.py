@@ -15,7 +15,13 @@ from pydantic import BaseModel, ValidationError
 
 from hpo.config import FloatParam, ParamSpec, StudyConfig, _values_of
 from hpo.pruners import PRUNERS, WRAPPERS, build_pruner, trainer_epochs, trainer_warmup
-from hpo.samplers import SAMPLERS, build_sampler, constructor_arguments, unknown_kwargs_problems
+from hpo.samplers import (
+    SAMPLERS,
+    build_sampler,
+    constructor_arguments,
+    startup_trials,
+    unknown_kwargs_problems,
+)
 from hpo.storages import storage_problems
 
 _SINGLE_OBJECTIVE_ONLY = {"cmaes"}
@@ -104,6 +110,12 @@ def _sampler_problems(cfg: StudyConfig) -> list[str]:
     problems += kwarg_type_problems("sampler", SAMPLERS[name], cfg.sampler.kwargs)
     if cfg.objective.is_multi and name in _SINGLE_OBJECTIVE_ONLY:
         problems.append(f"sampler.name: {name} does not support multi-objective studies")
+    if cfg.startup == "balanced" and startup_trials(name, cfg.sampler.kwargs) is None:
+        having = ", ".join(n for n in SAMPLERS if startup_trials(n, {}) is not None)
+        problems.append(
+            f"startup: balanced replaces a sampler's random start-up trials, and {name} has "
+            f"none; use random, or a sampler with n_startup_trials ({having})"
+        )
     if problems:
         return problems
     try:

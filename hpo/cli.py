@@ -38,6 +38,7 @@ def validate(study: StudyFile, set_: SetOption = None) -> None:
     from hpo.ordinal_tpe import ordered_params
     from hpo.pruners import pruner_defaults_note
     from hpo.space import describe_param
+    from hpo.startup_design import describe_startup
     from hpo.storages import storage_url
 
     cfg = load_study_config(study, set_ or [])
@@ -66,6 +67,7 @@ def validate(study: StudyFile, set_: SetOption = None) -> None:
         highlight=False,
     )
     out.print(f"  trainer   {cfg.trainer.name} {cfg.trainer.params}", highlight=False)
+    out.print(f"  start-up  {describe_startup(cfg)}", highlight=False)
     out.print(f"  repeats   {describe_duplicates(cfg)}", highlight=False)
     repeat_note = fixed_seed_rerun_note(cfg)
     if repeat_note:

@@ -292,6 +292,13 @@ class StudyConfig(_Strict):
     enqueue: list[dict[str, Scalar]] = Field(default_factory=list, max_length=1000)
     """Configurations to try first (e.g. the settings a team uses today), as Optuna's
     ``enqueue_trial``: parameters left out are sampled as usual."""
+    startup: Literal["auto", "random", "balanced"] = "auto"
+    """The sampler's start-up trials: its own random draws, or ``balanced``: a Latin-hypercube
+    design over the space, enqueued when the study is created, in which every choice of every
+    parameter appears (:mod:`hpo.startup_design`); it needs a sampler with
+    ``n_startup_trials``. ``auto``: balanced for such a sampler (TPE, GP, CMA-ES), else
+    random. On the search-efficiency replays the design reached the manual sweep's best
+    sooner, and its picks scored higher trained again (docs/search_efficiency.md, session 18)."""
     duplicates: Literal["auto", "rerun", "reuse"] = "auto"
     """A trial whose parameters equal a COMPLETE trial's: train it again (``rerun``; runs
     differ by seed) or take that trial's value without training (``reuse``, saves the

@@ -52,15 +52,17 @@ def confirmation_overrides(cfg: StudyConfig, n_runs: int) -> list[str]:
     Workers load the study file with these, so a confirmation runs wherever the search
     ran. Every run is queued with its parameters, so the sampler only hands them out
     (``random``: a grid sampler would stop the study once its points were visited). No
-    pruner (every run trains to the end), nothing enqueued from the file, every run trained
-    (``duplicates: rerun``), exactly the queued runs as the budget, and no confirmation of
-    the confirmation. The name is quoted: ``--set`` values are YAML.
+    pruner (every run trains to the end), nothing enqueued from the file and no start-up
+    design, every run trained (``duplicates: rerun``), exactly the queued runs as the
+    budget, and no confirmation of the confirmation. The name is quoted: ``--set`` values
+    are YAML.
     """
     return [
         f"name={json.dumps(confirm_study_name(cfg.name))}",
         "sampler={name: random}",
         "pruner={name: none}",
         "enqueue=[]",
+        "startup=random",
         "duplicates=rerun",
         f"budget.n_trials={max(n_runs, 1)}",
         "budget.timeout=null",

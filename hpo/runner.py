@@ -20,6 +20,7 @@ from hpo.owned_trials import OwnedTrialsStorage
 from hpo.pruners import study_pruner, with_completed_cache
 from hpo.samplers import build_sampler
 from hpo.space import space_as_dict, space_fingerprint
+from hpo.startup_design import study_startup
 from hpo.storages import default_grace_period, is_rdb_url, mask_url, open_storage, storage_url
 from hpo.workers.budget import (
     RETRIED_ATTR,
@@ -197,7 +198,8 @@ def open_study(cfg: StudyConfig, *, force: bool = False, create: bool = True) ->
         load_if_exists=True,
     )
     _record_study_attrs(study, cfg)
-    for params in cfg.enqueue:  # only when the study is new: a resumed study has run them
+    # only when the study is new: a resumed study has run them
+    for params in [*cfg.enqueue, *study_startup(cfg)]:
         study.enqueue_trial(dict(params), skip_if_exists=True)
     return study
 
@@ -391,6 +393,7 @@ def run_study(
         remaining = n_trials if remaining is None else min(remaining, n_trials)
     started = time.perf_counter()
     before = len(trials)
+    queued = {t.number for t in trials if t.state == TrialState.WAITING}
     tracker = BudgetTracker()
     with interrupt_handling() as interrupts:
         guard = TrialGuard(
@@ -436,5 +439,10 @@ def run_study(
         else:
             logger.info("study %s already has %d trials; nothing to run", cfg.name, already)
     elapsed = time.perf_counter() - started
-    ran = len(study.get_trials(deepcopy=False)) - before
-    return summarize(study, cfg, max(ran, 0), elapsed)
+    # new trials, and the queued ones (enqueue, start-up design, retries) that were taken
+    ran = sum(
+        1
+        for t in study.get_trials(deepcopy=False)
+        if (t.number >= before or t.number in queued) and t.state != TrialState.WAITING
+    )
+    return summarize(study, cfg, ran, elapsed)

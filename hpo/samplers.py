@@ -58,3 +58,11 @@ def build_sampler(
     if name == "grid" and "search_space" not in args:
         args["search_space"] = {n: grid_values(n, spec) for n, spec in space.items()}
     return cls(**args)
+
+
+def startup_trials(name: str, kwargs: Mapping[str, Any]) -> int | None:
+    """How many start-up trials the sampler draws at random first; None: it has no such phase."""
+    arg = constructor_arguments(SAMPLERS[name]).get("n_startup_trials")
+    if arg is None:
+        return None
+    return int(kwargs.get("n_startup_trials", arg.default))

@@ -14,6 +14,7 @@ from benchmarks import search_efficiency
 from hpo.duplicates import reuses_duplicates
 from hpo.pruners import study_pruner
 from hpo.samplers import build_sampler
+from hpo.startup_design import study_startup
 
 
 @pytest.mark.timeout(300)
@@ -235,29 +236,17 @@ def test_ordinal_arm_swaps_only_the_sampler(tmp_path: Path) -> None:
     assert isinstance(sampler, OrdinalTPESampler)
 
 
-def test_balanced_start_covers_every_value_as_evenly_as_the_count_allows() -> None:
-    space = {"loss": ["a", "b", "c", "d"], "batch": [32, 64, 128], "heads": [4, 8]}
-    for seed in range(20):
-        design = search_efficiency.balanced_start(space, 5, seed)
-        assert len(design) == 5
-        for name, values in space.items():
-            counts = [sum(c[name] == v for c in design) for v in values]
-            assert sum(counts) == 5 and max(counts) - min(counts) <= 1, (seed, name, counts)
-    assert search_efficiency.balanced_start(space, 5, 3) == search_efficiency.balanced_start(
-        space, 5, 3
-    )
-
-
-def test_balanced_arm_enqueues_the_start_up_design(tmp_path: Path) -> None:
+def test_random_start_arm_is_the_default_without_its_start_up_design(tmp_path: Path) -> None:
     setup = _arm_setup({"loss": ["infonce", "vicreg"], "temperature": [0.05, 0.07, 0.1]})
     default = search_efficiency.study_config(setup, "tpe_hyperband", 0, str(tmp_path))
-    balanced = search_efficiency.study_config(setup, "tpe_hyperband_balanced", 0, str(tmp_path))
-    assert balanced.enqueue == search_efficiency.balanced_start(setup.space, 5, 0)
-    assert (balanced.sampler, balanced.pruner, balanced.name, balanced.duplicates) == (
+    old = search_efficiency.study_config(setup, "tpe_hyperband_random_start", 0, str(tmp_path))
+    assert len(study_startup(default)) == 5 and study_startup(old) == []
+    assert (old.sampler, old.pruner, old.name, old.duplicates, old.enqueue) == (
         default.sampler,
         default.pruner,
         default.name,
         default.duplicates,
+        default.enqueue,
     )
 
 

@@ -24,6 +24,7 @@ def test_validate_prints_the_space(write_study: Callable[..., Path]) -> None:
     assert result.returncode == 0, result.stderr
     assert "analytic: valid" in result.stdout
     assert "margin: float in [0.1, 1.0]  (only when choice = 'c')" in result.stdout
+    assert "start-up  balanced (auto): 4 queued trials covering every choice" in result.stdout
     assert "note" not in result.stdout
 
 

@@ -134,6 +134,7 @@ def test_sigterm_to_the_supervisor_records_running_trials_and_resume_finishes(
         epochs=6,
         sleep=0.3,
         pruner={"name": "none"},
+        startup="random",  # the test lists the queued trials: only retries
     )
     run = hpo_background("run", str(path), "--workers", "2")
     assert wait_for(lambda: _running_with_steps(name, storage, 1) is not None, timeout=90)
@@ -164,7 +165,9 @@ def test_a_single_worker_stopped_by_a_signal_records_its_trial(
     tmp_path: Path, sig: signal.Signals
 ) -> None:
     """``hpo worker`` as Kubernetes and Slurm run it: one process, SIGTERM before the kill."""
-    path = worker_study(tmp_path, n_trials=3, epochs=20, sleep=0.2, pruner={"name": "none"})
+    path = worker_study(
+        tmp_path, n_trials=3, epochs=20, sleep=0.2, pruner={"name": "none"}, startup="random"
+    )
     storage = sqlite_url(path)
     worker = hpo_background("worker", str(path))
     assert wait_for(lambda: _running_with_steps("workers", storage, 2) is not None, timeout=90)
@@ -219,6 +222,7 @@ def test_stale_heartbeat_trial_is_retried_with_its_values(
         n_trials=3,
         pruner={"name": "none"},
         workers={"heartbeat_interval": 1, "grace_period": 2, "max_retries": 1},
+        startup="random",  # the trial made stale is the study's only one
     )
     cfg = load_study_config(path)
     study = open_study(cfg)
@@ -306,7 +310,7 @@ def test_a_new_run_recovers_trials_of_a_dead_local_process(tmp_path: Path) -> No
 
 
 def test_crash_retries_are_bounded(tmp_path: Path) -> None:
-    path = worker_study(tmp_path, n_trials=2, workers={"max_retries": 1})
+    path = worker_study(tmp_path, n_trials=2, workers={"max_retries": 1}, startup="random")
     study = open_study(load_study_config(path))
     first = study.ask()
     first.suggest_float("x", -2.0, 2.0)
@@ -343,6 +347,7 @@ def test_a_trial_that_always_kills_its_worker_is_bounded(tmp_path: Path) -> None
         trainer={"name": "tests.hpo.test_recovery:killer_trainer", "params": {}},
         space={"x": {"type": "float", "low": -1.0, "high": 1.0}},
         workers={"max_retries": 1, "max_restarts": 1},
+        startup="random",  # the test lists every trial: no queued start-up design
     )
     path = tmp_path / "killer.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")

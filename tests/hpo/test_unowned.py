@@ -28,6 +28,7 @@ def _study_with_a_trial_nobody_runs(
         budget={"n_trials": n_trials},
         artifacts={"enabled": False},
         workers={"heartbeat_interval": 1, "grace_period": 2},
+        startup="random",  # the unowned trial is trial 0: no start-up design queued first
     )
     data["trainer"]["params"].update({"epochs": 2, "sleep_per_epoch": 0.0})
     cfg = validate_study_data(data)

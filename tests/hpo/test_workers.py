@@ -41,13 +41,19 @@ def worker_study(
     sleep: float = 0.02,
     pruner: dict[str, Any] | None = None,
     workers: dict[str, Any] | None = None,
+    startup: str = "auto",
 ) -> Path:
-    """A fast analytic study file for worker tests (artifacts off: they cost seconds a trial)."""
+    """A fast analytic study file for worker tests (artifacts off: they cost seconds a trial).
+
+    ``startup: random`` for tests that list the trials' states one by one: the default
+    queues a start-up design (WAITING trials) when the study is created.
+    """
     data = analytic_study(
         name=name,
         budget={"n_trials": n_trials},
         artifacts={"enabled": False},
         workers={"heartbeat_interval": 1, **(workers or {})},
+        startup=startup,
     )
     if pruner is not None:
         data["pruner"] = pruner

@@ -1,0 +1,155 @@
+"""A table of learning curves: every distinct configuration of the seed space, trained once.
+
+The search-efficiency benchmark trains for real, so each of its arms costs 15 to 40
+minutes for 6 seeds, and 6 seeds cannot tell two search strategies apart when the task's
+seed noise is as large as their difference. The field's answer is a tabular benchmark
+(NAS-Bench-201, LCBench, HPOBench): train every configuration once, store its per-epoch
+validation curve, and let a search look curves up instead of training.
+:mod:`benchmarks.search_replay` runs the real service on such a table, hundreds of times.
+
+A configuration is stored once per set of knobs the trainer reads (``unused_params``):
+two temperatures with VICReg train alike at a fixed seed, as the service's duplicate
+reuse assumes. The seed space has 1,152 configurations and 504 distinct ones.
+
+Collect a table (30 epochs, the search-efficiency task; about 30 minutes on 2 cores)::
+
+    python -m benchmarks.curve_table --seed 0 --out benchmarks/data/curves_synthetic_har_s0.jsonl
+
+Each line: ``{"config": {...}, "seed": 0, "val_f1": [...], "best_val_f1": [...],
+"epoch_seconds": [...]}``, one value per epoch, the knobs the trainer does not read left
+at the trainer defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from benchmarks.search_efficiency import (
+    QUICK_SPACE,
+    SEARCH_SPACE,
+    build_parser,
+    fixed_params,
+    resolve_args,
+    trainer_defaults,
+)
+
+ConfigKey = tuple[tuple[str, Any], ...]
+
+
+def config_key(config: Mapping[str, Any], unread: frozenset[str]) -> ConfigKey:
+    """What identifies a configuration's training run: the knobs the trainer reads."""
+    return tuple((k, config[k]) for k in sorted(config) if k not in unread)
+
+
+def distinct_configs(
+    space: Mapping[str, Sequence[Any]], fixed: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """One configuration per distinct training run, unread knobs at the trainer defaults."""
+    from trainers.registry import resolve_trainer
+
+    unused = resolve_trainer("contrastive").unused_params
+    start = trainer_defaults(space)
+    names = list(space)
+    out: dict[ConfigKey, dict[str, Any]] = {}
+    for values in itertools.product(*(space[n] for n in names)):
+        config = dict(zip(names, values, strict=True))
+        unread = unused({**fixed, **config})
+        canonical = {k: (start[k] if k in unread else v) for k, v in config.items()}
+        out.setdefault(config_key(canonical, frozenset()), canonical)
+    return list(out.values())
+
+
+class _CurveReporter:
+    def __init__(self) -> None:
+        self.rows: list[Mapping[str, float]] = []
+
+    def report(self, step: int, metrics: Mapping[str, float]) -> None:
+        self.rows.append(dict(metrics))
+
+
+def train_curve(fixed: Mapping[str, Any], config: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """Train ``config`` once and return its table row."""
+    import torch
+
+    from trainers.contrastive import train
+
+    torch.set_num_threads(1)
+    reporter = _CurveReporter()
+    train({**fixed, **config, "seed": seed}, reporter)
+    return {
+        "config": dict(config),
+        "seed": seed,
+        "val_f1": [round(float(r["val_f1"]), 6) for r in reporter.rows],
+        "best_val_f1": [round(float(r["best_val_f1"]), 6) for r in reporter.rows],
+        "epoch_seconds": [round(float(r["epoch_seconds"]), 4) for r in reporter.rows],
+    }
+
+
+def task_args(quick: bool) -> argparse.Namespace:
+    """The search-efficiency benchmark's task (its synthetic HAR sizes), or its smoke size."""
+    argv = ["--dataset", "synthetic_har"] + (["--quick"] if quick else [])
+    return resolve_args(build_parser().parse_args(argv))
+
+
+def collect(seed: int, out: Path, jobs: int = 2, quick: bool = False) -> int:
+    """Write the table for ``seed`` to ``out``; resumes a partial file. Returns its row count."""
+    args = task_args(quick)
+    fixed = fixed_params(args, "synthetic_har")
+    configs = distinct_configs(QUICK_SPACE if quick else SEARCH_SPACE, fixed)
+    done: set[ConfigKey] = set()
+    if out.exists():
+        for line in out.read_text().splitlines():
+            done.add(config_key(json.loads(line)["config"], frozenset()))
+    todo = [c for c in configs if config_key(c, frozenset()) not in done]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with out.open("a") as sink:
+        if jobs <= 1:
+            rows = (train_curve(fixed, c, seed) for c in todo)
+            for i, row in enumerate(rows, 1):
+                _write(sink, row, i, len(todo), started)
+        else:
+            ctx = get_context("spawn")
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+                for i, row in enumerate(
+                    pool.map(train_curve, itertools.repeat(fixed), todo, itertools.repeat(seed)), 1
+                ):
+                    _write(sink, row, i, len(todo), started)
+    return len(done) + len(todo)
+
+
+def _write(sink: Any, row: Mapping[str, Any], i: int, total: int, started: float) -> None:
+    sink.write(json.dumps(row) + "\n")
+    sink.flush()
+    if i % 25 == 0 or i == total:
+        print(
+            f"{i}/{total} curves, {time.perf_counter() - started:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=0, help="training seed of every run")
+    parser.add_argument("--out", type=Path, required=True, help="JSON-lines file (resumed)")
+    parser.add_argument("--jobs", type=int, default=2, help="worker processes, 1 thread each")
+    parser.add_argument("--quick", action="store_true", help="the smoke size (CI)")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    n = collect(args.seed, args.out, args.jobs, args.quick)
+    print(f"{n} configurations in {args.out} ({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

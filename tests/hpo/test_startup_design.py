@@ -1,0 +1,141 @@
+"""The balanced start-up design: its coverage, its config checks, and a real study using it."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pytest
+
+from hpo import ConfigError, load_study_config, run_study, validate_study_data
+from hpo.config import CategoricalParam, FloatParam, IntParam, ParamSpec
+from hpo.confirm import confirmation_config
+from hpo.startup_design import balanced_design, describe_startup, study_startup
+from hpo.storages import storage_url
+from tests.conftest import analytic_study
+
+
+def _space(raw: dict[str, dict[str, object]]) -> dict[str, ParamSpec]:
+    kinds: dict[object, type[ParamSpec]] = {
+        "categorical": CategoricalParam,
+        "float": FloatParam,
+        "int": IntParam,
+    }
+    return {name: kinds[spec["type"]].model_validate(spec) for name, spec in raw.items()}
+
+
+LOSSES = ["infonce", "triplet", "barlow_twins", "vicreg"]
+
+
+def test_every_choice_appears_as_evenly_as_n_allows() -> None:
+    space = _space(
+        {
+            "loss": {"type": "categorical", "choices": LOSSES},
+            "heads": {"type": "categorical", "choices": [4, 8]},
+            "temperature": {"type": "categorical", "choices": [0.05, 0.07, 0.1, 0.15]},
+        }
+    )
+    for n in (2, 4, 5, 9):
+        design = balanced_design(space, n, seed=3)
+        assert len(design) == n
+        for name, choices in (("loss", LOSSES), ("heads", [4, 8])):
+            counts = Counter(row[name] for row in design)
+            assert set(counts) <= set(choices)
+            assert len(counts) == min(n, len(choices)), (name, n)
+            assert max(counts.values()) - min(counts.values()) <= 1
+
+
+def test_a_range_gets_one_draw_in_each_stratum_on_its_scale_and_grid() -> None:
+    space = _space(
+        {
+            "lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+            "weight": {"type": "float", "low": 0.05, "high": 0.3, "step": 0.05},
+            "batch": {"type": "int", "low": 16, "high": 256, "step": 16},
+            "depth": {"type": "int", "low": 1, "high": 64, "log": True},
+        }
+    )
+    n = 6
+    design = balanced_design(space, n, seed=0)
+    strata = sorted(
+        math.floor(n * (math.log(r["lr"]) - math.log(1e-4)) / (math.log(1e-1) - math.log(1e-4)))
+        for r in design
+    )
+    assert strata == list(range(n))
+    for row in design:
+        assert 0.05 <= row["weight"] <= 0.3
+        assert row["weight"] == pytest.approx(round(row["weight"] / 0.05) * 0.05)
+        assert (
+            isinstance(row["batch"], int) and 16 <= row["batch"] <= 256 and row["batch"] % 16 == 0
+        )
+        assert isinstance(row["depth"], int) and 1 <= row["depth"] <= 64
+
+
+def test_the_design_is_the_seeds_and_leaves_out_inactive_parameters() -> None:
+    space = validate_study_data(analytic_study()).space  # margin only when choice == "c"
+    assert balanced_design(space, 5, seed=1) == balanced_design(space, 5, seed=1)
+    assert balanced_design(space, 5, seed=1) != balanced_design(space, 5, seed=2)
+    for row in balanced_design(space, 9, seed=1):
+        assert ("margin" in row) == (row["choice"] == "c")
+
+
+def test_the_design_fills_the_start_up_the_file_leaves() -> None:
+    cfg = validate_study_data(analytic_study(startup="balanced"))
+    assert len(study_startup(cfg)) == 4  # the sampler's n_startup_trials
+    # Optuna's own default when the file gives none
+    cfg = validate_study_data(analytic_study(startup="balanced", sampler={"name": "tpe"}))
+    optuna_default = inspect.signature(optuna.samplers.TPESampler).parameters["n_startup_trials"]
+    assert len(study_startup(cfg)) == optuna_default.default == 10
+    cfg = validate_study_data(analytic_study(startup="balanced", enqueue=[{"x": 0.5}]))
+    assert len(study_startup(cfg)) == 3
+    cfg = validate_study_data(analytic_study(startup="balanced", budget={"n_trials": 2}))
+    assert len(study_startup(cfg)) == 2
+    assert study_startup(validate_study_data(analytic_study(startup="random"))) == []
+
+
+def test_auto_is_balanced_where_the_sampler_has_random_start_up_trials() -> None:
+    assert len(study_startup(validate_study_data(analytic_study()))) == 4
+    gp = validate_study_data(analytic_study(sampler={"name": "gp", "n_startup_trials": 3}))
+    assert len(study_startup(gp)) == 3
+    for sampler in ({"name": "random"}, {"name": "qmc"}, {"name": "nsga2"}):
+        cfg = validate_study_data(analytic_study(sampler=sampler))
+        assert study_startup(cfg) == [], sampler
+        assert describe_startup(cfg).endswith(
+            "(auto: the sampler has no start-up trials to replace)"
+        )
+    cfg = validate_study_data(analytic_study())
+    assert describe_startup(cfg).startswith("balanced (auto): 4 queued trials")
+
+
+def test_a_sampler_without_start_up_trials_is_one_line_naming_the_field() -> None:
+    with pytest.raises(ConfigError) as err:
+        validate_study_data(analytic_study(startup="balanced", sampler={"name": "random"}))
+    (line,) = err.value.problems
+    assert line.startswith("startup: balanced") and "random has none" in line and "tpe" in line
+    with pytest.raises(ConfigError) as err:
+        validate_study_data(analytic_study(startup="latin"))
+    assert any(p.startswith("startup:") and "balanced" in p for p in err.value.problems)
+
+
+def test_a_confirmation_study_has_no_start_up_design() -> None:
+    cfg = validate_study_data(analytic_study(startup="balanced"))
+    assert confirmation_config(cfg, 6).startup == "random"
+
+
+def test_a_study_runs_its_design_first_and_a_resume_queues_nothing(
+    write_study: Callable[..., Path],
+) -> None:
+    path = write_study(analytic_study(startup="balanced", budget={"n_trials": 6}))
+    cfg = load_study_config(path)
+    design = study_startup(cfg)
+    run_study(cfg)
+    study = optuna.load_study(study_name="analytic", storage=storage_url(cfg))
+    assert [t.params for t in study.trials[:4]] == design
+    assert {t.params["choice"] for t in study.trials[:4]} == {"a", "b", "c"}
+    run_study(load_study_config(path, ["budget.n_trials=8"]))
+    study = optuna.load_study(study_name="analytic", storage=storage_url(cfg))
+    assert len(study.trials) == 8
+    assert sum(t.params == design[0] for t in study.trials) == 1
