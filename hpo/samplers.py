@@ -65,4 +65,6 @@ def startup_trials(name: str, kwargs: Mapping[str, Any]) -> int | None:
     arg = constructor_arguments(SAMPLERS[name]).get("n_startup_trials")
     if arg is None:
         return None
-    return int(kwargs.get("n_startup_trials", arg.default))
+    value = kwargs.get("n_startup_trials", arg.default)
+    # a wrong type is reported by the sampler's own argument check; count its default here
+    return value if isinstance(value, int) and not isinstance(value, bool) else int(arg.default)

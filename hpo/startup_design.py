@@ -22,19 +22,19 @@ from hpo.space import condition_holds, dependency_order
 
 
 def balanced_design(space: Mapping[str, ParamSpec], n: int, seed: int) -> list[dict[str, Any]]:
-    """``n`` configurations in which each parameter's values appear as evenly as ``n`` allows."""
+    """``n`` configurations in which each parameter's values appear as evenly as ``n`` allows.
+
+    A conditional parameter is balanced over the rows where its ``if`` holds and left out of
+    the others (the trial never asks it there).
+    """
     rng = random.Random(seed)
-    columns = {name: _column(spec, n, rng) for name, spec in space.items()}
-    return [_active({name: column[i] for name, column in columns.items()}, space) for i in range(n)]
-
-
-def _active(row: Mapping[str, Any], space: Mapping[str, ParamSpec]) -> dict[str, Any]:
-    """The row without the parameters whose ``if`` does not hold (the trial never asks them)."""
-    chosen: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = [{} for _ in range(n)]
     for name in dependency_order(space):
-        if condition_holds(space[name], chosen):
-            chosen[name] = row[name]
-    return {name: chosen[name] for name in space if name in chosen}
+        spec = space[name]
+        active = [row for row in rows if condition_holds(spec, row)]
+        for row, value in zip(active, _column(spec, len(active), rng), strict=True):
+            row[name] = value
+    return [{name: row[name] for name in space if name in row} for row in rows]
 
 
 def uses_balanced_startup(cfg: StudyConfig) -> bool:
@@ -48,14 +48,23 @@ def study_startup(cfg: StudyConfig) -> list[dict[str, Any]]:
     """What a new study enqueues after ``cfg.enqueue`` for a balanced start-up (else nothing).
 
     The design fills the start-up trials the file's own enqueued configurations leave, and
-    no more than the trial budget can run.
+    no more than the trial budget can run. Rows that repeat one another or an ``enqueue``
+    entry are dropped (Optuna's ``skip_if_exists`` would drop them anyway).
     """
     if not uses_balanced_startup(cfg):
         return []
     n = (startup_trials(cfg.sampler.name, cfg.sampler.kwargs) or 0) - len(cfg.enqueue)
     if cfg.budget.n_trials is not None:
         n = min(n, cfg.budget.n_trials - len(cfg.enqueue))
-    return balanced_design(cfg.space, n, cfg.seed) if n > 0 else []
+    if n <= 0:
+        return []
+    seen = [dict(params) for params in cfg.enqueue]
+    design = []
+    for row in balanced_design(cfg.space, n, cfg.seed):
+        if row not in seen:
+            seen.append(row)
+            design.append(row)
+    return design
 
 
 def describe_startup(cfg: StudyConfig) -> str:
@@ -71,7 +80,8 @@ def describe_startup(cfg: StudyConfig) -> str:
             + auto
             + ": nothing to add (the file's enqueue fills the start-up or the budget)"
         )
-    return f"balanced{auto}: {len(design)} queued trials covering every choice and range"
+    trials = f"{len(design)} queued trial{'' if len(design) == 1 else 's'}"
+    return f"balanced{auto}: {trials} covering every choice and range"
 
 
 def _column(spec: ParamSpec, n: int, rng: random.Random) -> list[Any]:
@@ -97,5 +107,6 @@ def _in_range(spec: FloatParam | IntParam, u: float) -> Any:
         return min(spec.low + steps * spec.step, spec.high - (spec.high - spec.low) % spec.step)
     if spec.step is not None:
         last = math.floor((high - low) / spec.step + 1e-9)
-        return round(low + min(round((x - low) / spec.step), last) * spec.step, 12)
+        value = low + min(round((x - low) / spec.step), last) * spec.step
+        return min(max(float(f"{value:.12g}"), low), high)  # 0.15, not 0.15000000000000002
     return min(max(x, low), high)

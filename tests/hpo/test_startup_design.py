@@ -82,6 +82,31 @@ def test_the_design_is_the_seeds_and_leaves_out_inactive_parameters() -> None:
         assert ("margin" in row) == (row["choice"] == "c")
 
 
+def test_a_conditional_parameter_is_balanced_over_the_rows_that_ask_it() -> None:
+    space = _space(
+        {
+            "loss": {"type": "categorical", "choices": ["ntxent", "triplet", "supcon"]},
+            "miner": {
+                "type": "categorical",
+                "choices": ["hard", "semi"],
+                "if": {"loss": "triplet"},
+            },
+        }
+    )
+    for seed in range(200):
+        design = balanced_design(space, 6, seed)
+        triplet = [row for row in design if row["loss"] == "triplet"]
+        assert len(triplet) == 2
+        assert {row["miner"] for row in triplet} == {"hard", "semi"}, seed
+        assert all("miner" not in row for row in design if row["loss"] != "triplet")
+
+
+def test_tiny_float_steps_stay_on_the_range() -> None:
+    space = _space({"w": {"type": "float", "low": 1e-13, "high": 1e-12, "step": 1e-13}})
+    for row in balanced_design(space, 10, seed=0):
+        assert 1e-13 <= row["w"] <= 1e-12
+
+
 def test_the_design_fills_the_start_up_the_file_leaves() -> None:
     cfg = validate_study_data(analytic_study(startup="balanced"))
     assert len(study_startup(cfg)) == 4  # the sampler's n_startup_trials
@@ -94,6 +119,18 @@ def test_the_design_fills_the_start_up_the_file_leaves() -> None:
     cfg = validate_study_data(analytic_study(startup="balanced", budget={"n_trials": 2}))
     assert len(study_startup(cfg)) == 2
     assert study_startup(validate_study_data(analytic_study(startup="random"))) == []
+    # repeats are dropped, among the rows and against the file's own enqueue
+    two = {"choice": {"type": "categorical", "choices": ["a", "b"]}}
+    cfg = validate_study_data(
+        analytic_study(
+            startup="balanced",
+            space=two,
+            sampler={"name": "tpe", "n_startup_trials": 10},
+            enqueue=[{"choice": "a"}],
+        )
+    )
+    assert study_startup(cfg) == [{"choice": "b"}]
+    assert describe_startup(cfg).startswith("balanced: 1 queued trial covering")
 
 
 def test_auto_is_balanced_where_the_sampler_has_random_start_up_trials() -> None:
@@ -115,6 +152,14 @@ def test_a_sampler_without_start_up_trials_is_one_line_naming_the_field() -> Non
         validate_study_data(analytic_study(startup="balanced", sampler={"name": "random"}))
     (line,) = err.value.problems
     assert line.startswith("startup: balanced") and "random has none" in line and "tpe" in line
+    # a wrong n_startup_trials is the sampler check's one line, not a crash of this one
+    with pytest.raises(ConfigError) as err:
+        validate_study_data(
+            analytic_study(startup="balanced", sampler={"name": "tpe", "n_startup_trials": "ten"})
+        )
+    assert err.value.problems == [
+        "sampler.n_startup_trials: TPESampler expects an integer (got 'ten')"
+    ]
     with pytest.raises(ConfigError) as err:
         validate_study_data(analytic_study(startup="latin"))
     assert any(p.startswith("startup:") and "balanced" in p for p in err.value.problems)
