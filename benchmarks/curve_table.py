@@ -11,7 +11,7 @@ A configuration is stored once per set of knobs the trainer reads (``unused_para
 two temperatures with VICReg train alike at a fixed seed, as the service's duplicate
 reuse assumes. The seed space has 1,152 configurations and 504 distinct ones.
 
-Collect a table (30 epochs, the search-efficiency task; about 30 minutes on 2 cores)::
+Collect a table (30 epochs, the search-efficiency task; about an hour on 2 cores)::
 
     python -m benchmarks.curve_table --seed 0 --out benchmarks/data/curves_synthetic_har_s0.jsonl
 
@@ -41,6 +41,7 @@ from benchmarks.search_efficiency import (
     resolve_args,
     trainer_defaults,
 )
+from trainers.reporter import RecordingReporter
 
 ConfigKey = tuple[tuple[str, Any], ...]
 
@@ -68,14 +69,6 @@ def distinct_configs(
     return list(out.values())
 
 
-class _CurveReporter:
-    def __init__(self) -> None:
-        self.rows: list[Mapping[str, float]] = []
-
-    def report(self, step: int, metrics: Mapping[str, float]) -> None:
-        self.rows.append(dict(metrics))
-
-
 def train_curve(fixed: Mapping[str, Any], config: Mapping[str, Any], seed: int) -> dict[str, Any]:
     """Train ``config`` once and return its table row."""
     import torch
@@ -83,14 +76,15 @@ def train_curve(fixed: Mapping[str, Any], config: Mapping[str, Any], seed: int) 
     from trainers.contrastive import train
 
     torch.set_num_threads(1)
-    reporter = _CurveReporter()
+    reporter = RecordingReporter()
     train({**fixed, **config, "seed": seed}, reporter)
+    rows = [metrics for _, metrics in reporter.history]
     return {
         "config": dict(config),
         "seed": seed,
-        "val_f1": [round(float(r["val_f1"]), 6) for r in reporter.rows],
-        "best_val_f1": [round(float(r["best_val_f1"]), 6) for r in reporter.rows],
-        "epoch_seconds": [round(float(r["epoch_seconds"]), 4) for r in reporter.rows],
+        "val_f1": [round(float(r["val_f1"]), 6) for r in rows],
+        "best_val_f1": [round(float(r["best_val_f1"]), 6) for r in rows],
+        "epoch_seconds": [round(float(r["epoch_seconds"]), 4) for r in rows],
     }
 
 
