@@ -236,6 +236,8 @@ class Setup:
     trainer: str = "contrastive"
     train_seed: int | None = None
     """The trainer's seed; None: the search's seed (a replay on a table fixes the table's)."""
+    sampler_args: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments for the arm's sampler (a replay's ``sampler.name=value``)."""
 
 
 @dataclass
@@ -402,6 +404,7 @@ def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
             pruner = {"name": "grouped", "by": ["loss"], "wrapped": pruner}
     else:
         raise ValueError(f"no study for method {method!r}")
+    sampler.update(setup.sampler_args)
     db = Path(storage_dir) / f"{setup.dataset}-{method}-{seed}.db"
     objective: dict[str, Any] = {"metric": METRIC, "direction": "maximize"}
     if method == "tpe_hyperband_patient":

@@ -19,7 +19,8 @@ The figures are what a tabular benchmark gives (as NAS-Bench-201 or LCBench do):
 sampler and pruner are measured exactly, the task's seed noise only through ``--check``.
 
 Run ``python -m benchmarks.search_replay --help``; an arm is a search-efficiency method,
-optionally with settings: ``tpe_hyperband:hb_min_resource=2``.
+optionally with settings (``tpe_hyperband:hb_min_resource=2``) and keyword arguments of its
+sampler (``tpe_hyperband:sampler.prior_weight=0.5``).
 """
 
 from __future__ import annotations
@@ -31,12 +32,15 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from benchmarks._common import machine_line
 from benchmarks.curve_table import config_key, task_args
@@ -50,8 +54,11 @@ from benchmarks.search_efficiency import (
     manual_budget,
     run_manual,
     run_optuna,
+    study_config,
     trainer_defaults,
 )
+from hpo.errors import ConfigError
+from hpo.samplers import build_sampler
 from trainers.params import ContrastiveParams
 from trainers.reporter import NullReporter, Reporter
 
@@ -60,6 +67,9 @@ REPLAY_TRAINER = "benchmarks.search_replay:train"
 
 ARM_SETTINGS = {"tpe_startup": int, "hb_min_resource": int, "hb_reduction": int}
 """Settings an arm may change, as ``method:name=value,...``."""
+
+SAMPLER_PREFIX = "sampler."
+"""``sampler.prior_weight=0.5``: a keyword argument of the arm's sampler (a YAML scalar)."""
 
 
 class CurveTable:
@@ -142,7 +152,7 @@ class Arm:
 
     spec: str
     method: str
-    settings: tuple[tuple[str, int], ...]
+    settings: tuple[tuple[str, Any], ...]
 
     @classmethod
     def parse(cls, spec: str) -> Arm:
@@ -151,11 +161,15 @@ class Arm:
             raise ValueError(f"arm {spec!r}: unknown method {method!r}; use one of {ALL_METHODS}")
         if method == "tpe_hyperband_exact":
             raise ValueError(f"arm {spec!r}: the exact arm needs its own trainer, not a table")
-        settings = []
+        settings: list[tuple[str, Any]] = []
         for part in filter(None, (p.strip() for p in rest.split(","))):
             name, eq, value = part.partition("=")
+            if eq and name.startswith(SAMPLER_PREFIX) and len(name) > len(SAMPLER_PREFIX):
+                settings.append((name, _scalar(spec, name, value)))
+                continue
             if not eq or name not in ARM_SETTINGS:
-                raise ValueError(f"arm {spec!r}: {part!r} is not one of {sorted(ARM_SETTINGS)}=N")
+                allowed = [*sorted(ARM_SETTINGS), f"{SAMPLER_PREFIX}<argument>"]
+                raise ValueError(f"arm {spec!r}: {part!r} is not one of {allowed}=N")
             try:
                 settings.append((name, ARM_SETTINGS[name](value)))
             except ValueError:
@@ -190,9 +204,23 @@ def base_setup(table: CurveTable, quick: bool) -> Setup:
     )
 
 
+def _scalar(spec: str, name: str, text: str) -> int | float | bool | str:
+    """A sampler argument's value as YAML reads it (``true``, ``0.5``, ``24``)."""
+    value = yaml.safe_load(text)
+    if not isinstance(value, (int, float, bool, str)):
+        raise ValueError(f"arm {spec!r}: {name} must be a number, true/false or a word")
+    return value
+
+
 def arm_setup(base: Setup, arm: Arm) -> Setup:
-    settings: dict[str, Any] = dict(arm.settings)
-    return replace(base, **settings)
+    settings: dict[str, Any] = {}
+    sampler_args = dict(base.sampler_args)
+    for name, value in arm.settings:
+        if name.startswith(SAMPLER_PREFIX):
+            sampler_args[name.removeprefix(SAMPLER_PREFIX)] = value
+        else:
+            settings[name] = value
+    return replace(base, **settings, sampler_args=sampler_args)
 
 
 def replay_one(
@@ -210,7 +238,12 @@ def replay_one(
         if arm.method == "manual":
             record = run_manual(setup, seed, train=train)
         else:
-            with tempfile.TemporaryDirectory(prefix="search-replay-") as tmp:
+            # a deprecated sampler argument is reported once, by arm_problems
+            with (
+                tempfile.TemporaryDirectory(prefix="search-replay-") as tmp,
+                warnings.catch_warnings(),
+            ):
+                warnings.simplefilter("ignore", FutureWarning)
                 record = run_optuna(setup, arm.method, seed, tmp)
     finally:
         optuna.logging.set_verbosity(verbosity)
@@ -418,6 +451,31 @@ def parse_arms(text: str) -> list[Arm]:
     return [Arm.parse(p) for p in parts if p.strip()]
 
 
+def arm_problems(arms: Sequence[Arm], base: Setup) -> tuple[list[str], list[str]]:
+    """Each arm's study checked as the service checks a study file, before any search runs.
+
+    Returns the problems (the run stops) and the sampler's warnings (a deprecated argument:
+    printed once here, not once per search).
+    """
+    problems: list[str] = []
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="search-replay-check-") as tmp:
+        for arm in arms:
+            if arm.method == "manual":
+                continue
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    cfg = study_config(arm_setup(base, arm), arm.method, 0, tmp)
+                    build_sampler(cfg.sampler.name, cfg.sampler.kwargs, seed=0, space=cfg.space)
+            except ConfigError as exc:
+                problems += [f"arm {arm.spec!r}: {line}" for line in str(exc).splitlines()]
+            else:
+                messages = dict.fromkeys(str(w.message) for w in caught)
+                notes += [f"arm {arm.spec!r}: {m}" for m in messages]
+    return problems, notes
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -430,6 +488,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if check is not None and check.seed == table.seed:
         print("error: --check must hold another training seed than --table", file=sys.stderr)
         return 2
+    problems, notes = arm_problems(arms, base_setup(table, args.quick))
+    if problems:
+        print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)
+        return 2
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     started = time.perf_counter()
     manual = replay_one(str(args.table), args.quick, Arm("manual", "manual", ()), 0)
     tasks = [(arm, seed) for arm in arms if arm.method != "manual" for seed in range(args.replays)]

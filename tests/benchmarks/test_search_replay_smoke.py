@@ -87,6 +87,21 @@ def test_a_replayed_study_scores_every_trial_as_the_table_does(tables: tuple[Pat
     assert manual.best_at(manual.budget) == max(table.final(t.params) for t in manual.trials)
 
 
+def test_an_arm_passes_keyword_arguments_to_its_sampler(tables: tuple[Path, Path]) -> None:
+    arm = search_replay.Arm.parse(
+        "tpe_hyperband:sampler.n_ei_candidates=8,hb_reduction=2,sampler.multivariate=false"
+    )
+    table = search_replay.CurveTable.load(tables[0], quick=True)
+    setup = search_replay.arm_setup(search_replay.base_setup(table, True), arm)
+    assert setup.hb_reduction == 2
+    assert setup.sampler_args == {"n_ei_candidates": 8, "multivariate": False}
+    study = search_efficiency.study_config(setup, arm.method, 0, str(tables[0].parent))
+    assert study.sampler.kwargs["n_ei_candidates"] == 8
+    assert study.sampler.kwargs["multivariate"] is False
+    run = search_replay.replay_one(str(tables[0]), True, arm, seed=1)
+    assert run.method == arm.spec and run.trials
+
+
 def test_main_prints_every_arm_with_picks_scored_on_the_check_table(
     tables: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -126,6 +141,12 @@ def test_main_prints_every_arm_with_picks_scored_on_the_check_table(
         ("tpe_hyperband:colour=3", "'colour=3' is not one of"),
         ("tpe_hyperband:hb_reduction=x", "hb_reduction must be an integer"),
         ("tpe_hyperband_exact", "needs its own trainer"),
+        ("tpe_hyperband:sampler.colour=1", "TPESampler has no argument 'colour'"),
+        ("tpe_hyperband:sampler.n_ei_candidates=[1]", "must be a number, true/false or a word"),
+        (
+            "random;tpe_hyperband:sampler.group=true,sampler.multivariate=false",
+            "TPESampler rejected its arguments",
+        ),
     ],
 )
 def test_a_bad_arm_is_one_line_and_exit_2(
@@ -134,3 +155,13 @@ def test_a_bad_arm_is_one_line_and_exit_2(
     assert search_replay.main(["--quick", "--table", str(tables[0]), "--arms", arms]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_deprecated_sampler_argument_is_noted_once_not_once_per_search(
+    tables: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    arm = "tpe_hyperband:sampler.prior_weight=2.0"
+    argv = ["--quick", "--table", str(tables[0]), "--arms", arm, "--replays", "2", "--jobs", "1"]
+    assert search_replay.main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.count("deprecated") == 1 and err.startswith(f"note: arm '{arm}': ")
