@@ -179,29 +179,42 @@ def open_study(cfg: StudyConfig, *, force: bool = False, create: bool = True) ->
     except KeyError:
         existing = None
     if existing is not None:
-        if [d.name.lower() for d in existing.directions] != directions:
-            raise StudyMismatchError(
-                [
-                    f"study {cfg.name!r} exists with directions "
-                    f"{[d.name.lower() for d in existing.directions]}, the file says {directions}"
-                ]
-            )
-        _check_compatible(existing, cfg, force)
-        _record_study_attrs(existing, cfg)
-        return existing
-    study = optuna.create_study(
-        study_name=cfg.name,
-        storage=storage,
-        sampler=sampler,
-        pruner=pruner,
-        directions=directions,
-        load_if_exists=True,
-    )
+        return _resumed(existing, cfg, force)
+    try:
+        study = optuna.create_study(
+            study_name=cfg.name,
+            storage=storage,
+            sampler=sampler,
+            pruner=pruner,
+            directions=directions,
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        # another machine's `hpo run` created it since the look-up: that one queues the
+        # start-up trials, so they are queued once, not once per machine
+        existing = optuna.load_study(
+            study_name=cfg.name, storage=storage, sampler=sampler, pruner=pruner
+        )
+        return _resumed(existing, cfg, force)
     _record_study_attrs(study, cfg)
-    # only when the study is new: a resumed study has run them
+    # only by the process that created the study: a resumed study has run them
     for params in [*cfg.enqueue, *study_startup(cfg)]:
         study.enqueue_trial(dict(params), skip_if_exists=True)
     return study
+
+
+def _resumed(existing: optuna.Study, cfg: StudyConfig, force: bool) -> optuna.Study:
+    """An existing study, checked against the file (same directions, compatible space)."""
+    directions = cfg.objective.study_directions
+    if [d.name.lower() for d in existing.directions] != directions:
+        raise StudyMismatchError(
+            [
+                f"study {cfg.name!r} exists with directions "
+                f"{[d.name.lower() for d in existing.directions]}, the file says {directions}"
+            ]
+        )
+    _check_compatible(existing, cfg, force)
+    _record_study_attrs(existing, cfg)
+    return existing
 
 
 def _prune_companion(cfg: StudyConfig, study: optuna.Study) -> optuna.Study | None:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import inspect
 import math
+import multiprocessing
+import uuid
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -184,3 +188,30 @@ def test_a_study_runs_its_design_first_and_a_resume_queues_nothing(
     study = optuna.load_study(study_name="analytic", storage=storage_url(cfg))
     assert len(study.trials) == 8
     assert sum(t.params == design[0] for t in study.trials) == 1
+
+
+def _open_when_all_are_ready(cfg_data: dict[str, object], barrier: Any) -> int:
+    """One machine's ``hpo run`` opening the study: all of them at the same instant."""
+    from hpo import open_study
+
+    cfg = validate_study_data(cfg_data)
+    barrier.wait(timeout=120)
+    open_study(cfg)
+    return 0
+
+
+def test_machines_creating_one_study_at_once_queue_its_design_once(postgres_url: str) -> None:
+    storage = postgres_url
+    name = f"race-{uuid.uuid4().hex[:12]}"
+    data = analytic_study(name, storage=storage, startup="balanced")
+    design = study_startup(validate_study_data(data))
+    machines = 6
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Manager().Barrier(machines)
+    with ProcessPoolExecutor(max_workers=machines, mp_context=ctx) as pool:
+        runs = [pool.submit(_open_when_all_are_ready, data, barrier) for _ in range(machines)]
+        assert [r.result(timeout=300) for r in runs] == [0] * machines
+    study = optuna.load_study(study_name=name, storage=storage)
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    queued = [t.system_attrs["fixed_params"] for t in waiting]
+    assert sorted(map(repr, queued)) == sorted(map(repr, design))
