@@ -11,6 +11,7 @@ fail with a connection error are retried with bounded exponential backoff (see
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import os
 import re
@@ -145,14 +146,56 @@ def _prepare_sqlite(path: Path) -> None:
         raise StorageError([f"storage: SQLite file {path} is read-only"])
     if not os.access(path.parent, os.W_OK):
         raise StorageError([f"storage: folder {path.parent} is not writable"])
-    try:
-        con = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    for attempt in itertools.count(1):
         try:
-            con.execute("PRAGMA journal_mode=WAL")
-        finally:
-            con.close()
-    except sqlite3.Error as exc:
-        raise StorageError([f"storage: cannot open SQLite file {path}: {exc}"]) from None
+            con = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)
+            try:
+                con.execute("PRAGMA journal_mode=WAL")
+            finally:
+                con.close()
+            return
+        except sqlite3.OperationalError as exc:
+            # the switch to WAL does not wait on the busy timeout: several processes
+            # opening a new file at once get "locked" until the first one has switched it
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise StorageError([f"storage: cannot open SQLite file {path}: {exc}"]) from None
+            time.sleep(min(0.02 * attempt, 0.5))
+        except sqlite3.Error as exc:
+            raise StorageError([f"storage: cannot open SQLite file {path}: {exc}"]) from None
+
+
+SCHEMA_RACE_ATTEMPTS = 8
+"""Tries at opening an RDB storage whose tables another process is creating right now."""
+
+
+def is_schema_race(exc: BaseException) -> bool:
+    """Whether opening a storage failed because another process created its tables first.
+
+    Optuna creates the tables when they are missing (check, then create), so a fleet
+    started at once on an empty database races: the losers see "table studies already
+    exists" (SQLite, MySQL), "relation ... already exists" or a duplicate ``pg_type`` key
+    (PostgreSQL), or a duplicate version row. Opening again finds the tables made.
+    """
+    text = short_reason(exc).lower()
+    return any(
+        marker in text
+        for marker in ("already exists", "duplicate key", "duplicate entry", "unique constraint")
+    )
+
+
+def _open_rdb(factory: Callable[[], optuna.storages.BaseStorage]) -> optuna.storages.BaseStorage:
+    """``factory()``, tried again while another process is creating the same tables."""
+    import sqlalchemy.exc
+
+    for attempt in range(1, SCHEMA_RACE_ATTEMPTS + 1):
+        try:
+            return factory()
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            if attempt == SCHEMA_RACE_ATTEMPTS or not is_schema_race(exc):
+                raise
+            time.sleep(0.1 * attempt)
+    raise AssertionError("unreachable")
 
 
 def is_rdb_url(url: str) -> bool:
@@ -545,12 +588,14 @@ def open_storage(
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return storage_class(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period if heartbeat_interval else None,
-                heartbeat_stale_trial_callback=stale_callback if heartbeat_interval else None,
+            return _open_rdb(
+                lambda: storage_class(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period if heartbeat_interval else None,
+                    heartbeat_stale_trial_callback=stale_callback if heartbeat_interval else None,
+                )
             )
     except StorageError:
         raise

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import os
 import sqlite3
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import optuna
 import pytest
 
-from hpo import StorageError, load_study_config, run_study
+from hpo import StorageError, load_study_config, run_study, validate_study_data
+from hpo.startup_design import study_startup
 from hpo.storages import mask_url, open_storage
 from tests.conftest import analytic_study
 
@@ -81,3 +86,52 @@ def test_postgres_wrong_password_or_db(postgres_url: str) -> None:
     with pytest.raises(StorageError) as info:
         open_storage(bad)
     assert "no_such_database_xyz" in info.value.problems[0]
+
+
+@contextlib.contextmanager
+def _fresh_database(server_url: str) -> Iterator[str]:
+    """A new, empty database on the server of ``server_url``: its URL, dropped afterwards."""
+    import sqlalchemy
+
+    name = f"hpo_fresh_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as con:
+            con.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+        yield str(sqlalchemy.make_url(server_url).set(database=name))
+        force = " WITH (FORCE)" if server_url.startswith("postgresql") else ""
+        with admin.connect() as con:
+            con.execute(sqlalchemy.text(f"DROP DATABASE {name}{force}"))
+    finally:
+        admin.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mysql"])
+def test_a_fleet_started_at_once_on_an_empty_storage_all_open_it(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Each machine's `hpo run` creates the tables when missing: all at once, none may fail."""
+    from tests.hpo.test_startup_design import _open_when_all_are_ready
+
+    with contextlib.ExitStack() as stack:
+        if backend == "sqlite":
+            storage = f"sqlite:///{tmp_path / 'fleet.db'}"
+        else:
+            server = request.getfixturevalue(
+                {"postgresql": "postgres_url"}.get(backend, "mysql_url")
+            )
+            storage = stack.enter_context(_fresh_database(server))
+        data = analytic_study("fleet", storage=storage, startup="balanced")
+        design = study_startup(validate_study_data(data))
+        machines = 6
+        ctx = multiprocessing.get_context("spawn")
+        barrier = ctx.Manager().Barrier(machines)
+        with ProcessPoolExecutor(max_workers=machines, mp_context=ctx) as pool:
+            runs = [pool.submit(_open_when_all_are_ready, data, barrier) for _ in range(machines)]
+            assert [r.result(timeout=300) for r in runs] == [0] * machines
+        storage_obj = open_storage(storage)
+        study = optuna.load_study(study_name="fleet", storage=storage_obj)
+        waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+        assert len(waiting) == len(design)
+        if isinstance(storage_obj, optuna.storages.RDBStorage):
+            storage_obj.engine.dispose()  # the database is dropped next
