@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Issue 7's GPU parts in one device call each, prepared here so a lent GPU is not spent on setup.
+#
+#   benchmarks/device/fetch_wheels.sh                     # here, once: .whl/
+#   run(command="bash benchmarks/device/suite.sh throughput", carry=[".whl"], timeout_s=540)
+#   run(command="bash benchmarks/device/suite.sh packing", carry=[".whl"], timeout_s=540)
+#
+# `throughput`: the CUDA tests, then trainer samples/s against the DataLoader baseline in
+# fp32, bf16 autocast, and bf16 + torch.compile (about 5 minutes on an H100 by estimate).
+# `packing`: trials/hour with 1, 2, 4 and 8 workers on GPU 0 (PACK_SECONDS each, 45 by
+# default; about 4 minutes). Everything lands in $OUT (at most 8 files come back).
+# DEVICE=cpu QUICK=1 runs the same commands here at the smoke size (tests/benchmarks).
+set -uo pipefail
+part="${1:?usage: suite.sh throughput|packing}"
+out="${OUT:-${TMPDIR:-/tmp}/hpo-device-out}"
+mkdir -p "$out"
+python="${PYTHON:-python3}"
+device="${DEVICE:-cuda}"
+quick=()
+[[ "${QUICK:-0}" == 1 ]] && quick=(--quick)
+export PYTHONUNBUFFERED=1
+if ! "$python" -c "import optuna, sqlalchemy, pydantic" 2>/dev/null && compgen -G ".whl/*.whl" >/dev/null; then
+    "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+log="$out/$part.log"
+status=0
+step() { # step NAME COMMAND...: run, log, remember a failure, go on
+    local name="$1"
+    shift
+    echo "== $name: $*" | tee -a "$log"
+    "$@" 2>&1 | tee -a "$log"
+    local rc="${PIPESTATUS[0]}"
+    echo "== $name: exit $rc" | tee -a "$log"
+    [[ "$rc" == 0 ]] || status=1
+}
+{ nvidia-smi || true; "$python" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available() and torch.cuda.get_device_name())"; } >"$out/device.txt" 2>&1
+case "$part" in
+throughput)
+    if [[ "$device" == cuda* ]]; then
+        step cuda-tests "$python" -m pytest -q -p no:cacheprovider -k cuda \
+            tests/trainers/test_augment.py tests/trainers/test_metrics.py
+    fi
+    tp=("$python" -m benchmarks.trainer_throughput --device "$device" "${quick[@]}")
+    step fp32 "${tp[@]}" --json "$out/throughput_fp32.json"
+    if [[ "$device" == cuda* ]]; then
+        step bf16 "${tp[@]}" --amp bf16 --workers 0 --no-input-only --json "$out/throughput_bf16.json"
+        step bf16-compile "${tp[@]}" --amp bf16 --compile --workers 0 --no-input-only \
+            --json "$out/throughput_bf16_compile.json"
+    fi
+    ;;
+packing)
+    workers="${PACK_WORKERS:-1,2,4,8}"
+    step packing "$python" -m benchmarks.trial_packing --device "$device" --workers "$workers" \
+        --seconds "${PACK_SECONDS:-45}" "${quick[@]}" --json "$out/packing.json"
+    ;;
+*)
+    echo "unknown part $part: use throughput or packing" >&2
+    exit 2
+    ;;
+esac
+exit "$status"

@@ -1,0 +1,46 @@
+"""The prepared GPU-machine script, run here on the CPU at the smoke size; figures never asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SUITE = ROOT / "benchmarks" / "device" / "suite.sh"
+
+
+def _suite(part: str, out: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, **env}
+    return subprocess.run(
+        ["bash", str(SUITE), part], cwd=ROOT, env=environ, capture_output=True, text=True
+    )
+
+
+def test_the_throughput_part_runs_every_step_and_leaves_its_figures_in_out(tmp_path: Path) -> None:
+    result = _suite("throughput", tmp_path, DEVICE="cpu", QUICK="1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads((tmp_path / "throughput_fp32.json").read_text())
+    assert figures
+    log = (tmp_path / "throughput.log").read_text()
+    assert "== fp32: exit 0" in log
+    assert "torch" in (tmp_path / "device.txt").read_text()
+
+
+def test_the_packing_part_runs_the_service_and_leaves_its_figures(tmp_path: Path) -> None:
+    result = _suite(
+        "packing", tmp_path, DEVICE="cpu", QUICK="1", PACK_WORKERS="1", PACK_SECONDS="8"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads((tmp_path / "packing.json").read_text())
+
+
+@pytest.mark.parametrize("part", ["", "gpu"])
+def test_an_unknown_part_is_refused(tmp_path: Path, part: str) -> None:
+    result = _suite(part, tmp_path)
+    assert result.returncode != 0
+    assert "throughput" in result.stderr and "packing" in result.stderr
