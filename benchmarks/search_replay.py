@@ -71,6 +71,9 @@ ARM_SETTINGS = {"tpe_startup": int, "hb_min_resource": int, "hb_reduction": int}
 SAMPLER_PREFIX = "sampler."
 """``sampler.prior_weight=0.5``: a keyword argument of the arm's sampler (a YAML scalar)."""
 
+FIXED_SAMPLER_ARGS = ("name", "seed")
+"""The method picks the sampler and each replay seeds it: an arm may not change either."""
+
 
 class CurveTable:
     """Per-epoch validation curves of one training seed, looked up by the knobs a run reads."""
@@ -165,6 +168,14 @@ class Arm:
         for part in filter(None, (p.strip() for p in rest.split(","))):
             name, eq, value = part.partition("=")
             if eq and name.startswith(SAMPLER_PREFIX) and len(name) > len(SAMPLER_PREFIX):
+                argument = name.removeprefix(SAMPLER_PREFIX)
+                if method == "manual":
+                    raise ValueError(f"arm {spec!r}: {name}: the manual sweep has no sampler")
+                if argument in FIXED_SAMPLER_ARGS:
+                    raise ValueError(
+                        f"arm {spec!r}: {name} cannot be set: the method names the sampler "
+                        "and --replays seeds it"
+                    )
                 settings.append((name, _scalar(spec, name, value)))
                 continue
             if not eq or name not in ARM_SETTINGS:
@@ -206,7 +217,10 @@ def base_setup(table: CurveTable, quick: bool) -> Setup:
 
 def _scalar(spec: str, name: str, text: str) -> int | float | bool | str:
     """A sampler argument's value as YAML reads it (``true``, ``0.5``, ``24``)."""
-    value = yaml.safe_load(text)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = None
     if not isinstance(value, (int, float, bool, str)):
         raise ValueError(f"arm {spec!r}: {name} must be a number, true/false or a word")
     return value

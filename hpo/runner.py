@@ -194,12 +194,40 @@ def open_study(cfg: StudyConfig, *, force: bool = False, create: bool = True) ->
         existing = optuna.load_study(
             study_name=cfg.name, storage=storage, sampler=sampler, pruner=pruner
         )
-        return _resumed(existing, cfg, force)
+        existing = _resumed(existing, cfg, force)
+        if not _wait_for_queue(existing):
+            # its creator died before queueing (or this process created it and lost the
+            # acknowledgement): queue them here, once more at worst
+            _queue_first_trials(existing, cfg)
+        return existing
     _record_study_attrs(study, cfg)
     # only by the process that created the study: a resumed study has run them
+    _queue_first_trials(study, cfg)
+    return study
+
+
+QUEUED_ATTR = "hpo:first_trials_queued"
+"""Study system attr set once a new study's ``enqueue`` and start-up trials are queued."""
+
+QUEUE_WAIT_S = 10.0
+"""How long a machine that lost the race to create a study waits for its creator to queue."""
+
+
+def _queue_first_trials(study: optuna.Study, cfg: StudyConfig) -> None:
     for params in [*cfg.enqueue, *study_startup(cfg)]:
         study.enqueue_trial(dict(params), skip_if_exists=True)
-    return study
+    study._storage.set_study_system_attr(study._study_id, QUEUED_ATTR, True)
+
+
+def _wait_for_queue(study: optuna.Study) -> bool:
+    """Whether the creator queued the first trials: waited for, so they run first."""
+    deadline = time.monotonic() + QUEUE_WAIT_S
+    while True:
+        if study._storage.get_study_system_attrs(study._study_id).get(QUEUED_ATTR):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
 
 
 def _resumed(existing: optuna.Study, cfg: StudyConfig, force: bool) -> optuna.Study:

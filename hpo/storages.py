@@ -149,7 +149,8 @@ def _prepare_sqlite(path: Path) -> None:
     deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
     for attempt in itertools.count(1):
         try:
-            con = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)
+            # the busy timeout of each try is what is left: the whole wait stays within one
+            con = sqlite3.connect(path, timeout=max(deadline - time.monotonic(), 0.0))
             try:
                 con.execute("PRAGMA journal_mode=WAL")
             finally:
@@ -194,6 +195,7 @@ def _open_rdb(factory: Callable[[], optuna.storages.BaseStorage]) -> optuna.stor
         except sqlalchemy.exc.SQLAlchemyError as exc:
             if attempt == SCHEMA_RACE_ATTEMPTS or not is_schema_race(exc):
                 raise
+            logger.debug("another process is creating the tables (%s); again", short_reason(exc))
             time.sleep(0.1 * attempt)
     raise AssertionError("unreachable")
 

@@ -9,7 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python="${PYTHON:-.venv/bin/python}"
-grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >>.git/info/exclude
+exclude="$(git rev-parse --git-path info/exclude)" # a worktree's .git is a file
+mkdir -p "$(dirname "$exclude")"
+grep -qx '/.whl/' "$exclude" 2>/dev/null || echo '/.whl/' >>"$exclude"
 packages=(
     optuna sqlalchemy greenlet alembic mako colorlog tqdm
     pydantic pydantic-core annotated-types typing-inspection typing-extensions
@@ -20,7 +22,7 @@ for name in "${packages[@]}"; do
     pins+=("$name==$("$python" -c "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))" "$name")")
 done
 rm -rf .whl
-python3 -m pip download -q --no-deps --only-binary=:all: -d .whl \
+"$python" -m pip download -q --no-deps --only-binary=:all: -d .whl \
     --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \

@@ -11,7 +11,12 @@
 # default; about 4 minutes). Everything lands in $OUT (at most 8 files come back).
 # DEVICE=cpu QUICK=1 runs the same commands here at the smoke size (tests/benchmarks).
 set -uo pipefail
-part="${1:?usage: suite.sh throughput|packing}"
+part="${1:-}"
+if [[ "$part" != throughput && "$part" != packing ]]; then
+    echo "usage: suite.sh throughput|packing (not '$part')" >&2
+    exit 2
+fi
+cd "$(dirname "$0")/../.."
 out="${OUT:-${TMPDIR:-/tmp}/hpo-device-out}"
 mkdir -p "$out"
 python="${PYTHON:-python3}"
@@ -19,7 +24,11 @@ device="${DEVICE:-cuda}"
 quick=()
 [[ "${QUICK:-0}" == 1 ]] && quick=(--quick)
 export PYTHONUNBUFFERED=1
-if ! "$python" -c "import optuna, sqlalchemy, pydantic" 2>/dev/null && compgen -G ".whl/*.whl" >/dev/null; then
+if ! "$python" -c "import optuna, sqlalchemy, pydantic" 2>/dev/null; then
+    if ! compgen -G ".whl/*.whl" >/dev/null; then
+        echo "optuna, sqlalchemy or pydantic missing and no .whl/: run benchmarks/device/fetch_wheels.sh here and carry .whl" >&2
+        exit 2
+    fi
     "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target /tmp/site .whl/*.whl || exit 1
     export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
@@ -40,10 +49,11 @@ step() { # step NAME COMMAND...: run, log, remember a failure, go on
 case "$part" in
 throughput)
     if [[ "$device" == cuda* ]]; then
-        step cuda-tests "$python" -m pytest -q -p no:cacheprovider -k cuda \
-            tests/trainers/test_augment.py tests/trainers/test_metrics.py
+        step cuda-tests "$python" -m pytest -q -p no:cacheprovider \
+            tests/trainers/test_augment.py::test_cuda_device_kept_and_generator_device_checked \
+            tests/trainers/test_metrics.py::test_hot_path_is_sync_free_and_stays_on_device
     fi
-    tp=("$python" -m benchmarks.trainer_throughput --device "$device" "${quick[@]}")
+    tp=("$python" -m benchmarks.trainer_throughput --device "$device" ${quick[@]+"${quick[@]}"})
     step fp32 "${tp[@]}" --json "$out/throughput_fp32.json"
     if [[ "$device" == cuda* ]]; then
         step bf16 "${tp[@]}" --amp bf16 --workers 0 --no-input-only --json "$out/throughput_bf16.json"
@@ -54,11 +64,7 @@ throughput)
 packing)
     workers="${PACK_WORKERS:-1,2,4,8}"
     step packing "$python" -m benchmarks.trial_packing --device "$device" --workers "$workers" \
-        --seconds "${PACK_SECONDS:-45}" "${quick[@]}" --json "$out/packing.json"
-    ;;
-*)
-    echo "unknown part $part: use throughput or packing" >&2
-    exit 2
+        --seconds "${PACK_SECONDS:-45}" ${quick[@]+"${quick[@]}"} --json "$out/packing.json"
     ;;
 esac
 exit "$status"

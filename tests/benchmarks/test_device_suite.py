@@ -40,7 +40,19 @@ def test_the_packing_part_runs_the_service_and_leaves_its_figures(tmp_path: Path
 
 
 @pytest.mark.parametrize("part", ["", "gpu"])
-def test_an_unknown_part_is_refused(tmp_path: Path, part: str) -> None:
-    result = _suite(part, tmp_path)
-    assert result.returncode != 0
-    assert "throughput" in result.stderr and "packing" in result.stderr
+def test_an_unknown_part_is_refused_before_anything_runs(tmp_path: Path, part: str) -> None:
+    result = _suite(part, tmp_path / "out")
+    assert result.returncode == 2
+    assert "usage: suite.sh throughput|packing" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_gpu_tests_it_names_exist() -> None:
+    """The CUDA tests run by node id: a renamed test must not silently select nothing."""
+    text = SUITE.read_text()
+    for node in (
+        "test_cuda_device_kept_and_generator_device_checked",
+        "test_hot_path_is_sync_free_and_stays_on_device",
+    ):
+        assert node in text
+        assert any(f"def {node}(" in p.read_text() for p in (ROOT / "tests").rglob("test_*.py"))

@@ -143,6 +143,10 @@ def test_main_prints_every_arm_with_picks_scored_on_the_check_table(
         ("tpe_hyperband_exact", "needs its own trainer"),
         ("tpe_hyperband:sampler.colour=1", "TPESampler has no argument 'colour'"),
         ("tpe_hyperband:sampler.n_ei_candidates=[1]", "must be a number, true/false or a word"),
+        ("tpe_hyperband:sampler.n_ei_candidates='a", "must be a number, true/false or a word"),
+        ("tpe_hyperband:sampler.seed=3", "sampler.seed cannot be set"),
+        ("tpe_hyperband:sampler.name=random", "sampler.name cannot be set"),
+        ("manual:sampler.n_ei_candidates=8", "the manual sweep has no sampler"),
         (
             "random;tpe_hyperband:sampler.group=true,sampler.multivariate=false",
             "TPESampler rejected its arguments",
@@ -157,6 +161,7 @@ def test_a_bad_arm_is_one_line_and_exit_2(
     assert message in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.filterwarnings("error::FutureWarning")  # one escaping a search fails the test
 def test_a_deprecated_sampler_argument_is_noted_once_not_once_per_search(
     tables: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -207,11 +207,26 @@ def test_machines_creating_one_study_at_once_queue_its_design_once(postgres_url:
     design = study_startup(validate_study_data(data))
     machines = 6
     ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Manager().Barrier(machines)
-    with ProcessPoolExecutor(max_workers=machines, mp_context=ctx) as pool:
+    with ctx.Manager() as manager, ProcessPoolExecutor(machines, mp_context=ctx) as pool:
+        barrier = manager.Barrier(machines)
         runs = [pool.submit(_open_when_all_are_ready, data, barrier) for _ in range(machines)]
         assert [r.result(timeout=300) for r in runs] == [0] * machines
     study = optuna.load_study(study_name=name, storage=storage)
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     queued = [t.system_attrs["fixed_params"] for t in waiting]
     assert sorted(map(repr, queued)) == sorted(map(repr, design))
+
+
+def test_a_new_study_says_its_first_trials_are_queued_and_a_bare_one_is_waited_for_then_not(
+    write_study: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hpo import open_study, runner
+
+    path = write_study(analytic_study(startup="balanced"))
+    study = open_study(load_study_config(path))
+    assert study._storage.get_study_system_attrs(study._study_id)[runner.QUEUED_ATTR] is True
+    assert runner._wait_for_queue(study)
+    # a study whose creator died between creating it and queueing: waited for, briefly
+    monkeypatch.setattr(runner, "QUEUE_WAIT_S", 0.3)
+    bare = optuna.create_study(study_name="bare", storage=study._storage)
+    assert not runner._wait_for_queue(bare)
