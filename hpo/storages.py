@@ -157,8 +157,8 @@ def _prepare_sqlite(path: Path) -> None:
                 con.close()
             return
         except sqlite3.OperationalError as exc:
-            # the switch to WAL does not wait on the busy timeout: several processes
-            # opening a new file at once get "locked" until the first one has switched it
+            # the switch to WAL does not always wait on the busy timeout: several processes
+            # opening a new file at once can get "locked" until one of them has switched it
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise StorageError([f"storage: cannot open SQLite file {path}: {exc}"]) from None
             time.sleep(min(0.02 * attempt, 0.5))
@@ -187,12 +187,13 @@ def is_schema_race(exc: BaseException) -> bool:
 
 def _open_rdb(factory: Callable[[], optuna.storages.BaseStorage]) -> optuna.storages.BaseStorage:
     """``factory()``, tried again while another process is creating the same tables."""
+    import optuna
     import sqlalchemy.exc
 
     for attempt in range(1, SCHEMA_RACE_ATTEMPTS + 1):
         try:
             return factory()
-        except sqlalchemy.exc.SQLAlchemyError as exc:
+        except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
             if attempt == SCHEMA_RACE_ATTEMPTS or not is_schema_race(exc):
                 raise
             logger.debug("another process is creating the tables (%s); again", short_reason(exc))
