@@ -190,7 +190,8 @@ def _open_rdb(factory: Callable[[], optuna.storages.BaseStorage]) -> optuna.stor
     import optuna
     import sqlalchemy.exc
 
-    for attempt in range(1, SCHEMA_RACE_ATTEMPTS + 1):
+    attempt = 1
+    while True:
         try:
             return factory()
         except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
@@ -198,7 +199,7 @@ def _open_rdb(factory: Callable[[], optuna.storages.BaseStorage]) -> optuna.stor
                 raise
             logger.debug("another process is creating the tables (%s); again", short_reason(exc))
             time.sleep(0.1 * attempt)
-    raise AssertionError("unreachable")
+            attempt += 1
 
 
 def is_rdb_url(url: str) -> bool:

@@ -246,6 +246,31 @@ def analytic_study(name: str = "analytic", **overrides: Any) -> dict[str, Any]:
     return data
 
 
+def _open_when_all_are_ready(cfg_data: dict[str, Any], barrier: Any) -> int:
+    """One machine's ``hpo run`` opening the study: all of them at the same instant."""
+    from hpo import open_study, validate_study_data
+
+    cfg = validate_study_data(cfg_data)
+    barrier.wait(timeout=120)
+    open_study(cfg)
+    return 0
+
+
+def open_at_once(cfg_data: dict[str, Any], machines: int = 6) -> list[int]:
+    """``machines`` processes, released together, each open the study as ``hpo run`` does.
+
+    Returns each one's status (0: it opened the study); one that failed raises here.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager, ProcessPoolExecutor(machines, mp_context=ctx) as pool:
+        barrier = manager.Barrier(machines)
+        runs = [pool.submit(_open_when_all_are_ready, cfg_data, barrier) for _ in range(machines)]
+        return [r.result(timeout=300) for r in runs]
+
+
 @pytest.fixture
 def write_study(tmp_path: Path) -> Callable[..., Path]:
     """Write a study mapping (or raw text) to ``tmp_path`` and return its path."""

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import inspect
 import math
-import multiprocessing
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import optuna
 import pytest
@@ -20,7 +17,7 @@ from hpo.config import CategoricalParam, FloatParam, IntParam, ParamSpec
 from hpo.confirm import confirmation_config
 from hpo.startup_design import balanced_design, describe_startup, study_startup
 from hpo.storages import storage_url
-from tests.conftest import analytic_study
+from tests.conftest import analytic_study, open_at_once
 
 
 def _space(raw: dict[str, dict[str, object]]) -> dict[str, ParamSpec]:
@@ -190,27 +187,13 @@ def test_a_study_runs_its_design_first_and_a_resume_queues_nothing(
     assert sum(t.params == design[0] for t in study.trials) == 1
 
 
-def _open_when_all_are_ready(cfg_data: dict[str, object], barrier: Any) -> int:
-    """One machine's ``hpo run`` opening the study: all of them at the same instant."""
-    from hpo import open_study
-
-    cfg = validate_study_data(cfg_data)
-    barrier.wait(timeout=120)
-    open_study(cfg)
-    return 0
-
-
 def test_machines_creating_one_study_at_once_queue_its_design_once(postgres_url: str) -> None:
     storage = postgres_url
     name = f"race-{uuid.uuid4().hex[:12]}"
     data = analytic_study(name, storage=storage, startup="balanced")
     design = study_startup(validate_study_data(data))
     machines = 6
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Manager() as manager, ProcessPoolExecutor(machines, mp_context=ctx) as pool:
-        barrier = manager.Barrier(machines)
-        runs = [pool.submit(_open_when_all_are_ready, data, barrier) for _ in range(machines)]
-        assert [r.result(timeout=300) for r in runs] == [0] * machines
+    assert open_at_once(data, machines) == [0] * machines
     study = optuna.load_study(study_name=name, storage=storage)
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     queued = [t.system_attrs["fixed_params"] for t in waiting]

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import optuna
@@ -17,7 +15,7 @@ import pytest
 from hpo import StorageError, load_study_config, run_study, validate_study_data
 from hpo.startup_design import study_startup
 from hpo.storages import mask_url, open_storage
-from tests.conftest import analytic_study
+from tests.conftest import analytic_study, open_at_once
 
 
 def test_mask_url_hides_passwords() -> None:
@@ -123,8 +121,6 @@ def test_a_fleet_started_at_once_on_an_empty_storage_all_open_it(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """Each machine's `hpo run` creates the tables when missing: all at once, none may fail."""
-    from tests.hpo.test_startup_design import _open_when_all_are_ready
-
     with contextlib.ExitStack() as stack:
         if backend == "sqlite":
             storage = f"sqlite:///{tmp_path / 'fleet.db'}"
@@ -136,11 +132,7 @@ def test_a_fleet_started_at_once_on_an_empty_storage_all_open_it(
         data = analytic_study("fleet", storage=storage, startup="balanced")
         design = study_startup(validate_study_data(data))
         machines = 6
-        ctx = multiprocessing.get_context("spawn")
-        with ctx.Manager() as manager, ProcessPoolExecutor(machines, mp_context=ctx) as pool:
-            barrier = manager.Barrier(machines)
-            runs = [pool.submit(_open_when_all_are_ready, data, barrier) for _ in range(machines)]
-            assert [r.result(timeout=300) for r in runs] == [0] * machines
+        assert open_at_once(data, machines) == [0] * machines
         storage_obj = open_storage(storage)
         study = optuna.load_study(study_name="fleet", storage=storage_obj)
         waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
