@@ -18,6 +18,13 @@ Collect a table (30 epochs, the search-efficiency task; about an hour on 2 cores
 Each line: ``{"config": {...}, "seed": 0, "val_f1": [...], "best_val_f1": [...],
 "epoch_seconds": [...]}``, one value per epoch, the knobs the trainer does not read left
 at the trainer defaults.
+
+To measure what a trainer setting is worth on this task, train a subset of the table with
+it and pair the runs with the stored ones (:mod:`benchmarks.paired_tables`)::
+
+    python -m benchmarks.curve_table --seed 0 --every 6 --set attn_dropout=0.0 --out t.jsonl
+
+``--set`` rows also store their settings (``"set": {...}``).
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from benchmarks.search_efficiency import (
     QUICK_SPACE,
@@ -94,11 +103,23 @@ def task_args(quick: bool) -> argparse.Namespace:
     return resolve_args(build_parser().parse_args(argv))
 
 
-def collect(seed: int, out: Path, jobs: int = 2, quick: bool = False) -> int:
-    """Write the table for ``seed`` to ``out``; resumes a partial file. Returns its row count."""
+def collect(
+    seed: int,
+    out: Path,
+    jobs: int = 2,
+    quick: bool = False,
+    overrides: Mapping[str, Any] | None = None,
+    every: int = 1,
+) -> int:
+    """Write the table for ``seed`` to ``out``; resumes a partial file. Returns its row count.
+
+    ``overrides`` are trainer parameters set for every run (on top of the task's);
+    ``every`` keeps every ``every``-th distinct configuration, a subset to pair with a
+    full table.
+    """
     args = task_args(quick)
-    fixed = fixed_params(args, "synthetic_har")
-    configs = distinct_configs(QUICK_SPACE if quick else SEARCH_SPACE, fixed)
+    fixed = {**fixed_params(args, "synthetic_har"), **(overrides or {})}
+    configs = distinct_configs(QUICK_SPACE if quick else SEARCH_SPACE, fixed)[::every]
     done: set[ConfigKey] = set()
     if out.exists():
         for line in out.read_text().splitlines():
@@ -110,19 +131,62 @@ def collect(seed: int, out: Path, jobs: int = 2, quick: bool = False) -> int:
         if jobs <= 1:
             rows = (train_curve(fixed, c, seed) for c in todo)
             for i, row in enumerate(rows, 1):
-                _write(sink, row, i, len(todo), started)
+                _write(sink, row, i, len(todo), started, overrides)
         else:
             ctx = get_context("spawn")
             with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
                 for i, row in enumerate(
                     pool.map(train_curve, itertools.repeat(fixed), todo, itertools.repeat(seed)), 1
                 ):
-                    _write(sink, row, i, len(todo), started)
+                    _write(sink, row, i, len(todo), started, overrides)
     return len(done) + len(todo)
 
 
-def _write(sink: Any, row: Mapping[str, Any], i: int, total: int, started: float) -> None:
-    sink.write(json.dumps(row) + "\n")
+def parse_overrides(
+    specs: Sequence[str], task: argparse.Namespace
+) -> tuple[list[str], dict[str, Any]]:
+    """``NAME=VALUE`` texts -> (one problem per bad spec, the parameters), checked by the trainer."""
+    from pydantic import ValidationError
+
+    from trainers.params import ContrastiveParams
+
+    problems: list[str] = []
+    overrides: dict[str, Any] = {}
+    for spec in specs:
+        name, sep, text = spec.partition("=")
+        if not sep or not name.strip():
+            problems.append(f"--set {spec!r}: expected NAME=VALUE")
+            continue
+        try:
+            overrides[name.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            problems.append(f"--set {spec!r}: the value is not a YAML scalar")
+    space = QUICK_SPACE if task.quick else SEARCH_SPACE
+    for name in overrides:
+        if name in space or name == "seed":
+            problems.append(
+                f"--set {name}: set by the table itself (a knob of its space, or --seed)"
+            )
+    if problems:
+        return problems, overrides
+    try:
+        ContrastiveParams.model_validate({**fixed_params(task, "synthetic_har"), **overrides})
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = ".".join(str(part) for part in err["loc"]) or "parameters"
+            problems.append(f"--set {where}: {err['msg']}")
+    return problems, overrides
+
+
+def _write(
+    sink: Any,
+    row: Mapping[str, Any],
+    i: int,
+    total: int,
+    started: float,
+    overrides: Mapping[str, Any] | None = None,
+) -> None:
+    sink.write(json.dumps({**row, "set": dict(overrides)} if overrides else row) + "\n")
     sink.flush()
     if i % 25 == 0 or i == total:
         print(
@@ -138,9 +202,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="JSON-lines file (resumed)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes, 1 thread each")
     parser.add_argument("--quick", action="store_true", help="the smoke size (CI)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a trainer parameter for every run (repeatable; the value is read as YAML)",
+    )
+    parser.add_argument(
+        "--every", type=int, default=1, help="keep every N-th distinct configuration"
+    )
     args = parser.parse_args(argv)
+    problems, overrides = parse_overrides(args.set, task_args(args.quick))
+    if args.every < 1:
+        problems.append(f"--every: must be >= 1, got {args.every}")
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
     started = time.perf_counter()
-    n = collect(args.seed, args.out, args.jobs, args.quick)
+    n = collect(args.seed, args.out, args.jobs, args.quick, overrides, args.every)
     print(f"{n} configurations in {args.out} ({time.perf_counter() - started:.0f} s)")
     return 0
 

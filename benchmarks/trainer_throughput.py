@@ -456,6 +456,8 @@ def _params(args: argparse.Namespace) -> ContrastiveParams:
         "precision": args.amp,
         "compile": args.compile,
     }
+    if args.attn_dropout is not None:
+        fixed["attn_dropout"] = args.attn_dropout
     if args.n_train is not None:
         fixed["synthetic_n_train"] = args.n_train
         fixed["synthetic_n_test"] = max(6, args.n_train // 4)
@@ -507,6 +509,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--compile", action="store_true", help="torch.compile the model of both paths (CUDA only)"
+    )
+    parser.add_argument(
+        "--attn-dropout",
+        type=float,
+        default=None,
+        help="the model's attention-weight dropout (default: the trainer's, 0)",
     )
     parser.add_argument(
         "--no-input-only", action="store_true", help="skip timing the input pipelines alone"
@@ -598,7 +606,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"{splits.x_train.shape[0]} training windows, batch {bs}, two augmented views per sample"
     )
     print(
-        f"model {p.model} ({count_parameters(trainer.model):,} params), loss CE + "
+        f"model {p.model} ({count_parameters(trainer.model):,} params, attention dropout "
+        f"{p.attn_dropout:g}), loss CE + "
         f"{p.contrastive_weight:g} x {p.loss} ({p.loss_mix}), augment policy {p.augment}, "
         f"device {device}, {precision}, {'torch.compile' if compile_model else 'eager'}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads"
@@ -646,6 +655,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "device": str(device),
         "precision": precision,
         "compile": compile_model,
+        "attn_dropout": p.attn_dropout,
         "batch_size": bs,
         "steps": args.steps,
         "repeats": args.repeats,

@@ -142,6 +142,7 @@ def build_model(p: ContrastiveParams, n_channels: int, n_classes: int) -> nn.Mod
         n_heads=p.n_heads,
         mlp_ratio=p.mlp_ratio,
         dropout=p.dropout,
+        attn_dropout=p.attn_dropout,
         use_cbam=p.use_cbam,
         use_dim_reduction=p.use_dim_reduction,
         reduction_dim=p.reduction_dim,

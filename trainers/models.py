@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from trainers.attention import MultiHeadAttention
+
 __all__ = [
     "CBAM",
     "DEFAULT_MODEL",
@@ -192,7 +194,10 @@ class ContrastCrossFormerBlock(nn.Module):
     full-width skip keeps stacked blocks from losing what the bottleneck drops. Without it
     the working dim is ``dim`` and ``in_proj``/``out_proj`` are identities.
 
-    ``prototypes``: (n_prototypes, working_dim), xavier-uniform initialised.
+    ``prototypes``: (n_prototypes, working_dim), xavier-uniform initialised. ``dropout``
+    drops sub-layer outputs and MLP activations; ``attn_dropout`` drops attention weights
+    (:class:`~trainers.attention.MultiHeadAttention`), 0 by default because on a CPU it
+    costs a fused attention kernel.
     """
 
     def __init__(
@@ -204,6 +209,7 @@ class ContrastCrossFormerBlock(nn.Module):
         dropout: float = 0.1,
         use_dim_reduction: bool = False,
         reduction_dim: int = 32,
+        attn_dropout: float = 0.0,
     ):
         super().__init__()
         working_dim = reduction_dim if use_dim_reduction else dim
@@ -233,13 +239,9 @@ class ContrastCrossFormerBlock(nn.Module):
         )
 
         self.norm1 = nn.LayerNorm(working_dim)
-        self.self_attn = nn.MultiheadAttention(
-            working_dim, n_heads, dropout=dropout, batch_first=True
-        )
+        self.self_attn = MultiHeadAttention(working_dim, n_heads, dropout=attn_dropout)
         self.norm2 = nn.LayerNorm(working_dim)
-        self.cross_attn = nn.MultiheadAttention(
-            working_dim, n_heads, dropout=dropout, batch_first=True
-        )
+        self.cross_attn = MultiHeadAttention(working_dim, n_heads, dropout=attn_dropout)
         self.prototypes = nn.Parameter(torch.empty(n_prototypes, working_dim))
         nn.init.xavier_uniform_(self.prototypes)
         self.norm3 = nn.LayerNorm(working_dim)
@@ -261,9 +263,9 @@ class ContrastCrossFormerBlock(nn.Module):
         """(B, T, dim) -> (B, T, dim)."""
         h = self.in_proj(x)
         q = self.norm1(h)
-        h = h + self.drop(self.self_attn(q, q, q, need_weights=False)[0])
-        protos = self.normalized_prototypes().unsqueeze(0).expand(h.shape[0], -1, -1)
-        h = h + self.drop(self.cross_attn(self.norm2(h), protos, protos, need_weights=False)[0])
+        h = h + self.drop(self.self_attn(q, q, q))
+        protos = self.normalized_prototypes().unsqueeze(0)  # (1, n_prototypes, working_dim)
+        h = h + self.drop(self.cross_attn(self.norm2(h), protos, protos))
         h = h + self.mlp(self.norm3(h))
         if self.use_dim_reduction:  # static config, not data: fine for torch.compile
             out: Tensor = x + self.out_proj(h)
@@ -355,6 +357,7 @@ class CrossFormerEncoder(nn.Module):
         n_heads: int = 4,
         mlp_ratio: float = 2.0,
         dropout: float = 0.1,
+        attn_dropout: float = 0.0,
         use_cbam: bool = True,
         use_dim_reduction: bool = False,
         reduction_dim: int = 32,
@@ -380,6 +383,7 @@ class CrossFormerEncoder(nn.Module):
                 dropout=dropout,
                 use_dim_reduction=use_dim_reduction,
                 reduction_dim=reduction_dim,
+                attn_dropout=attn_dropout,
             )
             for _ in range(depth)
         )
@@ -529,6 +533,7 @@ class TimeSeriesContrastiveModel(_ContrastiveModel):
         n_heads: int = 4,
         mlp_ratio: float = 2.0,
         dropout: float = 0.1,
+        attn_dropout: float = 0.0,
         use_cbam: bool = True,
         use_dim_reduction: bool = False,
         reduction_dim: int = 32,
@@ -557,6 +562,7 @@ class TimeSeriesContrastiveModel(_ContrastiveModel):
             n_heads=n_heads,
             mlp_ratio=mlp_ratio,
             dropout=dropout,
+            attn_dropout=attn_dropout,
             use_cbam=use_cbam,
             use_dim_reduction=use_dim_reduction,
             reduction_dim=reduction_dim,
@@ -628,7 +634,8 @@ class ConvEncoderModel(_ContrastiveModel):
 
     Same interface as :class:`TimeSeriesContrastiveModel` and accepts its keyword arguments
     so one search space can switch architectures; ``depth``, ``n_heads``, ``mlp_ratio``,
-    ``use_dim_reduction``, ``reduction_dim`` and ``n_prototypes`` are accepted and ignored.
+    ``use_dim_reduction``, ``reduction_dim``, ``n_prototypes`` and ``attn_dropout`` are accepted
+    and ignored.
     It has no prototypes (no ``init_prototypes_from_class_means``).
     """
 
@@ -654,6 +661,7 @@ class ConvEncoderModel(_ContrastiveModel):
         use_dim_reduction: bool | None = None,
         reduction_dim: int | None = None,
         n_prototypes: int | None = None,
+        attn_dropout: float | None = None,
     ):
         super().__init__(
             in_channels,

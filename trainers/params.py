@@ -107,7 +107,15 @@ class ContrastiveParams(BaseModel):
     depth: int = Field(default=1, ge=1, le=24)
     n_heads: int = Field(default=4, ge=1, le=64)
     mlp_ratio: float = Field(default=2.0, gt=0.0, le=16.0)
-    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    dropout: float = Field(
+        default=0.1, ge=0.0, lt=1.0, description="sub-layer outputs and MLP activations"
+    )
+    attn_dropout: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="attention weights; above 0 a CPU cannot use its fused attention kernel",
+    )
     use_cbam: bool = True
     use_dim_reduction: bool = Field(default=False, description="dim -> reduction_dim -> dim")
     reduction_dim: int = Field(default=32, ge=2, le=4096)
@@ -233,6 +241,7 @@ class ContrastiveParams(BaseModel):
     def _unused_architecture(self) -> set[str]:
         if self.model == "conv":  # attention-free: no blocks, no prototypes
             return {
+                "attn_dropout",
                 "depth",
                 "n_heads",
                 "mlp_ratio",

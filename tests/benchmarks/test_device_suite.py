@@ -28,6 +28,8 @@ def test_the_throughput_part_runs_every_step_and_leaves_its_figures_in_out(tmp_p
     assert figures
     log = (tmp_path / "throughput.log").read_text()
     assert "== fp32: exit 0" in log
+    assert "== fp32-attn-dropout: exit 0" in log
+    assert json.loads((tmp_path / "throughput_fp32_attn_dropout.json").read_text())
     assert "torch" in (tmp_path / "device.txt").read_text()
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from trainers.attention import MultiHeadAttention
 from trainers.models import (
     DEFAULT_MODEL,
     MODELS,
@@ -287,7 +288,7 @@ def test_conv_baseline_same_interface(x: torch.Tensor) -> None:
     assert out.embedding.shape == (B, 64)
     assert out.projection.shape == (B, 64)
     out.projection.sum().backward()
-    assert not any(isinstance(m, nn.MultiheadAttention) for m in model.modules())
+    assert not any(isinstance(m, MultiHeadAttention) for m in model.modules())
     other = ConvEncoderModel(C, 3)
     other.load_encoder_state_dict(model.encoder_state_dict())
     with pytest.raises(ValueError, match="pretrained on 9 channels, data has 6"):

@@ -144,7 +144,9 @@ def test_grad_accum_enlarges_the_batch_the_loss_sees() -> None:
 
 def test_cached_accumulation_gives_the_big_batch_gradient() -> None:
     """GradCache: same loss, gradient and BatchNorm statistics as one graph over all views."""
-    p = ContrastiveParams.model_validate({**TINY, "dropout": 0.3, "proto_proj": "mlp"})
+    p = ContrastiveParams.model_validate(
+        {**TINY, "dropout": 0.3, "attn_dropout": 0.3, "proto_proj": "mlp"}
+    )
     loss_fn = build_loss(p)
     assert loss_fn is not None
     torch.manual_seed(0)
