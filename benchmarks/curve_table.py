@@ -123,7 +123,14 @@ def collect(
     done: set[ConfigKey] = set()
     if out.exists():
         for line in out.read_text().splitlines():
-            done.add(config_key(json.loads(line)["config"], frozenset()))
+            row = json.loads(line)
+            if row["seed"] != seed or row.get("set", {}) != dict(overrides or {}):
+                raise ValueError(
+                    f"{out} holds runs at seed {row['seed']} with --set {row.get('set', {})}, "
+                    f"not seed {seed} with {dict(overrides or {})}: resume it as it was "
+                    "collected, or write to another --out"
+                )
+            done.add(config_key(row["config"], frozenset()))
     todo = [c for c in configs if config_key(c, frozenset()) not in done]
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -221,7 +228,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    n = collect(args.seed, args.out, args.jobs, args.quick, overrides, args.every)
+    try:
+        n = collect(args.seed, args.out, args.jobs, args.quick, overrides, args.every)
+    except (OSError, ValueError, KeyError) as exc:  # an unreadable or different table
+        print(f"error: --out: {exc}", file=sys.stderr)
+        return 2
     print(f"{n} configurations in {args.out} ({time.perf_counter() - started:.0f} s)")
     return 0
 

@@ -31,10 +31,25 @@ from typing import Any
 Key = tuple[int, tuple[tuple[str, Any], ...]]
 
 
+class TableError(ValueError):
+    """A table that cannot be read, named with the line at fault."""
+
+
 def load_rows(path: Path) -> dict[Key, Mapping[str, Any]]:
     """A table's rows keyed by (seed, configuration)."""
-    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    return {(int(r["seed"]), tuple(sorted(r["config"].items()))): r for r in rows}
+    rows: dict[Key, Mapping[str, Any]] = {}
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            key = (int(row["seed"]), tuple(sorted(row["config"].items())))
+            if not row["best_val_f1"]:
+                raise ValueError("an empty curve")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise TableError(f"{path} line {number}: not a curve-table row ({exc})") from None
+        rows[key] = row
+    return rows
 
 
 @dataclass(frozen=True)
@@ -137,14 +152,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in missing:
             print(f"error: --pair: no table at {path}", file=sys.stderr)
         return 2
-    pairs = pair_rows([(b, n) for b, n in args.pair])
+    try:
+        pairs = pair_rows([(b, n) for b, n in args.pair])
+    except (OSError, TableError) as exc:
+        print(f"error: --pair: {exc}", file=sys.stderr)
+        return 2
     if len(pairs) < 2:
         print("error: --pair: fewer than 2 runs share a configuration and seed", file=sys.stderr)
         return 2
     summary = summarize(pairs)
     print(report(summary))
     if args.json:
-        args.json.write_text(json.dumps(summary, indent=2))
+        try:
+            args.json.write_text(json.dumps(summary, indent=2))
+        except OSError as exc:
+            print(f"error: --json: {exc}", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import ValidationError
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
@@ -683,6 +684,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.reason == "no_cuda":
             hint = "; the CUDA measurements (--device cuda, --amp bf16, --compile) need a GPU"
         print(f"error: {exc}{hint}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:  # a trainer parameter out of range, one line each
+        for err in exc.errors():
+            name = ".".join(str(part) for part in err["loc"])
+            print(f"error: --{name.replace('_', '-')}: {err['msg']}", file=sys.stderr)
         return 2
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

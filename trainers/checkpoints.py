@@ -56,6 +56,9 @@ ENCODER_ARCH_FIELDS = (
 )
 """Parameters that fix the encoder's weight shapes; finetune takes them from the checkpoint."""
 
+SPLIT_FROM = {"attn_dropout": "dropout"}
+"""Parameters split off an older one: a checkpoint without them ran with the older's value."""
+
 RESUME_MAY_DIFFER = frozenset(
     {
         "epochs",
@@ -232,9 +235,14 @@ class TrainingCheckpoint:
 
     def _check_params(self, saved: Mapping[str, Any]) -> None:
         now = self.p.model_dump()
-        # A parameter added after the checkpoint was written counts as its default there.
+        # A parameter added after the checkpoint was written counts as its default there,
+        # or as the older parameter that used to set it.
         fields = type(self.p).model_fields
-        saved = {**{k: fields[k].default for k in now if k in fields and k not in saved}, **saved}
+        missing = {k: fields[k].default for k in now if k in fields and k not in saved}
+        for new_name, old_name in SPLIT_FROM.items():
+            if new_name in missing and old_name in saved:
+                missing[new_name] = saved[old_name]
+        saved = {**missing, **saved}
         differ = sorted(
             k
             for k in set(saved) | set(now)

@@ -52,7 +52,8 @@ throughput)
     if [[ "$device" == cuda* ]]; then
         step cuda-tests "$python" -m pytest -q -p no:cacheprovider \
             tests/trainers/test_augment.py::test_cuda_device_kept_and_generator_device_checked \
-            tests/trainers/test_metrics.py::test_hot_path_is_sync_free_and_stays_on_device
+            tests/trainers/test_metrics.py::test_hot_path_is_sync_free_and_stays_on_device \
+            tests/trainers/test_attention.py::test_cuda_fused_kernels_match_torch_on_shared_and_repeated_keys
     fi
     tp=("$python" -m benchmarks.trainer_throughput --device "$device" ${quick[@]+"${quick[@]}"})
     step fp32 "${tp[@]}" --json "$out/throughput_fp32.json"

@@ -64,3 +64,35 @@ def test_bad_settings_and_missing_tables_are_one_line_each(
     ]
     assert paired_tables.main(["--pair", out, out]) == 2
     assert capsys.readouterr().err.splitlines() == [f"error: --pair: no table at {out}"] * 2
+
+
+def test_a_table_resumes_only_as_it_was_collected(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = tmp_path / "t.jsonl"
+    args = ["--quick", "--jobs", "1", "--every", "24", "--out", str(table)]
+    assert curve_table.main([*args, "--set", "attn_dropout=0.1"]) == 0
+    before = table.read_text()
+    capsys.readouterr()
+    assert curve_table.main([*args, "--set", "attn_dropout=0.2"]) == 2
+    assert curve_table.main([*args, "--seed", "1", "--set", "attn_dropout=0.1"]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 2 and all(e.startswith("error: --out: ") for e in errors)
+    assert "resume it as it was collected" in errors[0]
+    assert table.read_text() == before
+
+
+def test_an_unreadable_table_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = tmp_path / "t.jsonl"
+    curve_table.collect(0, table, jobs=1, quick=True, every=24)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(table.read_text() + '{"config": {"loss": "vic')  # an interrupted write
+    capsys.readouterr()  # the collection's progress lines
+    assert paired_tables.main(["--pair", str(table), str(broken)]) == 2
+    (error,) = capsys.readouterr().err.splitlines()
+    assert error.startswith(f"error: --pair: {broken} line 3: not a curve-table row")
+    out = tmp_path / "missing" / "figures.json"
+    assert paired_tables.main(["--pair", str(table), str(table), "--json", str(out)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith("error: --json: ")

@@ -101,3 +101,28 @@ def test_the_block_drops_attention_weights_only_when_asked() -> None:
     model = create_model("crossformer", in_channels=9, n_classes=6, dim=E, attn_dropout=0.3)
     rates = {m.dropout for m in model.modules() if isinstance(m, MultiHeadAttention)}
     assert rates == {0.3}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("amp", [False, True])
+def test_cuda_fused_kernels_match_torch_on_shared_and_repeated_keys(amp: bool) -> None:
+    """The fused CUDA kernels get stride-0 keys and chunked q/k/v views: same answers."""
+    ref, new = _twins()
+    ref, new = ref.cuda(), new.cuda()
+    query = torch.randn(B, T, E, device="cuda", requires_grad=True)
+    protos = torch.randn(1, PROTOS, E, device="cuda", requires_grad=True)
+    repeated = protos.detach().expand(B, -1, -1).contiguous().requires_grad_()
+    tol = {"atol": 2e-2, "rtol": 2e-2} if amp else {"atol": 1e-5, "rtol": 1e-4}
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+        shared = new(query, protos, protos)
+        copied = new(query, repeated, repeated)
+        expected = ref(query, repeated, repeated, need_weights=False)[0]
+        self_new = new(query, query, query)
+        self_ref = ref(query, query, query, need_weights=False)[0]
+    torch.testing.assert_close(shared, copied, **tol)
+    torch.testing.assert_close(shared, expected, **tol)
+    torch.testing.assert_close(self_new, self_ref, **tol)
+    grad = torch.randn_like(shared)
+    (g_shared,) = torch.autograd.grad(shared, protos, grad)
+    (g_copied,) = torch.autograd.grad(copied, repeated, grad)
+    torch.testing.assert_close(g_shared[0], g_copied.sum(dim=0), **tol)

@@ -135,3 +135,18 @@ def test_save_dir_placeholders() -> None:
     assert resolve_save_dir(p) == Path("runs/infonce/3")
     with pytest.raises(TrainingFailed, match="unknown placeholder"):
         resolve_save_dir(ContrastiveParams(save_dir="runs/{trial}"))
+
+
+def test_a_checkpoint_from_before_attn_dropout_ran_at_dropout(tmp_path: Path) -> None:
+    """Attention weights were dropped at ``dropout`` until ``attn_dropout`` split off."""
+    params = {**BASE, "epochs": 1, "save_dir": str(tmp_path)}
+    train(params)
+    state_path = tmp_path / STATE_FILE
+    state = torch.load(state_path, weights_only=False)
+    del state["params"]["attn_dropout"]  # as the older trainer wrote it
+    atomic_save(state, state_path)
+    with pytest.raises(TrainingFailed, match=r"attn_dropout: 0\.2 -> 0\.0") as info:
+        train({**params, "epochs": 2, "resume": True})
+    assert info.value.reason == "resume_mismatch"
+    resumed = train({**params, "epochs": 2, "resume": True, "attn_dropout": 0.2})
+    assert resumed["epochs_run"] == 2
