@@ -40,8 +40,6 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from benchmarks.search_efficiency import (
     QUICK_SPACE,
     SEARCH_SPACE,
@@ -50,6 +48,8 @@ from benchmarks.search_efficiency import (
     resolve_args,
     trainer_defaults,
 )
+from hpo.errors import ConfigError
+from hpo.yaml_loader import load_yaml_value
 from trainers.reporter import RecordingReporter
 
 ConfigKey = tuple[tuple[str, Any], ...]
@@ -164,10 +164,10 @@ def parse_overrides(
         if not sep or not name.strip():
             problems.append(f"--set {spec!r}: expected NAME=VALUE")
             continue
-        try:
-            overrides[name.strip()] = yaml.safe_load(text)
-        except yaml.YAMLError:
-            problems.append(f"--set {spec!r}: the value is not a YAML scalar")
+        try:  # typed as the service types a --set value (``5`` is an int)
+            overrides[name.strip()] = load_yaml_value(text, source=f"--set {spec!r}")
+        except ConfigError as exc:
+            problems.extend(exc.problems)
     space = QUICK_SPACE if task.quick else SEARCH_SPACE
     for name in overrides:
         if name in space or name == "seed":
