@@ -56,6 +56,7 @@ from trainers.contrastive import (
     build_loss,
     build_model,
     build_optimizer,
+    fresh_compile,
     load_splits,
     resolve_device,
 )
@@ -192,6 +193,7 @@ class Shared:
     device: torch.device
     amp_dtype: torch.dtype | None
     compile: bool
+    backend: str = "inductor"
     steps_per_epoch: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -207,8 +209,8 @@ class Shared:
         model = build_model(p, self.splits.n_channels, self.splits.n_classes).to(self.device)
         model.train()
         step_model: nn.Module = model
-        if self.compile:
-            step_model = torch.compile(model)  # type: ignore[assignment]
+        if self.compile:  # as the trainer compiles: dynamo forgets earlier models first
+            step_model = fresh_compile(model, self.backend)
         optimizer = build_optimizer(model, p, self.device)
         schedule = build_schedule(
             p.scheduler,

@@ -41,6 +41,7 @@ from trainers.contrastive import (
     build_loss,
     build_model,
     build_optimizer,
+    compile_step_model,
     make_schedule,
     peak_memory_mb,
     resolve_device,
@@ -57,6 +58,7 @@ from trainers.metrics import (
 from trainers.models import count_parameters
 from trainers.params import ALIGN_INFONCE_MIN_BATCH, ContrastiveParams
 from trainers.reporter import Reporter, TrainingFailed
+from trainers.schedules import accumulation_group_size, optimizer_steps_per_epoch
 from trainers.synthetic import make_synthetic_har
 
 __all__ = ["block_retrieval_accuracy", "make_alignment_data", "train_align"]
@@ -175,9 +177,7 @@ def train_align(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]:
     amp_dtype = autocast_dtype(p.precision, device)
     model = build_model(p, data.n_channels, 1).to(device)  # the classifier head is unused
     n_params = count_parameters(model)
-    step_model: nn.Module = model
-    if p.compile and device.type == "cuda":
-        step_model = torch.compile(model)  # type: ignore[assignment]
+    step_model = compile_step_model(model, p.compile, device)
     loss_fn = build_loss(p)
     assert loss_fn is not None  # the params validator allows only the alignment losses
 
@@ -190,7 +190,7 @@ def train_align(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]:
             f"negatives), but {p.dataset} has only {n_train} training series",
         )
     n_batches = max(n_train // batch_size, 1)
-    steps_per_epoch = max(n_batches // p.grad_accum, 1)
+    steps_per_epoch = optimizer_steps_per_epoch(n_batches, p.grad_accum)
     val_block = min(batch_size, data.x_val.shape[0])
     augmenter = Augmenter.from_config(p.augment, strength=p.augment_strength, p=p.augment_p)
     generator = torch.Generator(device=device)
@@ -231,6 +231,7 @@ def train_align(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]:
         torch.cuda.reset_peak_memory_stats(device)
 
     first_epoch = epoch + 1
+    lr: float = optimizer.param_groups[0]["lr"]
     for epoch in range(first_epoch, p.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
@@ -245,12 +246,13 @@ def train_align(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]:
             ):
                 pred = step_model(xb).projection
                 loss = loss_fn(pred, zb)
-            (loss / p.grad_accum).backward()
+            (loss / accumulation_group_size(b, n_batches, p.grad_accum)).backward()
             if (b + 1) % p.grad_accum == 0 or b + 1 == n_batches:
                 if p.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
+                lr = optimizer.param_groups[0]["lr"]  # the epoch's last step's, for the report
                 schedule.step_batch()
                 if ema is not None:
                     ema.update(model)
@@ -276,7 +278,7 @@ def train_align(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]:
         metrics["best_val_cosine"] = best_cosine
         metrics["best_val_retrieval_acc"] = best_retrieval
         metrics["retrieval_chance"] = retrieval_chance(val_block)
-        metrics["lr"] = optimizer.param_groups[0]["lr"]
+        metrics["lr"] = lr
         metrics["epoch_seconds"] = time.perf_counter() - epoch_start
         metrics["peak_memory_mb"] = peak_memory_mb(device)
         last = metrics

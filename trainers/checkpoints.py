@@ -227,7 +227,12 @@ class TrainingCheckpoint:
         self.optimizer.load_state_dict(state["optimizer"])
         scheduler = self.schedule.scheduler
         if scheduler is not None and state["scheduler"] is not None:
-            scheduler.load_state_dict(state["scheduler"])
+            saved = state["scheduler"]
+            if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+                # cosine_restarts was CosineAnnealingWarmRestarts before: its step count
+                # carries over, and the schedule goes on with each group's own minimum
+                saved = {"lr_lambdas": [None] * len(scheduler.lr_lambdas), **saved}
+            scheduler.load_state_dict(saved)
         if self.ema_model is not None and state["ema"] is not None:
             self.ema_model.load_state_dict(state["ema"])
         restore_rng(state["rng"], self.device, self.generator)

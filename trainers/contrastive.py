@@ -48,7 +48,12 @@ from trainers.metrics import (
 from trainers.models import count_parameters, create_model
 from trainers.params import RESULT_METRICS, ContrastiveParams
 from trainers.reporter import USER_ERROR_REASONS, NullReporter, Reporter, TrainingFailed
-from trainers.schedules import Schedule, build_schedule
+from trainers.schedules import (
+    Schedule,
+    accumulation_group_size,
+    build_schedule,
+    optimizer_steps_per_epoch,
+)
 
 PER_EPOCH_METRICS = (
     "train_loss",
@@ -89,6 +94,32 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return None
+
+
+def compile_step_model(model: nn.Module, enabled: bool, device: torch.device) -> nn.Module:
+    """The module a training step calls: ``model`` compiled when asked on CUDA, else itself.
+
+    On a CPU compiling does not pay (docs/benchmarks.md, "torch.compile"), so ``compile``
+    is a CUDA option and the CPU trains eagerly.
+    """
+    if not enabled or device.type != "cuda":
+        return model
+    return fresh_compile(model)
+
+
+def fresh_compile(model: nn.Module, backend: str = "inductor") -> nn.Module:
+    """``torch.compile`` after forgetting every graph compiled earlier in this process.
+
+    A worker trains trial after trial in one process, each model with its own shapes.
+    Dynamo keeps the earlier trials' graphs for the same ``forward`` and, past its
+    recompile limit (8), runs that frame eagerly without an error: the ninth trial of a
+    new shape would train uncompiled. The earlier models are gone, so their graphs go too;
+    inductor's on-disk cache still makes a shape seen before cheap to compile again.
+    """
+    import torch._dynamo  # only a compiled run pays for the import
+
+    torch._dynamo.reset()
+    return torch.compile(model, backend=backend)  # type: ignore[return-value]
 
 
 def seed_everything(seed: int) -> None:
@@ -419,9 +450,7 @@ def train_supervised(
 
     model = hooks.build_model(p, data, device)
     n_params = count_parameters(model)
-    step_model: nn.Module = model
-    if p.compile and device.type == "cuda":
-        step_model = torch.compile(model)  # type: ignore[assignment]
+    step_model = compile_step_model(model, p.compile, device)
 
     contrastive = build_loss(p)
     augmenter = Augmenter.from_config(p.augment, strength=p.augment_strength, p=p.augment_p)
@@ -433,7 +462,7 @@ def train_supervised(
     n_batches = max(
         n_train // batch_size, 1
     )  # drop the ragged tail: BN and contrastive need full batches
-    steps_per_epoch = max(n_batches // p.grad_accum, 1)
+    steps_per_epoch = optimizer_steps_per_epoch(n_batches, p.grad_accum)
     optimizer = hooks.build_optimizer(model, p, device)
     schedule = make_schedule(p, optimizer, steps_per_epoch)
     ema = EmaModel(model, p.ema_decay) if p.ema_decay > 0 else None
@@ -476,6 +505,7 @@ def train_supervised(
         torch.cuda.reset_peak_memory_stats(device)
 
     first_epoch = p.epochs + 1 if stopped_early else epoch + 1
+    lr: float = optimizer.param_groups[0]["lr"]
     for epoch in range(first_epoch, p.epochs + 1):
         epoch_start = time.perf_counter()
         hooks.train_mode(model)
@@ -505,12 +535,13 @@ def train_supervised(
                     con = contrastive(z1, z2, yb)
                     meter.update("retrieval_acc", retrieval_accuracy(z1.detach(), z2.detach()), 1)
                 loss = _combine(ce, con, p)
-            (loss / p.grad_accum).backward()
+            (loss / accumulation_group_size(b, n_batches, p.grad_accum)).backward()
             if (b + 1) % p.grad_accum == 0 or b + 1 == n_batches:
                 if p.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
+                lr = optimizer.param_groups[0]["lr"]  # the epoch's last step's, for the report
                 schedule.step_batch()
                 if ema is not None:
                     ema.update(model)
@@ -544,7 +575,7 @@ def train_supervised(
             epochs_without_improvement += 1
         metrics["best_val_f1"] = best_f1
         metrics["best_val_loss"] = best_loss
-        metrics["lr"] = optimizer.param_groups[0]["lr"]
+        metrics["lr"] = lr
         metrics["epoch_seconds"] = time.perf_counter() - epoch_start
         metrics["peak_memory_mb"] = peak_memory_mb(device)
         last = metrics
@@ -575,6 +606,7 @@ def train_supervised(
         "best_val_f1": best_f1,
         "best_epoch": float(best_epoch),
         "final_val_f1": last["val_f1"],
+        "val_f1": float(best_eval.f1.item()),  # the kept epoch's, as accuracy and loss
         "val_accuracy": float(best_eval.accuracy.item()),
         "val_loss": float(best_eval.loss.item()),
         "best_val_loss": best_loss,
@@ -603,7 +635,7 @@ def train_supervised(
                 length=data.length,
                 dataset=p.dataset,
                 epoch=best_epoch,
-                metrics={"best_val_f1": best_f1},
+                metrics={"val_f1": result["val_f1"], "val_loss": result["val_loss"]},
             )
     result["train_seconds"] = time.perf_counter() - started
     return result

@@ -907,11 +907,12 @@ def _standardise(
 def _channel_stats(x: Float32Array) -> tuple[Float32Array, Float32Array]:
     """Mean and floored std per channel over series and time, ignoring NaN, in float64."""
     x64 = x.astype(np.float64)
-    count = np.maximum((~np.isnan(x64)).sum(axis=(0, 2), keepdims=True), 1)
+    observed = (~np.isnan(x64)).sum(axis=(0, 2), keepdims=True)
+    count = np.maximum(observed, 1)
     mean = np.nansum(x64, axis=(0, 2), keepdims=True) / count
     var = np.nansum((x64 - mean) ** 2, axis=(0, 2), keepdims=True) / count
     std = np.maximum(np.sqrt(var), STD_FLOOR)
-    std[count == 0] = 1.0  # channel unobserved in this split: leave values unscaled
+    std[observed == 0] = 1.0  # channel unobserved in this split: leave values unscaled
     return mean.astype(np.float32), std.astype(np.float32)
 
 

@@ -256,6 +256,7 @@ RESULT_METRICS = (
     "best_val_f1",
     "best_epoch",
     "final_val_f1",
+    "val_f1",
     "val_accuracy",
     "val_loss",
     "best_val_loss",

@@ -42,6 +42,7 @@ from trainers.contrastive import (
     build_loss,
     build_model,
     build_optimizer,
+    compile_step_model,
     load_splits,
     make_schedule,
     peak_memory_mb,
@@ -262,9 +263,7 @@ def train_pretrain(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]
 
     model = build_model(p, data.n_channels, n_classes).to(device)
     n_params = count_parameters(model)
-    step_model: nn.Module = model
-    if p.compile and device.type == "cuda":
-        step_model = torch.compile(model)  # type: ignore[assignment]
+    step_model = compile_step_model(model, p.compile, device)
     loss_fn = build_loss(p)
     if loss_fn is None or loss_fn.needs_labels:  # the params validator refuses both
         raise TrainingFailed("bad_params", f"mode: pretrain cannot train with loss {p.loss!r}")
@@ -328,6 +327,7 @@ def train_pretrain(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]
         return torch.cat([v1, v2])
 
     first_epoch = p.epochs + 1 if stopped_early else epoch + 1
+    lr: float = optimizer.param_groups[0]["lr"]
     for epoch in range(first_epoch, p.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
@@ -344,6 +344,7 @@ def train_pretrain(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]
             if p.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
             optimizer.step()
+            lr = optimizer.param_groups[0]["lr"]  # the epoch's last step's, for the report
             schedule.step_batch()
             if ema is not None:
                 ema.update(model)
@@ -367,7 +368,7 @@ def train_pretrain(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]
             raise TrainingFailed("nan", f"SSL loss is {metrics['ssl_loss']} at epoch {epoch}")
         metrics["ssl_chance_loss"] = chance
         metrics["retrieval_chance"] = retrieval_chance(effective_batch)
-        metrics["lr"] = optimizer.param_groups[0]["lr"]
+        metrics["lr"] = lr
         if evaluating:
             last_eval = {
                 k: metrics[k] for k in ("probe_f1", "probe_accuracy", "knn_f1", "knn_accuracy")

@@ -28,6 +28,20 @@ class Schedule:
             self.scheduler.step(metric)
 
 
+def optimizer_steps_per_epoch(n_batches: int, grad_accum: int) -> int:
+    """Optimizer steps in an epoch of ``n_batches``: a last, shorter accumulation group steps too."""
+    return max(math.ceil(n_batches / grad_accum), 1)
+
+
+def accumulation_group_size(batch: int, n_batches: int, grad_accum: int) -> int:
+    """Batches in the accumulation group of ``batch`` (0-based), the last group maybe fewer.
+
+    A batch's loss is divided by this, so every optimizer step takes the mean gradient of
+    its own batches, the shorter last group's included.
+    """
+    return min(grad_accum, n_batches - batch + batch % grad_accum)
+
+
 def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
     """Linear warmup to 1, then cosine decay to ``min_ratio`` at ``total_steps``."""
     if warmup_steps > 0 and step < warmup_steps:
@@ -35,6 +49,24 @@ def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, min_rat
     span = max(total_steps - warmup_steps, 1)
     progress = min(max(step - warmup_steps, 0) / span, 1.0)
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def cosine_restarts_factor(step: int, period: int, t_mult: int, min_ratio: float) -> float:
+    """SGDR: cosine from 1 to ``min_ratio`` over ``period`` steps, restarting; periods grow by ``t_mult``.
+
+    The factor of each parameter group's own learning rate, so every group anneals to its
+    own ``min_ratio`` share (``CosineAnnealingWarmRestarts`` takes one ``eta_min`` for all,
+    which lifts a group with a lower rate, such as a fine-tuned encoder's, above its own).
+    """
+    period = max(period, 1)
+    if t_mult == 1:
+        t_cur, t_i = step % period, period
+    else:
+        t_cur, t_i = step, period
+        while t_cur >= t_i:
+            t_cur -= t_i
+            t_i *= t_mult
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t_cur / t_i))
 
 
 def build_schedule(
@@ -59,9 +91,9 @@ def build_schedule(
         )
         return Schedule(sched)
     if name == "cosine_restarts":
-        base_lr = optimizer.param_groups[0]["lr"]
-        restarts = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-            optimizer, T_0=t_0 * steps_per_epoch, T_mult=t_mult, eta_min=base_lr * min_lr_ratio
+        period = t_0 * steps_per_epoch
+        restarts = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: cosine_restarts_factor(s, period, t_mult, min_lr_ratio)
         )
         return Schedule(restarts)
     if name == "plateau":

@@ -6,8 +6,9 @@
 #   run(command="bash benchmarks/device/suite.sh packing", carry=[".whl"], timeout_s=540)
 #
 # `throughput`: the CUDA tests, then trainer samples/s against the DataLoader baseline in
-# fp32, fp32 with attention dropout 0.1 (what the default 0 saves), bf16 autocast, and
-# bf16 + torch.compile (about 6 minutes on an H100 by estimate).
+# fp32, fp32 with attention dropout 0.1 (what the default 0 saves) and bf16 autocast, and
+# whether torch.compile pays for a trial in bf16 (benchmarks/compile_payoff.py: compile
+# time, cold and warm, against the step time saved), about 6 minutes on an H100 by estimate.
 # `packing`: trials/hour with 1, 2, 4 and 8 workers on GPU 0 (PACK_SECONDS each, 45 by
 # default; about 4 minutes). Everything lands in $OUT (at most 8 files come back).
 # DEVICE=cpu QUICK=1 runs the same commands here at the smoke size (tests/benchmarks).
@@ -53,7 +54,8 @@ throughput)
         step cuda-tests "$python" -m pytest -q -p no:cacheprovider \
             tests/trainers/test_augment.py::test_cuda_device_kept_and_generator_device_checked \
             tests/trainers/test_metrics.py::test_hot_path_is_sync_free_and_stays_on_device \
-            tests/trainers/test_attention.py::test_cuda_fused_kernels_match_torch_on_shared_and_repeated_keys
+            tests/trainers/test_attention.py::test_cuda_fused_kernels_match_torch_on_shared_and_repeated_keys \
+            tests/trainers/test_contrastive.py::test_cuda_compiled_step_model_matches_eager_for_each_new_shape
     fi
     tp=("$python" -m benchmarks.trainer_throughput --device "$device" ${quick[@]+"${quick[@]}"})
     step fp32 "${tp[@]}" --json "$out/throughput_fp32.json"
@@ -61,9 +63,9 @@ throughput)
         --json "$out/throughput_fp32_attn_dropout.json"
     if [[ "$device" == cuda* ]]; then
         step bf16 "${tp[@]}" --amp bf16 --workers 0 --no-input-only --json "$out/throughput_bf16.json"
-        step bf16-compile "${tp[@]}" --amp bf16 --compile --workers 0 --no-input-only \
-            --json "$out/throughput_bf16_compile.json"
     fi
+    step compile-payoff "$python" -m benchmarks.compile_payoff --device "$device" --amp bf16 \
+        ${quick[@]+"${quick[@]}"} --json "$out/compile_payoff.json"
     ;;
 packing)
     workers="${PACK_WORKERS:-1,2,4,8}"

@@ -30,6 +30,8 @@ def test_the_throughput_part_runs_every_step_and_leaves_its_figures_in_out(tmp_p
     assert "== fp32: exit 0" in log
     assert "== fp32-attn-dropout: exit 0" in log
     assert json.loads((tmp_path / "throughput_fp32_attn_dropout.json").read_text())
+    assert "== compile-payoff: exit 0" in log
+    assert json.loads((tmp_path / "compile_payoff.json").read_text())["trial_s"]
     assert "torch" in (tmp_path / "device.txt").read_text()
 
 
@@ -55,6 +57,8 @@ def test_the_gpu_tests_it_names_exist() -> None:
     for node in (
         "test_cuda_device_kept_and_generator_device_checked",
         "test_hot_path_is_sync_free_and_stays_on_device",
+        "test_cuda_fused_kernels_match_torch_on_shared_and_repeated_keys",
+        "test_cuda_compiled_step_model_matches_eager_for_each_new_shape",
     ):
         assert node in text
         assert any(f"def {node}(" in p.read_text() for p in (ROOT / "tests").rglob("test_*.py"))

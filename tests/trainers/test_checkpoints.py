@@ -150,3 +150,34 @@ def test_a_checkpoint_from_before_attn_dropout_ran_at_dropout(tmp_path: Path) ->
     assert info.value.reason == "resume_mismatch"
     resumed = train({**params, "epochs": 2, "resume": True, "attn_dropout": 0.2})
     assert resumed["epochs_run"] == 2
+
+
+def test_cosine_restarts_state_of_the_old_scheduler_resumes(tmp_path: Path) -> None:
+    # Until 2026-12-07 cosine_restarts was torch's CosineAnnealingWarmRestarts. A state it
+    # wrote resumes: its step count carries over and the schedule goes on as now.
+    params = {**BASE, "scheduler": "cosine_restarts", "t_0": 2, "min_lr_ratio": 0.1}
+    straight = RecordingReporter()
+    train(params, straight)
+    with pytest.raises(_Killed):
+        train({**params, "save_dir": str(tmp_path)}, _KillAfter(3))
+    state = torch.load(tmp_path / STATE_FILE, map_location="cpu", weights_only=True)
+    steps = state["scheduler"]["last_epoch"]
+    lr = ContrastiveParams(**params).lr
+    groups = [
+        {"params": [torch.nn.Parameter(torch.zeros(1))]} for _ in state["scheduler"]["base_lrs"]
+    ]
+    optimizer = torch.optim.SGD(groups, lr=lr)
+    old = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+        optimizer, T_0=2 * steps // 3, eta_min=lr * 0.1
+    )
+    for _ in range(steps):
+        optimizer.step()
+        old.step()
+    state["scheduler"] = old.state_dict()
+    atomic_save(state, tmp_path / STATE_FILE)
+
+    resumed = RecordingReporter()
+    train({**params, "save_dir": str(tmp_path), "resume": True}, resumed)
+    assert [s for s, _ in resumed.history] == [4, 5, 6, 7, 8]
+    want = [m["lr"] for _, m in straight.history[3:]]
+    assert [m["lr"] for _, m in resumed.history] == pytest.approx(want, rel=1e-9)

@@ -14,8 +14,15 @@ import torch
 from pydantic import ValidationError
 
 from trainers import Pruned, RecordingReporter, resolve_trainer
-from trainers.contrastive import PER_EPOCH_METRICS, train
+from trainers.contrastive import (
+    PER_EPOCH_METRICS,
+    build_model,
+    compile_step_model,
+    fresh_compile,
+    train,
+)
 from trainers.params import ContrastiveParams
+from trainers.schedules import warmup_cosine_factor
 
 SMALL_HAR: dict[str, Any] = {
     "dataset": "synthetic_har",
@@ -195,4 +202,65 @@ def test_monitor_val_loss_keeps_the_lowest_loss_epoch() -> None:
     assert result["best_epoch"] == best + 1
     assert result["val_loss"] == pytest.approx(losses[best])
     assert result["best_val_loss"] == losses[best]
+    assert result["best_val_f1"] == max(m["val_f1"] for _, m in reporter.history)
+
+
+def _model_of_width(dim: int) -> torch.nn.Module:
+    p = ContrastiveParams(dim=dim, proj_dim=8, proj_hidden_dim=16, n_heads=2, use_cbam=False)
+    return build_model(p, 3, 4).eval()
+
+
+def test_compile_is_a_cuda_option_and_the_cpu_trains_eagerly() -> None:
+    model = _model_of_width(8)
+    assert compile_step_model(model, True, torch.device("cpu")) is model
+    assert compile_step_model(model, False, torch.device("cpu")) is model
+
+
+def test_every_trial_in_a_worker_compiles_past_dynamo_recompile_limit() -> None:
+    # A worker compiles one model per trial in one process. Without a reset, dynamo runs
+    # ``forward`` eagerly from the (limit + 1)-th shape on, silently.
+    from torch._dynamo import config as dynamo_config
+    from torch._dynamo.utils import counters
+
+    x = torch.randn(2, 3, 16)
+    for dim in range(4, 4 * (dynamo_config.recompile_limit + 3), 4):
+        model = _model_of_width(dim)
+        counters.clear()
+        with torch.no_grad():
+            got = fresh_compile(model, backend="eager")(x)
+            want = model(x)
+        assert counters["stats"]["unique_graphs"] >= 1, f"dim {dim} ran uncompiled"
+        torch.testing.assert_close(got.logits, want.logits)
+    torch._dynamo.reset()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_compiled_step_model_matches_eager_for_each_new_shape() -> None:
+    x = torch.randn(4, 3, 16, device="cuda")
+    for dim in (8, 16):
+        model = _model_of_width(dim).cuda()
+        step_model = compile_step_model(model, True, x.device)
+        assert step_model is not model
+        with torch.no_grad():
+            torch.testing.assert_close(step_model(x).logits, model(x).logits, rtol=1e-4, atol=1e-4)
+
+
+def test_gradient_accumulation_schedules_every_optimizer_step() -> None:
+    # 192 training series in batches of 64: 3 batches, groups of 2 and 1, so 2 optimizer
+    # steps an epoch. The cosine must span all 8 of them and end at the last one.
+    reporter = RecordingReporter()
+    params = {**SMALL_HAR, "batch_size": 64, "grad_accum": 2, "epochs": 4, "lr": 1e-3}
+    train({**params, "warmup_epochs": 0, "min_lr_ratio": 0.0}, reporter)
+    lrs = [metrics["lr"] for _, metrics in reporter.history]
+    want = [1e-3 * warmup_cosine_factor(2 * epoch - 1, 0, 8, 0.0) for epoch in (1, 2, 3, 4)]
+    assert lrs == pytest.approx(want, rel=1e-9)
+    assert lrs[-1] > 0
+
+
+def test_result_val_f1_is_the_kept_epochs_under_either_monitor() -> None:
+    reporter = RecordingReporter()
+    result = train({**SMALL_HAR, "epochs": 4, "monitor": "val_loss"}, reporter)
+    kept = dict(reporter.history)[int(result["best_epoch"])]
+    assert result["val_f1"] == pytest.approx(kept["val_f1"])
+    assert result["val_loss"] == pytest.approx(kept["val_loss"])
     assert result["best_val_f1"] == max(m["val_f1"] for _, m in reporter.history)

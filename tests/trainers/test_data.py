@@ -479,3 +479,15 @@ def test_data_error_is_a_value_error_with_one_line() -> None:
     assert isinstance(error, ValueError)
     assert str(error) == "file.ts: line one line two"
     assert str(DataError("just a message")) == "just a message"
+
+
+def test_a_channel_unobserved_in_train_is_left_unscaled_elsewhere() -> None:
+    # NaN in every training series (observed only in validation): no statistics to scale
+    # by, so its values pass through, not divided by the std floor.
+    from trainers.data import _standardise as standardise
+
+    x_train = np.stack([np.ones((4, 5)), np.full((4, 5), np.nan)], axis=1).astype(np.float32)
+    x_val = np.stack([np.ones((2, 5)), np.full((2, 5), 0.5)], axis=1).astype(np.float32)
+    train, val, _ = standardise(x_train, x_val, None)
+    np.testing.assert_array_equal(train[:, 1], 0.0)
+    np.testing.assert_allclose(val[:, 1], 0.5)

@@ -1,0 +1,73 @@
+"""LR schedules and the optimizer-step count of an epoch with gradient accumulation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from trainers.schedules import (
+    accumulation_group_size,
+    build_schedule,
+    cosine_restarts_factor,
+    optimizer_steps_per_epoch,
+)
+
+
+@pytest.mark.parametrize("t_mult", [1, 2, 3])
+def test_cosine_restarts_factor_matches_torch_warm_restarts(t_mult: int) -> None:
+    # torch's CosineAnnealingWarmRestarts is the reference for one parameter group.
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    reference = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+        optimizer, T_0=5, T_mult=t_mult, eta_min=0.1
+    )
+    for step in range(80):
+        assert cosine_restarts_factor(step, 5, t_mult, 0.1) == pytest.approx(
+            optimizer.param_groups[0]["lr"], abs=1e-12
+        )
+        optimizer.step()
+        reference.step()
+
+
+def test_cosine_restarts_anneals_each_group_to_its_own_minimum() -> None:
+    # fine-tuning: the encoder at a tenth of the head's rate, min_lr_ratio 0.5
+    encoder, head = nn.Parameter(torch.zeros(1)), nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([{"params": [encoder], "lr": 1e-3}, {"params": [head]}], lr=1e-2)
+    schedule = build_schedule(
+        "cosine_restarts",
+        optimizer,
+        steps_per_epoch=3,
+        epochs=10,
+        warmup_epochs=0,
+        min_lr_ratio=0.5,
+        t_0=2,
+        t_mult=2,
+        plateau_patience=1,
+        plateau_factor=0.5,
+    )
+    seen: list[tuple[float, float]] = []
+    for _ in range(30):
+        seen.append((optimizer.param_groups[0]["lr"], optimizer.param_groups[1]["lr"]))
+        optimizer.step()
+        schedule.step_batch()
+    assert all(0.5e-3 - 1e-12 <= enc <= 1e-3 + 1e-12 for enc, _ in seen)
+    assert all(0.5e-2 - 1e-12 <= hd <= 1e-2 + 1e-12 for _, hd in seen)
+    assert min(enc for enc, _ in seen) < 0.55e-3  # it does anneal
+    assert all(hd / enc == pytest.approx(10.0) for enc, hd in seen)
+
+
+@pytest.mark.parametrize(
+    ("n_batches", "grad_accum", "steps", "sizes"),
+    [
+        (5, 1, 5, [1, 1, 1, 1, 1]),
+        (5, 2, 3, [2, 2, 2, 2, 1]),  # the last, single batch still steps, at full weight
+        (7, 3, 3, [3, 3, 3, 3, 3, 3, 1]),
+        (6, 3, 2, [3] * 6),
+        (1, 4, 1, [1]),  # accumulation longer than the epoch: one step of one batch
+    ],
+)
+def test_an_epoch_steps_once_per_accumulation_group(
+    n_batches: int, grad_accum: int, steps: int, sizes: list[int]
+) -> None:
+    assert optimizer_steps_per_epoch(n_batches, grad_accum) == steps
+    assert [accumulation_group_size(b, n_batches, grad_accum) for b in range(n_batches)] == sizes
