@@ -22,6 +22,7 @@ from hpo.samplers import build_sampler
 from hpo.space import space_as_dict, space_fingerprint
 from hpo.startup_design import study_startup
 from hpo.storages import default_grace_period, is_rdb_url, mask_url, open_storage, storage_url
+from hpo.workers import lapsed
 from hpo.workers.budget import (
     RETRIED_ATTR,
     SURPLUS_ATTR,
@@ -458,11 +459,11 @@ def run_study(
                 # the callback until the next full collection (RSS 528 -> 1,017 MiB, against
                 # 528 -> 554 MiB without).
                 with frozen_heap():
-                    study.optimize(
+                    lapsed.optimize(
+                        study,
                         guard,
                         n_trials=n_trials,
                         timeout=cfg.budget.timeout,
-                        catch=(Exception,),
                         callbacks=[
                             CollectGarbage(),
                             BudgetCallback(budget, tracker),

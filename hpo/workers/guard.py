@@ -65,10 +65,13 @@ class TrialGuard:
         self.max_retries = max_retries
         self.own_heartbeat = own_heartbeat
         self.current_trial_id: int | None = None
+        self.calls = 0
+        """Trials this guard has started: ``n_trials`` of an optimize loop that restarts."""
         self.tracker = tracker or BudgetTracker()
 
     def __call__(self, trial: optuna.Trial) -> float | Sequence[float]:
         self.current_trial_id = trial._trial_id
+        self.calls += 1
         storage = trial.study._storage
         attrs = self.identity.attrs()
         if not (

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from hpo import load_study_config, run_study
+from hpo import load_study_config, run_study, validate_study_data
 from hpo.runner import open_study
 from hpo.workers.budget import counted_trials
 from hpo.workers.heartbeat import HEARTBEAT_ATTR
@@ -360,6 +360,51 @@ def test_a_trial_that_always_kills_its_worker_is_bounded(tmp_path: Path) -> None
     assert [t.user_attrs["fail_reason"] for t in trials] == ["worker_died", "worker_died"]
     assert trials[1].system_attrs["failed_trial"] == 0
     assert counted_trials(trials) == 1, "the last crash counts: retries are bounded"
+
+
+def lapsing_trainer(params: Mapping[str, Any], reporter: Any = None) -> dict[str, float]:
+    """The first trial stalls past the grace period: another worker fails it meanwhile."""
+    marker = Path(params["marker"])
+    if not marker.exists():
+        marker.touch()
+        other = optuna.load_study(study_name=params["study"], storage=params["url"])
+        (mine,) = other.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        requeue(other, mine, "stale", max_retries=1)  # as the other worker's recovery does
+        if params["report_after"]:  # the trainer writes again on waking, or only returns
+            reporter.report(1, {"best_score": 0.5})
+    return {"best_score": float(params["x"])}
+
+
+@pytest.mark.parametrize("report_after", [True, False], ids=["reports", "returns"])
+def test_a_worker_whose_trial_was_failed_while_it_stalled_goes_on(
+    tmp_path: Path, report_after: bool
+) -> None:
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    data = analytic_study(
+        name="lapsed",
+        storage=url,
+        budget={"n_trials": 3},
+        pruner={"name": "none"},
+        startup="random",
+        trainer={
+            "name": "tests.hpo.test_recovery:lapsing_trainer",
+            "params": {
+                "marker": str(tmp_path / "lapsed"),
+                "url": url,
+                "study": "lapsed",
+                "report_after": report_after,
+            },
+        },
+        space={"x": {"type": "float", "low": -1.0, "high": 1.0}},
+    )
+    summary = run_study(validate_study_data(data))  # was: ValueError "Cannot tell a FAIL trial."
+    trials = load("lapsed", url).get_trials(deepcopy=False)
+    assert trials[0].state == TrialState.FAIL
+    assert trials[0].user_attrs["fail_reason"] == "stale"
+    assert summary.n_complete == 3
+    assert [t.state for t in trials[1:]] == [TrialState.COMPLETE] * 3
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
+    assert retry.params == trials[0].params
 
 
 # -- GPU out of memory ------------------------------------------------------------------------
