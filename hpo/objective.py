@@ -166,6 +166,19 @@ def _metric_attrs(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, flo
     return {f"{prefix}{k}": float(v) for k, v in metrics.items() if _finite(v)}
 
 
+class TrainerExited(RuntimeError):
+    """The trainer called ``sys.exit``: a failed trial, not the end of the worker."""
+
+
+def _train(train_fn: TrainFn, params: dict[str, Any], reporter: Any) -> Any:
+    """``train_fn(params, reporter)``, with a ``SystemExit`` from it (an argparse error, a
+    library's ``sys.exit``) turned into an exception the trial records."""
+    try:
+        return train_fn(params, reporter)
+    except SystemExit as exc:
+        raise TrainerExited(f"the trainer called sys.exit({exc.code!r})") from exc
+
+
 def _classify_exception(exc: BaseException) -> str:
     if isinstance(exc, TrainingFailed):
         return exc.reason
@@ -284,7 +297,7 @@ class Objective:
         started = time.perf_counter()
         try:
             with deadline(cfg.budget.trial_timeout):
-                result = self.train_fn(params, reporter)
+                result = _train(self.train_fn, params, reporter)
         except Pruned as exc:
             set_user_attrs(
                 trial,

@@ -165,14 +165,22 @@ def own_heartbeat(cfg: StudyConfig, study: optuna.Study) -> tuple[float, float] 
 
 def open_study(cfg: StudyConfig, *, force: bool = False, create: bool = True) -> optuna.Study:
     """Create the study or load it, refusing a changed space or objective unless ``force``."""
+    return _open_study(cfg, force=force, create=create)[0]
+
+
+def _open_study(
+    cfg: StudyConfig, *, force: bool = False, create: bool = True
+) -> tuple[optuna.Study, bool]:
+    """:func:`open_study`, and whether this call created the study."""
     storage = open_study_storage(cfg)
     sampler = build_sampler(cfg.sampler.name, cfg.sampler.kwargs, seed=cfg.seed, space=cfg.space)
     pruner = with_completed_cache(study_pruner(cfg))
     directions = cfg.objective.study_directions
     if not create:
-        return optuna.load_study(
+        loaded = optuna.load_study(
             study_name=cfg.name, storage=storage, sampler=sampler, pruner=pruner
         )
+        return loaded, False
     try:
         existing = optuna.load_study(
             study_name=cfg.name, storage=storage, sampler=sampler, pruner=pruner
@@ -180,7 +188,7 @@ def open_study(cfg: StudyConfig, *, force: bool = False, create: bool = True) ->
     except KeyError:
         existing = None
     if existing is not None:
-        return _resumed(existing, cfg, force)
+        return _resumed(existing, cfg, force), False
     try:
         study = optuna.create_study(
             study_name=cfg.name,
@@ -200,11 +208,11 @@ def open_study(cfg: StudyConfig, *, force: bool = False, create: bool = True) ->
             # its creator died before queueing (or this process created it and lost the
             # acknowledgement): queue them here, once more at worst
             _queue_first_trials(existing, cfg)
-        return existing
+        return existing, False
     _record_study_attrs(study, cfg)
     # only by the process that created the study: a resumed study has run them
     _queue_first_trials(study, cfg)
-    return study
+    return study, True
 
 
 QUEUED_ATTR = "hpo:first_trials_queued"
@@ -399,11 +407,13 @@ def run_study(
     trials. Ctrl-C / SIGTERM end the running trial as FAIL (``fail_reason: interrupted``)
     and queue its parameters again, then raise ``KeyboardInterrupt``.
     ``reseed_sampler`` gives this process's sampler a fresh random seed: parallel workers
-    built from the same study seed would otherwise propose the same parameters.
+    built from the same study seed would otherwise propose the same parameters. A run
+    that did not create the study (a resumed study, or another machine's run joining it)
+    is reseeded too: from the study seed it would propose the first run's parameters again.
     """
     spec = resolve_trainer(cfg.trainer.name)
-    study = open_study(cfg, force=force)
-    if reseed_sampler:
+    study, created = _open_study(cfg, force=force)
+    if reseed_sampler or not created:
         study.sampler.reseed_rng()
     identity = identity or WorkerIdentity.current()
     if isinstance(study._storage, OwnedTrialsStorage):

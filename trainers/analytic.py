@@ -3,7 +3,8 @@
 It "trains" an analytic function: the score climbs towards
 ``1 - (x - 0.3)^2 - (y + 0.2)^2 - choice penalty`` over ``epochs`` reports, so worse
 parameters are worse at every step and pruning has something real to decide on.
-``fail`` injects the faults a real trainer produces (exception, NaN, missing metric, hang);
+``fail`` injects the faults a real trainer produces (exception, ``sys.exit``, NaN, missing
+metric, hang);
 ``seed_noise`` adds the luck of a seed, different for every (seed, configuration).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -35,7 +37,7 @@ class AnalyticParams(BaseModel):
     epochs: int = Field(default=10, ge=1, le=100_000)
     seed: int = 0
     sleep_per_epoch: float = Field(default=0.0, ge=0, le=60)
-    fail: Literal["none", "raise", "nan", "missing", "hang", "collapse"] = "none"
+    fail: Literal["none", "raise", "exit", "nan", "missing", "hang", "collapse"] = "none"
     fail_when_x_above: float | None = None
     seed_noise: float = Field(default=0.0, ge=0, le=10)
     artifact_dir: str | None = None
@@ -74,6 +76,8 @@ def train(params: dict[str, Any], reporter: Reporter | None = None) -> dict[str,
         if triggered and epoch > p.epochs // 2:
             if p.fail == "raise":
                 raise RuntimeError(f"injected failure at epoch {epoch}")
+            if p.fail == "exit":
+                sys.exit(3)  # as argparse or a library might
             if p.fail == "hang":
                 time.sleep(3600)
             if p.fail == "collapse":

@@ -47,6 +47,27 @@ def test_resume_continues_to_exactly_n_trials(write_study: Callable[..., Path]) 
     assert len(_load(path, "analytic").trials) == 8
 
 
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_a_resumed_run_proposes_new_parameters(
+    write_study: Callable[..., Path], sampler: str
+) -> None:
+    # Seeded from the study seed again, a resumed run drew the first run's parameters
+    # again (random search, and TPE's random start-up trials).
+    path = write_study(
+        analytic_study(
+            budget={"n_trials": 2},
+            sampler={"name": sampler, "seed": 0},
+            startup="random",
+            pruner={"name": "none"},
+        )
+    )
+    run_study(load_study_config(path))
+    run_study(load_study_config(path, ["budget.n_trials=4"]))
+    params = [tuple(sorted(t.params.items())) for t in _load(path, "analytic").trials]
+    assert len(params) == 4
+    assert len(set(params)) == 4, params
+
+
 def test_changed_space_is_refused_unless_forced(write_study: Callable[..., Path]) -> None:
     path = write_study(analytic_study(budget={"n_trials": 2}))
     run_study(load_study_config(path))
@@ -74,6 +95,7 @@ def test_changed_direction_is_refused_even_with_force(write_study: Callable[...,
     ("fail", "reason"),
     [
         ("raise", "exception"),
+        ("exit", "exception"),  # sys.exit in the trainer: was the end of the run
         ("nan", "nan"),
         ("missing", "missing_metric"),
         ("collapse", "collapse"),
