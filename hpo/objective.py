@@ -11,7 +11,7 @@ import logging
 import math
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -227,6 +227,10 @@ class Objective:
         self.reuse_duplicates = reuses_duplicates(cfg)
         # the trainer's word on which sampled parameters a configuration does not read
         self.twins = TwinFinder(unused_params, cfg.trainer.params)
+        self.on_trained: Callable[[], None] = lambda: None
+        """Called as soon as the trainer returns or raises: from then on a first Ctrl-C or
+        SIGTERM waits for the trial's bookkeeping (results, artifacts) instead of
+        throwing the trained trial away (the runner points it at its interrupt state)."""
 
     def _run_after_hooks(
         self,
@@ -296,8 +300,11 @@ class Objective:
         reporter = TrialReporter(trial, cfg.objective.pruning_metric, prune_trial, final_step)
         started = time.perf_counter()
         try:
-            with deadline(cfg.budget.trial_timeout):
-                result = _train(self.train_fn, params, reporter)
+            try:
+                with deadline(cfg.budget.trial_timeout):
+                    result = _train(self.train_fn, params, reporter)
+            finally:
+                self.on_trained()
         except Pruned as exc:
             set_user_attrs(
                 trial,

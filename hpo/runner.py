@@ -448,6 +448,7 @@ def run_study(
     queued = {t.number for t in trials if t.state == TrialState.WAITING}
     tracker = BudgetTracker()
     with interrupt_handling() as interrupts:
+        objective.on_trained = interrupts.trainer_done
         guard = TrialGuard(
             objective,
             identity=identity,

@@ -41,6 +41,10 @@ class InterruptState:
             except RuntimeError:  # not inside the optimize loop after all
                 raise KeyboardInterrupt(self.signal_name) from None
 
+    def trainer_done(self) -> None:
+        """The trainer has returned: a first signal now waits for the trial's bookkeeping."""
+        self.in_trial = False
+
     def check(self) -> None:
         """Raise a deferred interrupt (called where raising is safe)."""
         if self.requested:

@@ -181,6 +181,30 @@ def test_a_single_worker_stopped_by_a_signal_records_its_trial(
     assert trials[1].intermediate_values == trials[0].intermediate_values
 
 
+class _SignalAfterTraining:
+    """A trial hook during whose bookkeeping (say, artifacts) a SIGTERM arrives."""
+
+    def before(self, trial: optuna.Trial, params: dict[str, Any]) -> dict[str, Any]:
+        return params
+
+    def after(self, trial: optuna.Trial, *args: Any) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_signal_after_training_keeps_the_trained_trial(tmp_path: Path) -> None:
+    data = analytic_study(
+        name="late_signal",
+        storage=f"sqlite:///{tmp_path / 'hpo.db'}",
+        budget={"n_trials": 3},
+        pruner={"name": "none"},
+        startup="random",
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run_study(validate_study_data(data), hooks=[_SignalAfterTraining()])
+    trials = load("late_signal", f"sqlite:///{tmp_path / 'hpo.db'}").get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.COMPLETE], "it was FAIL (interrupted)"
+
+
 def test_workers_stop_cleanly_when_their_supervisor_is_killed(tmp_path: Path) -> None:
     path = worker_study(tmp_path, n_trials=4, epochs=6, sleep=0.3, pruner={"name": "none"})
     storage = sqlite_url(path)
