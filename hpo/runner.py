@@ -444,8 +444,6 @@ def run_study(
     if n_trials is not None:
         remaining = n_trials if remaining is None else min(remaining, n_trials)
     started = time.perf_counter()
-    before = len(trials)
-    queued = {t.number for t in trials if t.state == TrialState.WAITING}
     tracker = BudgetTracker()
     with interrupt_handling() as interrupts:
         objective.on_trained = interrupts.trainer_done
@@ -492,10 +490,6 @@ def run_study(
         else:
             logger.info("study %s already has %d trials; nothing to run", cfg.name, already)
     elapsed = time.perf_counter() - started
-    # new trials, and the queued ones (enqueue, start-up design, retries) that were taken
-    ran = sum(
-        1
-        for t in study.get_trials(deepcopy=False)
-        if (t.number >= before or t.number in queued) and t.state != TrialState.WAITING
-    )
-    return summarize(study, cfg, ran, elapsed)
+    # what this process ran, new or queued (enqueue, start-up design, retries); not another
+    # run's trials on the same study, nor a surplus trial ended unrun
+    return summarize(study, cfg, guard.calls - guard.surplus, elapsed)

@@ -67,6 +67,8 @@ class TrialGuard:
         self.current_trial_id: int | None = None
         self.calls = 0
         """Trials this guard has started: ``n_trials`` of an optimize loop that restarts."""
+        self.surplus = 0
+        """Of those, trials started after the budget was claimed (ended unrun)."""
         self.tracker = tracker or BudgetTracker()
 
     def __call__(self, trial: optuna.Trial) -> float | Sequence[float]:
@@ -88,6 +90,7 @@ class TrialGuard:
         if self.n_trials is not None and not self._within_budget(trial):
             trial.storage.set_trial_system_attr(trial._trial_id, SURPLUS_ATTR, True)
             trial.set_user_attr(FAIL_REASON, "surplus")
+            self.surplus += 1
             trial.study.stop()
             raise SurplusTrial(f"trial {trial.number} started after the budget was claimed")
         try:

@@ -37,6 +37,7 @@ from types import FrameType
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 from rich.console import Console
 
 from hpo.config import StudyConfig
@@ -49,9 +50,10 @@ from hpo.storages import (
     storage_retry_seconds,
     storage_url,
 )
-from hpo.workers.budget import budget_state
+from hpo.workers.budget import SURPLUS_ATTR, budget_state
 from hpo.workers.display import SupervisorDisplay, WorkerRow
 from hpo.workers.gpus import WorkerPlan, WorkerSlot, slot_env, threads_per_worker
+from hpo.workers.identity import owner_key
 from hpo.workers.recovery import (
     INTERRUPTED,
     STORAGE_LOST,
@@ -141,6 +143,8 @@ class Supervisor:
         self._kill_at: float | None = None
         self._signals = 0
         self.recovered: list[int] = []
+        self.worker_keys: set[str] = set()
+        """``host:pid`` of every worker process spawned, restarts included."""
         self._pending: list[tuple[int, str, str]] = []
         """``(slot, host:pid, reason)`` of dead workers whose trials are still to recover."""
         self.notes: list[str] = list(plan.notes)
@@ -158,6 +162,16 @@ class Supervisor:
         cmd += ["-v"] * self.verbose
         return cmd
 
+    def _trials_run(self, trials: Sequence[optuna.trial.FrozenTrial]) -> int:
+        """Trials this run's workers ran: not another run's, not queued retries, not surplus."""
+        return sum(
+            1
+            for t in trials
+            if owner_key(t) in self.worker_keys
+            and t.state != TrialState.WAITING
+            and not t.system_attrs.get(SURPLUS_ATTR)
+        )
+
     def _spawn(self, worker: WorkerProcess, extra: Sequence[str] = ()) -> None:
         env = slot_env(worker.slot, threads=threads_per_worker(len(self.plan.slots)))
         env[SUPERVISOR_ENV] = str(os.getpid())
@@ -172,6 +186,7 @@ class Supervisor:
             start_new_session=True,  # our signals reach workers only when we forward them
         )
         worker.state = "running"
+        self.worker_keys.add(f"{socket.gethostname()}:{worker.proc.pid}")
         worker.reader = threading.Thread(
             target=self._relay, args=(worker, worker.proc), name=f"hpo-worker-{worker.slot.index}"
         )
@@ -327,7 +342,6 @@ class Supervisor:
         max_retries = self.cfg.workers.max_retries
         self.recovered += recover_orphans(study, max_retries=max_retries)
         existing = study.get_trials(deepcopy=False)
-        before = len(existing)
         self.display.prime(existing)
         started = time.monotonic()
         previous: dict[signal.Signals, Any] = {}
@@ -354,7 +368,7 @@ class Supervisor:
                 signal.signal(signum, handler)
         elapsed = time.monotonic() - started
         trials = study.get_trials(deepcopy=False)
-        summary = summarize(study, self.cfg, max(len(trials) - before, 0), elapsed)
+        summary = summarize(study, self.cfg, self._trials_run(trials), elapsed)
         st = budget_state(trials)
         n_trials = self.cfg.budget.n_trials
         left = self._time_left(started)

@@ -6,12 +6,13 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpo import StudyMismatchError, load_study_config, run_study
+from hpo import StudyMismatchError, load_study_config, run_study, validate_study_data
 from hpo.objective import derive_seed, prune_study_name
 from hpo.storages import storage_url
 from tests.conftest import analytic_study
@@ -66,6 +67,40 @@ def test_a_resumed_run_proposes_new_parameters(
     params = [tuple(sorted(t.params.items())) for t in _load(path, "analytic").trials]
     assert len(params) == 4
     assert len(set(params)) == 4, params
+
+
+def sharing_trainer(params: dict[str, Any], reporter: Any = None) -> dict[str, float]:
+    """While this run's first trial trains, another machine's run finishes a trial."""
+    marker = Path(params["marker"])
+    if not marker.exists():
+        marker.touch()
+        other = optuna.load_study(study_name="shared", storage=params["url"])
+        distribution = optuna.distributions.FloatDistribution(-1.0, 1.0)
+        other.add_trial(
+            optuna.trial.create_trial(
+                params={"x": 0.5}, distributions={"x": distribution}, value=0.5
+            )
+        )
+    return {"best_score": float(params["x"])}
+
+
+def test_trials_run_counts_this_runs_trials_only(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    data = analytic_study(
+        name="shared",
+        storage=url,
+        budget={"n_trials": 3},
+        pruner={"name": "none"},
+        startup="random",
+        trainer={
+            "name": "tests.hpo.test_runner:sharing_trainer",
+            "params": {"marker": str(tmp_path / "shared"), "url": url},
+        },
+        space={"x": {"type": "float", "low": -1.0, "high": 1.0}},
+    )
+    summary = run_study(validate_study_data(data))
+    assert summary.n_complete == 3
+    assert summary.trials_run == 2, "the other machine's trial is not this run's"
 
 
 def test_changed_space_is_refused_unless_forced(write_study: Callable[..., Path]) -> None:
