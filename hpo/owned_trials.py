@@ -37,7 +37,14 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import exc as sqlalchemy_exc
 from sqlalchemy import orm
 
-from hpo.rdb_writes import finish_trial, upsert_insert, write_attrs, write_param, write_report
+from hpo.rdb_writes import (
+    finish_trial,
+    start_waiting_trial,
+    upsert_insert,
+    write_attrs,
+    write_param,
+    write_report,
+)
 
 
 class OwnedTrialsStorage(_CachedStorage):
@@ -128,7 +135,10 @@ class OwnedTrialsStorage(_CachedStorage):
         if state.is_finished() and trial_id in self._owned and self._one_statement_writes:
             return self._finish(trial_id, state, values)
         try:
-            changed = super().set_trial_state_values(trial_id, state, values)
+            if state == TrialState.RUNNING and values is None:
+                changed = self._start(trial_id)
+            else:
+                changed = super().set_trial_state_values(trial_id, state, values)
         except BaseException:
             self._release(trial_id)
             raise
@@ -143,6 +153,15 @@ class OwnedTrialsStorage(_CachedStorage):
                     self._own(known[0], trial)
                 self._write_owner(trial_id)
         return changed
+
+    def _start(self, trial_id: int) -> bool:
+        """Pop a queued trial for this worker only (see :func:`hpo.rdb_writes.start_waiting_trial`)."""
+        if self._on_backend(
+            "set_trial_state_values", start_waiting_trial, trial_id, datetime.now()
+        ):
+            return True
+        # not taken: Optuna's own path says why (a finished trial raises, others are False)
+        return bool(super().set_trial_state_values(trial_id, TrialState.RUNNING))
 
     def owner_recorded(self, trial_id: int, attrs: Mapping[str, Any]) -> bool:
         """Whether ``attrs`` are already on this running trial of ours (no database read)."""

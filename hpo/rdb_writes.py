@@ -102,6 +102,33 @@ def _finish_statement() -> Any:
     )
 
 
+@functools.cache
+def _start_statement() -> Any:
+    trials = models.TrialModel.__table__
+    return (
+        sqlalchemy.update(trials)
+        .where(
+            trials.c.trial_id == sqlalchemy.bindparam("p_trial_id"),
+            trials.c.state == TrialState.WAITING,
+        )
+        .values(state=TrialState.RUNNING, datetime_start=sqlalchemy.bindparam("p_start"))
+    )
+
+
+def start_waiting_trial(backend: RDBStorage, trial_id: int, datetime_start: datetime) -> bool:
+    """Take a queued trial: WAITING to RUNNING, in one statement that checks it is WAITING.
+
+    Optuna reads the state, then writes it. On SQLite the read does not open the write
+    transaction (pysqlite begins one only at the ``UPDATE``), so two workers can both read
+    WAITING and both take the trial: measured, 5 of 300 queued trials went to both of two
+    workers. Any dialect: the ``UPDATE`` itself decides, and exactly one worker gets a row.
+    """
+    written = _execute(
+        backend, _start_statement(), {"p_trial_id": trial_id, "p_start": datetime_start}
+    )
+    return written == 1
+
+
 _ROWCOUNT = {"preserve_rowcount": True}
 """SQLAlchemy reads an INSERT's rowcount lazily, after psycopg 3 has closed the cursor
 and reset it to -1; this option keeps it as the driver reported it."""

@@ -9,7 +9,13 @@ from optuna.distributions import FloatDistribution
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from hpo.rdb_writes import finish_trial, write_attrs, write_param, write_report
+from hpo.rdb_writes import (
+    finish_trial,
+    start_waiting_trial,
+    write_attrs,
+    write_param,
+    write_report,
+)
 from hpo.storages import open_storage
 
 
@@ -71,3 +77,18 @@ def test_nothing_is_written_once_the_trial_is_not_running(rdb_url: str, unique_n
     trial = backend.get_trial(trial_id)
     assert trial.state == TrialState.FAIL and trial.values is None
     assert not trial.params and not trial.intermediate_values and not trial.user_attrs
+
+
+def test_a_queued_trial_is_taken_once(rdb_url: str, unique_name: str) -> None:
+    backend = open_storage(rdb_url)
+    assert isinstance(backend, RDBStorage)
+    study = optuna.create_study(study_name=unique_name, storage=backend)
+    study.enqueue_trial({"x": 0.5})
+    (queued,) = study.get_trials(deepcopy=False)
+    start = datetime(2026, 12, 7, 1, 2, 3)
+    assert start_waiting_trial(backend, queued._trial_id, start)
+    assert not start_waiting_trial(backend, queued._trial_id, datetime.now())  # taken
+    taken = backend.get_trial(queued._trial_id)
+    assert taken.state == TrialState.RUNNING and taken.datetime_start == start
+    backend.set_trial_state_values(queued._trial_id, TrialState.COMPLETE, [1.0])
+    assert not start_waiting_trial(backend, queued._trial_id, datetime.now())
