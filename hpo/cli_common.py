@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -96,3 +98,42 @@ def handles_errors(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def check_output_file(path: Path, option: str, example_name: str) -> None:
+    """Fail (exit 2) before any work when ``path`` cannot become the file a command writes.
+
+    Catches what shows without writing: a folder given as the file, a file where a folder
+    should be, a folder or file this user may not write. Missing folders are fine (they are
+    created); what only a write reveals is left to :func:`write_output_file`.
+    ``example_name`` is the file name the hint for a folder suggests.
+    """
+    if path.is_dir():
+        _fail([f"{option}: {path} is a folder; give a file name in it, e.g. {path / example_name}"])
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        _fail([f"{option}: cannot write {path}: {folder} is not a folder"])
+    if not os.access(folder, os.W_OK | os.X_OK):
+        _fail([f"{option}: cannot write {path}: folder {folder} is not writable"])
+    if path.exists() and not os.access(path, os.W_OK):
+        _fail([f"{option}: cannot write {path}: the file is read-only"])
+
+
+def write_output_file(path: Path, text: str, option: str) -> Path:
+    """Write ``text`` to ``path``, creating missing folders.
+
+    A failed write (``/proc/x``, a full disk) is one error line naming ``option``, exit 2,
+    and leaves no partial new file behind.
+    """
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        if not existed:
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+        _fail([f"{option}: cannot write {path}: {exc.strerror or exc}"])
+    return path

@@ -15,10 +15,15 @@ from hpo.cli_common import (
     Verbose,
     _fail,
     _setup_logging,
+    check_output_file,
     err,
     handles_errors,
     out,
+    write_output_file,
 )
+
+OUTPUT_OPTION = "-o/--output"
+"""How errors about the file ``report`` and ``export`` write name the option."""
 
 
 @handles_errors
@@ -65,11 +70,12 @@ def report(
 ) -> None:
     """Write one self-contained HTML report (plots, top trials, counts)."""
     from hpo.config import load_study_config
-    from hpo.report import write_report
+    from hpo.report import build_report
 
     _setup_logging(verbose)
     cfg = load_study_config(study, set_ or [])
-    path = write_report(cfg, output)
+    check_output_file(output, OUTPUT_OPTION, "report.html")
+    path = write_output_file(output, build_report(cfg), OUTPUT_OPTION)
     out.print(f"report written to {path}", highlight=False, soft_wrap=True)
 
 
@@ -83,13 +89,14 @@ def export(
 ) -> None:
     """Write the best trial as a trainer config for ``hpo train``."""
     from hpo.config import load_study_config
-    from hpo.export import export_best, export_text
+    from hpo.export import export_text
 
     cfg = load_study_config(study, set_ or [])
     if str(output) == "-":
         sys.stdout.write(export_text(cfg))
         return
-    path = export_best(cfg, output)
+    check_output_file(output, OUTPUT_OPTION, "best.yaml")
+    path = write_output_file(output, export_text(cfg), OUTPUT_OPTION)
     out.print(
         f"best trial written to {path}; retrain with: hpo train {path} --evaluate-test",
         highlight=False,

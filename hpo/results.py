@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -11,7 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.config import StudyConfig
 from hpo.duplicates import originals
 from hpo.runner import ATTR_FIXED, ATTR_TRAINER
-from hpo.storages import mask_url, open_storage, storage_url
+from hpo.storages import mask_url, open_storage, sqlite_path, storage_url
 
 if TYPE_CHECKING:
     from hpo.confirm import Confirmation
@@ -32,17 +33,31 @@ class StudyStatus:
     """What ``hpo confirm`` found, when it was run."""
 
 
+def _storage_file(url: str) -> Path | None:
+    """The file a SQLite or journal storage keeps its studies in; ``None`` for servers."""
+    if url.startswith("journal:///"):
+        return Path(url[len("journal:///") :])
+    return sqlite_path(url)
+
+
 def load_existing_study(cfg: StudyConfig) -> optuna.Study:
-    """Load the study named in ``cfg``; a clear error when it has never run."""
+    """Load the study named in ``cfg``; a clear error when it has never run.
+
+    Read-only commands come here: a storage file that does not exist is that error too,
+    not opened, since opening would create it (and Optuna's tables) as a side effect.
+    """
     from hpo.errors import ConfigError
 
-    storage = open_storage(storage_url(cfg))
+    url = storage_url(cfg)
+    not_found = ConfigError([f"study {cfg.name!r} not found in {mask_url(url)}; run it first"])
+    file = _storage_file(url)
+    if file is not None and not file.exists():
+        raise not_found
+    storage = open_storage(url)
     try:
         return optuna.load_study(study_name=cfg.name, storage=storage)
     except KeyError:
-        raise ConfigError(
-            [f"study {cfg.name!r} not found in {mask_url(storage_url(cfg))}; run it first"]
-        ) from None
+        raise not_found from None
 
 
 def best_trials(study: optuna.Study) -> list[FrozenTrial]:

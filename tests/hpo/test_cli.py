@@ -112,6 +112,24 @@ def test_status_of_a_study_that_never_ran(write_study: Callable[..., Path]) -> N
     assert "study 'never' not found" in result.stderr
 
 
+def test_read_only_commands_on_a_missing_storage_file_create_nothing(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Opening the storage would create the SQLite or journal file: the study was never run."""
+    sqlite = write_study(analytic_study(name="never"))
+    journal = write_study(
+        {**analytic_study(name="never"), "storage": "journal:///never.log"}, "journal.yaml"
+    )
+    before = sorted(tmp_path.iterdir())
+    for args in (("status", sqlite), ("best", sqlite), ("status", journal), ("best", journal)):
+        result = hpo(args[0], str(args[1]), cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: study 'never' not found"), lines
+        assert lines[0].endswith("; run it first")
+    assert sorted(tmp_path.iterdir()) == before, "no hpo.db, never.log or WAL files"
+
+
 def test_run_exits_1_when_no_trial_completes(write_study: Callable[..., Path]) -> None:
     data = analytic_study(budget={"n_trials": 2})
     data["trainer"]["params"]["fail"] = "raise"

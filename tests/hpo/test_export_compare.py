@@ -88,6 +88,47 @@ def test_export_before_any_completed_trial_is_an_error(write_study: Callable[...
         export_best(cfg, path.parent / "best.yaml")
 
 
+def test_export_output_that_cannot_be_written_is_one_error_line(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = write_study(
+        analytic_study(
+            budget={"n_trials": 1},
+            trainer={"name": "analytic", "params": {"epochs": 2}},
+            artifacts={"enabled": False},
+        )
+    )
+    run_study(load_study_config(path))
+    cases = [(tmp_path, f"error: -o/--output: {tmp_path} is a folder; give a file name in it")]
+    if Path("/proc/self").is_dir():  # Linux: a folder where no file can be created
+        cases.append((Path("/proc/best.yaml"), "error: -o/--output: cannot write /proc/best.yaml"))
+    before = sorted(tmp_path.rglob("*"))
+    for output, expected in cases:
+        result = _hpo("export", str(path), "-o", str(output))
+        assert result.exit_code == 2, (output, result.stderr, result.exception)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(expected), lines
+    assert sorted(tmp_path.rglob("*")) == before, "nothing written"
+    made = _hpo("export", str(path), "-o", str(tmp_path / "new" / "best.yaml"))
+    assert made.exit_code == 0, made.stderr
+    assert (tmp_path / "new" / "best.yaml").is_file(), "a missing folder is created"
+
+
+def test_export_and_compare_of_a_missing_database_create_nothing(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    a = write_study(analytic_study(name="never"), "a.yaml")
+    b = write_study(analytic_study(name="never"), "b.yaml")
+    for args in (
+        ["export", str(a), "-o", str(tmp_path / "best.yaml")],
+        ["compare", str(a), str(b)],
+    ):
+        result = _hpo(*args)
+        assert result.exit_code == 2, (args, result.stderr, result.exception)
+        assert result.stderr.startswith("error: study 'never' not found in sqlite:///"), args
+    assert sorted(tmp_path.iterdir()) == [a, b], "no hpo.db, no best.yaml"
+
+
 def test_compare_counts_trials_time_and_epochs(write_study: Callable[..., Path]) -> None:
     common = {
         "trainer": {"name": "analytic", "params": {"epochs": 3}},

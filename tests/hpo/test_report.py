@@ -181,6 +181,37 @@ def test_report_of_a_fresh_study_says_what_is_missing(
     assert {row[0]: row[1] for row in parsed.tables["counts"]}["fail"] == "1"
 
 
+def test_report_output_that_cannot_be_written_is_one_error_line(
+    report: tuple[Path, Any], tmp_path: Path
+) -> None:
+    study_file = report[0].parent.parent / "study.yaml"
+    (tmp_path / "file.txt").write_text("not a folder")
+    cases = [
+        (tmp_path, f"error: -o/--output: {tmp_path} is a folder; give a file name in it, e.g. "),
+        (tmp_path / "file.txt" / "r.html", f"error: -o/--output: cannot write {tmp_path}"),
+    ]
+    if Path("/proc/self").is_dir():  # Linux: a folder where no file can be created
+        cases.append((Path("/proc/r.html"), "error: -o/--output: cannot write /proc/r.html: "))
+    before = sorted(tmp_path.rglob("*"))
+    for output, expected in cases:
+        result = CliRunner().invoke(app, ["report", str(study_file), "-o", str(output)])
+        assert result.exit_code == 2, (output, result.stderr, result.exception)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(expected), lines
+        assert "written" not in result.stdout
+    assert sorted(tmp_path.rglob("*")) == before, "nothing written"
+
+
+def test_report_of_a_missing_database_creates_nothing(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = write_study(analytic_study(name="never"))
+    result = CliRunner().invoke(app, ["report", str(path), "-o", str(tmp_path / "out" / "r.html")])
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith("error: study 'never' not found in sqlite:///")
+    assert sorted(tmp_path.iterdir()) == [path], "no hpo.db, no out/ folder"
+
+
 def test_multi_objective_report_has_one_history_per_objective(
     write_study: Callable[..., Path], tmp_path: Path
 ) -> None:
