@@ -6,6 +6,7 @@ Everything here runs before a study is created, so a typo costs a second, not a 
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
 import re
 from collections.abc import Mapping
@@ -185,13 +186,18 @@ def _grouped_by_problems(cfg: StudyConfig, by: Any) -> list[str]:
     return problems
 
 
-def _schema_errors(
+WHOLE = "(params)"
+"""The location :func:`schema_errors` gives an error about several fields together."""
+
+
+def schema_errors(
     schema: type[BaseModel], params: dict[str, Any], only: str | None = None
 ) -> list[tuple[str, str]]:
+    """``(field, message)`` for each of the trainer schema's objections to ``params``."""
     try:
         schema.model_validate(params)
     except (TypeError, AttributeError, KeyError, IndexError) as exc:  # a validator's own bug
-        return [(only or "(params)", f"the trainer's schema failed ({type(exc).__name__}: {exc})")]
+        return [(only or WHOLE, f"the trainer's schema failed ({type(exc).__name__}: {exc})")]
     except ValidationError as exc:
         out = []
         for err in exc.errors():
@@ -202,7 +208,7 @@ def _schema_errors(
                 msg = "unknown parameter"
             else:
                 msg = str(err["msg"]).removeprefix("Value error, ")
-            out.append((loc or "(params)", msg))
+            out.append((loc or WHOLE, msg))
         return out
     return []
 
@@ -232,9 +238,10 @@ def _trainer_problems(cfg: StudyConfig) -> list[str]:
     if schema is None:
         return problems
     fixed = dict(cfg.trainer.params)
-    fixed_errors = _schema_errors(schema, fixed)
+    fixed_errors = schema_errors(schema, fixed)
     for loc, msg in fixed_errors:
-        problems.append(f"trainer.params.{loc}: {msg}")
+        where = "trainer.params" if loc == WHOLE else f"trainer.params.{loc}"
+        problems.append(f"{where}: {msg}")
     if fixed_errors:
         return problems
     fields = schema.model_fields
@@ -242,18 +249,55 @@ def _trainer_problems(cfg: StudyConfig) -> list[str]:
         if name not in fields:
             problems.append(f"space.{name}: trainer {cfg.trainer.name!r} has no parameter {name!r}")
             continue
-        problems.extend(_space_value_problems(schema, fixed, name, pspec))
+        problems.extend(_space_value_problems(schema, fixed, name, pspec, cfg.space))
     return problems
 
 
 def _space_value_problems(
-    schema: type[BaseModel], fixed: dict[str, Any], name: str, pspec: ParamSpec
+    schema: type[BaseModel],
+    fixed: dict[str, Any],
+    name: str,
+    pspec: ParamSpec,
+    space: Mapping[str, ParamSpec],
 ) -> list[str]:
     problems = []
     for value in _values_of(pspec):
-        for _loc, msg in _schema_errors(schema, {**fixed, name: value}, only=name):
+        for _loc, msg in schema_errors(schema, {**fixed, name: value}, only=name):
             problems.append(f"space.{name}: value {value!r} is not allowed: {msg}")
+        for msg in _always_refused(schema, fixed, name, value, space):
+            problems.append(f"space.{name}: value {value!r} is never allowed: {msg}")
     return problems
+
+
+MAX_COMBINATIONS = 256
+"""The most combinations of the other searched values a cross-field check tries."""
+
+
+def _always_refused(
+    schema: type[BaseModel],
+    fixed: dict[str, Any],
+    name: str,
+    value: Any,
+    space: Mapping[str, ParamSpec],
+) -> list[str]:
+    """The trainer's cross-field errors (``n_heads`` must divide ``dim``) that ``name: value``
+    meets with every combination of the other searched parameters' representative values.
+
+    Such errors name no one field, and another searched parameter may be what makes the
+    value fit (``dim: [48, 64]`` with ``n_heads: [3, 4]``), so only an error that stays
+    the same whatever the others take is certain to fail every trial with that value.
+    """
+    others = {n: _values_of(spec) for n, spec in space.items() if n != name}
+    if math.prod(len(v) for v in others.values()) > MAX_COMBINATIONS:
+        return []
+    always: set[str] | None = None
+    for combo in itertools.product(*others.values()):
+        params = {**fixed, **dict(zip(others, combo, strict=True)), name: value}
+        errors = {msg for loc, msg in schema_errors(schema, params) if loc == WHOLE}
+        always = errors if always is None else always & errors
+        if not always:
+            return []
+    return sorted(always or ())
 
 
 _ENV_TEXT = re.compile(r"\$\{[^}]*\}?")

@@ -61,6 +61,10 @@ def build_pruner(
     """
     cls = PRUNERS[name]
     args = dict(kwargs)
+    factor = args.get("reduction_factor")
+    if name in ("hyperband", "successive_halving") and isinstance(factor, int) and factor < 2:
+        # Optuna takes 1 and every trial then fails dividing by log(1) = 0
+        raise ValueError(f"reduction_factor must be an integer >= 2, got {factor}")
     if name == "hyperband" and max_resource is not None:
         args.setdefault("max_resource", max_resource)
     first_arg = FIRST_STEP_ARG.get(name)

@@ -6,7 +6,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
 from rich.console import Console
 
 from hpo.errors import ConfigError
@@ -53,15 +52,14 @@ def run_standalone(
     except TrainerNotFound as exc:
         raise ConfigError([f"trainer: {exc}"]) from None
     if spec.params_schema is not None:
-        try:
-            spec.params_schema.model_validate(params)
-        except ValidationError as exc:
-            problems = []
-            for e in exc.errors():
-                loc = ".".join(str(p) for p in e["loc"]) or "(params)"
-                msg = "unknown parameter" if e["type"] == "extra_forbidden" else str(e["msg"])
-                problems.append(f"params.{loc}: {msg.removeprefix('Value error, ')}")
-            raise ConfigError(problems) from None
+        from hpo.checks import WHOLE, schema_errors
+
+        problems = [
+            f"{'params' if loc == WHOLE else f'params.{loc}'}: {msg}"
+            for loc, msg in schema_errors(spec.params_schema, dict(params))
+        ]
+        if problems:
+            raise ConfigError(problems)
     from trainers.reporter import Reporter
 
     class _Echo(Reporter):

@@ -572,6 +572,31 @@ def test_password_of_a_set_variable_is_masked_in_errors(monkeypatch: pytest.Monk
 ANALYTIC_FIELDS = ["x", "y", "choice", "margin", "epochs", "seed", "sleep_per_epoch", "fail"]
 
 
+@pytest.mark.parametrize(
+    ("space", "expected"),
+    [
+        (  # with dim fixed at 64, 3 heads fail every trial
+            {"n_heads": {"type": "categorical", "choices": [2, 4, 3]}},
+            ["space.n_heads: value 3 is never allowed: n_heads=3 must divide"],
+        ),
+        (  # 3 heads fit dim 48: a sampler can pair them, so nothing is refused
+            {
+                "dim": {"type": "categorical", "choices": [48, 64]},
+                "n_heads": {"type": "categorical", "choices": [3, 4]},
+            },
+            [],
+        ),
+    ],
+)
+def test_values_a_cross_field_rule_always_refuses_are_named(
+    space: dict[str, Any], expected: list[str]
+) -> None:
+    data = yaml.safe_load(BASE_TEXTS["quickstart.yaml"])
+    data["space"] = space
+    lines = check_clean(yaml.safe_dump(data), expect_invalid=bool(expected))
+    assert [line for line in lines if any(e in line for e in expected)] == lines
+
+
 @given(
     st.dictionaries(
         st.one_of(st.sampled_from(ANALYTIC_FIELDS), st.text(min_size=1, max_size=10)),
@@ -616,6 +641,7 @@ def test_bad_trainer_params_name_the_parameter(params: dict[str, Any], expected:
         ({"batch_size": "big"}, "trainer.params.batch_size"),
         ({"dropuot": 0.1}, "trainer.params.dropuot: unknown parameter"),
         ({"val_fraction": 1.5}, "trainer.params.val_fraction"),
+        ({"n_heads": 3}, "trainer.params: n_heads=3 must divide the attention width (dim=64)"),
     ],
 )
 def test_bad_contrastive_params_name_the_parameter(params: dict[str, Any], expected: str) -> None:

@@ -88,3 +88,23 @@ def test_validate_says_what_the_service_fills_in() -> None:
     )
     given = {"name": "hyperband", "min_resource": 2, "max_resource": 30}
     assert pruner_defaults_note(_study(given)) == ""
+
+
+@pytest.mark.parametrize("name", ["hyperband", "successive_halving"])
+@pytest.mark.parametrize("factor", [0, 1])
+def test_a_reduction_factor_below_2_is_refused_before_any_trial(name: str, factor: int) -> None:
+    # Optuna accepts 1, and then every trial fails with ZeroDivisionError (log 1 = 0)
+    from hpo.errors import ConfigError
+
+    study = {
+        "name": "rf",
+        "objective": {"metric": "best_score", "direction": "maximize"},
+        "budget": {"n_trials": 2},
+        "pruner": {"name": name, "reduction_factor": factor},
+        "trainer": {"name": "analytic", "params": {"epochs": 9}},
+        "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+    }
+    with pytest.raises(
+        ConfigError, match=f"reduction_factor must be an integer >= 2, got {factor}"
+    ):
+        validate_study_data(study)

@@ -124,3 +124,22 @@ def test_a_knob_that_is_read_changes_the_result() -> None:
     assert "temperature" not in _unused(loss="infonce")
     first, second = (train({**TINY_HAR, "loss": "infonce", "temperature": t}) for t in (0.05, 0.5))
     assert first["train_loss"] != second["train_loss"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "width"),
+    [
+        ({"n_heads": 3}, "dim=64"),
+        ({"n_heads": 4, "use_dim_reduction": True, "reduction_dim": 30}, "reduction_dim=30"),
+    ],
+)
+def test_heads_must_divide_the_attention_width(fields: dict[str, Any], width: str) -> None:
+    # it failed in the model's constructor, after the study and the trial had started
+    with pytest.raises(ValueError, match=f"must divide the attention width \\({width}\\)"):
+        ContrastiveParams(**fields)
+
+
+def test_heads_are_not_checked_where_there_is_no_attention() -> None:
+    ContrastiveParams(model="conv", n_heads=3)
+    ContrastiveParams(n_heads=3, dim=48)
+    ContrastiveParams(n_heads=3, use_dim_reduction=True, reduction_dim=48)
