@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from hpo.config import FloatParam, ParamSpec, StudyConfig, _values_of
+from hpo.config import CategoricalParam, FloatParam, ParamSpec, StudyConfig, _values_of
 from hpo.pruners import PRUNERS, WRAPPERS, build_pruner, trainer_epochs, trainer_warmup
 from hpo.samplers import (
     SAMPLERS,
@@ -250,7 +250,43 @@ def _trainer_problems(cfg: StudyConfig) -> list[str]:
             problems.append(f"space.{name}: trainer {cfg.trainer.name!r} has no parameter {name!r}")
             continue
         problems.extend(_space_value_problems(schema, fixed, name, pspec, cfg.space))
+    return problems + _missing_input_problems(schema, fixed, cfg.space)
+
+
+def _missing_input_problems(
+    schema: type[BaseModel], fixed: dict[str, Any], space: Mapping[str, ParamSpec]
+) -> list[str]:
+    """Input files the trainer would not find (its schema's ``missing_inputs``), per value.
+
+    A missing data file or checkpoint fails every trial, and the failed trials use up
+    the budget: found here, it costs a second instead of a study to delete.
+    """
+    if not callable(getattr(schema, "missing_inputs", None)):
+        return []
+
+    def missing(params: dict[str, Any]) -> dict[str, str]:
+        try:
+            return dict(schema.model_validate(params).missing_inputs())  # type: ignore[attr-defined]
+        except Exception:  # invalid params are reported elsewhere; a broken check is not ours
+            return {}
+
+    searched = [n for n, spec in space.items() if isinstance(spec, CategoricalParam)]
+    problems = [
+        f"trainer.params.{field}: {why}"
+        for field, why in missing(fixed).items()
+        if not any(n in INPUT_FIELDS for n in space)
+    ]
+    for name in searched:
+        if name not in INPUT_FIELDS:
+            continue
+        for value in _values_of(space[name]):
+            for why in missing({**fixed, name: value}).values():
+                problems.append(f"space.{name}: value {value!r}: {why}")
     return problems
+
+
+INPUT_FIELDS = frozenset({"dataset", "data_dir", "init_from", "mode"})
+"""Trainer fields that decide which input files a trial reads."""
 
 
 def _space_value_problems(

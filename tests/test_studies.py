@@ -63,13 +63,31 @@ def test_studies_exist() -> None:
     assert {"quickstart", "crossformer_har", "regularization"} <= names
 
 
+# Until that input is made, validation names it (a run would fail every trial).
+MISSING_INPUT = {
+    "loss_comparison": "error: trainer.params.dataset: mode: align: no file data/align_har.npz",
+    "ssl_finetune": "error: trainer.params.init_from: no encoder checkpoint at runs/",
+}
+
+
 @pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.stem)
-def test_study_validates(study: Path) -> None:
-    result = subprocess.run([*HPO, "validate", str(study)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+def test_study_validates(study: Path, tmp_path: Path) -> None:
     text = study.read_text()
     assert text.startswith("#"), "each study starts with a header comment saying what it answers"
     assert "Runtime" in text or "runtime" in text
+    result = subprocess.run(
+        [*HPO, "validate", str(study)], capture_output=True, text=True, cwd=tmp_path
+    )
+    if study.stem in MISSING_INPUT:
+        assert result.returncode == 2, result.stdout
+        assert result.stderr.splitlines() == [
+            line
+            for line in result.stderr.splitlines()
+            if line.startswith(MISSING_INPUT[study.stem])
+        ]
+        assert result.stderr.strip(), "nothing said"
+        return
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.slow

@@ -84,17 +84,24 @@ def _cached_npz(
     )
 
 
+def alignment_file(dataset: str, data_dir: str | None) -> Path:
+    """Where ``mode: align`` reads its ``.npz``: as given, or relative to ``data_dir``."""
+    path = Path(dataset).expanduser()
+    if not path.is_absolute() and data_dir:
+        path = Path(data_dir).expanduser() / path
+    return path
+
+
+def missing_alignment_file(path: Path) -> str:
+    return f"mode: align: no file {path}; make one with python -m trainers.align {path}"
+
+
 def _load(p: ContrastiveParams) -> AlignmentSplits:
-    path = Path(p.dataset).expanduser()
-    if not path.is_absolute() and p.data_dir:
-        path = Path(p.data_dir).expanduser() / path
+    path = alignment_file(p.dataset, p.data_dir)
     try:
         stat = path.stat()
     except OSError:
-        raise TrainingFailed(
-            "data",
-            f"mode: align: no file {path}; make one with python -m trainers.align {path}",
-        ) from None
+        raise TrainingFailed("data", missing_alignment_file(path)) from None
     try:
         return _cached_npz(
             str(path.resolve()),

@@ -327,17 +327,29 @@ def encoder_part(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
 
 
+def encoder_file(path: str | Path) -> Path:
+    """The ``encoder.pt`` that ``init_from`` names: the file, or the one in a save_dir."""
+    file = Path(path).expanduser()
+    return file / ENCODER_FILE if file.is_dir() else file
+
+
+def missing_encoder(path: str | Path) -> str | None:
+    """Why ``init_from`` names no encoder checkpoint (checked before a study starts too)."""
+    file = encoder_file(path)
+    if file.exists():
+        return None
+    return (
+        f"no encoder checkpoint at {file}; point it at the encoder.pt (or the save_dir) "
+        "written by a mode: pretrain run"
+    )
+
+
 def load_encoder(path: str | Path) -> EncoderCheckpoint:
     """Read ``encoder.pt``; a folder means the ``encoder.pt`` inside it (a run's save_dir)."""
-    file = Path(path).expanduser()
-    if file.is_dir():
-        file = file / ENCODER_FILE
-    if not file.exists():
-        raise TrainingFailed(
-            "bad_checkpoint",
-            f"init_from: no encoder checkpoint at {file}; point it at the encoder.pt (or the "
-            "save_dir) written by a mode: pretrain run",
-        )
+    missing = missing_encoder(path)
+    if missing is not None:
+        raise TrainingFailed("bad_checkpoint", f"init_from: {missing}")
+    file = encoder_file(path)
     data = _load(file)
     if data.get("format") != ENCODER_FORMAT:
         raise TrainingFailed(

@@ -384,6 +384,29 @@ def _read_source(
     )
 
 
+def dataset_problem(name: str, data_dir: str | None) -> str | None:
+    """Why ``name`` cannot be read here, without reading it; None when it can be found.
+
+    The same look-up as :func:`load_dataset` (and its words), for checks that run before
+    a study exists: a missing file would otherwise fail every trial of the budget.
+    """
+    if name == "synthetic_har":
+        return None
+    if name == "uci_har":
+        if data_dir is None:
+            return "uci_har needs data_dir, the 'UCI HAR Dataset' folder"
+        return None if Path(data_dir).expanduser().exists() else f"no folder {data_dir}"
+    if _resolve_path(name, data_dir) is not None:
+        return None
+    if name.lower() in {n.lower() for n in bundled_datasets()}:
+        return None
+    where = f" (nor in data_dir {data_dir})" if data_dir else ""
+    return (
+        f"no file or folder {name}{where}, and not a dataset bundled with aeon "
+        "(no downloads are attempted)"
+    )
+
+
 def _resolve_path(name: str, data_dir: str | None) -> Path | None:
     """``name`` as an existing path, tried as given, then inside ``data_dir``."""
     candidates = [Path(name).expanduser()]

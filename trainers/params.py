@@ -222,6 +222,28 @@ class ContrastiveParams(BaseModel):
                 )
         return self
 
+    def missing_inputs(self) -> dict[str, str]:
+        """Inputs this configuration reads that are not there: ``{field: why}``.
+
+        Checked before a study is created: a missing file fails every trial of the budget,
+        and the failed trials count, so fixing the file later would leave nothing to run.
+        """
+        from trainers.align import alignment_file, missing_alignment_file
+        from trainers.checkpoints import missing_encoder
+        from trainers.data import dataset_problem
+
+        missing: dict[str, str] = {}
+        if self.mode == "align":
+            path = alignment_file(self.dataset, self.data_dir)
+            if not path.is_file():
+                missing["dataset"] = missing_alignment_file(path)
+        elif (problem := dataset_problem(self.dataset, self.data_dir)) is not None:
+            missing["dataset"] = problem
+        encoder = missing_encoder(self.init_from) if self.init_from else None
+        if self.mode == "finetune" and encoder is not None:
+            missing["init_from"] = encoder
+        return missing
+
     def unused_params(self) -> frozenset[str]:
         """Fields this configuration never reads: changing them trains exactly alike.
 

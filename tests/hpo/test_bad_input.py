@@ -579,6 +579,10 @@ ANALYTIC_FIELDS = ["x", "y", "choice", "margin", "epochs", "seed", "sleep_per_ep
             {"n_heads": {"type": "categorical", "choices": [2, 4, 3]}},
             ["space.n_heads: value 3 is never allowed: n_heads=3 must divide"],
         ),
+        (
+            {"dataset": {"type": "categorical", "choices": ["BasicMotions", "data/nope.npz"]}},
+            ["space.dataset: value 'data/nope.npz': no file or folder data/nope.npz"],
+        ),
         (  # 3 heads fit dim 48: a sampler can pair them, so nothing is refused
             {
                 "dim": {"type": "categorical", "choices": [48, 64]},
@@ -588,7 +592,7 @@ ANALYTIC_FIELDS = ["x", "y", "choice", "margin", "epochs", "seed", "sleep_per_ep
         ),
     ],
 )
-def test_values_a_cross_field_rule_always_refuses_are_named(
+def test_space_values_that_fail_every_trial_are_named(
     space: dict[str, Any], expected: list[str]
 ) -> None:
     data = yaml.safe_load(BASE_TEXTS["quickstart.yaml"])
@@ -642,6 +646,12 @@ def test_bad_trainer_params_name_the_parameter(params: dict[str, Any], expected:
         ({"dropuot": 0.1}, "trainer.params.dropuot: unknown parameter"),
         ({"val_fraction": 1.5}, "trainer.params.val_fraction"),
         ({"n_heads": 3}, "trainer.params: n_heads=3 must divide the attention width (dim=64)"),
+        # a missing input fails every trial, and they count: found before the study exists
+        ({"dataset": "data/nope.npz"}, "trainer.params.dataset: no file or folder data/nope.npz"),
+        (
+            {"mode": "finetune", "init_from": "runs/none"},
+            "trainer.params.init_from: no encoder checkpoint at runs/none",
+        ),
     ],
 )
 def test_bad_contrastive_params_name_the_parameter(params: dict[str, Any], expected: str) -> None:

@@ -143,3 +143,21 @@ def test_heads_are_not_checked_where_there_is_no_attention() -> None:
     ContrastiveParams(model="conv", n_heads=3)
     ContrastiveParams(n_heads=3, dim=48)
     ContrastiveParams(n_heads=3, use_dim_reduction=True, reduction_dim=48)
+
+
+def test_missing_inputs_name_the_field_and_the_remedy(tmp_path: Any) -> None:
+    assert ContrastiveParams().missing_inputs() == {}  # BasicMotions ships with aeon
+    assert ContrastiveParams(dataset="synthetic_har").missing_inputs() == {}
+    assert ContrastiveParams(dataset="nope.npz").missing_inputs() == {
+        "dataset": "no file or folder nope.npz, and not a dataset bundled with aeon "
+        "(no downloads are attempted)"
+    }
+    align = ContrastiveParams(mode="align", loss="mse", dataset="x.npz", data_dir=str(tmp_path))
+    assert align.missing_inputs()["dataset"].startswith(f"mode: align: no file {tmp_path}/x.npz")
+    (tmp_path / "x.npz").write_bytes(b"")
+    assert align.missing_inputs() == {}
+    finetune = ContrastiveParams(mode="finetune", init_from=str(tmp_path))
+    assert finetune.missing_inputs() == {
+        "init_from": f"no encoder checkpoint at {tmp_path}/encoder.pt; point it at the "
+        "encoder.pt (or the save_dir) written by a mode: pretrain run"
+    }
