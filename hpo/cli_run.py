@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -162,8 +162,20 @@ def _finish_supervised(
         err.print("[red]the study is unfinished: its workers stopped before the budget[/red]")
         raise typer.Exit(1)
     if not result.summary.any_complete:
-        err.print("[red]no trial completed[/red]")
-        raise typer.Exit(1)
+        _no_trial_completed(result.summary)
+
+
+def _no_trial_completed(summary: RunSummary) -> NoReturn:
+    """Exit 1, saying so; and why nothing ran when failed trials had used up the budget."""
+    err.print("[red]no trial completed[/red]")
+    if summary.trials_run == 0 and summary.n_failed:
+        err.print(
+            f"hint: earlier runs' {summary.n_failed} failed trials used up budget.n_trials "
+            "(hpo status lists their fail_reason); after fixing the cause, run again with a "
+            "larger budget.n_trials (--set budget.n_trials=N) or under a new study name",
+            highlight=False,
+        )
+    raise typer.Exit(1)
 
 
 @handles_errors
@@ -242,8 +254,7 @@ def run_loaded(
     if show_best:
         _print_summary(cfg, summary, {})
     if not summary.any_complete:
-        err.print("[red]no trial completed[/red]")
-        raise typer.Exit(1)
+        _no_trial_completed(summary)
 
 
 @handles_errors

@@ -151,3 +151,15 @@ def test_run_with_dashboard_beside_it(write_study: Callable[..., Path]) -> None:
     result = hpo("run", str(path), "--dashboard", "--dashboard-port", "0")
     assert result.returncode == 0, result.stderr
     assert "dashboard: http://127.0.0.1:" in result.stderr
+
+
+def test_a_budget_used_up_by_failed_trials_says_so(write_study: Callable[..., Path]) -> None:
+    data = analytic_study(budget={"n_trials": 2}, pruner={"name": "none"})
+    data["trainer"]["params"].update({"fail": "raise"})
+    path = write_study(data)
+    first = hpo("run", str(path))
+    assert first.returncode == 1 and "hint:" not in first.stderr
+    again = hpo("run", str(path))  # the cause fixed, say, but the budget is spent
+    assert again.returncode == 1
+    assert "no trial completed" in again.stderr
+    assert "earlier runs' 2 failed trials used up budget.n_trials" in " ".join(again.stderr.split())
