@@ -154,14 +154,33 @@ def plan_workers(
                     f"{len(inherited)} entr{'y' if len(inherited) == 1 else 'ies'}"
                 )
             devices = [inherited[i] for i in gpus]
+            notes = []
         else:
             devices = [str(i) for i in gpus]
-        notes = []
+            notes = _unseen_gpu_notes(gpus, detected, env)
     slots = [
         WorkerSlot(index, device)
         for index, device in enumerate(d for d in devices for _ in range(per_gpu))
     ]
     return WorkerPlan(slots, notes)
+
+
+def _unseen_gpu_notes(
+    gpus: Sequence[int], detected: Sequence[str] | None, env: Mapping[str, str] | None
+) -> list[str]:
+    """Explicit GPU indices against the GPUs found here: an index past them is an error;
+    none found at all is a note (the workers then train on the CPU, which said nothing)."""
+    found, source = (list(detected), "the caller") if detected is not None else detect_gpus(env)
+    if not found:
+        listed = ", ".join(map(str, gpus))
+        return [f"no GPU found ({source}): the workers for GPU {listed} will train on the CPU"]
+    missing = [i for i in gpus if i >= len(found)]
+    if missing:
+        raise ValueError(
+            f"GPU {missing[0]} is not on this machine: {source} found {len(found)} "
+            f"(indices 0 to {len(found) - 1})"
+        )
+    return []
 
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")

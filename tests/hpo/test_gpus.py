@@ -24,7 +24,7 @@ from tests.hpo.test_workers import assert_finished_exactly, hpo, load, sqlite_ur
 
 
 def test_listed_gpus_get_per_gpu_slots_each() -> None:
-    plan = plan_workers([0, 2], per_gpu=2, env={})
+    plan = plan_workers([0, 2], per_gpu=2, env={}, detected=["0", "1", "2"])
     assert [(s.index, s.cuda_visible_devices) for s in plan.slots] == [
         (0, "0"),
         (1, "0"),
@@ -32,6 +32,16 @@ def test_listed_gpus_get_per_gpu_slots_each() -> None:
         (3, "2"),
     ]
     assert plan.uses_gpus and not plan.notes
+
+
+def test_listed_gpus_the_machine_does_not_have() -> None:
+    # they trained on the CPU without a word
+    plan = plan_workers([0, 1], env={}, detected=[])
+    assert plan.notes == [
+        "no GPU found (the caller): the workers for GPU 0, 1 will train on the CPU"
+    ]
+    with pytest.raises(ValueError, match=r"GPU 2 is not on this machine: the caller found 2"):
+        plan_workers([0, 2], env={}, detected=["0", "1"])
 
 
 def test_gpu_indices_are_relative_to_an_inherited_allocation() -> None:
@@ -101,7 +111,10 @@ def test_gpu_flags_become_overrides() -> None:
 
 def test_each_worker_gets_its_own_cuda_visible_devices(tmp_path: Path) -> None:
     path = worker_study(tmp_path, n_trials=8, epochs=3, sleep=0.25, pruner={"name": "none"})
-    result = hpo("run", str(path), "--gpus", "0,1", "--workers-per-gpu", "2")
+    # an allocation of two (as a scheduler gives it): the same on a machine with any GPUs
+    result = hpo(
+        "run", str(path), "--gpus", "0,1", "--workers-per-gpu", "2", CUDA_VISIBLE_DEVICES="0,1"
+    )
     assert result.returncode == 0, result.stderr
     assert "gpu 0, gpu 1 (4 processes)" in result.stdout
     study = load("workers", sqlite_url(path))
