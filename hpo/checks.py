@@ -5,6 +5,7 @@ Everything here runs before a study is created, so a typo costs a second, not a 
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import itertools
 import math
@@ -190,6 +191,11 @@ WHOLE = "(params)"
 """The location :func:`schema_errors` gives an error about several fields together."""
 
 
+def _did_you_mean(name: str, schema: type[BaseModel]) -> str:
+    close = difflib.get_close_matches(name, list(schema.model_fields), n=1, cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def schema_errors(
     schema: type[BaseModel], params: dict[str, Any], only: str | None = None
 ) -> list[tuple[str, str]]:
@@ -205,7 +211,7 @@ def schema_errors(
             if only is not None and (not err["loc"] or err["loc"][0] != only):
                 continue
             if err["type"] == "extra_forbidden":
-                msg = "unknown parameter"
+                msg = "unknown parameter" + _did_you_mean(str(err["loc"][-1]), schema)
             else:
                 msg = str(err["msg"]).removeprefix("Value error, ")
             out.append((loc or WHOLE, msg))

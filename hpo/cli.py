@@ -13,6 +13,7 @@ import yaml
 from hpo.cli_common import (
     SetOption,
     StudyFile,
+    TrainerSetOption,
     Verbose,
     _fail,
     _setup_logging,
@@ -144,7 +145,7 @@ def best(
 @handles_errors
 def train(
     config: Annotated[Path, typer.Argument(help="Trainer config: {trainer: NAME, params: {...}}.")],
-    set_: SetOption = None,
+    set_: TrainerSetOption = None,
     evaluate_test: Annotated[
         bool, typer.Option("--evaluate-test", help="Also score the held-out test split.")
     ] = False,

@@ -49,6 +49,12 @@ SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", help="Override a key: --set budget.n_trials=3 (repeatable)."),
 ]
+TrainerSetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", "-s", help="Override a key of the config: --set params.epochs=3 (repeatable)."
+    ),
+]
 Verbose = Annotated[
     int, typer.Option("--verbose", "-v", count=True, help="More logging (-vv: debug).")
 ]

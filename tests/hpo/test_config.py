@@ -208,7 +208,9 @@ def test_trainer_import_path_not_found(write_study: Callable[..., Path]) -> None
 
 def test_trainer_schema_catches_fixed_param_typos(write_study: Callable[..., Path]) -> None:
     data = analytic_study(trainer={"name": "analytic", "params": {"epochs": 5, "epoch": 3}})
-    assert problems_of(write_study, data) == ["trainer.params.epoch: unknown parameter"]
+    assert problems_of(write_study, data) == [
+        "trainer.params.epoch: unknown parameter; did you mean 'epochs'?"
+    ]
 
 
 def test_trainer_schema_checks_every_space_value(write_study: Callable[..., Path]) -> None:
