@@ -15,6 +15,7 @@ import itertools
 import logging
 import os
 import re
+import socket
 import sqlite3
 import threading
 import time
@@ -33,10 +34,16 @@ DEFAULT_SQLITE_NAME = "hpo.db"
 SQLITE_BUSY_TIMEOUT_S = 60.0
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SCHEMES = ("sqlite", "postgresql", "mysql", "journal", "grpc")
-_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]+:)([^@\s]+)(@)")
+# The password runs to the last ``@`` before the host: an unencoded ``@`` in it must not
+# leave its tail in sight. The host after that ``@`` has no ``@`` up to ``/ ? #`` or the end.
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]+:)(\S+?)(@)(?=[^@/?#\s]*(?:[/?#\s]|$))")
+_GRPC_ADDRESS = re.compile(r"^(?P<host>\[[^\]]*\]|[^:/\[\]]*)(?::(?P<port>[^/]*))?/?$")
 _PASSWORD_PARAM = re.compile(r"(?i)(\bpassword\s*=\s*)('[^']*'|[^&\s;]+)")
 
 logger = logging.getLogger(__name__)
+
+GRPC_CONNECT_TIMEOUT_S = 5.0
+"""How long opening a ``grpc://`` storage waits for the proxy to answer."""
 
 STORAGE_RETRY_ENV = "HPO_STORAGE_RETRY_SECONDS"
 """Environment variable: how long a lost database connection is retried (seconds)."""
@@ -546,6 +553,42 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _open_grpc(url: str) -> optuna.storages.BaseStorage:
+    """A client of the storage proxy at ``grpc://host:port``, once the proxy answers.
+
+    Without the check, an unreachable proxy surfaces deep inside study creation as a
+    long gRPC traceback; here it is one line, like an unreachable database.
+    """
+    import warnings
+
+    import optuna
+
+    match = _GRPC_ADDRESS.match(url[len("grpc://") :])
+    port_text = (match.group("port") or "13000") if match else ""
+    if match is None or not port_text.isdigit():
+        raise StorageError([f"storage: {mask_url(url)!r} is not grpc://host:port (port a number)"])
+    host, port = match.group("host") or "localhost", int(port_text)
+    cannot = f"storage: cannot connect to the storage proxy at {mask_url(url)}"
+    try:  # a refused or unroutable port fails at once, in the OS's words
+        socket.create_connection((host.strip("[]"), port), timeout=GRPC_CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        if isinstance(exc, ConnectionRefusedError):
+            reason += " (is `hpo storage-proxy` running there?)"
+        raise StorageError([f"{cannot}: {reason}"]) from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        proxy = optuna.storages.GrpcStorageProxy(host=host, port=port)
+    try:  # something listens there: is it a gRPC server?
+        proxy.wait_server_ready(timeout=GRPC_CONNECT_TIMEOUT_S)
+    except ConnectionError:
+        proxy.close()
+        raise StorageError(
+            [f"{cannot}: no gRPC answer within {GRPC_CONNECT_TIMEOUT_S:g} s"]
+        ) from None
+    return proxy
+
+
 def open_storage(
     url: str,
     *,
@@ -573,10 +616,7 @@ def open_storage(
 
             return JournalStorage(JournalFileBackend(url[len("journal:///") :]))
         if url.startswith("grpc://"):
-            host, _, port = url[len("grpc://") :].rstrip("/").partition(":")
-            return optuna.storages.GrpcStorageProxy(
-                host=host or "localhost", port=int(port or 13000)
-            )
+            return _open_grpc(url)
         engine_kwargs: dict[str, Any] = {}
         path = sqlite_path(url)
         if path is not None:

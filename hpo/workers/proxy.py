@@ -8,22 +8,31 @@ expose it only on a private cluster network.
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import optuna
 
-from hpo.errors import StorageError
+from hpo.errors import HpoError, StorageError
 from hpo.storages import expand_env, is_rdb_url, mask_url, missing_env_vars, open_storage
+
+if TYPE_CHECKING:
+    import grpc
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PORT = 13000
+SERVER_THREADS = 10
+"""Threads answering workers' calls (Optuna's default for its proxy)."""
 
 
-def proxy_storage(url: str) -> optuna.storages.BaseStorage:
-    """The cached RDB storage the proxy serves (``${VAR}`` references expanded)."""
+def proxy_url(url: str) -> str:
+    """``url`` expanded, once it is known to be one the proxy can serve (nothing opened)."""
     missing = missing_env_vars(url)
     if missing:
         raise StorageError(
@@ -45,7 +54,64 @@ def proxy_storage(url: str) -> optuna.storages.BaseStorage:
                 f"(postgresql://, mysql://, sqlite:///), got {mask_url(url)!r}"
             ]
         )
-    return optuna.storages.get_storage(open_storage(url))
+    return url
+
+
+def _address(host: str, port: int) -> str:
+    """``host:port`` as gRPC parses it (an IPv6 literal in brackets)."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+def bind_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on, in the OS's words; ``None`` if it can.
+
+    gRPC only says "Failed to bind" (after logging its own multi-part line); binding a
+    plain socket the way it does (``SO_REUSEADDR``, no ``SO_REUSEPORT``) first tells a
+    port in use apart from an address this machine lacks.
+    """
+    address = _address(host, port)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"--host/--port: cannot listen on {address} ({exc.strerror or exc})"
+    for family, kind, proto, _, sockaddr in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(sockaddr)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return f"--port: {address} is already in use"
+                return f"--host/--port: cannot listen on {address} ({exc.strerror or exc})"
+    return None
+
+
+def make_proxy_server(storage: optuna.storages.BaseStorage, host: str, port: int) -> grpc.Server:
+    """Optuna's proxy server (its own servicer), bound to ``host:port``, not yet started.
+
+    Built here rather than by ``run_grpc_proxy_server`` to turn off ``SO_REUSEPORT``,
+    which gRPC sets by default: with it a second proxy on the same port also starts and
+    the kernel spreads workers over two databases without a word.
+    """
+    import grpc
+    from optuna.storages._grpc.auto_generated import api_pb2_grpc
+    from optuna.storages._grpc.servicer import OptunaStorageProxyService
+
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=SERVER_THREADS), options=[("grpc.so_reuseport", 0)]
+    )
+    api_pb2_grpc.add_StorageServiceServicer_to_server(OptunaStorageProxyService(storage), server)
+    try:
+        bound = server.add_insecure_port(_address(host, port))
+    except RuntimeError:  # grpcio >= 1.5x raises; older ones return 0
+        bound = 0
+    if not bound:  # gRPC has logged its own line; ours says what to change
+        server.stop(None)
+        address = _address(host, port)
+        raise HpoError([bind_problem(host, port) or f"--port: cannot listen on {address}"])
+    return server
 
 
 def serve_storage_proxy(
@@ -55,10 +121,23 @@ def serve_storage_proxy(
     port: int = DEFAULT_PORT,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve ``url`` over gRPC on ``host:port`` until interrupted."""
-    storage = proxy_storage(url)
-    if on_ready is not None:
-        on_ready(f"grpc://{host}:{port}")
+    """Serve ``url`` over gRPC on ``host:port`` until interrupted.
+
+    ``on_ready`` hears the URL only once the port is bound, so "listening" is never
+    printed by a proxy that then fails to start.
+    """
+    url = proxy_url(url)
+    problem = bind_problem(host, port)  # before the database is opened (or created)
+    if problem:
+        raise HpoError([problem])
+    storage = optuna.storages.get_storage(open_storage(url))  # Optuna's cache in front
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.run_grpc_proxy_server(storage, host=host, port=port)
+        server = make_proxy_server(storage, host, port)
+    server.start()
+    try:
+        if on_ready is not None:
+            on_ready(f"grpc://{_address(host, port)}")
+        server.wait_for_termination()
+    finally:
+        server.stop(None)

@@ -76,6 +76,20 @@ def test_mask_url_hides_every_password_form() -> None:
     assert mask_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
 
 
+def test_mask_url_hides_a_password_with_an_unencoded_at_sign() -> None:
+    """Everything up to the last ``@`` before the host is the password, not just its head."""
+    assert (
+        mask_url("postgresql://postgres:s3cret@pw@host/db") == "postgresql://postgres:***@host/db"
+    )
+    assert mask_url(f"cannot open mysql://u:{SECRET}@@x@h:3306/db: refused") == (
+        "cannot open mysql://u:***@h:3306/db: refused"
+    )
+    # an ``@`` after the host (in the query) is not part of the password
+    assert mask_url("postgresql://u:pw@h/db?application_name=a@b") == (
+        "postgresql://u:***@h/db?application_name=a@b"
+    )
+
+
 # -- a server nobody answers on --------------------------------------------------------------
 
 
@@ -102,6 +116,22 @@ def test_unreachable_server(tmp_path: Path, how: str) -> None:
         "Connection refused",
     )
     assert not (tmp_path / "hpo.db").exists()
+
+
+@pytest.mark.parametrize("how", ["in_file", "supervised"])
+def test_unreachable_grpc_storage_proxy(tmp_path: Path, how: str) -> None:
+    """Checked before any study is created: one line, no gRPC traceback, no Optuna warning."""
+    pytest.importorskip("grpc", reason="the gRPC storage proxy needs grpcio")
+    port = _free_port()
+    path = _study_file(tmp_path, f"grpc://127.0.0.1:{port}")
+    args = ["--workers", "2"] if how == "supervised" else []
+    result = hpo("run", str(path), *args, timeout=60)
+    _assert_one_line_error(
+        result,
+        f"error: storage: cannot connect to the storage proxy at grpc://127.0.0.1:{port}: ",
+        "Connection refused",
+    )
+    assert "ExperimentalWarning" not in result.stderr
 
 
 # -- a real server that says no ----------------------------------------------------------------
