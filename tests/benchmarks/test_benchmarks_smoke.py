@@ -46,18 +46,6 @@ def test_trainer_throughput_refuses_bad_sizes(capsys: pytest.CaptureFixture[str]
     assert "error:" in capsys.readouterr().err
 
 
-def test_compile_payoff_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "payoff.json"
-    assert compile_payoff.main(["--quick", "--device", "cpu", "--json", str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert "compiled / eager" in printed and "a trial of 2 epochs" in printed
-    assert "compile: true applies on CUDA only" in printed
-    result = json.loads(out.read_text(encoding="utf-8"))
-    assert set(result["trial_s"]) == {"eager", "cold", "warm"}
-    assert set(result["compile_cost_s"]) == {"cold", "warm"}
-    assert all(rate > 0 for rate in result["compiled_samples_per_s"])
-
-
 def test_compile_payoff_refuses_bad_sizes(capsys: pytest.CaptureFixture[str]) -> None:
     assert compile_payoff.main(["--quick", "--first-steps", "0"]) == 2
     assert capsys.readouterr().err.startswith("error: need --steps")
