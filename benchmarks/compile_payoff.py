@@ -37,14 +37,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from pydantic import ValidationError
 
 from benchmarks._common import machine_line, median, spread
-from benchmarks.trainer_throughput import Shared, TrainerPath
+from benchmarks.trainer_throughput import Shared, TrainerPath, _wants_cuda, exit_status
 from trainers.contrastive import autocast_dtype, load_splits, resolve_device
 from trainers.models import count_parameters
 from trainers.params import ContrastiveParams
-from trainers.reporter import TrainingFailed
 
 CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 
@@ -162,12 +160,6 @@ def _resolve_sizes(args: argparse.Namespace) -> None:
         raise ValueError("--epochs must be >= 1")
     if args.threads is not None and args.threads < 1:
         raise ValueError("--threads must be >= 1")
-
-
-def _wants_cuda(device: str) -> bool:
-    if device == "auto":
-        return torch.cuda.is_available()
-    return device.startswith("cuda")
 
 
 @contextmanager
@@ -318,21 +310,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
-    try:
+
+    def measure() -> None:
         _resolve_sizes(args)
         run(args)
-    except TrainingFailed as exc:
-        print(f"error: {exc}; the CUDA measurement needs a GPU", file=sys.stderr)
-        return 2
-    except ValidationError as exc:
-        for err in exc.errors():
-            name = ".".join(str(part) for part in err["loc"])
-            print(f"error: --{name.replace('_', '-')}: {err['msg']}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+
+    return exit_status(measure, "the CUDA measurement needs a GPU")
 
 
 if __name__ == "__main__":

@@ -678,13 +678,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
-    try:
+
+    def measure() -> None:
         _resolve_sizes(args)
         run(args)
+
+    return exit_status(
+        measure, "the CUDA measurements (--device cuda, --amp bf16, --compile) need a GPU"
+    )
+
+
+def exit_status(measure: Callable[[], object], cuda_hint: str) -> int:
+    """Run ``measure``; a bad option or a missing GPU is one ``error:`` line and status 2."""
+    try:
+        measure()
     except TrainingFailed as exc:
-        hint = ""
-        if exc.reason == "no_cuda":
-            hint = "; the CUDA measurements (--device cuda, --amp bf16, --compile) need a GPU"
+        hint = f"; {cuda_hint}" if exc.reason == "no_cuda" else ""
         print(f"error: {exc}{hint}", file=sys.stderr)
         return 2
     except ValidationError as exc:  # a trainer parameter out of range, one line each
