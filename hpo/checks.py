@@ -276,19 +276,16 @@ def _missing_input_problems(
         except Exception:  # invalid params are reported elsewhere; a broken check is not ours
             return {}
 
-    searched = [n for n, spec in space.items() if isinstance(spec, CategoricalParam)]
-    problems = [
-        f"trainer.params.{field}: {why}"
-        for field, why in missing(fixed).items()
-        if not any(n in INPUT_FIELDS for n in space)
+    searched = [n for n in space if n in INPUT_FIELDS]
+    if not searched:
+        return [f"trainer.params.{field}: {why}" for field, why in missing(fixed).items()]
+    return [
+        f"space.{name}: value {value!r}: {why}"
+        for name in searched
+        if isinstance(space[name], CategoricalParam)
+        for value in _values_of(space[name])
+        for why in missing({**fixed, name: value}).values()
     ]
-    for name in searched:
-        if name not in INPUT_FIELDS:
-            continue
-        for value in _values_of(space[name]):
-            for why in missing({**fixed, name: value}).values():
-                problems.append(f"space.{name}: value {value!r}: {why}")
-    return problems
 
 
 INPUT_FIELDS = frozenset({"dataset", "data_dir", "init_from", "mode"})

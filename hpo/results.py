@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -12,7 +11,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.config import StudyConfig
 from hpo.duplicates import originals
 from hpo.runner import ATTR_FIXED, ATTR_TRAINER
-from hpo.storages import mask_url, open_storage, sqlite_path, storage_url
+from hpo.storages import mask_url, open_storage, storage_file, storage_url
 
 if TYPE_CHECKING:
     from hpo.confirm import Confirmation
@@ -33,13 +32,6 @@ class StudyStatus:
     """What ``hpo confirm`` found, when it was run."""
 
 
-def _storage_file(url: str) -> Path | None:
-    """The file a SQLite or journal storage keeps its studies in; ``None`` for servers."""
-    if url.startswith("journal:///"):
-        return Path(url[len("journal:///") :])
-    return sqlite_path(url)
-
-
 def load_existing_study(cfg: StudyConfig) -> optuna.Study:
     """Load the study named in ``cfg``; a clear error when it has never run.
 
@@ -50,7 +42,7 @@ def load_existing_study(cfg: StudyConfig) -> optuna.Study:
 
     url = storage_url(cfg)
     not_found = ConfigError([f"study {cfg.name!r} not found in {mask_url(url)}; run it first"])
-    file = _storage_file(url)
+    file = storage_file(url)
     if file is not None and not file.exists():
         raise not_found
     storage = open_storage(url)

@@ -99,6 +99,13 @@ def sqlite_path(url: str) -> Path | None:
     return None
 
 
+def storage_file(url: str) -> Path | None:
+    """The file a SQLite or journal storage keeps its studies in; ``None`` for servers."""
+    if url.startswith("journal:///"):
+        return Path(url[len("journal:///") :])
+    return sqlite_path(url)
+
+
 def storage_problems(cfg: StudyConfig) -> list[str]:
     """Problems visible without connecting: unset variables, unknown schemes, missing folders."""
     if not cfg.storage:
@@ -614,7 +621,7 @@ def open_storage(
         if url.startswith("journal:///"):
             from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-            return JournalStorage(JournalFileBackend(url[len("journal:///") :]))
+            return JournalStorage(JournalFileBackend(str(storage_file(url))))
         if url.startswith("grpc://"):
             return _open_grpc(url)
         engine_kwargs: dict[str, Any] = {}

@@ -179,6 +179,20 @@ class CBAM(nn.Module):
         return x * torch.sigmoid(self.temporal_conv(pooled))
 
 
+def heads_problem(
+    n_heads: int, dim: int, use_dim_reduction: bool, reduction_dim: int
+) -> str | None:
+    """Why ``n_heads`` cannot split the attention width, or None (checked by the params too)."""
+    width = reduction_dim if use_dim_reduction else dim
+    if n_heads >= 1 and width % n_heads == 0:
+        return None
+    which = f"reduction_dim={reduction_dim}" if use_dim_reduction else f"dim={dim}"
+    return (
+        f"n_heads={n_heads} must divide the attention width ({which}); "
+        f"pick n_heads from the divisors of {width}"
+    )
+
+
 class ContrastCrossFormerBlock(nn.Module):
     """Pre-norm transformer block over time tokens with cross-attention to prototypes.
 
@@ -215,12 +229,9 @@ class ContrastCrossFormerBlock(nn.Module):
         working_dim = reduction_dim if use_dim_reduction else dim
         if working_dim < 1:
             raise ValueError(f"working dim must be >= 1, got {working_dim}")
-        if n_heads < 1 or working_dim % n_heads != 0:
-            which = f"reduction_dim={reduction_dim}" if use_dim_reduction else f"dim={dim}"
-            raise ValueError(
-                f"n_heads={n_heads} must divide the attention width ({which}); "
-                f"pick n_heads from the divisors of {working_dim}"
-            )
+        problem = heads_problem(n_heads, dim, use_dim_reduction, reduction_dim)
+        if problem is not None:
+            raise ValueError(problem)
         if n_prototypes < 1:
             raise ValueError(f"n_prototypes must be >= 1, got {n_prototypes}")
         if mlp_ratio <= 0:

@@ -197,13 +197,14 @@ class ContrastiveParams(BaseModel):
             raise ValueError("mode: finetune needs init_from (an encoder checkpoint path)")
         if self.resume and not self.save_dir:
             raise ValueError("resume: true needs save_dir")
-        width = self.reduction_dim if self.use_dim_reduction else self.dim
-        if self.model == "crossformer" and self.mode != "finetune" and width % self.n_heads:
-            which = "reduction_dim" if self.use_dim_reduction else "dim"
-            raise ValueError(
-                f"n_heads={self.n_heads} must divide the attention width ({which}={width}); "
-                f"pick n_heads from the divisors of {width}"
+        if self.model == "crossformer" and self.mode != "finetune":
+            from trainers.models import heads_problem
+
+            problem = heads_problem(
+                self.n_heads, self.dim, self.use_dim_reduction, self.reduction_dim
             )
+            if problem is not None:
+                raise ValueError(problem)
         if self.mode == "align":
             if self.loss not in ALIGN_LOSSES:
                 raise ValueError(
