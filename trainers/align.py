@@ -116,6 +116,10 @@ def _load(p: ContrastiveParams) -> AlignmentSplits:
         raise TrainingFailed("data", str(exc)) from exc
 
 
+ALIGN_PROTOTYPES = 6
+"""Prototypes of the crossformer block when ``n_prototypes`` is unset (it means one per class)."""
+
+
 def block_retrieval_accuracy(pred: Tensor, target: Tensor, block: int) -> Tensor:
     """In-batch retrieval over consecutive blocks of ``block`` rows (ragged tail dropped).
 
@@ -149,11 +153,13 @@ def _predict(model: nn.Module, x: Tensor, batch_size: int, amp_dtype: torch.dtyp
 def _scores(
     pred: Tensor, target: Tensor, loss_fn: ContrastiveLoss, block: int
 ) -> dict[str, Tensor]:
-    n_blocks = max(pred.shape[0] // block, 1)
     if loss_fn.name == "infonce":  # a batch-level loss: mean over batch-sized blocks
+        # whole blocks only (the ragged tail dropped, as in retrieval): a short block has
+        # fewer negatives, and a one-row block a loss of 0, which would bias the mean
+        kept = max(pred.shape[0] // block, 1) * block
         losses = [
             loss_fn(pc, tc)
-            for pc, tc in zip(pred.chunk(n_blocks), target.chunk(n_blocks), strict=True)
+            for pc, tc in zip(pred[:kept].split(block), target[:kept].split(block), strict=True)
         ]
         loss = torch.stack(losses).mean()
     else:
@@ -180,7 +186,10 @@ def train_align(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]:
             f"proj_dim={p.proj_dim} but the targets Z in {p.dataset} have {embed_dim} "
             "dimensions; leave proj_dim unset in mode: align (it is taken from Z)",
         )
-    p = p.model_copy(update={"proj_dim": embed_dim})
+    # No classes here: "one prototype per class" would leave one key, whose attention
+    # weight is always 1 (cross-attention a constant); take the block's own default.
+    prototypes = ALIGN_PROTOTYPES if p.n_prototypes is None else p.n_prototypes
+    p = p.model_copy(update={"proj_dim": embed_dim, "n_prototypes": prototypes})
     amp_dtype = autocast_dtype(p.precision, device)
     model = build_model(p, data.n_channels, 1).to(device)  # the classifier head is unused
     n_params = count_parameters(model)

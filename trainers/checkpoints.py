@@ -156,7 +156,18 @@ def capture_rng(device: torch.device, generator: torch.Generator) -> dict[str, A
 def restore_rng(state: Mapping[str, Any], device: torch.device, generator: torch.Generator) -> None:
     """Inverse of :func:`capture_rng`."""
     torch.set_rng_state(state["torch"])
-    generator.set_state(state["generator"])
+    try:
+        generator.set_state(state["generator"])
+    except RuntimeError:
+        # Written on another kind of device (a CUDA generator's state is not a CPU one's):
+        # the weights carry over, the augmentation stream cannot; seed it from the restored
+        # global RNG, so the resumed run is still reproducible on this device.
+        logger.warning(
+            "resume: the checkpoint was written on another kind of device than %s; "
+            "augmentations draw a new random stream from here on",
+            device,
+        )
+        generator.manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
     npy = state["numpy"]
     keys = npy["keys"].numpy().astype(np.uint32)
     np.random.set_state((npy["kind"], keys, npy["pos"], npy["has_gauss"], npy["cached"]))

@@ -35,7 +35,7 @@ from trainers.checkpoints import (
     resolve_save_dir,
     save_encoder,
 )
-from trainers.data import DeviceSplits, TimeSeriesSplits, load_dataset
+from trainers.data import DataError, DeviceSplits, TimeSeriesSplits, load_dataset
 from trainers.losses import ContrastiveLoss, build_contrastive_loss
 from trainers.metrics import (
     EpochMeter,
@@ -159,7 +159,14 @@ def load_splits(p: ContrastiveParams) -> TimeSeriesSplits:
         p.synthetic_n_test,
         p.synthetic_noise,
     )
-    return _cached_dataset(key)
+    splits = _cached_dataset(key)
+    if len(splits.y_val) == 0:  # each class keeps its one series in train
+        raise DataError(
+            p.dataset,
+            f"no series left for validation: each of the {len(splits.class_names)} classes "
+            "has a single training series; a trainer needs at least one class with two",
+        )
+    return splits
 
 
 def build_model(p: ContrastiveParams, n_channels: int, n_classes: int) -> nn.Module:

@@ -85,7 +85,12 @@ class ContrastiveParams(BaseModel):
     warmup_epochs: int = Field(default=3, ge=0, le=10_000)
     t_0: int = Field(default=10, ge=1, le=10_000, description="cosine_restarts: first period")
     t_mult: int = Field(default=1, ge=1, le=10, description="cosine_restarts: period growth")
-    plateau_patience: int = Field(default=5, ge=1, le=10_000)
+    plateau_patience: int = Field(
+        default=5,
+        ge=1,
+        le=10_000,
+        description="epochs without a better monitored metric (pretrain: probe evaluations)",
+    )
     plateau_factor: float = Field(default=0.5, gt=0.0, lt=1.0)
     min_lr_ratio: float = Field(default=0.01, ge=0.0, le=1.0)
     grad_clip: float = Field(default=1.0, ge=0.0, description="max grad norm; 0 turns it off")
@@ -266,6 +271,7 @@ class ContrastiveParams(BaseModel):
         # differs from it, so there an architecture field is never safely unread
         if self.mode != "finetune":
             unused |= self._unused_architecture()
+        unused |= SCHEDULE_KNOBS_ALL - SCHEDULE_KNOBS[self.scheduler]
         return frozenset(unused)
 
     def _unused_architecture(self) -> set[str]:
@@ -280,6 +286,16 @@ class ContrastiveParams(BaseModel):
                 "n_prototypes",
             }
         return set() if self.use_dim_reduction else {"reduction_dim"}
+
+
+SCHEDULE_KNOBS: dict[str, frozenset[str]] = {
+    "warmup_cosine": frozenset({"warmup_epochs", "min_lr_ratio"}),
+    "cosine_restarts": frozenset({"t_0", "t_mult", "min_lr_ratio"}),
+    "plateau": frozenset({"plateau_patience", "plateau_factor"}),
+    "none": frozenset(),
+}
+"""The fields each ``scheduler`` reads (``trainers.schedules.build_schedule``)."""
+SCHEDULE_KNOBS_ALL = frozenset().union(*SCHEDULE_KNOBS.values())
 
 
 RESULT_METRICS = (

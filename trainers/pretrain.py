@@ -374,6 +374,7 @@ def train_pretrain(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]
                 k: metrics[k] for k in ("probe_f1", "probe_accuracy", "knn_f1", "knn_accuracy")
             }
             best_knn_f1 = max(best_knn_f1, metrics["knn_f1"])
+            schedule.step_epoch(metrics["probe_f1"])  # plateau waits `patience` evaluations
             if metrics["probe_f1"] > best_probe_f1:
                 best_probe_f1, best_epoch = metrics["probe_f1"], epoch
                 best_encoder = {

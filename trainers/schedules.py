@@ -28,6 +28,10 @@ class Schedule:
             self.scheduler.step(metric)
 
 
+PLATEAU_THRESHOLD = 1e-4
+"""How much the metric must rise (in its own units) for ``plateau`` to call an epoch better."""
+
+
 def optimizer_steps_per_epoch(n_batches: int, grad_accum: int) -> int:
     """Optimizer steps in an epoch of ``n_batches``: a last, shorter accumulation group steps too."""
     return max(math.ceil(n_batches / grad_accum), 1)
@@ -97,8 +101,15 @@ def build_schedule(
         )
         return Schedule(restarts)
     if name == "plateau":
+        # An absolute threshold: the metric may be negative (-val_loss, a cosine), where a
+        # relative one would count a flat or slightly worse epoch as an improvement.
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max", patience=plateau_patience, factor=plateau_factor
+            optimizer,
+            mode="max",
+            patience=plateau_patience,
+            factor=plateau_factor,
+            threshold=PLATEAU_THRESHOLD,
+            threshold_mode="abs",
         )
         return Schedule(plateau, per_epoch_on_metric=True)
     if name == "none":

@@ -120,3 +120,29 @@ def test_data_generator_command(tmp_path: Path) -> None:
     assert data["X"].shape == (60, 9, 128) and data["Z"].shape == (60, 8)
     assert data["X_test"].shape[0] == data["Z_test"].shape[0] == 12
     assert np.isfinite(data["Z"]).all() and data["Z"].std() > 0.1
+
+
+def test_infonce_validation_loss_is_the_mean_over_whole_blocks() -> None:
+    # 273 rows in blocks of 16: 17 whole blocks; chunk() made 16 of 17 rows and one of 1
+    from trainers.align import _scores
+    from trainers.losses import build_contrastive_loss
+
+    torch.manual_seed(0)
+    pred, target = torch.randn(273, 8), torch.randn(273, 8)
+    loss_fn = build_contrastive_loss("infonce", temperature=0.1)
+    blocks = [loss_fn(pred[i : i + 16], target[i : i + 16]) for i in range(0, 272, 16)]
+    expected = torch.stack(blocks).mean()
+    torch.testing.assert_close(_scores(pred, target, loss_fn, 16)["loss"], expected)
+
+
+def test_the_crossformer_gets_several_prototypes_without_classes(npz: Path) -> None:
+    # "one per class" with no classes left one key: attention weight 1, a constant output
+    from trainers.align import ALIGN_PROTOTYPES
+    from trainers.checkpoints import STATE_FILE
+
+    save = npz.parent / "proto-run"
+    train(_align(npz, epochs=1, model="crossformer", n_heads=4, save_dir=str(save)))
+    state = torch.load(save / STATE_FILE, weights_only=True)
+    assert state["params"]["n_prototypes"] == ALIGN_PROTOTYPES
+    prototypes = [v for k, v in state["model"].items() if k.endswith("prototypes")]
+    assert prototypes and all(v.shape[0] == ALIGN_PROTOTYPES for v in prototypes)

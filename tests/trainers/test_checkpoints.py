@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from trainers import RecordingReporter, TrainingFailed
-from trainers.checkpoints import STATE_FILE, atomic_save, resolve_save_dir
+from trainers.checkpoints import (
+    STATE_FILE,
+    atomic_save,
+    capture_rng,
+    resolve_save_dir,
+    restore_rng,
+)
 from trainers.contrastive import train
 from trainers.params import ContrastiveParams
 
@@ -181,3 +187,18 @@ def test_cosine_restarts_state_of_the_old_scheduler_resumes(tmp_path: Path) -> N
     assert [s for s, _ in resumed.history] == [4, 5, 6, 7, 8]
     want = [m["lr"] for _, m in straight.history[3:]]
     assert [m["lr"] for _, m in resumed.history] == pytest.approx(want, rel=1e-9)
+
+
+def test_random_state_from_another_kind_of_device_reseeds(caplog: pytest.LogCaptureFixture) -> None:
+    # a CUDA generator's state is 16 bytes (seed and offset), a CPU one's 5056
+    generator = torch.Generator()
+    state = capture_rng(torch.device("cpu"), generator)
+    state["generator"] = torch.zeros(16, dtype=torch.uint8)
+    torch.manual_seed(1)
+    with caplog.at_level("WARNING", logger="trainers.checkpoints"):
+        restore_rng(state, torch.device("cpu"), generator)
+    assert "another kind of device" in caplog.text
+    first = torch.rand(3, generator=generator)
+    torch.manual_seed(1)
+    restore_rng(state, torch.device("cpu"), generator)
+    torch.testing.assert_close(torch.rand(3, generator=generator), first)  # reproducible

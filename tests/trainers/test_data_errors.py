@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from trainers.contrastive import train
 from trainers.data import DataError, load_alignment_npz, load_dataset
 from trainers.reporter import TrainingFailed
 from trainers.synthetic import HAR_CHANNELS
@@ -133,6 +134,15 @@ def test_nan_only_channel_is_named(tmp_path: Path) -> None:
     x[:, 2] = np.nan
     path = _npz(tmp_path, X=x, y=np.arange(8) % 2)
     assert _error(load_dataset, path) == f"{path}: channel 2 is NaN in every train series"
+
+
+def test_one_series_per_class_leaves_nothing_to_validate_on(tmp_path: Path) -> None:
+    # each class keeps its one series in train; training crashed on an empty val set
+    x = np.random.default_rng(0).normal(size=(3, 2, 6))
+    path = _npz(tmp_path, X=x, y=np.arange(3))
+    assert len(load_dataset(path).y_val) == 0
+    params = {"dataset": path, "model": "conv", "dim": 8, "proj_dim": 8, "epochs": 1}
+    assert "no series left for validation" in _error(train, params)
 
 
 def test_string_labels_are_fine_and_string_series_are_not(tmp_path: Path) -> None:

@@ -39,7 +39,13 @@ def _unused(**params: Any) -> frozenset[str]:
 
 
 def test_each_loss_leaves_the_other_losses_knobs_unread() -> None:
-    assert _unused(loss="vicreg") == (LOSS_KWARGS - loss_kwargs("vicreg")) | {"reduction_dim"}
+    assert _unused(loss="vicreg") == (LOSS_KWARGS - loss_kwargs("vicreg")) | {
+        "reduction_dim",
+        "t_0",
+        "t_mult",
+        "plateau_patience",
+        "plateau_factor",
+    }
     assert "temperature" in _unused(loss="vicreg")
     assert "temperature" not in _unused(loss="infonce")
     assert "margin" not in _unused(loss="triplet")
@@ -86,6 +92,15 @@ def test_a_schema_method_that_raises_means_nothing_is_unread() -> None:
     assert spec.unused_params({"x": 1}) == frozenset()
 
 
+def test_each_scheduler_leaves_the_others_knobs_unread() -> None:
+    assert {"t_0", "t_mult", "plateau_patience"} <= _unused()
+    assert not {"warmup_epochs", "min_lr_ratio"} & _unused()
+    assert {"warmup_epochs", "min_lr_ratio", "t_0"} <= _unused(scheduler="plateau")
+    assert not {"plateau_patience", "plateau_factor"} & _unused(scheduler="plateau")
+    assert not {"t_0", "t_mult", "min_lr_ratio"} & _unused(scheduler="cosine_restarts")
+    assert {"warmup_epochs", "plateau_factor"} <= _unused(scheduler="cosine_restarts")
+
+
 def test_every_name_is_a_field() -> None:
     for params in ({}, {"loss": "none"}, {"model": "conv"}, {"contrastive_weight": 0.0}):
         assert _unused(**params) <= ContrastiveParams.model_fields.keys()
@@ -108,6 +123,9 @@ def test_the_registry_reads_it_through_the_schema() -> None:
         ({"loss": "none"}, "contrastive_weight", (0.1, 0.3)),
         ({}, "reduction_dim", (8, 16)),
         ({"model": "conv"}, "n_heads", (2, 8)),
+        ({}, "t_0", (1, 7)),
+        ({"scheduler": "plateau"}, "warmup_epochs", (0, 2)),
+        ({"scheduler": "cosine_restarts"}, "plateau_factor", (0.1, 0.9)),
     ],
 )
 def test_an_unused_knob_trains_exactly_alike(

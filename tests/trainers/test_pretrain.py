@@ -200,3 +200,19 @@ def test_early_stopping_counts_evaluated_epochs_only() -> None:
     result = train({**TINY, "epochs": 3, "eval_every": 2, "early_stopping_patience": 1}, reporter)
     assert result["epochs_run"] >= 2
     assert "probe_f1" in reporter.history[1][1]
+
+
+def test_plateau_schedule_steps_on_the_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    # it was never stepped in pretraining: the rate stayed constant
+    seen: list[float] = []
+    step = torch.optim.lr_scheduler.ReduceLROnPlateau.step
+
+    def recording_step(self: Any, metrics: float, *args: Any) -> None:
+        seen.append(float(metrics))
+        step(self, metrics, *args)
+
+    monkeypatch.setattr(torch.optim.lr_scheduler.ReduceLROnPlateau, "step", recording_step)
+    reporter = RecordingReporter()
+    train({**TINY, "epochs": 3, "eval_every": 2, "scheduler": "plateau"}, reporter)
+    probe_f1s = [m["probe_f1"] for _, m in reporter.history if "probe_f1" in m]
+    assert seen == pytest.approx(probe_f1s) and len(seen) == 2  # evaluated epochs only

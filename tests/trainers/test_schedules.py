@@ -71,3 +71,26 @@ def test_an_epoch_steps_once_per_accumulation_group(
 ) -> None:
     assert optimizer_steps_per_epoch(n_batches, grad_accum) == steps
     assert [accumulation_group_size(b, n_batches, grad_accum) for b in range(n_batches)] == sizes
+
+
+@pytest.mark.parametrize("level", [-0.5, 0.5])
+def test_plateau_lowers_the_rate_on_a_flat_metric_of_either_sign(level: float) -> None:
+    # -val_loss and a cosine are negative: a relative threshold called a flat one better
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = build_schedule(
+        "plateau",
+        optimizer,
+        steps_per_epoch=1,
+        epochs=6,
+        warmup_epochs=0,
+        min_lr_ratio=0.0,
+        t_0=1,
+        t_mult=1,
+        plateau_patience=1,
+        plateau_factor=0.5,
+    )
+    rates = []
+    for _ in range(6):
+        schedule.step_epoch(level)
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert rates == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
