@@ -284,6 +284,17 @@ def write_study(tmp_path: Path) -> Callable[..., Path]:
     return _write
 
 
+MAX_TEST_PROCESSES = 4
+"""``-n auto``'s cap: many tests start worker processes of their own, so more test
+processes than this mostly wait on the CPU and stretch the timing-bound tests."""
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``pytest -n auto``: one test process per core, at most :data:`MAX_TEST_PROCESSES`."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, MAX_TEST_PROCESSES))
+
+
 @pytest.fixture(autouse=True)
 def _quiet_optuna() -> None:
     import optuna
