@@ -125,7 +125,10 @@ def _sampler_problems(cfg: StudyConfig) -> list[str]:
     except ImportError as exc:
         problems.append(f"sampler.name: {name} needs an extra package ({exc})")
     except (TypeError, ValueError) as exc:
-        problems.append(f"sampler: {SAMPLERS[name].__name__} rejected its arguments: {exc}")
+        if str(exc).startswith("space"):  # the grid of the declared space: already one line
+            problems.append(str(exc))
+        else:
+            problems.append(f"sampler: {SAMPLERS[name].__name__} rejected its arguments: {exc}")
     return problems
 
 
@@ -305,7 +308,25 @@ def _space_value_problems(
             problems.append(f"space.{name}: value {value!r} is not allowed: {msg}")
         for msg in _always_refused(schema, fixed, name, value, space):
             problems.append(f"space.{name}: value {value!r} is never allowed: {msg}")
+    inner = _fractional_value(pspec)
+    if not problems and inner is not None:
+        # the ends of a float range may be whole numbers that an int field takes
+        for _loc, msg in schema_errors(schema, {**fixed, name: inner}, only=name):
+            problems.append(
+                f"space.{name}: a float range samples values like {inner!r}, which the "
+                f"trainer refuses: {msg}; use type: int"
+            )
     return problems
+
+
+def _fractional_value(spec: ParamSpec) -> float | None:
+    """A value inside a float range that is not a whole number, if the range has one."""
+    if not isinstance(spec, FloatParam) or spec.high <= spec.low:
+        return None
+    if spec.step is None:
+        return spec.low + (spec.high - spec.low) * 0.381966 if spec.high - spec.low > 1e-6 else None
+    candidates = (spec.low + spec.step, spec.low + 2 * spec.step)
+    return next((v for v in candidates if v <= spec.high and not v.is_integer()), None)
 
 
 MAX_COMBINATIONS = 256

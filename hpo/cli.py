@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
+from rich.markup import escape
 
 from hpo.cli_common import (
     SetOption,
@@ -22,6 +22,7 @@ from hpo.cli_common import (
     out,
 )
 from hpo.storages import mask_url
+from hpo.yaml_loader import dump_yaml
 
 app = typer.Typer(
     add_completion=False,
@@ -43,44 +44,50 @@ def validate(study: StudyFile, set_: SetOption = None) -> None:
     from hpo.storages import storage_url
 
     cfg = load_study_config(study, set_ or [])
-    out.print(f"[bold]{cfg.name}[/bold]: valid", highlight=False)
-    out.print(f"  storage   {mask_url(storage_url(cfg))}", highlight=False)
+    out.print(f"[bold]{escape(cfg.name)}[/bold]: valid", highlight=False)
+    out.print(f"  storage   {mask_url(storage_url(cfg))}", markup=False, highlight=False)
     directions = ", ".join(
         f"{d} {m}" for m, d in zip(cfg.objective.names, cfg.objective.study_directions, strict=True)
     )
     out.print(
-        f"  objective {directions} (pruning on {cfg.objective.pruning_metric})", highlight=False
+        f"  objective {directions} (pruning on {cfg.objective.pruning_metric})",
+        markup=False,
+        highlight=False,
     )
     by_position = ordered_params(cfg.space) if cfg.sampler.name == "tpe_ordinal" else []
     positional = f" (modelled by position: {', '.join(by_position)})" if by_position else ""
     out.print(
         f"  sampler   {cfg.sampler.name} {cfg.sampler.kwargs or ''}".rstrip() + positional,
+        markup=False,
         highlight=False,
     )
     out.print(
         f"  pruner    {cfg.pruner.name} {cfg.pruner.kwargs or ''}{pruner_defaults_note(cfg)}",
+        markup=False,
         highlight=False,
     )
     budget = cfg.budget
     out.print(
         f"  budget    n_trials={budget.n_trials} timeout="
         f"{f'{budget.timeout:g}s' if budget.timeout else 'none'}",
+        markup=False,
         highlight=False,
     )
-    out.print(f"  trainer   {cfg.trainer.name} {cfg.trainer.params}", highlight=False)
-    out.print(f"  start-up  {describe_startup(cfg)}", highlight=False)
-    out.print(f"  repeats   {describe_duplicates(cfg)}", highlight=False)
+    out.print(f"  trainer   {cfg.trainer.name} {cfg.trainer.params}", markup=False, highlight=False)
+    out.print(f"  start-up  {describe_startup(cfg)}", markup=False, highlight=False)
+    out.print(f"  repeats   {describe_duplicates(cfg)}", markup=False, highlight=False)
     repeat_note = fixed_seed_rerun_note(cfg)
     if repeat_note:
-        out.print(f"  note      {repeat_note}", highlight=False)
+        out.print(f"  note      {repeat_note}", markup=False, highlight=False)
     if cfg.confirm is not None:
         out.print(
             f"  confirm   top {cfg.confirm.top} at {cfg.confirm.seeds} fresh seeds after the search",
+            markup=False,
             highlight=False,
         )
-    out.print("  space:", highlight=False)
+    out.print("  space:", markup=False, highlight=False)
     for name, spec in cfg.space.items():
-        out.print(f"    {name}: {describe_param(spec)}", highlight=False)
+        out.print(f"    {name}: {describe_param(spec)}", markup=False, highlight=False)
 
 
 @app.command()
@@ -116,6 +123,7 @@ def status(study: StudyFile, set_: SetOption = None) -> None:
         out.print(
             f"running: trial {trial['number']} step {trial['last_step']} since {trial['started']} "
             f"{trial['params']}",
+            markup=False,  # parameters are user text: "[gelu]" is not markup
             highlight=False,
         )
 
@@ -138,7 +146,7 @@ def best(
     if format_ == "json":
         sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     else:
-        sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
+        sys.stdout.write(dump_yaml(data, sort_keys=False))
 
 
 @app.command()
@@ -159,7 +167,7 @@ def train(
     if evaluate_test:
         params["evaluate_test"] = True
     result = run_standalone(name, params, console=err)
-    sys.stdout.write(yaml.safe_dump({"result": result}, sort_keys=False))
+    sys.stdout.write(dump_yaml({"result": result}, sort_keys=False))
 
 
 def _register_commands() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from hpo.cli_common import (
     SetOption,
@@ -26,11 +27,22 @@ OUTPUT_OPTION = "-o/--output"
 """How errors about the file ``report`` and ``export`` write name the option."""
 
 
+def warn_exposed(host: str) -> None:
+    """The no-login warning for a dashboard bound beyond loopback (``dashboard`` and ``run``)."""
+    from hpo.dashboard import exposure_warning
+
+    warning = exposure_warning(host)
+    if warning is not None:
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
+
+
 @handles_errors
 def dashboard(
     study: StudyFile,
     set_: SetOption = None,
-    port: Annotated[int, typer.Option("--port", "-p", help="Port (0: any free port).")] = 8080,
+    port: Annotated[
+        int, typer.Option("--port", "-p", min=0, max=65535, help="Port (0: any free port).")
+    ] = 8080,
     host: Annotated[
         str, typer.Option("--host", help="Address to bind; the dashboard has no login.")
     ] = "127.0.0.1",
@@ -38,18 +50,18 @@ def dashboard(
 ) -> None:
     """Serve optuna-dashboard on the study's storage and artifacts until Ctrl-C."""
     from hpo.config import load_study_config
-    from hpo.dashboard import create_server, is_loopback
+    from hpo.dashboard import create_server
 
     _setup_logging(verbose)
     cfg = load_study_config(study, set_ or [])
     server = create_server(cfg, host, port)
-    if not is_loopback(host):
-        err.print(
-            f"[yellow]warning:[/yellow] serving on {host} without authentication; anyone who "
-            "can reach this port can read and edit the study (see docs/dashboard.md)",
-            highlight=False,
-        )
-    out.print(f"optuna-dashboard for {cfg.name}: {server.url}", highlight=False, soft_wrap=True)
+    warn_exposed(host)
+    out.print(
+        f"optuna-dashboard for {cfg.name}: {server.url}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     sys.stdout.flush()
     try:
         server.serve_forever()
@@ -76,7 +88,7 @@ def report(
     cfg = load_study_config(study, set_ or [])
     check_output_file(output, OUTPUT_OPTION, "report.html")
     path = write_output_file(output, build_report(cfg), OUTPUT_OPTION)
-    out.print(f"report written to {path}", highlight=False, soft_wrap=True)
+    out.print(f"report written to {path}", markup=False, highlight=False, soft_wrap=True)
 
 
 @handles_errors
@@ -99,6 +111,7 @@ def export(
     path = write_output_file(output, export_text(cfg), OUTPUT_OPTION)
     out.print(
         f"best trial written to {path}; retrain with: hpo train {path} --evaluate-test",
+        markup=False,
         highlight=False,
         soft_wrap=True,
     )
@@ -113,6 +126,7 @@ def compare(
 ) -> None:
     """Studies side by side: best value, trials to reach it, compute spent."""
     from rich.table import Table
+    from rich.text import Text
 
     from hpo.compare import compare_studies, comparison_rows, comparison_warnings
     from hpo.config import load_study_config
@@ -126,13 +140,13 @@ def compare(
         sys.stdout.write(json.dumps([s.as_dict() for s in summaries], indent=2) + "\n")
         return
     for warning in comparison_warnings(summaries):
-        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     table = Table(title="study comparison")
     table.add_column("")
-    for path, summary in zip(studies, summaries, strict=True):
-        table.add_column(f"{summary.study}\n({path.name})", justify="right")
+    for path, summary in zip(studies, summaries, strict=True):  # Text: names are user text
+        table.add_column(Text(f"{summary.study}\n({path.name})"), justify="right")
     for label, cells in comparison_rows(summaries):
-        table.add_row(label, *cells)
+        table.add_row(Text(label), *(Text(cell) for cell in cells))
     out.print(table)
 
 

@@ -189,7 +189,9 @@ def run(
     dashboard: Annotated[
         bool, typer.Option("--dashboard", help="Serve optuna-dashboard beside the run.")
     ] = False,
-    dashboard_port: Annotated[int, typer.Option("--dashboard-port")] = 8080,
+    dashboard_port: Annotated[
+        int, typer.Option("--dashboard-port", min=0, max=65535, help="Port (0: any free port).")
+    ] = 8080,
     dashboard_host: Annotated[
         str, typer.Option("--dashboard-host", help="The dashboard has no login: keep 127.0.0.1.")
     ] = "127.0.0.1",
@@ -211,10 +213,12 @@ def run(
         err.print(f"note: {repeat_note}", highlight=False)
     handle = None
     if dashboard:
+        from hpo.cli_reports import warn_exposed
         from hpo.dashboard import serve_in_background
 
         handle = serve_in_background(cfg, host=dashboard_host, port=dashboard_port)
-        err.print(f"dashboard: {handle.url}", highlight=False, soft_wrap=True)
+        warn_exposed(dashboard_host)
+        err.print(f"dashboard: {handle.url}", markup=False, highlight=False, soft_wrap=True)
     try:
         run_loaded(cfg, study, overrides, force=force, verbose=verbose)
         if cfg.confirm is not None:

@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.report import curves_study, state_counts, top_trials
 from hpo.results import load_existing_study
 from hpo.storages import mask_url, storage_url
+from hpo.workers.budget import replaced_numbers
 
 if TYPE_CHECKING:
     from hpo.config import StudyConfig
@@ -67,7 +68,8 @@ def _wall(t: FrozenTrial) -> float:
 def summarize_study(cfg: StudyConfig) -> StudySummary:
     """The comparison column of the study in ``cfg`` (ranked by its first objective)."""
     study = load_existing_study(cfg)
-    trials = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING]
+    all_trials = study.get_trials(deepcopy=False)
+    trials = [t for t in all_trials if t.state != TrialState.WAITING]
     epochs = _epochs_by_trial(study, curves_study(study, cfg))
     best = top_trials(study, 1)
     best_trial = best[0] if best else None
@@ -77,7 +79,7 @@ def summarize_study(cfg: StudyConfig) -> StudySummary:
         storage=mask_url(storage_url(cfg)),
         objective=cfg.objective.names[0],
         direction=study.directions[0].name.lower(),
-        counts=state_counts(trials),
+        counts=state_counts(trials, replaced_numbers(all_trials)),  # retries: not failures
         best_value=float(best_trial.values[0]) if best_trial and best_trial.values else None,
         best_trial=best_trial.number if best_trial else None,
         trials_to_best=len(upto) if best_trial else None,

@@ -443,13 +443,24 @@ def _range_problems(name: str, spec: ParamSpec) -> list[str]:
             out.append(f"{path}: step must be 1 when log is true")
         if spec.step is not None and spec.step <= 0:
             out.append(f"{path}: step must be > 0")
+        if isinstance(spec, FloatParam) and not math.isfinite(spec.high - spec.low):
+            out.append(f"{path}: high - low must be a finite float (the range is too wide)")
     if isinstance(spec, CategoricalParam):
         seen: list[Any] = []
         for choice in spec.choices:
-            if any(type(choice) is type(s) and choice == s for s in seen):
+            twin = next((s for s in seen if choice == s), _NONE)
+            if twin is not _NONE and type(choice) is type(twin):
                 out.append(f"{path}.choices: duplicate choice {choice!r}")
+            elif twin is not _NONE:  # 1 == True == 1.0 in Python
+                out.append(
+                    f"{path}.choices: {choice!r} equals the choice {twin!r}, and Optuna stores "
+                    "a choice by the index of the first equal one; keep one of them"
+                )
             seen.append(choice)
     return out
+
+
+_NONE = object()
 
 
 def _values_of(spec: ParamSpec) -> list[Any]:
@@ -463,6 +474,8 @@ def _can_take(spec: ParamSpec, value: Any) -> bool:
     if isinstance(spec, CategoricalParam):
         return any(type(value) is type(c) and value == c for c in spec.choices)
     if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(spec, IntParam) and not float(value).is_integer():
         return False
     return spec.low <= value <= spec.high
 
@@ -493,6 +506,11 @@ def _condition_problems(space: Mapping[str, ParamSpec], unparsed: Collection[str
                     out.append(
                         f"{path}: {other} can never be {value!r} "
                         f"(it takes {allowed}{'' if isinstance(space[other], CategoricalParam) else ' range'})"
+                    )
+                elif not _on_step_grid(space[other], value):
+                    out.append(
+                        f"{path}: {other} can never be {value!r}: it is off the step grid "
+                        f"(low {space[other].low}, step {space[other].step})"  # type: ignore[union-attr]
                     )
     try:
         from hpo.space import dependency_order
@@ -525,7 +543,23 @@ def _enqueue_problems(
                 out.append(
                     f"{path}: {value!r} is off the step grid (low {spec.low}, step {spec.step})"  # type: ignore[union-attr]
                 )
+            elif _condition_fails(spec, params):
+                assert spec.condition is not None
+                out.append(
+                    f"{path}: never used, the entry's "
+                    + ", ".join(f"{k}={params[k]!r}" for k in spec.condition)
+                    + f" leaves {_printable(name)} out (if: {spec.condition})"
+                )
     return out
+
+
+def _condition_fails(spec: ParamSpec, params: Mapping[str, Any]) -> bool:
+    """Whether ``params`` sets every parameter of ``spec``'s condition, and it does not hold."""
+    if not spec.condition or not all(k in params for k in spec.condition):
+        return False
+    from hpo.space import condition_holds
+
+    return not condition_holds(spec, params)
 
 
 def _on_step_grid(spec: ParamSpec, value: Any) -> bool:

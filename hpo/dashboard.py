@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
+MAX_PORT = 65535
 
 
 def is_loopback(host: str) -> bool:
@@ -41,6 +42,19 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def exposure_warning(host: str) -> str | None:
+    """Why binding ``host`` is risky (the dashboard has no login), or ``None`` on loopback.
+
+    Shared by ``hpo dashboard --host`` and ``hpo run --dashboard-host`` so both warn alike.
+    """
+    if is_loopback(host):
+        return None
+    return (
+        f"serving on {host} without authentication; anyone who can reach this port can read "
+        "and edit the study (see docs/dashboard.md)"
+    )
 
 
 def dashboard_storage(cfg: StudyConfig, *, create_missing: bool = False) -> BaseStorage:
@@ -168,6 +182,10 @@ def create_server(
     except OSError as exc:
         raise HpoError(
             [f"dashboard: cannot listen on {host}:{port}: {exc.strerror or exc}"]
+        ) from None
+    except OverflowError:  # the Python API has no option range check in front of it
+        raise HpoError(
+            [f"dashboard: cannot listen on {host}:{port}: the port must be 0-{MAX_PORT}"]
         ) from None
 
 

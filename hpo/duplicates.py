@@ -19,6 +19,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.config import FloatParam, ParamSpec, StudyConfig
+from hpo.fixed_params import fixed_key, trained_alike
 
 DUPLICATE_OF_ATTR = "duplicate_of"
 """User attribute of a reused trial: the number of the trial whose value it took."""
@@ -63,6 +64,8 @@ class TwinFinder:
     ) -> None:
         self.unused = unused
         self.fixed = dict(fixed or {})
+        # None: the fixed trainer parameters are not known here, so any trial may be a twin
+        self._fixed_key = None if fixed is None else fixed_key(self.fixed)
         self._keys: dict[int, dict[str, Any]] = {}
 
     def unused_names(self, params: Mapping[str, Any]) -> frozenset[str]:
@@ -82,6 +85,8 @@ class TwinFinder:
         for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             if DUPLICATE_OF_ATTR in trial.user_attrs:
                 continue
+            if self._fixed_key is not None and not trained_alike(trial, self._fixed_key):
+                continue  # trained under other fixed parameters (a study resumed edited)
             key = self._keys.get(trial.number)
             if key is None:
                 key = self._keys[trial.number] = self.key(trial.params)

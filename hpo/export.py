@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from hpo.results import best_config
+from hpo.yaml_loader import dump_yaml
 
 if TYPE_CHECKING:
     from hpo.config import StudyConfig
@@ -26,7 +25,7 @@ def export_text(cfg: StudyConfig) -> str:
             f"run(s) at fresh seeds, the best of {confirmed['finalists']} finalists.\n"
         )
     header += "# Retrain it outside the study:  hpo train THIS_FILE --evaluate-test\n"
-    return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    return header + dump_yaml(data, sort_keys=False, allow_unicode=True)
 
 
 def export_best(cfg: StudyConfig, path: str | Path) -> Path:

@@ -25,6 +25,7 @@ from hpo.duplicates import (
     UnusedParams,
     reuses_duplicates,
 )
+from hpo.fixed_params import FIXED_KEY_ATTR, fixed_key
 from hpo.owned_trials import OwnedTrialsStorage
 from hpo.rdb_writes import upsert_insert, write_attrs
 from hpo.space import suggest_params
@@ -179,6 +180,20 @@ def _train(train_fn: TrainFn, params: dict[str, Any], reporter: Any) -> Any:
         raise TrainerExited(f"the trainer called sys.exit({exc.code!r})") from exc
 
 
+def _from_storage(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) is the storage's."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, optuna.exceptions.StorageInternalError) or (
+            type(current).__module__ or ""
+        ).startswith("sqlalchemy"):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def _classify_exception(exc: BaseException) -> str:
     if isinstance(exc, TrainingFailed):
         return exc.reason
@@ -226,6 +241,7 @@ class Objective:
         self.hooks = list(hooks)
         self.reuse_duplicates = reuses_duplicates(cfg)
         # the trainer's word on which sampled parameters a configuration does not read
+        self.fixed_key = fixed_key(cfg.trainer.params)
         self.twins = TwinFinder(unused_params, cfg.trainer.params)
         self.on_trained: Callable[[], None] = lambda: None
         """Called as soon as the trainer returns or raises: from then on a first Ctrl-C or
@@ -273,19 +289,32 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         cfg = self.cfg
-        sampled = suggest_params(trial, cfg.space)
+        try:
+            sampled = suggest_params(trial, cfg.space)
+        except Exception as exc:
+            if _from_storage(exc):
+                raise  # the storage's to handle (retry, or end the worker), not the trial's
+            message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            raise self._fail(
+                trial, "sampler", f"sampling the parameters failed: {message}"
+            ) from exc
         unused = sorted(self.twins.unused_names(sampled))
         noted: dict[str, Any] = {UNUSED_PARAMS_ATTR: unused} if unused else {}
         if self.reuse_duplicates:
             twin = self.twins.find(trial.study, sampled)
             if twin is not None:
-                reused = {DUPLICATE_OF_ATTR: twin.number, "wall_seconds": 0.0, **noted}
+                reused = {
+                    DUPLICATE_OF_ATTR: twin.number,
+                    FIXED_KEY_ATTR: self.fixed_key,
+                    "wall_seconds": 0.0,
+                    **noted,
+                }
                 set_user_attrs(trial, reused)
                 return list(twin.values) if cfg.objective.is_multi else twin.values[0]
         seed = derive_seed(cfg.seed, trial.number)
         params: dict[str, Any] = {**cfg.trainer.params, **sampled}
         params.setdefault("seed", seed)
-        set_user_attrs(trial, {"seed": params["seed"], **noted})
+        set_user_attrs(trial, {"seed": params["seed"], FIXED_KEY_ATTR: self.fixed_key, **noted})
         for hook in self.hooks:
             params = hook.before(trial, params)
         prune_trial = self.prune_study.ask() if self.prune_study is not None else None

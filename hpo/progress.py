@@ -112,6 +112,7 @@ class ProgressDisplay:
                 f"trial {trial.number} {state}{value}{extra}  [{self.total_done}"
                 f"{'/' + str(self.cfg.budget.n_trials) if self.cfg.budget.n_trials else ''}, "
                 f"best {self.best}]",
+                markup=False,  # the fail reason is the trainer's text
                 highlight=False,
                 soft_wrap=True,
             )
@@ -122,6 +123,6 @@ def summary_table(title: str, rows: dict[str, object]) -> Table:
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column("key", style="bold")
     table.add_column("value")
-    for key, value in rows.items():
-        table.add_row(key, str(value))
+    for key, value in rows.items():  # Text, not markup: names and values are user text
+        table.add_row(Text(key), Text(str(value)))
     return table

@@ -24,6 +24,7 @@ from hpo.confirm import Confirmation, read_confirmation
 from hpo.objective import prune_study_name
 from hpo.results import load_existing_study
 from hpo.storages import mask_url, storage_url
+from hpo.workers.budget import is_replaced, replaced_numbers
 
 if TYPE_CHECKING:
     from hpo.config import StudyConfig
@@ -135,13 +136,28 @@ def build_figures(
     return figures
 
 
-def state_counts(trials: Sequence[FrozenTrial]) -> dict[str, int]:
-    """Trials by state, in the order a reader cares about."""
+RETRIED_KEY = "retried or surplus"
+"""Count of trials a retry replaced (or surplus starts): spent compute, not failures."""
+
+
+def state_counts(trials: Sequence[FrozenTrial], replaced: set[int] | None = None) -> dict[str, int]:
+    """Trials by state, in the order a reader cares about, as ``hpo status`` counts them.
+
+    A trial replaced by its retry (after a crash or Ctrl-C) or a surplus start is counted
+    under :data:`RETRIED_KEY`, not by its state: it is not a failure of the configuration.
+    ``replaced`` defaults to the numbers the retries in ``trials`` name; pass it when
+    ``trials`` leaves out the (queued) retries.
+    """
+    if replaced is None:
+        replaced = replaced_numbers(trials)
+    kept = [t for t in trials if not is_replaced(t, replaced)]
     order = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING]
-    counts = {s.name.lower(): sum(1 for t in trials if t.state == s) for s in order}
-    waiting = sum(1 for t in trials if t.state == TrialState.WAITING)
+    counts = {s.name.lower(): sum(1 for t in kept if t.state == s) for s in order}
+    waiting = sum(1 for t in kept if t.state == TrialState.WAITING)
     if waiting:
         counts["waiting"] = waiting
+    if len(trials) > len(kept):
+        counts[RETRIED_KEY] = len(trials) - len(kept)
     return counts
 
 

@@ -10,6 +10,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.config import StudyConfig
 from hpo.duplicates import originals
+from hpo.fixed_params import trial_fixed_params
 from hpo.runner import ATTR_FIXED, ATTR_TRAINER
 from hpo.storages import mask_url, open_storage, storage_file, storage_url
 
@@ -126,7 +127,8 @@ def best_config(cfg: StudyConfig) -> dict[str, Any]:
             "finalists": len(confirmation.finalists),
             "study": confirmation.study_name,
         }
-    fixed = study.user_attrs.get(ATTR_FIXED, cfg.trainer.params)
+    attrs = study.user_attrs
+    fixed = trial_fixed_params(attrs, trial, attrs.get(ATTR_FIXED, cfg.trainer.params))
     params = {**fixed, **trial.params}
     if "seed" in trial.user_attrs:
         params["seed"] = trial.user_attrs["seed"]

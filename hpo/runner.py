@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.config import StudyConfig
 from hpo.errors import StudyMismatchError
+from hpo.fixed_params import record_fixed_set
 from hpo.objective import FAIL_REASON, Objective, TrialHook, prune_study_name
 from hpo.owned_trials import OwnedTrialsStorage
 from hpo.pruners import study_pruner, with_completed_cache
@@ -109,13 +110,36 @@ def _check_compatible(study: optuna.Study, cfg: StudyConfig, force: bool) -> Non
         )
     old_obj = attrs.get(ATTR_OBJECTIVE)
     new_obj = {"metrics": cfg.objective.names, "directions": cfg.objective.study_directions}
+    unforceable = _distribution_changes(cfg.name, attrs.get(ATTR_SPACE) or {}, cfg)
     if old_obj is not None and old_obj != new_obj:
-        problems.append(
+        unforceable.append(
             f"study {cfg.name!r} exists with objective {old_obj}, the file says {new_obj}; "
             "an objective cannot change within a study: give the study a new name"
         )
-    if problems and (not force or (old_obj is not None and old_obj != new_obj)):
-        raise StudyMismatchError(problems)
+    if unforceable or (problems and not force):
+        raise StudyMismatchError(problems + unforceable)
+
+
+def _distribution_changes(name: str, old_space: Mapping[str, Any], cfg: StudyConfig) -> list[str]:
+    """Changes Optuna refuses for a parameter its trials already hold, ``--force`` or not.
+
+    A trial's parameter must keep its kind, its log scale and (categorical) its choices
+    (``optuna.distributions.check_distribution_compatibility``): every new trial failed.
+    """
+    out = []
+    for param, new in space_as_dict(cfg.space).items():
+        old = old_space.get(param)
+        if not isinstance(old, Mapping):
+            continue
+        for key, what in (("type", "type"), ("log", "log scale"), ("choices", "choices")):
+            if old.get(key) != new.get(key) and (key == "type" or old.get("type") == new["type"]):
+                out.append(
+                    f"study {name!r} exists with space.{param} {what} {old.get(key)!r}, the "
+                    f"file says {new.get(key)!r}; Optuna cannot change a parameter's {what} "
+                    "within a study (not even with --force): give the study a new name"
+                )
+                break
+    return out
 
 
 def _record_study_attrs(study: optuna.Study, cfg: StudyConfig) -> None:
@@ -126,7 +150,8 @@ def _record_study_attrs(study: optuna.Study, cfg: StudyConfig) -> None:
         {"metrics": cfg.objective.names, "directions": cfg.objective.study_directions},
     )
     study.set_user_attr(ATTR_TRAINER, cfg.trainer.name)
-    study.set_user_attr(ATTR_FIXED, cfg.trainer.params)
+    study.set_user_attr(ATTR_FIXED, cfg.trainer.params)  # the latest run's
+    record_fixed_set(study, cfg.trainer.params)  # each trial's, by the key it records
     study.set_user_attr(ATTR_SEED, cfg.seed)
 
 
@@ -172,6 +197,10 @@ def _open_study(
     cfg: StudyConfig, *, force: bool = False, create: bool = True
 ) -> tuple[optuna.Study, bool]:
     """:func:`open_study`, and whether this call created the study."""
+    if create and cfg.artifacts.enabled:
+        from hpo.artifacts import study_artifact_store
+
+        study_artifact_store(cfg)  # a store that cannot be opened must not leave a study
     storage = open_study_storage(cfg)
     sampler = build_sampler(cfg.sampler.name, cfg.sampler.kwargs, seed=cfg.seed, space=cfg.space)
     pruner = with_completed_cache(study_pruner(cfg))

@@ -10,7 +10,7 @@ import optuna
 
 from hpo.config import ParamSpec
 from hpo.ordinal_tpe import OrdinalTPESampler
-from hpo.space import grid_values
+from hpo.space import grid_space
 
 SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
     "tpe": optuna.samplers.TPESampler,
@@ -56,7 +56,7 @@ def build_sampler(
     if "seed" in accepted:
         args.setdefault("seed", seed)
     if name == "grid" and "search_space" not in args:
-        args["search_space"] = {n: grid_values(n, spec) for n, spec in space.items()}
+        args["search_space"] = grid_space(space)
     return cls(**args)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -108,17 +109,53 @@ def describe_param(spec: ParamSpec) -> str:
     return text
 
 
-def grid_values(name: str, spec: ParamSpec) -> list[Any]:
-    """Every value of a parameter, for the grid sampler; floats need a step."""
+MAX_GRID_POINTS = 1_000_000
+"""The most combinations a grid may have: Optuna's grid sampler holds every one in memory."""
+
+
+def grid_size(name: str, spec: ParamSpec) -> int:
+    """How many values :func:`grid_values` gives, counted without making them."""
     if isinstance(spec, CategoricalParam):
-        return list(spec.choices)
+        return len(spec.choices)
     if isinstance(spec, IntParam):
         if spec.log:
             raise ValueError(f"space.{name}: the grid sampler cannot enumerate a log-scale int")
-        return list(range(spec.low, spec.high + 1, spec.step))
+        return (spec.high - spec.low) // spec.step + 1
     if spec.step is None:
         raise ValueError(
             f"space.{name}: the grid sampler needs a step (or categorical choices) for float parameters"
         )
-    n = round((spec.high - spec.low) / spec.step)
-    return [round(spec.low + i * spec.step, 12) for i in range(n + 1)]
+    # the last point may not pass high (a step that does not divide the range stops short)
+    return math.floor((spec.high - spec.low) / spec.step + 1e-9) + 1
+
+
+def grid_values(name: str, spec: ParamSpec) -> list[Any]:
+    """Every value of a parameter, for the grid sampler; floats need a step."""
+    size = _checked_grid_size(name, spec)
+    if isinstance(spec, CategoricalParam):
+        return list(spec.choices)
+    if isinstance(spec, IntParam):
+        return list(range(spec.low, spec.high + 1, spec.step))
+    assert spec.step is not None  # grid_size refused a float without one
+    return [round(spec.low + i * spec.step, 12) for i in range(size)]
+
+
+def grid_space(space: Mapping[str, ParamSpec]) -> dict[str, list[Any]]:
+    """The grid sampler's ``search_space``; every combination must fit in memory."""
+    total = math.prod(_checked_grid_size(name, spec) for name, spec in space.items())
+    if total > MAX_GRID_POINTS:
+        raise ValueError(
+            f"space: {total} grid combinations, more than the grid sampler's limit of "
+            f"{MAX_GRID_POINTS}; use larger steps, fewer choices or another sampler"
+        )
+    return {name: grid_values(name, spec) for name, spec in space.items()}
+
+
+def _checked_grid_size(name: str, spec: ParamSpec) -> int:
+    size = grid_size(name, spec)
+    if size > MAX_GRID_POINTS:
+        raise ValueError(
+            f"space.{name}: {size} grid values, more than the grid sampler's limit of "
+            f"{MAX_GRID_POINTS}; use a larger step, fewer choices or another sampler"
+        )
+    return size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,21 @@ def load_trainer_config(
     return "contrastive", dict(data)
 
 
+def _shown_metric(value: object) -> str:
+    """A reported metric for the epoch line: finite numbers as ``.4g``, anything else as text.
+
+    Trainers may report text (``{"phase": "warmup"}``), which a study run ignores; echoing
+    it must not stop the training.
+    """
+    if isinstance(value, str | bytes | bool):
+        return str(value)
+    try:
+        number = float(value)  # type: ignore[arg-type]  # numpy / torch scalars too
+    except (TypeError, ValueError, OverflowError, RuntimeError):  # RuntimeError: big tensors
+        return str(value)
+    return f"{number:.4g}" if math.isfinite(number) else str(value)
+
+
 def run_standalone(
     name: str, params: dict[str, Any], console: Console | None = None
 ) -> dict[str, float]:
@@ -65,7 +81,7 @@ def run_standalone(
     class _Echo(Reporter):
         def report(self, step: int, metrics: Mapping[str, float]) -> None:
             if console is not None:
-                shown = "  ".join(f"{k}={v:.4g}" for k, v in metrics.items())
-                console.print(f"epoch {step}: {shown}", highlight=False)
+                shown = "  ".join(f"{k}={_shown_metric(v)}" for k, v in metrics.items())
+                console.print(f"epoch {step}: {shown}", markup=False, highlight=False)
 
     return dict(spec.fn(params, _Echo()))

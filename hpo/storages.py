@@ -35,8 +35,16 @@ SQLITE_BUSY_TIMEOUT_S = 60.0
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SCHEMES = ("sqlite", "postgresql", "mysql", "journal", "grpc")
 # The password runs to the last ``@`` before the host: an unencoded ``@`` in it must not
-# leave its tail in sight. The host after that ``@`` has no ``@`` up to ``/ ? #`` or the end.
-_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]+:)(\S+?)(@)(?=[^@/?#\s]*(?:[/?#\s]|$))")
+# leave its tail in sight. The user may be empty (``://:pw@``) and the password may hold any
+# character but a newline (spaces too), never another ``://``. The host after that ``@`` has
+# no ``@`` and runs to ``/ ? #`` or the end; failing that (a URL without a path, followed by
+# more text), to the first whitespace.
+_PASSWORD_IN_URL = re.compile(
+    r"(?P<user>://[^:/@\s]*:)(?:"
+    r"(?:(?!://)[^\n])+?@(?=[^@/?#\s]*(?:[/?#]|$))"  # host, then a path, query or the end
+    r"|(?:(?!://)[^\n])+?@(?=[^@/?#\s]*\s)"  # host, then more text
+    r")"
+)
 _GRPC_ADDRESS = re.compile(r"^(?P<host>\[[^\]]*\]|[^:/\[\]]*)(?::(?P<port>[^/]*))?/?$")
 _PASSWORD_PARAM = re.compile(r"(?i)(\bpassword\s*=\s*)('[^']*'|[^&\s;]+)")
 
@@ -60,7 +68,7 @@ class StorageUnavailableError(StorageError):
 
 def mask_url(text: str) -> str:
     """Replace every password with ``***``: ``scheme://user:password@host`` and ``password=``."""
-    return _PASSWORD_PARAM.sub(r"\1***", _PASSWORD_IN_URL.sub(r"\1***\3", text))
+    return _PASSWORD_PARAM.sub(r"\1***", _PASSWORD_IN_URL.sub(r"\g<user>***@", text))
 
 
 def missing_env_vars(url: str) -> list[str]:

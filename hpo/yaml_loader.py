@@ -8,6 +8,7 @@ millions of values, NUL characters) is refused here too, with one line each.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -69,28 +70,81 @@ def shape_problems(data: Any) -> list[str]:
     return problems
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_VALUE_TAG = "tag:yaml.org,2002:value"
+
+_FLOAT_1_2 = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+"""YAML 1.1 floats plus YAML 1.2's ``1e-3`` (no dot): PyYAML reads those as strings."""
+
+
 class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that records duplicate mapping keys instead of overwriting."""
 
     duplicates: list[str]
+    checked: set[int]
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        """Check the mapping's own keys before merge keys (``<<``) pull in others.
+
+        An explicit key may override a merged one (YAML's merge-key rule); only two explicit
+        equal keys are a mistake. Checked once per node: flattening rewrites ``node.value``.
+        """
+        if id(node) not in self.checked:
+            self.checked.add(id(node))
+            self._record_duplicates(node)
+        super().flatten_mapping(node)
+
+    def _record_duplicates(self, node: yaml.MappingNode) -> None:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag in (_MERGE_TAG, _VALUE_TAG):  # ``<<`` and ``=``: plain text keys
+                key: Any = key_node.value
+            else:
+                key = self.construct_object(key_node)
+            try:
+                hash(key)
+            except TypeError:
+                continue
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                self.duplicates.append(
+                    f"line {line}: duplicate key {_short(key)} (first defined on line {seen[key]})"
+                )
+            else:
+                seen[key] = line
+
+
+# Replace (not add to) the float resolver: the first matching resolver wins.
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+0123456789."))
+
+
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that quotes text the loader would read as a number (``'1e-3'``)."""
+
+
+_Dumper.yaml_implicit_resolvers = _StrictLoader.yaml_implicit_resolvers
+
+
+def dump_yaml(data: Any, **options: Any) -> str:
+    """``yaml.safe_dump`` whose output :func:`load_yaml_text` reads back to ``data``."""
+    text: str = yaml.dump(data, Dumper=_Dumper, **options)
+    return text
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
-    loader.flatten_mapping(node)
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        try:
-            hash(key)
-        except TypeError:
-            continue
-        line = key_node.start_mark.line + 1
-        if key in seen:
-            loader.duplicates.append(
-                f"line {line}: duplicate key {_short(key)} (first defined on line {seen[key]})"
-            )
-        else:
-            seen[key] = line
+    """Build mappings eagerly; duplicate keys are found in :meth:`_StrictLoader.flatten_mapping`."""
     return loader.construct_mapping(node, deep=deep)
 
 
@@ -123,6 +177,7 @@ def _parse(text: str, source: str) -> Any:
     try:
         loader = _StrictLoader(text)  # the reader rejects non-printable characters here
         loader.duplicates = []
+        loader.checked = set()
         data = loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark

@@ -27,6 +27,7 @@ from hpo.errors import ConfigError
 from hpo.hooks import default_hooks
 from hpo.notes import git_commit, render_note
 from hpo.results import load_existing_study
+from hpo.storages import sqlite_path, storage_url
 from tests.conftest import analytic_study
 from trainers.analytic import AnalyticParams
 from trainers.analytic import train as analytic_train
@@ -209,6 +210,21 @@ def test_artifact_locations(write_study: Callable[..., Path], tmp_path: Path) ->
             open_artifact_store("s3://bucket/hpo")
     with pytest.raises(ConfigError, match="no bucket"):
         open_artifact_store("s3:///prefix")
+
+
+def test_an_unusable_artifact_store_leaves_no_study(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    # the study was created (attrs, queued start-up trials) before the store was opened
+    (tmp_path / "afile").write_text("")
+    data = analytic_study(artifacts={"enabled": True, "dir": str(tmp_path / "afile" / "sub")})
+    cfg = load_study_config(write_study(data))
+    with pytest.raises(ConfigError, match=r"artifacts\.dir: cannot create"):
+        run_study(cfg)
+    url = storage_url(cfg)
+    assert not (sqlite_path(url) or tmp_path / "none").exists() or not (
+        optuna.get_all_study_names(url)
+    )
 
 
 def test_prefixed_store_round_trip(tmp_path: Path) -> None:

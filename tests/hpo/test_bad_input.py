@@ -583,6 +583,14 @@ ANALYTIC_FIELDS = ["x", "y", "choice", "margin", "epochs", "seed", "sleep_per_ep
             {"dataset": {"type": "categorical", "choices": ["BasicMotions", "data/nope.npz"]}},
             ["space.dataset: value 'data/nope.npz': no file or folder data/nope.npz"],
         ),
+        (  # the ends 16.0 and 128.0 pass as ints; every value between fails the trial
+            {"batch_size": {"type": "float", "low": 16, "high": 128, "log": True}},
+            ["space.batch_size: a float range samples values like 58.78"],
+        ),
+        (  # a step that keeps every value whole is fine for an int field
+            {"batch_size": {"type": "float", "low": 16, "high": 128, "step": 16}},
+            [],
+        ),
         (  # 3 heads fit dim 48: a sampler can pair them, so nothing is refused
             {
                 "dim": {"type": "categorical", "choices": [48, 64]},

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from tests.conftest import analytic_study
+from trainers.reporter import TrainingFailed
 
 HPO = [sys.executable, "-m", "hpo.cli"]
 
@@ -163,3 +166,57 @@ def test_a_budget_used_up_by_failed_trials_says_so(write_study: Callable[..., Pa
     assert again.returncode == 1
     assert "no trial completed" in again.stderr
     assert "earlier runs' 2 failed trials used up budget.n_trials" in " ".join(again.stderr.split())
+
+
+def bracket_trainer(params: Mapping[str, Any], reporter: Any = None) -> dict[str, float]:
+    """Fails with a reason in brackets for one choice; scores the other."""
+    if params["act"] == "[gelu]":
+        raise TrainingFailed("[b]bad", "gelu is not wanted here")
+    return {"best_score": 1.0 - float(params["x"]) ** 2}
+
+
+def test_user_text_in_brackets_is_printed_as_written(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Rich markup must not eat ``[...]`` in names, choices, params or fail reasons."""
+    path = write_study(
+        {
+            "name": "ét ude/1 [x]",
+            "objective": {"metric": "best_score", "direction": "maximize"},
+            "pruner": {"name": "none"},
+            "budget": {"n_trials": 4},
+            "trainer": {"name": "tests.hpo.test_cli:bracket_trainer", "params": {"note": "[b]x"}},
+            "space": {
+                "x": {"type": "float", "low": -1.0, "high": 1.0},
+                "act": {"type": "categorical", "choices": ["[gelu]", "[relu]"]},
+            },
+            "artifacts": {"enabled": False},
+        }
+    )
+    root = str(Path(__file__).resolve().parents[2])  # the trainer lives in this test module
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": root}
+
+    def run(*args: str) -> str:
+        result = subprocess.run(
+            [*HPO, *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+        )
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+        return result.stdout + result.stderr
+
+    shown = run("validate", str(path))
+    assert "ét ude/1 [x]: valid" in shown
+    assert "act: one of '[gelu]', '[relu]'" in shown
+    assert "'note': '[b]x'" in shown
+    ran = run("run", str(path))
+    assert "(fail) ([b]bad)" not in ran and "fail ([b]bad)" in ran, ran
+    assert "│ study                      │ ét ude/1 [x]" in ran, ran
+    assert "│   act                      │ [relu]" in ran, ran
+    status = run("status", str(path))
+    assert "ét ude/1 [x]" in status and "'act': '[relu]'" in status, status
+    assert "'[relu]'" in run("best", str(path))
+    assert "report written to r[x].html" in run("report", str(path), "-o", "r[x].html")
+    assert (tmp_path / "r[x].html").is_file()
+    assert "best trial written to b[1].yaml" in run("export", str(path), "-o", "b[1].yaml")
+    compared = run("compare", str(path), str(path))
+    assert "ét ude/1 [x]" in compared, compared

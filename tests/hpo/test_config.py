@@ -187,9 +187,33 @@ def test_grid_sampler_needs_steps_for_floats(write_study: Callable[..., Path]) -
     data = analytic_study(sampler={"name": "grid"})
     (line,) = problems_of(write_study, data)
     assert line == (
-        "sampler: GridSampler rejected its arguments: space.x: the grid sampler needs a step "
-        "(or categorical choices) for float parameters"
+        "space.x: the grid sampler needs a step (or categorical choices) for float parameters"
     )
+
+
+def test_a_grid_too_big_to_hold_is_refused(write_study: Callable[..., Path]) -> None:
+    # Optuna's grid sampler lists every combination: validation ran out of memory
+    space = {"n": {"type": "int", "low": 0, "high": 1_000_000_000}}
+    data = analytic_study(sampler={"name": "grid"}, space=space)
+    assert (
+        "space.n: 1000000001 grid values, more than the grid sampler's limit of 1000000; "
+        "use a larger step, fewer choices or another sampler"
+    ) in problems_of(write_study, data)
+    space = {n: {"type": "int", "low": 0, "high": 999} for n in ("a", "b", "c")}
+    data = analytic_study(sampler={"name": "grid"}, space=space)
+    problems = problems_of(write_study, data)
+    assert any(p.startswith("space: 1000000000 grid combinations, more than") for p in problems)
+
+
+def test_the_grid_stops_at_high_when_the_step_does_not_divide_the_range() -> None:
+    # round() gave 0.0, 0.6 and 1.2 for [0, 1] in steps of 0.6: 1.2 was trained
+    from hpo.config import FloatParam
+    from hpo.space import grid_values
+
+    spec = FloatParam(type="float", low=0.0, high=1.0, step=0.6)
+    assert grid_values("v", spec) == [0.0, 0.6]
+    spec = FloatParam(type="float", low=0.0, high=1.0, step=0.1)  # 10 steps, in floats
+    assert grid_values("v", spec)[-1] == 1.0 and len(grid_values("v", spec)) == 11
 
 
 def test_unknown_trainer(write_study: Callable[..., Path]) -> None:
@@ -353,6 +377,16 @@ def test_not_a_mapping(write_study: Callable[..., Path]) -> None:
     ]
 
 
+def test_an_enqueued_value_its_own_entry_switches_off(write_study: Callable[..., Path]) -> None:
+    # margin is only sampled when choice is c: it was silently dropped
+    enqueue = [{"choice": "a", "margin": 0.5}, {"choice": "c", "margin": 0.5}, {"margin": 0.5}]
+    problems = problems_of(write_study, analytic_study(enqueue=enqueue))
+    assert problems == [
+        "enqueue.0.margin: never used, the entry's choice='a' leaves margin out "
+        "(if: {'choice': 'c'})"
+    ]
+
+
 def test_enqueued_values_must_come_from_the_space(write_study: Callable[..., Path]) -> None:
     enqueue = [{"x": 0.5}, {"x": 9.0, "choice": "d", "nope": 1}]
     with pytest.raises(ConfigError) as info:
@@ -392,3 +426,47 @@ def test_more_enqueued_configurations_than_trials_is_refused(
         "enqueue: 3 configurations but budget.n_trials is 2; raise n_trials or enqueue at "
         "most that many (the rest would never run)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("choices", "expected"),
+    [
+        ([1, True], "space.c.choices: True equals the choice 1, and Optuna stores a choice"),
+        ([0, False], "space.c.choices: False equals the choice 0"),
+        ([1, 1.0], "space.c.choices: 1.0 equals the choice 1"),
+        (["a", "a"], "space.c.choices: duplicate choice 'a'"),
+    ],
+)
+def test_choices_python_calls_equal_are_refused(
+    write_study: Callable[..., Path], choices: list[Any], expected: str
+) -> None:
+    # the trainer got True, the storage (by index) said 1: best and export were wrong
+    data = analytic_study(space={"x": {"type": "float", "low": 0.0, "high": 1.0}})
+    data["space"]["c"] = {"type": "categorical", "choices": choices}
+    assert any(line.startswith(expected) for line in problems_of(write_study, data))
+
+
+def test_a_range_too_wide_for_a_float_is_refused(write_study: Callable[..., Path]) -> None:
+    data = analytic_study(space={"x": {"type": "float", "low": -1.0e308, "high": 1.0e308}})
+    assert problems_of(write_study, data) == [
+        "space.x: high - low must be a finite float (the range is too wide)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "value", "expected"),
+    [
+        ({"type": "int", "low": 1, "high": 4}, 2.5, "n can never be 2.5"),
+        (
+            {"type": "float", "low": 0.0, "high": 1.0, "step": 0.5},
+            0.3,
+            "n can never be 0.3: it is off the step grid (low 0.0, step 0.5)",
+        ),
+    ],
+)
+def test_conditions_on_values_the_parameter_never_takes(
+    write_study: Callable[..., Path], spec: dict[str, Any], value: float, expected: str
+) -> None:
+    space = {"n": spec, "x": {"type": "float", "low": 0.0, "high": 1.0, "if": {"n": value}}}
+    data = analytic_study(space=space)
+    assert f"space.x.if.n: {expected}" in " | ".join(problems_of(write_study, data))

@@ -15,12 +15,15 @@ from typing import Any
 import optuna
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from hpo import load_study_config, run_study
+from hpo.cli import app
 from hpo.config import StudyConfig
 from hpo.dashboard import (
     create_server,
     dashboard_storage,
+    exposure_warning,
     is_loopback,
     serve_in_background,
 )
@@ -263,3 +266,60 @@ def test_dashboard_in_headless_chromium(dashboard: str) -> None:
         finally:
             browser.close()
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("port", ["70000", "-1"])
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [(["dashboard"], "--port"), (["run", "--dashboard"], "--dashboard-port")],
+)
+def test_a_port_out_of_range_is_an_option_error(
+    write_study: Callable[..., Path], command: list[str], option: str, port: str
+) -> None:
+    """Not an ``OverflowError`` traceback from ``bind()``: exit 2 before anything runs."""
+    path = write_study(analytic_study(budget={"n_trials": 1}, artifacts={"enabled": False}))
+    result = CliRunner().invoke(app, [command[0], str(path), *command[1:], option, port])
+    assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
+    assert f"Invalid value for '{option}'" in result.stderr
+    assert "Traceback" not in result.stderr and "OverflowError" not in result.stderr
+    assert not (path.parent / "hpo.db").exists(), "nothing ran"
+
+
+@pytest.mark.parametrize("port", [70000, -1])
+def test_create_server_with_a_port_out_of_range_is_a_clear_error(
+    finished_study: StudyConfig, port: int
+) -> None:
+    with pytest.raises(HpoError) as info:
+        create_server(finished_study, port=port)
+    assert info.value.problems == [
+        f"dashboard: cannot listen on 127.0.0.1:{port}: the port must be 0-65535"
+    ]
+
+
+def test_run_and_dashboard_warn_alike_about_a_dashboard_without_login(
+    write_study: Callable[..., Path],
+) -> None:
+    path = write_study(analytic_study(budget={"n_trials": 1}, artifacts={"enabled": False}))
+    run = CliRunner().invoke(
+        app,
+        ["run", str(path), "--dashboard", "--dashboard-host", "0.0.0.0", "--dashboard-port", "0"],
+    )
+    assert run.exit_code == 0, (run.stderr, run.exception)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hpo.cli", "dashboard", str(path), "--host", "0.0.0.0", "-p", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        assert proc.stderr is not None
+        served = proc.stderr.readline().strip()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    expected = f"warning: {exposure_warning('0.0.0.0')}"
+    assert served == expected
+    assert expected in " ".join(run.stderr.split()), run.stderr
+    quiet = CliRunner().invoke(app, ["run", str(path), "--dashboard", "--dashboard-port", "0"])
+    assert quiet.exit_code == 0 and "warning" not in quiet.stderr, quiet.stderr

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
@@ -20,6 +21,7 @@ from hpo.export import export_best
 from hpo.results import load_existing_study
 from hpo.standalone import load_trainer_config, run_standalone
 from tests.conftest import analytic_study
+from tests.hpo.test_report import study_with_a_retried_trial
 
 if TYPE_CHECKING:
     from typer.testing import Result
@@ -195,3 +197,43 @@ def test_compare_needs_two_studies(write_study: Callable[..., Path]) -> None:
     result = _hpo("compare", str(write_study(analytic_study())))
     assert result.exit_code == 2
     assert "at least two study files" in result.stderr
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
+def test_compare_counts_a_retried_trial_as_retried_not_failed(tmp_path: Path) -> None:
+    """As ``hpo status`` does: the trial a retry replaced is no failure."""
+    path = study_with_a_retried_trial(tmp_path)
+    (summary, _) = compare_studies([load_study_config(path)] * 2)
+    assert summary.counts == {
+        "complete": 3,
+        "pruned": 0,
+        "fail": 0,
+        "running": 0,
+        "retried or surplus": 1,
+    }
+    rows = dict(comparison_rows([summary]))
+    assert rows["trials failed"] == ["0"] and rows["trials retried or surplus"] == ["1"]
+    as_json = _hpo("compare", str(path), str(path), "--format", "json")
+    assert as_json.exit_code == 0, as_json.stderr
+    assert json.loads(as_json.stdout)[0]["counts"] == summary.counts
+
+
+def phase_trainer(params: Mapping[str, Any], reporter: Any = None) -> dict[str, float]:
+    """Reports text and non-finite numbers beside its metrics, as some trainers do."""
+    if reporter is not None:
+        reporter.report(1, {"phase": "warmup", "loss": 0.123456, "ratio": math.nan})
+        reporter.report(2, {"phase": "[b]main", "loss": math.inf, "done": True, "steps": 7})
+    return {"best_score": float(params["x"])}
+
+
+def test_train_echoes_non_numeric_metrics_as_text(tmp_path: Path) -> None:
+    config = tmp_path / "phase.yaml"
+    config.write_text(
+        "trainer: tests.hpo.test_export_compare:phase_trainer\nparams: {x: 0.5}\n",
+        encoding="utf-8",
+    )
+    result = _hpo("train", str(config))
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    assert yaml.safe_load(result.stdout) == {"result": {"best_score": 0.5}}
+    assert "epoch 1: phase=warmup  loss=0.1235  ratio=nan" in result.stderr
+    assert "epoch 2: phase=[b]main  loss=inf  done=True  steps=7" in result.stderr

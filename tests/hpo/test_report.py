@@ -254,3 +254,53 @@ def test_report_renders_offline_in_chromium(report: tuple[Path, Any]) -> None:
             assert errors == []
         finally:
             browser.close()
+
+
+def study_with_a_retried_trial(folder: Path, name: str = "retried") -> Path:
+    """A study whose first trial's process died mid-trial; the next run retried it.
+
+    As after a crash or a killed ``hpo run``: the old trial ends FAIL (``worker_died``)
+    and a retry with its parameters completes in its place.
+    """
+    import subprocess
+    import sys
+
+    import yaml
+
+    from hpo.runner import open_study
+    from hpo.workers.identity import WorkerIdentity, mark_owner
+
+    data = analytic_study(
+        name=name,
+        budget={"n_trials": 3},
+        pruner={"name": "none"},
+        artifacts={"enabled": False},
+        startup="random",
+    )
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    cfg = load_study_config(path)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    here = WorkerIdentity.current()
+    trial = open_study(cfg).ask()
+    mark_owner(trial, WorkerIdentity(here.host, int(gone.stdout), here.machine, None, None))
+    trial.suggest_float("x", -2.0, 2.0)
+    summary = run_study(cfg)
+    assert (summary.n_complete, summary.n_retried, summary.n_failed) == (3, 1, 0)
+    return path
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
+def test_report_counts_a_retried_trial_as_retried_not_failed(tmp_path: Path) -> None:
+    path = study_with_a_retried_trial(tmp_path)
+    status = CliRunner().invoke(app, ["status", str(path)])
+    assert status.exit_code == 0, status.stderr
+    assert "retried or surplus │ 1" in status.stdout, status.stdout
+    out = write_report(load_study_config(path), tmp_path / "report.html")
+    counts = {row[0]: int(row[1]) for row in _parse(out).tables["counts"]}
+    assert counts == {"complete": 3, "pruned": 0, "fail": 0, "running": 0, "retried or surplus": 1}

@@ -118,6 +118,79 @@ def test_changed_space_is_refused_unless_forced(write_study: Callable[..., Path]
     assert run_study(changed, force=True).trials_run == 2
 
 
+def test_a_resume_with_other_trainer_params_keeps_each_trials_own(
+    write_study: Callable[..., Path],
+) -> None:
+    # the study kept only the latest run's fixed params: best/export showed epochs 8 for a
+    # trial trained at 3, and duplicates: reuse took values trained at the other length
+    from hpo import best_config
+    from hpo.fixed_params import trial_fixed_params
+
+    space = {"choice": {"type": "categorical", "choices": ["a", "b"]}}
+    data = analytic_study(
+        space=space,
+        sampler={"name": "random", "seed": 0},
+        pruner={"name": "none"},
+        duplicates="reuse",
+    )
+    data["budget"] = {"n_trials": 3}
+    data["trainer"]["params"] = {"epochs": 3}
+    path = write_study(data)
+    run_study(load_study_config(path))
+    longer = load_study_config(path, ["trainer.params.epochs=8", "budget.n_trials=6"])
+    run_study(longer)
+    study = _load(path, "analytic")
+    for trial in study.trials:
+        source = study.trials[trial.user_attrs.get("duplicate_of", trial.number)]
+        params = trial_fixed_params(study.user_attrs, trial, {})
+        assert params["epochs"] == source.user_attrs["epochs_run"], trial.number
+        assert params["epochs"] == (3 if trial.number < 3 else 8)
+    best = best_config(longer)
+    assert best["params"]["epochs"] == best["metrics"]["epochs_run"]
+
+
+@pytest.mark.parametrize(
+    ("name", "spec", "what"),
+    [
+        ("choice", {"type": "categorical", "choices": ["c", "b", "a"]}, "choices"),
+        ("x", {"type": "int", "low": -2, "high": 2}, "type"),
+        ("margin", {"type": "float", "low": 0.1, "high": 1.0, "log": True}, "log scale"),
+    ],
+)
+def test_changes_optuna_cannot_take_are_refused_even_with_force(
+    write_study: Callable[..., Path], name: str, spec: dict[str, Any], what: str
+) -> None:
+    # with --force every later trial failed, with no reason recorded
+    path = write_study(analytic_study(budget={"n_trials": 2}, enqueue=[{"choice": "c"}]))
+    run_study(load_study_config(path))
+    data = analytic_study(budget={"n_trials": 4})
+    data["space"][name] = {**spec, **({"if": {"choice": "c"}} if name == "margin" else {})}
+    changed = load_study_config(write_study(data))
+    with pytest.raises(StudyMismatchError) as info:
+        run_study(changed, force=True)
+    assert any(
+        f"space.{name} {what} " in line and "not even with --force" in line
+        for line in info.value.problems
+    ), info.value.problems
+
+
+def test_a_sampler_error_is_the_trials_fail_reason(write_study: Callable[..., Path]) -> None:
+    # it was raised outside the trainer's try: FAIL with no reason, visible only with -v
+    from hpo.config import FloatParam
+
+    path = write_study(analytic_study(budget={"n_trials": 2}, sampler={"name": "random"}))
+    cfg = load_study_config(path)
+    # a range the file check refuses (its width overflows): Optuna's sampler raises
+    cfg.space["x"] = FloatParam.model_construct(
+        type="float", low=-1e308, high=1e308, log=False, step=None, condition=None
+    )
+    summary = run_study(cfg)
+    assert summary.n_failed == 2
+    for trial in _load(path, "analytic").trials:
+        assert trial.user_attrs["fail_reason"] == "sampler"
+        assert "OverflowError" in trial.user_attrs["fail_message"]
+
+
 def test_changed_direction_is_refused_even_with_force(write_study: Callable[..., Path]) -> None:
     path = write_study(analytic_study(budget={"n_trials": 1}))
     run_study(load_study_config(path))

@@ -90,6 +90,53 @@ def test_mask_url_hides_a_password_with_an_unencoded_at_sign() -> None:
     )
 
 
+def test_mask_url_hides_a_password_with_no_user_or_with_spaces() -> None:
+    """An empty user and a password with whitespace are masked up to the last ``@``."""
+    for url, masked in [
+        (
+            "postgresql+psycopg://:topsecret@127.0.0.1:1/db",
+            "postgresql+psycopg://:***@127.0.0.1:1/db",
+        ),
+        ("postgresql+psycopg://:top secret@h:1/db", "postgresql+psycopg://:***@h:1/db"),
+        ("postgresql+psycopg://u:top secret@h:1/db", "postgresql+psycopg://u:***@h:1/db"),
+        ("mysql://u:a b@c d@h/db", "mysql://u:***@h/db"),
+        ("postgresql://:p@ss word@h/db", "postgresql://:***@h/db"),
+        ("postgresql://u:a\tb/c?d#e@h/db", "postgresql://u:***@h/db"),
+        ("grpc://:top secret@h:1", "grpc://:***@h:1"),
+    ]:
+        assert mask_url(url) == masked, url
+        assert mask_url(f"cannot open {url}: refused") == f"cannot open {masked}: refused", url
+    # a URL without a path, followed by more text: the host ends at the first space
+    assert mask_url("grpc://u:top secret@h:1 failed: refused") == (
+        "grpc://u:***@h:1 failed: refused"
+    )
+    # two URLs on one line: each keeps its own host
+    assert mask_url("a://:p w@h/x and b://:q@k/y") == "a://:***@h/x and b://:***@k/y"
+    # an ``@`` after the database (e.g. in a server's message) is not part of the password
+    assert mask_url("mysql://u:pw@h:3306/db: denied for 'u'@'10.0.0.1' (using password)") == (
+        "mysql://u:***@h:3306/db: denied for 'u'@'10.0.0.1' (using password)"
+    )
+    assert mask_url("grpc://127.0.0.1:13000: refused") == "grpc://127.0.0.1:13000: refused"
+    assert mask_url("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+@pytest.mark.parametrize("password", ["topsecret", "top secret"])
+@pytest.mark.parametrize("user", ["", "hpo"])
+def test_validate_and_status_never_print_the_password(
+    tmp_path: Path, password: str, user: str
+) -> None:
+    port = _free_port()
+    path = _study_file(tmp_path, f"postgresql+psycopg://{user}:${{PGPW}}@127.0.0.1:{port}/db")
+    masked = f"postgresql+psycopg://{user}:***@127.0.0.1:{port}/db"
+    shown = hpo("validate", str(path), timeout=60, PGPW=password)
+    assert shown.returncode == 0, shown.stderr
+    assert f"storage   {masked}" in shown.stdout
+    assert "secret" not in shown.stdout + shown.stderr
+    status = hpo("status", str(path), timeout=60, PGPW=password)
+    line = _assert_one_line_error(status, f"cannot open {masked}: ", secrets=("secret",))
+    assert line.startswith("error: storage: ")
+
+
 # -- a server nobody answers on --------------------------------------------------------------
 
 

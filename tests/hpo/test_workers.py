@@ -15,6 +15,7 @@ from typing import Any
 
 import optuna
 import pytest
+import sqlalchemy.exc
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
@@ -98,10 +99,14 @@ def load(name: str, storage: str) -> optuna.Study:
 
 
 def try_load(name: str, storage: str) -> optuna.Study | None:
-    """The study, or ``None`` while nobody has created it yet."""
+    """The study, or ``None`` while nobody has created it yet.
+
+    Plain Optuna creates the tables of an empty storage too: racing the run that is
+    creating them, it may meet a half-made schema (``IntegrityError`` on SQLite).
+    """
     try:
         return load(name, storage)
-    except KeyError:
+    except (KeyError, sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
         return None
 
 

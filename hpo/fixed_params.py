@@ -1,0 +1,52 @@
+"""Which fixed trainer parameters (``trainer.params``) each trial trained with.
+
+A study may be resumed from an edited file (``--set trainer.params.epochs=50``), so the
+study-level copy only says what the latest run used. Each trial records the key of its
+fixed parameters beside its seed (the same write), and the study keeps each distinct set
+once under that key: ``hpo best`` and ``hpo export`` rebuild a trial's own configuration,
+and ``duplicates: reuse`` never takes a value trained under other fixed parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+FIXED_KEY_ATTR = "hpo:fixed"
+"""Trial user attribute: the key of the fixed trainer parameters it trained with."""
+FIXED_SET_PREFIX = "hpo:fixed_params:"
+"""Study user attribute prefix: ``hpo:fixed_params:<key>`` holds that set of parameters."""
+
+
+def fixed_key(params: Mapping[str, Any]) -> str:
+    """A short, stable key of a set of fixed trainer parameters."""
+    text = json.dumps(params, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def record_fixed_set(study: optuna.Study, params: Mapping[str, Any]) -> str:
+    """Keep ``params`` in the study under their key (once per distinct set); the key."""
+    key = fixed_key(params)
+    name = FIXED_SET_PREFIX + key
+    if name not in study.user_attrs:
+        study.set_user_attr(name, dict(params))
+    return key
+
+
+def trial_fixed_params(
+    study_attrs: Mapping[str, Any], trial: FrozenTrial, default: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The fixed parameters ``trial`` trained with; ``default`` for trials from before keys."""
+    key = trial.user_attrs.get(FIXED_KEY_ATTR)
+    stored = study_attrs.get(FIXED_SET_PREFIX + key) if isinstance(key, str) else None
+    return dict(stored) if isinstance(stored, Mapping) else dict(default)
+
+
+def trained_alike(trial: FrozenTrial, key: str) -> bool:
+    """Whether ``trial`` trained with the fixed parameters of ``key`` (unknown: assumed so)."""
+    return trial.user_attrs.get(FIXED_KEY_ATTR, key) == key
