@@ -24,6 +24,7 @@ from hpo.samplers import (
     startup_trials,
     unknown_kwargs_problems,
 )
+from hpo.space import GridError
 from hpo.storages import storage_problems
 
 _SINGLE_OBJECTIVE_ONLY = {"cmaes"}
@@ -124,11 +125,10 @@ def _sampler_problems(cfg: StudyConfig) -> list[str]:
         build_sampler(name, cfg.sampler.kwargs, seed=cfg.seed, space=cfg.space)
     except ImportError as exc:
         problems.append(f"sampler.name: {name} needs an extra package ({exc})")
+    except GridError as exc:  # the grid of the declared space: already one line
+        problems.append(str(exc))
     except (TypeError, ValueError) as exc:
-        if str(exc).startswith("space"):  # the grid of the declared space: already one line
-            problems.append(str(exc))
-        else:
-            problems.append(f"sampler: {SAMPLERS[name].__name__} rejected its arguments: {exc}")
+        problems.append(f"sampler: {SAMPLERS[name].__name__} rejected its arguments: {exc}")
     return problems
 
 
@@ -312,9 +312,10 @@ def _space_value_problems(
     if not problems and inner is not None:
         # the ends of a float range may be whole numbers that an int field takes
         for _loc, msg in schema_errors(schema, {**fixed, name: inner}, only=name):
+            remedy = "; use type: int" if "integer" in msg else ""
             problems.append(
                 f"space.{name}: a float range samples values like {inner!r}, which the "
-                f"trainer refuses: {msg}; use type: int"
+                f"trainer refuses: {msg}{remedy}"
             )
     return problems
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.config import ConfirmConfig, StudyConfig, validate_study_data
 from hpo.duplicates import DUPLICATE_OF_ATTR, active_params, same_params
 from hpo.errors import ConfigError
+from hpo.fixed_params import fixed_key, legacy_key, trained_alike
 from hpo.overrides import apply_overrides
 from hpo.storages import open_storage, storage_url
 from hpo.workers.budget import is_replaced, replaced_numbers
@@ -91,13 +92,34 @@ def confirm_seeds(study_seed: int, n: int, taken: set[Any]) -> list[int]:
     return out
 
 
-def select_finalists(study: optuna.Study, top: int) -> list[FrozenTrial]:
-    """The ``top`` best COMPLETE trials with distinct parameters, best first."""
-    return _finalists(study.get_trials(deepcopy=False), study.direction, top)
+def select_finalists(
+    study: optuna.Study, top: int, fixed: Mapping[str, Any] | None = None
+) -> list[FrozenTrial]:
+    """The ``top`` best COMPLETE trials with distinct parameters, best first.
+
+    ``fixed``: the trainer parameters the confirmation runs train with; trials trained
+    with others (a study resumed from an edited file) are no finalists, since their value
+    says nothing of a run under these.
+    """
+    return _finalists(
+        study.get_trials(deepcopy=False), study.direction, top, _trained_with(study, fixed)
+    )
+
+
+def _trained_with(
+    study: optuna.Study, fixed: Mapping[str, Any] | None
+) -> Callable[[FrozenTrial], bool] | None:
+    if fixed is None:
+        return None
+    key, legacy = fixed_key(fixed), legacy_key(study.user_attrs)
+    return lambda trial: trained_alike(trial, key, legacy)
 
 
 def _finalists(
-    trials: Sequence[FrozenTrial], direction: optuna.study.StudyDirection, top: int
+    trials: Sequence[FrozenTrial],
+    direction: optuna.study.StudyDirection,
+    top: int,
+    eligible: Callable[[FrozenTrial], bool] | None = None,
 ) -> list[FrozenTrial]:
     ranked = [
         t
@@ -105,6 +127,7 @@ def _finalists(
         if t.state == TrialState.COMPLETE
         and DUPLICATE_OF_ATTR not in t.user_attrs
         and t.value is not None
+        and (eligible is None or eligible(t))
     ]
     sign = -1.0 if direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
     ranked.sort(key=lambda t: (sign * float(t.value or 0.0), t.number))
@@ -173,7 +196,7 @@ def queue_confirmation(
     if problems:
         raise ConfigError(problems)
     search = _load_search(cfg)
-    finalists = select_finalists(search, top)
+    finalists = select_finalists(search, top, cfg.trainer.params)
     if not finalists:
         raise ConfigError([f"study {cfg.name!r} has no completed trial to confirm yet"])
     search_trials = search.get_trials(deepcopy=False)
@@ -327,7 +350,8 @@ def read_confirmation(
         return None
     finalists.sort(key=lambda f: (sign * f.search_value, f.trial))
     confirmed = {f.trial for f in finalists}
-    current = _finalists(search_trials, search_study.direction, len(finalists))
+    eligible = _trained_with(search_study, cfg.trainer.params)
+    current = _finalists(search_trials, search_study.direction, len(finalists), eligible)
     return Confirmation(
         study_name=confirm.study_name,
         metric=cfg.objective.names[0],

@@ -19,7 +19,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.config import FloatParam, ParamSpec, StudyConfig
-from hpo.fixed_params import fixed_key, trained_alike
+from hpo.fixed_params import fixed_key, legacy_key, trained_alike
 
 DUPLICATE_OF_ATTR = "duplicate_of"
 """User attribute of a reused trial: the number of the trial whose value it took."""
@@ -42,6 +42,8 @@ def active_params(trial: FrozenTrial) -> dict[str, Any]:
     unused = trial.user_attrs.get(UNUSED_PARAMS_ATTR) or ()
     return {name: value for name, value in trial.params.items() if name not in unused}
 
+
+_UNREAD = object()
 
 UnusedParams = Callable[[Mapping[str, Any]], frozenset[str]]
 """Given a trial's full trainer parameters, the names the trainer would not read."""
@@ -66,7 +68,15 @@ class TwinFinder:
         self.fixed = dict(fixed or {})
         # None: the fixed trainer parameters are not known here, so any trial may be a twin
         self._fixed_key = None if fixed is None else fixed_key(self.fixed)
+        self._legacy: object = _UNREAD
         self._keys: dict[int, dict[str, Any]] = {}
+
+    def _legacy_key(self, study: optuna.Study) -> str | None:
+        """:func:`legacy_key` of ``study``, read once: it is written before any trial runs."""
+        if self._legacy is _UNREAD:
+            self._legacy = legacy_key(study.user_attrs)
+        assert self._legacy is None or isinstance(self._legacy, str)
+        return self._legacy
 
     def unused_names(self, params: Mapping[str, Any]) -> frozenset[str]:
         """The sampled names in ``params`` that the trainer would not read."""
@@ -85,7 +95,9 @@ class TwinFinder:
         for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             if DUPLICATE_OF_ATTR in trial.user_attrs:
                 continue
-            if self._fixed_key is not None and not trained_alike(trial, self._fixed_key):
+            if self._fixed_key is not None and not trained_alike(
+                trial, self._fixed_key, self._legacy_key(study)
+            ):
                 continue  # trained under other fixed parameters (a study resumed edited)
             key = self._keys.get(trial.number)
             if key is None:

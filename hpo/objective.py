@@ -25,6 +25,7 @@ from hpo.duplicates import (
     UnusedParams,
     reuses_duplicates,
 )
+from hpo.errors import StorageError
 from hpo.fixed_params import FIXED_KEY_ATTR, fixed_key
 from hpo.owned_trials import OwnedTrialsStorage
 from hpo.rdb_writes import upsert_insert, write_attrs
@@ -186,9 +187,11 @@ def _from_storage(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, optuna.exceptions.StorageInternalError) or (
-            type(current).__module__ or ""
-        ).startswith("sqlalchemy"):
+        module = type(current).__module__ or ""
+        if isinstance(
+            current, StorageError | optuna.exceptions.StorageInternalError | OSError
+        ) or module.startswith(("sqlalchemy", "grpc")):
+            # hpo's outage handling, Optuna's RDB, a journal file, the storage proxy's client
             return True
         current = current.__cause__ or current.__context__
     return False

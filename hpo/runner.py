@@ -5,12 +5,13 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.config import StudyConfig
@@ -20,7 +21,7 @@ from hpo.objective import FAIL_REASON, Objective, TrialHook, prune_study_name
 from hpo.owned_trials import OwnedTrialsStorage
 from hpo.pruners import study_pruner, with_completed_cache
 from hpo.samplers import build_sampler
-from hpo.space import space_as_dict, space_fingerprint
+from hpo.space import distribution_of, space_as_dict, space_fingerprint
 from hpo.startup_design import study_startup
 from hpo.storages import default_grace_period, is_rdb_url, mask_url, open_storage, storage_url
 from hpo.workers import lapsed
@@ -110,36 +111,80 @@ def _check_compatible(study: optuna.Study, cfg: StudyConfig, force: bool) -> Non
         )
     old_obj = attrs.get(ATTR_OBJECTIVE)
     new_obj = {"metrics": cfg.objective.names, "directions": cfg.objective.study_directions}
-    unforceable = _distribution_changes(cfg.name, attrs.get(ATTR_SPACE) or {}, cfg)
+    unforceable = _distribution_changes(study, cfg)
     if old_obj is not None and old_obj != new_obj:
         unforceable.append(
             f"study {cfg.name!r} exists with objective {old_obj}, the file says {new_obj}; "
             "an objective cannot change within a study: give the study a new name"
         )
-    if unforceable or (problems and not force):
-        raise StudyMismatchError(problems + unforceable)
+    if unforceable:  # --force cannot help: its hint would only mislead
+        raise StudyMismatchError(unforceable)
+    if problems and not force:
+        raise StudyMismatchError(problems)
 
 
-def _distribution_changes(name: str, old_space: Mapping[str, Any], cfg: StudyConfig) -> list[str]:
-    """Changes Optuna refuses for a parameter its trials already hold, ``--force`` or not.
+def _distribution_changes(study: optuna.Study, cfg: StudyConfig) -> list[str]:
+    """Changes Optuna refuses for a parameter the study's trials hold, ``--force`` or not.
 
-    A trial's parameter must keep its kind, its log scale and (categorical) its choices
-    (``optuna.distributions.check_distribution_compatibility``): every new trial failed.
+    A parameter must keep its kind, its log scale and (categorical) its choices within a
+    study (``optuna.distributions.check_distribution_compatibility``): with ``--force``
+    every new trial failed. Compared with what the trials hold, not with the file of the
+    last run: a parameter no trial drew yet may still change.
     """
+    held: dict[str, optuna.distributions.BaseDistribution] = {}
+    for trial in study.get_trials(deepcopy=False):
+        for param, dist in trial.distributions.items():
+            held.setdefault(param, dist)
     out = []
-    for param, new in space_as_dict(cfg.space).items():
-        old = old_space.get(param)
-        if not isinstance(old, Mapping):
+    for param, spec in cfg.space.items():
+        old = held.get(param)
+        if old is None:
             continue
-        for key, what in (("type", "type"), ("log", "log scale"), ("choices", "choices")):
-            if old.get(key) != new.get(key) and (key == "type" or old.get("type") == new["type"]):
-                out.append(
-                    f"study {name!r} exists with space.{param} {what} {old.get(key)!r}, the "
-                    f"file says {new.get(key)!r}; Optuna cannot change a parameter's {what} "
-                    "within a study (not even with --force): give the study a new name"
-                )
-                break
+        new = distribution_of(spec)
+        try:
+            optuna.distributions.check_distribution_compatibility(old, new)
+        except ValueError:
+            out.append(f"study {cfg.name!r}: space.{param} {_incompatibility(old, new)}")
     return out
+
+
+def _incompatibility(
+    old: optuna.distributions.BaseDistribution, new: optuna.distributions.BaseDistribution
+) -> str:
+    """One line on what changed, and the way out."""
+    way_out = "within a study (not even with --force): give the study a new name"
+    if isinstance(old, CategoricalDistribution) and isinstance(new, CategoricalDistribution):
+        text = (
+            f"choices: the study's trials hold {list(old.choices)}, the file says "
+            f"{list(new.choices)}; Optuna cannot change a parameter's choices {way_out}"
+        )
+        if _same_numbers(old.choices, new.choices):
+            text += (
+                " (earlier versions read numbers like 1e-3 as text: quote the choices, "
+                "'1e-3', to continue this study)"
+            )
+        return text
+    if type(old) is not type(new):
+        kind = {FloatDistribution: "float", IntDistribution: "int"}
+        return (
+            f"type: the study's trials hold {kind.get(type(old), 'categorical')} values, the "
+            f"file says {kind.get(type(new), 'categorical')}; Optuna cannot change a "
+            f"parameter's type {way_out}"
+        )
+    return (
+        f"log scale: the study's trials hold log={getattr(old, 'log', None)}, the file says "
+        f"log={getattr(new, 'log', None)}; Optuna cannot change a parameter's log scale {way_out}"
+    )
+
+
+def _same_numbers(old: Sequence[Any], new: Sequence[Any]) -> bool:
+    """Whether ``old`` are texts of exactly the numbers in ``new`` (``'1e-3'`` and 0.001)."""
+    if len(old) != len(new) or not all(isinstance(o, str) for o in old):
+        return False
+    try:
+        return all(float(o) == n for o, n in zip(old, new, strict=True))
+    except (TypeError, ValueError):
+        return False
 
 
 def _record_study_attrs(study: optuna.Study, cfg: StudyConfig) -> None:
@@ -150,8 +195,9 @@ def _record_study_attrs(study: optuna.Study, cfg: StudyConfig) -> None:
         {"metrics": cfg.objective.names, "directions": cfg.objective.study_directions},
     )
     study.set_user_attr(ATTR_TRAINER, cfg.trainer.name)
-    study.set_user_attr(ATTR_FIXED, cfg.trainer.params)  # the latest run's
-    record_fixed_set(study, cfg.trainer.params)  # each trial's, by the key it records
+    # each trial's, by the key it records; then the latest run's
+    record_fixed_set(study, cfg.trainer.params, study.user_attrs.get(ATTR_FIXED))
+    study.set_user_attr(ATTR_FIXED, cfg.trainer.params)
     study.set_user_attr(ATTR_SEED, cfg.seed)
 
 

@@ -73,6 +73,17 @@ def suggest_params(trial: optuna.Trial, space: Mapping[str, ParamSpec]) -> dict[
     return chosen
 
 
+def distribution_of(spec: ParamSpec) -> optuna.distributions.BaseDistribution:
+    """The Optuna distribution a trial records for ``spec`` (as :func:`suggest_params` asks)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if isinstance(spec, FloatParam):
+        return FloatDistribution(spec.low, spec.high, log=spec.log, step=spec.step)
+    if isinstance(spec, IntParam):
+        return IntDistribution(spec.low, spec.high, log=spec.log, step=spec.step)
+    return CategoricalDistribution(spec.choices)
+
+
 def space_as_dict(space: Mapping[str, ParamSpec]) -> dict[str, Any]:
     """Plain data form of the space, as written in a study file."""
     return {
@@ -109,6 +120,10 @@ def describe_param(spec: ParamSpec) -> str:
     return text
 
 
+class GridError(ValueError):
+    """The declared space gives no grid the grid sampler can hold; one line naming the field."""
+
+
 MAX_GRID_POINTS = 1_000_000
 """The most combinations a grid may have: Optuna's grid sampler holds every one in memory."""
 
@@ -119,10 +134,10 @@ def grid_size(name: str, spec: ParamSpec) -> int:
         return len(spec.choices)
     if isinstance(spec, IntParam):
         if spec.log:
-            raise ValueError(f"space.{name}: the grid sampler cannot enumerate a log-scale int")
+            raise GridError(f"space.{name}: the grid sampler cannot enumerate a log-scale int")
         return (spec.high - spec.low) // spec.step + 1
     if spec.step is None:
-        raise ValueError(
+        raise GridError(
             f"space.{name}: the grid sampler needs a step (or categorical choices) for float parameters"
         )
     # the last point may not pass high (a step that does not divide the range stops short)
@@ -144,7 +159,7 @@ def grid_space(space: Mapping[str, ParamSpec]) -> dict[str, list[Any]]:
     """The grid sampler's ``search_space``; every combination must fit in memory."""
     total = math.prod(_checked_grid_size(name, spec) for name, spec in space.items())
     if total > MAX_GRID_POINTS:
-        raise ValueError(
+        raise GridError(
             f"space: {total} grid combinations, more than the grid sampler's limit of "
             f"{MAX_GRID_POINTS}; use larger steps, fewer choices or another sampler"
         )
@@ -154,7 +169,7 @@ def grid_space(space: Mapping[str, ParamSpec]) -> dict[str, list[Any]]:
 def _checked_grid_size(name: str, spec: ParamSpec) -> int:
     size = grid_size(name, spec)
     if size > MAX_GRID_POINTS:
-        raise ValueError(
+        raise GridError(
             f"space.{name}: {size} grid values, more than the grid sampler's limit of "
             f"{MAX_GRID_POINTS}; use a larger step, fewer choices or another sampler"
         )

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
+from hpo.yaml_loader import dump_yaml
 
 
 def _free_port() -> int:
@@ -277,7 +278,7 @@ def write_study(tmp_path: Path) -> Callable[..., Path]:
 
     def _write(data: dict[str, Any] | str, filename: str = "study.yaml") -> Path:
         path = tmp_path / filename
-        text = data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False)
+        text = data if isinstance(data, str) else dump_yaml(data, sort_keys=False)
         path.write_text(text, encoding="utf-8")
         return path
 
@@ -289,8 +290,13 @@ MAX_TEST_PROCESSES = 4
 processes than this mostly wait on the CPU and stretch the timing-bound tests."""
 
 
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: pytest without xdist must not fail
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``pytest -n auto``: one test process per core, at most :data:`MAX_TEST_PROCESSES`."""
+    """``pytest -n auto``: one test process per core, at most :data:`MAX_TEST_PROCESSES`
+    (``PYTEST_XDIST_AUTO_NUM_WORKERS`` still decides when set)."""
+    chosen = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
+    if chosen and chosen.isdigit():
+        return int(chosen)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(cores or 1, MAX_TEST_PROCESSES))
 

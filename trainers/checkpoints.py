@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from trainers.params import ContrastiveParams
 from trainers.reporter import TrainingFailed
-from trainers.schedules import Schedule
+from trainers.schedules import PLATEAU_THRESHOLD, Schedule
 
 logger = logging.getLogger(__name__)
 
@@ -156,12 +156,13 @@ def capture_rng(device: torch.device, generator: torch.Generator) -> dict[str, A
 def restore_rng(state: Mapping[str, Any], device: torch.device, generator: torch.Generator) -> None:
     """Inverse of :func:`capture_rng`."""
     torch.set_rng_state(state["torch"])
-    try:
-        generator.set_state(state["generator"])
-    except RuntimeError:
-        # Written on another kind of device (a CUDA generator's state is not a CPU one's):
-        # the weights carry over, the augmentation stream cannot; seed it from the restored
-        # global RNG, so the resumed run is still reproducible on this device.
+    saved = state["generator"]
+    if saved.numel() == generator.get_state().numel():
+        generator.set_state(saved)
+    else:
+        # Written on another kind of device (a CUDA generator's state is 16 bytes, a CPU
+        # one's 5056): the weights carry over, the augmentation stream cannot; seed it from
+        # the restored global RNG, so the resumed run is still reproducible on this device.
         logger.warning(
             "resume: the checkpoint was written on another kind of device than %s; "
             "augmentations draw a new random stream from here on",
@@ -244,6 +245,13 @@ class TrainingCheckpoint:
                 # carries over, and the schedule goes on with each group's own minimum
                 saved = {"lr_lambdas": [None] * len(scheduler.lr_lambdas), **saved}
             scheduler.load_state_dict(saved)
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                # an older checkpoint holds a relative threshold, under which a flat
+                # negative metric counted as better: keep the absolute one of now
+                scheduler.threshold, scheduler.threshold_mode = PLATEAU_THRESHOLD, "abs"
+                scheduler._init_is_better(
+                    mode=scheduler.mode, threshold=PLATEAU_THRESHOLD, threshold_mode="abs"
+                )
         if self.ema_model is not None and state["ema"] is not None:
             self.ema_model.load_state_dict(state["ema"])
         restore_rng(state["rng"], self.device, self.generator)
@@ -259,10 +267,14 @@ class TrainingCheckpoint:
             if new_name in missing and old_name in saved:
                 missing[new_name] = saved[old_name]
         saved = {**missing, **saved}
+        if saved.get("mode") == "align" and saved.get("n_prototypes") is None:
+            # until 2026-12-07 align resolved "one per class" with its one class: 1
+            saved["n_prototypes"] = 1
+        unread = {"n_prototypes"} if now.get("model") == "conv" else set()  # no prototypes
         differ = sorted(
             k
             for k in set(saved) | set(now)
-            if k not in RESUME_MAY_DIFFER and saved.get(k) != now.get(k)
+            if k not in RESUME_MAY_DIFFER | unread and saved.get(k) != now.get(k)
         )
         if differ:
             shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in differ[:6])

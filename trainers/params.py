@@ -124,7 +124,9 @@ class ContrastiveParams(BaseModel):
     use_cbam: bool = True
     use_dim_reduction: bool = Field(default=False, description="dim -> reduction_dim -> dim")
     reduction_dim: int = Field(default=32, ge=2, le=4096)
-    n_prototypes: int | None = Field(default=None, ge=1, le=4096, description="None: one per class")
+    n_prototypes: int | None = Field(
+        default=None, ge=1, le=4096, description="None: one per class (mode align: 6)"
+    )
     proto_init: Literal["xavier", "class_mean"] = "xavier"
     proto_proj: Literal["linear", "mlp"] = Field(
         default="linear", description="mlp is Linear-BatchNorm-GELU-Linear"

@@ -93,6 +93,18 @@ def test_finalists_are_the_best_distinct_configurations() -> None:
     assert [t.number for t in select_finalists(study, 10)] == [1, 4, 0]
 
 
+def test_finalists_trained_with_the_fixed_params_the_confirmation_uses() -> None:
+    # a study resumed with other trainer.params: its earlier trials confirm nothing now
+    from hpo.fixed_params import FIXED_KEY_ATTR, fixed_key
+
+    study = optuna.create_study(direction="minimize")
+    _complete(study, 0.1, 1.0, "b", **{FIXED_KEY_ATTR: fixed_key({"epochs": 3})})
+    _complete(study, 0.2, 0.5, "c", **{FIXED_KEY_ATTR: fixed_key({"epochs": 8})})
+    _complete(study, 0.3, 0.0, "a")  # from before the keys, no legacy set: alike
+    assert [t.number for t in select_finalists(study, 3)] == [0, 1, 2]
+    assert [t.number for t in select_finalists(study, 3, {"epochs": 8})] == [1, 2]
+
+
 def test_confirm_seeds_are_reproducible_and_avoid_the_search_seeds() -> None:
     seeds = confirm_seeds(0, 3, taken=set())
     assert seeds == confirm_seeds(0, 3, taken=set())

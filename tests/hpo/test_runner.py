@@ -149,6 +149,27 @@ def test_a_resume_with_other_trainer_params_keeps_each_trials_own(
     assert best["params"]["epochs"] == best["metrics"]["epochs_run"]
 
 
+def test_trials_of_a_study_from_before_the_keys_keep_the_set_it_recorded(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    import sqlite3
+
+    from hpo.fixed_params import trial_fixed_params
+
+    data = analytic_study(budget={"n_trials": 2}, pruner={"name": "none"})
+    data["trainer"]["params"] = {"epochs": 3}
+    path = write_study(data)
+    run_study(load_study_config(path))
+    with sqlite3.connect(tmp_path / "hpo.db") as db:  # as the earlier version left it
+        db.execute("DELETE FROM trial_user_attributes WHERE key = 'hpo:fixed'")
+        db.execute("DELETE FROM study_user_attributes WHERE key LIKE 'hpo:fixed_params:%'")
+    run_study(load_study_config(path, ["trainer.params.epochs=8", "budget.n_trials=3"]))
+    study = _load(path, "analytic")
+    epochs = [trial_fixed_params(study.user_attrs, t, {})["epochs"] for t in study.trials]
+    assert epochs == [3, 3, 8]
+    assert [t.user_attrs["epochs_run"] for t in study.trials] == epochs
+
+
 @pytest.mark.parametrize(
     ("name", "spec", "what"),
     [
@@ -169,7 +190,7 @@ def test_changes_optuna_cannot_take_are_refused_even_with_force(
     with pytest.raises(StudyMismatchError) as info:
         run_study(changed, force=True)
     assert any(
-        f"space.{name} {what} " in line and "not even with --force" in line
+        f"space.{name} {what}:" in line and "not even with --force" in line
         for line in info.value.problems
     ), info.value.problems
 
@@ -189,6 +210,47 @@ def test_a_sampler_error_is_the_trials_fail_reason(write_study: Callable[..., Pa
     for trial in _load(path, "analytic").trials:
         assert trial.user_attrs["fail_reason"] == "sampler"
         assert "OverflowError" in trial.user_attrs["fail_message"]
+
+
+def test_a_parameter_no_trial_holds_yet_may_change_with_force(
+    write_study: Callable[..., Path],
+) -> None:
+    # margin is drawn only when choice is c: no trial holds it, so Optuna takes any change
+    data = analytic_study(budget={"n_trials": 2}, enqueue=[{"choice": "a"}, {"choice": "b"}])
+    run_study(load_study_config(write_study(data)))
+    data = analytic_study(budget={"n_trials": 3})
+    data["space"]["margin"]["log"] = True
+    assert run_study(load_study_config(write_study(data)), force=True).trials_run == 1
+
+
+def test_choices_read_as_text_by_an_earlier_version_say_how_to_continue(
+    write_study: Callable[..., Path],
+) -> None:
+    # until 2026-12-07, 1e-3 in a study file was the text '1e-3'
+    space = {"x": {"type": "categorical", "choices": ["1e-3", "1e-2"]}}  # quoted when written
+    path = write_study(analytic_study(space=space, budget={"n_trials": 1}))
+    run_study(load_study_config(path))
+    space = {"x": {"type": "categorical", "choices": [1e-3, 1e-2]}}
+    with pytest.raises(StudyMismatchError) as info:
+        run_study(load_study_config(write_study(analytic_study(space=space))), force=True)
+    (line,) = info.value.problems
+    assert line.endswith("quote the choices, '1e-3', to continue this study)")
+
+
+def test_a_storage_error_while_sampling_stays_the_storages() -> None:
+    # an outage met by the sampler's read is storage_lost (retried), not a sampler failure
+    from hpo.objective import _from_storage
+    from hpo.storages import StorageUnavailableError
+
+    try:
+        try:
+            raise ConnectionRefusedError("refused")
+        except OSError as exc:
+            raise StorageUnavailableError(["storage: unreachable"]) from exc
+    except StorageUnavailableError as outage:
+        assert _from_storage(outage)
+    assert _from_storage(optuna.exceptions.StorageInternalError("lost"))
+    assert not _from_storage(OverflowError("Range exceeds valid bounds"))
 
 
 def test_changed_direction_is_refused_even_with_force(write_study: Callable[..., Path]) -> None:

@@ -146,3 +146,22 @@ def test_the_crossformer_gets_several_prototypes_without_classes(npz: Path) -> N
     assert state["params"]["n_prototypes"] == ALIGN_PROTOTYPES
     prototypes = [v for k, v in state["model"].items() if k.endswith("prototypes")]
     assert prototypes and all(v.shape[0] == ALIGN_PROTOTYPES for v in prototypes)
+
+
+def test_an_align_checkpoint_from_before_the_prototype_default_resumes(npz: Path) -> None:
+    # it was written with n_prototypes None, which align built as 1 prototype
+    from trainers.checkpoints import STATE_FILE, atomic_save
+
+    for model, extra in (("crossformer", {"n_heads": 4}), ("conv", {})):
+        save = npz.parent / f"old-{model}"
+        params = _align(npz, epochs=1, model=model, save_dir=str(save), **extra)
+        train({**params, "n_prototypes": 1} if model == "crossformer" else params)
+        state = torch.load(save / STATE_FILE, weights_only=True)
+        state["params"]["n_prototypes"] = None  # as the older trainer wrote it
+        atomic_save(state, save / STATE_FILE)
+        resume = {**params, "epochs": 2, "resume": True}
+        if model == "crossformer":
+            with pytest.raises(TrainingFailed, match=r"n_prototypes: 1 -> 6"):
+                train(resume)
+            resume["n_prototypes"] = 1
+        assert train(resume)["epochs_run"] == 2

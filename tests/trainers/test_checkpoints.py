@@ -202,3 +202,48 @@ def test_random_state_from_another_kind_of_device_reseeds(caplog: pytest.LogCapt
     torch.manual_seed(1)
     restore_rng(state, torch.device("cpu"), generator)
     torch.testing.assert_close(torch.rand(3, generator=generator), first)  # reproducible
+
+
+def test_a_plateau_state_with_the_old_relative_threshold_resumes_absolute(tmp_path: Path) -> None:
+    # until 2026-12-07 plateau compared relatively: a flat -val_loss counted as better
+    from trainers.checkpoints import TrainingCheckpoint
+    from trainers.schedules import build_schedule
+
+    def checkpoint() -> TrainingCheckpoint:
+        model = torch.nn.Linear(2, 2)
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        schedule = build_schedule(
+            "plateau",
+            optimizer,
+            steps_per_epoch=1,
+            epochs=8,
+            warmup_epochs=0,
+            min_lr_ratio=0.0,
+            t_0=1,
+            t_mult=1,
+            plateau_patience=1,
+            plateau_factor=0.5,
+        )
+        params = ContrastiveParams(scheduler="plateau", plateau_patience=1)
+        return TrainingCheckpoint(
+            tmp_path,
+            params,
+            torch.device("cpu"),
+            model=model,
+            optimizer=optimizer,
+            schedule=schedule,
+            generator=torch.Generator(),
+        )
+
+    old = checkpoint()
+    old.save(1, {})
+    state = torch.load(tmp_path / STATE_FILE, weights_only=True)
+    state["scheduler"]["threshold_mode"] = "rel"  # as the older trainer wrote it
+    atomic_save(state, tmp_path / STATE_FILE)
+    resumed = checkpoint()
+    assert resumed.load() is not None
+    rates = []
+    for _ in range(4):
+        resumed.schedule.step_epoch(-0.5)
+        rates.append(resumed.optimizer.param_groups[0]["lr"])
+    assert rates == [1.0, 1.0, 0.5, 0.5]

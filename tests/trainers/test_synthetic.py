@@ -31,7 +31,9 @@ def test_default_sizes_match_uci_har_and_generate_fast() -> None:
     x_tr, _, x_te, _ = make_synthetic_har()
     elapsed = time.perf_counter() - start
     assert x_tr.shape == (7352, 9, 128) and x_te.shape == (2947, 9, 128)
-    assert elapsed < 1.5, f"10k windows took {elapsed:.2f}s"
+    # a guard against gross regressions only (vectorised: well under a second alone);
+    # speed goals live in benchmarks/, and tests share the CPU with each other
+    assert elapsed < 6.0, f"10k windows took {elapsed:.2f}s"
 
 
 def test_same_seed_same_data_other_seed_other_data() -> None:
