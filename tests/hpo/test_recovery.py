@@ -83,7 +83,9 @@ def test_worker_killed_mid_trial_loses_nothing(
         name=name,
         storage=storage,
         n_trials=4,
-        epochs=5,
+        # 2.4 s left after the second report: under load (parallel tests) a shorter trial
+        # could finish between being seen running and the kill, and the kill hit another
+        epochs=10,
         sleep=0.3,
         pruner={"name": "none"},
     )
@@ -131,7 +133,7 @@ def test_sigterm_to_the_supervisor_records_running_trials_and_resume_finishes(
         name=name,
         storage=storage,
         n_trials=4,
-        epochs=6,
+        epochs=10,  # running when the signal comes, also under load
         sleep=0.3,
         pruner={"name": "none"},
         startup="random",  # the test lists the queued trials: only retries
