@@ -553,6 +553,22 @@ def _enqueue_problems(
     return out
 
 
+def _as_declared(
+    space: Mapping[str, ParamSpec], enqueue: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Enqueued whole numbers of float parameters as floats: Optuna hands an enqueued value
+    to the trainer as written, so ``v: 1`` reached it as an int, unlike a sampled ``v``."""
+    return [
+        {
+            name: float(value)
+            if isinstance(space.get(name), FloatParam) and type(value) is int
+            else value
+            for name, value in params.items()
+        }
+        for params in enqueue
+    ]
+
+
 def _condition_fails(spec: ParamSpec, params: Mapping[str, Any]) -> bool:
     """Whether ``params`` sets every parameter of ``spec``'s condition, and it does not hold."""
     if not spec.condition or not all(k in params for k in spec.condition):
@@ -604,7 +620,7 @@ def validate_study_data(data: Any, *, source: str | None = None) -> StudyConfig:
         )
     if problems:
         raise ConfigError(problems)
-    cfg = cfg.model_copy(update={"space": space})
+    cfg = cfg.model_copy(update={"space": space, "enqueue": _as_declared(space, cfg.enqueue)})
     from hpo.checks import semantic_problems
 
     problems = semantic_problems(cfg)

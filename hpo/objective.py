@@ -168,6 +168,17 @@ def _metric_attrs(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, flo
     return {f"{prefix}{k}": float(v) for k, v in metrics.items() if _finite(v)}
 
 
+_RESERVED_ATTRS = frozenset(
+    {"seed", "wall_seconds", FAIL_REASON, FAIL_MESSAGE, DUPLICATE_OF_ATTR, UNUSED_PARAMS_ATTR}
+)
+
+
+def _reserved(name: str) -> bool:
+    """A user attribute the service writes itself: a result metric of that name must not
+    overwrite it (a trainer returning ``seed`` changed the seed ``hpo best`` exports)."""
+    return name in _RESERVED_ATTRS or name.startswith("hpo:")
+
+
 class TrainerExited(RuntimeError):
     """The trainer called ``sys.exit``: a failed trial, not the end of the worker."""
 
@@ -387,7 +398,8 @@ class Objective:
                 f"trainer returned {type(result).__name__}, expected a dict of metrics",
                 also=attrs,
             )
-        set_user_attrs(trial, {**attrs, **_metric_attrs(result)})
+        metrics = {k: v for k, v in _metric_attrs(result).items() if not _reserved(k)}
+        set_user_attrs(trial, {**attrs, **metrics})
         values: list[float] = []
         for name in self.cfg.objective.names:
             if name not in result:

@@ -470,3 +470,12 @@ def test_conditions_on_values_the_parameter_never_takes(
     space = {"n": spec, "x": {"type": "float", "low": 0.0, "high": 1.0, "if": {"n": value}}}
     data = analytic_study(space=space)
     assert f"space.x.if.n: {expected}" in " | ".join(problems_of(write_study, data))
+
+
+def test_an_enqueued_whole_number_of_a_float_parameter_is_a_float(
+    write_study: Callable[..., Path],
+) -> None:
+    # Optuna handed the enqueued 1 to the trainer as an int
+    cfg = load_study_config(write_study(analytic_study(enqueue=[{"x": 1, "choice": "a"}])))
+    assert cfg.enqueue == [{"x": 1.0, "choice": "a"}]
+    assert type(cfg.enqueue[0]["x"]) is float

@@ -436,3 +436,22 @@ def test_enqueued_configurations_run_first_and_only_once(
     trials = _load(path, "analytic").trials
     assert len(trials) == 6
     assert sum(t.params.get("x") == 1.5 for t in trials) == 1, "a resumed study re-queues nothing"
+
+
+def seed_reporting_trainer(params: dict[str, Any], reporter: Any = None) -> dict[str, float]:
+    """The analytic trainer, whose result also names a seed and a wall time of its own."""
+    from trainers.analytic import train as analytic_train
+
+    return {**analytic_train(params, reporter), "seed": 7.0, "wall_seconds": -1.0}
+
+
+def test_a_result_metric_never_overwrites_what_the_service_records(
+    write_study: Callable[..., Path],
+) -> None:
+    # a trainer returning `seed` changed the seed that `hpo best` exports
+    trainer = {"name": "tests.hpo.test_runner:seed_reporting_trainer", "params": {"epochs": 2}}
+    path = write_study(analytic_study(budget={"n_trials": 2}, trainer=trainer))
+    run_study(load_study_config(path))
+    for trial in _load(path, "analytic").trials:
+        assert trial.user_attrs["seed"] == derive_seed(0, trial.number)
+        assert trial.user_attrs["wall_seconds"] >= 0.0
