@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -70,6 +71,8 @@ PER_EPOCH_METRICS = (
     "epoch_seconds",
     "peak_memory_mb",
 )
+
+logger = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------------------
@@ -250,6 +253,13 @@ def make_schedule(
     p: ContrastiveParams, optimizer: torch.optim.Optimizer, steps_per_epoch: int
 ) -> Schedule:
     """The LR schedule named by ``p.scheduler``, stepped per optimizer step."""
+    if p.scheduler == "warmup_cosine" and p.warmup_epochs >= p.epochs:
+        logger.warning(
+            "warmup_epochs=%d >= epochs=%d: the learning rate only warms up, never reaching "
+            "its peak or decaying; lower warmup_epochs",
+            p.warmup_epochs,
+            p.epochs,
+        )
     return build_schedule(
         p.scheduler,
         optimizer,
