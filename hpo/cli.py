@@ -44,50 +44,40 @@ def validate(study: StudyFile, set_: SetOption = None) -> None:
     from hpo.storages import storage_url
 
     cfg = load_study_config(study, set_ or [])
-    out.print(f"[bold]{escape(cfg.name)}[/bold]: valid", highlight=False)
-    out.print(f"  storage   {mask_url(storage_url(cfg))}", markup=False, highlight=False)
+    out.print(f"[bold]{escape(cfg.name)}[/bold]: valid", markup=True)
+    out.print(f"  storage   {mask_url(storage_url(cfg))}")
     directions = ", ".join(
         f"{d} {m}" for m, d in zip(cfg.objective.names, cfg.objective.study_directions, strict=True)
     )
     out.print(
         f"  objective {directions} (pruning on {cfg.objective.pruning_metric})",
-        markup=False,
-        highlight=False,
     )
     by_position = ordered_params(cfg.space) if cfg.sampler.name == "tpe_ordinal" else []
     positional = f" (modelled by position: {', '.join(by_position)})" if by_position else ""
     out.print(
         f"  sampler   {cfg.sampler.name} {cfg.sampler.kwargs or ''}".rstrip() + positional,
-        markup=False,
-        highlight=False,
     )
     out.print(
         f"  pruner    {cfg.pruner.name} {cfg.pruner.kwargs or ''}{pruner_defaults_note(cfg)}",
-        markup=False,
-        highlight=False,
     )
     budget = cfg.budget
     out.print(
         f"  budget    n_trials={budget.n_trials} timeout="
         f"{f'{budget.timeout:g}s' if budget.timeout else 'none'}",
-        markup=False,
-        highlight=False,
     )
-    out.print(f"  trainer   {cfg.trainer.name} {cfg.trainer.params}", markup=False, highlight=False)
-    out.print(f"  start-up  {describe_startup(cfg)}", markup=False, highlight=False)
-    out.print(f"  repeats   {describe_duplicates(cfg)}", markup=False, highlight=False)
+    out.print(f"  trainer   {cfg.trainer.name} {cfg.trainer.params}")
+    out.print(f"  start-up  {describe_startup(cfg)}")
+    out.print(f"  repeats   {describe_duplicates(cfg)}")
     repeat_note = fixed_seed_rerun_note(cfg)
     if repeat_note:
-        out.print(f"  note      {repeat_note}", markup=False, highlight=False)
+        out.print(f"  note      {repeat_note}")
     if cfg.confirm is not None:
         out.print(
             f"  confirm   top {cfg.confirm.top} at {cfg.confirm.seeds} fresh seeds after the search",
-            markup=False,
-            highlight=False,
         )
-    out.print("  space:", markup=False, highlight=False)
+    out.print("  space:")
     for name, spec in cfg.space.items():
-        out.print(f"    {name}: {describe_param(spec)}", markup=False, highlight=False)
+        out.print(f"    {name}: {describe_param(spec)}")
 
 
 @app.command()
@@ -123,8 +113,6 @@ def status(study: StudyFile, set_: SetOption = None) -> None:
         out.print(
             f"running: trial {trial['number']} step {trial['last_step']} since {trial['started']} "
             f"{trial['params']}",
-            markup=False,  # parameters are user text: "[gelu]" is not markup
-            highlight=False,
         )
 
 

@@ -25,11 +25,14 @@ if TYPE_CHECKING:
 
 
 class _SafeConsole(Console):
-    """A console that prints text with stray ``[/...]`` (a study named ``[/x]``) literally.
-
-    Commands print user-provided names, parameters and values inside markup strings; an
-    unbalanced closing tag in them would otherwise raise ``MarkupError`` mid-command.
+    """A console that prints text as written: study names, parameters, fail reasons and
+    paths are user text, where ``[gelu]`` is not markup. A line that styles itself asks
+    for ``markup=True`` (escaping the user text in it); one with a stray ``[/...]`` even
+    then is printed literally instead of raising ``MarkupError`` mid-command.
     """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**{"markup": False, "highlight": False, **kwargs})
 
     def render_str(self, text: str, *args: Any, **kwargs: Any) -> Text:
         try:
@@ -80,7 +83,6 @@ def _fail(problems: list[str], code: int = 2) -> None:
     for line in problems:
         err.print(
             f"[red]error:[/red] {escape(one_line(mask_url(line)))}",
-            highlight=False,
             markup=True,
             soft_wrap=True,
         )

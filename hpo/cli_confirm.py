@@ -155,23 +155,21 @@ def run_confirmation(
         err.print(
             f"note: {plan.search_unfinished} search trial(s) still running or queued; the "
             "finalists are chosen from the completed ones (hpo confirm again after they end)",
-            highlight=False,
         )
     err.print(
         f"confirming trials {', '.join(f'#{n}' for n in plan.finalists)} at seeds "
         f"{', '.join(map(str, plan.seeds))}: {plan.queued} run(s) queued now, "
         f"{plan.n_runs} in the confirmation study",
-        highlight=False,
     )
     confirm_overrides = [*overrides, *confirmation_overrides(cfg, plan.n_runs)]
     confirm_cfg = load_study_config(study, confirm_overrides)
     run_loaded(confirm_cfg, study, confirm_overrides, force=force, verbose=verbose, show_best=False)
     confirmation = read_confirmation(cfg)
     if confirmation is None:
-        err.print("[red]the confirmation study holds no run[/red]")
+        err.print("[red]the confirmation study holds no run[/red]", markup=True)
         raise typer.Exit(1)
     out.print(confirmation_table(confirmation))
-    out.print(verdict(confirmation), highlight=False)
+    out.print(verdict(confirmation))
 
 
 def register(app: typer.Typer) -> None:

@@ -33,7 +33,7 @@ def warn_exposed(host: str) -> None:
 
     warning = exposure_warning(host)
     if warning is not None:
-        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", markup=True)
 
 
 @handles_errors
@@ -58,8 +58,6 @@ def dashboard(
     warn_exposed(host)
     out.print(
         f"optuna-dashboard for {cfg.name}: {server.url}",
-        markup=False,
-        highlight=False,
         soft_wrap=True,
     )
     sys.stdout.flush()
@@ -88,7 +86,7 @@ def report(
     cfg = load_study_config(study, set_ or [])
     check_output_file(output, OUTPUT_OPTION, "report.html")
     path = write_output_file(output, build_report(cfg), OUTPUT_OPTION)
-    out.print(f"report written to {path}", markup=False, highlight=False, soft_wrap=True)
+    out.print(f"report written to {path}", soft_wrap=True)
 
 
 @handles_errors
@@ -111,8 +109,6 @@ def export(
     path = write_output_file(output, export_text(cfg), OUTPUT_OPTION)
     out.print(
         f"best trial written to {path}; retrain with: hpo train {path} --evaluate-test",
-        markup=False,
-        highlight=False,
         soft_wrap=True,
     )
 
@@ -140,7 +136,7 @@ def compare(
         sys.stdout.write(json.dumps([s.as_dict() for s in summaries], indent=2) + "\n")
         return
     for warning in comparison_warnings(summaries):
-        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", markup=True)
     table = Table(title="study comparison")
     table.add_column("")
     for path, summary in zip(studies, summaries, strict=True):  # Text: names are user text

@@ -154,12 +154,15 @@ def _finish_supervised(
     if show_best:
         _print_summary(cfg, result.summary, extra)
     for note in result.notes:
-        err.print(f"note: {note}", highlight=False)
+        err.print(f"note: {note}")
     if result.interrupted:
         err.print("interrupted: running trials were recorded and queued again")
         raise typer.Exit(130)
     if result.unfinished:
-        err.print("[red]the study is unfinished: its workers stopped before the budget[/red]")
+        err.print(
+            "[red]the study is unfinished: its workers stopped before the budget[/red]",
+            markup=True,
+        )
         raise typer.Exit(1)
     if not result.summary.any_complete:
         _no_trial_completed(result.summary)
@@ -167,13 +170,12 @@ def _finish_supervised(
 
 def _no_trial_completed(summary: RunSummary) -> NoReturn:
     """Exit 1, saying so; and why nothing ran when failed trials had used up the budget."""
-    err.print("[red]no trial completed[/red]")
+    err.print("[red]no trial completed[/red]", markup=True)
     if summary.trials_run == 0 and summary.n_failed:
         err.print(
             f"hint: earlier runs' {summary.n_failed} failed trials used up budget.n_trials "
             "(hpo status lists their fail_reason); after fixing the cause, run again with a "
             "larger budget.n_trials (--set budget.n_trials=N) or under a new study name",
-            highlight=False,
         )
     raise typer.Exit(1)
 
@@ -210,7 +212,7 @@ def run(
     cfg = load_study_config(study, overrides)
     repeat_note = fixed_seed_rerun_note(cfg)
     if repeat_note:
-        err.print(f"note: {repeat_note}", highlight=False)
+        err.print(f"note: {repeat_note}")
     handle = None
     if dashboard:
         from hpo.cli_reports import warn_exposed
@@ -218,7 +220,7 @@ def run(
 
         handle = serve_in_background(cfg, host=dashboard_host, port=dashboard_port)
         warn_exposed(dashboard_host)
-        err.print(f"dashboard: {handle.url}", markup=False, highlight=False, soft_wrap=True)
+        err.print(f"dashboard: {handle.url}", soft_wrap=True)
     try:
         run_loaded(cfg, study, overrides, force=force, verbose=verbose)
         if cfg.confirm is not None:
@@ -248,7 +250,7 @@ def run_loaded(
 
     plan = _plan(cfg)
     for note in plan.notes:
-        err.print(f"note: {note}", highlight=False)
+        err.print(f"note: {note}")
     if not _in_process(plan):
         result = _supervise(cfg, study, plan, overrides, force, verbose)
         _finish_supervised(cfg, plan, result, show_best=show_best)
@@ -284,7 +286,7 @@ def worker(
     cfg = load_study_config(study, overrides)
     plan = _plan(cfg)
     for note in plan.notes:
-        err.print(f"note: {note}", highlight=False)
+        err.print(f"note: {note}")
     if len(plan.slots) > 1:
         _finish_supervised(cfg, plan, _supervise(cfg, study, plan, overrides, force, verbose))
         return
@@ -322,7 +324,7 @@ def storage_proxy(
         storage,
         host=host,
         port=port,
-        on_ready=lambda url: err.print(f"storage proxy listening on {url}", highlight=False),
+        on_ready=lambda url: err.print(f"storage proxy listening on {url}"),
     )
 
 

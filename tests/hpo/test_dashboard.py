@@ -201,16 +201,21 @@ def test_dashboard_beside_a_running_study_changes_nothing(
     assert _journal_mode(tmp_path / "hpo.db") == "wal"
 
 
-def test_cli_prints_the_url_and_serves(write_study: Callable[..., Path]) -> None:
-    path = write_study(analytic_study(budget={"n_trials": 1}, artifacts={"enabled": False}))
-    run_study(load_study_config(path))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hpo.cli", "dashboard", str(path), "--port", "0"],
+def _dashboard_command(path: Path, *options: str) -> subprocess.Popen[str]:
+    """``hpo dashboard PATH OPTIONS`` in a process of its own, its output piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "hpo.cli", "dashboard", str(path), *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "COLUMNS": "200"},
     )
+
+
+def test_cli_prints_the_url_and_serves(write_study: Callable[..., Path]) -> None:
+    path = write_study(analytic_study(budget={"n_trials": 1}, artifacts={"enabled": False}))
+    run_study(load_study_config(path))
+    proc = _dashboard_command(path, "--port", "0")
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -305,13 +310,7 @@ def test_run_and_dashboard_warn_alike_about_a_dashboard_without_login(
         ["run", str(path), "--dashboard", "--dashboard-host", "0.0.0.0", "--dashboard-port", "0"],
     )
     assert run.exit_code == 0, (run.stderr, run.exception)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hpo.cli", "dashboard", str(path), "--host", "0.0.0.0", "-p", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    proc = _dashboard_command(path, "--host", "0.0.0.0", "-p", "0")
     try:
         assert proc.stderr is not None
         served = ""

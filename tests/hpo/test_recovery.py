@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,6 +30,7 @@ from tests.conftest import analytic_study, wait_for
 from tests.hpo.test_workers import (
     assert_finished_exactly,
     by_state,
+    dead_local_worker,
     hpo,
     hpo_background,
     load,
@@ -315,14 +314,7 @@ def test_a_new_run_recovers_trials_of_a_dead_local_process(tmp_path: Path) -> No
     path = worker_study(tmp_path, n_trials=3, pruner={"name": "none"})
     cfg = load_study_config(path)
     study = open_study(cfg)
-    gone = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    dead = WorkerIdentity.current()
-    dead = WorkerIdentity(dead.host, int(gone.stdout), dead.machine, None, None)
+    dead = dead_local_worker()
     trial = study.ask()
     mark_owner(trial, dead)
     trial.suggest_float("x", -2.0, 2.0)

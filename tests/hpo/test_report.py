@@ -262,13 +262,12 @@ def study_with_a_retried_trial(folder: Path, name: str = "retried") -> Path:
     As after a crash or a killed ``hpo run``: the old trial ends FAIL (``worker_died``)
     and a retry with its parameters completes in its place.
     """
-    import subprocess
-    import sys
 
     import yaml
 
     from hpo.runner import open_study
-    from hpo.workers.identity import WorkerIdentity, mark_owner
+    from hpo.workers.identity import mark_owner
+    from tests.hpo.test_workers import dead_local_worker
 
     data = analytic_study(
         name=name,
@@ -280,15 +279,8 @@ def study_with_a_retried_trial(folder: Path, name: str = "retried") -> Path:
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     cfg = load_study_config(path)
-    gone = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    here = WorkerIdentity.current()
     trial = open_study(cfg).ask()
-    mark_owner(trial, WorkerIdentity(here.host, int(gone.stdout), here.machine, None, None))
+    mark_owner(trial, dead_local_worker())
     trial.suggest_float("x", -2.0, 2.0)
     summary = run_study(cfg)
     assert (summary.n_complete, summary.n_retried, summary.n_failed) == (3, 1, 0)

@@ -26,6 +26,7 @@ from hpo.workers.budget import (
     counted_trials,
     within_budget,
 )
+from hpo.workers.identity import WorkerIdentity
 from tests.conftest import analytic_study, wait_for
 
 HPO = [sys.executable, "-m", "hpo.cli"]
@@ -108,6 +109,18 @@ def try_load(name: str, storage: str) -> optuna.Study | None:
         return load(name, storage)
     except (KeyError, sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
         return None
+
+
+def dead_local_worker() -> WorkerIdentity:
+    """This machine's identity with the pid of a process that has exited: a dead worker."""
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    here = WorkerIdentity.current()
+    return WorkerIdentity(here.host, int(gone.stdout), here.machine, None, None)
 
 
 def sqlite_url(study_file: Path) -> str:

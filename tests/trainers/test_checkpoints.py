@@ -207,31 +207,20 @@ def test_random_state_from_another_kind_of_device_reseeds(caplog: pytest.LogCapt
 def test_a_plateau_state_with_the_old_relative_threshold_resumes_absolute(tmp_path: Path) -> None:
     # until 2026-12-07 plateau compared relatively: a flat -val_loss counted as better
     from trainers.checkpoints import TrainingCheckpoint
-    from trainers.schedules import build_schedule
+    from trainers.contrastive import make_schedule
+
+    params = ContrastiveParams(scheduler="plateau", plateau_patience=1)
 
     def checkpoint() -> TrainingCheckpoint:
         model = torch.nn.Linear(2, 2)
         optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
-        schedule = build_schedule(
-            "plateau",
-            optimizer,
-            steps_per_epoch=1,
-            epochs=8,
-            warmup_epochs=0,
-            min_lr_ratio=0.0,
-            t_0=1,
-            t_mult=1,
-            plateau_patience=1,
-            plateau_factor=0.5,
-        )
-        params = ContrastiveParams(scheduler="plateau", plateau_patience=1)
         return TrainingCheckpoint(
             tmp_path,
             params,
             torch.device("cpu"),
             model=model,
             optimizer=optimizer,
-            schedule=schedule,
+            schedule=make_schedule(params, optimizer, steps_per_epoch=1),
             generator=torch.Generator(),
         )
 
