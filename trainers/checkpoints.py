@@ -309,6 +309,14 @@ class EncoderCheckpoint:
     dataset: str
     epoch: int
     metrics: dict[str, float]
+    adapter: dict[str, Tensor] | None = None
+    """A fine-tuned :class:`~trainers.finetune.ChannelAdapter` in front of the encoder
+    (``conv.weight`` / ``conv.bias``), when the encoder was fine-tuned on other channels."""
+
+    @property
+    def adapter_channels(self) -> int | None:
+        """The data channels the saved adapter maps from (None: no adapter)."""
+        return None if self.adapter is None else int(self.adapter["conv.weight"].shape[1])
 
 
 def encoder_arch(model: nn.Module, p: ContrastiveParams) -> dict[str, Any]:
@@ -328,26 +336,56 @@ def save_encoder(
     dataset: str,
     epoch: int,
     metrics: Mapping[str, float],
+    adapter_state: Mapping[str, Tensor] | None = None,
 ) -> None:
-    """Write an encoder export atomically (weights copied to CPU)."""
-    atomic_save(
-        {
-            "format": ENCODER_FORMAT,
-            "encoder": {k: v.detach().cpu() for k, v in encoder_state.items()},
-            "arch": dict(arch),
-            "in_channels": in_channels,
-            "length": length,
-            "dataset": dataset,
-            "epoch": epoch,
-            "metrics": {k: float(v) for k, v in metrics.items()},
-        },
-        path,
-    )
+    """Write an encoder export atomically (weights copied to CPU).
+
+    ``in_channels`` is the encoder's own input; with ``adapter_state`` the data had other
+    channels, which the saved channel adapter maps onto the encoder's.
+    """
+    export: dict[str, Any] = {
+        "format": ENCODER_FORMAT,
+        "encoder": {k: v.detach().cpu() for k, v in encoder_state.items()},
+        "arch": dict(arch),
+        "in_channels": in_channels,
+        "length": length,
+        "dataset": dataset,
+        "epoch": epoch,
+        "metrics": {k: float(v) for k, v in metrics.items()},
+    }
+    if adapter_state:
+        export["adapter"] = {k: v.detach().cpu() for k, v in adapter_state.items()}
+    atomic_save(export, path)
 
 
-def encoder_part(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """The ``encoder.*`` entries of a full model state dict, prefix removed."""
-    return {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
+def _strip(state: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+@dataclass(frozen=True)
+class EncoderPart:
+    """The encoder (and channel adapter, if any) of a full model state dict."""
+
+    encoder: dict[str, Tensor]
+    adapter: dict[str, Tensor] | None
+
+    @property
+    def in_channels(self) -> int | None:
+        """The encoder's own input channels, read from the adapter (None: no adapter)."""
+        return None if self.adapter is None else int(self.adapter["conv.weight"].shape[0])
+
+
+def encoder_part(state: Mapping[str, Tensor]) -> EncoderPart:
+    """The encoder entries of a full model state dict, prefixes removed.
+
+    A plain model keeps its encoder under ``encoder.``; a fine-tuned model with a channel
+    adapter (:class:`~trainers.finetune.ChannelAdaptedModel`) under ``inner.encoder.``,
+    with the adapter under ``adapter.``.
+    """
+    plain = _strip(state, "encoder.")
+    if plain:
+        return EncoderPart(plain, None)
+    return EncoderPart(_strip(state, "inner.encoder."), _strip(state, "adapter.") or None)
 
 
 def encoder_file(path: str | Path) -> Path:
@@ -387,4 +425,5 @@ def load_encoder(path: str | Path) -> EncoderCheckpoint:
         dataset=str(data["dataset"]),
         epoch=int(data["epoch"]),
         metrics=dict(data["metrics"]),
+        adapter=dict(data["adapter"]) if data.get("adapter") else None,
     )

@@ -642,17 +642,18 @@ def train_supervised(
     if p.artifact_dir:
         _write_artifacts(Path(p.artifact_dir), best_state, best_eval, data, p, best_epoch)
     if save_dir is not None:
-        encoder_state = encoder_part(best_state)
-        if encoder_state:
+        part = encoder_part(best_state)
+        if part.encoder:
             save_encoder(
                 save_dir / ENCODER_FILE,
-                encoder_state,
+                part.encoder,
                 encoder_arch(model, p),
-                in_channels=data.n_channels,
+                in_channels=part.in_channels or data.n_channels,
                 length=data.length,
                 dataset=p.dataset,
                 epoch=best_epoch,
                 metrics={"val_f1": result["val_f1"], "val_loss": result["val_loss"]},
+                adapter_state=part.adapter,
             )
     result["train_seconds"] = time.perf_counter() - started
     return result

@@ -18,6 +18,8 @@ encoder, mapping the data's channels to the pretrained ones. It starts as the id
 the leading shared channels (zero elsewhere), so channels that line up (accelerometer x,
 y, z, gyroscope x, y, z in both) start mapped to each other, and it always trains at the
 full ``lr`` — also with ``freeze: true``, where it is the only part besides the head.
+A fine-tuning run's ``encoder.pt`` keeps its adapter beside the encoder; fine-tuning from
+it again on data with the adapter's channels starts from the learned mapping.
 """
 
 from __future__ import annotations
@@ -108,7 +110,10 @@ def finetune_params(p: ContrastiveParams, ckpt: EncoderCheckpoint) -> Contrastiv
 def _build(
     ckpt: EncoderCheckpoint, p: ContrastiveParams, data: DeviceSplits, device: torch.device
 ) -> nn.Module:
-    adapt = data.n_channels != ckpt.in_channels and p.channel_adapter == "conv1x1"
+    fine_tuned_adapter = ckpt.adapter if ckpt.adapter_channels == data.n_channels else None
+    adapt = data.n_channels != ckpt.in_channels and (
+        fine_tuned_adapter is not None or p.channel_adapter == "conv1x1"
+    )
     channels = ckpt.in_channels if adapt else data.n_channels
     model = build_model(p, channels, data.n_classes)
     try:
@@ -125,7 +130,10 @@ def _build(
             f"{p.dataset}: {exc}{hint}",
         ) from exc
     if adapt:
-        model = ChannelAdaptedModel(ChannelAdapter(data.n_channels, ckpt.in_channels), model)
+        adapter = ChannelAdapter(data.n_channels, ckpt.in_channels)
+        if fine_tuned_adapter is not None:
+            adapter.load_state_dict(fine_tuned_adapter)
+        model = ChannelAdaptedModel(adapter, model)
     encoder = model.encoder
     assert isinstance(encoder, nn.Module)
     if p.freeze:

@@ -152,3 +152,43 @@ def test_channel_adapter_starts_as_identity_on_shared_channels() -> None:
 def test_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(TrainingFailed, match="no encoder checkpoint"):
         train(_finetune(tmp_path / "nowhere"))
+
+
+def test_adapted_fine_tune_exports_its_encoder_and_adapter(
+    pretrained: Path, tmp_path: Path
+) -> None:
+    """A fine-tuned encoder behind a channel adapter is saved (it used to write nothing)."""
+    ckpt = load_encoder(pretrained)
+    first = tmp_path / "bm"
+    train(
+        _finetune(
+            pretrained,
+            dataset="BasicMotions",
+            channel_adapter="conv1x1",
+            batch_size=8,
+            save_dir=str(first),
+        )
+    )
+    tuned = load_encoder(first)
+    assert (tuned.in_channels, tuned.adapter_channels, tuned.dataset) == (9, 6, "BasicMotions")
+    assert tuned.state.keys() == ckpt.state.keys()
+    assert not torch.equal(tuned.adapter["conv.weight"][:6, :6, 0], torch.eye(6))  # type: ignore[index]
+
+    # Again on BasicMotions: the learned mapping is the starting point, no option needed.
+    p = finetune_params(
+        ContrastiveParams.model_validate(_finetune(first, dataset="BasicMotions")), tuned
+    )
+    model = _build(tuned, p, _splits(p), torch.device("cpu"))
+    torch.testing.assert_close(model.adapter.conv.weight, tuned.adapter["conv.weight"])  # type: ignore[index]
+    for key, value in tuned.state.items():
+        torch.testing.assert_close(model.encoder.state_dict()[key], value, msg=key)
+
+    # On the encoder's own channels the adapter is left out.
+    p = finetune_params(ContrastiveParams.model_validate(_finetune(first)), tuned)
+    assert not hasattr(_build(tuned, p, _splits(p), torch.device("cpu")), "adapter")
+
+
+def test_plain_fine_tune_exports_no_adapter(pretrained: Path, tmp_path: Path) -> None:
+    train(_finetune(pretrained, epochs=1, save_dir=str(tmp_path / "har")))
+    tuned = load_encoder(tmp_path / "har")
+    assert (tuned.in_channels, tuned.adapter, tuned.adapter_channels) == (9, None, None)
