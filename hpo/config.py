@@ -272,10 +272,14 @@ class ConfirmConfig(_Strict):
     seeds: int = Field(default=2, ge=1, le=100)
 
 
+STUDY_NAME_LENGTH = 512
+"""Optuna's column for study names (``studies.study_name``)."""
+
+
 class StudyConfig(_Strict):
     """A validated study file."""
 
-    name: str = Field(min_length=1, max_length=512)
+    name: str = Field(min_length=1, max_length=STUDY_NAME_LENGTH)
     storage: str | None = None
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
     objective: ObjectiveConfig
@@ -585,6 +589,25 @@ def _on_step_grid(spec: ParamSpec, value: Any) -> bool:
     return abs(steps - round(steps)) <= 1e-9 * max(1.0, abs(steps))
 
 
+def _name_problems(cfg: StudyConfig) -> list[str]:
+    """Companion studies (``::confirm``, ``::prune::<metric>``) need room in the name.
+
+    PostgreSQL and MySQL refuse longer study names than Optuna's column, so a long name
+    would fail only later: at ``hpo confirm``, or at a multi-objective study's first report.
+    """
+    suffixes = ["::confirm"]
+    if cfg.objective.is_multi:
+        suffixes.append(f"::prune::{cfg.objective.pruning_metric}")
+    longest = max(suffixes, key=len)
+    room = STUDY_NAME_LENGTH - len(longest)
+    if len(cfg.name) <= room:
+        return []
+    return [
+        f"name: at most {room} characters here (got {len(cfg.name)}), so that the companion "
+        f"study '<name>{longest}' fits the storage's {STUDY_NAME_LENGTH}"
+    ]
+
+
 def validate_study_data(data: Any, *, source: str | None = None) -> StudyConfig:
     """Validate parsed YAML into a :class:`StudyConfig`, or raise with every problem found."""
     if not isinstance(data, Mapping):
@@ -613,6 +636,7 @@ def validate_study_data(data: Any, *, source: str | None = None) -> StudyConfig:
             f"enqueue: {len(cfg.enqueue)} configurations but budget.n_trials is {n_trials}; "
             "raise n_trials or enqueue at most that many (the rest would never run)"
         )
+    problems.extend(_name_problems(cfg))
     if cfg.confirm is not None and cfg.objective.is_multi:
         problems.append(
             "confirm: needs a single objective (the finalists are ranked by one value); "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -479,3 +480,26 @@ def test_an_enqueued_whole_number_of_a_float_parameter_is_a_float(
     cfg = load_study_config(write_study(analytic_study(enqueue=[{"x": 1, "choice": "a"}])))
     assert cfg.enqueue == [{"x": 1.0, "choice": "a"}]
     assert type(cfg.enqueue[0]["x"]) is float
+
+
+def test_study_names_leave_room_for_their_companion_studies(rdb_url: str) -> None:
+    """The longest allowed name and its ``::confirm`` companion fit a real storage."""
+    from hpo.config import STUDY_NAME_LENGTH, validate_study_data
+
+    room = STUDY_NAME_LENGTH - len("::confirm")
+    longest = f"{uuid.uuid4().hex}{'n' * (room - 32)}"
+    validate_study_data(analytic_study(longest, storage=rdb_url))
+    for name in (longest, f"{longest}::confirm"):
+        optuna.create_study(study_name=name, storage=rdb_url)
+    with pytest.raises(ConfigError) as info:
+        validate_study_data(analytic_study(longest + "n", storage=rdb_url))
+    assert info.value.problems == [
+        f"name: at most {room} characters here (got {room + 1}), so that the companion "
+        f"study '<name>::confirm' fits the storage's {STUDY_NAME_LENGTH}"
+    ]
+    multi = analytic_study(
+        "m" * 495,
+        objective={"metrics": ["best_score", "loss"], "directions": ["maximize", "minimize"]},
+    )
+    with pytest.raises(ConfigError, match=r"at most 493 .*'<name>::prune::best_score'"):
+        validate_study_data(multi)
