@@ -286,6 +286,9 @@ def train_pretrain(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]
     stepper = _Stepper(model, step_model, loss_fn, device, amp_dtype)
     meter = EpochMeter()
     arch = encoder_arch(model, p)
+    # Collapse is read off the spread of validation projections; one series has none, so a
+    # tiny validation split is measured on (a sample of) the training series instead.
+    spread_x = data.x_val if len(data.y_val) >= 2 else data.x_train[:_DIVERSITY_SAMPLES]
 
     best_probe_f1 = -math.inf
     best_knn_f1 = -math.inf
@@ -353,8 +356,13 @@ def train_pretrain(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]
 
         eval_model = ema.model if ema is not None else model
         val_z, val_proj = encode(eval_model, data.x_val, p.eval_batch_size, amp_dtype)
-        meter.update("embedding_diversity", mean_pairwise_cosine(val_z[:_DIVERSITY_SAMPLES]), 1)
-        meter.update("per_dim_std", per_dim_std(val_proj), 1)
+        spread_z, spread_proj = (
+            (val_z, val_proj)
+            if spread_x is data.x_val
+            else encode(eval_model, spread_x, p.eval_batch_size, amp_dtype)
+        )
+        meter.update("embedding_diversity", mean_pairwise_cosine(spread_z[:_DIVERSITY_SAMPLES]), 1)
+        meter.update("per_dim_std", per_dim_std(spread_proj), 1)
         meter.update("silhouette", silhouette_score(val_z, data.y_val, n_classes=n_classes), 1)
         evaluating = epoch % p.eval_every == 0 or epoch == p.epochs
         if evaluating:

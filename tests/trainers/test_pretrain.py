@@ -117,6 +117,15 @@ def test_collapse_is_detected_and_stops_the_run() -> None:
     assert last["per_dim_std"] < 1e-3  # the collapsed epoch is still reported
 
 
+def test_one_validation_series_is_no_collapse() -> None:
+    """One series has no spread; the detector reads the training series instead."""
+    tiny = {**TINY, "synthetic_n_train": 12, "val_fraction": 0.05, "batch_size": 8}
+    reporter = RecordingReporter()
+    train(tiny, reporter)  # used to fail at epoch 1: "collapsed ... std 0.00e+00"
+    assert [m["per_dim_std"] > 1e-3 for _, m in reporter.history] == [True, True]
+    assert all(m["embedding_diversity"] != 0 for _, m in reporter.history)
+
+
 def test_collapse_is_the_trials_fail_reason() -> None:
     from hpo.config import validate_study_data
     from hpo.objective import FAIL_REASON, Objective
