@@ -36,7 +36,13 @@ from trainers.checkpoints import (
     resolve_save_dir,
     save_encoder,
 )
-from trainers.data import DataError, DeviceSplits, TimeSeriesSplits, load_dataset
+from trainers.data import (
+    DataError,
+    DeviceSplits,
+    TimeSeriesSplits,
+    load_dataset,
+    source_fingerprint,
+)
 from trainers.losses import ContrastiveLoss, build_contrastive_loss
 from trainers.metrics import (
     EpochMeter,
@@ -134,7 +140,7 @@ def seed_everything(seed: int) -> None:
 @functools.lru_cache(maxsize=4)
 def _cached_dataset(key: tuple[Any, ...]) -> TimeSeriesSplits:
     (name, data_dir, val_fraction, split_seed, length, policy, load_test, *generator) = key
-    n_train, n_test, noise = generator
+    n_train, n_test, noise, _files = generator  # the files' fingerprint: a key part only
     synthetic = {"n_train": n_train, "n_test": n_test, "noise": noise, "seed": split_seed}
     return load_dataset(
         name,
@@ -161,6 +167,7 @@ def load_splits(p: ContrastiveParams) -> TimeSeriesSplits:
         p.synthetic_n_train,
         p.synthetic_n_test,
         p.synthetic_noise,
+        source_fingerprint(p.dataset, p.data_dir),
     )
     splits = _cached_dataset(key)
     if len(splits.y_val) == 0:  # each class keeps its one series in train

@@ -39,6 +39,7 @@ __all__ = [
     "bundled_datasets",
     "load_alignment_npz",
     "load_dataset",
+    "source_fingerprint",
     "stratified_split",
 ]
 
@@ -404,6 +405,34 @@ def dataset_problem(name: str, data_dir: str | None) -> str | None:
     return (
         f"no file or folder {name}{where}, and not a dataset bundled with aeon "
         "(no downloads are attempted)"
+    )
+
+
+def source_fingerprint(name: str, data_dir: str | None) -> tuple[Any, ...]:
+    """What identifies the files behind ``name`` now: path, newest mtime, total size, count.
+
+    A worker trains trial after trial in one process and caches the data it read; this goes
+    in the cache key, so a file rewritten between trials is read again. Generated and
+    bundled datasets have no files of their own here and give ``()``.
+    """
+    if name == "synthetic_har":
+        return ()
+    root = Path(data_dir).expanduser() if name == "uci_har" and data_dir else None
+    root = root or _resolve_path(name, data_dir)
+    if root is None:
+        return ()
+    if root.is_dir():
+        files = [f for f in root.rglob("*") if f.is_file()]
+    else:
+        files = [root]
+        if root.name.upper().endswith("_TRAIN.TS"):
+            files.append(root.with_name(root.name[: -len("_TRAIN.ts")] + "_TEST.ts"))
+    stats = [f.stat() for f in files if f.exists()]
+    return (
+        str(root.resolve()),
+        max((st.st_mtime_ns for st in stats), default=0),
+        sum(st.st_size for st in stats),
+        len(stats),
     )
 
 

@@ -491,3 +491,37 @@ def test_a_channel_unobserved_in_train_is_left_unscaled_elsewhere() -> None:
     train, val, _ = standardise(x_train, x_val, None)
     np.testing.assert_array_equal(train[:, 1], 0.0)
     np.testing.assert_allclose(val[:, 1], 0.5)
+
+
+def test_a_rewritten_file_is_read_again_by_the_same_process(tmp_path: Path) -> None:
+    """Workers cache data across trials; a file changed in between must not be served stale."""
+    import os
+
+    from trainers.contrastive import load_splits
+    from trainers.params import ContrastiveParams
+
+    path = _write_npz(tmp_path / "d.npz", channels=2)
+    p = ContrastiveParams.model_validate({"dataset": str(path)})
+    assert load_splits(p).n_channels == 2
+    assert load_splits(p) is load_splits(p)  # cached while the file is unchanged
+    _write_npz(path, channels=3)
+    os.utime(path, ns=(1, 1))  # even with an older mtime: the size differs
+    assert load_splits(p).n_channels == 3
+
+    train_ts = _write_ts_pair(tmp_path / "ts")
+    p = ContrastiveParams.model_validate({"dataset": str(train_ts)})
+    before = load_splits(p)
+    test_ts = train_ts.with_name("Tiny_TEST.ts")
+    test_ts.write_text(_ts_text(_ts_rows(9, 2)))  # only the partner file changes
+    after = load_splits(p)
+    assert before.x_test is not None and after.x_test is not None
+    assert (len(before.x_test), len(after.x_test)) == (6, 9)
+
+    uci = _write_uci_har(tmp_path / "uci")
+    p = ContrastiveParams.model_validate({"dataset": "uci_har", "data_dir": str(uci)})
+    assert len(load_splits(p).y_train) + len(load_splits(p).y_val) == 12
+    _write_uci_har(tmp_path / "uci2", n_train=15)
+    for split in ("train", "test"):
+        (uci / split).rename(tmp_path / f"old-{split}")
+        (tmp_path / "uci2" / split).rename(uci / split)
+    assert len(load_splits(p).y_train) + len(load_splits(p).y_val) == 15
