@@ -214,6 +214,9 @@ def load_yaml_text(text: str, source: str = "<string>") -> Any:
     return data
 
 
+_PLACEHOLDER_ONLY = re.compile(r"\{\w+\}")
+
+
 def load_yaml_value(text: str, source: str) -> Any:
     """A ``--set`` value: YAML-typed (``5`` is an int), plain text when it is not YAML.
 
@@ -221,6 +224,8 @@ def load_yaml_value(text: str, source: str) -> Any:
     """
     if not text.strip():
         return ""
+    if _PLACEHOLDER_ONLY.fullmatch(text.strip()):
+        return text  # a trainer's `{seed}` placeholder, not a YAML mapping
     try:
         data = _parse(text, source)
     except ConfigError as exc:

@@ -16,6 +16,7 @@ import copy
 import functools
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -670,6 +671,24 @@ train.params_schema = ContrastiveParams  # type: ignore[attr-defined]
 train.result_metrics = tuple(dict.fromkeys((*RESULT_METRICS, *PER_EPOCH_METRICS)))  # type: ignore[attr-defined]
 
 
+def _set_value(text: str) -> Any:
+    """A ``--set`` value: YAML-typed (``5`` is an int), else the text as given.
+
+    ``{seed}`` and ``runs/{seed}/x`` are ``save_dir`` placeholders, not YAML mappings.
+    """
+    import yaml
+
+    if _PLACEHOLDER_ONLY.fullmatch(text.strip()):
+        return text
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+_PLACEHOLDER_ONLY = re.compile(r"\{\w+\}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m trainers.contrastive --config run.yaml [--set key=value ...]``."""
     import argparse
@@ -699,7 +718,7 @@ def main(argv: list[str] | None = None) -> int:
         params = dict(loaded.get("params", loaded)) if isinstance(loaded, dict) else {}
     for item in args.set:
         key, _, value = item.partition("=")
-        params[key] = yaml.safe_load(value)
+        params[key] = _set_value(value)
     try:
         ContrastiveParams.model_validate(params)
     except ValidationError as exc:

@@ -313,6 +313,13 @@ def test_overrides_apply_typed_values(write_study: Callable[..., Path]) -> None:
     assert cfg.sampler.name == "random"
 
 
+def test_overrides_keep_placeholders_as_text(write_study: Callable[..., Path]) -> None:
+    sets = ["trainer.params.save_dir={seed}", "trainer.params.artifact_dir={seed}/art"]
+    cfg = load_study_config(write_study(analytic_study()), sets)
+    assert cfg.trainer.params["save_dir"] == "{seed}"
+    assert cfg.trainer.params["artifact_dir"] == "{seed}/art"
+
+
 def test_override_of_a_left_out_sampler_changes_the_default(
     write_study: Callable[..., Path],
 ) -> None:

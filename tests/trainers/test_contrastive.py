@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from trainers import Pruned, RecordingReporter, resolve_trainer
 from trainers.contrastive import (
     PER_EPOCH_METRICS,
+    _set_value,
     build_model,
     compile_step_model,
     fresh_compile,
@@ -192,6 +193,21 @@ def test_standalone_command(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert "error: loss:" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("5", 5),
+        ("[4, 8]", [4, 8]),
+        ("{seed}", "{seed}"),  # a save_dir placeholder, not a YAML mapping
+        ("{seed}/run", "{seed}/run"),  # not YAML at all: a traceback before
+        ("runs/{seed}", "runs/{seed}"),
+    ],
+)
+def test_standalone_set_values(text: str, value: Any) -> None:
+    assert _set_value(text) == value
+    assert ContrastiveParams.model_validate({"lr": _set_value("1e-3")}).lr == 1e-3
 
 
 def test_monitor_val_loss_keeps_the_lowest_loss_epoch() -> None:
