@@ -126,14 +126,47 @@ def storage_problems(cfg: StudyConfig) -> list[str]:
     if "://" not in url or scheme not in _SCHEMES:
         return [
             f"storage: unsupported URL {mask_url(url)!r}; use sqlite:///file.db, "
-            "postgresql://user@host/db, mysql://..., journal:///file.log or grpc://host:port"
+            "postgresql+psycopg://user@host/db, mysql+pymysql://user@host/db, "
+            "journal:///file.log or grpc://host:port"
         ]
-    for scheme_prefix in ("sqlite:///", "journal:///"):
-        if url.startswith(scheme_prefix):
-            path = Path(url[len(scheme_prefix) :].split("?", 1)[0])
-            if str(path) not in ("", ":memory:") and not path.parent.is_dir():
-                return [f"storage: folder {path.parent} does not exist"]
+    if url.startswith("sqlite:///") and sqlite_path(url) is None:
+        return [
+            f"storage: {url.split('?', 1)[0]} is an in-memory database: the results would "
+            "be gone when the run ends, and workers could not share it; name a file, "
+            "e.g. sqlite:///hpo.db"
+        ]
+    path = storage_file(url)
+    if path is None:
+        return []
+    if not path.parent.is_dir():
+        missing = next(
+            (f for f in reversed(path.parents) if not f.is_dir()), path.parent
+        )  # the first folder on the way that is not one
+        if missing.exists():
+            return [f"storage: {missing} is a file, not a folder"]
+        return [f"storage: folder {path.parent} does not exist"]
+    if url.startswith("journal:///"):
+        return journal_file_problems(path)
     return []
+
+
+def journal_file_problems(path: Path) -> list[str]:
+    """An existing file that is not an Optuna journal would be appended to, then fail."""
+    import json
+
+    if not path.is_file() or path.stat().st_size == 0:
+        return [f"storage: {path} is a folder, not a journal file"] if path.is_dir() else []
+    try:
+        with path.open("rb") as fh:
+            first = json.loads(fh.readline(1 << 20))
+    except (OSError, ValueError):
+        first = None
+    if isinstance(first, dict) and "op_code" in first:
+        return []
+    return [
+        f"storage: {path} is not an Optuna journal file (left untouched); "
+        "name a new file or an existing journal"
+    ]
 
 
 _SQLITE_PRAGMAS_INSTALLED = False
@@ -604,6 +637,27 @@ def _open_grpc(url: str) -> optuna.storages.BaseStorage:
     return proxy
 
 
+_DRIVERS = {
+    "postgresql": ("postgresql+psycopg", "postgres"),
+    "mysql": ("mysql+pymysql", "mysql"),
+}
+"""The driver each database is tested with, and the extra that installs it."""
+
+
+def _driver_problem(url: str, exc: BaseException) -> str:
+    """Which URL form and extra give a working driver (Optuna's own message names neither)."""
+    scheme = url.split("://", 1)[0]
+    database = scheme.split("+", 1)[0]
+    if database not in _DRIVERS:
+        return f"storage: missing database driver for {scheme}://: {exc}"
+    form, extra = _DRIVERS[database]
+    use = f"use {form}://..." if scheme != form else "install it"
+    return (
+        f"storage: no database driver for {scheme}:// here; {use} "
+        f"(pip install 'contrastive-hpo[{extra}]')"
+    )
+
+
 def open_storage(
     url: str,
     *,
@@ -661,8 +715,7 @@ def open_storage(
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
         raise StorageError([f"storage: cannot open {mask_url(url)}: {short_reason(exc)}"]) from None
     except (ImportError, ModuleNotFoundError) as exc:
-        hint = " (pip install 'contrastive-hpo[postgres]')" if "psycopg" in str(exc) else ""
-        raise StorageError([f"storage: missing database driver: {exc}{hint}"]) from None
+        raise StorageError([_driver_problem(url, exc)]) from None
     except (OSError, ValueError) as exc:
         raise StorageError(
             [f"storage: cannot open {mask_url(url)}: {mask_url(str(exc))}"]

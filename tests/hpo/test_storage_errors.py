@@ -282,6 +282,61 @@ def test_journal_folder_that_does_not_exist(tmp_path: Path) -> None:
     assert not missing.exists()
 
 
+def test_a_file_on_the_way_to_the_storage_is_named(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    path = _study_file(tmp_path, f"sqlite:///{tmp_path}/notes.txt/hpo.db")
+    result = hpo("run", str(path), timeout=60)
+    _assert_one_line_error(result, f"storage: {tmp_path}/notes.txt is a file, not a folder")
+
+
+@pytest.mark.parametrize("url", ["sqlite:///", "sqlite:///:memory:"])
+def test_in_memory_sqlite_is_refused(tmp_path: Path, url: str) -> None:
+    """Each worker would get its own empty database, and the results would vanish."""
+    result = hpo("run", str(_study_file(tmp_path, url)), "-w", "2", timeout=60)
+    _assert_one_line_error(result, f"storage: {url} is an in-memory database", "sqlite:///hpo.db")
+
+
+def test_a_file_that_is_not_a_journal_is_left_untouched(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello\n")
+    result = hpo("run", str(_study_file(tmp_path, f"journal:///{notes}")), timeout=60)
+    _assert_one_line_error(result, f"storage: {notes} is not an Optuna journal file")
+    assert notes.read_text() == "hello\n"
+
+
+def test_an_existing_journal_is_opened(tmp_path: Path) -> None:
+    journal = tmp_path / "hpo.log"
+    path = _study_file(tmp_path, f"journal:///{journal}")
+    for _ in range(2):  # the second run resumes the journal the first one wrote
+        result = hpo("run", str(path), timeout=60)
+        assert result.returncode == 0, result.stderr
+    assert len(optuna.load_study(study_name="bad-storage", storage=_journal(journal)).trials) == 2
+
+
+def _journal(path: Path) -> optuna.storages.BaseStorage:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+@pytest.mark.parametrize(
+    ("url", "hint"),
+    [
+        (
+            "mysql://root@127.0.0.1:1/x",
+            "use mysql+pymysql://... (pip install 'contrastive-hpo[mysql]')",
+        ),
+        (
+            "postgresql+psycopg2://u@127.0.0.1:1/x",
+            "use postgresql+psycopg://... (pip install 'contrastive-hpo[postgres]')",
+        ),
+    ],
+)
+def test_a_missing_driver_names_the_url_that_works(tmp_path: Path, url: str, hint: str) -> None:
+    result = hpo("status", str(_study_file(tmp_path, url)), timeout=60)
+    _assert_one_line_error(result, "no database driver for", hint)
+
+
 def test_not_a_database_file(tmp_path: Path) -> None:
     db = tmp_path / "garbage.db"
     db.write_bytes(b"this is not SQLite" * 100)
