@@ -139,11 +139,10 @@ def storage_problems(cfg: StudyConfig) -> list[str]:
     if path is None:
         return []
     if not path.parent.is_dir():
-        missing = next(
-            (f for f in reversed(path.parents) if not f.is_dir()), path.parent
-        )  # the first folder on the way that is not one
-        if missing.exists():
-            return [f"storage: {missing} is a file, not a folder"]
+        # the first folder on the way that is not one: missing, or a file
+        blocker = next((f for f in reversed(path.parents) if not f.is_dir()), path.parent)
+        if blocker.exists():
+            return [f"storage: {blocker} is a file, not a folder"]
         return [f"storage: folder {path.parent} does not exist"]
     if url.startswith("journal:///"):
         return journal_file_problems(path)
