@@ -73,9 +73,9 @@ def dashboard(
 def report(
     study: StudyFile,
     set_: SetOption = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write.")] = Path(
-        "report.html"
-    ),
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="HTML file to write; '-' for stdout.")
+    ] = Path("report.html"),
     verbose: Verbose = 0,
 ) -> None:
     """Write one self-contained HTML report (plots, top trials, counts)."""
@@ -84,7 +84,10 @@ def report(
 
     _setup_logging(verbose)
     cfg = load_study_config(study, set_ or [])
-    check_output_file(output, OUTPUT_OPTION, "report.html")
+    if str(output) == "-":
+        sys.stdout.write(build_report(cfg))
+        return
+    check_output_file(output, OUTPUT_OPTION, "report.html", cfg)
     path = write_output_file(output, build_report(cfg), OUTPUT_OPTION)
     out.print(f"report written to {path}", soft_wrap=True)
 
@@ -105,7 +108,7 @@ def export(
     if str(output) == "-":
         sys.stdout.write(export_text(cfg))
         return
-    check_output_file(output, OUTPUT_OPTION, "best.yaml")
+    check_output_file(output, OUTPUT_OPTION, "best.yaml", cfg)
     path = write_output_file(output, export_text(cfg), OUTPUT_OPTION)
     out.print(
         f"best trial written to {path}; retrain with: hpo train {path} --evaluate-test",

@@ -76,6 +76,35 @@ def test_export_cli_and_train_cli(write_study: Callable[..., Path], tmp_path: Pa
     assert [s["study"] for s in json.loads(as_json.stdout)] == ["analytic", "analytic"]
 
 
+def test_outputs_never_replace_the_study_its_storage_or_a_database(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    """``-o hpo.db`` used to overwrite the study's SQLite file with YAML, exit 0."""
+    path = write_study(analytic_study(budget={"n_trials": 1}))
+    run_study(load_study_config(path))
+    db = path.parent / "hpo.db"
+    other = tmp_path / "other.db"
+    other.write_bytes(db.read_bytes())
+    kept = {
+        db: "this study's storage",
+        path: "the study file",
+        other: "a SQLite database",
+    }
+    before = {file: file.read_bytes() for file in kept}
+    for command in ("export", "report"):
+        for file, what in kept.items():
+            result = _hpo(command, str(path), "-o", str(file))
+            assert result.exit_code == 2, result.stdout
+            assert result.stderr.strip() == (
+                f"error: -o/--output: {file} is {what}; it is not replaced, "
+                "choose another file name"
+            )
+    assert {file: file.read_bytes() for file in kept} == before
+    page = _hpo("report", str(path), "-o", "-")  # stdout, as export's '-' (was a file named -)
+    assert page.exit_code == 0 and page.stdout.startswith("<!DOCTYPE html>")
+    assert not (Path.cwd() / "-").exists()
+
+
 def test_export_before_any_completed_trial_is_an_error(write_study: Callable[..., Path]) -> None:
     path = write_study(
         analytic_study(
