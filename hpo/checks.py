@@ -16,7 +16,14 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from hpo.config import CategoricalParam, FloatParam, ParamSpec, StudyConfig, _values_of
-from hpo.pruners import PRUNERS, WRAPPERS, build_pruner, trainer_epochs, trainer_warmup
+from hpo.pruners import (
+    PRUNERS,
+    WRAPPERS,
+    build_pruner,
+    hyperband_arg_problems,
+    trainer_epochs,
+    trainer_warmup,
+)
 from hpo.samplers import (
     SAMPLERS,
     build_sampler,
@@ -140,6 +147,8 @@ def _pruner_problems(cfg: StudyConfig) -> list[str]:
     checked = {k: v for k, v in kwargs.items() if k != "wrapped"} if name in WRAPPERS else kwargs
     problems = unknown_kwargs_problems("pruner", PRUNERS[name], checked)
     problems += kwarg_type_problems("pruner", PRUNERS[name], checked)
+    if name == "hyperband":
+        problems += _hyperband_problems("pruner", kwargs)
     if name in WRAPPERS and "wrapped_pruner" in kwargs:
         problems.append("pruner.wrapped_pruner: give the inner pruner as wrapped: {name: median}")
     wrapped = kwargs.get("wrapped") if name in WRAPPERS else None
@@ -149,6 +158,8 @@ def _pruner_problems(cfg: StudyConfig) -> list[str]:
         if inner is not None:
             problems += unknown_kwargs_problems("pruner.wrapped", inner, inner_kwargs)
             problems += kwarg_type_problems("pruner.wrapped", inner, inner_kwargs)
+            if wrapped["name"] == "hyperband":
+                problems += _hyperband_problems("pruner.wrapped", inner_kwargs)
     if name == "grouped":
         if not wrapped:
             problems.append(
@@ -167,6 +178,10 @@ def _pruner_problems(cfg: StudyConfig) -> list[str]:
     except (TypeError, ValueError) as exc:
         problems.append(f"pruner: {PRUNERS[name].__name__} rejected its arguments: {exc}")
     return problems
+
+
+def _hyperband_problems(prefix: str, kwargs: Mapping[str, Any]) -> list[str]:
+    return [f"{prefix}.{key}: {problem}" for key, problem in hyperband_arg_problems(kwargs).items()]
 
 
 def _grouped_by_problems(cfg: StudyConfig, by: Any) -> list[str]:

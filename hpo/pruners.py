@@ -65,6 +65,9 @@ def build_pruner(
     if name in ("hyperband", "successive_halving") and isinstance(factor, int) and factor < 2:
         # Optuna takes 1 and every trial then fails dividing by log(1) = 0
         raise ValueError(f"reduction_factor must be an integer >= 2, got {factor}")
+    if name == "hyperband":
+        for key, problem in hyperband_arg_problems(args).items():
+            raise ValueError(f"{key} {problem}")
     if name == "hyperband" and max_resource is not None:
         args.setdefault("max_resource", max_resource)
     first_arg = FIRST_STEP_ARG.get(name)
@@ -89,6 +92,24 @@ def build_pruner(
             inner_name, inner, max_resource=max_resource, warmup=warmup
         )
     return cls(**args)
+
+
+def hyperband_arg_problems(args: Mapping[str, Any]) -> dict[str, str]:
+    """Out-of-range Hyperband arguments, by name: Optuna checks them only at the first
+    report, where every trial then fails (``math domain error``)."""
+    problems: dict[str, str] = {}
+    for key, least, auto in (
+        ("min_resource", 1, False),
+        ("max_resource", 1, True),
+        ("bootstrap_count", 0, False),
+    ):
+        if key not in args or (auto and args[key] == "auto"):
+            continue
+        value = args[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            allowed = f"an integer >= {least}" + (" or 'auto'" if auto else "")
+            problems[key] = f"must be {allowed} (got {value!r})"
+    return problems
 
 
 def trainer_epochs(cfg: StudyConfig) -> int | None:

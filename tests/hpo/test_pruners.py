@@ -9,6 +9,7 @@ import pytest
 
 from hpo import validate_study_data
 from hpo.pruners import study_pruner, trainer_warmup
+from tests.conftest import analytic_study
 
 
 def _study(pruner: dict[str, Any], params: dict[str, Any] | None = None, **extra: Any) -> Any:
@@ -108,3 +109,28 @@ def test_a_reduction_factor_below_2_is_refused_before_any_trial(name: str, facto
         ConfigError, match=f"reduction_factor must be an integer >= 2, got {factor}"
     ):
         validate_study_data(study)
+
+
+@pytest.mark.parametrize(
+    ("pruner", "problem"),
+    [
+        ({"min_resource": 0}, "pruner.min_resource: must be an integer >= 1 (got 0)"),
+        ({"max_resource": -5}, "pruner.max_resource: must be an integer >= 1 or 'auto' (got -5)"),
+        ({"bootstrap_count": -1}, "pruner.bootstrap_count: must be an integer >= 0 (got -1)"),
+        (
+            {"name": "patient", "patience": 1, "wrapped": {"name": "hyperband", "min_resource": 0}},
+            "pruner.wrapped.min_resource: must be an integer >= 1 (got 0)",
+        ),
+    ],
+)
+def test_hyperband_arguments_out_of_range_are_refused_before_any_trial(
+    pruner: dict[str, Any], problem: str
+) -> None:
+    """Optuna takes them, then every trial fails at its first report (math domain error)."""
+    from hpo.errors import ConfigError
+
+    study = analytic_study("hb", pruner={"name": "hyperband", **pruner})
+    with pytest.raises(ConfigError) as info:
+        validate_study_data(study)
+    assert info.value.problems == [problem]
+    validate_study_data(analytic_study("hb", pruner={"name": "hyperband", "max_resource": "auto"}))
