@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -22,6 +22,10 @@ from hpo.cli_common import (
     out,
     write_output_file,
 )
+from hpo.errors import ConfigError
+
+if TYPE_CHECKING:
+    from hpo.config import StudyConfig
 
 OUTPUT_OPTION = "-o/--output"
 """How errors about the file ``report`` and ``export`` write name the option."""
@@ -116,6 +120,22 @@ def export(
     )
 
 
+def _load_each(paths: list[Path]) -> list[StudyConfig]:
+    """Every study file, with each problem prefixed by the file it is in."""
+    from hpo.config import load_study_config
+
+    configs: list[StudyConfig] = []
+    problems: list[str] = []
+    for path in paths:
+        try:
+            configs.append(load_study_config(path))
+        except ConfigError as exc:
+            problems += [p if p.startswith(f"{path}:") else f"{path}: {p}" for p in exc.problems]
+    if problems:
+        raise ConfigError(problems)
+    return configs
+
+
 @handles_errors
 def compare(
     studies: Annotated[
@@ -128,13 +148,12 @@ def compare(
     from rich.text import Text
 
     from hpo.compare import compare_studies, comparison_rows, comparison_warnings
-    from hpo.config import load_study_config
 
     if len(studies) < 2:
         _fail(["compare: give at least two study files"])
     if format_ not in ("table", "json"):
         _fail([f"--format: must be table or json (got {format_!r})"])
-    summaries = compare_studies([load_study_config(p) for p in studies])
+    summaries = compare_studies(_load_each(studies))
     if format_ == "json":
         sys.stdout.write(json.dumps([s.as_dict() for s in summaries], indent=2) + "\n")
         return

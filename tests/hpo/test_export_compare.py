@@ -228,6 +228,22 @@ def test_compare_needs_two_studies(write_study: Callable[..., Path]) -> None:
     assert "at least two study files" in result.stderr
 
 
+def test_compare_names_the_file_of_each_problem(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: b\nobjective: 3\nbudget: {n_trials: 1}\n")
+    result = _hpo(
+        "compare", str(write_study(analytic_study())), str(bad), str(tmp_path / "no.yaml")
+    )
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"error: {bad}: objective: Input should be a valid dictionary or instance of "
+        "ObjectiveConfig (got 3)",
+        f"error: {tmp_path / 'no.yaml'}: file not found",
+    ]
+
+
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
 def test_compare_counts_a_retried_trial_as_retried_not_failed(tmp_path: Path) -> None:
     """As ``hpo status`` does: the trial a retry replaced is no failure."""
