@@ -589,15 +589,30 @@ def _on_step_grid(spec: ParamSpec, value: Any) -> bool:
     return abs(steps - round(steps)) <= 1e-9 * max(1.0, abs(steps))
 
 
+CONFIRM_SUFFIX = "::confirm"
+"""Ends the name of a study's confirmation study (``hpo confirm``)."""
+PRUNE_MARKER = "::prune::"
+"""Marks the service's pruning companion of a multi-objective study."""
+
+
 def _name_problems(cfg: StudyConfig) -> list[str]:
     """Companion studies (``::confirm``, ``::prune::<metric>``) need room in the name.
 
     PostgreSQL and MySQL refuse longer study names than Optuna's column, so a long name
     would fail only later: at ``hpo confirm``, or at a multi-objective study's first report.
+    A name ending in ``::confirm`` is a confirmation study, which workers load with ``--set``
+    (:func:`hpo.confirm.confirmation_overrides`); the pruning companion is never a file's.
     """
-    suffixes = ["::confirm"]
+    if PRUNE_MARKER in cfg.name or CONFIRM_SUFFIX in cfg.name.removesuffix(CONFIRM_SUFFIX):
+        return [
+            f"name: must not contain {PRUNE_MARKER!r} or {CONFIRM_SUFFIX!r} (but at its end), "
+            "which mark the service's companion studies"
+        ]
+    suffixes = [] if cfg.name.endswith(CONFIRM_SUFFIX) else [CONFIRM_SUFFIX]
     if cfg.objective.is_multi:
-        suffixes.append(f"::prune::{cfg.objective.pruning_metric}")
+        suffixes.append(f"{PRUNE_MARKER}{cfg.objective.pruning_metric}")
+    if not suffixes:
+        return []
     longest = max(suffixes, key=len)
     room = STUDY_NAME_LENGTH - len(longest)
     if len(cfg.name) <= room:

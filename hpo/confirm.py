@@ -24,7 +24,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.config import ConfirmConfig, StudyConfig, validate_study_data
+from hpo.config import CONFIRM_SUFFIX, ConfirmConfig, StudyConfig, validate_study_data
 from hpo.duplicates import DUPLICATE_OF_ATTR, active_params, same_params
 from hpo.errors import ConfigError
 from hpo.fixed_params import fixed_key, legacy_key, trained_alike
@@ -33,7 +33,6 @@ from hpo.storages import open_storage, storage_url
 from hpo.workers.budget import is_replaced, replaced_numbers
 from hpo.workers.recovery import SEED_ATTR
 
-CONFIRM_SUFFIX = "::confirm"
 CONFIRMS_ATTR = "confirms_trial"
 """User attribute of a confirmation run: the number of the search trial it trains again."""
 CONFIRM_SEED_ATTR = "confirm_seed"
@@ -196,6 +195,9 @@ def queue_confirmation(
     if problems:
         raise ConfigError(problems)
     search = _load_search(cfg)
+    from hpo.runner import check_compatible
+
+    check_compatible(search, cfg, force)  # the companion takes the file's space, as run would
     finalists = select_finalists(search, top, cfg.trainer.params)
     if not finalists:
         raise ConfigError([f"study {cfg.name!r} has no completed trial to confirm yet"])

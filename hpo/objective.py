@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 import optuna
 
-from hpo.config import StudyConfig
+from hpo.config import PRUNE_MARKER, StudyConfig
 from hpo.duplicates import (
     DUPLICATE_OF_ATTR,
     UNUSED_PARAMS_ATTR,
@@ -100,7 +100,7 @@ def derive_seed(study_seed: int, trial_number: int) -> int:
 
 def prune_study_name(cfg: StudyConfig) -> str:
     """Name of the companion study that carries pruning for multi-objective studies."""
-    return f"{cfg.name}::prune::{cfg.objective.pruning_metric}"
+    return f"{cfg.name}{PRUNE_MARKER}{cfg.objective.pruning_metric}"
 
 
 def _finite(value: Any) -> bool:

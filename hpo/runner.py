@@ -95,7 +95,11 @@ class RunSummary:
         return self.n_complete > 0
 
 
-def _check_compatible(study: optuna.Study, cfg: StudyConfig, force: bool) -> None:
+def check_compatible(study: optuna.Study, cfg: StudyConfig, force: bool) -> None:
+    """Refuse to go on with a study whose space or objective the file changed.
+
+    ``force`` lets a changed space through; what Optuna cannot take never passes.
+    """
     attrs = study.user_attrs
     problems: list[str] = []
     old_fp = attrs.get(ATTR_FINGERPRINT)
@@ -324,7 +328,7 @@ def _resumed(existing: optuna.Study, cfg: StudyConfig, force: bool) -> optuna.St
                 f"{[d.name.lower() for d in existing.directions]}, the file says {directions}"
             ]
         )
-    _check_compatible(existing, cfg, force)
+    check_compatible(existing, cfg, force)
     _record_study_attrs(existing, cfg)
     return existing
 

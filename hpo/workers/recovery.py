@@ -24,6 +24,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.config import PRUNE_MARKER
 from hpo.objective import FAIL_MESSAGE, FAIL_REASON
 from hpo.workers.budget import (
     FAILED_TRIAL_ATTR,
@@ -128,7 +129,7 @@ def _fail_companion(study: optuna.Study, trial: FrozenTrial) -> None:
     if not isinstance(number, int):
         return
     storage = study._storage
-    prefix = f"{study.study_name}::prune::"
+    prefix = f"{study.study_name}{PRUNE_MARKER}"
     try:
         for summary in storage.get_all_studies():
             if not summary.study_name.startswith(prefix):

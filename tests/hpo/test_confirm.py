@@ -385,3 +385,28 @@ def test_cli_confirm_on_a_grid_study_with_an_awkward_name(
     best = hpo("best", str(path), "--format", "json")
     assert best.returncode == 0
     assert json.loads(best.stdout)["confirmed"]["runs"] == 2
+
+
+def test_confirmation_checks_the_file_against_the_search(tmp_path: Path) -> None:
+    """An edited space made the companion study with it (and refused the restored file)."""
+    from hpo.errors import StudyMismatchError
+
+    storage = f"sqlite:///{tmp_path / 'hpo.db'}"
+    cfg = _searched(storage, "edited")
+    edited = _noisy_study("edited", storage)
+    edited["space"]["x"]["high"] = 0.9  # type: ignore[index]
+    with pytest.raises(StudyMismatchError, match="different search space"):
+        queue_confirmation(validate_study_data(edited), top=1, seeds=1)
+    assert confirm_study_name("edited") not in optuna.get_all_study_names(storage)
+    assert queue_confirmation(cfg, top=1, seeds=1).queued == 1
+
+
+def test_companion_names_are_reserved_and_a_long_name_confirms(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'hpo.db'}"
+    for name in ("a::confirm::b", "a::confirm::confirm", "a::prune::loss"):
+        with pytest.raises(ConfigError, match="must not contain"):
+            validate_study_data(_noisy_study(name, storage))
+    longest = "n" * (512 - len("::confirm"))
+    cfg = _searched(storage, longest)
+    assert confirmation_config(cfg, n_runs=1).name == confirm_study_name(longest)
+    assert queue_confirmation(cfg, top=1, seeds=1).queued == 1
