@@ -16,6 +16,26 @@ from hpo.config import StudyConfig
 from hpo.workers.budget import BudgetTracker
 
 
+def describe_trial(trial: FrozenTrial) -> str:
+    """``complete 0.91``, ``pruned at step 4``, ``fail (nan)``: a finished trial in a line.
+
+    A multi-objective trial keeps no curve of its own (its pruning companion does), so
+    its step comes from the ``pruned_at_step`` attribute the objective writes.
+    """
+    state = trial.state.name.lower()
+    if trial.state == TrialState.COMPLETE and trial.values:
+        state += " " + ", ".join(f"{v:.4g}" for v in trial.values)
+    elif trial.state == TrialState.PRUNED:
+        step = (
+            trial.last_step
+            if trial.last_step is not None
+            else trial.user_attrs.get("pruned_at_step")
+        )
+        state += f" at step {step}" if step is not None else ""
+    reason = trial.user_attrs.get("fail_reason")
+    return f"{state} ({reason})" if reason else state
+
+
 def _fmt_seconds(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     hours, rest = divmod(seconds, 3600)
@@ -100,16 +120,8 @@ class ProgressDisplay:
         if self._live is not None:
             self._live.update(self._render())
         else:
-            state = trial.state.name.lower()
-            value = ""
-            if trial.state == TrialState.COMPLETE and trial.values:
-                value = " " + ", ".join(f"{v:.4g}" for v in trial.values)
-            elif trial.state == TrialState.PRUNED:
-                value = f" at step {trial.last_step}"
-            reason = trial.user_attrs.get("fail_reason")
-            extra = f" ({reason})" if reason else ""
             self.console.print(
-                f"trial {trial.number} {state}{value}{extra}  [{self.total_done}"
+                f"trial {trial.number} {describe_trial(trial)}  [{self.total_done}"
                 f"{'/' + str(self.cfg.budget.n_trials) if self.cfg.budget.n_trials else ''}, "
                 f"best {self.best}]",
                 markup=False,  # the fail reason is the trainer's text

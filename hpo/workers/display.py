@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hpo.config import StudyConfig
-from hpo.progress import _fmt_seconds
+from hpo.progress import _fmt_seconds, describe_trial
 from hpo.workers.budget import budget_state, is_replaced, replaced_numbers
 from hpo.workers.identity import SLOT_ATTR, owner_key
 
@@ -31,16 +31,6 @@ class WorkerRow:
     pid: int | None
     state: str
     restarts: int
-
-
-def _describe(trial: FrozenTrial) -> str:
-    state = trial.state.name.lower()
-    if trial.state == TrialState.COMPLETE and trial.values:
-        return f"{state} " + ", ".join(f"{v:.4g}" for v in trial.values)
-    if trial.state == TrialState.PRUNED:
-        return f"{state} at step {trial.last_step}"
-    reason = trial.user_attrs.get("fail_reason")
-    return f"{state} ({reason})" if reason else state
 
 
 class SupervisorDisplay:
@@ -98,7 +88,7 @@ class SupervisorDisplay:
             slot = trial.user_attrs.get(SLOT_ATTR)
             who = f" [worker {slot}]" if slot is not None else ""
             self.console.print(
-                f"trial {trial.number} {_describe(trial)}{who}  {self.headline()}",
+                f"trial {trial.number} {describe_trial(trial)}{who}  {self.headline()}",
                 highlight=False,
                 markup=False,
                 soft_wrap=True,

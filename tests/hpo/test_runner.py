@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 
 from hpo import StudyMismatchError, load_study_config, run_study, validate_study_data
 from hpo.objective import derive_seed, prune_study_name
+from hpo.progress import describe_trial
 from hpo.storages import storage_url
 from tests.conftest import analytic_study
 
@@ -341,6 +342,9 @@ def test_multi_objective_study_still_prunes(write_study: Callable[..., Path]) ->
             8 if trial.state == TrialState.COMPLETE else trial.user_attrs["pruned_at_step"]
         )
         assert len(mirror.intermediate_values) == expected_steps
+    pruned = next(t for t in study.trials if t.state == TrialState.PRUNED)
+    step = pruned.user_attrs["pruned_at_step"]
+    assert describe_trial(pruned) == f"pruned at step {step}"  # was "at step None"
 
 
 def test_timeout_budget(write_study: Callable[..., Path]) -> None:
