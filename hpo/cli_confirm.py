@@ -83,7 +83,7 @@ def verdict(confirmation: Confirmation) -> str:
     elif confirmation.stale:
         line += " (newer search trials rank among the finalists: hpo best keeps the search's pick)"
     else:
-        line += " (hpo best now returns it)"
+        line += f" (hpo best now returns trial #{best.trial})"
     return line
 
 

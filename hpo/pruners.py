@@ -162,7 +162,12 @@ def pruner_defaults_note(cfg: StudyConfig) -> str:
     first_arg = FIRST_STEP_ARG.get(name)
     if first_arg is not None and warmup and first_arg not in kwargs:
         first = min(warmup + 1, epochs) if epochs is not None else warmup + 1
-        args.append(f"{first_arg} {first}: the first epoch after {warmup} warmup epochs")
+        why = (
+            f"the first epoch after {warmup} warmup epochs"
+            if first == warmup + 1
+            else f"the last epoch: the {warmup} warmup epochs fill the run"
+        )
+        args.append(f"{first_arg} {first}: {why}")
     return f" ({'; '.join(args)})" if args else ""
 
 

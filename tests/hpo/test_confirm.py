@@ -246,7 +246,7 @@ def test_cli_confirm_prints_the_finalists_and_the_pick(
     assert result.returncode == 0, result.stderr
     assert "worker 1 (cpu) started" in result.stderr
     assert "4 run(s) queued now" in result.stderr
-    assert "picked: trial #" in result.stdout and "hpo best now returns it" in result.stdout
+    assert "picked: trial #" in result.stdout and "hpo best now returns trial #" in result.stdout
     again = hpo("confirm", str(path), "--top", "2", "--seeds", "2")
     assert again.returncode == 0 and "0 run(s) queued now" in again.stderr
     pick = read_confirmation(load_study_config(path)).best()  # type: ignore[union-attr]

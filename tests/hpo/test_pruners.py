@@ -89,6 +89,9 @@ def test_validate_says_what_the_service_fills_in() -> None:
     )
     given = {"name": "hyperband", "min_resource": 2, "max_resource": 30}
     assert pruner_defaults_note(_study(given)) == ""
+    assert pruner_defaults_note(_study({"name": "median"}, {"epochs": 2})) == (
+        " (n_warmup_steps 2: the last epoch: the 3 warmup epochs fill the run)"
+    )
 
 
 @pytest.mark.parametrize("name", ["hyperband", "successive_halving"])
