@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trainers.augment import Augmenter
-from trainers.checkpoints import TrainingCheckpoint, resolve_save_dir
+from trainers.checkpoints import TrainingCheckpoint, make_dir, prepare_output_dirs
 from trainers.contrastive import (
     EmaModel,
     autocast_dtype,
@@ -223,7 +223,7 @@ def train_align(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]:
     last: dict[str, float] = {}
     best_metrics: dict[str, float] = {}
     epoch = 0
-    save_dir = resolve_save_dir(p)
+    save_dir = prepare_output_dirs(p)
     checkpoint = None
     if save_dir is not None:
         checkpoint = TrainingCheckpoint(
@@ -326,8 +326,7 @@ def train_align(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]:
         "epochs_run": float(epoch),
     }
     if p.artifact_dir:
-        directory = Path(p.artifact_dir)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = make_dir(Path(p.artifact_dir), "artifact_dir")
         torch.save(
             {
                 "model": best_state,

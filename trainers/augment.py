@@ -55,6 +55,7 @@ __all__ = [
     "jitter",
     "magnitude_warp",
     "mixup_views",
+    "parse_policy",
     "scaling",
     "sign_flip",
     "smoothing",
@@ -576,6 +577,21 @@ def _parse_entry(entry: str | Mapping[str, float | str] | AugSpec) -> AugSpec:
     raise ValueError(f"augmentation entry must be a name or a mapping, got {entry!r}")
 
 
+def parse_policy(policy: PolicyConfig) -> list[AugSpec]:
+    """The steps of a policy name or an explicit list, or ``ValueError`` naming the problem.
+
+    Shared by :meth:`Augmenter.from_config` and the ``augment`` check of
+    :class:`trainers.params.ContrastiveParams`, so both allow exactly the same configs.
+    """
+    if isinstance(policy, str):
+        if policy not in POLICIES:
+            raise _unknown("augmentation policy", policy, list(POLICIES))
+        return list(POLICIES[policy])
+    if isinstance(policy, Sequence):
+        return [_parse_entry(e) for e in policy]
+    raise ValueError(f"policy must be a name or a list, got {policy!r}")
+
+
 class Augmenter:
     """Applies a sequence of :class:`AugSpec` in order to a ``(B, C, T)`` batch."""
 
@@ -598,14 +614,7 @@ class Augmenter:
         every spec's probability. Unknown names raise ``ValueError`` listing the
         allowed ones.
         """
-        if isinstance(policy, str):
-            if policy not in POLICIES:
-                raise _unknown("augmentation policy", policy, list(POLICIES))
-            base = list(POLICIES[policy])
-        elif isinstance(policy, Sequence):
-            base = [_parse_entry(e) for e in policy]
-        else:
-            raise ValueError(f"policy must be a name or a list, got {policy!r}")
+        base = parse_policy(policy)
         if not (strength >= 0.0 and math.isfinite(strength)):
             raise ValueError(f"strength must be finite and >= 0, got {strength}")
         if p is not None and not 0.0 <= p <= 1.0:

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from trainers.params import ContrastiveParams
-from trainers.reporter import TrainingFailed
+from trainers.reporter import TrainingFailed, one_line
 from trainers.schedules import PLATEAU_THRESHOLD, Schedule
 
 logger = logging.getLogger(__name__)
@@ -106,9 +108,47 @@ def resolve_save_dir(p: ContrastiveParams) -> Path | None:
     return Path(_PLACEHOLDER.sub(fill, p.save_dir)).expanduser()
 
 
-def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def make_dir(path: Path, field: str) -> Path:
+    """Create the output folder ``path`` that parameter ``field`` names, or fail as bad params.
+
+    A raw ``FileNotFoundError`` or ``NotADirectoryError`` from ``mkdir`` read like a bug in
+    the trainer; the path is the user's to fix, so ``hpo train`` exits 2 on it.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if isinstance(exc, FileExistsError) or (path.exists() and not path.is_dir()):
+            why = "a file of that name exists"
+        elif isinstance(exc, NotADirectoryError):
+            why = "a part of the path is a file, not a folder"
+        else:
+            why = exc.strerror or type(exc).__name__
+        raise TrainingFailed(
+            "bad_params", one_line(f"{field}: cannot create the folder {path} ({why})")
+        ) from None
+    return path
+
+
+def prepare_output_dirs(p: ContrastiveParams) -> Path | None:
+    """Create ``save_dir`` and ``artifact_dir`` before the first epoch; return the save_dir.
+
+    They were made at the first checkpoint or after the last epoch, so a folder that cannot
+    exist cost a whole run before it failed.
+    """
+    save_dir = resolve_save_dir(p)
+    if save_dir is not None:
+        make_dir(save_dir, "save_dir")
+    if p.artifact_dir:
+        make_dir(Path(p.artifact_dir), "artifact_dir")
+    return save_dir
+
+
+def atomic_save(obj: Any, path: Path, field: str = "save_dir") -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace``.
+
+    ``field`` names the parameter that chose the folder, for the error when it cannot be made.
+    """
+    make_dir(path.parent, field)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as fh:
@@ -121,14 +161,50 @@ def atomic_save(obj: Any, path: Path) -> None:
             tmp.unlink()
 
 
-def _load(path: Path) -> dict[str, Any]:
+def _load(path: Path, field: str) -> dict[str, Any]:
+    """Read a checkpoint dict; any other file is a one-line ``bad_checkpoint`` naming ``field``.
+
+    torch's own message spans lines and advises ``weights_only=False``, which would run
+    whatever code the file holds: the short reason from :func:`_unreadable` replaces it.
+    """
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # "Detected pickle protocol 4": noise for a bad file
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unreadable, truncated, or not a torch file
-        raise TrainingFailed("bad_checkpoint", f"cannot read checkpoint {path}: {exc}") from exc
+        raise _not_a_checkpoint(field, path, _unreadable(path, exc)) from None
     if not isinstance(data, dict):
-        raise TrainingFailed("bad_checkpoint", f"{path} does not hold a checkpoint dict")
+        raise _not_a_checkpoint(field, path, f"it holds a {type(data).__name__}, not a dict")
     return data
+
+
+def _not_a_checkpoint(field: str, path: Path, why: str) -> TrainingFailed:
+    return TrainingFailed(
+        "bad_checkpoint",
+        one_line(f"{field}: {path} is not a checkpoint written by this trainer ({why})"),
+    )
+
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since 1.6
+_PICKLE_MAGIC = b"\x80"  # a pickle's PROTO opcode: the legacy torch.save format
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    """Why ``torch.load`` failed, in a few words."""
+    if isinstance(exc, OSError):
+        return f"cannot read it: {exc.strerror or exc}"
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(_ZIP_MAGIC))
+    except OSError as err:
+        return f"cannot read it: {err.strerror or err}"
+    if not head:
+        return "the file is empty"
+    if not head.startswith((_ZIP_MAGIC, _PICKLE_MAGIC)):
+        return "not a torch file"
+    if isinstance(exc, pickle.UnpicklingError) and "weights only" in str(exc).lower():
+        return "it holds Python objects, not only tensors and plain data"
+    return "a damaged or truncated torch file"
 
 
 # --------------------------------------------------------------------------- RNG state
@@ -231,7 +307,7 @@ class TrainingCheckpoint:
         if not self.path.exists():
             logger.info("resume: no %s yet, starting from epoch 1", self.path)
             return None
-        state = _load(self.path)
+        state = _load(self.path, "resume")
         if state.get("format") != STATE_FORMAT:
             raise TrainingFailed("bad_checkpoint", f"{self.path} is not a training state file")
         self._check_params(state["params"])
@@ -411,7 +487,7 @@ def load_encoder(path: str | Path) -> EncoderCheckpoint:
     if missing is not None:
         raise TrainingFailed("bad_checkpoint", f"init_from: {missing}")
     file = encoder_file(path)
-    data = _load(file)
+    data = _load(file, "init_from")
     if data.get("format") != ENCODER_FORMAT:
         raise TrainingFailed(
             "bad_checkpoint", f"init_from: {file} is not an encoder checkpoint (encoder.pt)"

@@ -16,7 +16,6 @@ import copy
 import functools
 import logging
 import math
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,7 +33,8 @@ from trainers.checkpoints import (
     TrainingCheckpoint,
     encoder_arch,
     encoder_part,
-    resolve_save_dir,
+    make_dir,
+    prepare_output_dirs,
     save_encoder,
 )
 from trainers.data import (
@@ -55,7 +55,13 @@ from trainers.metrics import (
 )
 from trainers.models import count_parameters, create_model
 from trainers.params import RESULT_METRICS, ContrastiveParams
-from trainers.reporter import USER_ERROR_REASONS, NullReporter, Reporter, TrainingFailed
+from trainers.reporter import (
+    USER_ERROR_REASONS,
+    NullReporter,
+    Reporter,
+    TrainingFailed,
+    one_line,
+)
 from trainers.schedules import (
     Schedule,
     accumulation_group_size,
@@ -387,7 +393,7 @@ def _write_artifacts(
     p: ContrastiveParams,
     best_epoch: int,
 ) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
+    make_dir(directory, "artifact_dir")
     torch.save(
         {
             "model": dict(best_state),
@@ -502,7 +508,7 @@ def train_supervised(
     epochs_without_improvement = 0
     epoch = 0
     stopped_early = False
-    save_dir = resolve_save_dir(p)
+    save_dir = prepare_output_dirs(p)
     checkpoint = None
     if save_dir is not None:
         checkpoint = TrainingCheckpoint(
@@ -671,24 +677,6 @@ train.params_schema = ContrastiveParams  # type: ignore[attr-defined]
 train.result_metrics = tuple(dict.fromkeys((*RESULT_METRICS, *PER_EPOCH_METRICS)))  # type: ignore[attr-defined]
 
 
-def _set_value(text: str) -> Any:
-    """A ``--set`` value: YAML-typed (``5`` is an int), else the text as given.
-
-    ``{seed}`` and ``runs/{seed}/x`` are ``save_dir`` placeholders, not YAML mappings.
-    """
-    import yaml
-
-    if _PLACEHOLDER_ONLY.fullmatch(text.strip()):
-        return text
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-_PLACEHOLDER_ONLY = re.compile(r"\{\w+\}")
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m trainers.contrastive --config run.yaml [--set key=value ...]``."""
     import argparse
@@ -696,6 +684,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import yaml
     from pydantic import ValidationError
+
+    from trainers.cli_input import ConfigFileError, parse_set_value, read_config
 
     fields = ContrastiveParams.model_fields
     epilog = "parameters (name: default — description):\n" + "\n".join(
@@ -711,20 +701,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="YAML file of parameters (or {params: {...}})")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
+    problems: list[str] = []
     params: dict[str, Any] = {}
     if args.config:
-        with open(args.config, encoding="utf-8") as fh:
-            loaded = yaml.safe_load(fh) or {}
-        params = dict(loaded.get("params", loaded)) if isinstance(loaded, dict) else {}
+        try:
+            params = read_config(args.config)
+        except ConfigFileError as exc:
+            problems.append(f"--config: {exc}")
     for item in args.set:
-        key, _, value = item.partition("=")
-        params[key] = _set_value(value)
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            problems.append(f"--set: expected KEY=VALUE (got {item!r})")
+            continue
+        params[key.strip()] = parse_set_value(value)
+    if problems:
+        for problem in problems:
+            print(f"error: {one_line(problem)}", file=sys.stderr)
+        return 2
     try:
         ContrastiveParams.model_validate(params)
     except ValidationError as exc:
         for err in exc.errors():
             loc = ".".join(str(x) for x in err["loc"]) or "(params)"
-            print(f"error: {loc}: {err['msg']}", file=sys.stderr)
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            print(f"error: {one_line(f'{loc}: {msg}')}", file=sys.stderr)
         return 2
 
     class _Print:
@@ -735,7 +735,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = train(params, _Print())
     except TrainingFailed as exc:
-        print(f"error: training failed ({exc.reason}): {exc}", file=sys.stderr)
+        print(f"error: training failed ({exc.reason}): {one_line(str(exc))}", file=sys.stderr)
         return 2 if exc.reason in USER_ERROR_REASONS else 1
     print(yaml.safe_dump({"result": result}, sort_keys=False))
     return 0

@@ -6,10 +6,12 @@ against this schema, so ``loss: infonc`` fails in a second, not after a GPU hour
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from trainers.augment import parse_policy
 from trainers.losses import CONTRASTIVE_LOSSES, LOSS_KWARGS, loss_kwargs
 
 LossName = Literal[
@@ -20,6 +22,10 @@ assert set(CONTRASTIVE_LOSSES) | {"none"} == set(LossName.__args__)  # type: ign
 LABEL_FREE_LOSSES = ("infonce", "barlow_twins", "vicreg", "cosine", "mse", "cosine_mse")
 ALIGN_LOSSES = ("mse", "cosine", "cosine_mse", "infonce")
 ALIGN_INFONCE_MIN_BATCH = 16
+
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+"""Devices :func:`trainers.contrastive.resolve_device` takes; checked by form only, since
+``hpo validate`` may run on a machine without the GPU its workers have."""
 
 
 class ContrastiveParams(BaseModel):
@@ -190,6 +196,24 @@ class ContrastiveParams(BaseModel):
         description="finetune on data with other channels than pretraining: none (error) "
         "or conv1x1 (a learned 1x1 conv in front of the encoder)",
     )
+
+    @field_validator("device")
+    @classmethod
+    def _device_form(cls, value: str) -> str:
+        """``device: xyz`` failed every trial at ``torch.device``; refuse it up front."""
+        if not DEVICE_PATTERN.fullmatch(value):
+            raise ValueError(f"must be auto, cpu, cuda or cuda:N (got {value!r})")
+        return value
+
+    @field_validator("augment")
+    @classmethod
+    def _augment_known(
+        cls, value: str | list[str | dict[str, Any]]
+    ) -> str | list[str | dict[str, Any]]:
+        """Unknown policies, names and keys failed every trial; the augmenter's own parser
+        (one definition of what is allowed) refuses them here instead."""
+        parse_policy(value)
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> ContrastiveParams:

@@ -33,7 +33,8 @@ from trainers.checkpoints import (
     LAST_ENCODER_FILE,
     TrainingCheckpoint,
     encoder_arch,
-    resolve_save_dir,
+    make_dir,
+    prepare_output_dirs,
     save_encoder,
 )
 from trainers.contrastive import (
@@ -233,7 +234,7 @@ def _write_artifacts(
     metrics: Mapping[str, float],
 ) -> None:
     """``checkpoint.pt`` (an encoder export, usable as ``init_from``) and the embeddings."""
-    directory.mkdir(parents=True, exist_ok=True)
+    make_dir(directory, "artifact_dir")
     save_encoder(
         directory / ARTIFACT_CHECKPOINT,
         encoder_state,
@@ -298,7 +299,7 @@ def train_pretrain(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]
     last_eval: dict[str, float] = {}
     stopped_early = False
     epoch = 0
-    save_dir = resolve_save_dir(p)
+    save_dir = prepare_output_dirs(p)
     checkpoint = None
     if save_dir is not None:
         checkpoint = TrainingCheckpoint(

@@ -165,3 +165,17 @@ def test_an_align_checkpoint_from_before_the_prototype_default_resumes(npz: Path
                 train(resume)
             resume["n_prototypes"] = 1
         assert train(resume)["epochs_run"] == 2
+
+
+@pytest.mark.parametrize("field", ["save_dir", "artifact_dir"])
+def test_a_folder_that_cannot_be_made_stops_before_the_first_epoch(
+    npz: Path, tmp_path: Path, field: str
+) -> None:
+    # a raw NotADirectoryError from mkdir, after the first epoch or after the whole run
+    (tmp_path / "afile").write_text("x")
+    reporter = RecordingReporter()
+    with pytest.raises(TrainingFailed) as info:
+        train(_align(npz, **{field: str(tmp_path / "afile" / "sub")}), reporter)
+    assert info.value.reason == "bad_params"
+    assert str(info.value).startswith(f"{field}: cannot create the folder {tmp_path}/afile/sub")
+    assert reporter.history == []

@@ -15,6 +15,7 @@ from trainers.augment import (
     channel_dropout,
     flip,
     mixup_views,
+    parse_policy,
     scaling,
     sign_flip,
     smoothing,
@@ -437,6 +438,17 @@ def test_from_config_errors() -> None:
         Augmenter.from_config("default", p=1.5)
     with pytest.raises(ValueError):
         Augmenter.from_config("default", strength=-1.0)
+
+
+@pytest.mark.parametrize("policy", ["nope", ["jitter", "warp"], [{"name": "jitter", "x": 1}], 3])
+def test_parse_policy_is_the_check_from_config_makes(policy: object) -> None:
+    """The params schema validates ``augment`` with parse_policy: same errors, same specs."""
+    with pytest.raises(ValueError) as parsed:
+        parse_policy(policy)  # type: ignore[arg-type]
+    with pytest.raises(ValueError) as built:
+        Augmenter.from_config(policy)  # type: ignore[arg-type]
+    assert str(parsed.value) == str(built.value)
+    assert parse_policy("strong") == list(Augmenter.from_config("strong").specs)
 
 
 def test_augmenter_applies_in_order_and_two_views_differ() -> None:

@@ -12,13 +12,18 @@ import torch
 from trainers import RecordingReporter, TrainingFailed
 from trainers.checkpoints import (
     STATE_FILE,
+    TrainingCheckpoint,
     atomic_save,
     capture_rng,
+    load_encoder,
+    make_dir,
+    prepare_output_dirs,
     resolve_save_dir,
     restore_rng,
 )
 from trainers.contrastive import train
 from trainers.params import ContrastiveParams
+from trainers.reporter import USER_ERROR_REASONS
 
 BASE: dict[str, Any] = {
     "dataset": "synthetic_har",
@@ -206,7 +211,6 @@ def test_random_state_from_another_kind_of_device_reseeds(caplog: pytest.LogCapt
 
 def test_a_plateau_state_with_the_old_relative_threshold_resumes_absolute(tmp_path: Path) -> None:
     # until 2026-12-07 plateau compared relatively: a flat -val_loss counted as better
-    from trainers.checkpoints import TrainingCheckpoint
     from trainers.contrastive import make_schedule
 
     params = ContrastiveParams(scheduler="plateau", plateau_patience=1)
@@ -236,3 +240,117 @@ def test_a_plateau_state_with_the_old_relative_threshold_resumes_absolute(tmp_pa
         resumed.schedule.step_epoch(-0.5)
         rates.append(resumed.optimizer.param_groups[0]["lr"])
     assert rates == [1.0, 1.0, 0.5, 0.5]
+
+
+def _blocked(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """Folders that cannot be created, and the reason each is refused with."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    return {
+        "under_a_file": (afile / "sub", "a part of the path is a file, not a folder"),
+        "is_a_file": (afile, "a file of that name exists"),
+    }
+
+
+@pytest.mark.parametrize("case", ["under_a_file", "is_a_file"])
+@pytest.mark.parametrize("field", ["save_dir", "artifact_dir"])
+def test_a_folder_that_cannot_be_made_is_a_user_error(
+    tmp_path: Path, case: str, field: str
+) -> None:
+    # mkdir's NotADirectoryError / FileExistsError surfaced raw, read as a trainer bug
+    path, why = _blocked(tmp_path)[case]
+    with pytest.raises(TrainingFailed) as info:
+        make_dir(path, field)
+    assert info.value.reason == "bad_params" and info.value.reason in USER_ERROR_REASONS
+    assert str(info.value) == f"{field}: cannot create the folder {path} ({why})"
+    assert info.value.__cause__ is None
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_a_folder_in_proc_is_a_user_error() -> None:
+    with pytest.raises(TrainingFailed, match=r"^save_dir: cannot create the folder /proc/xx \("):
+        make_dir(Path("/proc/xx"), "save_dir")
+
+
+def test_output_folders_are_made_before_training(tmp_path: Path) -> None:
+    p = ContrastiveParams(save_dir=str(tmp_path / "s" / "{seed}"), artifact_dir=str(tmp_path / "a"))
+    assert prepare_output_dirs(p) == tmp_path / "s" / "0"
+    assert (tmp_path / "s" / "0").is_dir() and (tmp_path / "a").is_dir()
+    assert prepare_output_dirs(ContrastiveParams()) is None
+
+
+@pytest.mark.parametrize("field", ["save_dir", "artifact_dir"])
+def test_training_stops_before_the_first_epoch_when_a_folder_cannot_be_made(
+    tmp_path: Path, field: str
+) -> None:
+    # artifact_dir failed after the last epoch, save_dir after the first
+    path, _ = _blocked(tmp_path)["under_a_file"]
+    reporter = RecordingReporter()
+    with pytest.raises(TrainingFailed, match=f"^{field}: cannot create the folder") as info:
+        train({**BASE, "epochs": 1, field: str(path)}, reporter)
+    assert info.value.reason == "bad_params"
+    assert reporter.history == []
+
+
+def _pickled_object(path: Path) -> None:
+    import pickle
+
+    with open(path, "wb") as fh:
+        pickle.dump({"a": object()}, fh, protocol=2)
+
+
+@pytest.mark.parametrize(
+    ("write", "why"),
+    [
+        (lambda p: p.write_text("epochs: 3\nloss: infonce\n"), "not a torch file"),
+        (lambda p: p.write_text("hello"), "not a torch file"),
+        (lambda p: p.write_bytes(b""), "the file is empty"),
+        (_pickled_object, "it holds Python objects, not only tensors and plain data"),
+        (lambda p: torch.save([1, 2], p), "it holds a list, not a dict"),
+        (
+            lambda p: p.write_bytes(_torch_bytes()[:40]),
+            "a damaged or truncated torch file",
+        ),
+    ],
+    ids=["yaml_text", "text", "empty", "pickled_object", "list", "truncated"],
+)
+def test_init_from_a_file_that_is_no_checkpoint_is_one_clean_line(
+    tmp_path: Path, write: Any, why: str
+) -> None:
+    # torch's message spanned lines and advised weights_only=False (running the file's code)
+    path = tmp_path / "encoder.pt"
+    write(path)
+    with pytest.raises(TrainingFailed) as info:
+        load_encoder(path)
+    assert info.value.reason == "bad_checkpoint"
+    assert str(info.value) == (
+        f"init_from: {path} is not a checkpoint written by this trainer ({why})"
+    )
+
+
+def _torch_bytes() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({"a": torch.ones(3)}, buffer)
+    return buffer.getvalue()
+
+
+def test_resume_from_a_state_file_that_is_no_checkpoint_names_resume(tmp_path: Path) -> None:
+    (tmp_path / STATE_FILE).write_text("not torch")
+    params = ContrastiveParams(save_dir=str(tmp_path), resume=True)
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    from trainers.contrastive import make_schedule
+
+    checkpoint = TrainingCheckpoint(
+        tmp_path,
+        params,
+        torch.device("cpu"),
+        model=model,
+        optimizer=optimizer,
+        schedule=make_schedule(params, optimizer, steps_per_epoch=1),
+        generator=torch.Generator(),
+    )
+    with pytest.raises(TrainingFailed, match=r"^resume: .* is not a checkpoint written by this"):
+        checkpoint.load()

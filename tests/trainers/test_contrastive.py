@@ -14,12 +14,13 @@ import torch
 from pydantic import ValidationError
 
 from trainers import Pruned, RecordingReporter, resolve_trainer
+from trainers.cli_input import parse_set_value
 from trainers.contrastive import (
     PER_EPOCH_METRICS,
-    _set_value,
     build_model,
     compile_step_model,
     fresh_compile,
+    main,
     train,
 )
 from trainers.params import ContrastiveParams
@@ -195,6 +196,71 @@ def test_standalone_command(tmp_path: Path) -> None:
     assert "error: loss:" in bad.stderr
 
 
+_CONFIGS: dict[str, tuple[bytes, str]] = {
+    "syntax": (b"epochs: [1\n", "invalid YAML at line 2, column 1: expected ',' or ']'"),
+    "list": (b"[1, 2]\n", "must hold a mapping of parameters (or params: {...}), not a list"),
+    "scalar": (b"hello\n", "must hold a mapping of parameters (or params: {...}), not a str"),
+    "params_list": (b"params: [1]\n", "params must be a mapping of parameters"),
+    "duplicate": (b"epochs: 1\nlr: 0.1\nepochs: 2\n", "duplicate key 'epochs' at line 3"),
+    "nested_duplicate": (b"params:\n  lr: 0.1\n  lr: 0.2\n", "duplicate key 'lr' at line 3"),
+    "binary": (b"\x7fELF\x02\x01\x01\x00\xd0\xff\xfe", "is not a text file (not UTF-8)"),
+    "nul": (b"a: 1\x00\n", "invalid YAML: unacceptable character #x0000"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_CONFIGS))
+def test_standalone_bad_config_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    # a traceback before, or (list, scalar) silently trained with the defaults
+    content, message = _CONFIGS[case]
+    config = tmp_path / "run.yaml"
+    config.write_bytes(content)
+    assert main(["--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: --config: {config}"), err
+    assert message in err
+
+
+def test_standalone_missing_config_or_a_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--config", str(tmp_path / "nope.yaml")]) == 2
+    assert capsys.readouterr().err == f"error: --config: no file {tmp_path}/nope.yaml\n"
+    assert main(["--config", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: --config: {tmp_path} is a folder, not a YAML file\n"
+
+
+@pytest.mark.parametrize("content", ["", "# nothing yet\n", "params:\n"])
+def test_standalone_empty_config_means_all_defaults(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str
+) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(content)
+    # epochs=0 stops it at validation: the only complaint is the --set value
+    assert main(["--config", str(config), "--set", "epochs=0"]) == 2
+    assert capsys.readouterr().err == "error: epochs: Input should be greater than or equal to 1\n"
+
+
+def test_standalone_set_without_a_key_and_value(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--set", "epochs", "--set", "=3", "--set", "lr=0.1"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --set: expected KEY=VALUE (got 'epochs')\n"
+        "error: --set: expected KEY=VALUE (got '=3')\n"
+    )
+
+
+def test_standalone_validator_messages_read_like_the_others(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--set", "device=xyz", "--set", "augment=nosuch"]) == 2
+    assert capsys.readouterr().err == (
+        "error: device: must be auto, cpu, cuda or cuda:N (got 'xyz')\n"
+        "error: augment: unknown augmentation policy 'nosuch'; "
+        "allowed: default, none, simclr_ts, strong, weak\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "value"),
     [
@@ -206,8 +272,8 @@ def test_standalone_command(tmp_path: Path) -> None:
     ],
 )
 def test_standalone_set_values(text: str, value: Any) -> None:
-    assert _set_value(text) == value
-    assert ContrastiveParams.model_validate({"lr": _set_value("1e-3")}).lr == 1e-3
+    assert parse_set_value(text) == value
+    assert ContrastiveParams.model_validate({"lr": parse_set_value("1e-3")}).lr == 1e-3
 
 
 def test_monitor_val_loss_keeps_the_lowest_loss_epoch() -> None:

@@ -6,8 +6,10 @@ from typing import Any
 
 import pytest
 import torch
+from pydantic import ValidationError
 
 from trainers import resolve_trainer
+from trainers.augment import POLICIES
 from trainers.contrastive import train
 from trainers.losses import LOSS_KWARGS, loss_kwargs
 from trainers.params import ContrastiveParams
@@ -179,3 +181,74 @@ def test_missing_inputs_name_the_field_and_the_remedy(tmp_path: Any) -> None:
         "init_from": f"no encoder checkpoint at {tmp_path}/encoder.pt; point it at the "
         "encoder.pt (or the save_dir) written by a mode: pretrain run"
     }
+
+
+def _one_error(**params: Any) -> str:
+    """The single validation message, as ``hpo validate`` shows it (``field: message``)."""
+    with pytest.raises(ValidationError) as info:
+        ContrastiveParams.model_validate(params)
+    errors = info.value.errors()
+    assert len(errors) == 1, errors
+    loc = ".".join(str(x) for x in errors[0]["loc"])
+    return f"{loc}: {str(errors[0]['msg']).removeprefix('Value error, ')}"
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:0", "cuda:12"])
+def test_device_forms_are_accepted_without_a_gpu(device: str) -> None:
+    # validation may run where the workers' GPU is absent: only the form is checked
+    assert ContrastiveParams(device=device).device == device
+
+
+@pytest.mark.parametrize("device", ["xyz", "gpu", "CUDA", "cuda:", "cuda:x", "cuda:-1", " cpu"])
+def test_an_unknown_device_is_refused_up_front(device: str) -> None:
+    # it passed and every trial failed later with a RuntimeError from torch.device
+    assert _one_error(device=device) == (
+        f"device: must be auto, cpu, cuda or cuda:N (got {device!r})"
+    )
+
+
+@pytest.mark.parametrize(
+    ("augment", "message"),
+    [
+        ("nosuch", "augment: unknown augmentation policy 'nosuch'; allowed: default, none"),
+        (["nosuch"], "augment: unknown augmentation 'nosuch'; allowed: blockout"),
+        (
+            [{"name": "jitter", "bogus": 1}],
+            "augment: unknown augmentation keys ['bogus']; allowed: name, p, strength",
+        ),
+        ([{"p": 0.5}], "augment: augmentation entry {'p': 0.5} has no 'name'"),
+        ([{"name": "jitter", "p": 2}], "augment: jitter: p must be in [0, 1], got 2.0"),
+        ([{"name": "jitter", "p": "often"}], "augment: jitter: p and strength must be numbers"),
+    ],
+)
+def test_an_unknown_augmentation_is_refused_up_front(augment: Any, message: str) -> None:
+    # these passed validation and failed every trial in Augmenter.from_config
+    assert _one_error(augment=augment).startswith(message)
+
+
+@pytest.mark.parametrize(
+    "augment",
+    [
+        *POLICIES,
+        [],
+        ["jitter", "flip"],
+        [{"name": "jitter", "p": 0.3, "strength": 2.0}, "time_warp"],
+    ],
+)
+def test_every_policy_and_explicit_list_the_augmenter_takes_passes(augment: Any) -> None:
+    assert ContrastiveParams(augment=augment).augment == augment
+
+
+def test_the_schema_does_not_import_the_model_code() -> None:
+    """``hpo validate`` imports the schema; checking augmentations must not pull in more."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, trainers.params; "
+        "print(sorted(m for m in sys.modules if m.startswith('trainers.')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "trainers.contrastive" not in out and "trainers.models" not in out

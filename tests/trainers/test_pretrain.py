@@ -225,3 +225,20 @@ def test_plateau_schedule_steps_on_the_probe(monkeypatch: pytest.MonkeyPatch) ->
     train({**TINY, "epochs": 3, "eval_every": 2, "scheduler": "plateau"}, reporter)
     probe_f1s = [m["probe_f1"] for _, m in reporter.history if "probe_f1" in m]
     assert seen == pytest.approx(probe_f1s) and len(seen) == 2  # evaluated epochs only
+
+
+@pytest.mark.parametrize("field", ["save_dir", "artifact_dir"])
+def test_a_folder_that_cannot_be_made_stops_before_the_first_epoch(
+    tmp_path: Path, field: str
+) -> None:
+    # a raw NotADirectoryError from mkdir, after the first epoch or after the whole run
+    (tmp_path / "afile").write_text("x")
+    reporter = RecordingReporter()
+    with pytest.raises(TrainingFailed) as info:
+        train({**TINY, field: str(tmp_path / "afile" / "sub")}, reporter)
+    assert info.value.reason == "bad_params"
+    assert str(info.value) == (
+        f"{field}: cannot create the folder {tmp_path}/afile/sub "
+        "(a part of the path is a file, not a folder)"
+    )
+    assert reporter.history == []
