@@ -27,12 +27,23 @@ def load_trainer_config(
         data = apply_overrides(data if data is not None else {}, overrides)
     if not isinstance(data, Mapping):
         raise ConfigError([f"{path}: expected a mapping of trainer parameters"])
+    if {"objective", "budget"} <= set(map(str, data)):
+        raise ConfigError(
+            [
+                f"{path} is a study file; hpo train runs one trainer config "
+                "(trainer: NAME, params: {...}, as hpo export writes): use hpo run "
+                f"{path}, or hpo export {path} -o best.yaml for its best trial"
+            ]
+        )
     if "params" in data or "trainer" in data:
+        given = {p.partition("=")[0].strip() for p in overrides}
         unknown = sorted(set(map(str, data)) - _TOP_LEVEL)
         if unknown:
             raise ConfigError(
                 [
-                    f"{path}: unknown key {k!r}; allowed: {', '.join(sorted(_TOP_LEVEL))}"
+                    f"--set {k}: {path} holds trainer: and params:, so set params.{k}"
+                    if k in given
+                    else f"{path}: unknown key {k!r}; allowed: {', '.join(sorted(_TOP_LEVEL))}"
                     for k in unknown
                 ]
             )

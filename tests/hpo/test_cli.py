@@ -149,6 +149,22 @@ def test_train_rejects_bad_params(tmp_path: Path) -> None:
     assert "params.epochz: unknown parameter" in result.stderr
 
 
+def test_train_points_a_study_file_and_a_bare_set_to_what_works(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    study = write_study(analytic_study())
+    result = hpo("train", str(study))
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(f"error: {study} is a study file; hpo train runs")
+    config = tmp_path / "best.yaml"
+    config.write_text("trainer: analytic\nparams: {x: 1}\n")
+    result = hpo("train", str(config), "--set", "epochs=2")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: --set epochs: {config} holds trainer: and params:, so set params.epochs"
+    )
+
+
 def test_run_with_dashboard_beside_it(write_study: Callable[..., Path]) -> None:
     path = write_study(analytic_study(budget={"n_trials": 2}))
     result = hpo("run", str(path), "--dashboard", "--dashboard-port", "0")
