@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import warnings
 from collections.abc import Container, Mapping
 from typing import Any, cast
 
@@ -91,7 +92,9 @@ def build_pruner(
         args["wrapped_pruner"] = build_pruner(
             inner_name, inner, max_resource=max_resource, warmup=warmup
         )
-    return cls(**args)
+    with warnings.catch_warnings():  # chosen in the study file: no source-line warning
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return cls(**args)
 
 
 def hyperband_arg_problems(args: Mapping[str, Any]) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -57,7 +58,9 @@ def build_sampler(
         args.setdefault("seed", seed)
     if name == "grid" and "search_space" not in args:
         args["search_space"] = grid_space(space)
-    return cls(**args)
+    with warnings.catch_warnings():  # chosen in the study file: no source-line warning
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return cls(**args)
 
 
 def startup_trials(name: str, kwargs: Mapping[str, Any]) -> int | None:

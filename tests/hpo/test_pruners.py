@@ -137,3 +137,17 @@ def test_hyperband_arguments_out_of_range_are_refused_before_any_trial(
         validate_study_data(study)
     assert info.value.problems == [problem]
     validate_study_data(analytic_study("hb", pruner={"name": "hyperband", "max_resource": "auto"}))
+
+
+def test_experimental_components_build_without_a_warning_line() -> None:
+    """``patient``/``wilcoxon``/``nsga3`` printed Optuna's warning with our source line."""
+    import warnings
+
+    from hpo.pruners import build_pruner
+    from hpo.samplers import build_sampler
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", optuna.exceptions.ExperimentalWarning)
+        build_pruner("wilcoxon", {})
+        build_pruner("patient", {"patience": 1})
+        build_sampler("nsga3", {}, seed=0, space={})
