@@ -306,8 +306,8 @@ def _missing_input_problems(
     ]
 
 
-INPUT_FIELDS = frozenset({"dataset", "data_dir", "init_from", "mode"})
-"""Trainer fields that decide which input files a trial reads."""
+INPUT_FIELDS = frozenset({"dataset", "data_dir", "init_from", "mode", "channel_adapter"})
+"""Trainer fields that decide which input files a trial reads, or whether they fit."""
 
 
 def _space_value_problems(

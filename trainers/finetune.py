@@ -37,7 +37,13 @@ from trainers.models import ModelOutput
 from trainers.params import ContrastiveParams
 from trainers.reporter import Reporter, TrainingFailed
 
-__all__ = ["ChannelAdaptedModel", "ChannelAdapter", "finetune_params", "train_finetune"]
+__all__ = [
+    "ChannelAdaptedModel",
+    "ChannelAdapter",
+    "checkpoint_misfit",
+    "finetune_params",
+    "train_finetune",
+]
 
 
 class ChannelAdapter(nn.Module):
@@ -105,6 +111,38 @@ def finetune_params(p: ContrastiveParams, ckpt: EncoderCheckpoint) -> Contrastiv
         )
     update: dict[str, Any] = {k: v for k, v in ckpt.arch.items() if k in ENCODER_ARCH_FIELDS}
     return p.model_copy(update=update)
+
+
+def checkpoint_misfit(p: ContrastiveParams) -> str | None:
+    """Why ``init_from`` cannot fine-tune on ``p`` as configured, known before any trial.
+
+    An explicit architecture field that differs from the checkpoint, or data with other
+    channels and no adapter, fails every trial at its start; ``hpo validate`` asks here
+    (:meth:`ContrastiveParams.missing_inputs`). Unreadable checkpoints or data are left to
+    the checks that report them.
+    """
+    from trainers.contrastive import load_splits
+    from trainers.data import DataError
+
+    if not p.init_from:
+        return None
+    try:
+        ckpt = load_encoder(p.init_from)
+        finetune_params(p, ckpt)
+    except TrainingFailed as exc:
+        return str(exc) if exc.reason == "bad_params" else None
+    try:
+        channels = load_splits(p).n_channels
+    except (DataError, TrainingFailed, OSError):
+        return None
+    fits = channels in (ckpt.in_channels, ckpt.adapter_channels)
+    if fits or p.channel_adapter == "conv1x1":
+        return None
+    return (
+        f"{ckpt.path} was pretrained on {ckpt.in_channels} channels ({ckpt.dataset}), "
+        f"{p.dataset} has {channels}; set channel_adapter: conv1x1 to learn a mapping of "
+        "the channels"
+    )
 
 
 def _build(

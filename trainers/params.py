@@ -255,10 +255,12 @@ class ContrastiveParams(BaseModel):
         return self
 
     def missing_inputs(self) -> dict[str, str]:
-        """Inputs this configuration reads that are not there: ``{field: why}``.
+        """Inputs this configuration reads that are not there, or do not fit it:
+        ``{field: why}``.
 
         Checked before a study is created: a missing file fails every trial of the budget,
         and the failed trials count, so fixing the file later would leave nothing to run.
+        A fine-tuning checkpoint is read to compare its architecture and channels.
         """
         from trainers.align import alignment_file, missing_alignment_file
         from trainers.checkpoints import missing_encoder
@@ -274,6 +276,11 @@ class ContrastiveParams(BaseModel):
         encoder = missing_encoder(self.init_from) if self.init_from else None
         if self.mode == "finetune" and encoder is not None:
             missing["init_from"] = encoder
+        elif self.mode == "finetune" and "dataset" not in missing:
+            from trainers.finetune import checkpoint_misfit
+
+            if (misfit := checkpoint_misfit(self)) is not None:
+                missing["init_from"] = misfit
         return missing
 
     def unused_params(self) -> frozenset[str]:

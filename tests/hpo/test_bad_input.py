@@ -609,6 +609,41 @@ def test_space_values_that_fail_every_trial_are_named(
     assert [line for line in lines if any(e in line for e in expected)] == lines
 
 
+def test_a_checkpoint_that_does_not_fit_is_refused_before_the_study(tmp_path: Path) -> None:
+    """Pretrained on 9 channels, fine-tuned on 6 without an adapter: every trial failed."""
+    from trainers.contrastive import train
+
+    encoder = tmp_path / "pretrained"
+    train(
+        {
+            "mode": "pretrain",
+            "dataset": "synthetic_har",
+            "synthetic_n_train": 120,
+            "model": "conv",
+            "dim": 16,
+            "proj_dim": 8,
+            "epochs": 1,
+            "save_dir": str(encoder),
+        }
+    )
+    data = yaml.safe_load(BASE_TEXTS["quickstart.yaml"])  # BasicMotions: 6 channels
+    data["trainer"]["params"].update({"mode": "finetune", "init_from": str(encoder)})
+    data["space"] = {"channel_adapter": {"type": "categorical", "choices": ["none", "conv1x1"]}}
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump(data))
+    result = runner.invoke(app, ["validate", str(study)])
+    assert result.exit_code == 2
+    assert _error_lines(result.stderr) == [
+        f"error: space.channel_adapter: value 'none': {encoder}/encoder.pt was pretrained on "
+        "9 channels (synthetic_har), BasicMotions has 6; set channel_adapter: conv1x1 to learn "
+        "a mapping of the channels"
+    ]
+    data["space"] = {}
+    data["trainer"]["params"]["channel_adapter"] = "conv1x1"
+    study.write_text(yaml.safe_dump(data))
+    assert runner.invoke(app, ["validate", str(study)]).exit_code == 0
+
+
 @given(
     st.dictionaries(
         st.one_of(st.sampled_from(ANALYTIC_FIELDS), st.text(min_size=1, max_size=10)),

@@ -192,3 +192,20 @@ def test_plain_fine_tune_exports_no_adapter(pretrained: Path, tmp_path: Path) ->
     train(_finetune(pretrained, epochs=1, save_dir=str(tmp_path / "har")))
     tuned = load_encoder(tmp_path / "har")
     assert (tuned.in_channels, tuned.adapter, tuned.adapter_channels) == (9, None, None)
+
+
+def test_misfits_are_known_before_any_trial(pretrained: Path) -> None:
+    """``hpo validate`` reads them from missing_inputs; every trial failed at its start."""
+
+    def misfit(**overrides: Any) -> dict[str, str]:
+        params = ContrastiveParams.model_validate(_finetune(pretrained, **overrides))
+        return params.missing_inputs()
+
+    assert misfit() == {}
+    (other_channels,) = misfit(dataset="BasicMotions").values()
+    assert "pretrained on 9 channels (synthetic_har), BasicMotions has 6" in other_channels
+    assert other_channels.endswith(
+        "set channel_adapter: conv1x1 to learn a mapping of the channels"
+    )
+    assert misfit(dataset="BasicMotions", channel_adapter="conv1x1") == {}
+    assert "dim=64 (checkpoint: 24)" in misfit(dim=64)["init_from"]
