@@ -261,6 +261,11 @@ def _trainer_problems(cfg: StudyConfig) -> list[str]:
     schema = spec.params_schema
     if schema is None:
         return problems
+    if "seed" not in schema.model_fields and schema.model_config.get("extra") == "forbid":
+        problems.append(
+            f"trainer.name: every trial passes its seed as params.seed, which "
+            f"{schema.__name__} refuses; give it a field seed: int | None = None"
+        )
     fixed = dict(cfg.trainer.params)
     fixed_errors = schema_errors(schema, fixed)
     for loc, msg in fixed_errors:

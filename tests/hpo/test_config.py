@@ -9,6 +9,7 @@ from typing import Any
 
 import optuna
 import pytest
+from pydantic import BaseModel, ConfigDict
 
 from hpo import ConfigError, load_study_config
 from hpo.config import parse_duration
@@ -511,3 +512,29 @@ def test_study_names_leave_room_for_their_companion_studies(rdb_url: str) -> Non
     )
     with pytest.raises(ConfigError, match=r"at most 493 .*'<name>::prune::best_score'"):
         validate_study_data(multi)
+
+
+class _SeedlessParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    epochs: int = 2
+
+
+def seedless_trainer(params: dict[str, Any], reporter: Any = None) -> dict[str, float]:
+    """A user's trainer whose schema forgot the seed the service passes to every trial."""
+    return {"best_score": 1.0}
+
+
+seedless_trainer.params_schema = _SeedlessParams  # type: ignore[attr-defined]
+
+
+def test_a_schema_that_refuses_the_seed_is_refused_before_the_study() -> None:
+    from hpo.config import validate_study_data
+
+    data = analytic_study(trainer={"name": "tests.hpo.test_config:seedless_trainer"})
+    data["space"] = {"epochs": {"type": "int", "low": 1, "high": 3}}
+    with pytest.raises(ConfigError) as info:
+        validate_study_data(data)
+    assert info.value.problems == [
+        "trainer.name: every trial passes its seed as params.seed, which _SeedlessParams "
+        "refuses; give it a field seed: int | None = None"
+    ]
