@@ -156,6 +156,11 @@ def run_confirmation(
             f"note: {plan.search_unfinished} search trial(s) still running or queued; the "
             "finalists are chosen from the completed ones (hpo confirm again after they end)",
         )
+    if len(plan.finalists) < top:
+        err.print(
+            f"note: --top {top}, but the search has {len(plan.finalists)} completed "
+            "configuration(s) to confirm (repeats of one configuration count once)",
+        )
     err.print(
         f"confirming trials {', '.join(f'#{n}' for n in plan.finalists)} at seeds "
         f"{', '.join(map(str, plan.seeds))}: {plan.queued} run(s) queued now, "

@@ -257,6 +257,9 @@ def test_cli_confirm_prints_the_finalists_and_the_pick(
     assert hpo("report", str(path), "-o", str(report)).returncode == 0
     page = report.read_text(encoding="utf-8")
     assert '<table id="confirmation">' in page and f"<td>{pick.trial} (pick)</td>" in page
+    more = hpo("confirm", str(path), "--top", "50", "--seeds", "1")
+    assert more.returncode == 0, more.stderr
+    assert "note: --top 50, but the search has " in more.stderr
 
 
 def test_the_study_file_confirm_section(write_study: Callable[..., Path], tmp_path: Path) -> None:
