@@ -129,7 +129,14 @@ def plan_workers(
     ``detected`` replaces detection (tests, callers that already know).
     """
     if gpus == "none":
-        return WorkerPlan(_cpu_slots(n_workers))
+        unused = (
+            [
+                f"per_gpu {per_gpu} is unused without GPUs (gpus: none); n_workers (-w) sets the CPU workers"
+            ]
+            if per_gpu > 1
+            else []
+        )
+        return WorkerPlan(_cpu_slots(n_workers), unused)
     inherited = visible_devices(env)
     if gpus == "all":
         if detected is not None:

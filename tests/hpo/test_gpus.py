@@ -75,6 +75,10 @@ def test_cpu_workers_see_no_gpu() -> None:
     assert env[SLOT_ENV] == "2"
     assert env["PATH"] == "/bin"
     assert "OMP_NUM_THREADS" not in env, "no cap unless the supervisor asks for one"
+    assert plan.notes == []
+    assert plan_workers("none", per_gpu=2, n_workers=3).notes == [
+        "per_gpu 2 is unused without GPUs (gpus: none); n_workers (-w) sets the CPU workers"
+    ]
 
 
 def test_packed_workers_share_the_cores() -> None:
