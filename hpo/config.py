@@ -631,7 +631,8 @@ def validate_study_data(data: Any, *, source: str | None = None) -> StudyConfig:
     problems = shape_problems(data)
     if problems:
         raise ConfigError(problems)
-    raw = dict(data)
+    # `x-` keys hold YAML anchors for merge keys (`x-base: &base {...}`), as in compose files
+    raw = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
     raw_space = raw.pop("space", None)
     space, problems = _parse_space(raw_space)
     declared = set(raw_space) if isinstance(raw_space, Mapping) else set()

@@ -82,6 +82,28 @@ space:
     assert isinstance(y, FloatParam) and y.high == 1.0
 
 
+def test_x_keys_hold_anchors_and_are_ignored(write_study: Callable[..., Path]) -> None:
+    path = write_study(
+        """name: anchored
+x-unit: &unit {type: float, low: -2.0, high: 2.0}
+x-trainer: &fixed {epochs: 2}
+objective: {metric: best_score, direction: maximize}
+budget: {n_trials: 2}
+trainer: {name: analytic, params: {<<: *fixed, seed_noise: 0.1}}
+space:
+  x: *unit
+  y: {<<: *unit, high: 1.0}
+"""
+    )
+    cfg = load_study_config(path)
+    assert cfg.trainer.params == {"epochs": 2, "seed_noise": 0.1}
+    assert set(cfg.space) == {"x", "y"}
+    with pytest.raises(ConfigError, match="base: unknown key"):
+        load_study_config(
+            write_study("name: a\nbase: 1\nobjective: {metric: m}\nbudget: {n_trials: 1}\n")
+        )
+
+
 @pytest.mark.parametrize(
     ("text", "value"),
     [
