@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,7 +146,40 @@ def open_artifact_store(location: str, *, create: bool = True) -> ArtifactStore:
 
 def study_artifact_store(cfg: StudyConfig, *, create: bool = True) -> ArtifactStore:
     """The artifact store of ``cfg`` (the one the runner writes and the dashboard reads)."""
-    return open_artifact_store(artifacts_location(cfg), create=create)
+    try:
+        return open_artifact_store(artifacts_location(cfg), create=create)
+    except ConfigError as exc:
+        raise ConfigError([_name_the_default(cfg, p) for p in exc.problems]) from None
+
+
+def check_artifact_store(cfg: StudyConfig) -> None:
+    """Raise :class:`ConfigError` if ``cfg``'s store could not be opened, creating nothing.
+
+    Checked before the storage is opened, and the store is made after it: a run that then
+    fails on either leaves neither a study nor an empty artifacts folder behind.
+    """
+    location = artifacts_location(cfg)
+    if location.startswith("s3://"):
+        study_artifact_store(cfg, create=False)  # a client only: nothing is written
+        return
+    path = Path(location)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    problem = None
+    if existing is None or not existing.is_dir():
+        problem = f"artifacts.dir: cannot create {path}: {existing} is not a folder"
+    elif existing != path and not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"artifacts.dir: cannot create {path}: {existing} is not writable"
+    if problem:
+        raise ConfigError([_name_the_default(cfg, problem)])
+
+
+def _name_the_default(cfg: StudyConfig, problem: str) -> str:
+    """A left-out ``artifacts.dir`` follows the storage: say so, or the user looks in vain."""
+    if cfg.artifacts.dir or not problem.startswith("artifacts.dir:"):
+        return problem
+    return problem.replace(
+        "artifacts.dir:", "artifacts.dir (left out: artifacts/ beside the storage):", 1
+    )
 
 
 def upload(store: ArtifactStore, trial: optuna.Trial, path: Path) -> str:

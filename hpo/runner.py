@@ -248,10 +248,12 @@ def _open_study(
 ) -> tuple[optuna.Study, bool]:
     """:func:`open_study`, and whether this call created the study."""
     if create and cfg.artifacts.enabled:
-        from hpo.artifacts import study_artifact_store
+        from hpo.artifacts import check_artifact_store, study_artifact_store
 
-        study_artifact_store(cfg)  # a store that cannot be opened must not leave a study
+        check_artifact_store(cfg)  # a store that cannot be opened must not leave a study
     storage = open_study_storage(cfg)
+    if create and cfg.artifacts.enabled:
+        study_artifact_store(cfg)  # made once the storage opened: no folder left by a failure
     sampler = build_sampler(cfg.sampler.name, cfg.sampler.kwargs, seed=cfg.seed, space=cfg.space)
     pruner = with_completed_cache(study_pruner(cfg))
     directions = cfg.objective.study_directions

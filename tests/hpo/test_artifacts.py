@@ -227,6 +227,37 @@ def test_an_unusable_artifact_store_leaves_no_study(
     )
 
 
+def test_an_unreachable_storage_leaves_no_artifacts_folder(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The store was made before the storage opened, so a failed run left artifacts/."""
+    from hpo.errors import StorageError
+
+    data = analytic_study(
+        storage="postgresql+psycopg://postgres@127.0.0.1:1/test",
+        artifacts={"enabled": True},
+    )
+    path = write_study(data)
+    with pytest.raises(StorageError):
+        run_study(load_study_config(path))
+    assert not (path.parent / "artifacts").exists()
+
+
+def test_a_left_out_artifacts_dir_is_named_as_the_default(tmp_path: Path) -> None:
+    from hpo.artifacts import check_artifact_store
+    from hpo.config import validate_study_data
+
+    data = analytic_study(storage=f"sqlite:///{tmp_path}/hpo.db", artifacts={"enabled": True})
+    cfg = validate_study_data(data)
+    (tmp_path / "artifacts").write_text("")  # a file where the default folder goes
+    with pytest.raises(ConfigError) as info:
+        check_artifact_store(cfg)
+    assert info.value.problems == [
+        f"artifacts.dir (left out: artifacts/ beside the storage): cannot create "
+        f"{tmp_path}/artifacts: {tmp_path}/artifacts is not a folder"
+    ]
+
+
 def test_prefixed_store_round_trip(tmp_path: Path) -> None:
     import io
 
