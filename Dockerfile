@@ -23,8 +23,8 @@ RUN pip install --index-url "${TORCH_INDEX_URL}" torch
 COPY pyproject.toml README.md ./
 COPY hpo ./hpo
 COPY trainers ./trainers
-# grpcio/protobuf: `hpo storage-proxy` and grpc:// storages.
-RUN pip install ".[postgres]" grpcio protobuf
+# grpcio/protobuf: `hpo storage-proxy` and grpc:// storages; s3: artifacts.dir=s3://...
+RUN pip install ".[postgres,s3]" grpcio protobuf
 COPY studies ./studies
 
 # Never run as root; trial outputs and SQLite files go to /data (mount a volume there).

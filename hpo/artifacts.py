@@ -129,7 +129,9 @@ def open_artifact_store(location: str, *, create: bool = True) -> ArtifactStore:
             import boto3
         except ImportError:
             raise ConfigError(
-                ["artifacts.dir: s3:// artifact stores need boto3 (pip install boto3)"]
+                [
+                    "artifacts.dir: s3:// artifact stores need boto3 (pip install 'contrastive-hpo[s3]')"
+                ]
             ) from None
         from optuna.artifacts import Boto3ArtifactStore
 

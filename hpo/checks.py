@@ -408,4 +408,21 @@ def semantic_problems(cfg: StudyConfig) -> list[str]:
     problems += _sampler_problems(cfg)
     problems += _pruner_problems(cfg)
     problems += _trainer_problems(cfg)
+    problems += _artifact_problems(cfg)
     return problems
+
+
+def _artifact_problems(cfg: StudyConfig) -> list[str]:
+    """An ``s3://`` store this machine cannot open failed only at ``hpo run``."""
+    import importlib.util
+
+    location = cfg.artifacts.dir or ""
+    if not (cfg.artifacts.enabled and location.startswith("s3://")):
+        return []
+    if not location[len("s3://") :].partition("/")[0]:
+        return [f"artifacts.dir: no bucket in {location!r}; use s3://bucket/prefix"]
+    if importlib.util.find_spec("boto3") is None:
+        return [
+            "artifacts.dir: s3:// artifact stores need boto3 (pip install 'contrastive-hpo[s3]')"
+        ]
+    return []

@@ -201,7 +201,8 @@ def test_artifact_locations(write_study: Callable[..., Path], tmp_path: Path) ->
     assert artifacts_location(default) == str(tmp_path / "db" / "artifacts")
     relative = load_study_config(write_study(analytic_study(artifacts={"dir": "runs/art"})))
     assert artifacts_location(relative) == str(tmp_path / "runs" / "art")
-    s3 = load_study_config(write_study(analytic_study(artifacts={"dir": "s3://bucket/hpo"})))
+    s3_off = {"enabled": False, "dir": "s3://bucket/hpo"}  # validated on any machine
+    s3 = load_study_config(write_study(analytic_study(artifacts=s3_off)))
     assert artifacts_location(s3) == "s3://bucket/hpo"
     try:
         import boto3  # noqa: F401
@@ -304,3 +305,26 @@ def test_note_names_the_commit(tmp_path: Path) -> None:
     assert "| wall time | 12.2 s |" in note or "| wall time | 12.3 s |" in note
     assert "artifact_dir" not in note
     assert "| score | 0.9 | 0.9 |" in note
+
+
+def test_an_s3_store_this_machine_cannot_open_is_refused_at_validation() -> None:
+    import importlib.util
+
+    from hpo.config import validate_study_data
+
+    def problems(location: str) -> list[str]:
+        try:
+            validate_study_data(analytic_study(artifacts={"enabled": True, "dir": location}))
+        except ConfigError as exc:
+            return exc.problems
+        return []
+
+    assert problems("s3:///prefix") == [
+        "artifacts.dir: no bucket in 's3:///prefix'; use s3://bucket/prefix"
+    ]
+    has_boto3 = importlib.util.find_spec("boto3") is not None
+    assert problems("s3://bucket/hpo") == (
+        []
+        if has_boto3
+        else ["artifacts.dir: s3:// artifact stores need boto3 (pip install 'contrastive-hpo[s3]')"]
+    )
