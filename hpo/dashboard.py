@@ -176,6 +176,11 @@ def create_server(
     create_missing: bool = False,
 ) -> DashboardServer:
     """Open the storage and artifact store and bind ``host:port`` (0 picks a free port)."""
+    if not host.strip():
+        # the socket layer reads "" as every interface: the opposite of what was meant
+        raise HpoError(
+            ["dashboard: the host is empty; give 127.0.0.1 (this machine) or 0.0.0.0 (all)"]
+        )
     app = dashboard_app(cfg, create_missing=create_missing)
     try:
         return DashboardServer(app, host, port)

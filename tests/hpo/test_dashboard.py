@@ -301,6 +301,17 @@ def test_create_server_with_a_port_out_of_range_is_a_clear_error(
     ]
 
 
+@pytest.mark.parametrize("host", ["", " "])
+def test_an_empty_host_is_refused_not_read_as_every_interface(
+    finished_study: StudyConfig, host: str
+) -> None:
+    with pytest.raises(HpoError) as info:
+        create_server(finished_study, host=host, port=0)
+    assert info.value.problems == [
+        "dashboard: the host is empty; give 127.0.0.1 (this machine) or 0.0.0.0 (all)"
+    ]
+
+
 def test_run_and_dashboard_warn_alike_about_a_dashboard_without_login(
     write_study: Callable[..., Path],
 ) -> None:
