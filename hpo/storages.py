@@ -612,8 +612,10 @@ def _open_grpc(url: str) -> optuna.storages.BaseStorage:
 
     match = _GRPC_ADDRESS.match(url[len("grpc://") :])
     port_text = (match.group("port") or "13000") if match else ""
-    if match is None or not port_text.isdigit():
-        raise StorageError([f"storage: {mask_url(url)!r} is not grpc://host:port (port a number)"])
+    if match is None or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise StorageError(
+            [f"storage: {mask_url(url)!r} is not grpc://host:port (port a number, 1-65535)"]
+        )
     host, port = match.group("host") or "localhost", int(port_text)
     cannot = f"storage: cannot connect to the storage proxy at {mask_url(url)}"
     try:  # a refused or unroutable port fails at once, in the OS's words

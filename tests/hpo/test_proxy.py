@@ -105,11 +105,12 @@ def test_an_unreachable_grpc_storage_is_one_clear_error_without_warnings() -> No
     ), line
 
 
-def test_a_grpc_storage_with_a_bad_port_is_named() -> None:
+@pytest.mark.parametrize("port", ["http", "99999", "0"])
+def test_a_grpc_storage_with_a_bad_port_is_named(port: str) -> None:
     with pytest.raises(StorageError) as info:
-        open_storage("grpc://127.0.0.1:http")
+        open_storage(f"grpc://127.0.0.1:{port}")
     assert info.value.problems == [
-        "storage: 'grpc://127.0.0.1:http' is not grpc://host:port (port a number)"
+        f"storage: 'grpc://127.0.0.1:{port}' is not grpc://host:port (port a number, 1-65535)"
     ]
 
 
