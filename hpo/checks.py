@@ -31,7 +31,7 @@ from hpo.samplers import (
     startup_trials,
     unknown_kwargs_problems,
 )
-from hpo.space import GridError
+from hpo.space import GridError, grid_problems
 from hpo.storages import storage_problems
 
 _SINGLE_OBJECTIVE_ONLY = {"cmaes"}
@@ -126,6 +126,8 @@ def _sampler_problems(cfg: StudyConfig) -> list[str]:
             f"startup: balanced replaces a sampler's random start-up trials, and {name} has "
             f"none; use random, or a sampler with n_startup_trials ({having})"
         )
+    if name == "grid" and "search_space" not in cfg.sampler.kwargs:
+        problems += grid_problems(cfg.space)  # every parameter's, not the first only
     if problems:
         return problems
     try:

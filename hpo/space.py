@@ -155,14 +155,29 @@ def grid_values(name: str, spec: ParamSpec) -> list[Any]:
     return [round(spec.low + i * spec.step, 12) for i in range(size)]
 
 
-def grid_space(space: Mapping[str, ParamSpec]) -> dict[str, list[Any]]:
-    """The grid sampler's ``search_space``; every combination must fit in memory."""
-    total = math.prod(_checked_grid_size(name, spec) for name, spec in space.items())
-    if total > MAX_GRID_POINTS:
-        raise GridError(
+def grid_problems(space: Mapping[str, ParamSpec]) -> list[str]:
+    """Every reason the grid sampler cannot take ``space``, one line each."""
+    problems: list[str] = []
+    sizes: list[int] = []
+    for name, spec in space.items():
+        try:
+            sizes.append(_checked_grid_size(name, spec))
+        except GridError as exc:
+            problems.append(str(exc))
+    total = math.prod(sizes)
+    if not problems and total > MAX_GRID_POINTS:
+        problems.append(
             f"space: {total} grid combinations, more than the grid sampler's limit of "
             f"{MAX_GRID_POINTS}; use larger steps, fewer choices or another sampler"
         )
+    return problems
+
+
+def grid_space(space: Mapping[str, ParamSpec]) -> dict[str, list[Any]]:
+    """The grid sampler's ``search_space``; every combination must fit in memory."""
+    problems = grid_problems(space)
+    if problems:
+        raise GridError(problems[0])
     return {name: grid_values(name, spec) for name, spec in space.items()}
 
 

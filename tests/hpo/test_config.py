@@ -187,10 +187,11 @@ def test_pruner_kwargs_rejected_by_constructor(write_study: Callable[..., Path])
 
 def test_grid_sampler_needs_steps_for_floats(write_study: Callable[..., Path]) -> None:
     data = analytic_study(sampler={"name": "grid"})
-    (line,) = problems_of(write_study, data)
-    assert line == (
-        "space.x: the grid sampler needs a step (or categorical choices) for float parameters"
-    )
+    assert problems_of(write_study, data) == [  # every one at once, not the first only
+        f"space.{name}: the grid sampler needs a step (or categorical choices) for float "
+        "parameters"
+        for name in ("x", "y", "margin")
+    ]
 
 
 def test_a_grid_too_big_to_hold_is_refused(write_study: Callable[..., Path]) -> None:
