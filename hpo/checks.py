@@ -273,8 +273,12 @@ def _trainer_problems(cfg: StudyConfig) -> list[str]:
     for loc, msg in fixed_errors:
         where = "trainer.params" if loc == WHOLE else f"trainer.params.{loc}"
         problems.append(f"{where}: {msg}")
-    if fixed_errors:
-        return problems
+    if any(loc == WHOLE for loc, _ in fixed_errors):
+        return problems  # the fixed set as a whole is refused: every value would be too
+    # the space is still checked, against the fixed fields that passed, so one run of
+    # `hpo validate` lists both kinds of problem
+    wrong = {loc.split(".")[0] for loc, _ in fixed_errors}
+    fixed = {k: v for k, v in fixed.items() if k not in wrong}
     fields = schema.model_fields
     for name, pspec in cfg.space.items():
         if name not in fields:

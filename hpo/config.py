@@ -637,8 +637,11 @@ def validate_study_data(data: Any, *, source: str | None = None) -> StudyConfig:
     space, problems = _parse_space(raw_space)
     declared = set(raw_space) if isinstance(raw_space, Mapping) else set()
     # the space's own checks need no other section, so they are reported with its type errors
+    out_of_range: set[str] = set()
     for name, spec in space.items():
-        problems.extend(_range_problems(name, spec))
+        ranged = _range_problems(name, spec)
+        problems.extend(ranged)
+        out_of_range |= {name} if ranged else set()
     problems.extend(_condition_problems(space, declared - set(space)))
     try:
         cfg = StudyConfig.model_validate({**raw, "space": {}, "source": source})
@@ -658,11 +661,19 @@ def validate_study_data(data: Any, *, source: str | None = None) -> StudyConfig:
             "confirm: needs a single objective (the finalists are ranked by one value); "
             "remove it or use objective.metric"
         )
-    if problems:
-        raise ConfigError(problems)
-    cfg = cfg.model_copy(update={"space": space, "enqueue": _as_declared(space, cfg.enqueue)})
     from hpo.checks import semantic_problems
 
+    if problems:
+        # the sampler, pruner, storage and trainer checks need only a valid top level: run
+        # them on the parameters that parsed, so one `hpo validate` lists every problem
+        checked = {n: spec for n, spec in space.items() if n not in out_of_range}
+        failed = declared - set(checked)
+        later = semantic_problems(cfg.model_copy(update={"space": checked}))
+        # grouping by a parameter whose own entry failed would read as "not searched"
+        raise ConfigError(
+            problems + [p for p in later if not (failed and p.startswith("pruner.by"))]
+        )
+    cfg = cfg.model_copy(update={"space": space, "enqueue": _as_declared(space, cfg.enqueue)})
     problems = semantic_problems(cfg)
     if problems:
         raise ConfigError(problems)

@@ -188,8 +188,7 @@ def test_pruner_kwargs_rejected_by_constructor(write_study: Callable[..., Path])
 def test_grid_sampler_needs_steps_for_floats(write_study: Callable[..., Path]) -> None:
     data = analytic_study(sampler={"name": "grid"})
     assert problems_of(write_study, data) == [  # every one at once, not the first only
-        f"space.{name}: the grid sampler needs a step (or categorical choices) for float "
-        "parameters"
+        f"space.{name}: the grid sampler needs a step (or categorical choices) for float parameters"
         for name in ("x", "y", "margin")
     ]
 
@@ -538,4 +537,29 @@ def test_a_schema_that_refuses_the_seed_is_refused_before_the_study() -> None:
     assert info.value.problems == [
         "trainer.name: every trial passes its seed as params.seed, which _SeedlessParams "
         "refuses; give it a field seed: int | None = None"
+    ]
+
+
+def test_one_validation_lists_problems_of_every_section(write_study: Callable[..., Path]) -> None:
+    """A bad range used to hide the sampler's, pruner's and trainer's problems until fixed,
+    and a bad fixed parameter hid the searched values' (four runs of `hpo validate`)."""
+    data = {
+        "name": "many",
+        "objective": {"metric": "best_val_f1", "direction": "maximize"},
+        "budget": {"n_trials": 3},
+        "sampler": {"name": "tpe", "n_startup": 3},
+        "pruner": {"name": "hyperband", "min_resouce": 2},
+        "trainer": {"name": "contrastive", "params": {"dataset": "BasicMotions", "lrr": 0.1}},
+        "space": {
+            "temperature": {"type": "float", "low": 0.5, "high": 0.1},
+            "loss": {"type": "categorical", "choices": ["infonc", "triplet"]},
+        },
+    }
+    problems = problems_of(write_study, data)
+    assert [p.split(":")[0] for p in problems] == [
+        "space.temperature",
+        "sampler.n_startup",
+        "pruner.min_resouce",
+        "trainer.params.lrr",
+        "space.loss",
     ]
