@@ -33,7 +33,16 @@ def describe_trial(trial: FrozenTrial) -> str:
         )
         state += f" at step {step}" if step is not None else ""
     reason = trial.user_attrs.get("fail_reason")
-    return f"{state} ({reason})" if reason else state
+    if not reason:
+        return state
+    message = str(trial.user_attrs.get("fail_message") or "").strip().splitlines()
+    # the first line says what went wrong; the rest (and -v's log) is detail
+    why = f": {_clip(message[0], 160)}" if message and trial.state == TrialState.FAIL else ""
+    return f"{state} ({reason}){why}"
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _fmt_seconds(seconds: float) -> str:

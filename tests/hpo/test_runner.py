@@ -347,6 +347,19 @@ def test_multi_objective_study_still_prunes(write_study: Callable[..., Path]) ->
     assert describe_trial(pruned) == f"pruned at step {step}"  # was "at step None"
 
 
+def test_a_failed_trial_says_why_in_its_progress_line() -> None:
+    """The reason alone ("exception") sent users to -v to learn what failed."""
+    failed = optuna.trial.create_trial(
+        state=TrialState.FAIL,
+        user_attrs={"fail_reason": "exception", "fail_message": "ValueError: bad\nmore"},
+    )
+    assert describe_trial(failed) == "fail (exception): ValueError: bad"
+    long = optuna.trial.create_trial(
+        state=TrialState.FAIL, user_attrs={"fail_reason": "nan", "fail_message": "x" * 500}
+    )
+    assert describe_trial(long) == f"fail (nan): {'x' * 157}..."
+
+
 def test_timeout_budget(write_study: Callable[..., Path]) -> None:
     data = analytic_study(budget={"timeout": 1.5}, pruner={"name": "none"})
     data["trainer"]["params"]["sleep_per_epoch"] = 0.05
