@@ -198,6 +198,8 @@ def _prepare_sqlite(path: Path) -> None:
     """Switch the file to WAL once (the mode is persistent), so readers never block writers."""
     if path.exists() and not os.access(path, os.W_OK):
         raise StorageError([f"storage: SQLite file {path} is read-only"])
+    if not path.parent.is_dir():  # the study checks say so first; the proxy's --storage not
+        raise StorageError([f"storage: folder {path.parent} does not exist"])
     if not os.access(path.parent, os.W_OK):
         raise StorageError([f"storage: folder {path.parent} is not writable"])
     deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S

@@ -92,6 +92,13 @@ def test_an_address_this_machine_cannot_listen_on(tmp_path: Path) -> None:
     assert not db.exists()
 
 
+def test_a_proxy_storage_in_a_missing_folder_says_so(tmp_path: Path) -> None:
+    missing = tmp_path / "nodir"
+    port = str(free_port())
+    result = hpo("storage-proxy", "--storage", f"sqlite:///{missing}/x.db", "--port", port)
+    assert _one_error_line(result) == f"error: storage: folder {missing} does not exist"
+
+
 def test_an_unreachable_grpc_storage_is_one_clear_error_without_warnings() -> None:
     port = free_port()  # nothing listens there
     with warnings.catch_warnings():
