@@ -419,16 +419,16 @@ def semantic_problems(cfg: StudyConfig) -> list[str]:
 
 
 def _artifact_problems(cfg: StudyConfig) -> list[str]:
-    """An ``s3://`` store this machine cannot open failed only at ``hpo run``."""
-    import importlib.util
+    """An ``s3://`` store this machine cannot open (no bucket, no boto3) failed only at
+    ``hpo run``. A folder is checked when a run opens it: read-only commands (``status``,
+    ``best``) must work where the folder could not be made."""
+    from hpo.artifacts import check_artifact_store
+    from hpo.errors import ConfigError
 
-    location = cfg.artifacts.dir or ""
-    if not (cfg.artifacts.enabled and location.startswith("s3://")):
+    if not (cfg.artifacts.enabled and (cfg.artifacts.dir or "").startswith("s3://")):
         return []
-    if not location[len("s3://") :].partition("/")[0]:
-        return [f"artifacts.dir: no bucket in {location!r}; use s3://bucket/prefix"]
-    if importlib.util.find_spec("boto3") is None:
-        return [
-            "artifacts.dir: s3:// artifact stores need boto3 (pip install 'contrastive-hpo[s3]')"
-        ]
+    try:
+        check_artifact_store(cfg)
+    except ConfigError as exc:
+        return list(exc.problems)
     return []

@@ -219,7 +219,7 @@ def test_an_unusable_artifact_store_leaves_no_study(
     # the study was created (attrs, queued start-up trials) before the store was opened
     (tmp_path / "afile").write_text("")
     data = analytic_study(artifacts={"enabled": True, "dir": str(tmp_path / "afile" / "sub")})
-    cfg = load_study_config(write_study(data))
+    cfg = load_study_config(write_study(data))  # status and best must still read the study
     with pytest.raises(ConfigError, match=r"artifacts\.dir: cannot create"):
         run_study(cfg)
     url = storage_url(cfg)
