@@ -98,6 +98,11 @@ ALL_METHODS = (
 )
 RETIRED_METHODS = ("tpe_hyperband_reuse", "tpe_hyperband_balanced")
 """Arms no longer run (each became the default), still read from old outputs."""
+REPLACED_BY = {
+    "tpe_hyperband_reuse": "tpe_hyperband",  # duplicates reused: the default since 2026-12-04
+    "tpe_hyperband_balanced": "tpe_hyperband",  # balanced start-up: the default since 2026-12-06
+}
+"""The arm that runs what each retired arm ran."""
 REPORTED_METHODS = (*ALL_METHODS, *RETIRED_METHODS)
 """Every arm a curves file may hold, in the order tables and plots list them."""
 WARM_METHODS = ("tpe_hyperband_warm", "tpe_sha_warm", "tpe_hyperband_screen")
@@ -1173,11 +1178,32 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     if args.threads is None:
         args.threads = 1 if args.quick else max(1, 2 // args.jobs)
     methods = [m.strip() for m in str(args.methods).split(",") if m.strip()]
-    unknown = sorted(set(methods) - set(ALL_METHODS))
-    if unknown:
-        raise SystemExit(f"error: unknown method(s) {', '.join(unknown)}; use {ALL_METHODS}")
+    problems = method_problems(methods)
+    if problems:
+        raise UsageError("--methods: " + "; ".join(problems))
     args.methods = ["manual", *(m for m in ALL_METHODS if m in methods and m != "manual")]
     return args
+
+
+class UsageError(ValueError):
+    """A command-line value that cannot run: ``main`` prints it as one ``error:`` line, exit 2."""
+
+
+def method_problems(methods: Sequence[str]) -> list[str]:
+    """What is wrong with the ``--methods`` names: retired arms (and what replaced them), unknown ones."""
+    problems = [
+        f"{m} was retired: the default {REPLACED_BY[m]} now runs it"
+        for m in dict.fromkeys(methods)
+        if m in REPLACED_BY
+    ]
+    unknown = [m for m in dict.fromkeys(methods) if m not in ALL_METHODS and m not in REPLACED_BY]
+    if unknown:
+        names = ", ".join(repr(m) for m in unknown)
+        problems.append(
+            f"unknown method{'s' if len(unknown) > 1 else ''} {names}; "
+            f"use one of {', '.join(ALL_METHODS)}"
+        )
+    return problems
 
 
 def run(args: argparse.Namespace) -> tuple[list[RunRecord], list[Row], list[str]]:
@@ -1293,8 +1319,15 @@ def _at_least_one(text: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark, print the table, and write the outputs under ``--out``."""
-    args = resolve_args(build_parser().parse_args(argv))
+    """Run the benchmark, print the table, and write the outputs under ``--out``.
+
+    Exit status 2, with one ``error:`` line, for a ``--methods`` value that cannot run.
+    """
+    try:
+        args = resolve_args(build_parser().parse_args(argv))
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.replot:
         runs = load_curves_csv(Path(args.replot))
         rows = summarize(runs)

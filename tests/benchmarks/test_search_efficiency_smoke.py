@@ -79,6 +79,48 @@ def test_a_retired_arm_in_an_old_curves_file_is_still_reported() -> None:
     assert search_efficiency.METHOD_LABELS["tpe_hyperband_reuse"] in table
 
 
+@pytest.mark.parametrize(
+    ("methods", "message"),
+    [
+        (
+            "manual,tpe_hyperband_balanced",
+            "error: --methods: tpe_hyperband_balanced was retired: the default tpe_hyperband "
+            "now runs it",
+        ),
+        (
+            "tpe_hyperband_reuse",
+            "error: --methods: tpe_hyperband_reuse was retired: the default tpe_hyperband "
+            "now runs it",
+        ),
+        (
+            "manual,no_such_arm",
+            "error: --methods: unknown method 'no_such_arm'; use one of manual,",
+        ),
+        (
+            "tpe_hyperband_balanced,x,y",
+            "error: --methods: tpe_hyperband_balanced was retired: the default tpe_hyperband "
+            "now runs it; unknown methods 'x', 'y'; use one of manual,",
+        ),
+    ],
+)
+def test_methods_that_cannot_run_exit_2_with_one_error_line(
+    methods: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # exit status 2 and one line, as benchmarks/search_replay.py for bad input; nothing runs
+    out = tmp_path / "out"
+    assert search_efficiency.main(["--quick", "--methods", methods, "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert len(captured.err.splitlines()) == 1 and captured.err.startswith(message), captured.err
+    assert not out.exists()
+
+
+def test_every_retired_arm_names_a_runnable_replacement() -> None:
+    assert set(search_efficiency.REPLACED_BY) == set(search_efficiency.RETIRED_METHODS)
+    assert set(search_efficiency.REPLACED_BY.values()) <= set(search_efficiency.ALL_METHODS)
+    assert not set(search_efficiency.RETIRED_METHODS) & set(search_efficiency.ALL_METHODS)
+
+
 def test_val_fraction_reaches_the_trainer_for_synthetic_har_only() -> None:
     args = search_efficiency.resolve_args(
         search_efficiency.build_parser().parse_args(["--val-fraction", "0.7"])
