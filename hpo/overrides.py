@@ -39,8 +39,10 @@ def apply_overrides(
 
     ``defaults`` holds what a left-out top-level key means (e.g. ``sampler``): an override
     of one of its sub-keys (``sampler.seed=3``) then changes that default instead of
-    starting from an empty mapping. An override of ``KEY.name`` starts from nothing, since
-    the default's other keys belong to the default's class.
+    starting from an empty mapping. An override of ``KEY.name`` to another name starts
+    from nothing, for the file's component as for the default: their other keys belong
+    to the class they named (``--set sampler.name=grid`` on a TPE with
+    ``n_startup_trials`` gave "GridSampler has no argument").
     """
     result = copy.deepcopy(data)
     problems: list[str] = []
@@ -58,7 +60,12 @@ def apply_overrides(
         )
         parsed = []
     if isinstance(result, dict) and defaults:
-        renamed = {parts[0] for _, parts, _ in parsed if parts[1:] == ["name"]}
+        renamed = {parts[0]: value for _, parts, value in parsed if parts[1:] == ["name"]}
+        for key, name in renamed.items():
+            given = result.get(key)
+            if key in defaults and isinstance(given, dict) and given.get("name") != name:
+                # the file's arguments belong to the class it named, not to the new one
+                result[key] = {}
         for _, parts, _ in parsed:
             key = parts[0]
             if len(parts) > 1 and key not in result and key in defaults and key not in renamed:

@@ -341,6 +341,13 @@ def test_override_of_a_left_out_sampler_changes_the_default(
         write_study(analytic_study(sampler={"name": "tpe"})), ["sampler.seed=5"]
     )
     assert cfg.sampler.kwargs == {"seed": 5}
+    # a new name for the file's sampler drops the old class's arguments ("GridSampler has
+    # no argument 'n_startup_trials'"); the same name keeps them
+    tpe = write_study(analytic_study(sampler={"name": "tpe", "n_startup_trials": 4}))
+    cfg = load_study_config(tpe, ["sampler.name=random", "sampler.seed=6"])
+    assert (cfg.sampler.name, cfg.sampler.kwargs) == ("random", {"seed": 6})
+    cfg = load_study_config(tpe, ["sampler.name=tpe"])
+    assert cfg.sampler.kwargs == {"n_startup_trials": 4}
 
 
 def test_bad_overrides(write_study: Callable[..., Path]) -> None:
