@@ -92,6 +92,9 @@ def status(study: StudyFile, set_: SetOption = None) -> None:
     st = study_status(cfg)
     rows: dict[str, object] = {"study": st.study_name, "storage": st.storage}
     rows.update({k: v for k, v in st.counts.items() if v})
+    for reason, (count, message) in st.failures.items():
+        shown = message if len(message) <= 120 else message[:117] + "..."
+        rows[f"  fail: {reason}"] = f"{count}" + (f" (latest: {shown})" if shown else "")
     if st.best_number is not None:
         rows["best trial"] = st.best_number
         rows["best value"] = ", ".join(f"{v:.6g}" for v in st.best_values or [])

@@ -31,6 +31,8 @@ class StudyStatus:
     running: list[dict[str, Any]] = field(default_factory=list)
     confirmation: Confirmation | None = None
     """What ``hpo confirm`` found, when it was run."""
+    failures: dict[str, tuple[int, str]] = field(default_factory=dict)
+    """Failed trials by ``fail_reason``: how many, and the latest one's first message line."""
 
 
 def load_existing_study(cfg: StudyConfig) -> optuna.Study:
@@ -86,7 +88,15 @@ def study_status(cfg: StudyConfig) -> StudyStatus:
         for t in trials
         if t.state == TrialState.RUNNING
     ]
+    failures: dict[str, tuple[int, str]] = {}
+    for t in trials:  # in trial order: the last message kept is the latest
+        if t.state == TrialState.FAIL:
+            reason = str(t.user_attrs.get("fail_reason") or "unknown")
+            lines = str(t.user_attrs.get("fail_message") or "").strip().splitlines()
+            count = failures.get(reason, (0, ""))[0]
+            failures[reason] = (count + 1, lines[0] if lines else "")
     return StudyStatus(
+        failures=failures,
         study_name=cfg.name,
         storage=mask_url(storage_url(cfg)),
         counts=counts,

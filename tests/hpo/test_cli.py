@@ -182,6 +182,9 @@ def test_a_budget_used_up_by_failed_trials_says_so(write_study: Callable[..., Pa
     assert again.returncode == 1
     assert "no trial completed" in again.stderr
     assert "earlier runs' 2 failed trials used up budget.n_trials" in " ".join(again.stderr.split())
+    status = hpo("status", str(path))  # the hint sends the user here: it must say why
+    assert status.returncode == 0, status.stderr
+    assert "fail: exception" in status.stdout and "injected failure" in status.stdout
 
 
 def bracket_trainer(params: Mapping[str, Any], reporter: Any = None) -> dict[str, float]:
