@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -17,13 +15,11 @@ from rich.errors import MarkupError
 from rich.markup import escape
 
 from hpo.errors import HpoError
-from hpo.storages import mask_url, storage_file, storage_url
+from hpo.storages import mask_url
 from trainers.reporter import USER_ERROR_REASONS, TrainingFailed, one_line
 
 if TYPE_CHECKING:
     from rich.text import Text
-
-    from hpo.config import StudyConfig
 
 
 class _SafeConsole(Console):
@@ -108,77 +104,3 @@ def handles_errors(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def check_output_file(
-    path: Path, option: str, example_name: str, cfg: StudyConfig | None = None
-) -> None:
-    """Fail (exit 2) before any work when ``path`` cannot become the file a command writes.
-
-    Catches what shows without writing: a folder given as the file, a file where a folder
-    should be, a folder or file this user may not write, and a file that must not be
-    replaced: ``cfg``'s study file or storage, or any SQLite database. Missing folders are
-    fine (they are created); what only a write reveals is left to :func:`write_output_file`.
-    ``example_name`` is the file name the hint for a folder suggests.
-    """
-    if path.is_dir():
-        _fail([f"{option}: {path} is a folder; give a file name in it, e.g. {path / example_name}"])
-    kept = _kept_file(path, cfg)
-    if kept:
-        _fail([f"{option}: {path} is {kept}; it is not replaced, choose another file name"])
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        _fail([f"{option}: cannot write {path}: {folder} is not a folder"])
-    if not os.access(folder, os.W_OK | os.X_OK):
-        _fail([f"{option}: cannot write {path}: folder {folder} is not writable"])
-    if path.exists() and not os.access(path, os.W_OK):
-        _fail([f"{option}: cannot write {path}: the file is read-only"])
-
-
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
-def _kept_file(path: Path, cfg: StudyConfig | None) -> str | None:
-    """What ``path`` already holds that an output must never overwrite, if anything."""
-    if not path.is_file():
-        return None
-    if cfg is not None:
-        storage = storage_file(storage_url(cfg))
-        if storage is not None and _same_file(path, storage):
-            return "this study's storage"
-        if cfg.source and _same_file(path, Path(cfg.source)):
-            return "the study file"
-    try:
-        with path.open("rb") as fh:
-            if fh.read(len(_SQLITE_MAGIC)) == _SQLITE_MAGIC:
-                return "a SQLite database"
-    except OSError:
-        return None  # unreadable: the writability checks speak for it
-    return None
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.samefile(b)
-    except OSError:
-        return False
-
-
-def write_output_file(path: Path, text: str, option: str) -> Path:
-    """Write ``text`` to ``path``, creating missing folders.
-
-    A failed write (``/proc/x``, a full disk) is one error line naming ``option``, exit 2,
-    and leaves no partial new file behind.
-    """
-    existed = path.exists()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        if not existed:
-            with contextlib.suppress(OSError):
-                path.unlink(missing_ok=True)
-        _fail([f"{option}: cannot write {path}: {exc.strerror or exc}"])
-    return path

@@ -16,13 +16,12 @@ from hpo.cli_common import (
     Verbose,
     _fail,
     _setup_logging,
-    check_output_file,
     err,
     handles_errors,
     out,
-    write_output_file,
 )
 from hpo.errors import ConfigError
+from hpo.output_files import check_output_file, write_output_file
 
 if TYPE_CHECKING:
     from hpo.config import StudyConfig

@@ -29,8 +29,10 @@ def export_text(cfg: StudyConfig) -> str:
 
 
 def export_best(cfg: StudyConfig, path: str | Path) -> Path:
-    """Write the best trial's config to ``path`` and return it."""
+    """Write the best trial's config to ``path`` and return it; never over the study file,
+    its storage or a SQLite database (:class:`ConfigError`, as ``hpo export -o``)."""
+    from hpo.output_files import check_output_file, write_output_file
+
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(export_text(cfg), encoding="utf-8")
-    return out
+    check_output_file(out, "path", "best.yaml", cfg)
+    return write_output_file(out, export_text(cfg))

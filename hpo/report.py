@@ -336,8 +336,10 @@ def build_report(cfg: StudyConfig) -> str:
 
 
 def write_report(cfg: StudyConfig, path: str | Path) -> Path:
-    """Write the report to ``path`` (folders created) and return it."""
+    """Write the report to ``path`` (folders created) and return it; never over the study
+    file, its storage or a SQLite database (:class:`ConfigError`, as ``hpo report -o``)."""
+    from hpo.output_files import check_output_file, write_output_file
+
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(build_report(cfg), encoding="utf-8")
-    return out
+    check_output_file(out, "path", "report.html", cfg)
+    return write_output_file(out, build_report(cfg))

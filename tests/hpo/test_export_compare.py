@@ -100,6 +100,13 @@ def test_outputs_never_replace_the_study_its_storage_or_a_database(
                 "choose another file name"
             )
     assert {file: file.read_bytes() for file in kept} == before
+    from hpo.report import write_report
+
+    cfg = load_study_config(path)
+    for file, what in kept.items():  # the Python API refuses as the CLI does
+        for write in (export_best, write_report):
+            with pytest.raises(ConfigError, match=f"path: {file} is {what}; it is not replaced"):
+                write(cfg, file)
     page = _hpo("report", str(path), "-o", "-")  # stdout, as export's '-' (was a file named -)
     assert page.exit_code == 0 and page.stdout.startswith("<!DOCTYPE html>")
     assert not (Path.cwd() / "-").exists()

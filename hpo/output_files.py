@@ -1,0 +1,99 @@
+"""Files that ``report`` and ``export`` write: checked before any work, written whole.
+
+Shared by the CLI (``-o``) and the Python API (:func:`hpo.export.export_best`,
+:func:`hpo.report.write_report`), so a script cannot overwrite what the CLI refuses to:
+the study file, its storage, or any SQLite database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hpo.errors import ConfigError
+from hpo.storages import storage_file, storage_url
+
+if TYPE_CHECKING:
+    from hpo.config import StudyConfig
+
+__all__ = ["check_output_file", "write_output_file"]
+
+
+def check_output_file(
+    path: Path, option: str = "path", example_name: str = "out", cfg: StudyConfig | None = None
+) -> None:
+    """Raise :class:`ConfigError` before any work when ``path`` cannot become the output.
+
+    Catches what shows without writing: a folder given as the file, a file where a folder
+    should be, a folder or file this user may not write, and a file that must not be
+    replaced: ``cfg``'s study file or storage, or any SQLite database. Missing folders are
+    fine (they are created); what only a write reveals is left to :func:`write_output_file`.
+    ``example_name`` is the file name the hint for a folder suggests.
+    """
+    if path.is_dir():
+        raise ConfigError(
+            [f"{option}: {path} is a folder; give a file name in it, e.g. {path / example_name}"]
+        )
+    kept = _kept_file(path, cfg)
+    if kept:
+        raise ConfigError(
+            [f"{option}: {path} is {kept}; it is not replaced, choose another file name"]
+        )
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ConfigError([f"{option}: cannot write {path}: {folder} is not a folder"])
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError([f"{option}: cannot write {path}: folder {folder} is not writable"])
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError([f"{option}: cannot write {path}: the file is read-only"])
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _kept_file(path: Path, cfg: StudyConfig | None) -> str | None:
+    """What ``path`` already holds that an output must never overwrite, if anything."""
+    if not path.is_file():
+        return None
+    if cfg is not None:
+        storage = storage_file(storage_url(cfg))
+        if storage is not None and _same_file(path, storage):
+            return "this study's storage"
+        if cfg.source and _same_file(path, Path(cfg.source)):
+            return "the study file"
+    try:
+        with path.open("rb") as fh:
+            if fh.read(len(_SQLITE_MAGIC)) == _SQLITE_MAGIC:
+                return "a SQLite database"
+    except OSError:
+        return None  # unreadable: the writability checks speak for it
+    return None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
+
+
+def write_output_file(path: Path, text: str, option: str = "path") -> Path:
+    """Write ``text`` to ``path``, creating missing folders.
+
+    A failed write (``/proc/x``, a full disk) is one :class:`ConfigError` line naming
+    ``option`` and leaves no partial new file behind.
+    """
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        if not existed:
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+        raise ConfigError([f"{option}: cannot write {path}: {exc.strerror or exc}"]) from None
+    return path
