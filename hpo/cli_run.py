@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from hpo.cli_common import SetOption, StudyFile, Verbose, _setup_logging, err, handles_errors, out
-from hpo.errors import ConfigError, HpoError
+from hpo.errors import ConfigError
+from hpo.storages import outage_as_error
 
 if TYPE_CHECKING:
     from hpo.config import StudyConfig
@@ -83,23 +82,6 @@ def _plan(cfg: StudyConfig) -> WorkerPlan:
 def _in_process(plan: WorkerPlan) -> bool:
     """One CPU worker runs inside this process; anything else gets a supervisor."""
     return len(plan.slots) == 1 and not plan.uses_gpus
-
-
-@contextmanager
-def _storage_outage_as_error() -> Iterator[None]:
-    """A database lost mid-run past the retry budget: one masked line and exit 75, no traceback
-    (Optuna may raise something else while handling it)."""
-    from hpo.storages import storage_outage
-
-    try:
-        yield
-    except HpoError:
-        raise
-    except Exception as exc:
-        outage = storage_outage(exc)
-        if outage is None:
-            raise
-        raise outage from None
 
 
 def _print_summary(cfg: StudyConfig, summary: RunSummary, extra: dict[str, object]) -> None:
@@ -255,7 +237,7 @@ def run_loaded(
         result = _supervise(cfg, study, plan, overrides, force, verbose)
         _finish_supervised(cfg, plan, result, show_best=show_best)
         return
-    with _storage_outage_as_error(), ProgressDisplay(cfg, console=err) as progress:
+    with outage_as_error(), ProgressDisplay(cfg, console=err) as progress:
         summary = run_study(cfg, force=force, callbacks=[progress])
     if show_best:
         _print_summary(cfg, summary, {})
@@ -293,7 +275,7 @@ def worker(
     devices = plan.slots[0].cuda_visible_devices
     if devices:  # before anything initialises CUDA in this process
         os.environ["CUDA_VISIBLE_DEVICES"] = devices
-    with _storage_outage_as_error(), ProgressDisplay(cfg, console=err) as progress:
+    with outage_as_error(), ProgressDisplay(cfg, console=err) as progress:
         summary = run_worker(cfg, force=force, callbacks=[progress])
     _print_summary(cfg, summary, {})
 

@@ -29,7 +29,7 @@ from hpo.duplicates import DUPLICATE_OF_ATTR, active_params, same_params
 from hpo.errors import ConfigError
 from hpo.fixed_params import fixed_key, legacy_key, trained_alike
 from hpo.overrides import apply_overrides
-from hpo.storages import open_storage, storage_url
+from hpo.storages import open_storage, outage_as_error, storage_url
 from hpo.workers.budget import is_replaced, replaced_numbers
 from hpo.workers.recovery import SEED_ATTR
 
@@ -364,6 +364,7 @@ def read_confirmation(
     )
 
 
+@outage_as_error()
 def confirm_study(
     cfg: StudyConfig,
     *,

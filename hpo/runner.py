@@ -23,7 +23,14 @@ from hpo.pruners import study_pruner, with_completed_cache
 from hpo.samplers import build_sampler
 from hpo.space import distribution_of, space_as_dict, space_fingerprint
 from hpo.startup_design import study_startup
-from hpo.storages import default_grace_period, is_rdb_url, mask_url, open_storage, storage_url
+from hpo.storages import (
+    default_grace_period,
+    is_rdb_url,
+    mask_url,
+    open_storage,
+    outage_as_error,
+    storage_url,
+)
 from hpo.workers import lapsed
 from hpo.workers.budget import (
     RETRIED_ATTR,
@@ -469,6 +476,7 @@ def _requeue_after_interrupt(
         logger.warning("could not record the interrupted trials: %s", exc)
 
 
+@outage_as_error()
 def run_study(
     cfg: StudyConfig,
     *,

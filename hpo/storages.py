@@ -10,6 +10,7 @@ fail with a connection error are retried with bounded exponential backoff (see
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import logging
@@ -19,11 +20,11 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hpo.errors import StorageError
+from hpo.errors import HpoError, StorageError
 
 if TYPE_CHECKING:
     import optuna
@@ -409,6 +410,25 @@ def storage_outage(exc: BaseException) -> StorageUnavailableError | None:
             return current
         current = current.__cause__ or current.__context__
     return None
+
+
+@contextlib.contextmanager
+def outage_as_error() -> Iterator[None]:
+    """A database lost mid-run past the retry budget becomes :class:`StorageUnavailableError`
+    (one masked line; the CLI exits 75), whatever Optuna raised while handling it.
+
+    Also a decorator: :func:`hpo.run_study` and :func:`hpo.confirm_study` use it, so a script
+    that catches :class:`HpoError` sees an outage as the CLI does.
+    """
+    try:
+        yield
+    except HpoError:
+        raise
+    except Exception as exc:
+        outage = storage_outage(exc)
+        if outage is None:
+            raise
+        raise outage from None
 
 
 def short_reason(exc: BaseException) -> str:
