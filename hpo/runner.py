@@ -15,7 +15,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.config import StudyConfig
-from hpo.errors import StudyMismatchError
+from hpo.errors import ConfigError, StudyMismatchError
 from hpo.fixed_params import record_fixed_set
 from hpo.objective import FAIL_REASON, Objective, TrialHook, prune_study_name
 from hpo.owned_trials import OwnedTrialsStorage
@@ -29,6 +29,7 @@ from hpo.storages import (
     mask_url,
     open_storage,
     outage_as_error,
+    storage_file,
     storage_url,
 )
 from hpo.workers import lapsed
@@ -254,6 +255,12 @@ def _open_study(
     cfg: StudyConfig, *, force: bool = False, create: bool = True
 ) -> tuple[optuna.Study, bool]:
     """:func:`open_study`, and whether this call created the study."""
+    not_found = ConfigError(
+        [f"study {cfg.name!r} not found in {mask_url(storage_url(cfg))}; run it first"]
+    )
+    file = storage_file(storage_url(cfg))
+    if not create and file is not None and not file.exists():
+        raise not_found  # opening the storage would create the file
     if create and cfg.artifacts.enabled:
         from hpo.artifacts import check_artifact_store, study_artifact_store
 
@@ -265,9 +272,12 @@ def _open_study(
     pruner = with_completed_cache(study_pruner(cfg))
     directions = cfg.objective.study_directions
     if not create:
-        loaded = optuna.load_study(
-            study_name=cfg.name, storage=storage, sampler=sampler, pruner=pruner
-        )
+        try:
+            loaded = optuna.load_study(
+                study_name=cfg.name, storage=storage, sampler=sampler, pruner=pruner
+            )
+        except KeyError:
+            raise not_found from None
         return loaded, False
     try:
         existing = optuna.load_study(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+import optuna
 
 import hpo
 
@@ -43,3 +46,21 @@ def test_a_storage_outage_reaches_api_callers_as_hpo_error() -> None:
         assert isinstance(exc, hpo.StorageUnavailableError)
     else:  # pragma: no cover - the test fails below
         raise AssertionError("the outage was not translated")
+
+
+def test_reading_a_study_that_never_ran_creates_no_file(tmp_path: Path) -> None:
+    """``read_confirmation`` and ``open_study(create=False)`` made an empty database."""
+    import pytest
+
+    from tests.conftest import analytic_study
+
+    cfg = hpo.validate_study_data(analytic_study(storage=f"sqlite:///{tmp_path / 'never.db'}"))
+    assert hpo.read_confirmation(cfg) is None
+    with pytest.raises(hpo.ConfigError, match="study 'analytic' not found"):
+        hpo.open_study(cfg, create=False)
+    assert not (tmp_path / "never.db").exists()
+    other = tmp_path / "other.db"
+    optuna.create_study(study_name="someone-else", storage=f"sqlite:///{other}")
+    cfg = hpo.validate_study_data(analytic_study(storage=f"sqlite:///{other}"))
+    with pytest.raises(hpo.ConfigError, match="not found"):  # was a raw KeyError
+        hpo.open_study(cfg, create=False)
