@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.config import CONFIRM_SUFFIX, ConfirmConfig, StudyConfig, validate_study_data
 from hpo.duplicates import DUPLICATE_OF_ATTR, active_params, same_params
-from hpo.errors import ConfigError
+from hpo.errors import ConfigError, HpoError
 from hpo.fixed_params import fixed_key, legacy_key, trained_alike
 from hpo.overrides import apply_overrides
 from hpo.storages import open_storage, outage_as_error, storage_file, storage_url
@@ -184,9 +184,9 @@ def queue_confirmation(
     """
     problems = []
     if not 1 <= top <= 100:
-        problems.append(f"--top: must be from 1 to 100 (got {top})")
+        problems.append(f"--top (top): must be from 1 to 100 (got {top})")
     if not 1 <= seeds <= 100:
-        problems.append(f"--seeds: must be from 1 to 100 (got {seeds})")
+        problems.append(f"--seeds (seeds): must be from 1 to 100 (got {seeds})")
     if cfg.objective.is_multi:
         problems.append(
             "objective: confirmation needs a single objective (this study has "
@@ -386,5 +386,6 @@ def confirm_study(
     plan = queue_confirmation(cfg, top=top, seeds=seeds, force=force)
     run_study(confirmation_config(cfg, plan.n_runs), hooks=hooks, force=force)
     confirmation = read_confirmation(cfg)
-    assert confirmation is not None  # the runs were just queued
+    if confirmation is None:  # the runs were just queued: only a vanished study gets here
+        raise HpoError([f"study {confirm_study_name(cfg.name)!r} holds no confirmation run"])
     return confirmation

@@ -119,7 +119,7 @@ def check_compatible(study: optuna.Study, cfg: StudyConfig, force: bool) -> None
         )
         problems.append(
             f"study {cfg.name!r} exists with a different search space (changed: "
-            f"{', '.join(changed)}); use --force to continue it anyway, or give the study a new name"
+            f"{', '.join(changed)}); use --force (force=True) to continue it anyway, or give the study a new name"
         )
     old_obj = attrs.get(ATTR_OBJECTIVE)
     new_obj = {"metrics": cfg.objective.names, "directions": cfg.objective.study_directions}

@@ -227,7 +227,7 @@ def test_confirmation_refuses_bad_requests(tmp_path: Path, unique_name: str) -> 
     with pytest.raises(ConfigError) as info:
         queue_confirmation(validate_study_data(multi), top=0, seeds=2)
     assert info.value.problems == [
-        "--top: must be from 1 to 100 (got 0)",
+        "--top (top): must be from 1 to 100 (got 0)",
         "objective: confirmation needs a single objective (this study has 2: best_score, loss)",
     ]
 

@@ -113,8 +113,8 @@ def test_changed_space_is_refused_unless_forced(write_study: Callable[..., Path]
     with pytest.raises(StudyMismatchError) as info:
         run_study(changed)
     assert info.value.problems == [
-        "study 'analytic' exists with a different search space (changed: x); use --force to "
-        "continue it anyway, or give the study a new name"
+        "study 'analytic' exists with a different search space (changed: x); use --force (force=True) "
+        "to continue it anyway, or give the study a new name"
     ]
     assert run_study(changed, force=True).trials_run == 2
 
