@@ -6,6 +6,7 @@ the default budget on a shared GPU pool.
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -681,13 +682,21 @@ def validate_study_data(data: Any, *, source: str | None = None) -> StudyConfig:
 
 
 def load_study_config(
-    path_or_text: str | Path,
+    path_or_text: str | Path | Mapping[str, Any],
     overrides: Iterable[str] = (),
     *,
     is_text: bool = False,
 ) -> StudyConfig:
-    """Load, override and validate a study file; the single entry point for the CLI and tests."""
-    if is_text:
+    """Load, override and validate a study file; the single entry point for the CLI and tests.
+
+    ``path_or_text`` is a file, YAML text (``is_text``, or any text with a line break: no
+    file name has one) or an already parsed mapping. Text and mappings have no folder of
+    their own: relative paths in them, and the default ``hpo.db``, are in the current one.
+    """
+    if isinstance(path_or_text, Mapping):
+        data: Any = copy.deepcopy(dict(path_or_text))
+        source = None
+    elif is_text or (isinstance(path_or_text, str) and "\n" in path_or_text):
         data = load_yaml_text(str(path_or_text))
         source = None
     else:

@@ -64,3 +64,16 @@ def test_reading_a_study_that_never_ran_creates_no_file(tmp_path: Path) -> None:
     cfg = hpo.validate_study_data(analytic_study(storage=f"sqlite:///{other}"))
     with pytest.raises(hpo.ConfigError, match="not found"):  # was a raw KeyError
         hpo.open_study(cfg, create=False)
+
+
+def test_a_study_from_text_or_a_mapping_takes_overrides() -> None:
+    from tests.conftest import analytic_study
+
+    data = analytic_study()
+    from_mapping = hpo.load_study_config(data, ["budget.n_trials=3"])
+    assert from_mapping.budget.n_trials == 3
+    assert data["budget"] == {"n_trials": 12}, "the caller's mapping is left as it was"
+    import yaml
+
+    text = yaml.safe_dump(data)  # no is_text: a line break means text, not a file name
+    assert hpo.load_study_config(text, ["budget.n_trials=4"]).budget.n_trials == 4
