@@ -291,30 +291,79 @@ def _trainer_problems(cfg: StudyConfig) -> list[str]:
 def _missing_input_problems(
     schema: type[BaseModel], fixed: dict[str, Any], space: Mapping[str, ParamSpec]
 ) -> list[str]:
-    """Input files the trainer would not find (its schema's ``missing_inputs``), per value.
+    """Input files the trainer would not find (its schema's ``missing_inputs``).
 
     A missing data file or checkpoint fails every trial, and the failed trials use up
     the budget: found here, it costs a second instead of a study to delete.
     """
-    if not callable(getattr(schema, "missing_inputs", None)):
+    return _input_problems(schema, fixed, space, "missing_inputs")
+
+
+def _input_problems(
+    schema: type[BaseModel], fixed: dict[str, Any], space: Mapping[str, ParamSpec], check: str
+) -> list[str]:
+    """The schema's ``check`` (``missing_inputs``, ``input_misfits``) over the searched inputs.
+
+    Every combination of the searched input fields' values is checked. A problem every
+    combination has is the fixed parameters' and is said once; a searched value is refused
+    only when it fails with every value of the others (``dataset: BasicMotions`` that needs
+    ``channel_adapter: conv1x1`` is fine while the space also offers conv1x1).
+    """
+    if not callable(getattr(schema, check, None)):
         return []
 
-    def missing(params: dict[str, Any]) -> dict[str, str]:
+    def problems_of(params: dict[str, Any]) -> dict[str, str]:
         try:
-            return dict(schema.model_validate(params).missing_inputs())  # type: ignore[attr-defined]
+            return dict(getattr(schema.model_validate(params), check)())
         except Exception:  # invalid params are reported elsewhere; a broken check is not ours
             return {}
 
-    searched = [n for n in space if n in INPUT_FIELDS]
-    if not searched:
-        return [f"trainer.params.{field}: {why}" for field, why in missing(fixed).items()]
-    return [
-        f"space.{name}: value {value!r}: {why}"
-        for name in searched
-        if isinstance(space[name], CategoricalParam)
-        for value in _values_of(space[name])
-        for why in missing({**fixed, name: value}).values()
+    searched = [
+        n for n, spec in space.items() if n in INPUT_FIELDS and isinstance(spec, CategoricalParam)
     ]
+    grids = [_values_of(space[n]) for n in searched]
+    if math.prod(len(g) for g in grids) > MAX_COMBINATIONS:
+        return []
+    found = [
+        (
+            dict(zip(searched, combo, strict=True)),
+            problems_of({**fixed, **dict(zip(searched, combo, strict=True))}),
+        )
+        for combo in itertools.product(*grids)
+    ]
+    always = set.intersection(*(set(p.items()) for _, p in found)) if found else set()
+    out = [
+        f"{'space' if field in searched else 'trainer.params'}.{field}: {why}"
+        for field, why in sorted(always)
+    ]
+    for name, grid in zip(searched, grids, strict=True):
+        for value in grid:
+            with_value = [
+                {k: v for k, v in p.items() if (k, v) not in always}
+                for combo, p in found
+                if combo[name] == value
+            ]
+            if with_value and all(with_value):
+                why = next(iter(with_value[0].values()))
+                out.append(f"space.{name}: value {value!r}: {why}")
+    return out
+
+
+def input_misfit_problems(cfg: StudyConfig) -> list[str]:
+    """Inputs that exist but do not fit (a fine-tuning checkpoint on other channels).
+
+    Reads the inputs, so it runs where they will be read anyway: ``hpo validate`` and
+    before a run creates its study, not at every load (``hpo status`` must stay quick).
+    """
+    from trainers.registry import resolve_trainer
+
+    try:
+        schema = resolve_trainer(cfg.trainer.name).params_schema
+    except Exception:  # an unloadable trainer is reported by the load's own checks
+        return []
+    if schema is None:
+        return []
+    return _input_problems(schema, dict(cfg.trainer.params), cfg.space, "input_misfits")
 
 
 INPUT_FIELDS = frozenset({"dataset", "data_dir", "init_from", "mode", "channel_adapter"})
@@ -419,16 +468,28 @@ def semantic_problems(cfg: StudyConfig) -> list[str]:
 
 
 def _artifact_problems(cfg: StudyConfig) -> list[str]:
-    """An ``s3://`` store this machine cannot open (no bucket, no boto3) failed only at
-    ``hpo run``. A folder is checked when a run opens it: read-only commands (``status``,
-    ``best``) must work where the folder could not be made."""
+    """An ``s3://`` store without a bucket: seen in the text, at every load."""
+    location = cfg.artifacts.dir or ""
+    bucket = location[len("s3://") :].partition("/")[0]
+    if cfg.artifacts.enabled and location.startswith("s3://") and not bucket:
+        return [f"artifacts.dir: no bucket in {location!r}; use s3://bucket/prefix"]
+    return []
+
+
+def run_problems(cfg: StudyConfig) -> list[str]:
+    """What only matters to a run, and costs a look at the machine: an artifact store
+    it cannot open (no boto3, a folder under a file) and inputs that do not fit.
+
+    ``hpo validate`` and a run creating its study ask; read-only commands (``status``,
+    ``best``, ``report``) do not, so they keep working where a run could not start.
+    """
     from hpo.artifacts import check_artifact_store
     from hpo.errors import ConfigError
 
-    if not (cfg.artifacts.enabled and (cfg.artifacts.dir or "").startswith("s3://")):
-        return []
-    try:
-        check_artifact_store(cfg)
-    except ConfigError as exc:
-        return list(exc.problems)
-    return []
+    problems: list[str] = []
+    if cfg.artifacts.enabled:
+        try:
+            check_artifact_store(cfg)
+        except ConfigError as exc:
+            problems += exc.problems
+    return problems + input_misfit_problems(cfg)

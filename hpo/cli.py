@@ -21,6 +21,7 @@ from hpo.cli_common import (
     handles_errors,
     out,
 )
+from hpo.errors import ConfigError
 from hpo.storages import mask_url
 from hpo.yaml_loader import dump_yaml
 
@@ -35,6 +36,7 @@ app = typer.Typer(
 @handles_errors
 def validate(study: StudyFile, set_: SetOption = None) -> None:
     """Check a study file and print the resolved search space."""
+    from hpo.checks import run_problems
     from hpo.config import load_study_config
     from hpo.duplicates import describe_duplicates, fixed_seed_rerun_note
     from hpo.ordinal_tpe import ordered_params
@@ -44,6 +46,9 @@ def validate(study: StudyFile, set_: SetOption = None) -> None:
     from hpo.storages import storage_url
 
     cfg = load_study_config(study, set_ or [])
+    problems = run_problems(cfg)  # what a run would meet: the store, inputs that do not fit
+    if problems:
+        raise ConfigError(problems)
     out.print(f"[bold]{escape(cfg.name)}[/bold]: valid", markup=True)
     out.print(f"  storage   {mask_url(storage_url(cfg))}")
     directions = ", ".join(

@@ -261,12 +261,16 @@ def _open_study(
     file = storage_file(storage_url(cfg))
     if not create and file is not None and not file.exists():
         raise not_found  # opening the storage would create the file
-    if create and cfg.artifacts.enabled:
-        from hpo.artifacts import check_artifact_store, study_artifact_store
+    if create:
+        from hpo.checks import run_problems
 
-        check_artifact_store(cfg)  # a store that cannot be opened must not leave a study
+        problems = run_problems(cfg)  # a store or an input that cannot work: no study left
+        if problems:
+            raise ConfigError(problems)
     storage = open_study_storage(cfg)
     if create and cfg.artifacts.enabled:
+        from hpo.artifacts import study_artifact_store
+
         study_artifact_store(cfg)  # made once the storage opened: no folder left by a failure
     sampler = build_sampler(cfg.sampler.name, cfg.sampler.kwargs, seed=cfg.seed, space=cfg.space)
     pruner = with_completed_cache(study_pruner(cfg))

@@ -255,12 +255,11 @@ class ContrastiveParams(BaseModel):
         return self
 
     def missing_inputs(self) -> dict[str, str]:
-        """Inputs this configuration reads that are not there, or do not fit it:
-        ``{field: why}``.
+        """Inputs this configuration reads that are not there: ``{field: why}``.
 
         Checked before a study is created: a missing file fails every trial of the budget,
         and the failed trials count, so fixing the file later would leave nothing to run.
-        A fine-tuning checkpoint is read to compare its architecture and channels.
+        Cheap (no file is read), so every command that loads the study checks it.
         """
         from trainers.align import alignment_file, missing_alignment_file
         from trainers.checkpoints import missing_encoder
@@ -276,12 +275,21 @@ class ContrastiveParams(BaseModel):
         encoder = missing_encoder(self.init_from) if self.init_from else None
         if self.mode == "finetune" and encoder is not None:
             missing["init_from"] = encoder
-        elif self.mode == "finetune" and "dataset" not in missing:
-            from trainers.finetune import checkpoint_misfit
-
-            if (misfit := checkpoint_misfit(self)) is not None:
-                missing["init_from"] = misfit
         return missing
+
+    def input_misfits(self) -> dict[str, str]:
+        """Inputs that are there but do not fit this configuration: ``{field: why}``.
+
+        A fine-tuning checkpoint is read and compared with the data's channels and the
+        explicit architecture. It reads the data, so only ``hpo validate`` and a run ask
+        (a run reads the data anyway, and caches it for its trials).
+        """
+        if self.mode != "finetune" or self.missing_inputs():
+            return {}
+        from trainers.finetune import checkpoint_misfit
+
+        misfit = checkpoint_misfit(self)
+        return {} if misfit is None else {"init_from": misfit}
 
     def unused_params(self) -> frozenset[str]:
         """Fields this configuration never reads: changing them trains exactly alike.

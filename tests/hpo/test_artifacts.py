@@ -307,17 +307,19 @@ def test_note_names_the_commit(tmp_path: Path) -> None:
     assert "| score | 0.9 | 0.9 |" in note
 
 
-def test_an_s3_store_this_machine_cannot_open_is_refused_at_validation() -> None:
+def test_an_s3_store_this_machine_cannot_open_is_refused_by_validate_and_run() -> None:
+    """Not at every load: status, best and report read a study whose store is elsewhere."""
     import importlib.util
 
+    from hpo.checks import run_problems
     from hpo.config import validate_study_data
 
     def problems(location: str) -> list[str]:
         try:
-            validate_study_data(analytic_study(artifacts={"enabled": True, "dir": location}))
+            cfg = validate_study_data(analytic_study(artifacts={"enabled": True, "dir": location}))
         except ConfigError as exc:
             return exc.problems
-        return []
+        return run_problems(cfg)
 
     assert problems("s3:///prefix") == [
         "artifacts.dir: no bucket in 's3:///prefix'; use s3://bucket/prefix"

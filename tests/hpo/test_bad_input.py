@@ -638,8 +638,27 @@ def test_a_checkpoint_that_does_not_fit_is_refused_before_the_study(tmp_path: Pa
         "9 channels (synthetic_har), BasicMotions has 6; set channel_adapter: conv1x1 to learn "
         "a mapping of the channels"
     ]
+    # read-only commands do not read the data for this (status must stay quick)
+    from hpo import load_study_config
+
+    assert load_study_config(study).trainer.params["mode"] == "finetune"
+    # a value that fails only beside another is fine while the space offers a way out
+    data["space"] = {
+        "channel_adapter": {"type": "categorical", "choices": ["none", "conv1x1"]},
+        "dataset": {"type": "categorical", "choices": ["BasicMotions", "synthetic_har"]},
+    }
+    study.write_text(yaml.safe_dump(data))
+    assert runner.invoke(app, ["validate", str(study)]).exit_code == 0
+    # a fixed input that is missing is said once, not once per searched value
+    data["trainer"]["params"]["init_from"] = str(tmp_path / "gone")
+    study.write_text(yaml.safe_dump(data))
+    result = runner.invoke(app, ["validate", str(study)])
+    assert _error_lines(result.stderr) == [
+        f"error: trainer.params.init_from: no encoder checkpoint at {tmp_path}/gone; "
+        "point it at the encoder.pt (or the save_dir) written by a mode: pretrain run"
+    ]
     data["space"] = {}
-    data["trainer"]["params"]["channel_adapter"] = "conv1x1"
+    data["trainer"]["params"].update({"init_from": str(encoder), "channel_adapter": "conv1x1"})
     study.write_text(yaml.safe_dump(data))
     assert runner.invoke(app, ["validate", str(study)]).exit_code == 0
 
