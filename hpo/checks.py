@@ -239,7 +239,7 @@ def schema_errors(
     return []
 
 
-def _trainer_problems(cfg: StudyConfig) -> list[str]:
+def _trainer_problems(cfg: StudyConfig, *, partial: bool = False) -> list[str]:
     from trainers.registry import TrainerNotFound, resolve_trainer
 
     try:
@@ -279,13 +279,18 @@ def _trainer_problems(cfg: StudyConfig) -> list[str]:
     # `hpo validate` lists both kinds of problem
     wrong = {loc.split(".")[0] for loc, _ in fixed_errors}
     fixed = {k: v for k, v in fixed.items() if k not in wrong}
+    # with a field dropped, defaults stand in for what the user wrote: cross-field errors
+    # and input files would be judged on values that are not theirs
+    whole = not (partial or wrong & set(schema.model_fields))  # an unknown key stands for nothing
     fields = schema.model_fields
     for name, pspec in cfg.space.items():
         if name not in fields:
             problems.append(f"space.{name}: trainer {cfg.trainer.name!r} has no parameter {name!r}")
             continue
-        problems.extend(_space_value_problems(schema, fixed, name, pspec, cfg.space))
-    return problems + _missing_input_problems(schema, fixed, cfg.space)
+        problems.extend(
+            _space_value_problems(schema, fixed, name, pspec, cfg.space, cross_field=whole)
+        )
+    return problems + (_missing_input_problems(schema, fixed, cfg.space) if whole else [])
 
 
 def _missing_input_problems(
@@ -376,11 +381,15 @@ def _space_value_problems(
     name: str,
     pspec: ParamSpec,
     space: Mapping[str, ParamSpec],
+    *,
+    cross_field: bool = True,
 ) -> list[str]:
     problems = []
     for value in _values_of(pspec):
         for _loc, msg in schema_errors(schema, {**fixed, name: value}, only=name):
             problems.append(f"space.{name}: value {value!r} is not allowed: {msg}")
+        if not cross_field:
+            continue
         for msg in _always_refused(schema, fixed, name, value, space):
             problems.append(f"space.{name}: value {value!r} is never allowed: {msg}")
     inner = _fractional_value(pspec)
@@ -457,12 +466,16 @@ def _storage_syntax_problems(cfg: StudyConfig) -> list[str]:
     return out
 
 
-def semantic_problems(cfg: StudyConfig) -> list[str]:
-    """All problems beyond the schema, one line each."""
+def semantic_problems(cfg: StudyConfig, *, partial: bool = False) -> list[str]:
+    """All problems beyond the schema, one line each.
+
+    ``partial``: ``cfg.space`` lacks entries that failed their own checks, so what depends
+    on the whole parameter set (cross-field errors, input files) is left for the next run.
+    """
     problems = _storage_syntax_problems(cfg) or storage_problems(cfg)
     problems += _sampler_problems(cfg)
     problems += _pruner_problems(cfg)
-    problems += _trainer_problems(cfg)
+    problems += _trainer_problems(cfg, partial=partial)
     problems += _artifact_problems(cfg)
     return problems
 

@@ -669,10 +669,15 @@ def validate_study_data(data: Any, *, source: str | None = None) -> StudyConfig:
         # them on the parameters that parsed, so one `hpo validate` lists every problem
         checked = {n: spec for n, spec in space.items() if n not in out_of_range}
         failed = declared - set(checked)
-        later = semantic_problems(cfg.model_copy(update={"space": checked}))
+        later = semantic_problems(cfg.model_copy(update={"space": checked}), partial=True)
         # grouping by a parameter whose own entry failed would read as "not searched"
         raise ConfigError(
-            problems + [p for p in later if not (failed and p.startswith("pruner.by"))]
+            problems
+            + [
+                p
+                for p in later
+                if not (p.startswith("pruner.by") and any(repr(n) in p for n in failed))
+            ]
         )
     cfg = cfg.model_copy(update={"space": space, "enqueue": _as_declared(space, cfg.enqueue)})
     problems = semantic_problems(cfg)

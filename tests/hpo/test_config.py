@@ -570,3 +570,29 @@ def test_one_validation_lists_problems_of_every_section(write_study: Callable[..
         "trainer.params.lrr",
         "space.loss",
     ]
+
+
+def test_a_partial_check_claims_nothing_about_what_it_could_not_see(
+    write_study: Callable[..., Path],
+) -> None:
+    """With an entry or a fixed field dropped, defaults stood in: 'n_heads 3 is never
+    allowed (dim=64)' for a space whose own dim (48) takes it."""
+    base = {
+        "name": "partial",
+        "objective": {"metric": "best_val_f1", "direction": "maximize"},
+        "budget": {"n_trials": 3},
+        "trainer": {"name": "contrastive", "params": {"dataset": "BasicMotions"}},
+    }
+    duplicate = {
+        **base,
+        "space": {
+            "dim": {"type": "categorical", "choices": [48, 60, 48]},
+            "n_heads": {"type": "categorical", "choices": [3, 4]},
+        },
+    }
+    assert problems_of(write_study, duplicate) == ["space.dim.choices: duplicate choice 48"]
+    wide = {**base, "space": {"n_heads": {"type": "categorical", "choices": [3, 4]}}}
+    wide["trainer"] = {"name": "contrastive", "params": {"dataset": "BasicMotions", "dim": 5000}}
+    assert problems_of(write_study, wide) == [
+        "trainer.params.dim: Input should be less than or equal to 4096"
+    ]
