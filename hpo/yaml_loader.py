@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from hpo.errors import ConfigError
+from trainers.cli_input import PLACEHOLDER_ONLY
 
 MAX_DEPTH = 64
 """How deeply a study file may nest mappings and lists (real files need about 5)."""
@@ -214,9 +215,6 @@ def load_yaml_text(text: str, source: str = "<string>") -> Any:
     return data
 
 
-_PLACEHOLDER_ONLY = re.compile(r"\{\w+\}")
-
-
 def load_yaml_value(text: str, source: str) -> Any:
     """A ``--set`` value: YAML-typed (``5`` is an int), plain text when it is not YAML.
 
@@ -224,7 +222,7 @@ def load_yaml_value(text: str, source: str) -> Any:
     """
     if not text.strip():
         return ""
-    if _PLACEHOLDER_ONLY.fullmatch(text.strip()):
+    if PLACEHOLDER_ONLY.fullmatch(text.strip()):
         return text  # a trainer's `{seed}` placeholder, not a YAML mapping
     try:
         data = _parse(text, source)

@@ -13,7 +13,13 @@ from typing import Any
 
 import yaml
 
-__all__ = ["ConfigFileError", "parse_set_value", "read_config", "unique_key_loader"]
+__all__ = [
+    "PLACEHOLDER_ONLY",
+    "ConfigFileError",
+    "parse_set_value",
+    "read_config",
+    "unique_key_loader",
+]
 
 
 def parse_set_value(text: str) -> Any:
@@ -21,7 +27,7 @@ def parse_set_value(text: str) -> Any:
 
     ``{seed}`` and ``runs/{seed}/x`` are ``save_dir`` placeholders, not YAML mappings.
     """
-    if _PLACEHOLDER_ONLY.fullmatch(text.strip()):
+    if PLACEHOLDER_ONLY.fullmatch(text.strip()):
         return text
     try:
         return yaml.safe_load(text)
@@ -29,7 +35,9 @@ def parse_set_value(text: str) -> Any:
         return text
 
 
-_PLACEHOLDER_ONLY = re.compile(r"\{\w+\}")
+PLACEHOLDER_ONLY = re.compile(r"\{\w+\}")
+"""A ``--set`` value that is a ``{name}`` placeholder (``save_dir={seed}``), not a YAML
+mapping; ``hpo``'s ``--set`` reads it alike."""
 
 
 class ConfigFileError(Exception):
@@ -89,6 +97,8 @@ def unique_key_loader() -> type:
         def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
             seen: set[Any] = set()
             for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *base`: merged below, and its keys may be overridden
                 key = self.construct_object(key_node, deep=deep)
                 if not isinstance(key, Hashable):
                     continue  # SafeLoader's own construct_mapping refuses it below

@@ -346,3 +346,15 @@ def test_result_val_f1_is_the_kept_epochs_under_either_monitor() -> None:
     assert result["val_f1"] == pytest.approx(kept["val_f1"])
     assert result["val_loss"] == pytest.approx(kept["val_loss"])
     assert result["best_val_f1"] == max(m["val_f1"] for _, m in reporter.history)
+
+
+def test_standalone_config_takes_merge_keys_and_refuses_duplicates(tmp_path: Path) -> None:
+    from trainers.cli_input import ConfigFileError, read_config
+
+    merged = tmp_path / "m.yaml"
+    merged.write_text("base: &base {epochs: 3, lr: 0.1}\nparams: {<<: *base, lr: 0.01}\n")
+    assert read_config(str(merged)) == {"epochs": 3, "lr": 0.01}  # the explicit key wins
+    twice = tmp_path / "d.yaml"
+    twice.write_text("params:\n  lr: 0.1\n  lr: 0.2\n")
+    with pytest.raises(ConfigFileError, match="duplicate key 'lr' at line 3"):
+        read_config(str(twice))
