@@ -409,31 +409,48 @@ def dataset_problem(name: str, data_dir: str | None) -> str | None:
 
 
 def source_fingerprint(name: str, data_dir: str | None) -> tuple[Any, ...]:
-    """What identifies the files behind ``name`` now: path, newest mtime, total size, count.
+    """What identifies the files behind ``name`` now: their paths, sizes and mtimes.
 
     A worker trains trial after trial in one process and caches the data it read; this goes
-    in the cache key, so a file rewritten between trials is read again. Generated and
-    bundled datasets have no files of their own here and give ``()``.
+    in the cache key, so a file rewritten between trials is read again. Exactly the files
+    the reader opens are looked at (a few ``stat`` calls a trial, whatever else the folder
+    holds). Generated and bundled datasets have no files of their own here and give ``()``.
     """
+    try:
+        files = _source_files(name, data_dir)
+    except DataError:
+        return ()  # the reader reports it; a key that never matches an old one is enough
+    stamp: list[tuple[str, int, int]] = []
+    for file in files:
+        try:
+            st = file.stat()
+        except OSError:  # missing (an optional test split), or replaced right now
+            stamp.append((str(file), -1, -1))
+            continue
+        stamp.append((str(file), st.st_size, st.st_mtime_ns))
+    return tuple(stamp)
+
+
+def _source_files(name: str, data_dir: str | None) -> list[Path]:
+    """The files :func:`load_dataset` reads for ``name``, without reading them."""
     if name == "synthetic_har":
-        return ()
-    root = Path(data_dir).expanduser() if name == "uci_har" and data_dir else None
-    root = root or _resolve_path(name, data_dir)
-    if root is None:
-        return ()
-    if root.is_dir():
-        files = [f for f in root.rglob("*") if f.is_file()]
-    else:
-        files = [root]
-        if root.name.upper().endswith("_TRAIN.TS"):
-            files.append(root.with_name(root.name[: -len("_TRAIN.ts")] + "_TEST.ts"))
-    stats = [f.stat() for f in files if f.exists()]
-    return (
-        str(root.resolve()),
-        max((st.st_mtime_ns for st in stats), default=0),
-        sum(st.st_size for st in stats),
-        len(stats),
-    )
+        return []
+    if name == "uci_har":
+        root = _uci_har_root(Path(data_dir).expanduser()) if data_dir else None
+        return (
+            [] if root is None else [*_uci_har_files(root, "train"), *_uci_har_files(root, "test")]
+        )
+    path = _resolve_path(name, data_dir)
+    if path is None:
+        return []
+    if path.is_dir():
+        train_file = _folder_train_file(path)
+        if train_file is None:
+            root = _uci_har_root(path)
+            return [*_uci_har_files(root, "train"), *_uci_har_files(root, "test")]
+        path = train_file
+    partner = _ts_test_partner(path) if path.suffix.lower() == ".ts" else None
+    return [path, partner] if partner is not None else [path]
 
 
 def _resolve_path(name: str, data_dir: str | None) -> Path | None:
@@ -459,16 +476,22 @@ def _read_path(path: Path, load_test: bool) -> _Raw:
 
 def _read_directory(path: Path, load_test: bool) -> _Raw:
     """A folder is a UEA pair (``<Name>_TRAIN.ts``) or the UCI HAR layout."""
+    train_file = _folder_train_file(path)
+    if train_file is not None:
+        return _read_ts_pair(train_file, load_test)
+    return _read_uci_har(_uci_har_root(path), load_test)
+
+
+def _folder_train_file(path: Path) -> Path | None:
+    """The ``*_TRAIN.ts`` a folder stands for; None: no pair here (the UCI HAR layout)."""
     preferred = path / f"{path.name}_TRAIN.ts"
     if preferred.is_file():
-        return _read_ts_pair(preferred, load_test)
+        return preferred
     train_files = sorted(path.glob("*_TRAIN.ts"))
-    if len(train_files) == 1:
-        return _read_ts_pair(train_files[0], load_test)
     if len(train_files) > 1:
         names = ", ".join(p.name for p in train_files)
         raise DataError(path, f"several *_TRAIN.ts files ({names}); pass one of them")
-    return _read_uci_har(_uci_har_root(path), load_test)
+    return train_files[0] if train_files else None
 
 
 # --------------------------------------------------------------------------- readers
@@ -543,11 +566,18 @@ def _read_ts_pair(train_path: Path, load_test: bool) -> _Raw:
         raise DataError(train_path, "this is a test file; pass its _TRAIN.ts partner")
     x_train, y_train = _load_ts(train_path)
     x_test = y_test = None
-    if load_test and stem.upper().endswith("_TRAIN"):
-        test_path = train_path.with_name(stem[: -len("_TRAIN")] + "_TEST" + train_path.suffix)
-        if test_path.is_file():
-            x_test, y_test = _load_ts(test_path)
+    test_path = _ts_test_partner(train_path)
+    if load_test and test_path is not None and test_path.is_file():
+        x_test, y_test = _load_ts(test_path)
     return _Raw(str(train_path), x_train, y_train, x_test, y_test)
+
+
+def _ts_test_partner(train_path: Path) -> Path | None:
+    """``X_TEST.ts`` beside ``X_TRAIN.ts`` (it may not exist); None for other names."""
+    stem = train_path.name[: -len(train_path.suffix)]
+    if not stem.upper().endswith("_TRAIN"):
+        return None
+    return train_path.with_name(stem[: -len("_TRAIN")] + "_TEST" + train_path.suffix)
 
 
 def _load_ts(path: Path) -> tuple[Any, np.ndarray]:

@@ -525,3 +525,21 @@ def test_a_rewritten_file_is_read_again_by_the_same_process(tmp_path: Path) -> N
         (uci / split).rename(tmp_path / f"old-{split}")
         (tmp_path / "uci2" / split).rename(uci / split)
     assert len(load_splits(p).y_train) + len(load_splits(p).y_val) == 15
+
+
+def test_the_fingerprint_follows_a_symlinked_folder_and_ignores_other_files(
+    tmp_path: Path,
+) -> None:
+    from trainers.data import source_fingerprint
+
+    real = _write_uci_har(tmp_path / "real")
+    parent = tmp_path / "parent"
+    parent.mkdir()
+    (parent / "UCI HAR Dataset").symlink_to(real, target_is_directory=True)
+    before = source_fingerprint("uci_har", str(parent))
+    assert len(before) == 20  # nine signals and the labels, train and test
+    (parent / "notes.txt").write_text("not read by the loader")
+    assert source_fingerprint("uci_har", str(parent)) == before
+    labels = real / "train" / "y_train.txt"
+    labels.write_text(labels.read_text() + "1\n")
+    assert source_fingerprint("uci_har", str(parent)) != before
