@@ -179,8 +179,9 @@ def _name_the_default(cfg: StudyConfig, problem: str) -> str:
     """A left-out ``artifacts.dir`` follows the storage: say so, or the user looks in vain."""
     if cfg.artifacts.dir or not problem.startswith("artifacts.dir:"):
         return problem
+    beside = "the SQLite file" if sqlite_path(storage_url(cfg)) is not None else "the study file"
     return problem.replace(
-        "artifacts.dir:", "artifacts.dir (left out: artifacts/ beside the storage):", 1
+        "artifacts.dir:", f"artifacts.dir (left out: artifacts/ beside {beside}):", 1
     )
 
 

@@ -23,7 +23,7 @@ LABEL_FREE_LOSSES = ("infonce", "barlow_twins", "vicreg", "cosine", "mse", "cosi
 ALIGN_LOSSES = ("mse", "cosine", "cosine_mse", "infonce")
 ALIGN_INFONCE_MIN_BATCH = 16
 
-DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+DEVICE_PATTERN = re.compile(r"auto|cpu|(cuda|mps|xpu)(:\d+)?")
 """Devices :func:`trainers.contrastive.resolve_device` takes; checked by form only, since
 ``hpo validate`` may run on a machine without the GPU its workers have."""
 
@@ -202,7 +202,7 @@ class ContrastiveParams(BaseModel):
     def _device_form(cls, value: str) -> str:
         """``device: xyz`` failed every trial at ``torch.device``; refuse it up front."""
         if not DEVICE_PATTERN.fullmatch(value):
-            raise ValueError(f"must be auto, cpu, cuda or cuda:N (got {value!r})")
+            raise ValueError(f"must be auto, cpu, cuda, cuda:N, mps or xpu (got {value!r})")
         return value
 
     @field_validator("augment")

@@ -254,7 +254,7 @@ def test_a_left_out_artifacts_dir_is_named_as_the_default(tmp_path: Path) -> Non
     with pytest.raises(ConfigError) as info:
         check_artifact_store(cfg)
     assert info.value.problems == [
-        f"artifacts.dir (left out: artifacts/ beside the storage): cannot create "
+        f"artifacts.dir (left out: artifacts/ beside the SQLite file): cannot create "
         f"{tmp_path}/artifacts: {tmp_path}/artifacts is not a folder"
     ]
 

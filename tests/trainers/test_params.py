@@ -193,7 +193,7 @@ def _one_error(**params: Any) -> str:
     return f"{loc}: {str(errors[0]['msg']).removeprefix('Value error, ')}"
 
 
-@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:0", "cuda:12"])
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:0", "cuda:12", "mps", "xpu:1"])
 def test_device_forms_are_accepted_without_a_gpu(device: str) -> None:
     # validation may run where the workers' GPU is absent: only the form is checked
     assert ContrastiveParams(device=device).device == device
@@ -203,7 +203,7 @@ def test_device_forms_are_accepted_without_a_gpu(device: str) -> None:
 def test_an_unknown_device_is_refused_up_front(device: str) -> None:
     # it passed and every trial failed later with a RuntimeError from torch.device
     assert _one_error(device=device) == (
-        f"device: must be auto, cpu, cuda or cuda:N (got {device!r})"
+        f"device: must be auto, cpu, cuda, cuda:N, mps or xpu (got {device!r})"
     )
 
 
