@@ -183,7 +183,16 @@ def _pruner_problems(cfg: StudyConfig) -> list[str]:
 
 
 def _hyperband_problems(prefix: str, kwargs: Mapping[str, Any]) -> list[str]:
-    return [f"{prefix}.{key}: {problem}" for key, problem in hyperband_arg_problems(kwargs).items()]
+    """Range problems of the arguments whose type is right (a wrong type has its own line)."""
+    mistyped = {
+        line.split(":", 1)[0].rpartition(".")[2]
+        for line in kwarg_type_problems(prefix, PRUNERS["hyperband"], kwargs)
+    }
+    return [
+        f"{prefix}.{key}: {problem}"
+        for key, problem in hyperband_arg_problems(kwargs).items()
+        if key not in mistyped
+    ]
 
 
 def _grouped_by_problems(cfg: StudyConfig, by: Any) -> list[str]:

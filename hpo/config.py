@@ -601,14 +601,17 @@ def _name_problems(cfg: StudyConfig) -> list[str]:
 
     PostgreSQL and MySQL refuse longer study names than Optuna's column, so a long name
     would fail only later: at ``hpo confirm``, or at a multi-objective study's first report.
+    SQLite and journal files take any length, and studies with such names exist.
     A name ending in ``::confirm`` is a confirmation study, which workers load with ``--set``
     (:func:`hpo.confirm.confirmation_overrides`); the pruning companion is never a file's.
     """
     if PRUNE_MARKER in cfg.name or CONFIRM_SUFFIX in cfg.name.removesuffix(CONFIRM_SUFFIX):
         return [
-            f"name: must not contain {PRUNE_MARKER!r} or {CONFIRM_SUFFIX!r} (but at its end), "
-            "which mark the service's companion studies"
+            f"name: {PRUNE_MARKER!r} and {CONFIRM_SUFFIX!r} mark the service's companion "
+            f"studies; {CONFIRM_SUFFIX!r} may only end a name (a confirmation study's)"
         ]
+    if not cfg.storage or cfg.storage.startswith(("sqlite:", "journal:")):
+        return []  # a file storage keeps names of any length; only servers enforce 512
     suffixes = [] if cfg.name.endswith(CONFIRM_SUFFIX) else [CONFIRM_SUFFIX]
     if cfg.objective.is_multi:
         suffixes.append(f"{PRUNE_MARKER}{cfg.objective.pruning_metric}")

@@ -498,23 +498,32 @@ def test_an_enqueued_whole_number_of_a_float_parameter_is_a_float(
     assert type(cfg.enqueue[0]["x"]) is float
 
 
-def test_study_names_leave_room_for_their_companion_studies(rdb_url: str) -> None:
-    """The longest allowed name and its ``::confirm`` companion fit a real storage."""
+def test_study_names_leave_room_for_their_companion_studies(postgres_url: str) -> None:
+    """The longest allowed name and its ``::confirm`` companion fit a real server."""
     from hpo.config import STUDY_NAME_LENGTH, validate_study_data
 
     room = STUDY_NAME_LENGTH - len("::confirm")
     longest = f"{uuid.uuid4().hex}{'n' * (room - 32)}"
-    validate_study_data(analytic_study(longest, storage=rdb_url))
+    validate_study_data(analytic_study(longest, storage=postgres_url))
     for name in (longest, f"{longest}::confirm"):
-        optuna.create_study(study_name=name, storage=rdb_url)
+        optuna.create_study(study_name=name, storage=postgres_url)
     with pytest.raises(ConfigError) as info:
-        validate_study_data(analytic_study(longest + "n", storage=rdb_url))
+        validate_study_data(analytic_study(longest + "n", storage=postgres_url))
     assert info.value.problems == [
         f"name: at most {room} characters here (got {room + 1}), so that the companion "
         f"study '<name>::confirm' fits the storage's {STUDY_NAME_LENGTH}"
     ]
+
+
+def test_only_servers_limit_the_name(tmp_path: Path) -> None:
+    """SQLite and journal files take any length: studies with such names exist."""
+    from hpo.config import validate_study_data
+
+    for storage in (f"sqlite:///{tmp_path}/hpo.db", f"journal:///{tmp_path}/hpo.log", None):
+        validate_study_data(analytic_study("n" * 510, storage=storage))
     multi = analytic_study(
         "m" * 495,
+        storage="mysql+pymysql://root@127.0.0.1:1/x",  # validation reaches no server
         objective={"metrics": ["best_score", "loss"], "directions": ["maximize", "minimize"]},
     )
     with pytest.raises(ConfigError, match=r"at most 493 .*'<name>::prune::best_score'"):

@@ -407,7 +407,7 @@ def test_confirmation_checks_the_file_against_the_search(tmp_path: Path) -> None
 def test_companion_names_are_reserved_and_a_long_name_confirms(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'hpo.db'}"
     for name in ("a::confirm::b", "a::confirm::confirm", "a::prune::loss"):
-        with pytest.raises(ConfigError, match="must not contain"):
+        with pytest.raises(ConfigError, match="mark the service's companion studies"):
             validate_study_data(_noisy_study(name, storage))
     longest = "n" * (512 - len("::confirm"))
     cfg = _searched(storage, longest)

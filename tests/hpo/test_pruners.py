@@ -120,6 +120,10 @@ def test_a_reduction_factor_below_2_is_refused_before_any_trial(name: str, facto
         ({"min_resource": 0}, "pruner.min_resource: must be an integer >= 1 (got 0)"),
         ({"max_resource": -5}, "pruner.max_resource: must be an integer >= 1 or 'auto' (got -5)"),
         ({"bootstrap_count": -1}, "pruner.bootstrap_count: must be an integer >= 0 (got -1)"),
+        (  # one line for one mistake: the type's
+            {"max_resource": 0.5},
+            "pruner.max_resource: HyperbandPruner expects an integer or a str (got 0.5)",
+        ),
         (
             {"name": "patient", "patience": 1, "wrapped": {"name": "hyperband", "min_resource": 0}},
             "pruner.wrapped.min_resource: must be an integer >= 1 (got 0)",
