@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpo.errors import HpoError, StorageError
+from trainers.reporter import one_line
 
 if TYPE_CHECKING:
     import optuna
@@ -158,8 +159,12 @@ def journal_file_problems(path: Path) -> list[str]:
         return [f"storage: {path} is a folder, not a journal file"] if path.is_dir() else []
     try:
         with path.open("rb") as fh:
-            first = json.loads(fh.readline(1 << 20))
-    except (OSError, ValueError):
+            line = fh.readline(1 << 20)
+    except OSError as exc:
+        return [f"storage: cannot read {path}: {exc.strerror or exc}"]
+    try:
+        first = json.loads(line)
+    except ValueError:
         first = None
     if isinstance(first, dict) and "op_code" in first:
         return []
@@ -674,9 +679,13 @@ def _driver_problem(url: str, exc: BaseException) -> str:
     if database not in _DRIVERS:
         return f"storage: missing database driver for {scheme}://: {exc}"
     form, extra = _DRIVERS[database]
-    use = f"use {form}://..." if scheme != form else "install it"
+    if scheme == form:  # the right driver, present or not: say what failed to import
+        return (
+            f"storage: the {form} driver cannot be imported ({one_line(str(exc))[:200]}); "
+            f"pip install 'contrastive-hpo[{extra}]'"
+        )
     return (
-        f"storage: no database driver for {scheme}:// here; {use} "
+        f"storage: no database driver for {scheme}:// here; use {form}://... "
         f"(pip install 'contrastive-hpo[{extra}]')"
     )
 

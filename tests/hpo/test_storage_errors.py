@@ -450,3 +450,21 @@ def test_only_a_lost_connection_is_retried(error_name: str, lost: bool) -> None:
         raise optuna.exceptions.StorageInternalError("write failed") from wrapped
     except optuna.exceptions.StorageInternalError as exc:
         assert is_connection_error(exc) is lost
+
+
+def test_an_unreadable_journal_and_a_broken_driver_say_what_happened(tmp_path: Path) -> None:
+    from unittest import mock
+
+    from hpo.storages import _driver_problem, journal_file_problems
+
+    journal = tmp_path / "hpo.log"
+    journal.write_text('{"op_code": 0}\n')
+    assert journal_file_problems(journal) == []
+    with mock.patch.object(Path, "open", side_effect=PermissionError(13, "Permission denied")):
+        assert journal_file_problems(journal) == [
+            f"storage: cannot read {journal}: Permission denied"
+        ]  # not "is not an Optuna journal file"
+    assert _driver_problem("postgresql+psycopg://u@h/db", ImportError("no libpq\nfound")) == (
+        "storage: the postgresql+psycopg driver cannot be imported (no libpq\\nfound); "
+        "pip install 'contrastive-hpo[postgres]'"
+    )
