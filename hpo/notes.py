@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from hpo.objective import PRUNED_AT_ATTR
+
 _HIDDEN_PARAMS = {"artifact_dir"}
 _MAX_MESSAGE_CHARS = 1200
 
@@ -124,7 +126,7 @@ def _source(name: str, sampled: Mapping[str, Any]) -> str:
 
 def _outcome(state: str, user_attrs: Mapping[str, Any]) -> list[str]:
     if state == "PRUNED":
-        step = user_attrs.get("pruned_at_step")
+        step = user_attrs.get(PRUNED_AT_ATTR)
         reason = user_attrs.get("prune_reason", "pruned")
         return [f"**Pruned** at epoch {step}: {reason}"]
     if state == "FAIL":

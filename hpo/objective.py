@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 FAIL_REASON = "fail_reason"
 FAIL_MESSAGE = "fail_message"
+PRUNED_AT_ATTR = "pruned_at_step"
+"""User attribute: the step a pruned trial stopped at (a multi-objective trial keeps no curve)."""
 
 
 def set_user_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
@@ -352,7 +354,7 @@ class Objective:
             set_user_attrs(
                 trial,
                 {
-                    "pruned_at_step": reporter.last_step,
+                    PRUNED_AT_ATTR: reporter.last_step,
                     "prune_reason": str(exc),
                     **_metric_attrs(reporter.last_metrics, prefix="last_"),
                     "wall_seconds": round(time.perf_counter() - started, 3),

@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hpo.config import StudyConfig
+from hpo.objective import FAIL_MESSAGE, FAIL_REASON, PRUNED_AT_ATTR
 from hpo.workers.budget import BudgetTracker
 
 
@@ -27,15 +28,13 @@ def describe_trial(trial: FrozenTrial) -> str:
         state += " " + ", ".join(f"{v:.4g}" for v in trial.values)
     elif trial.state == TrialState.PRUNED:
         step = (
-            trial.last_step
-            if trial.last_step is not None
-            else trial.user_attrs.get("pruned_at_step")
+            trial.last_step if trial.last_step is not None else trial.user_attrs.get(PRUNED_AT_ATTR)
         )
         state += f" at step {step}" if step is not None else ""
-    reason = trial.user_attrs.get("fail_reason")
+    reason = trial.user_attrs.get(FAIL_REASON)
     if not reason:
         return state
-    message = str(trial.user_attrs.get("fail_message") or "").strip().splitlines()
+    message = str(trial.user_attrs.get(FAIL_MESSAGE) or "").strip().splitlines()
     # the first line says what went wrong; the rest (and -v's log) is detail
     why = f": {_clip(message[0], 160)}" if message and trial.state == TrialState.FAIL else ""
     return f"{state} ({reason}){why}"

@@ -25,7 +25,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.config import PRUNE_MARKER
-from hpo.objective import FAIL_MESSAGE, FAIL_REASON
+from hpo.objective import FAIL_MESSAGE, FAIL_REASON, PRUNED_AT_ATTR
 from hpo.workers.budget import (
     FAILED_TRIAL_ATTR,
     RETRIED_ATTR,
@@ -54,7 +54,7 @@ OVERRIDES_ATTR = "hpo:param_overrides"
 """System attr on a retry: trainer params to replace (e.g. a halved batch after an OOM)."""
 
 _NOT_INHERITED_USER_ATTRS = frozenset(
-    {*OWNER_ATTRS, FAIL_REASON, FAIL_MESSAGE, "wall_seconds", "pruned_at_step", "prune_reason"}
+    {*OWNER_ATTRS, FAIL_REASON, FAIL_MESSAGE, "wall_seconds", PRUNED_AT_ATTR, "prune_reason"}
 )
 HEARTBEAT_ATTR = "hpo:heartbeat"
 """System attr: last sign of life of a running trial (storages without Optuna heartbeats)."""
