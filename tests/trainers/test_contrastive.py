@@ -255,7 +255,7 @@ def test_standalone_validator_messages_read_like_the_others(
 ) -> None:
     assert main(["--set", "device=xyz", "--set", "augment=nosuch"]) == 2
     assert capsys.readouterr().err == (
-        "error: device: must be auto, cpu, cuda or cuda:N (got 'xyz')\n"
+        "error: device: must be auto, cpu, cuda, cuda:N, mps or xpu (got 'xyz')\n"
         "error: augment: unknown augmentation policy 'nosuch'; "
         "allowed: default, none, simclr_ts, strong, weak\n"
     )
