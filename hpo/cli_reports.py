@@ -57,7 +57,7 @@ def dashboard(
 
     _setup_logging(verbose)
     cfg = load_study_config(study, set_ or [])
-    server = create_server(cfg, host, port)
+    server = create_server(cfg, host, port, warn_exposure=False)  # warned below
     warn_exposed(host)
     out.print(
         f"optuna-dashboard for {cfg.name}: {server.url}",

@@ -200,7 +200,9 @@ def run(
         from hpo.cli_reports import warn_exposed
         from hpo.dashboard import serve_in_background
 
-        handle = serve_in_background(cfg, host=dashboard_host, port=dashboard_port)
+        handle = serve_in_background(
+            cfg, host=dashboard_host, port=dashboard_port, warn_exposure=False
+        )
         warn_exposed(dashboard_host)
         err.print(f"dashboard: {handle.url}", soft_wrap=True)
     try:

@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import socket
 import threading
+import warnings
 from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
@@ -174,14 +175,22 @@ def create_server(
     port: int = DEFAULT_PORT,
     *,
     create_missing: bool = False,
+    warn_exposure: bool = True,
 ) -> DashboardServer:
-    """Open the storage and artifact store and bind ``host:port`` (0 picks a free port)."""
+    """Open the storage and artifact store and bind ``host:port`` (0 picks a free port).
+
+    A host other machines can reach gets a ``UserWarning`` (the dashboard has no login);
+    the CLI prints its own line instead (``warn_exposure=False``).
+    """
     if not host.strip():
         # the socket layer reads "" as every interface: the opposite of what was meant
         raise HpoError(
             ["dashboard: the host is empty; give 127.0.0.1 (this machine) or 0.0.0.0 (all)"]
         )
     app = dashboard_app(cfg, create_missing=create_missing)
+    risk = exposure_warning(host) if warn_exposure else None
+    if risk:
+        warnings.warn(risk, UserWarning, stacklevel=2)
     try:
         return DashboardServer(app, host, port)
     except OSError as exc:
@@ -195,11 +204,15 @@ def create_server(
 
 
 def serve_in_background(
-    cfg: StudyConfig, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
+    cfg: StudyConfig,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    *,
+    warn_exposure: bool = True,
 ) -> DashboardServer:
     """Start the dashboard in a daemon thread beside a run (``hpo run --dashboard``).
 
     Returns a handle with ``.url`` and ``.stop()``. A SQLite file that does not exist yet is
     created the way the run would create it, so the dashboard can start before the run.
     """
-    return create_server(cfg, host, port, create_missing=True).start()
+    return create_server(cfg, host, port, create_missing=True, warn_exposure=warn_exposure).start()

@@ -312,6 +312,19 @@ def test_an_empty_host_is_refused_not_read_as_every_interface(
     ]
 
 
+def test_the_api_warns_about_a_dashboard_other_machines_can_reach(
+    finished_study: StudyConfig,
+) -> None:
+    import warnings
+
+    with pytest.warns(UserWarning, match="without authentication"):
+        create_server(finished_study, host="0.0.0.0", port=0).stop()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        create_server(finished_study, host="127.0.0.1", port=0).stop()
+        create_server(finished_study, host="0.0.0.0", port=0, warn_exposure=False).stop()
+
+
 def test_run_and_dashboard_warn_alike_about_a_dashboard_without_login(
     write_study: Callable[..., Path],
 ) -> None:
