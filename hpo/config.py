@@ -689,6 +689,20 @@ def validate_study_data(data: Any, *, source: str | None = None) -> StudyConfig:
     return cfg
 
 
+def revalidation_problems(cfg: StudyConfig) -> list[str]:
+    """What :func:`validate_study_data` checks beyond the field types, for a config built or
+    copied without it (``StudyConfig(...)``, ``model_copy``): a run asks before it creates
+    its study, so a script's config is held to the file's rules (about a millisecond)."""
+    problems = [p for name, spec in cfg.space.items() for p in _range_problems(name, spec)]
+    problems += _condition_problems(cfg.space, set())
+    problems += _name_problems(cfg)
+    if problems:
+        return problems
+    from hpo.checks import semantic_problems
+
+    return semantic_problems(cfg)
+
+
 def load_study_config(
     path_or_text: str | Path | Mapping[str, Any],
     overrides: Iterable[str] = (),

@@ -263,8 +263,11 @@ def _open_study(
         raise not_found  # opening the storage would create the file
     if create:
         from hpo.checks import run_problems
+        from hpo.config import revalidation_problems
 
-        problems = run_problems(cfg)  # a store or an input that cannot work: no study left
+        # a config a script built may have skipped validation; a store or an input that
+        # cannot work: either way, no study is left behind
+        problems = revalidation_problems(cfg) or run_problems(cfg)
         if problems:
             raise ConfigError(problems)
     storage = open_study_storage(cfg)

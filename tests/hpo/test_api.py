@@ -77,3 +77,21 @@ def test_a_study_from_text_or_a_mapping_takes_overrides() -> None:
 
     text = yaml.safe_dump(data)  # no is_text: a line break means text, not a file name
     assert hpo.load_study_config(text, ["budget.n_trials=4"]).budget.n_trials == 4
+
+
+def test_a_config_a_script_built_is_held_to_the_files_rules(tmp_path: Path) -> None:
+    """A bad copy ran its whole budget into failed trials (6 of 6), or a low > high space."""
+    import pytest
+
+    from tests.conftest import analytic_study
+
+    cfg = hpo.validate_study_data(analytic_study(storage=f"sqlite:///{tmp_path / 'a.db'}"))
+    trainer = cfg.trainer.model_copy(update={"params": {"epochs": 2, "bogus": 1}})
+    with pytest.raises(hpo.ConfigError, match=r"trainer\.params\.bogus: unknown parameter"):
+        hpo.run_study(cfg.model_copy(update={"trainer": trainer}))
+    flipped = cfg.space["x"].model_copy(update={"low": 2.0, "high": -2.0})
+    with pytest.raises(hpo.ConfigError, match=r"space\.x: low \(2\.0\) must be <= high"):
+        hpo.run_study(cfg.model_copy(update={"space": {**cfg.space, "x": flipped}}))
+    assert not (tmp_path / "a.db").exists() or not optuna.get_all_study_names(
+        f"sqlite:///{tmp_path / 'a.db'}"
+    )
