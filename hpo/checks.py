@@ -128,6 +128,8 @@ def _sampler_problems(cfg: StudyConfig) -> list[str]:
         )
     if name == "grid" and "search_space" not in cfg.sampler.kwargs:
         problems += grid_problems(cfg.space)  # every parameter's, not the first only
+    elif name == "grid":
+        problems += _given_grid_problems(cfg.sampler.kwargs["search_space"], cfg.space)
     if problems:
         return problems
     try:
@@ -139,6 +141,18 @@ def _sampler_problems(cfg: StudyConfig) -> list[str]:
     except (TypeError, ValueError) as exc:
         problems.append(f"sampler: {SAMPLERS[name].__name__} rejected its arguments: {exc}")
     return problems
+
+
+def _given_grid_problems(grid: Any, space: Mapping[str, ParamSpec]) -> list[str]:
+    """A grid written out in the file must list values for exactly the searched parameters:
+    Optuna's grid sampler fails every trial on one it lacks."""
+    if not isinstance(grid, Mapping) or not all(isinstance(v, list) and v for v in grid.values()):
+        return ["sampler.search_space: expected a mapping of parameter name to a list of values"]
+    missing = [n for n in space if n not in grid]
+    extra = [str(n) for n in grid if n not in space]
+    return [
+        f"sampler.search_space: no values for the searched parameter {n!r}" for n in missing
+    ] + [f"sampler.search_space.{n}: not a searched parameter" for n in extra]
 
 
 def _pruner_problems(cfg: StudyConfig) -> list[str]:

@@ -196,20 +196,43 @@ def test_changes_optuna_cannot_take_are_refused_even_with_force(
     ), info.value.problems
 
 
-def test_a_sampler_error_is_the_trials_fail_reason(write_study: Callable[..., Path]) -> None:
+class _FailingSampler(optuna.samplers.RandomSampler):
+    """A real sampler whose draws fail, as a sampler's bug or a library error would."""
+
+    def sample_independent(self, *args: Any, **kwargs: Any) -> Any:
+        raise ValueError("this sampler cannot draw")
+
+
+def test_a_sampler_error_is_the_trials_fail_reason(
+    write_study: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # it was raised outside the trainer's try: FAIL with no reason, visible only with -v
-    # (a grid given whole in the file, without x: Optuna's grid sampler raises for x)
-    grid = {"name": "grid", "search_space": {"y": [0.0, 1.0]}}
-    space = {"x": {"type": "float", "low": -1.0, "high": 1.0}}
-    space["y"] = {"type": "float", "low": 0.0, "high": 1.0}
+    from hpo import samplers
+
+    monkeypatch.setitem(samplers.SAMPLERS, "failing", _FailingSampler)
     path = write_study(
-        analytic_study(budget={"n_trials": 2}, sampler=grid, pruner={"name": "none"}, space=space)
+        analytic_study(budget={"n_trials": 2}, sampler={"name": "failing"}, pruner={"name": "none"})
     )
     summary = run_study(load_study_config(path))
     assert summary.n_failed == 2
     for trial in _load(path, "analytic").trials:
         assert trial.user_attrs["fail_reason"] == "sampler"
-        assert "ValueError" in trial.user_attrs["fail_message"]
+        assert "ValueError: this sampler cannot draw" in trial.user_attrs["fail_message"]
+
+
+def test_a_grid_written_out_must_cover_the_space(write_study: Callable[..., Path]) -> None:
+    """Without x, Optuna's grid sampler failed every trial."""
+    from hpo.errors import ConfigError
+
+    grid = {"name": "grid", "search_space": {"y": [0.0, 1.0], "z": [1]}}
+    space = {"x": {"type": "float", "low": -1.0, "high": 1.0}}
+    space["y"] = {"type": "float", "low": 0.0, "high": 1.0}
+    with pytest.raises(ConfigError) as info:
+        load_study_config(write_study(analytic_study(sampler=grid, space=space)))
+    assert info.value.problems == [
+        "sampler.search_space: no values for the searched parameter 'x'",
+        "sampler.search_space.z: not a searched parameter",
+    ]
 
 
 def test_a_parameter_no_trial_holds_yet_may_change_with_force(
