@@ -29,7 +29,7 @@ from hpo.duplicates import DUPLICATE_OF_ATTR, active_params, same_params
 from hpo.errors import ConfigError, HpoError
 from hpo.fixed_params import fixed_key, legacy_key, trained_alike
 from hpo.overrides import apply_overrides
-from hpo.storages import open_storage, outage_as_error, storage_file, storage_url
+from hpo.storages import open_storage, outage_as_error, storage_file_absent, storage_url
 from hpo.workers.budget import is_replaced, replaced_numbers
 from hpo.workers.recovery import SEED_ATTR
 
@@ -306,9 +306,8 @@ def read_confirmation(
     study is multi-objective). ``search_study``: the search, when the caller has it open."""
     if cfg.objective.is_multi:
         return None
-    file = storage_file(storage_url(cfg))
-    if file is not None and not file.exists():
-        return None  # opening would create the file: a read must leave no trace
+    if storage_file_absent(storage_url(cfg)):
+        return None
     storage = open_storage(storage_url(cfg))
     try:
         confirm = optuna.load_study(study_name=confirm_study_name(cfg.name), storage=storage)

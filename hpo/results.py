@@ -11,8 +11,8 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.config import StudyConfig
 from hpo.duplicates import originals
 from hpo.fixed_params import trial_fixed_params
-from hpo.runner import ATTR_FIXED, ATTR_TRAINER
-from hpo.storages import mask_url, open_storage, storage_file, storage_url
+from hpo.runner import ATTR_FIXED, ATTR_TRAINER, study_not_found
+from hpo.storages import mask_url, open_storage, storage_file_absent, storage_url
 
 if TYPE_CHECKING:
     from hpo.confirm import Confirmation
@@ -41,18 +41,14 @@ def load_existing_study(cfg: StudyConfig) -> optuna.Study:
     Read-only commands come here: a storage file that does not exist is that error too,
     not opened, since opening would create it (and Optuna's tables) as a side effect.
     """
-    from hpo.errors import ConfigError
-
     url = storage_url(cfg)
-    not_found = ConfigError([f"study {cfg.name!r} not found in {mask_url(url)}; run it first"])
-    file = storage_file(url)
-    if file is not None and not file.exists():
-        raise not_found
+    if storage_file_absent(url):
+        raise study_not_found(cfg)
     storage = open_storage(url)
     try:
         return optuna.load_study(study_name=cfg.name, storage=storage)
     except KeyError:
-        raise not_found from None
+        raise study_not_found(cfg) from None
 
 
 def best_trials(study: optuna.Study) -> list[FrozenTrial]:

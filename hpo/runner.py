@@ -29,7 +29,7 @@ from hpo.storages import (
     mask_url,
     open_storage,
     outage_as_error,
-    storage_file,
+    storage_file_absent,
     storage_url,
 )
 from hpo.workers import lapsed
@@ -251,16 +251,19 @@ def open_study(cfg: StudyConfig, *, force: bool = False, create: bool = True) ->
     return _open_study(cfg, force=force, create=create)[0]
 
 
+def study_not_found(cfg: StudyConfig) -> ConfigError:
+    """The error of a read that finds no study named ``cfg.name`` in its storage."""
+    return ConfigError(
+        [f"study {cfg.name!r} not found in {mask_url(storage_url(cfg))}; run it first"]
+    )
+
+
 def _open_study(
     cfg: StudyConfig, *, force: bool = False, create: bool = True
 ) -> tuple[optuna.Study, bool]:
     """:func:`open_study`, and whether this call created the study."""
-    not_found = ConfigError(
-        [f"study {cfg.name!r} not found in {mask_url(storage_url(cfg))}; run it first"]
-    )
-    file = storage_file(storage_url(cfg))
-    if not create and file is not None and not file.exists():
-        raise not_found  # opening the storage would create the file
+    if not create and storage_file_absent(storage_url(cfg)):
+        raise study_not_found(cfg)
     if create:
         from hpo.checks import run_problems
         from hpo.config import revalidation_problems
@@ -284,7 +287,7 @@ def _open_study(
                 study_name=cfg.name, storage=storage, sampler=sampler, pruner=pruner
             )
         except KeyError:
-            raise not_found from None
+            raise study_not_found(cfg) from None
         return loaded, False
     try:
         existing = optuna.load_study(

@@ -116,6 +116,13 @@ def storage_file(url: str) -> Path | None:
     return sqlite_path(url)
 
 
+def storage_file_absent(url: str) -> bool:
+    """Whether ``url`` names a SQLite or journal file that does not exist: opening it would
+    create the file (and Optuna's tables), which a read must not."""
+    file = storage_file(url)
+    return file is not None and not file.exists()
+
+
 def storage_problems(cfg: StudyConfig) -> list[str]:
     """Problems visible without connecting: unset variables, unknown schemes, missing folders."""
     if not cfg.storage:
