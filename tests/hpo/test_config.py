@@ -193,6 +193,17 @@ def test_grid_sampler_needs_steps_for_floats(write_study: Callable[..., Path]) -
     ]
 
 
+def test_a_grid_written_out_must_cover_the_space(write_study: Callable[..., Path]) -> None:
+    """Without x, Optuna's grid sampler failed every trial."""
+    grid = {"name": "grid", "search_space": {"y": [0.0, 1.0], "z": [1]}}
+    space = {"x": {"type": "float", "low": -1.0, "high": 1.0}}
+    space["y"] = {"type": "float", "low": 0.0, "high": 1.0}
+    assert problems_of(write_study, analytic_study(sampler=grid, space=space)) == [
+        "sampler.search_space: no values for the searched parameter 'x'",
+        "sampler.search_space.z: not a searched parameter",
+    ]
+
+
 def test_a_grid_too_big_to_hold_is_refused(write_study: Callable[..., Path]) -> None:
     # Optuna's grid sampler lists every combination: validation ran out of memory
     space = {"n": {"type": "int", "low": 0, "high": 1_000_000_000}}

@@ -220,21 +220,6 @@ def test_a_sampler_error_is_the_trials_fail_reason(
         assert "ValueError: this sampler cannot draw" in trial.user_attrs["fail_message"]
 
 
-def test_a_grid_written_out_must_cover_the_space(write_study: Callable[..., Path]) -> None:
-    """Without x, Optuna's grid sampler failed every trial."""
-    from hpo.errors import ConfigError
-
-    grid = {"name": "grid", "search_space": {"y": [0.0, 1.0], "z": [1]}}
-    space = {"x": {"type": "float", "low": -1.0, "high": 1.0}}
-    space["y"] = {"type": "float", "low": 0.0, "high": 1.0}
-    with pytest.raises(ConfigError) as info:
-        load_study_config(write_study(analytic_study(sampler=grid, space=space)))
-    assert info.value.problems == [
-        "sampler.search_space: no values for the searched parameter 'x'",
-        "sampler.search_space.z: not a searched parameter",
-    ]
-
-
 def test_a_parameter_no_trial_holds_yet_may_change_with_force(
     write_study: Callable[..., Path],
 ) -> None:

@@ -209,31 +209,32 @@ def test_random_state_from_another_kind_of_device_reseeds(caplog: pytest.LogCapt
     torch.testing.assert_close(torch.rand(3, generator=generator), first)  # reproducible
 
 
-def test_a_plateau_state_with_the_old_relative_threshold_resumes_absolute(tmp_path: Path) -> None:
-    # until 2026-12-07 plateau compared relatively: a flat -val_loss counted as better
+def _linear_checkpoint(folder: Path, params: ContrastiveParams) -> TrainingCheckpoint:
+    """The training state of a tiny linear model with the trainer's own schedule."""
     from trainers.contrastive import make_schedule
 
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    return TrainingCheckpoint(
+        folder,
+        params,
+        torch.device("cpu"),
+        model=model,
+        optimizer=optimizer,
+        schedule=make_schedule(params, optimizer, steps_per_epoch=1),
+        generator=torch.Generator(),
+    )
+
+
+def test_a_plateau_state_with_the_old_relative_threshold_resumes_absolute(tmp_path: Path) -> None:
+    # until 2026-12-07 plateau compared relatively: a flat -val_loss counted as better
     params = ContrastiveParams(scheduler="plateau", plateau_patience=1)
-
-    def checkpoint() -> TrainingCheckpoint:
-        model = torch.nn.Linear(2, 2)
-        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
-        return TrainingCheckpoint(
-            tmp_path,
-            params,
-            torch.device("cpu"),
-            model=model,
-            optimizer=optimizer,
-            schedule=make_schedule(params, optimizer, steps_per_epoch=1),
-            generator=torch.Generator(),
-        )
-
-    old = checkpoint()
+    old = _linear_checkpoint(tmp_path, params)
     old.save(1, {})
     state = torch.load(tmp_path / STATE_FILE, weights_only=True)
     state["scheduler"]["threshold_mode"] = "rel"  # as the older trainer wrote it
     atomic_save(state, tmp_path / STATE_FILE)
-    resumed = checkpoint()
+    resumed = _linear_checkpoint(tmp_path, params)
     assert resumed.load() is not None
     rates = []
     for _ in range(4):
@@ -339,18 +340,6 @@ def _torch_bytes() -> bytes:
 def test_resume_from_a_state_file_that_is_no_checkpoint_names_resume(tmp_path: Path) -> None:
     (tmp_path / STATE_FILE).write_text("not torch")
     params = ContrastiveParams(save_dir=str(tmp_path), resume=True)
-    model = torch.nn.Linear(2, 2)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
-    from trainers.contrastive import make_schedule
-
-    checkpoint = TrainingCheckpoint(
-        tmp_path,
-        params,
-        torch.device("cpu"),
-        model=model,
-        optimizer=optimizer,
-        schedule=make_schedule(params, optimizer, steps_per_epoch=1),
-        generator=torch.Generator(),
-    )
+    checkpoint = _linear_checkpoint(tmp_path, params)
     with pytest.raises(TrainingFailed, match=r"^resume: .* is not a checkpoint written by this"):
         checkpoint.load()

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from torch import nn
 
 from trainers.schedules import (
+    Schedule,
     accumulation_group_size,
     build_schedule,
     cosine_restarts_factor,
     optimizer_steps_per_epoch,
 )
+
+
+def _schedule(name: str, optimizer: torch.optim.Optimizer, **given: Any) -> Schedule:
+    """``build_schedule`` with no warmup and plateau patience 1, halving; ``given`` wins."""
+    settings: dict[str, Any] = {
+        "warmup_epochs": 0,
+        "min_lr_ratio": 0.0,
+        "t_0": 1,
+        "t_mult": 1,
+        "plateau_patience": 1,
+        "plateau_factor": 0.5,
+    }
+    return build_schedule(name, optimizer, **{**settings, **given})
 
 
 @pytest.mark.parametrize("t_mult", [1, 2, 3])
@@ -33,17 +49,14 @@ def test_cosine_restarts_anneals_each_group_to_its_own_minimum() -> None:
     # fine-tuning: the encoder at a tenth of the head's rate, min_lr_ratio 0.5
     encoder, head = nn.Parameter(torch.zeros(1)), nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.AdamW([{"params": [encoder], "lr": 1e-3}, {"params": [head]}], lr=1e-2)
-    schedule = build_schedule(
+    schedule = _schedule(
         "cosine_restarts",
         optimizer,
         steps_per_epoch=3,
         epochs=10,
-        warmup_epochs=0,
         min_lr_ratio=0.5,
         t_0=2,
         t_mult=2,
-        plateau_patience=1,
-        plateau_factor=0.5,
     )
     seen: list[tuple[float, float]] = []
     for _ in range(30):
@@ -77,18 +90,7 @@ def test_an_epoch_steps_once_per_accumulation_group(
 def test_plateau_lowers_the_rate_on_a_flat_metric_of_either_sign(level: float) -> None:
     # -val_loss and a cosine are negative: a relative threshold called a flat one better
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
-    schedule = build_schedule(
-        "plateau",
-        optimizer,
-        steps_per_epoch=1,
-        epochs=6,
-        warmup_epochs=0,
-        min_lr_ratio=0.0,
-        t_0=1,
-        t_mult=1,
-        plateau_patience=1,
-        plateau_factor=0.5,
-    )
+    schedule = _schedule("plateau", optimizer, steps_per_epoch=1, epochs=6)
     rates = []
     for _ in range(6):
         schedule.step_epoch(level)
