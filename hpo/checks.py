@@ -391,7 +391,28 @@ def input_misfit_problems(cfg: StudyConfig) -> list[str]:
         return []
     if schema is None:
         return []
-    return _input_problems(schema, dict(cfg.trainer.params), cfg.space, "input_misfits")
+    fixed = dict(cfg.trainer.params)
+    misfits = _input_problems(schema, fixed, cfg.space, "input_misfits")
+    return misfits + _unreported_metric_problems(cfg, schema, fixed)
+
+
+def _unreported_metric_problems(
+    cfg: StudyConfig, schema: type[BaseModel], fixed: dict[str, Any]
+) -> list[str]:
+    """Objective metrics the trainer cannot report on these inputs (its ``unreported_metrics``).
+
+    Pretraining on unlabelled data has no probe to report: every trial would train to the
+    end, then fail for want of its objective. Judged on the fixed inputs only.
+    """
+    check = getattr(schema, "unreported_metrics", None)
+    if not callable(check) or any(name in INPUT_FIELDS for name in cfg.space):
+        return []
+    try:
+        unreported = dict(schema.model_validate(fixed).unreported_metrics())  # type: ignore[attr-defined]
+    except Exception:  # invalid params are reported elsewhere; a broken check is not ours
+        return []
+    wanted = dict.fromkeys([*cfg.objective.names, cfg.objective.pruning_metric])
+    return [f"objective: {name}: {unreported[name]}" for name in wanted if name in unreported]
 
 
 INPUT_FIELDS = frozenset({"dataset", "data_dir", "init_from", "mode", "channel_adapter"})

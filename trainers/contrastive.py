@@ -146,8 +146,8 @@ def seed_everything(seed: int) -> None:
 
 @functools.lru_cache(maxsize=4)
 def _cached_dataset(key: tuple[Any, ...]) -> TimeSeriesSplits:
-    (name, data_dir, val_fraction, split_seed, length, policy, load_test, *generator) = key
-    n_train, n_test, noise, _files = generator  # the files' fingerprint: a key part only
+    (name, data_dir, val_fraction, split_seed, length, policy, load_test, *rest) = key
+    allow_unlabeled, unlabeled_label, n_train, n_test, noise, _files = rest  # _files: key only
     synthetic = {"n_train": n_train, "n_test": n_test, "noise": noise, "seed": split_seed}
     return load_dataset(
         name,
@@ -158,11 +158,16 @@ def _cached_dataset(key: tuple[Any, ...]) -> TimeSeriesSplits:
         length_policy=policy,
         load_test=load_test,
         synthetic=synthetic,
+        allow_unlabeled=allow_unlabeled,
+        unlabeled_label=unlabeled_label,
     )
 
 
 def load_splits(p: ContrastiveParams) -> TimeSeriesSplits:
-    """Load (and cache per process, since every trial of a study reads the same data)."""
+    """Load (and cache per process, since every trial of a study reads the same data).
+
+    Only pretraining takes series without labels; its probe scores the labelled ones.
+    """
     key = (
         p.dataset,
         p.data_dir,
@@ -171,6 +176,8 @@ def load_splits(p: ContrastiveParams) -> TimeSeriesSplits:
         p.length,
         p.length_policy,
         True,
+        p.mode == "pretrain",
+        p.unlabeled_label,
         p.synthetic_n_train,
         p.synthetic_n_test,
         p.synthetic_noise,

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "UNLABELED",
     "AlignmentSplits",
     "DataError",
     "DeviceAlignmentSplits",
@@ -37,6 +38,7 @@ __all__ = [
     "LengthPolicy",
     "TimeSeriesSplits",
     "bundled_datasets",
+    "has_no_labels",
     "load_alignment_npz",
     "load_dataset",
     "source_fingerprint",
@@ -49,6 +51,8 @@ Int64Array = npt.NDArray[np.int64]
 IndexArray = npt.NDArray[np.intp]
 
 STD_FLOOR = 1e-8
+UNLABELED = -1
+"""Label code of a series without a label, where :func:`load_dataset` allows them."""
 _UCI_HAR_LABEL_FILE = "y_{split}.txt"
 
 
@@ -76,7 +80,10 @@ class DataError(TrainingFailed, ValueError):
 
 @dataclass
 class TimeSeriesSplits:
-    """Standardised numpy splits: x float32 ``(n, C, T)``, y int64 in ``0..n_classes-1``."""
+    """Standardised numpy splits: x float32 ``(n, C, T)``, y int64 in ``0..n_classes-1``.
+
+    Loaded with ``allow_unlabeled``, y is :data:`UNLABELED` for a series without a label.
+    """
 
     x_train: Float32Array
     y_train: Int64Array
@@ -230,7 +237,7 @@ class _Raw:
 
     source: str
     x_train: Any
-    y_train: np.ndarray
+    y_train: np.ndarray | None  # None: the source has no labels at all
     x_test: Any = None
     y_test: np.ndarray | None = None
     label_names: Mapping[Any, str] | None = None
@@ -250,6 +257,8 @@ def load_dataset(
     length_policy: LengthPolicy = "resample",
     load_test: bool = True,
     synthetic: Mapping[str, Any] | None = None,
+    allow_unlabeled: bool = False,
+    unlabeled_label: int | str | None = None,
 ) -> TimeSeriesSplits:
     """Load, clean, split and standardise a classification dataset.
 
@@ -262,10 +271,16 @@ def load_dataset(
     by ``length_policy``, split into train/val (stratified, seeded) and standardised per
     channel with train statistics. The test split is ``None`` unless ``load_test`` and the
     source has one.
+
+    ``allow_unlabeled`` (self-supervised pretraining) accepts an ``.npz`` without ``y``
+    and labels that are NaN or equal ``unlabeled_label``: such series get the code
+    :data:`UNLABELED` and are split like a class of their own. Otherwise every series
+    needs a label.
     """
     _check_options(val_fraction, length, length_policy)
     raw = _read_source(name, data_dir, load_test, synthetic)
-    return _prepare(raw, val_fraction, seed, length, length_policy, load_test)
+    labels = _LabelRule(allow_unlabeled, unlabeled_label)
+    return _prepare(raw, val_fraction, seed, length, length_policy, load_test, labels)
 
 
 def load_alignment_npz(
@@ -406,6 +421,23 @@ def dataset_problem(name: str, data_dir: str | None) -> str | None:
         f"no file or folder {name}{where}, and not a dataset bundled with aeon "
         "(no downloads are attempted)"
     )
+
+
+def has_no_labels(name: str, data_dir: str | None) -> bool:
+    """Whether ``name`` is an ``.npz`` without ``y``, read from its list of members only.
+
+    Checked before a study starts: a classifier cannot train on such a file, and a
+    pretraining study cannot be judged by a probe there.
+    """
+    path = _resolve_path(name, data_dir)
+    if path is None or not path.is_file() or path.suffix.lower() != ".npz":
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = set(archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False  # the reader says what is wrong with it
+    return "y.npy" not in members
 
 
 def source_fingerprint(name: str, data_dir: str | None) -> tuple[Any, ...]:
@@ -638,15 +670,19 @@ def _read_npz(
 
 
 def _read_classification_npz(path: Path, load_test: bool) -> _Raw:
-    """``X`` ``(n, C, T)`` and ``y``, optionally ``X_test``/``y_test``."""
-    arrays = _read_npz(path, required=("X", "y"), optional=("X_test", "y_test"))
+    """``X`` ``(n, C, T)`` and ``y``, optionally ``X_test``/``y_test``.
+
+    ``y`` may be absent (unlabelled series, for pretraining); :func:`_encode_labels` says
+    so where labels are needed.
+    """
+    arrays = _read_npz(path, required=("X",), optional=("y", "X_test", "y_test"))
     x_test = y_test = None
     if "X_test" in arrays or "y_test" in arrays:
         _require_pair(arrays, path, "X_test", "y_test")
         if load_test:
             x_test, y_test = _as_series(arrays["X_test"], path, "X_test"), arrays["y_test"]
     x = _as_series(arrays["X"], path, "X")
-    return _Raw(str(path), x, arrays["y"], x_test, y_test)
+    return _Raw(str(path), x, arrays.get("y"), x_test, y_test)
 
 
 def _require_pair(arrays: Mapping[str, np.ndarray], source: object, a: str, b: str) -> None:
@@ -761,8 +797,10 @@ def _as_embeddings(z: Any, source: object, key: str, n_rows: int) -> Float32Arra
     return array.astype(np.float32, copy=False)
 
 
-def _as_labels(y: Any, source: object, key: str, n_series: int) -> np.ndarray:
-    """1-D labels, one per series (a column vector is flattened)."""
+def _as_labels(
+    y: Any, source: object, key: str, n_series: int, *, allow_nan: bool = False
+) -> np.ndarray:
+    """1-D labels, one per series (a column vector is flattened); NaN only if allowed."""
     labels = np.asarray(y)
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
@@ -771,9 +809,16 @@ def _as_labels(y: Any, source: object, key: str, n_series: int) -> np.ndarray:
     if len(labels) != n_series:
         raise DataError(source, f"{len(labels)} {key} for {n_series} series")
     if labels.dtype == object or np.issubdtype(labels.dtype, np.number):
-        bad = [v for v in labels.tolist() if isinstance(v, float) and not math.isfinite(v)]
+        bad = [
+            v
+            for v in labels.tolist()
+            if isinstance(v, float) and not math.isfinite(v) and not (allow_nan and math.isnan(v))
+        ]
         if bad:
-            raise DataError(source, f"{key} contain {bad[0]} ({len(bad)} of {len(labels)})")
+            hint = (
+                "; only mode: pretrain takes series without a label" if math.isnan(bad[0]) else ""
+            )
+            raise DataError(source, f"{key} contain {bad[0]} ({len(bad)} of {len(labels)}){hint}")
     if np.issubdtype(labels.dtype, np.complexfloating):
         raise DataError(source, f"{key} must be integers or strings, got dtype {labels.dtype}")
     return labels
@@ -815,15 +860,17 @@ def _prepare(
     length: int | None,
     length_policy: LengthPolicy,
     load_test: bool,
+    labels: _LabelRule,
 ) -> TimeSeriesSplits:
     """Raw arrays -> encoded labels, equal-length NaN-free series, split and standardised."""
     x_test = raw.x_test if load_test else None
-    y_train, y_test, class_names = _encode_labels(raw, x_test is not None)
+    y_train, y_test, class_names = _encode_labels(raw, x_test is not None, labels)
     x_all, x_te = _clean_series(
         raw.x_train, x_test, raw.source, raw.channel_names, length, length_policy
     )
     if len(x_all) != len(y_train):
         raise DataError(raw.source, f"{len(x_all)} series but {len(y_train)} labels")
+    # unlabelled series (code -1) are one more stratum: both splits get their share
     train_idx, val_idx = stratified_split(y_train, val_fraction, seed)
     x_tr, x_val, x_te = _standardise(x_all[train_idx], x_all[val_idx], x_te)
     return TimeSeriesSplits(
@@ -837,24 +884,81 @@ def _prepare(
     )
 
 
-def _encode_labels(raw: _Raw, with_test: bool) -> tuple[Int64Array, Int64Array | None, list[str]]:
-    """Map labels of any type to ``0..K-1`` by sorted train labels; test must be a subset."""
-    y_train = _as_labels(raw.y_train, raw.source, "train labels", _count(raw.x_train))
+@dataclass(frozen=True)
+class _LabelRule:
+    """Whether series may lack a label, and which label value says so (NaN always does)."""
+
+    allow_unlabeled: bool = False
+    unlabeled_label: int | str | None = None
+
+    def unlabeled(self, labels: np.ndarray) -> npt.NDArray[np.bool_]:
+        """Mask of the series without a label (all False unless unlabelled are allowed)."""
+        mask = np.zeros(len(labels), dtype=bool)
+        if not self.allow_unlabeled:
+            return mask
+        unique, inverse = np.unique(labels, return_inverse=True)
+        marks = np.array([self._marks(_key(v)) for v in unique], dtype=bool)
+        return marks[inverse.reshape(-1)] if len(unique) else mask
+
+    def _marks(self, value: Any) -> bool:
+        if isinstance(value, float) and math.isnan(value):
+            return True
+        if self.unlabeled_label is None or isinstance(value, bool):
+            return False
+        return bool(value == self.unlabeled_label)
+
+
+def _encode_labels(
+    raw: _Raw, with_test: bool, rule: _LabelRule
+) -> tuple[Int64Array, Int64Array | None, list[str]]:
+    """Map labels of any type to ``0..K-1`` by sorted train labels; test must be a subset.
+
+    A series without a label (where the rule allows them) gets :data:`UNLABELED`.
+    """
+    n_train = _count(raw.x_train)
+    if raw.y_train is None:
+        if not rule.allow_unlabeled:
+            raise DataError(
+                raw.source,
+                "has no labels (no array y); only mode: pretrain trains without labels",
+            )
+        if n_train == 0:
+            raise DataError(raw.source, "train split is empty (no series)")
+        return np.full(n_train, UNLABELED, dtype=np.int64), None, []
+    allow_nan = rule.allow_unlabeled
+    y_train = _as_labels(raw.y_train, raw.source, "train labels", n_train, allow_nan=allow_nan)
     if len(y_train) == 0:
         raise DataError(raw.source, "train split is empty (no series)")
-    classes = _sorted_labels(np.unique(y_train))
-    if len(classes) < 2:
+    unlabeled = rule.unlabeled(y_train)
+    classes = _sorted_labels(np.unique(y_train[~unlabeled]))
+    if len(classes) < 2 and not rule.allow_unlabeled:
         raise DataError(raw.source, f"train labels have a single class {classes[0]!r}; need >= 2")
     lookup = {c: i for i, c in enumerate(classes)}
     names = [str((raw.label_names or {}).get(c, c)) for c in classes]
-    encoded = _encode(y_train, lookup)
+    encoded = _encode_masked(y_train, unlabeled, lookup)
     if not with_test or raw.y_test is None:
         return encoded, None, names
-    y_test = _as_labels(raw.y_test, raw.source, "test labels", _count(raw.x_test))
-    unseen = sorted(str(_key(v)) for v in np.unique(y_test) if _key(v) not in lookup)
+    y_test = _as_labels(
+        raw.y_test, raw.source, "test labels", _count(raw.x_test), allow_nan=allow_nan
+    )
+    test_unlabeled = rule.unlabeled(y_test)
+    unseen = sorted(
+        str(_key(v)) for v in np.unique(y_test[~test_unlabeled]) if _key(v) not in lookup
+    )
     if unseen:
         raise DataError(raw.source, f"test labels {unseen[:5]} never occur in train")
-    return encoded, _encode(y_test, lookup), names
+    return encoded, _encode_masked(y_test, test_unlabeled, lookup), names
+
+
+def _encode_masked(
+    labels: np.ndarray, unlabeled: npt.NDArray[np.bool_], lookup: Mapping[Any, int]
+) -> Int64Array:
+    """:func:`_encode` of the labelled series; :data:`UNLABELED` for the others."""
+    if not unlabeled.any():
+        return _encode(labels, lookup)
+    out = np.full(len(labels), UNLABELED, dtype=np.int64)
+    out[~unlabeled] = _encode(labels[~unlabeled], lookup)
+    return out
 
 
 def _encode(labels: np.ndarray, lookup: Mapping[Any, int]) -> Int64Array:

@@ -40,6 +40,7 @@ __all__ = [
     "mean_cosine_similarity",
     "mean_pairwise_cosine",
     "per_dim_std",
+    "rankme",
     "retrieval_accuracy",
     "retrieval_chance",
     "silhouette_score",
@@ -262,6 +263,35 @@ def per_dim_std(z: Tensor) -> Tensor:
         return _zero(z)
     zn = F.normalize(_as_float(z), dim=1)
     return zn.std(dim=0, correction=0).mean()
+
+
+def rankme(z: Tensor, eps: float = 1e-7) -> Tensor:
+    """Effective rank of embeddings (RankMe, Garrido et al. 2023): judges SSL without labels.
+
+    ``exp(-sum_k p_k log p_k)`` with ``p_k = s_k / sum(s) + eps`` and ``s`` the singular
+    values of ``z``. The paper finds it tracks downstream accuracy across hyperparameters
+    of one method, so a study on unlabelled data can maximise it. It lies in
+    ``[~1, min(N, D)]``: ``~1`` for collapsed embeddings, ``min(N, D)`` for singular values
+    all equal. Fewer samples than dimensions cap it at ``N``.
+
+    Args:
+        z: ``(N, D)`` embeddings.
+        eps: the paper's smoothing of ``p`` (``1e-7``).
+
+    Returns:
+        0-d tensor; ``0`` when ``z`` is empty, ``1`` when it is all zeros.
+    """
+    if z.dim() != 2:
+        raise ValueError(f"z must be (N, D), got {tuple(z.shape)}")
+    if z.shape[0] == 0 or z.shape[1] == 0:
+        return _zero(z)
+    singular = torch.linalg.svdvals(_as_float(z))
+    total = singular.sum()
+    # all-zero embeddings: a rank of 1, without a 0/0 (torch.where keeps it sync-free)
+    p = torch.where(total > 0, singular / total.clamp_min(torch.finfo(total.dtype).tiny), 0.0)
+    p = p + eps
+    entropy = -(p * p.log()).sum()
+    return torch.where(total > 0, entropy.exp(), torch.ones_like(entropy))
 
 
 def mean_cosine_similarity(pred: Tensor, target: Tensor) -> Tensor:

@@ -68,6 +68,11 @@ class ContrastiveParams(BaseModel):
     evaluate_test: bool = Field(
         default=False, description="score the held-out test split with the best weights"
     )
+    unlabeled_label: int | str | None = Field(
+        default=None,
+        description="pretrain: the label value of series without a label (NaN always is one; "
+        "an .npz without y has no labels at all)",
+    )
 
     # --- run --------------------------------------------------------------------------
     seed: int = Field(default=0, ge=0)
@@ -226,6 +231,11 @@ class ContrastiveParams(BaseModel):
             raise ValueError("mode: pretrain needs a self-supervised loss, not 'none'")
         if self.mode == "finetune" and not self.init_from:
             raise ValueError("mode: finetune needs init_from (an encoder checkpoint path)")
+        if self.unlabeled_label is not None and self.mode != "pretrain":
+            raise ValueError(
+                "unlabeled_label is read only by mode: pretrain (the other modes need a "
+                "label for every series)"
+            )
         if self.resume and not self.save_dir:
             raise ValueError("resume: true needs save_dir")
         if self.model == "crossformer" and self.mode != "finetune":
@@ -284,12 +294,39 @@ class ContrastiveParams(BaseModel):
         explicit architecture. It reads the data, so only ``hpo validate`` and a run ask
         (a run reads the data anyway, and caches it for its trials).
         """
-        if self.mode != "finetune" or self.missing_inputs():
+        if self.missing_inputs():
+            return {}
+        from trainers.data import has_no_labels
+
+        if self.mode in ("supervised", "finetune") and has_no_labels(self.dataset, self.data_dir):
+            return {
+                "dataset": "has no labels (no array y); only mode: pretrain trains without labels"
+            }
+        if self.mode != "finetune":
             return {}
         from trainers.finetune import checkpoint_misfit
 
         misfit = checkpoint_misfit(self)
         return {} if misfit is None else {"init_from": misfit}
+
+    def unreported_metrics(self) -> dict[str, str]:
+        """Metrics this configuration cannot report: ``{metric: why}``.
+
+        Pretraining on a file without labels has nothing to probe; a study that maximises
+        ``best_probe_f1`` there would fail every trial after training it. Reads no more than
+        an ``.npz``'s list of members.
+        """
+        if self.mode != "pretrain" or self.missing_inputs():
+            return {}
+        from trainers.data import has_no_labels
+
+        if not has_no_labels(self.dataset, self.data_dir):
+            return {}
+        why = (
+            f"{self.dataset} has no labels (no array y), so pretraining has nothing to probe; "
+            "use best_rankme (the embeddings' effective rank) or add labels"
+        )
+        return dict.fromkeys(LABELLED_PRETRAIN_METRICS, why)
 
     def unused_params(self) -> frozenset[str]:
         """Fields this configuration never reads: changing them trains exactly alike.
@@ -328,6 +365,19 @@ class ContrastiveParams(BaseModel):
             }
         return set() if self.use_dim_reduction else {"reduction_dim"}
 
+
+LABELLED_PRETRAIN_METRICS = (
+    "probe_f1",
+    "best_probe_f1",
+    "probe_accuracy",
+    "knn_f1",
+    "best_knn_f1",
+    "knn_accuracy",
+    "silhouette",
+    "test_probe_f1",
+    "test_knn_f1",
+)
+"""What pretraining reports only when the data has labels to judge the embeddings by."""
 
 SCHEDULE_KNOBS: dict[str, frozenset[str]] = {
     "warmup_cosine": frozenset({"warmup_epochs", "min_lr_ratio"}),
@@ -373,6 +423,8 @@ RESULT_METRICS = (
     "effective_batch",
     "test_probe_f1",
     "test_knn_f1",
+    "rankme",
+    "best_rankme",
     # alignment (mode: align)
     "train_cosine",
     "best_val_retrieval_acc",

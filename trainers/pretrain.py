@@ -2,8 +2,11 @@
 
 The encoder learns from NT-Xent/InfoNCE (SimCLR), Barlow Twins or VICReg between two
 augmented views of each series. Labels are used only to *judge* the frozen embeddings:
-a linear probe and a cosine k-NN fit on the train split and scored on validation every
-``eval_every`` epochs, so a study can maximise probe F1 with pruning.
+a linear probe and a cosine k-NN fit on the labelled train series and scored on the
+labelled validation series every ``eval_every`` epochs, so a study can maximise probe F1
+with pruning. Series may lack labels (an ``.npz`` without ``y``, NaN, ``unlabeled_label``):
+they train the encoder all the same. With no labels to probe, the embeddings' effective
+rank (RankMe) judges them instead, and picks the best epoch.
 
 ``grad_accum`` enlarges the batch the loss sees, not just the batch the gradient
 averages over: micro-batches are embedded without gradients, the loss runs on all of
@@ -50,7 +53,7 @@ from trainers.contrastive import (
     resolve_device,
     seed_everything,
 )
-from trainers.data import DeviceSplits
+from trainers.data import DataError, DeviceSplits
 from trainers.losses import (
     BarlowTwinsLoss,
     ContrastiveLoss,
@@ -64,6 +67,7 @@ from trainers.metrics import (
     linear_probe,
     mean_pairwise_cosine,
     per_dim_std,
+    rankme,
     retrieval_accuracy,
     retrieval_chance,
     silhouette_score,
@@ -75,6 +79,9 @@ from trainers.reporter import Pruned, Reporter, TrainingFailed
 __all__ = ["encode", "encoder_of", "ssl_chance_level", "ssl_scores", "train_pretrain"]
 
 _DIVERSITY_SAMPLES = 2048
+PROTOTYPES_WITHOUT_CLASSES = 6
+"""Prototypes of the crossformer block on unlabelled data when ``n_prototypes`` is unset
+(it means one per class); as in ``mode: align``."""
 ARTIFACT_CHECKPOINT = "checkpoint.pt"
 """Name the hpo artifact hook uploads; here it holds the best encoder in encoder.pt form."""
 
@@ -144,6 +151,25 @@ def encoder_of(model: nn.Module) -> nn.Module:
     if not isinstance(encoder, nn.Module):
         raise TypeError(f"{type(model).__name__} has no encoder submodule")
     return encoder
+
+
+@dataclass(frozen=True)
+class _Labelled:
+    """The labelled series of each split: only they can judge the embeddings."""
+
+    train: Tensor
+    val: Tensor
+    y_train: Tensor
+    y_val: Tensor
+    probing: bool  # >= 2 classes to fit a probe on, and a validation series to score it
+
+    @classmethod
+    def of(cls, data: DeviceSplits) -> _Labelled:
+        train = (data.y_train >= 0).nonzero().squeeze(1)  # two syncs a trial, not per epoch
+        val = (data.y_val >= 0).nonzero().squeeze(1)
+        y_train, y_val = data.y_train[train], data.y_val[val]
+        classes = int(torch.unique(y_train).numel())
+        return cls(train, val, y_train, y_val, classes >= 2 and val.numel() > 0)
 
 
 # --------------------------------------------------------------------------- one step
@@ -260,6 +286,10 @@ def train_pretrain(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]
     seed_everything(p.seed)
     data = load_splits(p).to_tensors(device)
     n_classes = data.n_classes
+    labelled = _Labelled.of(data)
+    if p.n_prototypes is None and n_classes < 2:  # "one per class" needs classes
+        p = p.model_copy(update={"n_prototypes": PROTOTYPES_WITHOUT_CLASSES})
+    n_classes = max(n_classes, 1)  # the classifier head pretraining never trains
     amp_dtype = autocast_dtype(p.precision, device)
 
     model = build_model(p, data.n_channels, n_classes).to(device)
@@ -291,8 +321,9 @@ def train_pretrain(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]
     # tiny validation split is measured on (a sample of) the training series instead.
     spread_x = data.x_val if len(data.y_val) >= 2 else data.x_train[:_DIVERSITY_SAMPLES]
 
-    best_probe_f1 = -math.inf
+    best_score = -math.inf  # probe F1, or RankMe where there are no labels to probe
     best_knn_f1 = -math.inf
+    best_rankme = -math.inf
     best_epoch = 0
     best_encoder: dict[str, Tensor] | None = None
     last: dict[str, float] = {}
@@ -316,7 +347,9 @@ def train_pretrain(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]
         restored = checkpoint.load()
         if restored is not None:
             epoch, progress = restored
-            best_probe_f1, best_knn_f1 = progress["best_probe_f1"], progress["best_knn_f1"]
+            best_score = progress.get("best_score", progress.get("best_probe_f1", -math.inf))
+            best_knn_f1 = progress["best_knn_f1"]
+            best_rankme = progress.get("best_rankme", -math.inf)
             best_epoch, best_encoder = progress["best_epoch"], progress["best_encoder"]
             last, last_eval = progress["last"], progress["last_eval"]
             stopped_early = progress["stopped_early"]
@@ -364,12 +397,21 @@ def train_pretrain(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]
         )
         meter.update("embedding_diversity", mean_pairwise_cosine(spread_z[:_DIVERSITY_SAMPLES]), 1)
         meter.update("per_dim_std", per_dim_std(spread_proj), 1)
-        meter.update("silhouette", silhouette_score(val_z, data.y_val, n_classes=n_classes), 1)
+        meter.update("rankme", rankme(spread_z[:_DIVERSITY_SAMPLES]), 1)
+        if labelled.probing:
+            val_labelled = val_z[labelled.val]
+            silhouette = silhouette_score(val_labelled, labelled.y_val, n_classes=n_classes)
+            meter.update("silhouette", silhouette, 1)
         evaluating = epoch % p.eval_every == 0 or epoch == p.epochs
-        if evaluating:
+        if evaluating and labelled.probing:
             train_z, _ = encode(eval_model, data.x_train, p.eval_batch_size, amp_dtype)
             for name, value in ssl_scores(
-                train_z, data.y_train, val_z, data.y_val, n_classes, p
+                train_z[labelled.train],
+                labelled.y_train,
+                val_labelled,
+                labelled.y_val,
+                n_classes,
+                p,
             ).items():
                 meter.update(name, value, 1)
         metrics = meter.compute()  # one device->host transfer (the probe syncs on its own)
@@ -379,13 +421,16 @@ def train_pretrain(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]
         metrics["retrieval_chance"] = retrieval_chance(effective_batch)
         metrics["lr"] = lr
         if evaluating:
-            last_eval = {
-                k: metrics[k] for k in ("probe_f1", "probe_accuracy", "knn_f1", "knn_accuracy")
-            }
-            best_knn_f1 = max(best_knn_f1, metrics["knn_f1"])
-            schedule.step_epoch(metrics["probe_f1"])  # plateau waits `patience` evaluations
-            if metrics["probe_f1"] > best_probe_f1:
-                best_probe_f1, best_epoch = metrics["probe_f1"], epoch
+            if labelled.probing:
+                last_eval = {
+                    k: metrics[k] for k in ("probe_f1", "probe_accuracy", "knn_f1", "knn_accuracy")
+                }
+                best_knn_f1 = max(best_knn_f1, metrics["knn_f1"])
+            best_rankme = max(best_rankme, metrics["rankme"])
+            score = metrics["probe_f1"] if labelled.probing else metrics["rankme"]
+            schedule.step_epoch(score)  # plateau waits `patience` evaluations
+            if score > best_score:
+                best_score, best_epoch = score, epoch
                 best_encoder = {
                     k: v.detach().clone() for k, v in encoder_of(eval_model).state_dict().items()
                 }
@@ -400,8 +445,10 @@ def train_pretrain(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]
                         epoch=epoch,
                         metrics=metrics,
                     )
-            metrics["best_probe_f1"] = best_probe_f1
-            metrics["best_knn_f1"] = best_knn_f1
+            if labelled.probing:
+                metrics["best_probe_f1"] = best_score
+                metrics["best_knn_f1"] = best_knn_f1
+            metrics["best_rankme"] = best_rankme
         metrics["epoch_seconds"] = time.perf_counter() - epoch_start
         metrics["peak_memory_mb"] = peak_memory_mb(device)
         last = metrics
@@ -416,7 +463,7 @@ def train_pretrain(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]
                 f"{p.collapse_std:g} (mean pairwise cosine {metrics['embedding_diversity']:.3f}, "
                 f"ssl_loss {metrics['ssl_loss']:.4g} vs collapse level {chance:.4g})",
             )
-        # patience counts epochs since the best probe, judged on evaluated epochs only
+        # patience counts epochs since the best score, judged on evaluated epochs only
         stopped_early = bool(
             evaluating
             and p.early_stopping_patience
@@ -426,8 +473,9 @@ def train_pretrain(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]
             checkpoint.save(
                 epoch,
                 {
-                    "best_probe_f1": best_probe_f1,
+                    "best_score": best_score,
                     "best_knn_f1": best_knn_f1,
+                    "best_rankme": best_rankme,
                     "best_epoch": best_epoch,
                     "best_encoder": best_encoder,
                     "last": last,
@@ -439,7 +487,7 @@ def train_pretrain(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]
         if stopped_early:
             break
 
-    if best_encoder is None or not last_eval:
+    if best_encoder is None or (labelled.probing and not last_eval):
         raise TrainingFailed("no_evaluation", "pretraining ended before any evaluation")
     final_model = ema.model if ema is not None else model
     if save_dir is not None:
@@ -453,16 +501,23 @@ def train_pretrain(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]
             epoch=epoch,
             metrics=last,
         )
+    probe: dict[str, float] = {}
+    if labelled.probing:
+        probe = {
+            "best_probe_f1": best_score,
+            "best_knn_f1": best_knn_f1,
+            **last_eval,
+            "silhouette": last["silhouette"],
+        }
     result: dict[str, float] = {
-        "best_probe_f1": best_probe_f1,
-        "best_knn_f1": best_knn_f1,
+        **probe,
         "best_epoch": float(best_epoch),
-        **last_eval,
+        "best_rankme": best_rankme,
+        "rankme": last["rankme"],
         "ssl_loss": last["ssl_loss"],
         "ssl_chance_loss": chance,
         "retrieval_acc": last["retrieval_acc"],
         "per_dim_std": last["per_dim_std"],
-        "silhouette": last["silhouette"],
         "embedding_diversity": last["embedding_diversity"],
         "effective_batch": float(effective_batch),
         "n_params": float(n_params),
@@ -475,8 +530,22 @@ def train_pretrain(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]
         if p.evaluate_test:
             if data.x_test is None or data.y_test is None:
                 raise TrainingFailed("no_test_split", f"dataset {p.dataset!r} has no test split")
-            test_z, _ = encode(best, data.x_test, p.eval_batch_size, amp_dtype)
-            test = ssl_scores(train_z, data.y_train, test_z, data.y_test, n_classes, p)
+            test_labelled = (data.y_test >= 0).nonzero().squeeze(1)
+            if not labelled.probing or test_labelled.numel() == 0:
+                raise DataError(
+                    p.dataset,
+                    "evaluate_test probes the embeddings, which needs labelled train, "
+                    "validation and test series of at least two classes",
+                )
+            test_z, _ = encode(best, data.x_test[test_labelled], p.eval_batch_size, amp_dtype)
+            test = ssl_scores(
+                train_z[labelled.train],
+                labelled.y_train,
+                test_z,
+                data.y_test[test_labelled],
+                n_classes,
+                p,
+            )
             result["test_probe_f1"] = float(test["probe_f1"].item())
             result["test_knn_f1"] = float(test["knn_f1"].item())
         if p.artifact_dir:

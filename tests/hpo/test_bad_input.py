@@ -663,6 +663,40 @@ def test_a_checkpoint_that_does_not_fit_is_refused_before_the_study(tmp_path: Pa
     assert runner.invoke(app, ["validate", str(study)]).exit_code == 0
 
 
+def test_data_without_labels_is_refused_where_labels_are_needed(tmp_path: Path) -> None:
+    """A classifier, or a pretraining study judged by its probe, failed every trial there."""
+    import numpy as np
+
+    np.savez(tmp_path / "x.npz", X=np.random.default_rng(0).normal(size=(40, 2, 16)))
+    data = yaml.safe_load(BASE_TEXTS["quickstart.yaml"])
+    data["trainer"]["params"]["dataset"] = str(tmp_path / "x.npz")
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump(data))
+    result = runner.invoke(app, ["validate", str(study)])
+    assert result.exit_code == 2
+    assert _error_lines(result.stderr) == [
+        "error: trainer.params.dataset: has no labels (no array y); only mode: pretrain "
+        "trains without labels"
+    ]
+    data["trainer"]["params"].update({"mode": "pretrain", "loss": "infonce"})
+    data["space"] = {"temperature": {"type": "float", "low": 0.05, "high": 0.2}}
+    data["objective"] = {"metric": "best_probe_f1", "prune_on": "probe_f1"}
+    study.write_text(yaml.safe_dump(data))
+    result = runner.invoke(app, ["validate", str(study)])
+    why = (
+        f"{tmp_path}/x.npz has no labels (no array y), so pretraining has nothing to probe; "
+        "use best_rankme (the embeddings' effective rank) or add labels"
+    )
+    assert result.exit_code == 2
+    assert _error_lines(result.stderr) == [
+        f"error: objective: best_probe_f1: {why}",
+        f"error: objective: probe_f1: {why}",
+    ]
+    data["objective"] = {"metric": "best_rankme", "prune_on": "rankme"}
+    study.write_text(yaml.safe_dump(data))
+    assert runner.invoke(app, ["validate", str(study)]).exit_code == 0
+
+
 @given(
     st.dictionaries(
         st.one_of(st.sampled_from(ANALYTIC_FIELDS), st.text(min_size=1, max_size=10)),

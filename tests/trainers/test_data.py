@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from trainers.data import (
+    UNLABELED,
     DataError,
     TimeSeriesSplits,
     bundled_datasets,
+    has_no_labels,
     load_alignment_npz,
     load_dataset,
     stratified_split,
@@ -335,7 +337,7 @@ def _error(match: str, call: object, *args: object, **kwargs: object) -> str:
         ({"X": np.zeros((4, 10)), "y": np.array([0, 1, 0, 1])}, r"X must be 3-D .* \(4, 10\)"),
         ({"X": np.zeros((4, 1, 5)), "y": np.array([1, 1, 1, 1])}, "single class"),
         ({"X": np.zeros((4, 1, 5)), "y": np.zeros((4, 2))}, "must be 1-D"),
-        ({"X": np.zeros((4, 1, 5))}, r"missing array\(s\) \['y'\]"),
+        ({"X": np.zeros((4, 1, 5))}, r"has no labels \(no array y\); only mode: pretrain"),
         (
             {"X": np.zeros((4, 1, 5)), "y": np.array([0, 1, 0, 1]), "X_test": np.zeros((2, 1, 5))},
             "has X_test but no y_test",
@@ -356,6 +358,54 @@ def test_npz_data_errors(tmp_path: Path, arrays: dict[str, np.ndarray], match: s
     path = tmp_path / "bad.npz"
     np.savez(path, **arrays)  # type: ignore[arg-type]
     assert "bad.npz" in _error(match, load_dataset, str(path))
+
+
+# --------------------------------------------------------------------------- unlabelled series
+
+
+def test_npz_without_labels_loads_only_where_unlabelled_series_are_allowed(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "x.npz"
+    np.savez(path, X=np.random.default_rng(0).normal(size=(10, 2, 8)))
+    assert has_no_labels(str(path), None)
+    _error("has no labels", load_dataset, str(path))
+    splits = load_dataset(str(path), allow_unlabeled=True, val_fraction=0.2)
+    assert splits.class_names == []
+    assert (len(splits.y_train), len(splits.y_val)) == (8, 2)
+    assert set(splits.y_train) | set(splits.y_val) == {UNLABELED}
+
+
+def test_nan_and_the_unlabeled_label_mark_series_without_a_label(tmp_path: Path) -> None:
+    x = np.random.default_rng(0).normal(size=(20, 1, 6))
+    nan_labels = np.array([0.0, 1.0, np.nan, np.nan] * 5)
+    np.savez(tmp_path / "nan.npz", X=x, y=nan_labels)
+    _error(r"train labels contain nan \(10 of 20\)", load_dataset, str(tmp_path / "nan.npz"))
+    splits = load_dataset(str(tmp_path / "nan.npz"), allow_unlabeled=True, val_fraction=0.2)
+    assert splits.class_names == ["0.0", "1.0"]
+    # unlabelled series are a stratum of their own: each split gets its share
+    assert (splits.y_val == UNLABELED).sum() == 2 and (splits.y_train == UNLABELED).sum() == 8
+    assert sorted(set(splits.y_train)) == [UNLABELED, 0, 1]
+
+    marked = np.array(["walk", "run", "?", "?"] * 5)
+    np.savez(
+        tmp_path / "marked.npz", X=x, y=marked, X_test=x[:4], y_test=np.array(["run", "?"] * 2)
+    )
+    splits = load_dataset(str(tmp_path / "marked.npz"), allow_unlabeled=True, unlabeled_label="?")
+    assert splits.class_names == ["run", "walk"]
+    assert splits.y_test is not None and list(splits.y_test) == [0, UNLABELED, 0, UNLABELED]
+
+
+def test_minus_one_is_a_class_unless_it_is_named_the_unlabeled_label(tmp_path: Path) -> None:
+    """UCR's binary sets label their classes -1 and 1: only an explicit rule hides one."""
+    x = np.random.default_rng(0).normal(size=(8, 1, 6))
+    np.savez(tmp_path / "pm.npz", X=x, y=np.array([-1, 1] * 4))
+    assert load_dataset(str(tmp_path / "pm.npz")).class_names == ["-1", "1"]
+    both = load_dataset(str(tmp_path / "pm.npz"), allow_unlabeled=True)
+    assert both.class_names == ["-1", "1"] and UNLABELED not in set(both.y_train)
+    one = load_dataset(str(tmp_path / "pm.npz"), allow_unlabeled=True, unlabeled_label=-1)
+    assert one.class_names == ["1"]
+    assert set(one.y_train) | set(one.y_val) == {UNLABELED, 0}
 
 
 def test_all_nan_channel_is_named(tmp_path: Path) -> None:

@@ -117,7 +117,7 @@ def test_garbled_npz_bytes_are_a_data_error(offset: int, junk: bytes) -> None:
             },
             "test series contain infinite values",
         ),
-        ({"Y": np.ones(3)}, "missing array(s) ['X', 'y']"),
+        ({"Y": np.ones(3)}, "missing array(s) ['X']; found ['Y']"),
     ],
 )
 def test_bad_arrays_name_the_file_and_the_problem(

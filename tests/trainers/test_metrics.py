@@ -27,6 +27,7 @@ from trainers.metrics import (
     mean_cosine_similarity,
     mean_pairwise_cosine,
     per_dim_std,
+    rankme,
     retrieval_accuracy,
     retrieval_chance,
     silhouette_score,
@@ -194,6 +195,21 @@ def test_mean_pairwise_cosine_edge_cases() -> None:
     assert float(mean_pairwise_cosine(same)) == pytest.approx(1.0, abs=1e-5)
     opposite = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
     assert float(mean_pairwise_cosine(opposite)) == pytest.approx(-1.0)
+
+
+def test_rankme_by_hand_and_against_numpy() -> None:
+    # singular values 3 and 1: p = (0.75, 0.25), exp(entropy) = 1.75477 (hand-computed)
+    z = torch.zeros(5, 3)
+    z[0, 0], z[1, 1] = 3.0, 1.0
+    assert float(rankme(z)) == pytest.approx(1.7547653, abs=1e-5)
+    assert float(rankme(torch.eye(8))) == pytest.approx(8.0, abs=1e-4)  # all equal: full rank
+    assert float(rankme(torch.ones(10, 4))) == pytest.approx(1.0, abs=1e-4)  # collapsed
+    assert float(rankme(torch.zeros(4, 3))) == 1.0
+    assert float(rankme(torch.zeros(0, 3))) == 0.0
+    x = torch.randn(64, 16, generator=_gen(3))
+    s = np.linalg.svd(x.double().numpy(), compute_uv=False)
+    p = s / s.sum() + 1e-7
+    assert float(rankme(x)) == pytest.approx(float(np.exp(-(p * np.log(p)).sum())), rel=1e-5)
 
 
 def test_per_dim_std_healthy_and_collapsed() -> None:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pytest
 import torch
@@ -17,6 +18,7 @@ from trainers.checkpoints import load_encoder
 from trainers.contrastive import build_loss, build_model, train
 from trainers.params import ContrastiveParams
 from trainers.pretrain import _Stepper, ssl_chance_level
+from trainers.synthetic import make_synthetic_har
 
 TINY: dict[str, Any] = {
     "mode": "pretrain",
@@ -242,3 +244,48 @@ def test_a_folder_that_cannot_be_made_stops_before_the_first_epoch(
         "(a part of the path is a file, not a folder)"
     )
     assert reporter.history == []
+
+
+# --------------------------------------------------------------------------- unlabelled series
+
+
+def _har_npz(path: Path, labels: str) -> str:
+    """Synthetic HAR as an .npz: no ``y`` (``none``), half NaN (``half``), or none usable."""
+    x, y, x_test, y_test = make_synthetic_har(n_train=240, n_test=60, length=64)
+    arrays: dict[str, Any] = {"X": x}
+    if labels == "half":
+        partial = y.astype(float)
+        partial[::2] = np.nan
+        arrays["y"] = partial
+    elif labels == "none_usable":  # a test split, but NaN for every label
+        arrays.update(y=np.full(len(y), np.nan), X_test=x_test, y_test=np.full(len(y_test), np.nan))
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def test_unlabelled_series_pretrain_judged_by_their_effective_rank(tmp_path: Path) -> None:
+    reporter = RecordingReporter()
+    params = {**TINY, "dataset": _har_npz(tmp_path / "x.npz", "none"), "save_dir": str(tmp_path)}
+    result = train({**params, "model": "crossformer", "epochs": 2}, reporter)
+    for _, metrics in reporter.history:
+        assert {"rankme", "best_rankme", "ssl_loss", "per_dim_std"} <= set(metrics)
+        assert not (set(metrics) & (PROBE | {"silhouette"}))
+    ranks = [m["rankme"] for _, m in reporter.history]
+    assert result["best_rankme"] == max(ranks)
+    assert result["best_epoch"] == 1 + ranks.index(max(ranks))  # the best epoch by RankMe
+    assert 1.0 <= result["best_rankme"] <= TINY["dim"]
+    # "one prototype per class" has no classes to count here
+    assert load_encoder(tmp_path / "encoder.pt").arch["n_prototypes"] == 6
+
+
+def test_partly_labelled_series_probe_on_the_labelled_ones(tmp_path: Path) -> None:
+    result = train({**TINY, "dataset": _har_npz(tmp_path / "half.npz", "half")})
+    assert set(result) >= PROBE and {"silhouette", "rankme", "best_rankme"} <= set(result)
+    assert result["best_probe_f1"] > 0.3  # 6 classes: chance is about 0.17
+
+
+def test_a_test_score_needs_labelled_series_to_probe(tmp_path: Path) -> None:
+    params = {**TINY, "dataset": _har_npz(tmp_path / "t.npz", "none_usable")}
+    with pytest.raises(TrainingFailed, match="evaluate_test probes the embeddings") as info:
+        train({**params, "epochs": 1, "evaluate_test": True})
+    assert info.value.reason == "data"
