@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import threading
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,8 @@ class UtilisationSampler:
 
     device: str
     interval: float = 0.5
+    gpu: str = "0"
+    """The GPU as ``nvidia-smi -i`` names it (see :func:`nvidia_smi_id`)."""
     busy: list[float] = field(default_factory=list)
     memory: list[float] = field(default_factory=list)
 
@@ -109,7 +113,7 @@ class UtilisationSampler:
         query = "--query-gpu=utilization.gpu,memory.used"
         try:
             out = subprocess.run(
-                [exe, query, "--format=csv,noheader,nounits", "-i", "0"],
+                [exe, query, "--format=csv,noheader,nounits", "-i", self.gpu],
                 capture_output=True,
                 text=True,
                 timeout=5,
@@ -146,6 +150,29 @@ def resolve_device(requested: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     except ImportError:
         return "cpu"
+
+
+def nvidia_smi_id(gpu: int, env: Mapping[str, str] | None = None) -> str:
+    """``--gpu`` as ``nvidia-smi -i`` takes it: the same physical GPU the workers train on.
+
+    ``hpo run --gpus N`` means the Nth entry of an inherited ``CUDA_VISIBLE_DEVICES`` (an
+    index or a UUID, both of which ``nvidia-smi -i`` takes), else CUDA's device N. The
+    workers run with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (:func:`worker_env`): CUDA's default
+    order (fastest first) need not be nvidia-smi's PCI order.
+    """
+    from hpo.workers.gpus import visible_devices
+
+    inherited = visible_devices(env)
+    if inherited is not None and 0 <= gpu < len(inherited):
+        return inherited[gpu]
+    return str(gpu)
+
+
+def worker_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of ``hpo run``: numbered as nvidia-smi numbers the GPUs."""
+    out = dict(os.environ if env is None else env)
+    out["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+    return out
 
 
 def study_data(args: argparse.Namespace, workers: int, storage: str) -> dict[str, Any]:
@@ -191,8 +218,8 @@ def measure(args: argparse.Namespace, workers: int, device: str, tmp: Path) -> P
     else:
         placement = ["--gpus", "none", "--workers", str(workers)]
     cmd = [sys.executable, "-m", "hpo.cli", "run", str(path), *placement]
-    with UtilisationSampler(device) as sampler:
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    with UtilisationSampler(device, gpu=nvidia_smi_id(args.gpu)) as sampler:
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=worker_env())
     if proc.returncode not in (0, 1):
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
     study = optuna.load_study(study_name=data["name"], storage=storage)
@@ -294,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     print(f"trial packing on {device}: {machine_line()}")
     if device == "cuda":
-        print(_gpu_name(args.gpu))
+        print(_gpu_name(args.gpu, nvidia_smi_id(args.gpu)))
     print(
         f"trial: contrastive trainer, synthetic HAR {args.n_train} x 9 x {args.length}, "
         f"dim {args.dim}, batch {args.batch_size}, {args.epochs} epoch(s); "
@@ -331,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(r.epochs > 0 for r in results) else 1
 
 
-def _gpu_name(index: int) -> str:
+def _gpu_name(index: int, smi_id: str) -> str:
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return "GPU: nvidia-smi not found"
@@ -342,7 +369,7 @@ def _gpu_name(index: int) -> str:
                 "--query-gpu=name,memory.total,driver_version",
                 "--format=csv,noheader",
                 "-i",
-                str(index),
+                smi_id,
             ],
             capture_output=True,
             text=True,

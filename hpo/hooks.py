@@ -205,8 +205,14 @@ class NoteHook:
     """Writes the trial's Markdown note (parameters, metrics, device, seed, commit, outcome)."""
 
     def __init__(self, cfg: StudyConfig) -> None:
+        # Imported here, not per trial: optuna-dashboard's optional imports keep their
+        # ImportError, which during a failed trial's bookkeeping would chain (and keep
+        # alive) the trainer's exception and every tensor its frames hold.
+        from optuna_dashboard import save_note
+
         self.cfg = cfg
         self.commit = git_commit(note_directory(cfg.source))
+        self._save_note = save_note
 
     def before(self, trial: optuna.Trial, params: dict[str, Any]) -> dict[str, Any]:
         """Nothing to add before training."""
@@ -221,8 +227,6 @@ class NoteHook:
         history: History,
     ) -> None:
         """Save the note through optuna-dashboard's API (stored in the study's storage)."""
-        from optuna_dashboard import save_note
-
         attrs = trial.user_attrs
         checkpoint = None
         if CHECKPOINT_ATTR in attrs:
@@ -240,7 +244,7 @@ class NoteHook:
             commit=self.commit,
             checkpoint=checkpoint,
         )
-        save_note(trial, body)
+        self._save_note(trial, body)
 
 
 def default_hooks(cfg: StudyConfig, study: optuna.Study) -> list[TrialHook]:

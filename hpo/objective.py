@@ -221,6 +221,23 @@ def _classify_exception(exc: BaseException) -> str:
     return "exception"
 
 
+def _release_frames(exc: BaseException) -> None:
+    """Clear the locals of the finished frames in ``exc``'s traceback (and its causes').
+
+    Once the failure is recorded nothing needs them, but the exception outlives the
+    trial (optuna logs it; a library may keep it as another error's context), and a
+    trainer's frame holds its model, optimizer and batches: GPU memory that
+    ``torch.cuda.empty_cache`` could not give back while they are referenced.
+    Frames still running (this one, its callers) are left as they are.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        current = current.__cause__ or current.__context__
+
+
 class TrialHook(Protocol):
     """Extension point around each trainer call (artifacts, notes, device bookkeeping).
 
@@ -344,6 +361,12 @@ class Objective:
         )
         reporter = TrialReporter(trial, cfg.objective.pruning_metric, prune_trial, final_step)
         started = time.perf_counter()
+        # The after-hooks run once the ``except`` blocks are left: an exception raised (and
+        # kept, as optuna's ``try_import`` does) inside one would get the trainer's error as
+        # its ``__context__``, and with it the frames holding the model and its batches.
+        failure: TrialFailed | None = None
+        cause: BaseException | None = None
+        pruned: str | None = None
         try:
             try:
                 with deadline(cfg.budget.trial_timeout):
@@ -360,9 +383,8 @@ class Objective:
                     "wall_seconds": round(time.perf_counter() - started, 3),
                 },
             )
-            self._finish_prune_trial(prune_trial, optuna.trial.TrialState.PRUNED, None)
-            self._run_after_hooks(trial, params, optuna.trial.TrialState.PRUNED, None, reporter)
-            raise optuna.TrialPruned(str(exc)) from None
+            pruned = str(exc)
+            _release_frames(exc)
         except Exception as exc:
             attrs = {
                 "wall_seconds": round(time.perf_counter() - started, 3),
@@ -371,14 +393,23 @@ class Objective:
             self._finish_prune_trial(prune_trial, optuna.trial.TrialState.FAIL, None)
             message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             failure = self._fail(trial, _classify_exception(exc), message, also=attrs)
+            cause = exc
+            _release_frames(exc)
+        if pruned is not None:
+            self._finish_prune_trial(prune_trial, optuna.trial.TrialState.PRUNED, None)
+            self._run_after_hooks(trial, params, optuna.trial.TrialState.PRUNED, None, reporter)
+            raise optuna.TrialPruned(pruned)
+        if failure is not None:
             self._run_after_hooks(trial, params, optuna.trial.TrialState.FAIL, None, reporter)
-            raise failure from exc
+            raise failure from cause
         wall = {"wall_seconds": round(time.perf_counter() - started, 3)}
         try:
             values = self._values(trial, result, prune_trial, wall)
-        except TrialFailed:
+        except TrialFailed as exc:
+            failure = exc
+        if failure is not None:
             self._run_after_hooks(trial, params, optuna.trial.TrialState.FAIL, result, reporter)
-            raise
+            raise failure
         self._run_after_hooks(trial, params, optuna.trial.TrialState.COMPLETE, result, reporter)
         return values
 

@@ -537,7 +537,7 @@ def run_study(
 
     all_hooks: list[TrialHook] = [RetryHook(), *default_hooks(cfg, study), *hooks]
     if cfg.workers.on_oom == "retry_smaller_batch":
-        all_hooks.append(OomRetryHook())
+        all_hooks.append(OomRetryHook(cfg.trainer.name))
     objective = Objective(
         cfg,
         spec.fn,

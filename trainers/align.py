@@ -329,7 +329,8 @@ def train_align(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]:
         directory = make_dir(Path(p.artifact_dir), "artifact_dir")
         torch.save(
             {
-                "model": best_state,
+                # on the CPU, as save_encoder does: loading must not need (or fill) the GPU
+                "model": {k: v.detach().cpu() for k, v in best_state.items()},
                 "params": p.model_dump(),
                 "epoch": best_epoch,
                 "n_channels": data.n_channels,

@@ -104,10 +104,15 @@ def resolve_device(name: str) -> torch.device:
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CUDA (when supported) for ``auto``/``bf16``; CPU trains in fp32."""
+    """bf16 autocast on CUDA (when supported) for ``auto``/``bf16``; CPU trains in fp32.
+
+    Supported means natively, on ``device`` itself: ``torch.cuda.is_bf16_supported()``
+    also says yes for pre-Ampere GPUs that only emulate bf16 (slower than fp32), and
+    asks about the current device rather than this one.
+    """
     if device.type != "cuda" or precision == "fp32":
         return None
-    if torch.cuda.is_bf16_supported():
+    if torch.cuda.get_device_capability(device) >= (8, 0):
         return torch.bfloat16
     return None
 
@@ -403,7 +408,8 @@ def _write_artifacts(
     make_dir(directory, "artifact_dir")
     torch.save(
         {
-            "model": dict(best_state),
+            # on the CPU, as save_encoder does: loading must not need (or fill) the GPU
+            "model": {k: v.detach().cpu() for k, v in best_state.items()},
             "params": p.model_dump(),
             "epoch": best_epoch,
             "class_names": data.class_names,
@@ -553,26 +559,30 @@ def train_supervised(
         for b in range(n_batches):
             idx = order[b * batch_size : (b + 1) * batch_size]
             xb, yb = data.x_train[idx], data.y_train[idx]
+            # Only the forward pass runs under autocast (as in pretrain and align): the
+            # views, the losses and the retrieval metric stay in fp32.
+            if contrastive is None:
+                views = augmenter(xb, generator)
+            else:
+                v1, v2 = augmenter(xb, generator), augmenter(xb, generator)
+                if p.mixup_views > 0:
+                    v1, v2 = mixup_views(v1, v2, p.mixup_views, generator)
+                views = torch.cat([v1, v2])
             with torch.autocast(
                 device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
             ):
-                if contrastive is None:
-                    out = step_model(augmenter(xb, generator))
-                    ce = F.cross_entropy(out.logits.float(), yb, label_smoothing=p.label_smoothing)
-                    con = None
-                else:
-                    v1, v2 = augmenter(xb, generator), augmenter(xb, generator)
-                    if p.mixup_views > 0:
-                        v1, v2 = mixup_views(v1, v2, p.mixup_views, generator)
-                    out = step_model(torch.cat([v1, v2]))
-                    logits = out.logits.float()
-                    ce = F.cross_entropy(
-                        logits, torch.cat([yb, yb]), label_smoothing=p.label_smoothing
-                    )
-                    z1, z2 = out.projection.chunk(2)
-                    con = contrastive(z1, z2, yb)
-                    meter.update("retrieval_acc", retrieval_accuracy(z1.detach(), z2.detach()), 1)
-                loss = _combine(ce, con, p)
+                out = step_model(views)
+            if contrastive is None:
+                ce = F.cross_entropy(out.logits.float(), yb, label_smoothing=p.label_smoothing)
+                con = None
+            else:
+                ce = F.cross_entropy(
+                    out.logits.float(), torch.cat([yb, yb]), label_smoothing=p.label_smoothing
+                )
+                z1, z2 = out.projection.float().chunk(2)
+                con = contrastive(z1, z2, yb)
+                meter.update("retrieval_acc", retrieval_accuracy(z1.detach(), z2.detach()), 1)
+            loss = _combine(ce, con, p)
             (loss / accumulation_group_size(b, n_batches, p.grad_accum)).backward()
             if (b + 1) % p.grad_accum == 0 or b + 1 == n_batches:
                 if p.grad_clip > 0:

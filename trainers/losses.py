@@ -58,12 +58,24 @@ def _check_labels(labels: Tensor, n: int) -> None:
 def _off_diagonal(m: Tensor) -> Tensor:
     """``(M, M) -> (M, M-1)``: every row without its diagonal entry.
 
-    Selected by a boolean mask rather than by filling the diagonal with a large
-    negative constant, so self-similarity is removed exactly in any dtype.
+    Selected by a strided view rather than by filling the diagonal with a large
+    negative constant, so self-similarity is removed exactly in any dtype; and not by a
+    boolean mask, whose result size the host must wait for (a GPU sync every step).
+    In the flat matrix the diagonal entries are ``M + 1`` apart, so rows of ``M + 1``
+    starting at each diagonal entry hold it first and then the ``M`` entries up to the
+    next one.
     """
     size = m.shape[0]
-    keep = ~torch.eye(size, dtype=torch.bool, device=m.device)
-    return m[keep].view(size, size - 1)
+    return m.flatten()[:-1].view(size - 1, size + 1)[:, 1:].reshape(size, size - 1)
+
+
+def _masked_mean(values: Tensor, valid: Tensor) -> Tensor:
+    """Mean of ``values`` where ``valid``, 0 (attached to the graph) where none is.
+
+    ``values[valid].mean()`` needs the count of ``valid`` on the host (a GPU sync).
+    """
+    total = torch.where(valid, values, torch.zeros_like(values)).sum()
+    return total / valid.sum().clamp_min(1)
 
 
 def nt_xent_chance_level(n: int) -> float:
@@ -126,11 +138,12 @@ class NTXentLoss(nn.Module):
             if self.hard_negative_weight == 0.0 or n == 1:
                 return F.cross_entropy(logits, pos_idx)
 
-            rows = torch.arange(2 * n, device=z.device)
-            neg_mask = torch.ones_like(sim, dtype=torch.bool)
-            neg_mask[rows, pos_idx] = False
-            neg_sim = sim[neg_mask].view(2 * n, 2 * n - 2)
-            pos_logit = logits[rows, pos_idx].unsqueeze(1)
+            # Each row's 2N - 2 negatives: its columns but the positive's, in order
+            # (gathered, not masked: a boolean mask makes the host wait for the GPU).
+            cols = torch.arange(2 * n - 2, device=z.device).expand(2 * n, -1)
+            neg_cols = cols + (cols >= pos_idx.unsqueeze(1)).long()
+            neg_sim = sim.gather(1, neg_cols)
+            pos_logit = logits.gather(1, pos_idx.unsqueeze(1))
             # log of exp(beta * s) / mean(exp(beta * s)), computed in log space.
             scaled = self.hard_negative_weight * neg_sim
             log_w = scaled - torch.logsumexp(scaled, dim=1, keepdim=True) + math.log(2 * n - 2)
@@ -180,12 +193,12 @@ class SupConLoss(nn.Module):
             pos_mask = _off_diagonal(lab.unsqueeze(0) == lab.unsqueeze(1))
             num_pos = pos_mask.sum(dim=1)
             valid = num_pos > 0
-            if m < 2 or not bool(valid.any()):
+            if m < 2:
                 return z.sum() * 0.0
             log_prob = F.log_softmax(logits, dim=1)
             pos_log_prob = torch.where(pos_mask, log_prob, torch.zeros_like(log_prob)).sum(dim=1)
-            per_anchor = -pos_log_prob[valid] / num_pos[valid]
-            return per_anchor.mean()
+            per_anchor = -pos_log_prob / num_pos.clamp_min(1)
+            return _masked_mean(per_anchor, valid)
 
 
 class BatchHardTripletLoss(nn.Module):
@@ -224,12 +237,12 @@ class BatchHardTripletLoss(nn.Module):
             pos_mask = same & ~eye
             neg_mask = ~same
             valid = pos_mask.any(dim=1) & neg_mask.any(dim=1)
-            if not bool(valid.any()):
-                return e.sum() * 0.0
-            inf = torch.full_like(dist, math.inf)
-            hardest_pos = torch.where(pos_mask, dist, -inf).amax(dim=1)
-            hardest_neg = torch.where(neg_mask, dist, inf).amin(dim=1)
-            return F.relu(hardest_pos[valid] - hardest_neg[valid] + self.margin).mean()
+            # Fills outside the distances' range [0, 2]: an anchor with a positive and a
+            # negative gets its hardest ones; one without drops out of the mean anyway.
+            hardest_pos = torch.where(pos_mask, dist, torch.zeros_like(dist)).amax(dim=1)
+            hardest_neg = torch.where(neg_mask, dist, torch.full_like(dist, 4.0)).amin(dim=1)
+            per_anchor = F.relu(hardest_pos - hardest_neg + self.margin)
+            return _masked_mean(per_anchor, valid)
 
 
 class BarlowTwinsLoss(nn.Module):

@@ -8,10 +8,10 @@ container runtime), ``--gpus 0`` means its first entry, as it would for torch.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -55,22 +55,44 @@ def visible_devices(env: Mapping[str, str] | None = None) -> list[str] | None:
     return [part.strip() for part in value.split(",") if part.strip() and part.strip() != "-1"]
 
 
-def driver_device_count() -> int | None:
+_DRIVER_PROBE = """
+import ctypes
+
+for name in ("libcuda.so.1", "libcuda.so"):
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError:
+        continue
+    count = ctypes.c_int(0)
+    ok = lib.cuInit(0) == 0 and lib.cuDeviceGetCount(ctypes.byref(count)) == 0
+    print(int(count.value) if ok else 0)
+    break
+else:
+    print("none")
+"""
+
+
+def driver_device_count(timeout: float = 60.0) -> int | None:
     """GPUs reported by the CUDA driver library, or ``None`` when there is no driver.
 
-    Asks ``libcuda`` directly (no torch import, no CUDA context kept), honouring
-    ``CUDA_VISIBLE_DEVICES`` like every CUDA program.
+    Asks ``libcuda`` directly (no torch import), honouring ``CUDA_VISIBLE_DEVICES`` like
+    every CUDA program -- in a child process: the driver reads that variable once, at
+    ``cuInit``, so a probe here would fix the devices torch later sees in this process
+    before ``hpo worker`` could give its one slot its GPU.
     """
-    for name in ("libcuda.so.1", "libcuda.so"):
-        try:
-            lib = ctypes.CDLL(name)
-        except OSError:
-            continue
-        count = ctypes.c_int(0)
-        if lib.cuInit(0) != 0 or lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
-            return 0
-        return int(count.value)
-    return None
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _DRIVER_PROBE],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    answer = proc.stdout.strip().splitlines()[-1:] if proc.returncode == 0 else []
+    if not answer or not answer[0].isdigit():
+        return None
+    return int(answer[0])
 
 
 def nvidia_smi_indices(executable: str | None = None) -> list[str] | None:

@@ -47,8 +47,43 @@ def free_cuda_memory(*, collect: bool = True) -> None:
         logger.debug("could not empty the CUDA cache", exc_info=True)
 
 
-def smaller_batch(params: Mapping[str, Any]) -> dict[str, int] | None:
-    """``batch_size`` halved and ``grad_accum`` doubled, or ``None`` when it cannot shrink."""
+BATCH_KEYS = ("batch_size", "grad_accum")
+
+
+def trainer_batch_defaults(trainer: str | None) -> dict[str, Any]:
+    """The defaults the trainer's schema gives ``batch_size`` and ``grad_accum``.
+
+    A study that leaves them unset runs with these, so an OOM retry must halve them: the
+    trial's params alone would say there is nothing to halve.
+    """
+    if not trainer:
+        return {}
+    from trainers.registry import TrainerNotFound, resolve_trainer
+
+    try:
+        schema = resolve_trainer(trainer).params_schema
+    except TrainerNotFound:
+        return {}
+    if schema is None:
+        return {}
+    defaults: dict[str, Any] = {}
+    for name in BATCH_KEYS:
+        field = schema.model_fields.get(name)
+        if field is not None and not field.is_required():
+            value = field.get_default(call_default_factory=True)
+            if value is not None:
+                defaults[name] = value
+    return defaults
+
+
+def smaller_batch(
+    params: Mapping[str, Any], defaults: Mapping[str, Any] | None = None
+) -> dict[str, int] | None:
+    """``batch_size`` halved and ``grad_accum`` doubled, or ``None`` when it cannot shrink.
+
+    ``defaults`` (the trainer's) stand in for keys the params leave out.
+    """
+    params = {**(defaults or {}), **params}
     batch = params.get("batch_size")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 2:
         return None
@@ -69,7 +104,25 @@ class FreeMemoryAfterOom:
 
 
 class OomRetryHook:
-    """Trial hook: queue an OOM trial again with a smaller batch (``on_oom: retry_smaller_batch``)."""
+    """Trial hook: queue an OOM trial again with a smaller batch (``on_oom: retry_smaller_batch``).
+
+    ``trainer`` names the trainer whose defaults apply to a batch size the study leaves
+    unset; without it the study's recorded trainer is looked up at the first OOM.
+    """
+
+    def __init__(self, trainer: str | None = None) -> None:
+        self.trainer = trainer
+        self._defaults: dict[str, Any] | None = None
+
+    def _batch_defaults(self, study: optuna.Study) -> dict[str, Any]:
+        if self._defaults is None:
+            trainer = self.trainer
+            if trainer is None:
+                from hpo.runner import ATTR_TRAINER  # hpo.runner imports this module
+
+                trainer = study.user_attrs.get(ATTR_TRAINER)
+            self._defaults = trainer_batch_defaults(trainer if isinstance(trainer, str) else None)
+        return self._defaults
 
     def before(self, trial: optuna.Trial, params: dict[str, Any]) -> dict[str, Any]:
         """Nothing to change before the trial."""
@@ -92,7 +145,7 @@ class OomRetryHook:
         if "batch_size" in (frozen.system_attrs.get(OVERRIDES_ATTR) or {}):
             logger.warning("trial %d ran out of GPU memory again; not retried", trial.number)
             return
-        overrides = smaller_batch(params)
+        overrides = smaller_batch(params, self._batch_defaults(trial.study))
         if overrides is None:
             logger.warning(
                 "trial %d ran out of GPU memory; its params have no batch_size to halve",

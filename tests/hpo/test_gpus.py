@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from pathlib import Path
 
 import optuna
@@ -13,6 +15,7 @@ from hpo.errors import ConfigError
 from hpo.workers.gpus import (
     WorkerSlot,
     detect_gpus,
+    driver_device_count,
     nvidia_smi_indices,
     plan_workers,
     slot_env,
@@ -20,7 +23,16 @@ from hpo.workers.gpus import (
     visible_devices,
 )
 from hpo.workers.identity import SLOT_ENV
-from tests.hpo.test_workers import assert_finished_exactly, hpo, load, sqlite_url, worker_study
+from tests.hpo.test_workers import (
+    HPO,
+    ROOT,
+    assert_finished_exactly,
+    hpo,
+    hpo_env,
+    load,
+    sqlite_url,
+    worker_study,
+)
 
 
 def test_listed_gpus_get_per_gpu_slots_each() -> None:
@@ -152,3 +164,83 @@ def test_unknown_gpu_in_an_allocation_is_a_clear_error(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     with pytest.raises(KeyError):
         optuna.load_study(study_name="workers", storage=sqlite_url(path))
+
+
+FAKE_LIBCUDA = """
+import ctypes, json, os, sys
+
+_real_cdll = ctypes.CDLL
+
+
+class _FakeCuda:
+    '''libcuda with 4 GPUs that logs who called cuInit, and what CUDA_VISIBLE_DEVICES was.'''
+
+    def cuInit(self, flags):
+        with open(os.environ["FAKE_CUDA_LOG"], "a") as log:
+            argv0 = sys.argv[0] if sys.argv else ""
+            log.write(json.dumps([argv0, os.environ.get("CUDA_VISIBLE_DEVICES")]) + "\\n")
+        return 0
+
+    def cuDeviceGetCount(self, count):
+        count._obj.value = 4
+        return 0
+
+
+def _cdll(name, *args, **kwargs):
+    if str(name).startswith("libcuda"):
+        return _FakeCuda()
+    return _real_cdll(name, *args, **kwargs)
+
+
+ctypes.CDLL = _cdll
+"""
+
+
+def _fake_libcuda(folder: Path) -> tuple[Path, Path]:
+    """A folder whose ``sitecustomize`` fakes libcuda in every Python started with it on
+    ``PYTHONPATH``, and the log its ``cuInit`` writes."""
+    site = folder / "fake_libcuda"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(FAKE_LIBCUDA, encoding="utf-8")
+    return site, folder / "cuinit.log"
+
+
+def _cuinit_calls(log: Path) -> list[tuple[str, str | None]]:
+    if not log.is_file():
+        return []
+    return [tuple(json.loads(line)) for line in log.read_text().splitlines()]  # type: ignore[misc]
+
+
+def test_the_driver_is_probed_in_a_child_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site, log = _fake_libcuda(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    monkeypatch.setenv("FAKE_CUDA_LOG", str(log))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert driver_device_count() == 4
+    assert detect_gpus() == (["0", "1", "2", "3"], "the CUDA driver")
+    assert _cuinit_calls(log) == [("-c", None), ("-c", None)], "cuInit ran in this process"
+
+
+def test_a_single_slot_worker_sets_its_gpu_before_the_driver_starts(tmp_path: Path) -> None:
+    """``hpo worker --gpus 1``: the driver reads CUDA_VISIBLE_DEVICES once, at cuInit; a
+    probe in the worker's own process before the variable is set made it train on GPU 0."""
+    site, log = _fake_libcuda(tmp_path)
+    path = worker_study(tmp_path, n_trials=1, epochs=1, pruner={"name": "none"})
+    env = hpo_env(PYTHONPATH=f"{site}{os.pathsep}{ROOT}", FAKE_CUDA_LOG=str(log))
+    env.pop("CUDA_VISIBLE_DEVICES", None)  # no allocation: the worker picks GPU 1 itself
+    result = subprocess.run(
+        [*HPO, "worker", str(path), "--gpus", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    calls = _cuinit_calls(log)
+    assert calls, "the GPU check did not ask the (fake) driver"
+    in_worker = [cvd for argv0, cvd in calls if argv0 != "-c"]
+    assert all(cvd == "1" for cvd in in_worker), calls
+    (trial,) = load("workers", sqlite_url(path)).get_trials(deepcopy=False)
+    assert trial.user_attrs["cuda_visible_devices"] == "1"

@@ -179,3 +179,10 @@ def test_a_folder_that_cannot_be_made_stops_before_the_first_epoch(
     assert info.value.reason == "bad_params"
     assert str(info.value).startswith(f"{field}: cannot create the folder {tmp_path}/afile/sub")
     assert reporter.history == []
+
+
+def test_the_align_checkpoint_is_saved_on_the_cpu(npz: Path, tmp_path: Path) -> None:
+    train(_align(npz, epochs=1, artifact_dir=str(tmp_path)))
+    state = torch.load(tmp_path / "checkpoint.pt", map_location=None, weights_only=False)
+    assert state["model"]
+    assert {v.device.type for v in state["model"].values()} == {"cpu"}

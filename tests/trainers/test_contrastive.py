@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
+from torch import Tensor
 
 from trainers import Pruned, RecordingReporter, resolve_trainer
 from trainers.cli_input import parse_set_value
 from trainers.contrastive import (
     PER_EPOCH_METRICS,
+    autocast_dtype,
     build_model,
     compile_step_model,
     fresh_compile,
@@ -358,3 +360,68 @@ def test_standalone_config_takes_merge_keys_and_refuses_duplicates(tmp_path: Pat
     twice.write_text("params:\n  lr: 0.1\n  lr: 0.2\n")
     with pytest.raises(ConfigFileError, match="duplicate key 'lr' at line 3"):
         read_config(str(twice))
+
+
+def test_auto_precision_takes_bf16_only_where_the_device_has_it_natively(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """torch's ``is_bf16_supported()`` says yes to emulated bf16 (pre-Ampere, slower than
+    fp32) and asks the current device; the device's own compute capability decides."""
+    asked: list[Any] = []
+    capability = {"cuda:0": (8, 0), "cuda:1": (7, 5)}
+
+    def get_device_capability(device: Any = None) -> tuple[int, int]:
+        asked.append(device)
+        return capability[str(device)]
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", get_device_capability)
+    assert autocast_dtype("auto", torch.device("cuda:1")) is None
+    assert autocast_dtype("bf16", torch.device("cuda:1")) is None
+    assert autocast_dtype("auto", torch.device("cuda:0")) is torch.bfloat16
+    assert asked == [torch.device("cuda:1"), torch.device("cuda:1"), torch.device("cuda:0")]
+    assert autocast_dtype("fp32", torch.device("cuda:0")) is None
+    assert autocast_dtype("auto", torch.device("cpu")) is None
+
+
+def test_only_the_forward_pass_runs_under_autocast(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Views, mixup, the losses and retrieval_acc stay in fp32 under bf16 autocast (CPU
+    autocast stands in for a GPU's: the trainer itself picks fp32 on the CPU)."""
+    import trainers.contrastive as contrastive
+
+    seen: dict[str, list[Any]] = {"mixup": [], "retrieval": [], "forward": []}
+    real_mixup, real_retrieval = contrastive.mixup_views, contrastive.retrieval_accuracy
+
+    def mixup(*args: Any, **kwargs: Any) -> Any:
+        seen["mixup"].append(torch.is_autocast_enabled("cpu"))
+        return real_mixup(*args, **kwargs)
+
+    def retrieval(z1: Tensor, z2: Tensor, **kwargs: Any) -> Tensor:
+        seen["retrieval"].append((torch.is_autocast_enabled("cpu"), z1.dtype, z2.dtype))
+        return real_retrieval(z1, z2, **kwargs)
+
+    real_build = contrastive.build_model
+
+    def build(p: ContrastiveParams, n_channels: int, n_classes: int) -> torch.nn.Module:
+        model = real_build(p, n_channels, n_classes)
+        model.register_forward_pre_hook(
+            lambda module, args: seen["forward"].append(torch.is_autocast_enabled("cpu"))
+        )
+        return model
+
+    monkeypatch.setattr(contrastive, "autocast_dtype", lambda precision, device: torch.bfloat16)
+    monkeypatch.setattr(contrastive, "mixup_views", mixup)
+    monkeypatch.setattr(contrastive, "retrieval_accuracy", retrieval)
+    monkeypatch.setattr(contrastive, "build_model", build)
+    result = train({**SMALL_HAR, "epochs": 1, "device": "cpu", "mixup_views": 0.2})
+    assert np.isfinite(result["train_loss"])
+    assert seen["mixup"] and not any(seen["mixup"])
+    assert seen["retrieval"] and set(seen["retrieval"]) == {(False, torch.float32, torch.float32)}
+    assert seen["forward"] and all(seen["forward"]), "the forward pass should use autocast"
+
+
+def test_checkpoint_tensors_are_saved_on_the_cpu(tmp_path: Path) -> None:
+    train({**SMALL_HAR, "epochs": 1, "device": "cpu", "artifact_dir": str(tmp_path)})
+    state = torch.load(tmp_path / "checkpoint.pt", map_location=None, weights_only=False)
+    assert state["model"]
+    assert {v.device.type for v in state["model"].values()} == {"cpu"}

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from trainers.losses import (
     CONTRASTIVE_LOSSES,
@@ -492,3 +494,71 @@ def test_adapter_dispatch_matches_direct_calls() -> None:
         assert torch.equal(got, expected), name
         if name not in ("supcon", "triplet"):  # labels are optional there
             assert torch.equal(build_contrastive_loss(name, temperature=0.2)(z1, z2), expected)
+
+
+# --------------------------------------------------------------------------------------
+# No host syncs: a loss that waits for the GPU every step stalls the training loop.
+# --------------------------------------------------------------------------------------
+
+
+class _HostSyncs(TorchDispatchMode):
+    """Counts the ops that make the host wait for a CUDA device: a data-dependent size
+    (``nonzero``, boolean-mask indexing, ``masked_select``) or a value read back
+    (``.item()``, ``bool(tensor)``). They run on the CPU too, where they can be counted."""
+
+    SYNCS = frozenset(
+        {
+            "aten.nonzero.default",
+            "aten._local_scalar_dense.default",
+            "aten.is_nonzero.default",
+            "aten.masked_select.default",
+        }
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_dispatch__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
+    ) -> Any:
+        name = str(func)
+        if name in self.SYNCS:
+            self.seen.append(name)
+        elif name.startswith("aten.index") and any(
+            i is not None and i.dtype == torch.bool for i in args[1]
+        ):
+            self.seen.append(f"{name} (boolean mask)")
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("infonce", {}),
+        ("infonce", {"hard_negative_weight": 1.0}),
+        ("supcon", {}),
+        ("triplet", {}),
+        ("barlow_twins", {}),
+        ("vicreg", {}),
+    ],
+    ids=lambda v: v if isinstance(v, str) else ",".join(v) or "-",
+)
+def test_a_loss_step_never_waits_for_the_device(name: str, kwargs: dict[str, float]) -> None:
+    z1 = _randn(16, 8, seed=1).requires_grad_()
+    z2 = _randn(16, 8, seed=2).requires_grad_()
+    labels = torch.arange(16) % 4
+    loss = build_contrastive_loss(name, **kwargs)
+    with _HostSyncs() as syncs:
+        loss(z1, z2, labels).backward()
+    assert syncs.seen == []
+
+
+def test_masked_means_with_no_valid_entry_are_zero_and_attached() -> None:
+    z = _randn(3, 4).requires_grad_()
+    supcon = SupConLoss()(z, None, torch.tensor([0, 1, 2]))  # every label once: no positive
+    triplet = BatchHardTripletLoss()(z, torch.tensor([5, 5, 5]))  # no negative anywhere
+    for value in (supcon, triplet):
+        assert value.item() == 0.0 and value.requires_grad
+        (grad,) = torch.autograd.grad(value, z)
+        assert torch.equal(grad, torch.zeros_like(z))
