@@ -240,6 +240,8 @@ def train_align(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]:
         restored = checkpoint.load()
         if restored is not None:
             epoch, progress = restored
+            if ema is not None:  # one EMA update per optimizer step: its warm-up goes on
+                ema.updates = epoch * steps_per_epoch
             best_cosine, best_retrieval = progress["best_cosine"], progress["best_retrieval"]
             best_epoch, best_state = progress["best_epoch"], progress["best_state"]
             last, best_metrics = progress["last"], progress["best_metrics"]

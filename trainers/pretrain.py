@@ -347,6 +347,8 @@ def train_pretrain(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]
         restored = checkpoint.load()
         if restored is not None:
             epoch, progress = restored
+            if ema is not None:  # one EMA update per optimizer step: its warm-up goes on
+                ema.updates = epoch * steps_per_epoch
             best_score = progress.get("best_score", progress.get("best_probe_f1", -math.inf))
             best_knn_f1 = progress["best_knn_f1"]
             best_rankme = progress.get("best_rankme", -math.inf)

@@ -18,6 +18,7 @@ from trainers import Pruned, RecordingReporter, resolve_trainer
 from trainers.cli_input import parse_set_value
 from trainers.contrastive import (
     PER_EPOCH_METRICS,
+    EmaModel,
     autocast_dtype,
     build_model,
     compile_step_model,
@@ -130,6 +131,30 @@ def test_every_option_trains(overrides: dict[str, Any]) -> None:
     result = train({**SMALL_HAR, **overrides})
     assert np.isfinite(result["train_loss"])
     assert 0.0 <= result["best_val_f1"] <= 1.0
+
+
+def test_ema_decay_warms_up_and_averages_the_batchnorm_statistics() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False), torch.nn.BatchNorm1d(1))
+    torch.nn.init.constant_(model[0].weight, 1.0)
+    ema = EmaModel(model, decay=0.999)
+    assert ema.current_decay() == pytest.approx(0.1)  # (1 + 0) / (10 + 0)
+    torch.nn.init.constant_(model[0].weight, 3.0)
+    model[1].running_mean.fill_(2.0)
+    model[1].num_batches_tracked.fill_(7)
+    ema.update(model)
+    # by hand: 0.1 * 1 + 0.9 * 3 = 2.8; running mean 0.1 * 0 + 0.9 * 2 = 1.8; the count copied
+    assert float(ema.model[0].weight) == pytest.approx(2.8)
+    assert float(ema.model[1].running_mean) == pytest.approx(1.8)
+    assert int(ema.model[1].num_batches_tracked) == 7
+    ema.updates = 10_000
+    assert ema.current_decay() == 0.999  # warmed up: the configured decay
+
+
+def test_a_high_ema_decay_is_not_judged_on_the_random_init() -> None:
+    """With a fixed 0.999 from the first step the 18 steps here scored F1 0.08 against 0.63."""
+    plain = train({**SMALL_HAR, "epochs": 3})
+    averaged = train({**SMALL_HAR, "epochs": 3, "ema_decay": 0.999})
+    assert averaged["best_val_f1"] > 0.5 and averaged["best_val_f1"] >= plain["best_val_f1"] - 0.1
 
 
 def test_early_stopping() -> None:
