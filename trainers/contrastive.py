@@ -52,6 +52,7 @@ from trainers.metrics import (
     macro_f1,
     mean_pairwise_cosine,
     retrieval_accuracy,
+    roc_auc,
 )
 from trainers.models import count_parameters, create_model
 from trainers.params import RESULT_METRICS, ContrastiveParams
@@ -77,8 +78,11 @@ PER_EPOCH_METRICS = (
     "val_loss",
     "val_accuracy",
     "val_f1",
+    "val_auc",
     "best_val_f1",
     "best_val_loss",
+    "best_val_accuracy",
+    "best_val_auc",
     "embedding_diversity",
     "lr",
     "epoch_seconds",
@@ -361,6 +365,7 @@ class Evaluation:
     loss: Tensor
     accuracy: Tensor
     f1: Tensor
+    auc: Tensor
     diversity: Tensor
     preds: Tensor
     embeddings: Tensor
@@ -395,6 +400,7 @@ def evaluate(
         loss=F.cross_entropy(logits, y),
         accuracy=accuracy(preds, y),
         f1=macro_f1(preds, y, n_classes),
+        auc=roc_auc(logits.softmax(dim=1), y, n_classes),
         diversity=mean_pairwise_cosine(embeddings[:2048]),
         preds=preds,
         embeddings=embeddings,
@@ -485,12 +491,19 @@ class LoopHooks:
     train_mode: Callable[[nn.Module], None] = _train_all
 
 
+def _finite_or_nan(value: float) -> float:
+    """A best that was never set (no defined AUC yet) is reported as NaN, not -inf."""
+    return value if math.isfinite(value) else math.nan
+
+
 def _evaluation_to_cpu(ev: Evaluation) -> dict[str, Tensor]:
     return {k: getattr(ev, k).detach().cpu() for k in Evaluation.__dataclass_fields__}
 
 
 def _evaluation_from(state: Mapping[str, Tensor], device: torch.device) -> Evaluation:
-    return Evaluation(**{k: v.to(device) for k, v in state.items()})
+    values = {k: v.to(device) for k, v in state.items()}
+    values.setdefault("auc", torch.tensor(math.nan, device=device))  # saved before it existed
+    return Evaluation(**values)
 
 
 def train_supervised(
@@ -532,6 +545,8 @@ def train_supervised(
 
     best_f1 = -math.inf
     best_loss = math.inf  # lowest validation CE: still ranks runs once val F1 saturates
+    best_accuracy = -math.inf
+    best_auc = -math.inf  # stays so while the validation split has a single class
     best_epoch = 0
     best_state: dict[str, Tensor] | None = None
     best_eval: Evaluation | None = None
@@ -560,6 +575,8 @@ def train_supervised(
                 ema.updates = epoch * steps_per_epoch
             best_f1, best_epoch = progress["best_f1"], progress["best_epoch"]
             best_loss = progress.get("best_loss", math.inf)
+            best_accuracy = progress.get("best_accuracy", -math.inf)
+            best_auc = progress.get("best_auc", -math.inf)
             best_state = progress["best_state"]
             best_eval = _evaluation_from(progress["best_eval"], device)
             last = progress["last"]
@@ -623,6 +640,7 @@ def train_supervised(
         meter.update("val_loss", ev.loss, 1)
         meter.update("val_accuracy", ev.accuracy, 1)
         meter.update("val_f1", ev.f1, 1)
+        meter.update("val_auc", ev.auc, 1)
         meter.update("embedding_diversity", ev.diversity, 1)
         metrics = meter.compute()  # the one device->host sync of the epoch
         if not math.isfinite(metrics["train_loss"]):
@@ -630,11 +648,18 @@ def train_supervised(
                 "nan", f"training loss is {metrics['train_loss']} at epoch {epoch}"
             )
         val_f1, val_loss = metrics["val_f1"], metrics["val_loss"]
-        schedule.step_epoch(val_f1 if p.monitor == "val_f1" else -val_loss)
-        improved = best_state is None or (
-            val_f1 > best_f1 if p.monitor == "val_f1" else val_loss < best_loss
-        )
+        val_accuracy, val_auc = metrics["val_accuracy"], metrics["val_auc"]
+        score, best_score = {  # higher is better; a NaN AUC never improves
+            "val_f1": (val_f1, best_f1),
+            "val_loss": (-val_loss, -best_loss),
+            "val_accuracy": (val_accuracy, best_accuracy),
+            "val_auc": (val_auc, best_auc),
+        }[p.monitor]
+        schedule.step_epoch(score)
+        improved = best_state is None or score > best_score
         best_f1, best_loss = max(best_f1, val_f1), min(best_loss, val_loss)
+        best_accuracy = max(best_accuracy, val_accuracy)
+        best_auc = max(best_auc, val_auc) if math.isfinite(val_auc) else best_auc
         if improved:
             best_epoch, best_eval = epoch, ev
             best_state = {k: v.detach().clone() for k, v in eval_model.state_dict().items()}
@@ -643,6 +668,8 @@ def train_supervised(
             epochs_without_improvement += 1
         metrics["best_val_f1"] = best_f1
         metrics["best_val_loss"] = best_loss
+        metrics["best_val_accuracy"] = best_accuracy
+        metrics["best_val_auc"] = _finite_or_nan(best_auc)
         metrics["lr"] = lr
         metrics["epoch_seconds"] = time.perf_counter() - epoch_start
         metrics["peak_memory_mb"] = peak_memory_mb(device)
@@ -657,6 +684,8 @@ def train_supervised(
                 {
                     "best_f1": best_f1,
                     "best_loss": best_loss,
+                    "best_accuracy": best_accuracy,
+                    "best_auc": best_auc,
                     "best_epoch": best_epoch,
                     "best_state": best_state,
                     "best_eval": _evaluation_to_cpu(best_eval),
@@ -677,7 +706,10 @@ def train_supervised(
         "val_f1": float(best_eval.f1.item()),  # the kept epoch's, as accuracy and loss
         "val_accuracy": float(best_eval.accuracy.item()),
         "val_loss": float(best_eval.loss.item()),
+        "val_auc": float(best_eval.auc.item()),
         "best_val_loss": best_loss,
+        "best_val_accuracy": best_accuracy,
+        "best_val_auc": _finite_or_nan(best_auc),
         "train_loss": last["train_loss"],
         "n_params": float(n_params),
         "epochs_run": float(epoch),
@@ -690,6 +722,7 @@ def train_supervised(
         test = evaluate(final, data.x_test, data.y_test, n_classes, p.eval_batch_size, amp_dtype)
         result["test_f1"] = float(test.f1.item())
         result["test_accuracy"] = float(test.accuracy.item())
+        result["test_auc"] = float(test.auc.item())
     if p.artifact_dir:
         _write_artifacts(Path(p.artifact_dir), best_state, best_eval, data, p, best_epoch)
     if save_dir is not None:

@@ -43,6 +43,7 @@ __all__ = [
     "rankme",
     "retrieval_accuracy",
     "retrieval_chance",
+    "roc_auc",
     "silhouette_score",
 ]
 
@@ -180,6 +181,43 @@ def macro_f1(preds: Tensor, targets: Tensor, n_classes: int) -> Tensor:
         ``targets`` are left out of the average.
     """
     return f1_from_confusion(confusion_matrix(preds, targets, n_classes))
+
+
+def roc_auc(probs: Tensor, targets: Tensor, n_classes: int) -> Tensor:
+    """Macro one-vs-rest ROC-AUC: the ranking metric of imbalanced (medical) labels.
+
+    Equal to ``sklearn.metrics.roc_auc_score(targets, probs, multi_class="ovr")`` and, for
+    two classes, to the binary AUC of class 1. Each class's AUC is the Mann-Whitney rank
+    statistic of its column, tied scores counted half; the average ranks come from
+    ``searchsorted`` on the sorted columns, so nothing syncs with the host.
+
+    Args:
+        probs: ``(N, K)`` class probabilities (softmax, not logits: a class's logit does
+            not rank samples as its probability does).
+        targets: ``(N,)`` true classes in ``[0, K)``.
+        n_classes: ``K``.
+
+    Returns:
+        0-d float32 tensor. Classes with no positive or no negative sample in ``targets``
+        are left out of the mean (scikit-learn refuses them); NaN when none is left.
+    """
+    if probs.dim() != 2 or probs.shape[0] != targets.shape[0]:
+        raise ValueError(f"probs must be (N, K) for {targets.shape[0]} targets")
+    # float64 keeps rank sums (up to N^2 / 2) exact; MPS has no float64
+    dtype = torch.float32 if probs.device.type == "mps" else torch.float64
+    columns = probs.detach().to(dtype).T.contiguous()  # (K, N)
+    ordered = columns.sort(dim=1).values
+    first = torch.searchsorted(ordered, columns)  # 0-based first position of each value
+    after = torch.searchsorted(ordered, columns, right=True)
+    ranks = (first + after + 1).to(dtype) / 2  # 1-based, ties get their average rank
+    positive = F.one_hot(targets, n_classes).T.to(dtype)  # (K, N)
+    n_pos = positive.sum(dim=1)
+    n_neg = targets.shape[0] - n_pos
+    u = (ranks * positive).sum(dim=1) - n_pos * (n_pos + 1) / 2
+    defined = (n_pos > 0) & (n_neg > 0)
+    auc = torch.where(defined, u / (n_pos * n_neg).clamp_min(1), 0.0)
+    mean = auc.sum() / defined.sum().clamp_min(1)
+    return torch.where(defined.any(), mean, torch.nan).float()
 
 
 # --------------------------------------------------------------------------- embeddings

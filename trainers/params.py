@@ -112,7 +112,7 @@ class ContrastiveParams(BaseModel):
     early_stopping_patience: int = Field(
         default=0, ge=0, description="epochs without val improvement; 0 is off"
     )
-    monitor: Literal["val_f1", "val_loss"] = Field(
+    monitor: Literal["val_f1", "val_loss", "val_accuracy", "val_auc"] = Field(
         default="val_f1",
         description="what picks the best epoch (kept weights, test score, early stopping)",
     )
@@ -403,6 +403,10 @@ RESULT_METRICS = (
     "epochs_run",
     "test_f1",
     "test_accuracy",
+    "test_auc",
+    "val_auc",
+    "best_val_auc",
+    "best_val_accuracy",
     "probe_f1",
     "best_probe_f1",
     "knn_f1",

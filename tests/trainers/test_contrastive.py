@@ -157,6 +157,17 @@ def test_a_high_ema_decay_is_not_judged_on_the_random_init() -> None:
     assert averaged["best_val_f1"] > 0.5 and averaged["best_val_f1"] >= plain["best_val_f1"] - 0.1
 
 
+@pytest.mark.parametrize("monitor", ["val_auc", "val_accuracy"])
+def test_the_monitored_metric_picks_the_kept_epoch(monitor: str) -> None:
+    reporter = RecordingReporter()
+    result = train({**SMALL_HAR, "epochs": 3, "monitor": monitor, "evaluate_test": True}, reporter)
+    curve = [m[monitor] for _, m in reporter.history]
+    assert result["best_epoch"] == 1 + curve.index(max(curve))
+    assert result[monitor] == pytest.approx(max(curve))
+    assert result[f"best_{monitor}"] == pytest.approx(max(curve))
+    assert 0.5 < result["val_auc"] <= 1.0 and 0.0 <= result["test_auc"] <= 1.0
+
+
 def test_early_stopping() -> None:
     reporter = RecordingReporter()
     result = train({**SMALL_HAR, "epochs": 30, "early_stopping_patience": 1, "lr": 1e-6}, reporter)

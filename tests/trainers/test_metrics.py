@@ -30,6 +30,7 @@ from trainers.metrics import (
     rankme,
     retrieval_accuracy,
     retrieval_chance,
+    roc_auc,
     silhouette_score,
 )
 
@@ -195,6 +196,38 @@ def test_mean_pairwise_cosine_edge_cases() -> None:
     assert float(mean_pairwise_cosine(same)) == pytest.approx(1.0, abs=1e-5)
     opposite = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
     assert float(mean_pairwise_cosine(opposite)) == pytest.approx(-1.0)
+
+
+def test_roc_auc_by_hand() -> None:
+    # positives score 0.9 and 0.4, negatives 0.4 and 0.1: pairs won 1 + 1 + 1, tied 1 -> 3.5/4
+    p1 = torch.tensor([0.9, 0.4, 0.4, 0.1])
+    probs = torch.stack([1 - p1, p1], dim=1)
+    assert float(roc_auc(probs, torch.tensor([1, 1, 0, 0]), 2)) == pytest.approx(0.875)
+    assert math.isnan(float(roc_auc(probs, torch.zeros(4, dtype=torch.long), 2)))
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 6])
+def test_roc_auc_matches_sklearn_with_ties_and_an_absent_class(n_classes: int) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    g = _gen(n_classes)
+    y = torch.randint(0, n_classes, (300,), generator=g)
+    logits = torch.randn(300, n_classes, generator=g) + 1.5 * F.one_hot(y, n_classes)
+    probs = (torch.round(logits * 2) / 2).softmax(dim=1)  # rounded: many tied scores
+    if n_classes == 2:
+        expected = roc_auc_score(y.numpy(), probs[:, 1].numpy())
+    else:
+        expected = roc_auc_score(y.numpy(), probs.double().numpy(), multi_class="ovr")
+    assert float(roc_auc(probs, y, n_classes)) == pytest.approx(expected, abs=1e-6)
+    if n_classes > 2:  # a class absent from the targets is left out, not scored 0
+        keep = y != 0
+        per_class = [
+            roc_auc_score((y[keep] == k).numpy(), probs[keep][:, k].numpy())
+            for k in range(1, n_classes)
+        ]
+        assert float(roc_auc(probs[keep], y[keep], n_classes)) == pytest.approx(
+            float(np.mean(per_class)), abs=1e-6
+        )
 
 
 def test_rankme_by_hand_and_against_numpy() -> None:
