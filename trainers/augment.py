@@ -33,6 +33,7 @@ calling the augmenter twice with the same generator.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -577,6 +578,47 @@ def _parse_entry(entry: str | Mapping[str, float | str] | AugSpec) -> AugSpec:
     raise ValueError(f"augmentation entry must be a name or a mapping, got {entry!r}")
 
 
+_RECIPE_STEP = re.compile(r"\s*([A-Za-z_]\w*)\s*(?:\((.*)\))?\s*")
+
+
+def _parse_recipe(text: str) -> list[AugSpec]:
+    """``"jitter(strength=2.5) + channel_dropout(p=0.4)"``: a list in one string.
+
+    A search space can only offer strings, so a categorical of recipes is how a study
+    compares sets of augmentations and their strengths. Parsed by a regular expression;
+    nothing in it is evaluated.
+    """
+    matches = [_RECIPE_STEP.fullmatch(step) for step in text.split("+")]
+    steps = [m.groups() for m in matches if m is not None]
+    if not text.strip() or len(steps) < len(matches):
+        raise ValueError(
+            f"unknown augmentation policy {text!r}; allowed: {', '.join(sorted(POLICIES))}, "
+            "or augmentations joined by '+', such as 'jitter(strength=2, p=0.8) + scaling'"
+        )
+    specs = []
+    for name, args in steps:
+        if name not in AUGMENTATIONS and len(steps) == 1 and args is None:
+            raise ValueError(
+                f"unknown augmentation policy {name!r}; allowed: "
+                f"{', '.join(sorted(POLICIES))}, or augmentations joined by '+' "
+                f"({', '.join(sorted(AUGMENTATIONS))})"
+            )
+        if name not in AUGMENTATIONS:
+            raise _unknown("augmentation", name, list(AUGMENTATIONS))
+        entry: dict[str, float | str] = {"name": name}
+        for item in (args or "").split(","):
+            if not item.strip():
+                continue
+            key, sep, value = (part.strip() for part in item.partition("="))
+            if not sep or key not in ("p", "strength"):
+                raise ValueError(
+                    f"{name}: settings are p=... and strength=..., got {item.strip()!r}"
+                )
+            entry[key] = value
+        specs.append(_parse_entry(entry))
+    return specs
+
+
 def parse_policy(policy: PolicyConfig) -> list[AugSpec]:
     """The steps of a policy name or an explicit list, or ``ValueError`` naming the problem.
 
@@ -584,9 +626,9 @@ def parse_policy(policy: PolicyConfig) -> list[AugSpec]:
     :class:`trainers.params.ContrastiveParams`, so both allow exactly the same configs.
     """
     if isinstance(policy, str):
-        if policy not in POLICIES:
-            raise _unknown("augmentation policy", policy, list(POLICIES))
-        return list(POLICIES[policy])
+        if policy in POLICIES:
+            return list(POLICIES[policy])
+        return _parse_recipe(policy)
     if isinstance(policy, Sequence):
         return [_parse_entry(e) for e in policy]
     raise ValueError(f"policy must be a name or a list, got {policy!r}")

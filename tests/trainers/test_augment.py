@@ -421,6 +421,38 @@ def test_from_config_lists_and_overrides() -> None:
     assert len(aug) == 3
 
 
+def test_a_recipe_string_is_the_list_it_spells() -> None:
+    """A search space offers strings only: a recipe is how it compares augmentation sets."""
+    recipe = " jitter(strength=2.5, p=0.8) + channel_dropout(p=0.4)+time_warp "
+    assert parse_policy(recipe) == [
+        AugSpec("jitter", p=0.8, strength=2.5),
+        AugSpec("channel_dropout", p=0.4),
+        AugSpec("time_warp"),
+    ]
+    assert parse_policy("scaling") == [AugSpec("scaling")]  # one augmentation alone
+    assert Augmenter.from_config("jitter(strength=2)", strength=0.5).specs == (
+        AugSpec("jitter", strength=1.0),
+    )
+
+
+@pytest.mark.parametrize(
+    ("recipe", "message"),
+    [
+        ("nope", r"unknown augmentation policy 'nope'; allowed: default, .*time_warp\)"),
+        ("jitter + warp", r"unknown augmentation 'warp'; allowed: blockout"),
+        ("jitter(2)", r"jitter: settings are p=... and strength=..., got '2'"),
+        ("jitter(name=flip)", r"settings are p=... and strength=..., got 'name=flip'"),
+        ("jitter(p=often)", r"jitter: p and strength must be numbers"),
+        ("jitter(p=2)", r"jitter: p must be in \[0, 1\]"),
+        ("jitter +", r"unknown augmentation policy 'jitter \+'"),
+        ("__import__('os')", r"unknown augmentation '__import__'; allowed: blockout"),
+    ],
+)
+def test_recipe_errors_name_the_problem(recipe: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_policy(recipe)
+
+
 def test_from_config_errors() -> None:
     with pytest.raises(ValueError, match=r"allowed: .*default.*strong"):
         Augmenter.from_config("nope")

@@ -295,7 +295,9 @@ def test_standalone_validator_messages_read_like_the_others(
     assert capsys.readouterr().err == (
         "error: device: must be auto, cpu, cuda, cuda:N, mps or xpu (got 'xyz')\n"
         "error: augment: unknown augmentation policy 'nosuch'; "
-        "allowed: default, none, simclr_ts, strong, weak\n"
+        "allowed: default, none, simclr_ts, strong, weak, or augmentations joined by '+' "
+        "(blockout, channel_dropout, crop_resize, flip, freq_mask, jitter, magnitude_warp, "
+        "scaling, sign_flip, smoothing, time_shift, time_warp)\n"
     )
 
 
