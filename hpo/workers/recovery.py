@@ -32,7 +32,13 @@ from hpo.workers.budget import (
     RETRY_HISTORY_ATTR,
     SURPLUS_ATTR,
 )
-from hpo.workers.identity import OWNER_ATTRS, machine_token, owner_is_dead_here, owner_key
+from hpo.workers.identity import (
+    MACHINE_ATTR,
+    OWNER_ATTRS,
+    machine_token,
+    owner_is_dead_here,
+    owner_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +196,11 @@ def requeue(
 def recover_trials(
     study: optuna.Study, trials: Sequence[FrozenTrial], reason: str, *, max_retries: int
 ) -> list[int]:
-    """:func:`requeue` each RUNNING trial; numbers of those that were recovered by us."""
+    """:func:`requeue` each RUNNING trial; numbers of those whose retry we queued.
+
+    A trial out of retries is failed all the same (and logged), but not listed: callers
+    report the list as "queued again".
+    """
     done = []
     for trial in trials:
         if trial.state != TrialState.RUNNING:
@@ -199,8 +209,8 @@ def recover_trials(
             before = study._storage.get_trial(trial._trial_id)
             if before.state != TrialState.RUNNING:
                 continue
-            requeue(study, before, reason, max_retries=max_retries)
-            done.append(trial.number)
+            if requeue(study, before, reason, max_retries=max_retries):
+                done.append(trial.number)
         except Exception as exc:  # keep recovering the others
             logger.warning("could not recover trial %d: %s", trial.number, exc)
     return done
@@ -209,9 +219,19 @@ def recover_trials(
 def recover_worker(
     study: optuna.Study, worker_key: str, *, reason: str = WORKER_DIED, max_retries: int
 ) -> list[int]:
-    """Recover the RUNNING trials of the worker ``host:pid`` (which must be gone)."""
+    """Recover the RUNNING trials of this machine's worker ``host:pid`` (which must be gone).
+
+    Hostnames repeat across machines (host-network containers, ``localhost``) and so do
+    pids (each container numbers its own), so the trial must also carry this machine's
+    token: another machine's live ``host:pid`` twin is not ours to fail.
+    """
+    machine = machine_token()
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    mine = [t for t in running if owner_key(t) == worker_key]
+    mine = [
+        t
+        for t in running
+        if owner_key(t) == worker_key and t.user_attrs.get(MACHINE_ATTR, machine) == machine
+    ]
     return recover_trials(study, mine, reason, max_retries=max_retries)
 
 

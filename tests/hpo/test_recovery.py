@@ -24,7 +24,7 @@ from hpo.workers.budget import counted_trials
 from hpo.workers.heartbeat import HEARTBEAT_ATTR
 from hpo.workers.identity import WorkerIdentity, mark_owner
 from hpo.workers.oom import smaller_batch
-from hpo.workers.recovery import requeue
+from hpo.workers.recovery import recover_worker, requeue
 from hpo.workers.worker import fail_stale_trials
 from tests.conftest import analytic_study, wait_for
 from tests.hpo.test_workers import (
@@ -346,6 +346,24 @@ def test_crash_retries_are_bounded(tmp_path: Path) -> None:
     for _ in range(3):  # interrupts are never the trial's fault: always queued again
         assert requeue(study, frozen, "interrupted", max_retries=0)
         frozen = study._storage.get_trial(study.ask()._trial_id)
+
+
+def test_a_dead_workers_twin_on_another_machine_keeps_its_trial(tmp_path: Path) -> None:
+    """Containers repeat hostnames and pids: only this machine's ``host:pid`` is ours."""
+    path = worker_study(tmp_path, n_trials=4, startup="random", workers={"max_retries": 0})
+    study = open_study(load_study_config(path))
+    dead = dead_local_worker()
+    twin = WorkerIdentity(dead.host, dead.pid, "another-machine-token", None, None)
+    ours, theirs = study.ask(), study.ask()
+    mark_owner(ours, dead)
+    mark_owner(theirs, twin)
+    # ours is failed, but out of retries (max_retries 0): not reported as queued again
+    assert recover_worker(study, dead.key, max_retries=0) == []
+    assert study._storage.get_trial(ours._trial_id).state == TrialState.FAIL
+    assert study._storage.get_trial(theirs._trial_id).state == TrialState.RUNNING
+    again = study.ask()
+    mark_owner(again, dead)
+    assert recover_worker(study, dead.key, max_retries=1) == [again.number]
 
 
 def killer_trainer(params: Mapping[str, Any], reporter: Any = None) -> dict[str, float]:
