@@ -172,6 +172,18 @@ class _Labelled:
         return cls(train, val, y_train, y_val, classes >= 2 and val.numel() > 0)
 
 
+def _check_test_split(data: DeviceSplits, labelled: _Labelled, dataset: str) -> None:
+    """``evaluate_test`` probes the best encoder on the test split: it needs labels there."""
+    if data.x_test is None or data.y_test is None:
+        raise TrainingFailed("no_test_split", f"dataset {dataset!r} has no test split")
+    if not labelled.probing or not bool((data.y_test >= 0).any()):
+        raise DataError(
+            dataset,
+            "evaluate_test probes the embeddings, which needs labelled train, "
+            "validation and test series of at least two classes",
+        )
+
+
 # --------------------------------------------------------------------------- one step
 
 
@@ -290,6 +302,8 @@ def train_pretrain(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]
     if p.n_prototypes is None and n_classes < 2:  # "one per class" needs classes
         p = p.model_copy(update={"n_prototypes": PROTOTYPES_WITHOUT_CLASSES})
     n_classes = max(n_classes, 1)  # the classifier head pretraining never trains
+    if p.evaluate_test:  # found now, not after the whole run
+        _check_test_split(data, labelled, p.dataset)
     amp_dtype = autocast_dtype(p.precision, device)
 
     model = build_model(p, data.n_channels, n_classes).to(device)
@@ -530,15 +544,8 @@ def train_pretrain(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]
         encoder_of(best).load_state_dict(best_encoder)
         train_z, _ = encode(best, data.x_train, p.eval_batch_size, amp_dtype)
         if p.evaluate_test:
-            if data.x_test is None or data.y_test is None:
-                raise TrainingFailed("no_test_split", f"dataset {p.dataset!r} has no test split")
+            assert data.x_test is not None and data.y_test is not None  # checked at the start
             test_labelled = (data.y_test >= 0).nonzero().squeeze(1)
-            if not labelled.probing or test_labelled.numel() == 0:
-                raise DataError(
-                    p.dataset,
-                    "evaluate_test probes the embeddings, which needs labelled train, "
-                    "validation and test series of at least two classes",
-                )
             test_z, _ = encode(best, data.x_test[test_labelled], p.eval_batch_size, amp_dtype)
             test = ssl_scores(
                 train_z[labelled.train],
