@@ -400,7 +400,7 @@ def evaluate(
         loss=F.cross_entropy(logits, y),
         accuracy=accuracy(preds, y),
         f1=macro_f1(preds, y, n_classes),
-        auc=roc_auc(logits.softmax(dim=1), y, n_classes),
+        auc=roc_auc(logits.log_softmax(dim=1), y, n_classes),
         diversity=mean_pairwise_cosine(embeddings[:2048]),
         preds=preds,
         embeddings=embeddings,
@@ -575,10 +575,11 @@ def train_supervised(
                 ema.updates = epoch * steps_per_epoch
             best_f1, best_epoch = progress["best_f1"], progress["best_epoch"]
             best_loss = progress.get("best_loss", math.inf)
-            best_accuracy = progress.get("best_accuracy", -math.inf)
-            best_auc = progress.get("best_auc", -math.inf)
             best_state = progress["best_state"]
             best_eval = _evaluation_from(progress["best_eval"], device)
+            # a checkpoint written before these were tracked: the kept epoch's stand in
+            best_accuracy = progress.get("best_accuracy", float(best_eval.accuracy.item()))
+            best_auc = progress.get("best_auc", -math.inf)
             last = progress["last"]
             epochs_without_improvement = progress["epochs_without_improvement"]
             stopped_early = progress["stopped_early"]

@@ -183,17 +183,20 @@ def macro_f1(preds: Tensor, targets: Tensor, n_classes: int) -> Tensor:
     return f1_from_confusion(confusion_matrix(preds, targets, n_classes))
 
 
-def roc_auc(probs: Tensor, targets: Tensor, n_classes: int) -> Tensor:
+def roc_auc(scores: Tensor, targets: Tensor, n_classes: int) -> Tensor:
     """Macro one-vs-rest ROC-AUC: the ranking metric of imbalanced (medical) labels.
 
     Equal to ``sklearn.metrics.roc_auc_score(targets, probs, multi_class="ovr")`` and, for
-    two classes, to the binary AUC of class 1. Each class's AUC is the Mann-Whitney rank
+    two classes, to the binary AUC of class 1, ranked by ``scores[:, 1] - scores[:, 0]``
+    (the logit margin for log-probabilities: confident models keep their order, where
+    ``1 - p`` would round to the same float). Each class's AUC is the Mann-Whitney rank
     statistic of its column, tied scores counted half; the average ranks come from
     ``searchsorted`` on the sorted columns, so nothing syncs with the host.
 
     Args:
-        probs: ``(N, K)`` class probabilities (softmax, not logits: a class's logit does
-            not rank samples as its probability does).
+        scores: ``(N, K)`` class log-probabilities (``log_softmax``, which keeps the
+            resolution ``softmax`` loses near 0 and 1) or probabilities; not raw logits
+            for ``K > 2``, since a class's logit does not rank samples as its probability.
         targets: ``(N,)`` true classes in ``[0, K)``.
         n_classes: ``K``.
 
@@ -201,16 +204,18 @@ def roc_auc(probs: Tensor, targets: Tensor, n_classes: int) -> Tensor:
         0-d float32 tensor. Classes with no positive or no negative sample in ``targets``
         are left out of the mean (scikit-learn refuses them); NaN when none is left.
     """
-    if probs.dim() != 2 or probs.shape[0] != targets.shape[0]:
-        raise ValueError(f"probs must be (N, K) for {targets.shape[0]} targets")
+    if scores.dim() != 2 or scores.shape[0] != targets.shape[0]:
+        raise ValueError(f"scores must be (N, K) for {targets.shape[0]} targets")
     # float64 keeps rank sums (up to N^2 / 2) exact; MPS has no float64
-    dtype = torch.float32 if probs.device.type == "mps" else torch.float64
-    columns = probs.detach().to(dtype).T.contiguous()  # (K, N)
+    dtype = torch.float32 if scores.device.type == "mps" else torch.float64
+    columns = scores.detach().to(dtype).T.contiguous()  # (K, N)
+    positive = F.one_hot(targets, n_classes).T.to(dtype)  # (K, N)
+    if n_classes == 2:  # one ranking: class 1 by the margin (class 0's AUC is its mirror)
+        columns, positive = (columns[1] - columns[0]).unsqueeze(0), positive[1:]
     ordered = columns.sort(dim=1).values
     first = torch.searchsorted(ordered, columns)  # 0-based first position of each value
     after = torch.searchsorted(ordered, columns, right=True)
     ranks = (first + after + 1).to(dtype) / 2  # 1-based, ties get their average rank
-    positive = F.one_hot(targets, n_classes).T.to(dtype)  # (K, N)
     n_pos = positive.sum(dim=1)
     n_neg = targets.shape[0] - n_pos
     u = (ranks * positive).sum(dim=1) - n_pos * (n_pos + 1) / 2
@@ -317,19 +322,23 @@ def rankme(z: Tensor, eps: float = 1e-7) -> Tensor:
         eps: the paper's smoothing of ``p`` (``1e-7``).
 
     Returns:
-        0-d tensor; ``0`` when ``z`` is empty, ``1`` when it is all zeros.
+        0-d tensor; ``0`` when ``z`` is empty, ``1`` when it is all zeros, NaN when it
+        holds a non-finite value.
     """
     if z.dim() != 2:
         raise ValueError(f"z must be (N, D), got {tuple(z.shape)}")
     if z.shape[0] == 0 or z.shape[1] == 0:
         return _zero(z)
-    singular = torch.linalg.svdvals(_as_float(z))
+    z = _as_float(z)
+    finite = torch.isfinite(z).all()
+    singular = torch.linalg.svdvals(torch.where(torch.isfinite(z), z, 0.0))  # SVD refuses NaN
     total = singular.sum()
     # all-zero embeddings: a rank of 1, without a 0/0 (torch.where keeps it sync-free)
     p = torch.where(total > 0, singular / total.clamp_min(torch.finfo(total.dtype).tiny), 0.0)
     p = p + eps
     entropy = -(p * p.log()).sum()
-    return torch.where(total > 0, entropy.exp(), torch.ones_like(entropy))
+    rank = torch.where(total > 0, entropy.exp(), torch.ones_like(entropy))
+    return torch.where(finite, rank, torch.nan)
 
 
 def mean_cosine_similarity(pred: Tensor, target: Tensor) -> Tensor:

@@ -365,7 +365,8 @@ def train_pretrain(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]
                 ema.updates = epoch * steps_per_epoch
             best_score = progress.get("best_score", progress.get("best_probe_f1", -math.inf))
             best_knn_f1 = progress["best_knn_f1"]
-            best_rankme = progress.get("best_rankme", -math.inf)
+            # a checkpoint written before RankMe existed: its last epoch stands in
+            best_rankme = progress.get("best_rankme", progress["last"].get("rankme", -math.inf))
             best_epoch, best_encoder = progress["best_epoch"], progress["best_encoder"]
             last, last_eval = progress["last"], progress["last_eval"]
             stopped_early = progress["stopped_early"]
@@ -403,6 +404,10 @@ def train_pretrain(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]
                 ema.update(model)
             meter.update("ssl_loss", loss, 1)
             meter.update("retrieval_acc", hits, 1)
+        # A diverged run has NaN weights: say so now, before the embeddings of the
+        # evaluation (SVD, probe) fail on them with a less useful error. One sync an epoch.
+        if steps_per_epoch and not bool(torch.isfinite(loss)):
+            raise TrainingFailed("nan", f"SSL loss is {float(loss)} at epoch {epoch}")
 
         eval_model = ema.model if ema is not None else model
         val_z, val_proj = encode(eval_model, data.x_val, p.eval_batch_size, amp_dtype)
@@ -528,8 +533,8 @@ def train_pretrain(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]
     result: dict[str, float] = {
         **probe,
         "best_epoch": float(best_epoch),
-        "best_rankme": best_rankme,
-        "rankme": last["rankme"],
+        "best_rankme": best_rankme if math.isfinite(best_rankme) else math.nan,
+        "rankme": last.get("rankme", math.nan),
         "ssl_loss": last["ssl_loss"],
         "ssl_chance_loss": chance,
         "retrieval_acc": last["retrieval_acc"],

@@ -206,6 +206,18 @@ def test_roc_auc_by_hand() -> None:
     assert math.isnan(float(roc_auc(probs, torch.zeros(4, dtype=torch.long), 2)))
 
 
+def test_binary_roc_auc_keeps_the_order_of_confident_predictions() -> None:
+    """softmax rounds p0 to 1.0 past a margin of ~17; the log-probability margin does not."""
+    from sklearn.metrics import roc_auc_score
+
+    g = _gen(1)
+    y = torch.randint(0, 2, (400,), generator=g)
+    margin = torch.randn(400, generator=g) * 10 + 12.5 * (2 * y - 1).float()
+    logits = torch.stack([torch.zeros(400), margin], dim=1)
+    exact = roc_auc_score(y.numpy(), margin.double().numpy())
+    assert float(roc_auc(logits.log_softmax(dim=1), y, 2)) == pytest.approx(exact, abs=1e-6)
+
+
 @pytest.mark.parametrize("n_classes", [2, 3, 6])
 def test_roc_auc_matches_sklearn_with_ties_and_an_absent_class(n_classes: int) -> None:
     from sklearn.metrics import roc_auc_score

@@ -289,3 +289,26 @@ def test_a_test_score_needs_labelled_series_to_probe(tmp_path: Path) -> None:
     with pytest.raises(TrainingFailed, match="evaluate_test probes the embeddings") as info:
         train({**params, "epochs": 1, "evaluate_test": True})
     assert info.value.reason == "data"
+
+
+def test_a_diverged_run_fails_as_nan_before_its_embeddings_are_judged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """NaN weights made the SVD of RankMe (or the probe) raise a linear-algebra error."""
+    import trainers.pretrain as pretrain
+
+    real_step = torch.optim.AdamW.step
+
+    def poisoned_step(self: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> Any:
+        out = real_step(self, *args, **kwargs)  # type: ignore[arg-type]
+        with torch.no_grad():
+            for group in self.param_groups:
+                for param in group["params"]:
+                    param.fill_(math.nan)
+        return out
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", poisoned_step)
+    assert pretrain.rankme(torch.full((4, 3), math.nan)).isnan()
+    with pytest.raises(TrainingFailed, match="SSL loss is nan at epoch 1") as info:
+        train({**TINY, "epochs": 2})
+    assert info.value.reason == "nan"
