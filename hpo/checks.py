@@ -411,8 +411,13 @@ def _unreported_metric_problems(
         unreported = dict(schema.model_validate(fixed).unreported_metrics())  # type: ignore[attr-defined]
     except Exception:  # invalid params are reported elsewhere; a broken check is not ours
         return []
-    wanted = dict.fromkeys([*cfg.objective.names, cfg.objective.pruning_metric])
-    return [f"objective: {name}: {unreported[name]}" for name in wanted if name in unreported]
+    where = {name: "objective.metric" for name in cfg.objective.names}
+    if cfg.objective.metrics:
+        where = {name: "objective.metrics" for name in cfg.objective.names}
+    where.setdefault(cfg.objective.pruning_metric, "objective.prune_on")
+    return [
+        f"{key}: {name}: {unreported[name]}" for name, key in where.items() if name in unreported
+    ]
 
 
 INPUT_FIELDS = frozenset({"dataset", "data_dir", "init_from", "mode", "channel_adapter"})

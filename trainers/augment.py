@@ -578,7 +578,18 @@ def _parse_entry(entry: str | Mapping[str, float | str] | AugSpec) -> AugSpec:
     raise ValueError(f"augmentation entry must be a name or a mapping, got {entry!r}")
 
 
-_RECIPE_STEP = re.compile(r"\s*([A-Za-z_]\w*)\s*(?:\((.*)\))?\s*")
+_RECIPE_STEP = re.compile(r"\s*([A-Za-z_]\w*)\s*(?:\(([^()]*)\))?\s*")
+
+
+def _recipe_steps(text: str) -> list[str]:
+    """``text`` split at each ``+`` outside parentheses (``strength=1e+2`` stays whole)."""
+    steps, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "+" and depth == 0:
+            steps.append(text[start:i])
+            start = i + 1
+    return [*steps, text[start:]]
 
 
 def _parse_recipe(text: str) -> list[AugSpec]:
@@ -586,37 +597,44 @@ def _parse_recipe(text: str) -> list[AugSpec]:
 
     A search space can only offer strings, so a categorical of recipes is how a study
     compares sets of augmentations and their strengths. Parsed by a regular expression;
-    nothing in it is evaluated.
+    nothing in it is evaluated. Unknown names are reported before bad settings.
     """
-    matches = [_RECIPE_STEP.fullmatch(step) for step in text.split("+")]
-    steps = [m.groups() for m in matches if m is not None]
-    if not text.strip() or len(steps) < len(matches):
-        raise ValueError(
-            f"unknown augmentation policy {text!r}; allowed: {', '.join(sorted(POLICIES))}, "
-            "or augmentations joined by '+', such as 'jitter(strength=2, p=0.8) + scaling'"
-        )
-    specs = []
-    for name, args in steps:
-        if name not in AUGMENTATIONS and len(steps) == 1 and args is None:
+    policies = ", ".join(sorted(POLICIES))
+    if not text.strip():
+        raise ValueError(f"augmentation policy is empty; allowed: {policies}, or a recipe")
+    steps: list[tuple[str, str | None]] = []
+    for step in _recipe_steps(text):
+        match = _RECIPE_STEP.fullmatch(step)
+        if match is None:
             raise ValueError(
-                f"unknown augmentation policy {name!r}; allowed: "
-                f"{', '.join(sorted(POLICIES))}, or augmentations joined by '+' "
-                f"({', '.join(sorted(AUGMENTATIONS))})"
+                f"cannot read {step.strip()!r} in augmentation recipe {text!r}: write "
+                "name or name(strength=..., p=...), joined by '+'"
             )
-        if name not in AUGMENTATIONS:
-            raise _unknown("augmentation", name, list(AUGMENTATIONS))
-        entry: dict[str, float | str] = {"name": name}
-        for item in (args or "").split(","):
-            if not item.strip():
-                continue
-            key, sep, value = (part.strip() for part in item.partition("="))
-            if not sep or key not in ("p", "strength"):
-                raise ValueError(
-                    f"{name}: settings are p=... and strength=..., got {item.strip()!r}"
-                )
-            entry[key] = value
-        specs.append(_parse_entry(entry))
-    return specs
+        steps.append((match.group(1), match.group(2)))
+    if len(steps) == 1 and steps[0][1] is None and steps[0][0] not in AUGMENTATIONS:
+        raise ValueError(
+            f"unknown augmentation policy {steps[0][0]!r}; allowed: {policies}, or "
+            f"augmentations joined by '+' ({', '.join(sorted(AUGMENTATIONS))})"
+        )
+    unknown = [name for name, _ in steps if name not in AUGMENTATIONS]
+    if unknown:
+        raise _unknown("augmentation", unknown[0], list(AUGMENTATIONS))
+    return [_recipe_spec(name, args) for name, args in steps]
+
+
+def _recipe_spec(name: str, args: str | None) -> AugSpec:
+    """One step's ``strength=`` and ``p=`` (each at most once) as an :class:`AugSpec`."""
+    entry: dict[str, float | str] = {"name": name}
+    for item in (args or "").split(","):
+        if not item.strip():
+            continue
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or key not in ("p", "strength"):
+            raise ValueError(f"{name}: settings are p=... and strength=..., got {item.strip()!r}")
+        if key in entry:
+            raise ValueError(f"{name}: {key} is given twice")
+        entry[key] = value
+    return _parse_entry(entry)
 
 
 def parse_policy(policy: PolicyConfig) -> list[AugSpec]:

@@ -36,11 +36,12 @@ __all__ = [
     "DeviceAlignmentSplits",
     "DeviceSplits",
     "LengthPolicy",
+    "NpzLabels",
     "TimeSeriesSplits",
     "bundled_datasets",
-    "has_no_labels",
     "load_alignment_npz",
     "load_dataset",
+    "npz_labels",
     "source_fingerprint",
     "stratified_split",
 ]
@@ -423,21 +424,49 @@ def dataset_problem(name: str, data_dir: str | None) -> str | None:
     )
 
 
-def has_no_labels(name: str, data_dir: str | None) -> bool:
-    """Whether ``name`` is an ``.npz`` without ``y``, read from its list of members only.
+@dataclass(frozen=True)
+class NpzLabels:
+    """The labels an ``.npz`` holds, read without its series, for checks before a study."""
 
-    Checked before a study starts: a classifier cannot train on such a file, and a
-    pretraining study cannot be judged by a probe there.
+    has_y: bool
+    n_unlabeled: int  # NaN, or the unlabelled label, in y
+    n_labels: int
+    n_classes: int  # distinct labels among the labelled series of y
+    has_test: bool  # X_test
+    has_test_labels: bool  # y_test, with at least one label
+
+
+def npz_labels(
+    name: str, data_dir: str | None, unlabeled_label: int | str | None = None
+) -> NpzLabels | None:
+    """What :class:`NpzLabels` says of ``name``; None where it is no readable ``.npz``.
+
+    Only ``y`` and ``y_test`` are read (the series stay on disk), so ``hpo validate`` can
+    refuse a classifier on unlabelled data, or a probe with nothing to probe, before a
+    study fails every trial.
     """
     path = _resolve_path(name, data_dir)
     if path is None or not path.is_file() or path.suffix.lower() != ".npz":
-        return False
+        return None
+    rule = _LabelRule(True, unlabeled_label)
     try:
-        with zipfile.ZipFile(path) as archive:
-            members = set(archive.namelist())
-    except (OSError, zipfile.BadZipFile):
-        return False  # the reader says what is wrong with it
-    return "y.npy" not in members
+        with np.load(path, allow_pickle=False) as archive:
+            keys = set(archive.files)
+            y = np.asarray(archive["y"]).reshape(-1) if "y" in keys else None
+            y_test = np.asarray(archive["y_test"]).reshape(-1) if "y_test" in keys else None
+        unlabeled = rule.unlabeled(y) if y is not None else np.zeros(0, dtype=bool)
+        n_classes = len(np.unique(y[~unlabeled])) if y is not None else 0
+        test_labels = y_test is not None and not rule.unlabeled(y_test).all()
+    except Exception:  # unreadable, pickled, odd shapes: the reader says what is wrong
+        return None
+    return NpzLabels(
+        has_y=y is not None,
+        n_unlabeled=int(unlabeled.sum()),
+        n_labels=0 if y is None else len(y),
+        n_classes=n_classes,
+        has_test="X_test" in keys,
+        has_test_labels=bool(test_labels),
+    )
 
 
 def source_fingerprint(name: str, data_dir: str | None) -> tuple[Any, ...]:
@@ -672,15 +701,15 @@ def _read_npz(
 def _read_classification_npz(path: Path, load_test: bool) -> _Raw:
     """``X`` ``(n, C, T)`` and ``y``, optionally ``X_test``/``y_test``.
 
-    ``y`` may be absent (unlabelled series, for pretraining); :func:`_encode_labels` says
-    so where labels are needed.
+    ``y`` (and ``y_test``) may be absent (unlabelled series, for pretraining);
+    :func:`_encode_labels` says so where labels are needed.
     """
     arrays = _read_npz(path, required=("X",), optional=("y", "X_test", "y_test"))
     x_test = y_test = None
-    if "X_test" in arrays or "y_test" in arrays:
-        _require_pair(arrays, path, "X_test", "y_test")
-        if load_test:
-            x_test, y_test = _as_series(arrays["X_test"], path, "X_test"), arrays["y_test"]
+    if "y_test" in arrays and "X_test" not in arrays:
+        raise DataError(path, "has y_test but no X_test")
+    if "X_test" in arrays and load_test:  # y_test may be absent: unlabelled test series
+        x_test, y_test = _as_series(arrays["X_test"], path, "X_test"), arrays.get("y_test")
     x = _as_series(arrays["X"], path, "X")
     return _Raw(str(path), x, arrays.get("y"), x_test, y_test)
 
@@ -913,41 +942,52 @@ def _encode_labels(
 ) -> tuple[Int64Array, Int64Array | None, list[str]]:
     """Map labels of any type to ``0..K-1`` by sorted train labels; test must be a subset.
 
-    A series without a label (where the rule allows them) gets :data:`UNLABELED`.
+    Where the rule allows series without a label, they get :data:`UNLABELED`, an absent
+    ``y`` or ``y_test`` means all of them, and the classes are those of train and test
+    together (pretraining may see its only labels in the test split).
     """
-    n_train = _count(raw.x_train)
-    if raw.y_train is None:
-        if not rule.allow_unlabeled:
+    n_train, n_test = _count(raw.x_train), _count(raw.x_test) if with_test else 0
+    if n_train == 0:
+        raise DataError(raw.source, "train split is empty (no series)")
+    if not rule.allow_unlabeled:
+        if raw.y_train is None:
             raise DataError(
                 raw.source,
                 "has no labels (no array y); only mode: pretrain trains without labels",
             )
-        if n_train == 0:
-            raise DataError(raw.source, "train split is empty (no series)")
-        return np.full(n_train, UNLABELED, dtype=np.int64), None, []
-    allow_nan = rule.allow_unlabeled
-    y_train = _as_labels(raw.y_train, raw.source, "train labels", n_train, allow_nan=allow_nan)
-    if len(y_train) == 0:
-        raise DataError(raw.source, "train split is empty (no series)")
+        if with_test and raw.y_test is None:
+            raise DataError(raw.source, "has X_test but no y_test")
+    y_train = _optional_labels(raw.y_train, raw.source, "train labels", n_train, rule)
+    y_test = _optional_labels(raw.y_test, raw.source, "test labels", n_test, rule)
     unlabeled = rule.unlabeled(y_train)
-    classes = _sorted_labels(np.unique(y_train[~unlabeled]))
+    known = y_train[~unlabeled]
+    if rule.allow_unlabeled and with_test:
+        known = np.concatenate([known.astype(object), y_test[~rule.unlabeled(y_test)]])
+    classes = _sorted_labels(np.unique(known)) if len(known) else []
     if len(classes) < 2 and not rule.allow_unlabeled:
         raise DataError(raw.source, f"train labels have a single class {classes[0]!r}; need >= 2")
     lookup = {c: i for i, c in enumerate(classes)}
     names = [str((raw.label_names or {}).get(c, c)) for c in classes]
     encoded = _encode_masked(y_train, unlabeled, lookup)
-    if not with_test or raw.y_test is None:
+    if not with_test:
         return encoded, None, names
-    y_test = _as_labels(
-        raw.y_test, raw.source, "test labels", _count(raw.x_test), allow_nan=allow_nan
-    )
     test_unlabeled = rule.unlabeled(y_test)
     unseen = sorted(
         str(_key(v)) for v in np.unique(y_test[~test_unlabeled]) if _key(v) not in lookup
     )
     if unseen:
-        raise DataError(raw.source, f"test labels {unseen[:5]} never occur in train")
+        more = f" and {len(unseen) - 5} more" if len(unseen) > 5 else ""
+        raise DataError(raw.source, f"test labels {unseen[:5]}{more} never occur in train")
     return encoded, _encode_masked(y_test, test_unlabeled, lookup), names
+
+
+def _optional_labels(
+    y: np.ndarray | None, source: str, key: str, n_series: int, rule: _LabelRule
+) -> np.ndarray:
+    """:func:`_as_labels`, or NaN for every series where an array of labels is absent."""
+    if y is None:
+        return np.full(n_series, np.nan)
+    return _as_labels(y, source, key, n_series, allow_nan=rule.allow_unlabeled)
 
 
 def _encode_masked(

@@ -164,7 +164,8 @@ class ContrastiveParams(BaseModel):
 
     # --- augmentations ----------------------------------------------------------------
     augment: str | list[str | dict[str, Any]] = Field(
-        default="default", description="policy (none, weak, default, strong, simclr_ts) or a list"
+        default="default", description="policy (none, weak, default, strong, simclr_ts), a list, or a recipe "
+        "such as 'jitter(strength=2, p=0.8) + scaling'"
     )
     augment_strength: float = Field(default=1.0, ge=0.0, le=10.0)
     augment_p: float | None = Field(default=None, ge=0.0, le=1.0)
@@ -231,6 +232,12 @@ class ContrastiveParams(BaseModel):
             raise ValueError("mode: pretrain needs a self-supervised loss, not 'none'")
         if self.mode == "finetune" and not self.init_from:
             raise ValueError("mode: finetune needs init_from (an encoder checkpoint path)")
+        if self.monitor != "val_f1" and self.mode in ("pretrain", "align"):
+            raise ValueError(
+                f"monitor is read by mode: supervised and finetune; mode: {self.mode} keeps "
+                "the epoch with the best "
+                + ("probe_f1 (rankme without labels)" if self.mode == "pretrain" else "val_cosine")
+            )
         if self.unlabeled_label is not None and self.mode != "pretrain":
             raise ValueError(
                 "unlabeled_label is read only by mode: pretrain (the other modes need a "
@@ -291,42 +298,80 @@ class ContrastiveParams(BaseModel):
         """Inputs that are there but do not fit this configuration: ``{field: why}``.
 
         A fine-tuning checkpoint is read and compared with the data's channels and the
-        explicit architecture. It reads the data, so only ``hpo validate`` and a run ask
-        (a run reads the data anyway, and caches it for its trials).
+        explicit architecture; an ``.npz``'s labels are read (not its series). It reads
+        files, so only ``hpo validate`` and a run ask (a run reads the data anyway).
         """
-        if self.missing_inputs():
+        if self.missing_inputs() or self.mode == "align":
             return {}
-        from trainers.data import has_no_labels
+        misfits = self._label_misfits()
+        if self.mode == "finetune" and "dataset" not in misfits:
+            from trainers.finetune import checkpoint_misfit
 
-        if self.mode in ("supervised", "finetune") and has_no_labels(self.dataset, self.data_dir):
-            return {
-                "dataset": "has no labels (no array y); only mode: pretrain trains without labels"
-            }
-        if self.mode != "finetune":
+            misfit = checkpoint_misfit(self)
+            if misfit is not None:
+                misfits["init_from"] = misfit
+        return misfits
+
+    def _label_misfits(self) -> dict[str, str]:
+        """Labels an ``.npz`` lacks for this mode: every trial would fail on them."""
+        from trainers.data import npz_labels
+
+        labels = npz_labels(self.dataset, self.data_dir, self.unlabeled_label)
+        if labels is None:
             return {}
-        from trainers.finetune import checkpoint_misfit
-
-        misfit = checkpoint_misfit(self)
-        return {} if misfit is None else {"init_from": misfit}
+        misfits: dict[str, str] = {}
+        pretrain = self.mode == "pretrain"
+        if not pretrain and not labels.has_y:
+            misfits["dataset"] = (
+                "has no labels (no array y); only mode: pretrain trains without labels"
+            )
+        elif not pretrain and labels.n_unlabeled:
+            misfits["dataset"] = (
+                f"{labels.n_unlabeled} of {labels.n_labels} labels in y are NaN; only "
+                "mode: pretrain takes series without a label"
+            )
+        elif not pretrain and labels.has_test and not labels.has_test_labels:
+            misfits["dataset"] = "has X_test but no labels y_test for it"
+        if self.evaluate_test and not labels.has_test:
+            misfits["evaluate_test"] = f"{self.dataset} has no test split (X_test, y_test)"
+        elif (
+            self.evaluate_test
+            and pretrain
+            and not (labels.n_classes >= 2 and labels.has_test_labels)
+        ):
+            misfits["evaluate_test"] = (
+                "probes the embeddings on the test split, which needs labelled train and "
+                f"test series of at least two classes; {self.dataset} has not"
+            )
+        return misfits
 
     def unreported_metrics(self) -> dict[str, str]:
         """Metrics this configuration cannot report: ``{metric: why}``.
 
-        Pretraining on a file without labels has nothing to probe; a study that maximises
-        ``best_probe_f1`` there would fail every trial after training it. Reads no more than
-        an ``.npz``'s list of members.
+        Each mode reports its own metrics (``MODE_METRICS``), and pretraining on data with
+        fewer than two labelled classes has nothing to probe: a study that maximises
+        ``best_probe_f1`` there would fail every trial after training it. Reads no more
+        than an ``.npz``'s labels.
         """
+        own = MODE_METRICS[self.mode]
+        unreported = {
+            metric: f"mode: {self.mode} does not report it; it reports {', '.join(own)}"
+            for metric in dict.fromkeys(m for ms in MODE_METRICS.values() for m in ms)
+            if metric not in own
+        }
         if self.mode != "pretrain" or self.missing_inputs():
-            return {}
-        from trainers.data import has_no_labels
+            return unreported
+        from trainers.data import npz_labels
 
-        if not has_no_labels(self.dataset, self.data_dir):
-            return {}
+        labels = npz_labels(self.dataset, self.data_dir, self.unlabeled_label)
+        if labels is None or labels.n_classes >= 2:
+            return unreported
+        what = "no labels (no array y)" if not labels.has_y else "no two labelled classes"
         why = (
-            f"{self.dataset} has no labels (no array y), so pretraining has nothing to probe; "
-            "use best_rankme (the embeddings' effective rank) or add labels"
+            f"{self.dataset} has {what}, so pretraining has nothing to probe; judge it by "
+            "best_rankme (the embeddings' effective rank; prune on rankme) or add labels"
         )
-        return dict.fromkeys(LABELLED_PRETRAIN_METRICS, why)
+        return {**unreported, **dict.fromkeys(LABELLED_PRETRAIN_METRICS, why)}
 
     def unused_params(self) -> frozenset[str]:
         """Fields this configuration never reads: changing them trains exactly alike.
@@ -365,6 +410,76 @@ class ContrastiveParams(BaseModel):
             }
         return set() if self.use_dim_reduction else {"reduction_dim"}
 
+
+_RUN_METRICS = (
+    "best_epoch",
+    "epochs_run",
+    "n_params",
+    "train_seconds",
+    "lr",
+    "epoch_seconds",
+    "peak_memory_mb",
+    "retrieval_acc",
+)
+_CLASSIFIER_METRICS = (
+    "best_val_f1",
+    "final_val_f1",
+    "val_f1",
+    "val_accuracy",
+    "val_auc",
+    "val_loss",
+    "best_val_loss",
+    "best_val_accuracy",
+    "best_val_auc",
+    "train_loss",
+    "train_ce",
+    "train_contrastive",
+    "embedding_diversity",
+    "test_f1",
+    "test_accuracy",
+    "test_auc",
+)
+MODE_METRICS: dict[str, tuple[str, ...]] = {
+    "supervised": (*_CLASSIFIER_METRICS, *_RUN_METRICS),
+    "finetune": (*_CLASSIFIER_METRICS, *_RUN_METRICS),
+    "pretrain": (
+        "best_probe_f1",
+        "probe_f1",
+        "probe_accuracy",
+        "best_knn_f1",
+        "knn_f1",
+        "knn_accuracy",
+        "best_rankme",
+        "rankme",
+        "silhouette",
+        "ssl_loss",
+        "ssl_chance_loss",
+        "retrieval_chance",
+        "per_dim_std",
+        "embedding_diversity",
+        "effective_batch",
+        "test_probe_f1",
+        "test_knn_f1",
+        *_RUN_METRICS,
+    ),
+    "align": (
+        "best_val_cosine",
+        "val_cosine",
+        "best_val_retrieval_acc",
+        "val_retrieval_acc",
+        "val_mse",
+        "val_loss",
+        "train_cosine",
+        "train_loss",
+        "retrieval_chance",
+        "test_cosine",
+        "test_mse",
+        "test_retrieval_acc",
+        *_RUN_METRICS,
+    ),
+}
+"""What each mode reports (per epoch or in its result): an objective from another mode
+would fail every trial after training it (a test runs each mode against this table)."""
 
 LABELLED_PRETRAIN_METRICS = (
     "probe_f1",

@@ -679,22 +679,69 @@ def test_data_without_labels_is_refused_where_labels_are_needed(tmp_path: Path) 
         "trains without labels"
     ]
     data["trainer"]["params"].update({"mode": "pretrain", "loss": "infonce"})
+    data["trainer"]["params"].pop("monitor", None)  # read by the classifier modes only
     data["space"] = {"temperature": {"type": "float", "low": 0.05, "high": 0.2}}
     data["objective"] = {"metric": "best_probe_f1", "prune_on": "probe_f1"}
     study.write_text(yaml.safe_dump(data))
     result = runner.invoke(app, ["validate", str(study)])
     why = (
         f"{tmp_path}/x.npz has no labels (no array y), so pretraining has nothing to probe; "
-        "use best_rankme (the embeddings' effective rank) or add labels"
+        "judge it by best_rankme (the embeddings' effective rank; prune on rankme) or add labels"
     )
     assert result.exit_code == 2
     assert _error_lines(result.stderr) == [
-        f"error: objective: best_probe_f1: {why}",
-        f"error: objective: probe_f1: {why}",
+        f"error: objective.metric: best_probe_f1: {why}",
+        f"error: objective.prune_on: probe_f1: {why}",
     ]
     data["objective"] = {"metric": "best_rankme", "prune_on": "rankme"}
     study.write_text(yaml.safe_dump(data))
     assert runner.invoke(app, ["validate", str(study)]).exit_code == 0
+    # a metric of another mode, or a test score with no test split, failed after training
+    data["objective"] = {"metric": "best_val_auc"}
+    data["trainer"]["params"]["evaluate_test"] = True
+    study.write_text(yaml.safe_dump(data))
+    lines = _error_lines(runner.invoke(app, ["validate", str(study)]).stderr)
+    assert (
+        lines[0]
+        == f"error: trainer.params.evaluate_test: {tmp_path}/x.npz has no test split (X_test, y_test)"
+    )
+    assert lines[1].startswith(
+        "error: objective.metric: best_val_auc: mode: pretrain does not report it; it reports "
+        "best_probe_f1, probe_f1,"
+    )
+    assert len(lines) == 2
+
+
+def test_labels_a_classifier_cannot_train_on_are_refused(tmp_path: Path) -> None:
+    import numpy as np
+
+    x = np.random.default_rng(0).normal(size=(40, 2, 16))
+    labels = np.tile([0.0, 1.0, np.nan, np.nan], 10)
+    np.savez(tmp_path / "nan.npz", X=x, y=labels)
+    np.savez(tmp_path / "notest.npz", X=x, y=np.tile([0, 1], 20), X_test=x[:4])
+    data = yaml.safe_load(BASE_TEXTS["quickstart.yaml"])
+    study = tmp_path / "study.yaml"
+    for name, why in [
+        (
+            "nan.npz",
+            "20 of 40 labels in y are NaN; only mode: pretrain takes series without a label",
+        ),
+        ("notest.npz", "has X_test but no labels y_test for it"),
+    ]:
+        data["trainer"]["params"]["dataset"] = str(tmp_path / name)
+        study.write_text(yaml.safe_dump(data))
+        result = runner.invoke(app, ["validate", str(study)])
+        assert result.exit_code == 2
+        assert _error_lines(result.stderr) == [f"error: trainer.params.dataset: {why}"]
+    data["trainer"]["params"].update({"dataset": "BasicMotions", "mode": "pretrain"})
+    data["trainer"]["params"].update({"loss": "infonce", "monitor": "val_auc"})
+    data["objective"] = {"metric": "best_probe_f1"}
+    data["space"] = {}
+    study.write_text(yaml.safe_dump(data))
+    assert _error_lines(runner.invoke(app, ["validate", str(study)]).stderr) == [
+        "error: trainer.params: monitor is read by mode: supervised and finetune; mode: "
+        "pretrain keeps the epoch with the best probe_f1 (rankme without labels)"
+    ]
 
 
 @given(

@@ -430,6 +430,10 @@ def test_a_recipe_string_is_the_list_it_spells() -> None:
         AugSpec("time_warp"),
     ]
     assert parse_policy("scaling") == [AugSpec("scaling")]  # one augmentation alone
+    assert parse_policy("jitter(strength=1e+1)+flip") == [
+        AugSpec("jitter", strength=10.0),
+        AugSpec("flip"),
+    ]
     assert Augmenter.from_config("jitter(strength=2)", strength=0.5).specs == (
         AugSpec("jitter", strength=1.0),
     )
@@ -444,7 +448,10 @@ def test_a_recipe_string_is_the_list_it_spells() -> None:
         ("jitter(name=flip)", r"settings are p=... and strength=..., got 'name=flip'"),
         ("jitter(p=often)", r"jitter: p and strength must be numbers"),
         ("jitter(p=2)", r"jitter: p must be in \[0, 1\]"),
-        ("jitter +", r"unknown augmentation policy 'jitter \+'"),
+        ("jitter +", r"cannot read '' in augmentation recipe 'jitter \+'"),
+        ("jitter(strength=2", r"cannot read 'jitter\(strength=2' in augmentation recipe"),
+        ("jitter(strength=2, strength=3)", r"jitter: strength is given twice"),
+        ("jitter(p=1.8) + scalling", r"unknown augmentation 'scalling'"),  # names first
         ("__import__('os')", r"unknown augmentation '__import__'; allowed: blockout"),
     ],
 )

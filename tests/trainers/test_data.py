@@ -14,9 +14,9 @@ from trainers.data import (
     DataError,
     TimeSeriesSplits,
     bundled_datasets,
-    has_no_labels,
     load_alignment_npz,
     load_dataset,
+    npz_labels,
     stratified_split,
 )
 from trainers.synthetic import HAR_CHANNELS, HAR_CLASSES
@@ -368,7 +368,8 @@ def test_npz_without_labels_loads_only_where_unlabelled_series_are_allowed(
 ) -> None:
     path = tmp_path / "x.npz"
     np.savez(path, X=np.random.default_rng(0).normal(size=(10, 2, 8)))
-    assert has_no_labels(str(path), None)
+    labels = npz_labels(str(path), None)
+    assert labels is not None and not labels.has_y and labels.n_classes == 0
     _error("has no labels", load_dataset, str(path))
     splits = load_dataset(str(path), allow_unlabeled=True, val_fraction=0.2)
     assert splits.class_names == []
@@ -394,6 +395,33 @@ def test_nan_and_the_unlabeled_label_mark_series_without_a_label(tmp_path: Path)
     splits = load_dataset(str(tmp_path / "marked.npz"), allow_unlabeled=True, unlabeled_label="?")
     assert splits.class_names == ["run", "walk"]
     assert splits.y_test is not None and list(splits.y_test) == [0, UNLABELED, 0, UNLABELED]
+
+
+def test_pretraining_data_may_have_labels_only_in_its_test_split(tmp_path: Path) -> None:
+    x = np.random.default_rng(0).normal(size=(12, 1, 6))
+    np.savez(tmp_path / "t.npz", X=x, X_test=x[:4], y_test=np.array(["a", "b", "c", "a"]))
+    _error("has no labels", load_dataset, str(tmp_path / "t.npz"))
+    splits = load_dataset(str(tmp_path / "t.npz"), allow_unlabeled=True)
+    assert splits.class_names == ["a", "b", "c"]  # known from the test split
+    assert splits.y_test is not None and list(splits.y_test) == [0, 1, 2, 0]
+    np.savez(tmp_path / "u.npz", X=x, y=np.array([0, 1] * 6), X_test=x[:4])
+    _error("has X_test but no y_test", load_dataset, str(tmp_path / "u.npz"))
+    unlabelled_test = load_dataset(str(tmp_path / "u.npz"), allow_unlabeled=True).y_test
+    assert unlabelled_test is not None and set(unlabelled_test) == {UNLABELED}
+    summary = npz_labels(str(tmp_path / "u.npz"), None)
+    assert summary is not None and summary.has_test and not summary.has_test_labels
+
+
+def test_unseen_test_labels_say_how_many_more(tmp_path: Path) -> None:
+    x = np.zeros((4, 1, 5))
+    np.savez(
+        tmp_path / "m.npz", X=x, y=[0, 1, 0, 1], X_test=np.zeros((8, 1, 5)), y_test=range(2, 10)
+    )
+    _error(
+        r"test labels \['2', '3', '4', '5', '6'\] and 3 more never occur",
+        load_dataset,
+        str(tmp_path / "m.npz"),
+    )
 
 
 def test_minus_one_is_a_class_unless_it_is_named_the_unlabeled_label(tmp_path: Path) -> None:

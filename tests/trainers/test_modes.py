@@ -52,3 +52,39 @@ def test_study_files_validate(name: str) -> None:
         assert all(any(m in p for m in missing) for p in exc.problems), exc.problems
         return
     assert cfg.trainer.name == "contrastive"
+
+
+def test_each_mode_reports_exactly_its_metrics(tmp_path: Path) -> None:
+    """MODE_METRICS is what `hpo validate` checks an objective against: it must be true."""
+    import subprocess
+    import sys
+
+    from trainers import RecordingReporter
+    from trainers.contrastive import train
+    from trainers.params import MODE_METRICS
+
+    base = {
+        "dataset": "synthetic_har",
+        "synthetic_n_train": 120,
+        "synthetic_n_test": 30,
+        "model": "conv",
+        "dim": 16,
+        "epochs": 1,
+        "device": "cpu",
+        "evaluate_test": True,
+    }
+    align_file = tmp_path / "align.npz"
+    subprocess.run([sys.executable, "-m", "trainers.align", str(align_file)], check=True)
+    runs = {
+        "supervised": {},
+        "pretrain": {"mode": "pretrain", "loss": "infonce", "save_dir": str(tmp_path / "pre")},
+        "finetune": {"mode": "finetune", "init_from": str(tmp_path / "pre")},
+        "align": {"mode": "align", "dataset": str(align_file), "loss": "cosine"},
+    }
+    for mode, overrides in runs.items():
+        reporter = RecordingReporter()
+        result = train({**base, **overrides}, reporter)
+        reported = set(result).union(*(set(m) for _, m in reporter.history))
+        assert reported == set(MODE_METRICS[mode]), mode
+    declared = set(resolve_trainer("contrastive").fn.result_metrics)  # type: ignore[attr-defined]
+    assert declared == {m for metrics in MODE_METRICS.values() for m in metrics}
