@@ -164,8 +164,9 @@ class ContrastiveParams(BaseModel):
 
     # --- augmentations ----------------------------------------------------------------
     augment: str | list[str | dict[str, Any]] = Field(
-        default="default", description="policy (none, weak, default, strong, simclr_ts), a list, or a recipe "
-        "such as 'jitter(strength=2, p=0.8) + scaling'"
+        default="default",
+        description="policy (none, weak, default, strong, simclr_ts), a list, or a recipe "
+        "such as 'jitter(strength=2, p=0.8) + scaling'",
     )
     augment_strength: float = Field(default=1.0, ge=0.0, le=10.0)
     augment_p: float | None = Field(default=None, ge=0.0, le=1.0)
