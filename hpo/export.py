@@ -25,6 +25,12 @@ def export_text(cfg: StudyConfig) -> str:
             f"run(s) at fresh seeds, the best of {confirmed['finalists']} finalists.\n"
         )
     header += "# Retrain it outside the study:  hpo train THIS_FILE --evaluate-test\n"
+    for key in ("save_dir", "artifact_dir"):
+        if data["params"].get(key):
+            header += (
+                f"# {key} {data['params'][key]!r} is where the trial wrote (at its seed): a "
+                f"retrain writes there too; --set params.{key}=... keeps the trial's files.\n"
+            )
     return header + dump_yaml(data, sort_keys=False, allow_unicode=True)
 
 

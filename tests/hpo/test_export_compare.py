@@ -112,6 +112,45 @@ def test_outputs_never_replace_the_study_its_storage_or_a_database(
     assert not (Path.cwd() / "-").exists()
 
 
+def test_an_export_says_where_a_retrain_would_write(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The exported save_dir is the trial's own folder: a retrain wrote over its encoder."""
+    runs = tmp_path / "runs"
+    params = {
+        "dataset": "synthetic_har",
+        "synthetic_n_train": 60,
+        "synthetic_n_test": 12,
+        "model": "conv",
+        "dim": 8,
+        "epochs": 1,
+        "device": "cpu",
+        "save_dir": f"{runs}/{{seed}}",
+    }
+    data = analytic_study(
+        budget={"n_trials": 1},
+        trainer={"name": "contrastive", "params": params},
+        objective={"metric": "best_val_f1"},
+        pruner={"name": "none"},
+        artifacts={"enabled": False},
+        space={"lr": {"type": "float", "low": 1e-3, "high": 2e-3}},
+    )
+    path = write_study(data)
+    run_study(load_study_config(path))
+    text = export_best(load_study_config(path), tmp_path / "best.yaml").read_text()
+    (trial_dir,) = runs.iterdir()
+    assert (
+        f"# save_dir '{runs}/{{seed}}' is where the trial wrote (at its seed): a retrain "
+        "writes there too; --set params.save_dir=... keeps the trial's files." in text
+    )
+    before = (trial_dir / "encoder.pt").read_bytes()
+    other = tmp_path / "retrain"
+    trained = _hpo("train", str(tmp_path / "best.yaml"), "--set", f"params.save_dir={other}")
+    assert trained.exit_code == 0, trained.stderr
+    assert (other / "encoder.pt").is_file()
+    assert (trial_dir / "encoder.pt").read_bytes() == before
+
+
 def test_export_before_any_completed_trial_is_an_error(write_study: Callable[..., Path]) -> None:
     path = write_study(
         analytic_study(
