@@ -142,7 +142,7 @@ class TrialReporter:
         self.history.append((self.last_step, self.last_metrics))
         value = metrics.get(self.metric)
         if not _finite(value):
-            if not self._warned_missing:
+            if not self._warned_missing and self._prunes():
                 logger.warning(
                     "trial %d: report at step %d has no finite %r; pruning skips it",
                     self.trial.number,
@@ -163,6 +163,12 @@ class TrialReporter:
             should_prune = not at_end and self.prune_trial.should_prune()
         if should_prune:
             raise Pruned(f"pruned at step {step} with {self.metric}={value:.6g}")
+
+
+    def _prunes(self) -> bool:
+        """Whether a pruner reads the reports (``pruner: none`` skips nothing worth a word)."""
+        study = (self.prune_trial or self.trial).study
+        return not isinstance(study.pruner, optuna.pruners.NopPruner)
 
 
 def _metric_attrs(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:

@@ -155,3 +155,16 @@ def test_experimental_components_build_without_a_warning_line() -> None:
         build_pruner("wilcoxon", {})
         build_pruner("patient", {"patience": 1})
         build_sampler("nsga3", {}, seed=0, space={})
+
+
+@pytest.mark.parametrize(("pruner", "warned"), [(optuna.pruners.NopPruner(), False), (None, True)])
+def test_a_report_without_the_pruning_metric_is_worth_a_word_only_to_a_pruner(
+    pruner: optuna.pruners.BasePruner | None, warned: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    from hpo.objective import TrialReporter
+
+    study = optuna.create_study(pruner=pruner or optuna.pruners.MedianPruner())
+    reporter = TrialReporter(study.ask(), "probe_f1")
+    with caplog.at_level("WARNING", logger="hpo.objective"):
+        reporter.report(1, {"ssl_loss": 1.0})  # an epoch without a probe
+    assert ("pruning skips it" in caplog.text) is warned
