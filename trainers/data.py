@@ -960,6 +960,12 @@ def _encode_labels(
     y_train = _optional_labels(raw.y_train, raw.source, "train labels", n_train, rule)
     y_test = _optional_labels(raw.y_test, raw.source, "test labels", n_test, rule)
     unlabeled = rule.unlabeled(y_train)
+    if rule.unlabeled_label is not None and raw.y_train is not None and not unlabeled.any():
+        warnings.warn(
+            f"{raw.source}: unlabeled_label {rule.unlabeled_label!r} marks no train series "
+            "(a value of another type, '-1' for -1?)",
+            stacklevel=2,
+        )
     known = y_train[~unlabeled]
     if rule.allow_unlabeled and with_test:
         known = np.concatenate([known.astype(object), y_test[~rule.unlabeled(y_test)]])

@@ -424,6 +424,12 @@ def test_unseen_test_labels_say_how_many_more(tmp_path: Path) -> None:
     )
 
 
+def test_an_unlabeled_label_that_marks_nothing_is_worth_a_warning(tmp_path: Path) -> None:
+    np.savez(tmp_path / "w.npz", X=np.zeros((6, 1, 4)), y=np.array([0, 1] * 3))
+    with pytest.warns(UserWarning, match=r"unlabeled_label '-1' marks no train series"):
+        load_dataset(str(tmp_path / "w.npz"), allow_unlabeled=True, unlabeled_label="-1")
+
+
 def test_minus_one_is_a_class_unless_it_is_named_the_unlabeled_label(tmp_path: Path) -> None:
     """UCR's binary sets label their classes -1 and 1: only an explicit rule hides one."""
     x = np.random.default_rng(0).normal(size=(8, 1, 6))
