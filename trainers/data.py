@@ -943,8 +943,9 @@ def _encode_labels(
     """Map labels of any type to ``0..K-1`` by sorted train labels; test must be a subset.
 
     Where the rule allows series without a label, they get :data:`UNLABELED`, an absent
-    ``y`` or ``y_test`` means all of them, and the classes are those of train and test
-    together (pretraining may see its only labels in the test split).
+    ``y`` or ``y_test`` means all of them, and a test label train never has is one more
+    unlabelled test series (with a warning): the classes, and the model's class count,
+    come from the train split alone.
     """
     n_train, n_test = _count(raw.x_train), _count(raw.x_test) if with_test else 0
     if n_train == 0:
@@ -967,8 +968,6 @@ def _encode_labels(
             stacklevel=2,
         )
     known = y_train[~unlabeled]
-    if rule.allow_unlabeled and with_test:
-        known = np.concatenate([known.astype(object), y_test[~rule.unlabeled(y_test)]])
     classes = _sorted_labels(np.unique(known)) if len(known) else []
     if len(classes) < 2 and not rule.allow_unlabeled:
         raise DataError(raw.source, f"train labels have a single class {classes[0]!r}; need >= 2")
@@ -978,12 +977,18 @@ def _encode_labels(
     if not with_test:
         return encoded, None, names
     test_unlabeled = rule.unlabeled(y_test)
-    unseen = sorted(
-        str(_key(v)) for v in np.unique(y_test[~test_unlabeled]) if _key(v) not in lookup
-    )
+    unseen_values = [v for v in np.unique(y_test[~test_unlabeled]) if _key(v) not in lookup]
+    unseen = sorted(str(_key(v)) for v in unseen_values)
     if unseen:
         more = f" and {len(unseen) - 5} more" if len(unseen) > 5 else ""
-        raise DataError(raw.source, f"test labels {unseen[:5]}{more} never occur in train")
+        if not rule.allow_unlabeled:
+            raise DataError(raw.source, f"test labels {unseen[:5]}{more} never occur in train")
+        warnings.warn(
+            f"{raw.source}: test labels {unseen[:5]}{more} never occur in train; "
+            "their series are left out of the test probe",
+            stacklevel=2,
+        )
+        test_unlabeled = test_unlabeled | np.isin(y_test, np.array(unseen_values, dtype=object))
     return encoded, _encode_masked(y_test, test_unlabeled, lookup), names
 
 

@@ -397,13 +397,24 @@ def test_nan_and_the_unlabeled_label_mark_series_without_a_label(tmp_path: Path)
     assert splits.y_test is not None and list(splits.y_test) == [0, UNLABELED, 0, UNLABELED]
 
 
-def test_pretraining_data_may_have_labels_only_in_its_test_split(tmp_path: Path) -> None:
+def test_pretraining_leaves_test_labels_train_never_has_out(tmp_path: Path) -> None:
+    """The classes (and the model's class count) come from train alone, never from test."""
     x = np.random.default_rng(0).normal(size=(12, 1, 6))
     np.savez(tmp_path / "t.npz", X=x, X_test=x[:4], y_test=np.array(["a", "b", "c", "a"]))
     _error("has no labels", load_dataset, str(tmp_path / "t.npz"))
-    splits = load_dataset(str(tmp_path / "t.npz"), allow_unlabeled=True)
-    assert splits.class_names == ["a", "b", "c"]  # known from the test split
-    assert splits.y_test is not None and list(splits.y_test) == [0, 1, 2, 0]
+    with pytest.warns(UserWarning, match=r"test labels \['a', 'b', 'c'\] never occur in train"):
+        splits = load_dataset(str(tmp_path / "t.npz"), allow_unlabeled=True)
+    assert splits.class_names == []
+    assert splits.y_test is not None and set(splits.y_test) == {UNLABELED}
+    np.savez(tmp_path / "m.npz", X=x, y=[1, 2] * 6, X_test=x[:4], y_test=[1, 3, 2, 1])
+    with pytest.warns(UserWarning, match=r"test labels \['3'\] never occur in train"):
+        extra = load_dataset(str(tmp_path / "m.npz"), allow_unlabeled=True)
+    assert extra.class_names == ["1", "2"]
+    assert extra.y_test is not None and list(extra.y_test) == [0, UNLABELED, 1, 0]
+    # labels of another type (strings for ints) are other labels, not a crash
+    np.savez(tmp_path / "s.npz", X=x, y=[1, 2] * 6, X_test=x[:4], y_test=["1", "2"] * 2)
+    with pytest.warns(UserWarning, match=r"test labels \['1', '2'\] never occur in train"):
+        load_dataset(str(tmp_path / "s.npz"), allow_unlabeled=True)
     np.savez(tmp_path / "u.npz", X=x, y=np.array([0, 1] * 6), X_test=x[:4])
     _error("has X_test but no y_test", load_dataset, str(tmp_path / "u.npz"))
     unlabelled_test = load_dataset(str(tmp_path / "u.npz"), allow_unlabeled=True).y_test
