@@ -164,7 +164,6 @@ class TrialReporter:
         if should_prune:
             raise Pruned(f"pruned at step {step} with {self.metric}={value:.6g}")
 
-
     def _prunes(self) -> bool:
         """Whether a pruner reads the reports (``pruner: none`` skips nothing worth a word)."""
         study = (self.prune_trial or self.trial).study
