@@ -212,6 +212,18 @@ class ContrastiveParams(BaseModel):
             raise ValueError(f"must be auto, cpu, cuda, cuda:N, mps or xpu (got {value!r})")
         return value
 
+    @field_validator("save_dir")
+    @classmethod
+    def _placeholders_known(cls, value: str | None) -> str | None:
+        """An unknown ``{name}`` failed every trial when the folder was made; refuse it here."""
+        unknown = sorted(set(re.findall(r"\{(\w+)\}", value or "")) - set(cls.model_fields))
+        if unknown:
+            raise ValueError(
+                f"unknown placeholder {{{unknown[0]}}}; placeholders are parameter names, "
+                "such as {seed} or {loss}"
+            )
+        return value
+
     @field_validator("augment")
     @classmethod
     def _augment_known(

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+from pydantic import ValidationError
 
 from trainers import RecordingReporter, TrainingFailed
 from trainers.checkpoints import (
@@ -144,8 +145,13 @@ def test_atomic_save_leaves_no_temporary_files(tmp_path: Path) -> None:
 def test_save_dir_placeholders() -> None:
     p = ContrastiveParams(save_dir="runs/{loss}/{seed}", seed=3)
     assert resolve_save_dir(p) == Path("runs/infonce/3")
+    # the schema refuses an unknown one up front (it failed every trial of a study) ...
+    with pytest.raises(ValidationError, match=r"unknown placeholder \{trial\}"):
+        ContrastiveParams(save_dir="runs/{trial}")
+    # ... and params built without validation still get the one-line failure
+    unchecked = ContrastiveParams().model_copy(update={"save_dir": "runs/{trial}"})
     with pytest.raises(TrainingFailed, match="unknown placeholder"):
-        resolve_save_dir(ContrastiveParams(save_dir="runs/{trial}"))
+        resolve_save_dir(unchecked)
 
 
 def test_a_checkpoint_from_before_attn_dropout_ran_at_dropout(tmp_path: Path) -> None:
