@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from trainers.params import ContrastiveParams
+from trainers.params import SAVE_DIR_PLACEHOLDER, ContrastiveParams
 from trainers.reporter import TrainingFailed, one_line
 from trainers.schedules import PLATEAU_THRESHOLD, Schedule
 
@@ -82,7 +82,6 @@ RESUME_MAY_DIFFER = frozenset(
 (``epochs`` does when the LR schedule depends on it; that case is warned about)."""
 
 _EPOCH_DEPENDENT_SCHEDULES = frozenset({"warmup_cosine"})
-_PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
 def resolve_save_dir(p: ContrastiveParams) -> Path | None:
@@ -105,7 +104,7 @@ def resolve_save_dir(p: ContrastiveParams) -> Path | None:
             )
         return str(values[name])
 
-    return Path(_PLACEHOLDER.sub(fill, p.save_dir)).expanduser()
+    return Path(SAVE_DIR_PLACEHOLDER.sub(fill, p.save_dir)).expanduser()
 
 
 def make_dir(path: Path, field: str) -> Path:

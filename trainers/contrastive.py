@@ -745,7 +745,7 @@ def train_supervised(
 
 
 train.params_schema = ContrastiveParams  # type: ignore[attr-defined]
-train.result_metrics = tuple(dict.fromkeys((*RESULT_METRICS, *PER_EPOCH_METRICS)))  # type: ignore[attr-defined]
+train.result_metrics = RESULT_METRICS  # type: ignore[attr-defined]
 
 
 def main(argv: list[str] | None = None) -> int:

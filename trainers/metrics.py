@@ -330,15 +330,15 @@ def rankme(z: Tensor, eps: float = 1e-7) -> Tensor:
     if z.shape[0] == 0 or z.shape[1] == 0:
         return _zero(z)
     z = _as_float(z)
-    finite = torch.isfinite(z).all()
-    singular = torch.linalg.svdvals(torch.where(torch.isfinite(z), z, 0.0))  # SVD refuses NaN
+    finite = torch.isfinite(z)
+    singular = torch.linalg.svdvals(torch.where(finite, z, 0.0))  # SVD refuses NaN
     total = singular.sum()
     # all-zero embeddings: a rank of 1, without a 0/0 (torch.where keeps it sync-free)
     p = torch.where(total > 0, singular / total.clamp_min(torch.finfo(total.dtype).tiny), 0.0)
     p = p + eps
     entropy = -(p * p.log()).sum()
     rank = torch.where(total > 0, entropy.exp(), torch.ones_like(entropy))
-    return torch.where(finite, rank, torch.nan)
+    return torch.where(finite.all(), rank, torch.nan)
 
 
 def mean_cosine_similarity(pred: Tensor, target: Tensor) -> Tensor:

@@ -23,6 +23,9 @@ LABEL_FREE_LOSSES = ("infonce", "barlow_twins", "vicreg", "cosine", "mse", "cosi
 ALIGN_LOSSES = ("mse", "cosine", "cosine_mse", "infonce")
 ALIGN_INFONCE_MIN_BATCH = 16
 
+SAVE_DIR_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+"""A ``{name}`` in ``save_dir``, filled with that parameter's value (``runs/{seed}``)."""
+
 DEVICE_PATTERN = re.compile(r"auto|cpu|(cuda|mps|xpu)(:\d+)?")
 """Devices :func:`trainers.contrastive.resolve_device` takes; checked by form only, since
 ``hpo validate`` may run on a machine without the GPU its workers have."""
@@ -216,7 +219,7 @@ class ContrastiveParams(BaseModel):
     @classmethod
     def _placeholders_known(cls, value: str | None) -> str | None:
         """An unknown ``{name}`` failed every trial when the folder was made; refuse it here."""
-        unknown = sorted(set(re.findall(r"\{(\w+)\}", value or "")) - set(cls.model_fields))
+        unknown = sorted(set(SAVE_DIR_PLACEHOLDER.findall(value or "")) - set(cls.model_fields))
         if unknown:
             raise ValueError(
                 f"unknown placeholder {{{unknown[0]}}}; placeholders are parameter names, "
@@ -369,7 +372,7 @@ class ContrastiveParams(BaseModel):
         own = MODE_METRICS[self.mode]
         unreported = {
             metric: f"mode: {self.mode} does not report it; it reports {', '.join(own)}"
-            for metric in dict.fromkeys(m for ms in MODE_METRICS.values() for m in ms)
+            for metric in RESULT_METRICS
             if metric not in own
         }
         if self.mode != "pretrain" or self.missing_inputs():
@@ -517,50 +520,5 @@ SCHEDULE_KNOBS: dict[str, frozenset[str]] = {
 SCHEDULE_KNOBS_ALL = frozenset().union(*SCHEDULE_KNOBS.values())
 
 
-RESULT_METRICS = (
-    "best_val_f1",
-    "best_epoch",
-    "final_val_f1",
-    "val_f1",
-    "val_accuracy",
-    "val_loss",
-    "best_val_loss",
-    "train_loss",
-    "n_params",
-    "train_seconds",
-    "epochs_run",
-    "test_f1",
-    "test_accuracy",
-    "test_auc",
-    "val_auc",
-    "best_val_auc",
-    "best_val_accuracy",
-    "probe_f1",
-    "best_probe_f1",
-    "knn_f1",
-    "knn_accuracy",
-    "ssl_loss",
-    "val_cosine",
-    "best_val_cosine",
-    "val_retrieval_acc",
-    "val_mse",
-    # SSL pretraining (mode: pretrain); per-epoch reports and results
-    "probe_accuracy",
-    "best_knn_f1",
-    "ssl_chance_loss",
-    "retrieval_chance",
-    "per_dim_std",
-    "silhouette",
-    "embedding_diversity",
-    "effective_batch",
-    "test_probe_f1",
-    "test_knn_f1",
-    "rankme",
-    "best_rankme",
-    # alignment (mode: align)
-    "train_cosine",
-    "best_val_retrieval_acc",
-    "test_cosine",
-    "test_mse",
-    "test_retrieval_acc",
-)
+RESULT_METRICS = tuple(dict.fromkeys(m for metrics in MODE_METRICS.values() for m in metrics))
+"""Every metric some mode reports: what a study's objective may name at all."""
