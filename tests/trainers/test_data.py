@@ -579,7 +579,7 @@ def test_data_error_is_a_value_error_with_one_line() -> None:
 def test_a_channel_unobserved_in_train_is_left_unscaled_elsewhere() -> None:
     # NaN in every training series (observed only in validation): no statistics to scale
     # by, so its values pass through, not divided by the std floor.
-    from trainers.data import _standardise as standardise
+    from trainers.data.cleaning import _standardise as standardise
 
     x_train = np.stack([np.ones((4, 5)), np.full((4, 5), np.nan)], axis=1).astype(np.float32)
     x_val = np.stack([np.ones((2, 5)), np.full((2, 5), 0.5)], axis=1).astype(np.float32)

@@ -1,0 +1,13 @@
+"""Array and option types the loader's modules share, named once so their signatures agree."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+LengthPolicy = Literal["resample", "pad"]
+Float32Array = npt.NDArray[np.float32]
+Int64Array = npt.NDArray[np.int64]
+IndexArray = npt.NDArray[np.intp]

@@ -1,0 +1,221 @@
+"""From a dataset name to its reader and its files, and checks that need no reading.
+
+The look-up is shared, so ``hpo validate`` and the worker's cache key see exactly what
+:func:`~trainers.data.load_dataset` would read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainers.data.containers import _Raw
+from trainers.data.errors import DataError
+from trainers.data.labels import _LabelRule
+from trainers.data.readers import (
+    _aeon_data_dir,
+    _is_classification_ts,
+    _read_bundled,
+    _read_classification_npz,
+    _read_synthetic,
+    _read_ts_pair,
+    _read_uci_har,
+    _ts_test_partner,
+    _uci_har_files,
+    _uci_har_root,
+)
+
+
+def bundled_datasets() -> list[str]:
+    """Classification datasets shipped inside the installed aeon package (usable offline)."""
+    root = _aeon_data_dir()
+    if root is None:
+        return []
+    names = []
+    for entry in sorted(root.iterdir()):
+        train, test = entry / f"{entry.name}_TRAIN.ts", entry / f"{entry.name}_TEST.ts"
+        if train.is_file() and test.is_file() and _is_classification_ts(train):
+            names.append(entry.name)
+    return names
+
+
+def _read_source(
+    name: str, data_dir: str | None, load_test: bool, synthetic: Mapping[str, Any] | None
+) -> _Raw:
+    """Pick the reader for ``name``; unknown names list what is available offline."""
+    if name == "synthetic_har":
+        return _read_synthetic(synthetic or {})
+    if name == "uci_har":
+        if data_dir is None:
+            raise DataError("uci_har", "data_dir must point to the 'UCI HAR Dataset' folder")
+        return _read_uci_har(_uci_har_root(Path(data_dir)), load_test)
+    path = _resolve_path(name, data_dir)
+    if path is not None:
+        return _read_path(path, load_test)
+    bundled = {n.lower(): n for n in bundled_datasets()}
+    if name.lower() in bundled:
+        return _read_bundled(bundled[name.lower()], load_test)
+    shipped = ", ".join(bundled.values()) or "none (aeon not installed)"
+    raise DataError(
+        name,
+        "unknown dataset: not a file or folder, not 'synthetic_har' or 'uci_har', and not "
+        f"bundled with aeon (no downloads are attempted); bundled: {shipped}",
+    )
+
+
+def dataset_problem(name: str, data_dir: str | None) -> str | None:
+    """Why ``name`` cannot be read here, without reading it; None when it can be found.
+
+    The same look-up as :func:`load_dataset` (and its words), for checks that run before
+    a study exists: a missing file would otherwise fail every trial of the budget.
+    """
+    if name == "synthetic_har":
+        return None
+    if name == "uci_har":
+        if data_dir is None:
+            return "uci_har needs data_dir, the 'UCI HAR Dataset' folder"
+        return None if Path(data_dir).expanduser().exists() else f"no folder {data_dir}"
+    if _resolve_path(name, data_dir) is not None:
+        return None
+    if name.lower() in {n.lower() for n in bundled_datasets()}:
+        return None
+    where = f" (nor in data_dir {data_dir})" if data_dir else ""
+    return (
+        f"no file or folder {name}{where}, and not a dataset bundled with aeon "
+        "(no downloads are attempted)"
+    )
+
+
+@dataclass(frozen=True)
+class NpzLabels:
+    """The labels an ``.npz`` holds, read without its series, for checks before a study."""
+
+    has_y: bool
+    n_unlabeled: int  # NaN, or the unlabelled label, in y
+    n_labels: int
+    n_classes: int  # distinct labels among the labelled series of y
+    has_test: bool  # X_test
+    has_test_labels: bool  # y_test, with at least one label
+
+
+def npz_labels(
+    name: str, data_dir: str | None, unlabeled_label: int | str | None = None
+) -> NpzLabels | None:
+    """What :class:`NpzLabels` says of ``name``; None where it is no readable ``.npz``.
+
+    Only ``y`` and ``y_test`` are read (the series stay on disk), so ``hpo validate`` can
+    refuse a classifier on unlabelled data, or a probe with nothing to probe, before a
+    study fails every trial.
+    """
+    path = _resolve_path(name, data_dir)
+    if path is None or not path.is_file() or path.suffix.lower() != ".npz":
+        return None
+    rule = _LabelRule(True, unlabeled_label)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = set(archive.files)
+            y = np.asarray(archive["y"]).reshape(-1) if "y" in keys else None
+            y_test = np.asarray(archive["y_test"]).reshape(-1) if "y_test" in keys else None
+        unlabeled = rule.unlabeled(y) if y is not None else np.zeros(0, dtype=bool)
+        n_classes = len(np.unique(y[~unlabeled])) if y is not None else 0
+        test_labels = y_test is not None and not rule.unlabeled(y_test).all()
+    except Exception:  # unreadable, pickled, odd shapes: the reader says what is wrong
+        return None
+    return NpzLabels(
+        has_y=y is not None,
+        n_unlabeled=int(unlabeled.sum()),
+        n_labels=0 if y is None else len(y),
+        n_classes=n_classes,
+        has_test="X_test" in keys,
+        has_test_labels=bool(test_labels),
+    )
+
+
+def source_fingerprint(name: str, data_dir: str | None) -> tuple[Any, ...]:
+    """What identifies the files behind ``name`` now: their paths, sizes and mtimes.
+
+    A worker trains trial after trial in one process and caches the data it read; this goes
+    in the cache key, so a file rewritten between trials is read again. Exactly the files
+    the reader opens are looked at (a few ``stat`` calls a trial, whatever else the folder
+    holds). Generated and bundled datasets have no files of their own here and give ``()``.
+    """
+    try:
+        files = _source_files(name, data_dir)
+    except DataError:
+        return ()  # the reader reports it; a key that never matches an old one is enough
+    stamp: list[tuple[str, int, int]] = []
+    for file in files:
+        try:
+            st = file.stat()
+        except OSError:  # missing (an optional test split), or replaced right now
+            stamp.append((str(file), -1, -1))
+            continue
+        stamp.append((str(file), st.st_size, st.st_mtime_ns))
+    return tuple(stamp)
+
+
+def _source_files(name: str, data_dir: str | None) -> list[Path]:
+    """The files :func:`load_dataset` reads for ``name``, without reading them."""
+    if name == "synthetic_har":
+        return []
+    if name == "uci_har":
+        root = _uci_har_root(Path(data_dir).expanduser()) if data_dir else None
+        return (
+            [] if root is None else [*_uci_har_files(root, "train"), *_uci_har_files(root, "test")]
+        )
+    path = _resolve_path(name, data_dir)
+    if path is None:
+        return []
+    if path.is_dir():
+        train_file = _folder_train_file(path)
+        if train_file is None:
+            root = _uci_har_root(path)
+            return [*_uci_har_files(root, "train"), *_uci_har_files(root, "test")]
+        path = train_file
+    partner = _ts_test_partner(path) if path.suffix.lower() == ".ts" else None
+    return [path, partner] if partner is not None else [path]
+
+
+def _resolve_path(name: str, data_dir: str | None) -> Path | None:
+    """``name`` as an existing path, tried as given, then inside ``data_dir``."""
+    candidates = [Path(name).expanduser()]
+    if data_dir is not None:
+        base = Path(data_dir).expanduser()
+        candidates += [base / name, base / f"{name}_TRAIN.ts"]
+    return next((p for p in candidates if p.exists()), None)
+
+
+def _read_path(path: Path, load_test: bool) -> _Raw:
+    """Dispatch a file or folder by its suffix or contents."""
+    if path.is_dir():
+        return _read_directory(path, load_test)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        return _read_classification_npz(path, load_test)
+    if suffix == ".ts":
+        return _read_ts_pair(path, load_test)
+    raise DataError(path, f"unsupported file type {suffix or '(none)'!r}; expected .ts or .npz")
+
+
+def _read_directory(path: Path, load_test: bool) -> _Raw:
+    """A folder is a UEA pair (``<Name>_TRAIN.ts``) or the UCI HAR layout."""
+    train_file = _folder_train_file(path)
+    if train_file is not None:
+        return _read_ts_pair(train_file, load_test)
+    return _read_uci_har(_uci_har_root(path), load_test)
+
+
+def _folder_train_file(path: Path) -> Path | None:
+    """The ``*_TRAIN.ts`` a folder stands for; None: no pair here (the UCI HAR layout)."""
+    preferred = path / f"{path.name}_TRAIN.ts"
+    if preferred.is_file():
+        return preferred
+    train_files = sorted(path.glob("*_TRAIN.ts"))
+    if len(train_files) > 1:
+        names = ", ".join(p.name for p in train_files)
+        raise DataError(path, f"several *_TRAIN.ts files ({names}); pass one of them")
+    return train_files[0] if train_files else None

@@ -1,0 +1,63 @@
+"""Seeded train/validation index splits, so the same seed always gives the same trial data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from trainers.data._typing import IndexArray
+
+
+def stratified_split(
+    y: npt.ArrayLike, val_fraction: float, seed: int
+) -> tuple[IndexArray, IndexArray]:
+    """Seeded stratified ``(train_idx, val_idx)``, both sorted.
+
+    The validation size is ``round(val_fraction * n)`` shared across classes by largest
+    remainder, but every class keeps at least one training sample, so a singleton class
+    stays in train instead of crashing the split.
+    """
+    labels = np.asarray(y)
+    n = len(labels)
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    n_val = _per_class_val_counts(counts, val_fraction)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    # Rank of each sample within its class, following the random order.
+    by_class = order[np.argsort(inverse[order], kind="stable")]
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(n, dtype=np.intp)
+    rank[by_class] = np.arange(n) - np.repeat(starts, counts)
+    is_val = rank < n_val[inverse]
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def _per_class_val_counts(counts: npt.NDArray[np.int_], val_fraction: float) -> IndexArray:
+    """How many of each class go to validation (largest remainder, >= 1 left in train)."""
+    capacity = np.maximum(counts - 1, 0)
+    total = min(math.floor(val_fraction * int(counts.sum()) + 0.5), int(capacity.sum()))
+    if val_fraction > 0 and total == 0 and capacity.sum() > 0:
+        total = 1  # a non-zero fraction should never yield an empty validation set
+    ideal = val_fraction * counts
+    n_val = np.minimum(np.floor(ideal).astype(np.intp), capacity)
+    remainder = ideal - n_val
+    for c in np.argsort(-remainder, kind="stable"):
+        if n_val.sum() >= total:
+            break
+        if n_val[c] < capacity[c]:
+            n_val[c] += 1
+    while n_val.sum() < total:  # rare: remainders exhausted before the total was met
+        c = int(np.argmax(capacity - n_val))
+        n_val[c] += 1
+    return n_val
+
+
+def _random_split(n: int, val_fraction: float, seed: int) -> tuple[IndexArray, IndexArray]:
+    """Seeded unstratified split (no labels to stratify on), both index arrays sorted."""
+    n_val = min(math.floor(val_fraction * n + 0.5), max(n - 1, 0))
+    if val_fraction > 0 and n_val == 0 and n > 1:
+        n_val = 1
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])

@@ -1,0 +1,95 @@
+"""Shape and dtype checks on arrays as read, so a bad file fails with its name, not deep in numpy."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from trainers.data._typing import Float32Array, IndexArray
+from trainers.data.errors import DataError
+
+
+def _as_series(x: Any, source: object, key: str) -> Float32Array:
+    """A numeric 3-D ``(n, channels, length)`` array, or a DataError saying what it is instead."""
+    array = np.asarray(x)
+    if array.dtype == object or not np.issubdtype(array.dtype, np.number):
+        raise DataError(source, f"{key} must be numeric, got dtype {array.dtype}")
+    if np.issubdtype(array.dtype, np.complexfloating):
+        raise DataError(source, f"{key} must hold real numbers, got dtype {array.dtype}")
+    if array.ndim != 3:
+        raise DataError(source, f"{key} must be 3-D (n, channels, length), got shape {array.shape}")
+    if array.shape[1] == 0 or array.shape[2] == 0:
+        raise DataError(
+            source, f"{key} has shape {array.shape}: no channels or no time steps per series"
+        )
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, reported later
+        return array.astype(np.float32, copy=False)
+
+
+def _as_embeddings(z: Any, source: object, key: str, n_rows: int) -> Float32Array:
+    """Finite 2-D ``(n, D)`` embeddings with one row per series."""
+    array = np.asarray(z)
+    if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
+        raise DataError(
+            source, f"{key} must be a numeric 2-D (n, dim) array, got shape {array.shape}"
+        )
+    if array.shape[0] != n_rows:
+        raise DataError(source, f"{key} has {array.shape[0]} rows but X has {n_rows} series")
+    if not np.all(np.isfinite(array)):
+        raise DataError(source, f"{key} contains NaN or infinite values")
+    return array.astype(np.float32, copy=False)
+
+
+def _as_labels(
+    y: Any, source: object, key: str, n_series: int, *, allow_nan: bool = False
+) -> np.ndarray:
+    """1-D labels, one per series (a column vector is flattened); NaN only if allowed."""
+    labels = np.asarray(y)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise DataError(source, f"{key} must be 1-D, got shape {labels.shape}")
+    if len(labels) != n_series:
+        raise DataError(source, f"{len(labels)} {key} for {n_series} series")
+    if labels.dtype == object or np.issubdtype(labels.dtype, np.number):
+        bad = [
+            v
+            for v in labels.tolist()
+            if isinstance(v, float) and not math.isfinite(v) and not (allow_nan and math.isnan(v))
+        ]
+        if bad:
+            hint = (
+                "; only mode: pretrain takes series without a label" if math.isnan(bad[0]) else ""
+            )
+            raise DataError(source, f"{key} contain {bad[0]} ({len(bad)} of {len(labels)}){hint}")
+    if np.issubdtype(labels.dtype, np.complexfloating):
+        raise DataError(source, f"{key} must be integers or strings, got dtype {labels.dtype}")
+    return labels
+
+
+def _to_padded(x: Any, source: object, key: str) -> tuple[Float32Array, IndexArray]:
+    """Series as ``(n, C, T_max)`` float32 (NaN past each end) plus each series' length.
+
+    Accepts a 3-D array or a list of ``(C, T_i)`` arrays (aeon's unequal-length form).
+    """
+    if not isinstance(x, list):
+        array = _as_series(x, source, key)
+        if len(array) == 0:
+            raise DataError(source, f"{key} is empty (no series)")
+        return array, np.full(len(array), array.shape[2], dtype=np.intp)
+    if not x:
+        raise DataError(source, f"{key} is empty (no series)")
+    series = [np.asarray(s, dtype=np.float32) for s in x]
+    bad = next((i for i, s in enumerate(series) if s.ndim != 2 or s.shape[1] == 0), None)
+    if bad is not None:
+        raise DataError(source, f"{key} series {bad} has shape {series[bad].shape}, not (C, T)")
+    n_channels = {s.shape[0] for s in series}
+    if len(n_channels) != 1:
+        raise DataError(source, f"{key} series have different channel counts {sorted(n_channels)}")
+    lengths = np.array([s.shape[1] for s in series], dtype=np.intp)
+    out = np.full((len(series), series[0].shape[0], int(lengths.max())), np.nan, np.float32)
+    for i, s in enumerate(series):  # one copy per series; the math after this is vectorised
+        out[i, :, : s.shape[1]] = s
+    return out, lengths
