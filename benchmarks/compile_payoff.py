@@ -1,7 +1,7 @@
 """Does ``torch.compile`` pay for a trial? What compiling costs against what it saves.
 
 ``compile: true`` makes the trainer compile each trial's model (on CUDA; a worker forgets
-the previous trial's graphs first, ``trainers.contrastive.fresh_compile``). Whether that
+the previous trial's graphs first, ``trainers.runtime.fresh_compile``). Whether that
 should be the default depends on two figures measured side by side in one process, on
 one device, for the trainer's own training step (``benchmarks.trainer_throughput``'s
 ``TrainerPath``, UCI-HAR shape):
@@ -40,9 +40,10 @@ import torch
 
 from benchmarks._common import machine_line, median, spread
 from benchmarks.trainer_throughput import Shared, TrainerPath, _wants_cuda, exit_status
-from trainers.contrastive import autocast_dtype, load_splits, resolve_device
+from trainers.building import load_splits
 from trainers.models import count_parameters
 from trainers.params import ContrastiveParams
+from trainers.runtime import autocast_dtype, resolve_device
 
 CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 

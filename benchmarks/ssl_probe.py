@@ -20,9 +20,11 @@ from typing import Any
 
 import torch
 
-from trainers.contrastive import build_model, load_splits, resolve_device, seed_everything, train
+from trainers.building import build_model, load_splits
+from trainers.contrastive import train
 from trainers.params import ContrastiveParams
 from trainers.pretrain import encode, ssl_scores
+from trainers.runtime import resolve_device, seed_everything
 
 
 def random_init_scores(params: dict[str, Any]) -> dict[str, float]:

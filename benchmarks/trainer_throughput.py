@@ -50,22 +50,15 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from benchmarks._common import machine_line, median, spread
 from trainers.augment import POLICIES, Augmenter
-from trainers.contrastive import (
-    _combine,
-    autocast_dtype,
-    build_loss,
-    build_model,
-    build_optimizer,
-    fresh_compile,
-    load_splits,
-    resolve_device,
-)
+from trainers.building import build_loss, build_model, build_optimizer, load_splits
+from trainers.contrastive import _combine
 from trainers.data import TimeSeriesSplits
 from trainers.losses import ContrastiveLoss
 from trainers.metrics import EpochMeter, retrieval_accuracy
 from trainers.models import count_parameters
 from trainers.params import ContrastiveParams
 from trainers.reporter import TrainingFailed
+from trainers.runtime import autocast_dtype, fresh_compile, resolve_device
 from trainers.schedules import Schedule, build_schedule
 
 FloatArray = np.ndarray

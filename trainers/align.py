@@ -34,20 +34,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trainers.augment import Augmenter
+from trainers.building import build_loss, build_model, build_optimizer, make_schedule
 from trainers.checkpoints import TrainingCheckpoint, make_dir, prepare_output_dirs
-from trainers.contrastive import (
-    EmaModel,
-    autocast_dtype,
-    build_loss,
-    build_model,
-    build_optimizer,
-    compile_step_model,
-    make_schedule,
-    peak_memory_mb,
-    resolve_device,
-    seed_everything,
-)
 from trainers.data import AlignmentSplits, DataError, load_alignment_npz
+from trainers.ema import EmaModel
 from trainers.losses import ContrastiveLoss
 from trainers.metrics import (
     EpochMeter,
@@ -58,6 +48,13 @@ from trainers.metrics import (
 from trainers.models import count_parameters
 from trainers.params import ALIGN_INFONCE_MIN_BATCH, ContrastiveParams
 from trainers.reporter import Reporter, TrainingFailed
+from trainers.runtime import (
+    autocast_dtype,
+    compile_step_model,
+    peak_memory_mb,
+    resolve_device,
+    seed_everything,
+)
 from trainers.schedules import accumulation_group_size, optimizer_steps_per_epoch
 from trainers.synthetic import make_synthetic_har
 

@@ -13,11 +13,9 @@ with a single host transfer per epoch.
 from __future__ import annotations
 
 import copy
-import functools
-import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trainers.augment import Augmenter, mixup_views
+from trainers.building import build_loss, build_model, build_optimizer, load_splits, make_schedule
 from trainers.checkpoints import (
     ENCODER_FILE,
     TrainingCheckpoint,
@@ -37,14 +36,8 @@ from trainers.checkpoints import (
     prepare_output_dirs,
     save_encoder,
 )
-from trainers.data import (
-    DataError,
-    DeviceSplits,
-    TimeSeriesSplits,
-    load_dataset,
-    source_fingerprint,
-)
-from trainers.losses import ContrastiveLoss, build_contrastive_loss
+from trainers.data import DeviceSplits
+from trainers.ema import EmaModel
 from trainers.metrics import (
     EpochMeter,
     accuracy,
@@ -54,7 +47,7 @@ from trainers.metrics import (
     retrieval_accuracy,
     roc_auc,
 )
-from trainers.models import count_parameters, create_model
+from trainers.models import count_parameters
 from trainers.params import RESULT_METRICS, ContrastiveParams
 from trainers.reporter import (
     USER_ERROR_REASONS,
@@ -63,12 +56,14 @@ from trainers.reporter import (
     TrainingFailed,
     one_line,
 )
-from trainers.schedules import (
-    Schedule,
-    accumulation_group_size,
-    build_schedule,
-    optimizer_steps_per_epoch,
+from trainers.runtime import (
+    autocast_dtype,
+    compile_step_model,
+    peak_memory_mb,
+    resolve_device,
+    seed_everything,
 )
+from trainers.schedules import accumulation_group_size, optimizer_steps_per_epoch
 
 PER_EPOCH_METRICS = (
     "train_loss",
@@ -88,269 +83,6 @@ PER_EPOCH_METRICS = (
     "epoch_seconds",
     "peak_memory_mb",
 )
-
-logger = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------------------
-# setup helpers
-# --------------------------------------------------------------------------------------
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when a GPU is visible (workers set CUDA_VISIBLE_DEVICES), else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingFailed("no_cuda", f"device {name!r} requested but CUDA is not available")
-    return device
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CUDA (when supported) for ``auto``/``bf16``; CPU trains in fp32.
-
-    Supported means natively, on ``device`` itself: ``torch.cuda.is_bf16_supported()``
-    also says yes for pre-Ampere GPUs that only emulate bf16 (slower than fp32), and
-    asks about the current device rather than this one.
-    """
-    if device.type != "cuda" or precision == "fp32":
-        return None
-    if torch.cuda.get_device_capability(device) >= (8, 0):
-        return torch.bfloat16
-    return None
-
-
-def compile_step_model(model: nn.Module, enabled: bool, device: torch.device) -> nn.Module:
-    """The module a training step calls: ``model`` compiled when asked on CUDA, else itself.
-
-    On a CPU compiling does not pay (docs/benchmarks.md, "torch.compile"), so ``compile``
-    is a CUDA option and the CPU trains eagerly.
-    """
-    if not enabled or device.type != "cuda":
-        return model
-    return fresh_compile(model)
-
-
-def fresh_compile(model: nn.Module, backend: str = "inductor") -> nn.Module:
-    """``torch.compile`` after forgetting every graph compiled earlier in this process.
-
-    A worker trains trial after trial in one process, each model with its own shapes.
-    Dynamo keeps the earlier trials' graphs for the same ``forward`` and, past its
-    recompile limit (8), runs that frame eagerly without an error: the ninth trial of a
-    new shape would train uncompiled. The earlier models are gone, so their graphs go too;
-    inductor's on-disk cache still makes a shape seen before cheap to compile again.
-    """
-    import torch._dynamo  # only a compiled run pays for the import
-
-    torch._dynamo.reset()
-    return torch.compile(model, backend=backend)  # type: ignore[return-value]
-
-
-def seed_everything(seed: int) -> None:
-    """Seed torch (CPU and CUDA) and numpy; the trainer draws all randomness from these."""
-    torch.manual_seed(seed)
-    np.random.seed(seed % (2**32))
-
-
-@functools.lru_cache(maxsize=4)
-def _cached_dataset(key: tuple[Any, ...]) -> TimeSeriesSplits:
-    (name, data_dir, val_fraction, split_seed, length, policy, load_test, *rest) = key
-    allow_unlabeled, unlabeled_label, n_train, n_test, noise, _files = rest  # _files: key only
-    synthetic = {"n_train": n_train, "n_test": n_test, "noise": noise, "seed": split_seed}
-    return load_dataset(
-        name,
-        data_dir=data_dir,
-        val_fraction=val_fraction,
-        seed=split_seed,
-        length=length,
-        length_policy=policy,
-        load_test=load_test,
-        synthetic=synthetic,
-        allow_unlabeled=allow_unlabeled,
-        unlabeled_label=unlabeled_label,
-    )
-
-
-def load_splits(p: ContrastiveParams) -> TimeSeriesSplits:
-    """Load (and cache per process, since every trial of a study reads the same data).
-
-    Only pretraining takes series without labels; its probe scores the labelled ones.
-    """
-    key = (
-        p.dataset,
-        p.data_dir,
-        p.val_fraction,
-        p.split_seed,
-        p.length,
-        p.length_policy,
-        True,
-        p.mode == "pretrain",
-        p.unlabeled_label,
-        p.synthetic_n_train,
-        p.synthetic_n_test,
-        p.synthetic_noise,
-        source_fingerprint(p.dataset, p.data_dir),
-    )
-    splits = _cached_dataset(key)
-    if len(splits.y_val) == 0:  # each class keeps its one series in train
-        raise DataError(
-            p.dataset,
-            f"no series left for validation: each of the {len(splits.class_names)} classes "
-            "has a single training series; a trainer needs at least one class with two",
-        )
-    return splits
-
-
-def build_model(p: ContrastiveParams, n_channels: int, n_classes: int) -> nn.Module:
-    """The model named by ``p.model`` with the architecture parameters of ``p``."""
-    return create_model(
-        p.model,
-        in_channels=n_channels,
-        n_classes=n_classes,
-        dim=p.dim,
-        depth=p.depth,
-        n_heads=p.n_heads,
-        mlp_ratio=p.mlp_ratio,
-        dropout=p.dropout,
-        attn_dropout=p.attn_dropout,
-        use_cbam=p.use_cbam,
-        use_dim_reduction=p.use_dim_reduction,
-        reduction_dim=p.reduction_dim,
-        n_prototypes=p.n_prototypes,
-        proto_proj=p.proto_proj,
-        proj_dim=p.proj_dim,
-        proj_hidden_dim=p.proj_hidden_dim,
-        proj_depth=p.proj_depth,
-        kernel_size=p.kernel_size,
-        conv_layers=p.conv_layers,
-    )
-
-
-def build_loss(p: ContrastiveParams) -> ContrastiveLoss | None:
-    """The contrastive term, or ``None`` when it is off (``loss: none`` or weight 0)."""
-    if p.loss == "none" or (p.mode in ("supervised", "finetune") and p.contrastive_weight == 0.0):
-        return None
-    return build_contrastive_loss(
-        p.loss,
-        temperature=p.temperature,
-        hard_negative_weight=p.hard_negative_weight,
-        margin=p.margin,
-        barlow_lambda=p.barlow_lambda,
-        vicreg_sim_weight=p.vicreg_sim_weight,
-        vicreg_var_weight=p.vicreg_var_weight,
-        vicreg_cov_weight=p.vicreg_cov_weight,
-        cosine_weight=p.cosine_weight,
-        mse_weight=p.mse_weight,
-    )
-
-
-def build_optimizer(
-    model: nn.Module,
-    p: ContrastiveParams,
-    device: torch.device,
-    lr_scales: Sequence[tuple[nn.Module, float]] = (),
-) -> torch.optim.Optimizer:
-    """AdamW without weight decay on biases and norm/prototype parameters; fused on CUDA.
-
-    ``lr_scales`` gives submodules their own learning rate, ``lr * scale`` (fine-tuning
-    trains a pretrained encoder slower than a fresh head).
-    """
-    scale_of = {id(param): scale for module, scale in lr_scales for param in module.parameters()}
-    buckets: dict[tuple[float, bool], list[nn.Parameter]] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        no_decay = param.ndim <= 1 or "prototypes" in name
-        buckets.setdefault((scale_of.get(id(param), 1.0), no_decay), []).append(param)
-    groups = [
-        {
-            "params": params,
-            "lr": p.lr * scale,
-            "weight_decay": 0.0 if no_decay else p.weight_decay,
-        }
-        # base-lr groups first: reports read param_groups[0]["lr"] as "the" lr
-        for (scale, no_decay), params in sorted(
-            buckets.items(), key=lambda kv: (kv[0][0] != 1.0, *kv[0])
-        )
-    ]
-    if not groups:
-        raise TrainingFailed("bad_params", "the model has no trainable parameters")
-    return torch.optim.AdamW(groups, lr=p.lr, fused=device.type == "cuda")
-
-
-def make_schedule(
-    p: ContrastiveParams, optimizer: torch.optim.Optimizer, steps_per_epoch: int
-) -> Schedule:
-    """The LR schedule named by ``p.scheduler``, stepped per optimizer step."""
-    if p.scheduler == "warmup_cosine" and p.warmup_epochs >= p.epochs:
-        logger.warning(
-            "warmup_epochs=%d >= epochs=%d: the learning rate only warms up, never reaching "
-            "its peak or decaying; lower warmup_epochs",
-            p.warmup_epochs,
-            p.epochs,
-        )
-    return build_schedule(
-        p.scheduler,
-        optimizer,
-        steps_per_epoch=steps_per_epoch,
-        epochs=p.epochs,
-        warmup_epochs=p.warmup_epochs,
-        min_lr_ratio=p.min_lr_ratio,
-        t_0=p.t_0,
-        t_mult=p.t_mult,
-        plateau_patience=p.plateau_patience,
-        plateau_factor=p.plateau_factor,
-    )
-
-
-class EmaModel:
-    """Exponential moving average of the weights, evaluated and saved in their place when on.
-
-    The decay warms up as ``min(decay, (1 + t) / (10 + t))`` after ``t`` updates (timm's
-    ``ModelEmaV3(use_warmup=True)``). A fixed 0.999 from the first step keeps the random
-    init in the average for thousands of steps (61 % of it after 100 epochs of 5 steps),
-    so a trial with EMA was scored, pruned and saved on near-random weights. Float buffers
-    (BatchNorm statistics) are averaged with the same decay, as timm does, so they describe
-    the averaged weights; integer buffers (batch counts) are copied.
-    """
-
-    def __init__(self, model: nn.Module, decay: float, updates: int = 0) -> None:
-        self.decay = decay
-        self.updates = updates  # set from the optimizer steps done when a run resumes
-        self.model = copy.deepcopy(model).eval()
-        for param in self.model.parameters():
-            param.requires_grad_(False)
-
-    def current_decay(self) -> float:
-        """The decay the next update blends with."""
-        return min(self.decay, (1 + self.updates) / (10 + self.updates))
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """Blend the current weights and float buffers in; once per optimizer step."""
-        weight = 1.0 - self.current_decay()
-        self.updates += 1
-        ema_params: list[Tensor] = list(self.model.parameters())
-        params = [p.detach() for p in model.parameters()]
-        torch._foreach_lerp_(ema_params, params, weight)
-        for ema_buf, buf in zip(self.model.buffers(), model.buffers(), strict=True):
-            if ema_buf.is_floating_point():
-                ema_buf.lerp_(buf, weight)
-            else:
-                ema_buf.copy_(buf)
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak allocated GPU memory, or the process's peak RSS on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    try:
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    except (ImportError, OSError):
-        return float("nan")
 
 
 # --------------------------------------------------------------------------------------

@@ -30,8 +30,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from trainers.building import build_model, build_optimizer
 from trainers.checkpoints import ENCODER_ARCH_FIELDS, EncoderCheckpoint, load_encoder
-from trainers.contrastive import LoopHooks, build_model, build_optimizer, train_supervised
+from trainers.contrastive import LoopHooks, train_supervised
 from trainers.data import DeviceSplits
 from trainers.models import ModelOutput
 from trainers.params import ContrastiveParams
@@ -121,7 +122,7 @@ def checkpoint_misfit(p: ContrastiveParams) -> str | None:
     (:meth:`ContrastiveParams.missing_inputs`). Unreadable checkpoints or data are left to
     the checks that report them.
     """
-    from trainers.contrastive import load_splits
+    from trainers.building import load_splits
     from trainers.data import DataError
 
     if not p.init_from:

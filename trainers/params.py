@@ -27,7 +27,7 @@ SAVE_DIR_PLACEHOLDER = re.compile(r"\{(\w+)\}")
 """A ``{name}`` in ``save_dir``, filled with that parameter's value (``runs/{seed}``)."""
 
 DEVICE_PATTERN = re.compile(r"auto|cpu|(cuda|mps|xpu)(:\d+)?")
-"""Devices :func:`trainers.contrastive.resolve_device` takes; checked by form only, since
+"""Devices :func:`trainers.runtime.resolve_device` takes; checked by form only, since
 ``hpo validate`` may run on a machine without the GPU its workers have."""
 
 

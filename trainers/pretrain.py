@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from trainers.augment import Augmenter, mixup_views
+from trainers.building import build_loss, build_model, build_optimizer, load_splits, make_schedule
 from trainers.checkpoints import (
     ENCODER_FILE,
     LAST_ENCODER_FILE,
@@ -40,20 +41,8 @@ from trainers.checkpoints import (
     prepare_output_dirs,
     save_encoder,
 )
-from trainers.contrastive import (
-    EmaModel,
-    autocast_dtype,
-    build_loss,
-    build_model,
-    build_optimizer,
-    compile_step_model,
-    load_splits,
-    make_schedule,
-    peak_memory_mb,
-    resolve_device,
-    seed_everything,
-)
 from trainers.data import DataError, DeviceSplits
+from trainers.ema import EmaModel
 from trainers.losses import (
     BarlowTwinsLoss,
     ContrastiveLoss,
@@ -75,6 +64,13 @@ from trainers.metrics import (
 from trainers.models import count_parameters
 from trainers.params import ContrastiveParams
 from trainers.reporter import Pruned, Reporter, TrainingFailed
+from trainers.runtime import (
+    autocast_dtype,
+    compile_step_model,
+    peak_memory_mb,
+    resolve_device,
+    seed_everything,
+)
 
 __all__ = ["encode", "encoder_of", "ssl_chance_level", "ssl_scores", "train_pretrain"]
 

@@ -217,7 +217,7 @@ def test_random_state_from_another_kind_of_device_reseeds(caplog: pytest.LogCapt
 
 def _linear_checkpoint(folder: Path, params: ContrastiveParams) -> TrainingCheckpoint:
     """The training state of a tiny linear model with the trainer's own schedule."""
-    from trainers.contrastive import make_schedule
+    from trainers.building import make_schedule
 
     model = torch.nn.Linear(2, 2)
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)

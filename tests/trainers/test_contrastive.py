@@ -15,18 +15,12 @@ from pydantic import ValidationError
 from torch import Tensor
 
 from trainers import Pruned, RecordingReporter, resolve_trainer
+from trainers.building import build_model
 from trainers.cli_input import parse_set_value
-from trainers.contrastive import (
-    PER_EPOCH_METRICS,
-    EmaModel,
-    autocast_dtype,
-    build_model,
-    compile_step_model,
-    fresh_compile,
-    main,
-    train,
-)
+from trainers.contrastive import PER_EPOCH_METRICS, main, train
+from trainers.ema import EmaModel
 from trainers.params import ContrastiveParams
+from trainers.runtime import autocast_dtype, compile_step_model, fresh_compile
 from trainers.schedules import warmup_cosine_factor
 
 SMALL_HAR: dict[str, Any] = {

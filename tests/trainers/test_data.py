@@ -592,7 +592,7 @@ def test_a_rewritten_file_is_read_again_by_the_same_process(tmp_path: Path) -> N
     """Workers cache data across trials; a file changed in between must not be served stale."""
     import os
 
-    from trainers.contrastive import load_splits
+    from trainers.building import load_splits
     from trainers.params import ContrastiveParams
 
     path = _write_npz(tmp_path / "d.npz", channels=2)

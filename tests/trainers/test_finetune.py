@@ -116,7 +116,7 @@ def test_encoder_learns_at_a_scaled_rate(pretrained: Path) -> None:
 
 
 def _splits(p: ContrastiveParams) -> Any:
-    from trainers.contrastive import load_splits
+    from trainers.building import load_splits
 
     return load_splits(p).to_tensors("cpu")
 

@@ -14,8 +14,9 @@ import torch
 from pydantic import ValidationError
 
 from trainers import RecordingReporter, TrainingFailed
+from trainers.building import build_loss, build_model
 from trainers.checkpoints import load_encoder
-from trainers.contrastive import build_loss, build_model, train
+from trainers.contrastive import train
 from trainers.params import ContrastiveParams
 from trainers.pretrain import _Stepper, ssl_chance_level
 from trainers.synthetic import make_synthetic_har

@@ -100,14 +100,14 @@ def test_plateau_lowers_the_rate_on_a_flat_metric_of_either_sign(level: float) -
 
 def test_a_warmup_as_long_as_the_run_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
     # the rate would only ever climb: never its peak, never the cosine decay
-    from trainers.contrastive import make_schedule
+    from trainers.building import make_schedule
     from trainers.params import ContrastiveParams
 
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
-    with caplog.at_level("WARNING", logger="trainers.contrastive"):
+    with caplog.at_level("WARNING", logger="trainers.building"):
         make_schedule(ContrastiveParams(epochs=3, warmup_epochs=3), optimizer, 4)
     assert "warmup_epochs=3 >= epochs=3" in caplog.text
     caplog.clear()
-    with caplog.at_level("WARNING", logger="trainers.contrastive"):
+    with caplog.at_level("WARNING", logger="trainers.building"):
         make_schedule(ContrastiveParams(epochs=4, warmup_epochs=3), optimizer, 4)
     assert caplog.text == ""
