@@ -1,0 +1,71 @@
+"""What is wrong with a study's storage before anything connects, so ``hpo validate`` says it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hpo.storages._urls import mask_url, missing_env_vars, sqlite_path, storage_file, storage_url
+
+if TYPE_CHECKING:
+    from hpo.config import StudyConfig
+
+_SCHEMES = ("sqlite", "postgresql", "mysql", "journal", "grpc")
+
+
+def storage_problems(cfg: StudyConfig) -> list[str]:
+    """Problems visible without connecting: unset variables, unknown schemes, missing folders."""
+    if not cfg.storage:
+        return []
+    missing = missing_env_vars(cfg.storage)
+    if missing:
+        return [f"storage: environment variable {name} is not set" for name in missing]
+    url = storage_url(cfg)
+    scheme = url.split(":", 1)[0].split("+", 1)[0]
+    if "://" not in url or scheme not in _SCHEMES:
+        return [
+            f"storage: unsupported URL {mask_url(url)!r}; use sqlite:///file.db, "
+            "postgresql+psycopg://user@host/db, mysql+pymysql://user@host/db, "
+            "journal:///file.log or grpc://host:port"
+        ]
+    if url.startswith("sqlite:///") and sqlite_path(url) is None:
+        return [
+            f"storage: {url.split('?', 1)[0]} is an in-memory database: the results would "
+            "be gone when the run ends, and workers could not share it; name a file, "
+            "e.g. sqlite:///hpo.db"
+        ]
+    path = storage_file(url)
+    if path is None:
+        return []
+    if not path.parent.is_dir():
+        # the first folder on the way that is not one: missing, or a file
+        blocker = next((f for f in reversed(path.parents) if not f.is_dir()), path.parent)
+        if blocker.exists():
+            return [f"storage: {blocker} is a file, not a folder"]
+        return [f"storage: folder {path.parent} does not exist"]
+    if url.startswith("journal:///"):
+        return journal_file_problems(path)
+    return []
+
+
+def journal_file_problems(path: Path) -> list[str]:
+    """An existing file that is not an Optuna journal would be appended to, then fail."""
+    import json
+
+    if not path.is_file() or path.stat().st_size == 0:
+        return [f"storage: {path} is a folder, not a journal file"] if path.is_dir() else []
+    try:
+        with path.open("rb") as fh:
+            line = fh.readline(1 << 20)
+    except OSError as exc:
+        return [f"storage: cannot read {path}: {exc.strerror or exc}"]
+    try:
+        first = json.loads(line)
+    except ValueError:
+        first = None
+    if isinstance(first, dict) and "op_code" in first:
+        return []
+    return [
+        f"storage: {path} is not an Optuna journal file (left untouched); "
+        "name a new file or an existing journal"
+    ]

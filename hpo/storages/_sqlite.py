@@ -1,0 +1,67 @@
+"""SQLite opened so several worker processes can share one file: WAL, a long busy timeout."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from hpo.errors import StorageError
+
+SQLITE_BUSY_TIMEOUT_S = 60.0
+
+_SQLITE_PRAGMAS_INSTALLED = False
+
+
+def _install_sqlite_pragmas() -> None:
+    """Per-connection settings for SQLite: WAL makes ``synchronous=NORMAL`` crash-safe.
+
+    With the default FULL every per-epoch report waits for an fsync; NORMAL keeps
+    durability across process crashes (only a power loss can drop the last commits).
+    """
+    global _SQLITE_PRAGMAS_INSTALLED
+    if _SQLITE_PRAGMAS_INSTALLED:
+        return
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+            cursor.close()
+
+    _SQLITE_PRAGMAS_INSTALLED = True
+
+
+def _prepare_sqlite(path: Path) -> None:
+    """Switch the file to WAL once (the mode is persistent), so readers never block writers."""
+    if path.exists() and not os.access(path, os.W_OK):
+        raise StorageError([f"storage: SQLite file {path} is read-only"])
+    if not path.parent.is_dir():  # the study checks say so first; the proxy's --storage not
+        raise StorageError([f"storage: folder {path.parent} does not exist"])
+    if not os.access(path.parent, os.W_OK):
+        raise StorageError([f"storage: folder {path.parent} is not writable"])
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    for attempt in itertools.count(1):
+        try:
+            # the busy timeout of each try is what is left: the whole wait stays within one
+            con = sqlite3.connect(path, timeout=max(deadline - time.monotonic(), 0.0))
+            try:
+                con.execute("PRAGMA journal_mode=WAL")
+            finally:
+                con.close()
+            return
+        except sqlite3.OperationalError as exc:
+            # the switch to WAL does not always wait on the busy timeout: several processes
+            # opening a new file at once can get "locked" until one of them has switched it
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise StorageError([f"storage: cannot open SQLite file {path}: {exc}"]) from None
+            time.sleep(min(0.02 * attempt, 0.5))
+        except sqlite3.Error as exc:
+            raise StorageError([f"storage: cannot open SQLite file {path}: {exc}"]) from None
