@@ -3,6 +3,7 @@
 The dashboard is optuna-dashboard's own WSGI app served by :mod:`wsgiref` in threads.
 SQLite files are opened as they are: no journal-mode switch, no table creation, a long
 busy timeout, so a dashboard never blocks or alters a study that is running on the file.
+Only a database with no Optuna tables yet gets them, as a run would create them.
 It has no authentication: it binds to 127.0.0.1 unless told otherwise.
 """
 
@@ -88,9 +89,27 @@ def dashboard_storage(cfg: StudyConfig, *, create_missing: bool = False) -> Base
             skip_compatibility_check=True,
             skip_table_creation=True,
         )
-    except sqlalchemy.exc.SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
+        if _has_no_optuna_tables(url, engine_kwargs):
+            # An empty database (a team's dashboard started before its first worker): create
+            # the tables as a run would, and as ``optuna-dashboard URL`` does.
+            return open_storage(url)
+        cause = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) else exc
+        reason = str(getattr(cause, "orig", None) or cause or exc).strip().splitlines()[0]
         raise StorageError([f"storage: cannot open {mask_url(url)}: {mask_url(reason)}"]) from None
+
+
+def _has_no_optuna_tables(url: str, engine_kwargs: dict[str, Any]) -> bool:
+    """True when the database answers and holds no Optuna schema; False when unreachable."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, **engine_kwargs)
+    try:
+        return not sqlalchemy.inspect(engine).has_table("version_info")
+    except sqlalchemy.exc.SQLAlchemyError:
+        return False
+    finally:
+        engine.dispose()
 
 
 def dashboard_artifact_store(cfg: StudyConfig) -> ArtifactStore | None:

@@ -26,6 +26,36 @@ import pytest
 from hpo.yaml_loader import dump_yaml
 
 
+@contextlib.contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    """A new, empty database on the server of ``server_url``: its URL, dropped afterwards."""
+    import sqlalchemy
+
+    name = f"hpo_fresh_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        try:
+            with admin.connect() as con:
+                con.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            pytest.skip(f"cannot create a database on the test server: {exc.__class__.__name__}")
+        try:
+            yield str(sqlalchemy.make_url(server_url).set(database=name))
+        finally:
+            with admin.connect() as con:
+                if server_url.startswith("postgresql"):  # end what the test left connected
+                    con.execute(
+                        sqlalchemy.text(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = :name AND pid <> pg_backend_pid()"
+                        ),
+                        {"name": name},
+                    )
+                con.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {name}"))
+    finally:
+        admin.dispose()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

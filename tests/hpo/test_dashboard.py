@@ -28,7 +28,7 @@ from hpo.dashboard import (
     serve_in_background,
 )
 from hpo.errors import HpoError, StorageError
-from tests.conftest import analytic_study, wait_for
+from tests.conftest import analytic_study, fresh_database, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -158,6 +158,21 @@ def test_missing_storage_is_an_error_unless_a_run_will_create_it(
     with serve_in_background(cfg, port=0) as handle:
         assert _get_json(_base(handle.url) + "/api/studies")["study_summaries"] == []
     assert _journal_mode(tmp_path / "hpo.db") == "wal"
+
+
+@pytest.mark.postgres
+def test_a_dashboard_on_an_empty_database_creates_the_tables(
+    write_study: Callable[..., Path], postgres_url: str
+) -> None:
+    """A team's dashboard is often started before its first worker (docker compose)."""
+    with fresh_database(postgres_url) as url:
+        cfg = load_study_config(write_study(analytic_study(storage=url)))
+        with create_server(cfg, port=0).start() as handle:  # as `hpo dashboard` opens it
+            assert _get_json(_base(handle.url) + "/api/studies")["study_summaries"] == []
+        run_study(cfg)
+        with serve_in_background(cfg, port=0) as handle:
+            summaries = _get_json(_base(handle.url) + "/api/studies")["study_summaries"]
+            assert [s["study_name"] for s in summaries] == [cfg.name]
 
 
 def test_dashboard_beside_a_running_study_changes_nothing(

@@ -7,6 +7,7 @@ only from the environment or a Secret.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import subprocess
@@ -149,14 +150,28 @@ def test_compose_worker_runs_hpo_worker_with_a_gpu_reservation(compose: dict[str
     assert (ROOT / worker["build"]["dockerfile"]).is_file()
 
 
-def test_compose_dashboard_serves_the_same_storage(compose: dict[str, Any]) -> None:
-    dashboard = compose["services"]["dashboard"]
-    assert "optuna_dashboard.run_server(os.environ['HPO_STORAGE_URL']" in dashboard["command"][0]
-    assert (
-        dashboard["environment"]["HPO_STORAGE_URL"]
-        == (compose["services"]["worker"]["environment"]["HPO_STORAGE_URL"])
-    )
+def test_compose_dashboard_serves_the_workers_storage_and_artifacts(
+    compose: dict[str, Any],
+) -> None:
+    dashboard, worker = compose["services"]["dashboard"], compose["services"]["worker"]
+    assert dashboard["environment"]["HPO_STORAGE_URL"] == worker["environment"]["HPO_STORAGE_URL"]
     assert dashboard["depends_on"]["postgres"]["condition"] == "service_healthy"
+    env = {"POSTGRES_PASSWORD": "s3cret"}
+    command = [_compose_interpolate(str(arg), env) for arg in dashboard["command"]]
+    url = _compose_interpolate(worker["environment"]["HPO_STORAGE_URL"], env)
+    assert "s3cret" not in " ".join(command), "the password stays off the command line"
+    assert command[0] == "dashboard" and command[command.index("--port") + 1] == "8080"
+    study, overrides = command[1], [v for f, v in itertools.pairwise(command) if f == "--set"]
+    previous = dict(os.environ)
+    os.environ["HPO_STORAGE_URL"] = url
+    try:
+        assert storage_url(load_study_config(ROOT / study, overrides)) == url
+    finally:
+        os.environ.clear()
+        os.environ.update(previous)
+    assert "artifacts.dir=/data/artifacts" in overrides, "where the workers upload"
+    assert "artifacts.dir=/data/artifacts" in worker["command"]
+    assert dashboard["volumes"] == worker["volumes"] == ["hpo-data:/data"]
 
 
 def test_env_example_names_every_variable_and_holds_no_secret(compose: dict[str, Any]) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -15,7 +14,7 @@ import pytest
 from hpo import StorageError, load_study_config, run_study, validate_study_data
 from hpo.startup_design import study_startup
 from hpo.storages import mask_url, open_storage
-from tests.conftest import analytic_study, open_at_once
+from tests.conftest import analytic_study, fresh_database, open_at_once
 
 
 def test_mask_url_hides_passwords() -> None:
@@ -86,36 +85,6 @@ def test_postgres_wrong_password_or_db(postgres_url: str) -> None:
     assert "no_such_database_xyz" in info.value.problems[0]
 
 
-@contextlib.contextmanager
-def _fresh_database(server_url: str) -> Iterator[str]:
-    """A new, empty database on the server of ``server_url``: its URL, dropped afterwards."""
-    import sqlalchemy
-
-    name = f"hpo_fresh_{uuid.uuid4().hex[:10]}"
-    admin = sqlalchemy.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        try:
-            with admin.connect() as con:
-                con.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
-        except sqlalchemy.exc.SQLAlchemyError as exc:
-            pytest.skip(f"cannot create a database on the test server: {exc.__class__.__name__}")
-        try:
-            yield str(sqlalchemy.make_url(server_url).set(database=name))
-        finally:
-            with admin.connect() as con:
-                if server_url.startswith("postgresql"):  # end what the test left connected
-                    con.execute(
-                        sqlalchemy.text(
-                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                            "WHERE datname = :name AND pid <> pg_backend_pid()"
-                        ),
-                        {"name": name},
-                    )
-                con.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {name}"))
-    finally:
-        admin.dispose()
-
-
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mysql"])
 def test_a_fleet_started_at_once_on_an_empty_storage_all_open_it(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
@@ -128,7 +97,7 @@ def test_a_fleet_started_at_once_on_an_empty_storage_all_open_it(
             server = request.getfixturevalue(
                 {"postgresql": "postgres_url"}.get(backend, "mysql_url")
             )
-            storage = stack.enter_context(_fresh_database(server))
+            storage = stack.enter_context(fresh_database(server))
         data = analytic_study("fleet", storage=storage, startup="balanced")
         design = study_startup(validate_study_data(data))
         machines = 6
