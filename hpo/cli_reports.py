@@ -105,7 +105,7 @@ def export(
 ) -> None:
     """Write the best trial as a trainer config for ``hpo train``."""
     from hpo.config import load_study_config
-    from hpo.export import export_text
+    from hpo.export import export_text, retrain_command
 
     cfg = load_study_config(study, set_ or [])
     if str(output) == "-":
@@ -114,7 +114,7 @@ def export(
     check_output_file(output, OUTPUT_OPTION, "best.yaml", cfg)
     path = write_output_file(output, export_text(cfg), OUTPUT_OPTION)
     out.print(
-        f"best trial written to {path}; retrain with: hpo train {path} --evaluate-test",
+        f"best trial written to {path}; retrain with: {retrain_command(path, cfg)}",
         soft_wrap=True,
     )
 

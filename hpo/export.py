@@ -11,6 +11,10 @@ from hpo.yaml_loader import dump_yaml
 if TYPE_CHECKING:
     from hpo.config import StudyConfig
 
+OUTPUT_DIR_PARAMS = ("save_dir", "artifact_dir")
+"""Trainer params naming folders a run writes into; an export moves them below the trial's."""
+RETRAIN_SUBDIR = "retrain"
+
 
 def export_text(cfg: StudyConfig) -> str:
     """YAML of the best trial's config (fixed params + best params + its seed), with a header
@@ -24,14 +28,29 @@ def export_text(cfg: StudyConfig) -> str:
             f"# Picked by hpo confirm: mean {confirmed['mean']:.6g} over {confirmed['runs']} "
             f"run(s) at fresh seeds, the best of {confirmed['finalists']} finalists.\n"
         )
-    header += "# Retrain it outside the study:  hpo train THIS_FILE --evaluate-test\n"
-    for key in ("save_dir", "artifact_dir"):
-        if data["params"].get(key):
-            header += (
-                f"# {key} {data['params'][key]!r} is where the trial wrote (at its seed): a "
-                f"retrain writes there too; --set params.{key}=... keeps the trial's files.\n"
-            )
+    header += f"# Retrain it outside the study:  {retrain_command('THIS_FILE', cfg)}\n"
+    params = data["params"]
+    trial_dirs = {key: params[key] for key in OUTPUT_DIR_PARAMS if params.get(key)}
+    for key, trial_dir in trial_dirs.items():
+        params[key] = f"{str(trial_dir).rstrip('/')}/{RETRAIN_SUBDIR}"
+        header += (
+            f"# {key}: the trial wrote to {trial_dir!r} (at its seed); a retrain writes to "
+            f"{params[key]!r}, so the trial's files stay as they are.\n"
+        )
+    if "save_dir" in trial_dirs and params.get("resume"):
+        header += (
+            "# resume: true: running this again continues the retrain; --set "
+            f"params.save_dir={trial_dirs['save_dir']!r} scores the trial's own run instead.\n"
+        )
     return header + dump_yaml(data, sort_keys=False, allow_unicode=True)
+
+
+def retrain_command(path: str | Path, cfg: StudyConfig) -> str:
+    """``hpo train PATH``, with ``--evaluate-test`` only for trainers that take it."""
+    from hpo.hooks import trainer_accepts_param
+
+    flag = " --evaluate-test" if trainer_accepts_param(cfg, "evaluate_test") else ""
+    return f"hpo train {path}{flag}"
 
 
 def export_best(cfg: StudyConfig, path: str | Path) -> Path:

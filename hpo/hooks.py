@@ -42,15 +42,21 @@ EMBEDDINGS_FILE = "val_embeddings.npz"
 History = list[tuple[int, dict[str, float]]]
 
 
-def trainer_accepts_artifact_dir(cfg: StudyConfig) -> bool:
-    """Only trainers whose schema declares ``artifact_dir`` get one (others reject extra keys)."""
+def trainer_accepts_param(cfg: StudyConfig, name: str) -> bool:
+    """True when the trainer's schema declares ``name``: a trainer without a schema may reject
+    keys it does not know, so nothing is added to its params."""
     from trainers.registry import TrainerNotFound, resolve_trainer
 
     try:
         schema = resolve_trainer(cfg.trainer.name).params_schema
     except TrainerNotFound:
         return False
-    return schema is not None and "artifact_dir" in schema.model_fields
+    return schema is not None and name in schema.model_fields
+
+
+def trainer_accepts_artifact_dir(cfg: StudyConfig) -> bool:
+    """Only trainers whose schema declares ``artifact_dir`` get one (others reject extra keys)."""
+    return trainer_accepts_param(cfg, "artifact_dir")
 
 
 def _objective_value(cfg: StudyConfig, result: Mapping[str, Any] | None) -> float | None:

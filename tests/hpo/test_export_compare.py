@@ -112,10 +112,11 @@ def test_outputs_never_replace_the_study_its_storage_or_a_database(
     assert not (Path.cwd() / "-").exists()
 
 
-def test_an_export_says_where_a_retrain_would_write(
+def test_an_export_retrains_below_the_trials_folder(
     write_study: Callable[..., Path], tmp_path: Path
 ) -> None:
-    """The exported save_dir is the trial's own folder: a retrain wrote over its encoder."""
+    """The trial's save_dir at its pinned seed is the trial's own folder: with ``resume: true``
+    a retrain there trained nothing, and without it overwrote the trial's encoder."""
     runs = tmp_path / "runs"
     params = {
         "dataset": "synthetic_har",
@@ -126,6 +127,7 @@ def test_an_export_says_where_a_retrain_would_write(
         "epochs": 1,
         "device": "cpu",
         "save_dir": f"{runs}/{{seed}}",
+        "resume": True,
     }
     data = analytic_study(
         budget={"n_trials": 1},
@@ -137,18 +139,33 @@ def test_an_export_says_where_a_retrain_would_write(
     )
     path = write_study(data)
     run_study(load_study_config(path))
-    text = export_best(load_study_config(path), tmp_path / "best.yaml").read_text()
+    best = export_best(load_study_config(path), tmp_path / "best.yaml")
+    text = best.read_text()
     (trial_dir,) = runs.iterdir()
+    assert "hpo train THIS_FILE --evaluate-test" in text
     assert (
-        f"# save_dir '{runs}/{{seed}}' is where the trial wrote (at its seed): a retrain "
-        "writes there too; --set params.save_dir=... keeps the trial's files." in text
+        f"# save_dir: the trial wrote to '{runs}/{{seed}}' (at its seed); a retrain writes to "
+        f"'{runs}/{{seed}}/retrain', so the trial's files stay as they are." in text
     )
-    before = (trial_dir / "encoder.pt").read_bytes()
-    other = tmp_path / "retrain"
-    trained = _hpo("train", str(tmp_path / "best.yaml"), "--set", f"params.save_dir={other}")
+    assert f"--set params.save_dir='{runs}/{{seed}}' scores the trial's own run" in text
+    before = {f.name: f.read_bytes() for f in trial_dir.iterdir() if f.is_file()}
+    trained = _hpo("train", str(best))
     assert trained.exit_code == 0, trained.stderr
-    assert (other / "encoder.pt").is_file()
-    assert (trial_dir / "encoder.pt").read_bytes() == before
+    assert (trial_dir / "retrain" / "encoder.pt").is_file()
+    assert {f.name: f.read_bytes() for f in trial_dir.iterdir() if f.is_file()} == before
+
+
+def test_an_export_suggests_evaluate_test_only_to_trainers_that_take_it(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = write_study(analytic_study(budget={"n_trials": 1}, artifacts={"enabled": False}))
+    run_study(load_study_config(path))
+    exported = _hpo("export", str(path), "-o", str(tmp_path / "best.yaml"))
+    assert exported.exit_code == 0, exported.stderr
+    assert f"retrain with: hpo train {tmp_path / 'best.yaml'}\n" in exported.stdout
+    assert "--evaluate-test" not in (tmp_path / "best.yaml").read_text()
+    trained = _hpo("train", str(tmp_path / "best.yaml"))
+    assert trained.exit_code == 0, trained.stderr
 
 
 def test_export_before_any_completed_trial_is_an_error(write_study: Callable[..., Path]) -> None:
