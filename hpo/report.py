@@ -34,6 +34,10 @@ logger = logging.getLogger(__name__)
 TOP_TRIALS = 10
 
 
+MIN_TRIALS_FOR_IMPORTANCES = 2
+"""Optuna 5 draws importances from one trial as an even split, which reads as a finding."""
+
+
 @dataclass
 class Figure:
     """One section of the report: a plotly figure, or why it could not be drawn."""
@@ -101,6 +105,7 @@ def build_figures(
 
     figures: list[Figure] = []
     targets = _targets(study, names)
+    completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     multi = len(targets) > 1
     for name, target, _ in targets:
         figures.append(
@@ -126,6 +131,13 @@ def build_figures(
             ("slice", "Slice plots", vis.plot_slice, target),
         ]
         for key, title, plot, plot_target in plots:
+            if key == "importances" and completed < MIN_TRIALS_FOR_IMPORTANCES:
+                reason = (
+                    f"needs {MIN_TRIALS_FOR_IMPORTANCES} completed trials "
+                    f"(the study has {completed})"
+                )
+                figures.append(Figure(key + tag, title + suffix, None, reason))
+                continue
             figures.append(
                 _figure(
                     key + tag,

@@ -181,6 +181,20 @@ def test_report_of_a_fresh_study_says_what_is_missing(
     assert {row[0]: row[1] for row in parsed.tables["counts"]}["fail"] == "1"
 
 
+def test_report_of_one_completed_trial_draws_no_importances(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Optuna 5 draws one trial's importances as an even split (0.50 / 0.50)."""
+    path = write_study(analytic_study(budget={"n_trials": 1}, artifacts={"enabled": False}))
+    run_study(load_study_config(path))
+    result = CliRunner().invoke(app, ["report", str(path), "-o", str(tmp_path / "r.html")])
+    assert result.exit_code == 0, result.stderr
+    parsed = _parse(tmp_path / "r.html")
+    assert "plot-importances" not in parsed.figures
+    assert any("needs 2 completed trials (the study has 1)" in u for u in parsed.unavailable)
+    assert "plot-history" in parsed.figures
+
+
 def test_report_output_that_cannot_be_written_is_one_error_line(
     report: tuple[Path, Any], tmp_path: Path
 ) -> None:
