@@ -44,7 +44,6 @@ from hpo.config import StudyConfig
 from hpo.runner import RunSummary, open_study, summarize
 from hpo.storages import (
     STORAGE_UNAVAILABLE_EXIT,
-    is_rdb_url,
     mask_url,
     sqlite_path,
     storage_retry_seconds,
@@ -382,11 +381,6 @@ class Supervisor:
             self.notes.append(
                 f"study has {st.finished} of {n_trials} trials finished "
                 f"({st.waiting} queued); run again to continue"
-            )
-        if not is_rdb_url(storage_url(self.cfg)) and not self._single_machine_storage():
-            self.notes.append(
-                "this storage has no heartbeats: trials of workers lost on other machines "
-                "are only recovered by their own machine's supervisor"
             )
         return SupervisorResult(
             summary=summary,
