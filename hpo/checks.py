@@ -10,7 +10,7 @@ import inspect
 import itertools
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -243,10 +243,24 @@ def schema_errors(
     schema: type[BaseModel], params: dict[str, Any], only: str | None = None
 ) -> list[tuple[str, str]]:
     """``(field, message)`` for each of the trainer schema's objections to ``params``."""
+    return [(loc, msg) for loc, msg, _ in _objections(schema, params, only)]
+
+
+def _objections(
+    schema: type[BaseModel], params: dict[str, Any], only: str | None = None
+) -> list[tuple[str, str, frozenset[str] | None]]:
+    """:func:`schema_errors` with the fields each error about ``params`` as a whole involves.
+
+    A trainer's cross-field check says which fields it read by raising a ``ValueError``
+    with a ``fields`` attribute (``trainers.params.CrossFieldError``): that is what lets
+    ``hpo validate`` pin ``n_heads`` must divide ``dim`` on ``n_heads`` rather than on
+    whichever searched field it was checking. ``None``: the trainer did not say.
+    """
     try:
         schema.model_validate(params)
     except (TypeError, AttributeError, KeyError, IndexError) as exc:  # a validator's own bug
-        return [(only or WHOLE, f"the trainer's schema failed ({type(exc).__name__}: {exc})")]
+        msg = f"the trainer's schema failed ({type(exc).__name__}: {exc})"
+        return [(only or WHOLE, msg, None)]
     except ValidationError as exc:
         out = []
         for err in exc.errors():
@@ -257,12 +271,21 @@ def schema_errors(
                 msg = "unknown parameter" + _did_you_mean(str(err["loc"][-1]), schema)
             else:
                 msg = str(err["msg"]).removeprefix("Value error, ")
-            out.append((loc or WHOLE, msg))
+            out.append((loc or WHOLE, msg, None if loc else _declared_fields(err)))
         return out
     return []
 
 
-def _trainer_problems(cfg: StudyConfig, *, partial: bool = False) -> list[str]:
+def _declared_fields(err: Mapping[str, Any]) -> frozenset[str] | None:
+    """The ``fields`` a cross-field error's exception names, if it names any."""
+    fields = getattr((err.get("ctx") or {}).get("error"), "fields", None)
+    if isinstance(fields, str) or not isinstance(fields, Iterable):
+        return None
+    names = frozenset(fields)
+    return names if names and all(isinstance(n, str) for n in names) else None
+
+
+def _trainer_problems(cfg: StudyConfig, *, unseen: Collection[str] = ()) -> list[str]:
     from trainers.registry import TrainerNotFound, resolve_trainer
 
     try:
@@ -292,6 +315,8 @@ def _trainer_problems(cfg: StudyConfig, *, partial: bool = False) -> list[str]:
             f"{schema.__name__} refuses; give it a field seed: int | None = None"
         )
     fixed = dict(cfg.trainer.params)
+    # judged on the fixed values alone: a searched field's default stands in, which a
+    # conditional parameter's trials do take, and an error found here may hide others
     fixed_errors = schema_errors(schema, fixed)
     for loc, msg in fixed_errors:
         where = "trainer.params" if loc == WHOLE else f"trainer.params.{loc}"
@@ -302,18 +327,30 @@ def _trainer_problems(cfg: StudyConfig, *, partial: bool = False) -> list[str]:
     # `hpo validate` lists both kinds of problem
     wrong = {loc.split(".")[0] for loc, _ in fixed_errors}
     fixed = {k: v for k, v in fixed.items() if k not in wrong}
-    # with a field dropped, defaults stand in for what the user wrote: cross-field errors
-    # and input files would be judged on values that are not theirs
-    whole = not (partial or wrong & set(schema.model_fields))  # an unknown key stands for nothing
     fields = schema.model_fields
+    # with a field dropped, defaults stand in for what the user wrote: a check that reads
+    # it would judge values that are not theirs (an unknown key stands for nothing)
+    dropped = frozenset(unseen) | (wrong & set(fields))
+    valid = {
+        name: [v for v in _values_of(pspec) if not schema_errors(schema, {**fixed, name: v}, name)]
+        for name, pspec in cfg.space.items()
+        if name in fields
+    }
     for name, pspec in cfg.space.items():
         if name not in fields:
             problems.append(f"space.{name}: trainer {cfg.trainer.name!r} has no parameter {name!r}")
             continue
-        problems.extend(
-            _space_value_problems(schema, fixed, name, pspec, cfg.space, cross_field=whole)
-        )
-    return problems + (_missing_input_problems(schema, fixed, cfg.space) if whole else [])
+        problems.extend(_space_value_problems(schema, fixed, name, pspec, valid, dropped))
+    return problems + ([] if dropped else _missing_input_problems(schema, fixed, cfg.space))
+
+
+INPUT_FIELDS = frozenset({"dataset", "data_dir", "init_from", "mode", "channel_adapter"})
+"""Trainer fields that decide which input files a trial reads, or whether they fit."""
+
+
+FIT_FIELDS = frozenset({"proj_dim"})
+"""Trainer fields whose value must fit what the inputs hold: a searched one is checked with
+the inputs (``mode: align`` predicts the targets Z, so ``proj_dim`` must be Z's width)."""
 
 
 def _missing_input_problems(
@@ -328,11 +365,15 @@ def _missing_input_problems(
 
 
 def _input_problems(
-    schema: type[BaseModel], fixed: dict[str, Any], space: Mapping[str, ParamSpec], check: str
+    schema: type[BaseModel],
+    fixed: dict[str, Any],
+    space: Mapping[str, ParamSpec],
+    check: str,
+    fields: frozenset[str] = INPUT_FIELDS,
 ) -> list[str]:
     """The schema's ``check`` (``missing_inputs``, ``input_misfits``) over the searched inputs.
 
-    Every combination of the searched input fields' values is checked. A problem every
+    Every combination of the searched ``fields``' values is checked. A problem every
     combination has is the fixed parameters' and is said once; a searched value is refused
     only when it fails with every value of the others (``dataset: BasicMotions`` that needs
     ``channel_adapter: conv1x1`` is fine while the space also offers conv1x1).
@@ -347,7 +388,7 @@ def _input_problems(
             return {}
 
     searched = [
-        n for n, spec in space.items() if n in INPUT_FIELDS and isinstance(spec, CategoricalParam)
+        n for n, spec in space.items() if n in fields and isinstance(spec, CategoricalParam)
     ]
     grids = [_values_of(space[n]) for n in searched]
     if math.prod(len(g) for g in grids) > MAX_COMBINATIONS:
@@ -392,7 +433,7 @@ def input_misfit_problems(cfg: StudyConfig) -> list[str]:
     if schema is None:
         return []
     fixed = dict(cfg.trainer.params)
-    misfits = _input_problems(schema, fixed, cfg.space, "input_misfits")
+    misfits = _input_problems(schema, fixed, cfg.space, "input_misfits", INPUT_FIELDS | FIT_FIELDS)
     return misfits + _unreported_metric_problems(cfg, schema, fixed)
 
 
@@ -420,26 +461,21 @@ def _unreported_metric_problems(
     ]
 
 
-INPUT_FIELDS = frozenset({"dataset", "data_dir", "init_from", "mode", "channel_adapter"})
-"""Trainer fields that decide which input files a trial reads, or whether they fit."""
-
-
 def _space_value_problems(
     schema: type[BaseModel],
     fixed: dict[str, Any],
     name: str,
     pspec: ParamSpec,
-    space: Mapping[str, ParamSpec],
-    *,
-    cross_field: bool = True,
+    valid: Mapping[str, list[Any]],
+    dropped: frozenset[str],
 ) -> list[str]:
+    """``valid``: each searched field's values that pass on their own; ``dropped``: fields
+    whose user value the check cannot see (see :func:`_always_refused`)."""
     problems = []
     for value in _values_of(pspec):
         for _loc, msg in schema_errors(schema, {**fixed, name: value}, only=name):
             problems.append(f"space.{name}: value {value!r} is not allowed: {msg}")
-        if not cross_field:
-            continue
-        for msg in _always_refused(schema, fixed, name, value, space):
+        for msg in _always_refused(schema, fixed, name, value, valid, dropped):
             problems.append(f"space.{name}: value {value!r} is never allowed: {msg}")
     inner = _fractional_value(pspec)
     if not problems and inner is not None:
@@ -472,26 +508,47 @@ def _always_refused(
     fixed: dict[str, Any],
     name: str,
     value: Any,
-    space: Mapping[str, ParamSpec],
+    valid: Mapping[str, list[Any]],
+    dropped: frozenset[str],
 ) -> list[str]:
     """The trainer's cross-field errors (``n_heads`` must divide ``dim``) that ``name: value``
-    meets with every combination of the other searched parameters' representative values.
+    meets with every combination of the other searched parameters' valid values.
 
-    Such errors name no one field, and another searched parameter may be what makes the
-    value fit (``dim: [48, 64]`` with ``n_heads: [3, 4]``), so only an error that stays
-    the same whatever the others take is certain to fail every trial with that value.
+    Another searched parameter may be what makes the value fit (``dim: [48, 64]`` with
+    ``n_heads: [3, 4]``), so only an error that stays the same whatever the others take is
+    certain to fail every trial with that value. An error is pinned on ``name`` only when
+    it involves ``name`` (its ``fields``, see :func:`_objections`): with ``loss: [infonce,
+    triplet]`` and ``n_heads: [3]``, the heads error is ``n_heads``'s, not ``loss``'s.
+    A combination that fails on an error of other fields only says nothing about
+    ``name``, and is skipped. Values that fail on their own have their own lines and
+    never reach a trial, so they are left out; a field with none left, or in ``dropped``,
+    is judged at its default, which is not the user's value: an error that reads it (or
+    that names no fields, when anything was dropped) is not claimed.
     """
-    others = {n: _values_of(spec) for n, spec in space.items() if n != name}
+    others = {n: values for n, values in valid.items() if n != name and values}
+    unseen = dropped | {n for n, values in valid.items() if n != name and not values}
     if math.prod(len(v) for v in others.values()) > MAX_COMBINATIONS:
         return []
     always: set[str] | None = None
     for combo in itertools.product(*others.values()):
         params = {**fixed, **dict(zip(others, combo, strict=True)), name: value}
-        errors = {msg for loc, msg in schema_errors(schema, params) if loc == WHOLE}
-        always = errors if always is None else always & errors
+        errors = [(msg, fields) for loc, msg, fields in _objections(schema, params) if loc == WHOLE]
+        if not errors:
+            return []  # a trial with this combination runs
+        if all(fields is not None and name not in fields for _, fields in errors):
+            continue  # it fails whatever name takes: that error is another field's
+        if any(_reads_unseen(fields, unseen) for _, fields in errors):
+            return []  # judged on a default: with the user's own value it may run
+        mine = {msg for msg, fields in errors if fields is None or name in fields}
+        always = mine if always is None else always & mine
         if not always:
             return []
     return sorted(always or ())
+
+
+def _reads_unseen(fields: frozenset[str] | None, unseen: frozenset[str]) -> bool:
+    """Whether an error may read a field the check saw only at its default."""
+    return bool(unseen) if fields is None else bool(fields & unseen)
 
 
 _ENV_TEXT = re.compile(r"\$\{[^}]*\}?")
@@ -515,16 +572,18 @@ def _storage_syntax_problems(cfg: StudyConfig) -> list[str]:
     return out
 
 
-def semantic_problems(cfg: StudyConfig, *, partial: bool = False) -> list[str]:
+def semantic_problems(cfg: StudyConfig, *, unseen: Collection[str] = ()) -> list[str]:
     """All problems beyond the schema, one line each.
 
-    ``partial``: ``cfg.space`` lacks entries that failed their own checks, so what depends
-    on the whole parameter set (cross-field errors, input files) is left for the next run.
+    ``unseen``: searched parameters whose entries failed their own checks and are left out
+    of ``cfg.space``. What reads them (cross-field errors that involve them, any error
+    that names no fields, input files) is left for the next run: a default would stand in
+    for the user's value. Cross-field errors of the other fields are still reported.
     """
     problems = _storage_syntax_problems(cfg) or storage_problems(cfg)
     problems += _sampler_problems(cfg)
     problems += _pruner_problems(cfg)
-    problems += _trainer_problems(cfg, partial=partial)
+    problems += _trainer_problems(cfg, unseen=unseen)
     problems += _artifact_problems(cfg)
     return problems
 

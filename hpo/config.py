@@ -672,7 +672,7 @@ def validate_study_data(data: Any, *, source: str | None = None) -> StudyConfig:
         # them on the parameters that parsed, so one `hpo validate` lists every problem
         checked = {n: spec for n, spec in space.items() if n not in out_of_range}
         failed = declared - set(checked)
-        later = semantic_problems(cfg.model_copy(update={"space": checked}), partial=bool(failed))
+        later = semantic_problems(cfg.model_copy(update={"space": checked}), unseen=failed)
         # grouping by a parameter whose own entry failed would read as "not searched"
         raise ConfigError(
             problems

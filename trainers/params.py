@@ -7,6 +7,7 @@ against this schema, so ``loss: infonc`` fails in a second, not after a GPU hour
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -29,6 +30,26 @@ SAVE_DIR_PLACEHOLDER = re.compile(r"\{(\w+)\}")
 DEVICE_PATTERN = re.compile(r"auto|cpu|(cuda|mps|xpu)(:\d+)?")
 """Devices :func:`trainers.runtime.resolve_device` takes; checked by form only, since
 ``hpo validate`` may run on a machine without the GPU its workers have."""
+
+
+class CrossFieldError(ValueError):
+    """A problem of several fields together, naming the fields its check reads.
+
+    ``hpo validate`` pins such a problem on the searched fields it involves, not on
+    whichever searched field it was checking (``n_heads: [3]`` beside ``loss: [...]`` is
+    ``n_heads``'s problem), and trusts it only when it saw the user's value of each.
+    """
+
+    def __init__(self, message: str, fields: Iterable[str]) -> None:
+        super().__init__(message)
+        self.fields = frozenset(fields)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled with its fields (a ``ValidationError`` that holds it crosses processes)."""
+        return (CrossFieldError, (str(self), tuple(sorted(self.fields))))
+
+
+_HEADS_FIELDS = ("n_heads", "dim", "use_dim_reduction", "reduction_dim", "model", "mode")
 
 
 class ContrastiveParams(BaseModel):
@@ -240,27 +261,35 @@ class ContrastiveParams(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> ContrastiveParams:
         if self.mode == "pretrain" and self.loss in ("supcon", "triplet"):
-            raise ValueError(
+            raise CrossFieldError(
                 f"loss {self.loss!r} needs labels and cannot be used with mode: pretrain; "
-                f"use one of {', '.join(LABEL_FREE_LOSSES)}"
+                f"use one of {', '.join(LABEL_FREE_LOSSES)}",
+                ("loss", "mode"),
             )
         if self.mode == "pretrain" and self.loss == "none":
-            raise ValueError("mode: pretrain needs a self-supervised loss, not 'none'")
+            raise CrossFieldError(
+                "mode: pretrain needs a self-supervised loss, not 'none'", ("loss", "mode")
+            )
         if self.mode == "finetune" and not self.init_from:
-            raise ValueError("mode: finetune needs init_from (an encoder checkpoint path)")
+            raise CrossFieldError(
+                "mode: finetune needs init_from (an encoder checkpoint path)",
+                ("init_from", "mode"),
+            )
         if self.monitor != "val_f1" and self.mode in ("pretrain", "align"):
-            raise ValueError(
+            raise CrossFieldError(
                 f"monitor is read by mode: supervised and finetune; mode: {self.mode} keeps "
                 "the epoch with the best "
-                + ("probe_f1 (rankme without labels)" if self.mode == "pretrain" else "val_cosine")
+                + ("probe_f1 (rankme without labels)" if self.mode == "pretrain" else "val_cosine"),
+                ("monitor", "mode"),
             )
         if self.unlabeled_label is not None and self.mode != "pretrain":
-            raise ValueError(
+            raise CrossFieldError(
                 "unlabeled_label is read only by mode: pretrain (the other modes need a "
-                "label for every series)"
+                "label for every series)",
+                ("unlabeled_label", "mode"),
             )
         if self.resume and not self.save_dir:
-            raise ValueError("resume: true needs save_dir")
+            raise CrossFieldError("resume: true needs save_dir", ("resume", "save_dir"))
         if self.model == "crossformer" and self.mode != "finetune":
             from trainers.models import heads_problem
 
@@ -268,22 +297,25 @@ class ContrastiveParams(BaseModel):
                 self.n_heads, self.dim, self.use_dim_reduction, self.reduction_dim
             )
             if problem is not None:
-                raise ValueError(problem)
+                raise CrossFieldError(problem, _HEADS_FIELDS)
         if self.mode == "align":
             if self.loss not in ALIGN_LOSSES:
-                raise ValueError(
+                raise CrossFieldError(
                     f"mode: align regresses target embeddings; loss must be one of "
-                    f"{', '.join(ALIGN_LOSSES)}, not {self.loss!r}"
+                    f"{', '.join(ALIGN_LOSSES)}, not {self.loss!r}",
+                    ("loss", "mode"),
                 )
             if self.loss == "infonce" and self.batch_size < ALIGN_INFONCE_MIN_BATCH:
-                raise ValueError(
+                raise CrossFieldError(
                     f"loss: infonce in mode: align needs batch_size >= {ALIGN_INFONCE_MIN_BATCH} "
-                    f"(in-batch negatives), got {self.batch_size}"
+                    f"(in-batch negatives), got {self.batch_size}",
+                    ("batch_size", "loss", "mode"),
                 )
             if not self.dataset.endswith(".npz"):
-                raise ValueError(
+                raise CrossFieldError(
                     "mode: align needs dataset: a path to an .npz with X (n, C, T) and Z (n, D); "
-                    "make one with python -m trainers.align out.npz"
+                    "make one with python -m trainers.align out.npz",
+                    ("dataset", "mode"),
                 )
         return self
 
@@ -314,11 +346,14 @@ class ContrastiveParams(BaseModel):
         """Inputs that are there but do not fit this configuration: ``{field: why}``.
 
         A fine-tuning checkpoint is read and compared with the data's channels and the
-        explicit architecture; an ``.npz``'s labels are read (not its series). It reads
-        files, so only ``hpo validate`` and a run ask (a run reads the data anyway).
+        explicit architecture; an ``.npz``'s labels are read (not its series), and for
+        ``mode: align`` the shapes of its arrays. It reads files, so only ``hpo validate``
+        and a run ask (a run reads the data anyway).
         """
-        if self.missing_inputs() or self.mode == "align":
+        if self.missing_inputs():
             return {}
+        if self.mode == "align":
+            return self._alignment_misfits()
         misfits = self._label_misfits()
         if self.mode == "finetune" and "dataset" not in misfits:
             from trainers.finetune import checkpoint_misfit
@@ -327,6 +362,33 @@ class ContrastiveParams(BaseModel):
             if misfit is not None:
                 misfits["init_from"] = misfit
         return misfits
+
+    def _alignment_misfits(self) -> dict[str, str]:
+        """An explicit ``proj_dim`` other than the width of the targets ``Z``: the projection
+        head's output is the prediction, so every trial would fail at its start.
+
+        Only the ``.npy`` headers are read (the file :func:`train_align` loads, and its
+        arrays ``X`` and ``Z``), so ``hpo validate`` stays quick however large ``X`` is.
+        """
+        from trainers.align import alignment_file
+        from trainers.data import npz_shapes
+
+        shapes = npz_shapes(alignment_file(self.dataset, self.data_dir))
+        if shapes is None:
+            return {}
+        missing = [key for key in ("X", "Z") if key not in shapes]
+        if missing:  # the words of the reader (trainers.data.readers._read_npz)
+            return {"dataset": f"missing array(s) {missing}; found {sorted(shapes)}"}
+        if len(shapes["Z"]) != 2:  # and of trainers.data.validation._as_embeddings
+            return {"dataset": f"Z must be a numeric 2-D (n, dim) array, got shape {shapes['Z']}"}
+        width = shapes["Z"][1]
+        if "proj_dim" in self.model_fields_set and self.proj_dim != width:
+            return {
+                "proj_dim": f"the targets Z in {self.dataset} have {width} dimensions, and "
+                f"mode: align predicts them: proj_dim must be {width} (or left out: it is "
+                "taken from Z)"
+            }
+        return {}
 
     def _label_misfits(self) -> dict[str, str]:
         """Labels an ``.npz`` lacks for this mode: every trial would fail on them."""

@@ -17,6 +17,7 @@ from trainers.data import (
     load_alignment_npz,
     load_dataset,
     npz_labels,
+    npz_shapes,
     stratified_split,
 )
 from trainers.synthetic import HAR_CHANNELS, HAR_CLASSES
@@ -375,6 +376,36 @@ def test_npz_without_labels_loads_only_where_unlabelled_series_are_allowed(
     assert splits.class_names == []
     assert (len(splits.y_train), len(splits.y_val)) == (8, 2)
     assert set(splits.y_train) | set(splits.y_val) == {UNLABELED}
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
+def test_npz_shapes_come_from_the_headers_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, save: object
+) -> None:
+    """``hpo validate`` reads Z's width for ``mode: align`` without loading a large X."""
+    path = tmp_path / "a.npz"
+    save(path, X=np.zeros((7, 3, 5), np.float32), Z=np.zeros((7, 4)), y=np.arange(7))  # type: ignore[operator]
+    monkeypatch.setattr(np, "load", None)  # not one array is read
+    assert npz_shapes(path) == {"X": (7, 3, 5), "Z": (7, 4), "y": (7,)}
+
+
+def test_npz_shapes_of_what_is_no_npz_are_left_to_the_reader(tmp_path: Path) -> None:
+    (tmp_path / "text.npz").write_text("not a zip")
+    assert npz_shapes(tmp_path / "text.npz") is None
+    assert npz_shapes(tmp_path / "none.npz") is None
+    assert npz_shapes(tmp_path) is None
+
+
+def test_npz_shapes_skip_members_that_are_no_arrays(tmp_path: Path) -> None:
+    """np.load reads an .npz with a metadata member; its arrays are still checked."""
+    import zipfile
+
+    path = tmp_path / "meta.npz"
+    np.savez(path, X=np.zeros((3, 1, 4)), Z=np.zeros((3, 2)))
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("meta.json", '{"source": "sensor"}')
+    assert sorted(np.load(path).files) == ["X", "Z", "meta.json"]
+    assert npz_shapes(path) == {"X": (3, 1, 4), "Z": (3, 2)}
 
 
 def test_nan_and_the_unlabeled_label_mark_series_without_a_label(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from trainers import resolve_trainer
 from trainers.augment import POLICIES
 from trainers.contrastive import train
 from trainers.losses import LOSS_KWARGS, loss_kwargs
-from trainers.params import ContrastiveParams
+from trainers.params import ContrastiveParams, CrossFieldError
 
 TINY_HAR: dict[str, Any] = {
     "dataset": "synthetic_har",
@@ -252,3 +253,34 @@ def test_the_schema_does_not_import_the_model_code() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert "trainers.contrastive" not in out and "trainers.models" not in out
+
+
+def test_a_cross_field_error_names_the_fields_its_check_reads() -> None:
+    """``hpo validate`` pins it on those fields (hpo/checks.py), even across processes."""
+    import pickle
+
+    with pytest.raises(ValidationError) as info:
+        ContrastiveParams(n_heads=3)
+    for errors in (info.value.errors(), pickle.loads(pickle.dumps(info.value)).errors()):
+        error = errors[0]["ctx"]["error"]
+        assert isinstance(error, CrossFieldError)
+        assert {"n_heads", "dim"} <= error.fields and "loss" not in error.fields
+        assert str(error).startswith("n_heads=3 must divide the attention width (dim=64)")
+
+
+def test_align_refuses_a_proj_dim_other_than_the_targets_width(tmp_path: Path) -> None:
+    import numpy as np
+
+    path = tmp_path / "a.npz"
+    np.savez(path, X=np.zeros((6, 2, 8), np.float32), Z=np.zeros((6, 5), np.float32))
+    align: dict[str, Any] = {"mode": "align", "dataset": str(path), "loss": "mse"}
+    assert ContrastiveParams.model_validate(align).input_misfits() == {}  # proj_dim taken from Z
+    assert ContrastiveParams.model_validate({**align, "proj_dim": 5}).input_misfits() == {}
+    assert ContrastiveParams.model_validate({**align, "proj_dim": 6}).input_misfits() == {
+        "proj_dim": f"the targets Z in {path} have 5 dimensions, and mode: align predicts "
+        "them: proj_dim must be 5 (or left out: it is taken from Z)"
+    }
+    np.savez(path, X=np.zeros((6, 2, 8), np.float32), Z=np.zeros(6, np.float32))
+    assert ContrastiveParams.model_validate({**align, "proj_dim": 6}).input_misfits() == {
+        "dataset": "Z must be a numeric 2-D (n, dim) array, got shape (6,)"
+    }

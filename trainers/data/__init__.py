@@ -27,6 +27,7 @@ from trainers.data.sources import (
     bundled_datasets,
     dataset_problem,
     npz_labels,
+    npz_shapes,
     source_fingerprint,
 )
 from trainers.data.splits import stratified_split
@@ -46,6 +47,7 @@ __all__ = [
     "load_alignment_npz",
     "load_dataset",
     "npz_labels",
+    "npz_shapes",
     "source_fingerprint",
     "stratified_split",
 ]

@@ -6,6 +6,7 @@ The look-up is shared, so ``hpo validate`` and the worker's cache key see exactl
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +134,35 @@ def npz_labels(
         has_test="X_test" in keys,
         has_test_labels=bool(test_labels),
     )
+
+
+def npz_shapes(path: Path) -> dict[str, tuple[int, ...]] | None:
+    """The shape of each array in the ``.npz`` at ``path``, from the ``.npy`` headers alone.
+
+    Named as ``np.load`` names them (``Z`` for the member ``Z.npy``). No array is read, so
+    ``hpo validate`` can check ``mode: align``'s targets ``Z`` without loading ``X``, however
+    large. None where it is no readable ``.npz``: the reader says what is wrong.
+    """
+    try:
+        if not path.is_file() or not zipfile.is_zipfile(path):
+            return None
+        shapes: dict[str, tuple[int, ...]] = {}
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.namelist():
+                if not member.endswith(".npy"):  # np.load hands such members out as bytes
+                    continue
+                with archive.open(member) as fp:
+                    version = np.lib.format.read_magic(fp)
+                    if version == (1, 0):
+                        shape = np.lib.format.read_array_header_1_0(fp)[0]
+                    elif version == (2, 0):
+                        shape = np.lib.format.read_array_header_2_0(fp)[0]
+                    else:  # 3.0 only differs for non-Latin-1 field names: not ours
+                        return None
+                shapes[member.removesuffix(".npy")] = tuple(int(n) for n in shape)
+    except Exception:  # not .npy members, damaged headers: the reader says what is wrong
+        return None
+    return shapes
 
 
 def source_fingerprint(name: str, data_dir: str | None) -> tuple[Any, ...]:

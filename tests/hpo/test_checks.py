@@ -1,0 +1,267 @@
+"""``hpo validate`` pins each problem on the field that causes it (``hpo/checks.py``).
+
+Cross-field errors of the trainer (``n_heads`` must divide ``dim``) are blamed on the
+searched fields they involve, not on whichever searched field was being checked, and are
+still reported beside unrelated errors. ``mode: align``'s ``proj_dim`` is checked against
+the width of the targets ``Z`` read from the ``.npz`` headers. Each test writes a real
+study file and runs the real ``hpo validate``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from hpo.cli import app
+
+runner = CliRunner()
+
+HEADS_3 = "n_heads=3 must divide the attention width (dim=64); pick n_heads from the divisors of 64"
+
+
+def _study(trainer_params: dict[str, Any], space: dict[str, Any], **top: Any) -> dict[str, Any]:
+    return {
+        "name": "checks",
+        "objective": {"metric": "best_val_f1", "direction": "maximize"},
+        "budget": {"n_trials": 4},
+        "trainer": {"name": "contrastive", "params": trainer_params},
+        "space": space,
+        **top,
+    }
+
+
+def validate(tmp_path: Path, study: dict[str, Any]) -> tuple[int, list[str]]:
+    """Exit code and stderr lines of ``hpo validate`` on ``study`` written in ``tmp_path``."""
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False), encoding="utf-8")
+    result = runner.invoke(app, ["validate", str(path)])
+    assert "Traceback" not in result.output + result.stderr
+    return result.exit_code, [line for line in result.stderr.splitlines() if line.strip()]
+
+
+def choices(*values: Any) -> dict[str, Any]:
+    return {"type": "categorical", "choices": list(values)}
+
+
+# --------------------------------------------------------------------------- cross-field
+
+
+@pytest.mark.parametrize("losses", [["infonce", "triplet"], ["triplet"]])
+def test_a_heads_conflict_names_n_heads_not_the_field_beside_it(
+    tmp_path: Path, losses: list[str]
+) -> None:
+    """It read 'space.loss: value 'triplet' is never allowed: n_heads=3 must divide...'."""
+    study = _study({"dataset": "BasicMotions"}, {"loss": choices(*losses), "n_heads": choices(3)})
+    assert validate(tmp_path, study) == (
+        2,
+        [f"error: space.n_heads: value 3 is never allowed: {HEADS_3}"],
+    )
+
+
+def test_an_invalid_value_beside_it_neither_hides_nor_takes_the_blame(tmp_path: Path) -> None:
+    """``infonc`` never reaches a trial: its own line, and n_heads is judged with triplet."""
+    study = _study(
+        {"dataset": "BasicMotions"}, {"loss": choices("infonc", "triplet"), "n_heads": choices(3)}
+    )
+    code, lines = validate(tmp_path, study)
+    assert code == 2
+    assert len(lines) == 2
+    assert lines[0].startswith("error: space.loss: value 'infonc' is not allowed: Input should be")
+    assert lines[1] == f"error: space.n_heads: value 3 is never allowed: {HEADS_3}"
+
+
+def test_a_cross_field_problem_is_still_said_beside_unrelated_failures(tmp_path: Path) -> None:
+    """The review's file: a failed temperature entry and an unknown fixed key say nothing
+    about n_heads and dim, so the heads check still runs (it once stayed silent)."""
+    study = _study(
+        {"dataset": "BasicMotions", "foo": 1},
+        {
+            "temperature": {"type": "float", "low": 0.0, "high": 0.5, "log": True},
+            "loss": choices("infonc", "triplet"),
+            "n_heads": choices(3),
+        },
+    )
+    code, lines = validate(tmp_path, study)
+    assert code == 2
+    assert [line.split(":")[1].strip() for line in lines] == [
+        "space.temperature",
+        "trainer.params.foo",
+        "space.loss",
+        "space.n_heads",
+    ]
+    assert lines[-1] == f"error: space.n_heads: value 3 is never allowed: {HEADS_3}"
+
+
+def test_a_failed_entry_the_check_reads_still_holds_it_back(tmp_path: Path) -> None:
+    """dim's entry failed, so dim=64 would be a default, not the user's: nothing is claimed."""
+    study = _study(
+        {"dataset": "BasicMotions"},
+        {"dim": choices(48, 60, 48), "n_heads": choices(3), "loss": choices("infonc")},
+    )
+    code, lines = validate(tmp_path, study)
+    assert code == 2
+    assert not any("n_heads" in line for line in lines), lines
+
+
+def test_each_searched_field_of_the_conflict_is_blamed_where_it_always_fails(
+    tmp_path: Path,
+) -> None:
+    """dim 64 fails with the only n_heads; dim 48 takes it, so n_heads 3 is not refused."""
+    study = _study({"dataset": "BasicMotions"}, {"dim": choices(48, 64), "n_heads": choices(3)})
+    assert validate(tmp_path, study) == (
+        2,
+        [f"error: space.dim: value 64 is never allowed: {HEADS_3}"],
+    )
+
+
+def test_a_mode_that_no_searched_loss_fits_is_blamed_on_the_mode(tmp_path: Path) -> None:
+    study = _study(
+        {"dataset": "BasicMotions"},
+        {"mode": choices("pretrain", "supervised"), "loss": choices("supcon")},
+    )
+    code, lines = validate(tmp_path, study)
+    assert code == 2
+    assert [line.split(": value")[0] for line in lines] == ["error: space.mode"]
+    assert "value 'pretrain' is never allowed: loss 'supcon' needs labels" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("fixed", "space"),
+    [
+        # the first error involves a searched field and hides the fixed-only one behind it
+        ({"mode": "finetune", "resume": True}, {"init_from": choices("a.pt", "b.pt")}),
+        ({"unlabeled_label": 5, "resume": True}, {"mode": choices("pretrain")}),
+        # infonce trials never draw dim: they run at the default 64
+        (
+            {"n_heads": 3},
+            {
+                "loss": choices("infonce", "triplet"),
+                "dim": {**choices(48, 96), "if": {"loss": "triplet"}},
+            },
+        ),
+        # too many combinations for the space's check to judge
+        (
+            {"n_heads": 3},
+            {
+                "model": choices("crossformer", "conv"),
+                "batch_size": choices(8, 16, 32, 64, 128),
+                "depth": choices(1, 2, 3, 4),
+                "weight_decay": choices(0.0, 0.01, 0.1),
+                "dropout": choices(0.0, 0.1, 0.2, 0.3),
+                "mlp_ratio": choices(1.0, 2.0),
+            },
+        ),
+    ],
+)
+def test_a_fixed_conflict_that_fails_trials_is_refused_whatever_is_searched(
+    tmp_path: Path, fixed: dict[str, Any], space: dict[str, Any]
+) -> None:
+    """Fixed errors involving a searched field were once left to the space's check, which
+    cannot judge these: every study here passed validation and its trials failed."""
+    for name in ("a.pt", "b.pt"):
+        (tmp_path / name).write_bytes(b"x")
+    space = {
+        k: {**v, "choices": [str(tmp_path / c) for c in v["choices"]]} if k == "init_from" else v
+        for k, v in space.items()
+    }
+    code, lines = validate(tmp_path, _study({"dataset": "synthetic_har", **fixed}, space))
+    assert code == 2, lines
+    assert any(line.startswith("error: trainer.params") for line in lines), lines
+
+
+def test_a_conflict_of_fixed_fields_only_names_trainer_params(tmp_path: Path) -> None:
+    study = _study(
+        {"dataset": "BasicMotions", "n_heads": 3},
+        {"temperature": {"type": "float", "low": 0.1, "high": 0.5}},
+    )
+    assert validate(tmp_path, study) == (2, [f"error: trainer.params: {HEADS_3}"])
+
+
+# --------------------------------------------------------------------------- mode: align
+
+
+def _align_study(npz: Path, fixed: dict[str, Any], space: dict[str, Any]) -> dict[str, Any]:
+    params = {"mode": "align", "dataset": str(npz), "loss": "mse", "epochs": 2, **fixed}
+    study = _study(params, space)
+    study["objective"] = {"metric": "best_val_cosine", "direction": "maximize"}
+    return study
+
+
+@pytest.fixture
+def npz(tmp_path: Path) -> Path:
+    """Targets Z of 32 dimensions; saved compressed, as ``python -m trainers.align`` does."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "align.npz"
+    np.savez_compressed(
+        path,
+        X=rng.standard_normal((40, 3, 16)).astype(np.float32),
+        Z=rng.standard_normal((40, 32)).astype(np.float32),
+    )
+    return path
+
+
+def _proj_dim_problem(npz: Path) -> str:
+    return (
+        f"the targets Z in {npz} have 32 dimensions, and mode: align predicts them: "
+        "proj_dim must be 32 (or left out: it is taken from Z)"
+    )
+
+
+def test_align_refuses_a_fixed_proj_dim_other_than_z(tmp_path: Path, npz: Path) -> None:
+    """Every trial failed with 'proj_dim=16 but the targets Z ... have 32 dimensions'."""
+    study = _align_study(
+        npz, {"proj_dim": 16}, {"lr": {"type": "float", "low": 1e-3, "high": 1e-2}}
+    )
+    assert validate(tmp_path, study) == (
+        2,
+        [f"error: trainer.params.proj_dim: {_proj_dim_problem(npz)}"],
+    )
+
+
+def test_align_refuses_a_searched_proj_dim_other_than_z(tmp_path: Path, npz: Path) -> None:
+    study = _align_study(npz, {}, {"proj_dim": choices(16, 32)})
+    assert validate(tmp_path, study) == (
+        2,
+        [f"error: space.proj_dim: value 16: {_proj_dim_problem(npz)}"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("fixed", "space"),
+    [
+        ({"proj_dim": 32}, {"lr": {"type": "float", "low": 1e-3, "high": 1e-2}}),
+        ({}, {"proj_dim": choices(32)}),
+        ({}, {"lr": {"type": "float", "low": 1e-3, "high": 1e-2}}),  # taken from Z
+    ],
+)
+def test_align_takes_a_proj_dim_that_matches_z(
+    tmp_path: Path, npz: Path, fixed: dict[str, Any], space: dict[str, Any]
+) -> None:
+    code, lines = validate(tmp_path, _align_study(npz, fixed, space))
+    assert (code, lines) == (0, [])
+
+
+def test_a_searched_proj_dim_is_only_z_s_business_in_mode_align(tmp_path: Path, npz: Path) -> None:
+    """With mode searched too, 16 suits the pretraining trials; the align ones all fail."""
+    study = _align_study(npz, {}, {"proj_dim": choices(16), "mode": choices("align", "pretrain")})
+    del study["trainer"]["params"]["mode"]
+    study["objective"] = {"metric": "best_rankme", "direction": "maximize"}
+    assert validate(tmp_path, study) == (
+        2,
+        [f"error: space.mode: value 'align': {_proj_dim_problem(npz)}"],
+    )
+
+
+def test_align_without_targets_is_refused_at_validation(tmp_path: Path) -> None:
+    path = tmp_path / "no_z.npz"
+    np.savez(path, X=np.zeros((10, 2, 8), dtype=np.float32))
+    study = _align_study(path, {}, {"lr": {"type": "float", "low": 1e-3, "high": 1e-2}})
+    assert validate(tmp_path, study) == (
+        2,
+        ["error: trainer.params.dataset: missing array(s) ['Z']; found ['X']"],
+    )
