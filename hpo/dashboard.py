@@ -90,9 +90,10 @@ def dashboard_storage(cfg: StudyConfig, *, create_missing: bool = False) -> Base
             skip_table_creation=True,
         )
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
-        if _has_no_optuna_tables(url, engine_kwargs):
-            # An empty database (a team's dashboard started before its first worker): create
-            # the tables as a run would, and as ``optuna-dashboard URL`` does.
+        if path is None and _has_no_optuna_tables(url, engine_kwargs):
+            # An empty server database (a team's dashboard started before its first worker):
+            # create the tables as a run would, and as ``optuna-dashboard URL`` does. A SQLite
+            # file is left as it is: it may be another program's, or about to be a run's.
             return open_storage(url)
         cause = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) else exc
         reason = str(getattr(cause, "orig", None) or cause or exc).strip().splitlines()[0]

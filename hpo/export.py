@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpo.hooks import trainer_accepts_param
 from hpo.results import best_config
 from hpo.yaml_loader import dump_yaml
 
@@ -30,11 +31,15 @@ def export_text(cfg: StudyConfig) -> str:
         )
     header += f"# Retrain it outside the study:  {retrain_command('THIS_FILE', cfg)}\n"
     params = data["params"]
-    trial_dirs = {key: params[key] for key in OUTPUT_DIR_PARAMS if params.get(key)}
+    trial_dirs = {
+        key: params[key]
+        for key in OUTPUT_DIR_PARAMS
+        if params.get(key) and trainer_accepts_param(cfg, key)  # a folder only where declared
+    }
     for key, trial_dir in trial_dirs.items():
         params[key] = f"{str(trial_dir).rstrip('/')}/{RETRAIN_SUBDIR}"
         header += (
-            f"# {key}: the trial wrote to {trial_dir!r} (at its seed); a retrain writes to "
+            f"# {key}: the trial wrote to {trial_dir!r}; a retrain writes to "
             f"{params[key]!r}, so the trial's files stay as they are.\n"
         )
     if "save_dir" in trial_dirs and params.get("resume"):
@@ -47,8 +52,6 @@ def export_text(cfg: StudyConfig) -> str:
 
 def retrain_command(path: str | Path, cfg: StudyConfig) -> str:
     """``hpo train PATH``, with ``--evaluate-test`` only for trainers that take it."""
-    from hpo.hooks import trainer_accepts_param
-
     flag = " --evaluate-test" if trainer_accepts_param(cfg, "evaluate_test") else ""
     return f"hpo train {path}{flag}"
 

@@ -160,6 +160,22 @@ def test_missing_storage_is_an_error_unless_a_run_will_create_it(
     assert _journal_mode(tmp_path / "hpo.db") == "wal"
 
 
+def test_a_sqlite_file_without_optuna_tables_is_left_as_it_is(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    """It may be another program's database: one error line, no tables, no WAL switch."""
+    db = tmp_path / "other.db"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE notes (body TEXT)")
+    cfg = load_study_config(write_study(analytic_study(storage="sqlite:///other.db")))
+    with pytest.raises(StorageError, match=r"^storage: cannot open sqlite:///"):
+        dashboard_storage(cfg)
+    with sqlite3.connect(db) as con:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    assert tables == ["notes"]
+    assert _journal_mode(db) == "delete"
+
+
 @pytest.mark.postgres
 def test_a_dashboard_on_an_empty_database_creates_the_tables(
     write_study: Callable[..., Path], postgres_url: str

@@ -144,7 +144,7 @@ def test_an_export_retrains_below_the_trials_folder(
     (trial_dir,) = runs.iterdir()
     assert "hpo train THIS_FILE --evaluate-test" in text
     assert (
-        f"# save_dir: the trial wrote to '{runs}/{{seed}}' (at its seed); a retrain writes to "
+        f"# save_dir: the trial wrote to '{runs}/{{seed}}'; a retrain writes to "
         f"'{runs}/{{seed}}/retrain', so the trial's files stay as they are." in text
     )
     assert f"--set params.save_dir='{runs}/{{seed}}' scores the trial's own run" in text
