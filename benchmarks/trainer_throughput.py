@@ -50,7 +50,13 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from benchmarks._common import machine_line, median, spread
 from trainers.augment import POLICIES, Augmenter
-from trainers.building import build_loss, build_model, build_optimizer, load_splits
+from trainers.building import (
+    build_loss,
+    build_model,
+    build_optimizer,
+    load_splits,
+    make_schedule,
+)
 from trainers.contrastive import _combine
 from trainers.data import TimeSeriesSplits
 from trainers.losses import ContrastiveLoss
@@ -59,7 +65,7 @@ from trainers.models import count_parameters
 from trainers.params import ContrastiveParams
 from trainers.reporter import TrainingFailed
 from trainers.runtime import autocast_dtype, fresh_compile, resolve_device
-from trainers.schedules import Schedule, build_schedule
+from trainers.schedules import Schedule
 
 FloatArray = np.ndarray
 
@@ -205,18 +211,7 @@ class Shared:
         if self.compile:  # as the trainer compiles: dynamo forgets earlier models first
             step_model = fresh_compile(model, self.backend)
         optimizer = build_optimizer(model, p, self.device)
-        schedule = build_schedule(
-            p.scheduler,
-            optimizer,
-            steps_per_epoch=self.steps_per_epoch,
-            epochs=p.epochs,
-            warmup_epochs=p.warmup_epochs,
-            min_lr_ratio=p.min_lr_ratio,
-            t_0=p.t_0,
-            t_mult=p.t_mult,
-            plateau_patience=p.plateau_patience,
-            plateau_factor=p.plateau_factor,
-        )
+        schedule = make_schedule(p, optimizer, self.steps_per_epoch)
         contrastive = build_loss(p)
         if contrastive is None:
             raise ValueError("the benchmark needs a contrastive loss (two views per sample)")
