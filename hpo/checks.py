@@ -314,19 +314,13 @@ def _trainer_problems(cfg: StudyConfig, *, unseen: Collection[str] = ()) -> list
             f"trainer.name: every trial passes its seed as params.seed, which "
             f"{schema.__name__} refuses; give it a field seed: int | None = None"
         )
-    fixed = dict(cfg.trainer.params)
     # judged on the fixed values alone: a searched field's default stands in, which a
     # conditional parameter's trials do take, and an error found here may hide others
-    fixed_errors = schema_errors(schema, fixed)
-    for loc, msg in fixed_errors:
-        where = "trainer.params" if loc == WHOLE else f"trainer.params.{loc}"
-        problems.append(f"{where}: {msg}")
-    if any(loc == WHOLE for loc, _ in fixed_errors):
-        return problems  # the fixed set as a whole is refused: every value would be too
-    # the space is still checked, against the fixed fields that passed, so one run of
+    fixed_errors = _objections(schema, dict(cfg.trainer.params))
+    # the space is checked against the fixed fields that passed, so one run of
     # `hpo validate` lists both kinds of problem
-    wrong = {loc.split(".")[0] for loc, _ in fixed_errors}
-    fixed = {k: v for k, v in fixed.items() if k not in wrong}
+    wrong = {loc.split(".")[0] for loc, _, _ in fixed_errors if loc != WHOLE}
+    fixed = {k: v for k, v in cfg.trainer.params.items() if k not in wrong}
     fields = schema.model_fields
     # with a field dropped, defaults stand in for what the user wrote: a check that reads
     # it would judge values that are not theirs (an unknown key stands for nothing)
@@ -336,12 +330,118 @@ def _trainer_problems(cfg: StudyConfig, *, unseen: Collection[str] = ()) -> list
         for name, pspec in cfg.space.items()
         if name in fields
     }
+    whole = [(msg, involved) for loc, msg, involved in fixed_errors if loc == WHOLE]
+    if whole and not dropped and _searched_values_settle(schema, fixed, cfg.space, valid, whole):
+        fixed_errors = [e for e in fixed_errors if e[0] != WHOLE]
+    for loc, msg, _ in fixed_errors:
+        where = "trainer.params" if loc == WHOLE else f"trainer.params.{loc}"
+        problems.append(f"{where}: {msg}")
+    if any(loc == WHOLE for loc, _, _ in fixed_errors):
+        return problems  # the fixed set as a whole is refused: every value would be too
+    before = len(problems)
     for name, pspec in cfg.space.items():
         if name not in fields:
             problems.append(f"space.{name}: trainer {cfg.trainer.name!r} has no parameter {name!r}")
             continue
         problems.extend(_space_value_problems(schema, fixed, name, pspec, valid, dropped))
+    if len(problems) == before and not dropped:
+        problems += _no_trial_runs_problems(schema, fixed, cfg.space, valid)
     return problems + ([] if dropped else _missing_input_problems(schema, fixed, cfg.space))
+
+
+def _trial_params(
+    fixed: Mapping[str, Any], space: Mapping[str, ParamSpec], valid: Mapping[str, list[Any]]
+) -> list[dict[str, Any]] | None:
+    """The parameters of every distinct trial the space can make, each searched field at
+    one of its ``valid`` values or, where its ``if`` does not hold, at the trainer's default.
+
+    ``None`` when there are more than :data:`MAX_COMBINATIONS` or a field has no valid
+    value (its values have their own lines, and no trial of it can be judged).
+    """
+    from hpo.space import condition_holds, dependency_order
+
+    try:
+        names = [n for n in dependency_order(space) if n in valid]
+    except ValueError:  # a cycle of conditions: reported by the space's own checks
+        return None
+    grids = [valid[n] for n in names]
+    if not all(grids) or math.prod(len(g) for g in grids) > MAX_COMBINATIONS:
+        return None
+    seen: set[tuple[tuple[str, Any], ...]] = set()
+    out = []
+    for combo in itertools.product(*grids):
+        chosen: dict[str, Any] = {}
+        for name, value in zip(names, combo, strict=True):
+            if condition_holds(space[name], chosen):
+                chosen[name] = value
+        key = tuple(chosen.items())
+        if key not in seen:
+            seen.add(key)
+            out.append({**fixed, **chosen})
+    return out
+
+
+def _ranged(space: Mapping[str, ParamSpec], valid: Mapping[str, list[Any]]) -> frozenset[str]:
+    """Searched ranges: :func:`_trial_params` tries their ends only, not every value."""
+    return frozenset(n for n in valid if not isinstance(space[n], CategoricalParam))
+
+
+def _searched_values_settle(
+    schema: type[BaseModel],
+    fixed: dict[str, Any],
+    space: Mapping[str, ParamSpec],
+    valid: Mapping[str, list[Any]],
+    whole: list[tuple[str, frozenset[str] | None]],
+) -> bool:
+    """Whether the fixed set's errors are only about a searched field's default, which no
+    trial takes: fixed ``n_heads: 3`` with ``dim: [48, 96]`` fails at the default
+    ``dim=64``, yet every trial runs. True only when every error involves a searched field
+    and every trial the space can make passes; a conditional field's trials that leave it
+    out do take the default, an error may hide another behind it, and a range is tried at
+    its ends only (an error about one may hold inside it), so anything less keeps the
+    fixed set refused.
+    """
+    ranged = _ranged(space, valid)
+    if not all(
+        fields is not None and fields & valid.keys() and not fields & ranged for _, fields in whole
+    ):
+        return False
+    trials = _trial_params(fixed, space, valid)
+    if not trials:
+        return False
+    return all(not _objections(schema, params) for params in trials)
+
+
+def _no_trial_runs_problems(
+    schema: type[BaseModel],
+    fixed: dict[str, Any],
+    space: Mapping[str, ParamSpec],
+    valid: Mapping[str, list[Any]],
+) -> list[str]:
+    """One line when no trial the space can make passes the trainer's cross-field checks.
+
+    ``n_heads: [3, 5]`` with ``dim: [64, 128]``: no value is refused by itself (each
+    combination fails with its own message), but every trial of the budget would fail.
+    """
+    trials = _trial_params(fixed, space, valid)
+    if not trials or len(trials) < 2:  # one trial's errors are each value's own lines
+        return []
+    ranged = _ranged(space, valid)
+    first: tuple[dict[str, Any], str, frozenset[str] | None] | None = None
+    for params in trials:
+        errors = [(msg, f) for loc, msg, f in _objections(schema, params) if loc == WHOLE]
+        if not errors or any(_reads_unseen(f, ranged) for _, f in errors):
+            return []  # it runs, or a value inside a range (not its ends) may run
+        if first is None:
+            first = (params, *errors[0])
+    assert first is not None
+    params, msg, involved = first
+    searched = [n for n in space if n in valid and (involved is None or n in involved)]
+    example = ", ".join(f"{n}={params[n]!r}" for n in searched if n in params)
+    return [
+        f"space: no combination of {', '.join(searched)} passes the trainer's checks, so "
+        f"every trial would fail; e.g. {example}: {msg}"
+    ]
 
 
 INPUT_FIELDS = frozenset({"dataset", "data_dir", "init_from", "mode", "channel_adapter"})

@@ -174,6 +174,67 @@ def test_a_fixed_conflict_that_fails_trials_is_refused_whatever_is_searched(
     assert any(line.startswith("error: trainer.params") for line in lines), lines
 
 
+def test_a_fixed_value_that_only_the_searched_default_refuses_passes(tmp_path: Path) -> None:
+    """n_heads 3 fails at the default dim=64, which no trial takes: every trial runs."""
+    study = _study({"dataset": "BasicMotions", "n_heads": 3}, {"dim": choices(48, 96)})
+    assert validate(tmp_path, study) == (0, [])
+
+
+def test_a_fixed_value_that_some_searched_value_refuses_is_still_refused(tmp_path: Path) -> None:
+    study = _study({"dataset": "BasicMotions", "n_heads": 3}, {"dim": choices(48, 64)})
+    assert validate(tmp_path, study) == (2, [f"error: trainer.params: {HEADS_3}"])
+
+
+def test_a_range_is_not_settled_by_its_ends(tmp_path: Path) -> None:
+    """dim 48 and 96 take n_heads 3, but dim 50 inside the range does not."""
+    study = _study(
+        {"dataset": "BasicMotions", "n_heads": 3},
+        {"dim": {"type": "int", "low": 48, "high": 96}},
+    )
+    assert validate(tmp_path, study) == (2, [f"error: trainer.params: {HEADS_3}"])
+
+
+def test_a_range_whose_ends_fail_may_still_run_inside(tmp_path: Path) -> None:
+    """dim 62 and 64 take neither 3 nor 7 heads, but 63 inside the range takes both."""
+    study = _study(
+        {"dataset": "BasicMotions"},
+        {"n_heads": choices(3, 7), "dim": {"type": "int", "low": 62, "high": 64}},
+    )
+    assert validate(tmp_path, study) == (0, [])
+
+
+def test_a_space_where_no_trial_runs_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Each combination fails with its own message, so no single value is refused."""
+    study = _study({"dataset": "BasicMotions"}, {"n_heads": choices(3, 5), "dim": choices(64, 128)})
+    code, lines = validate(tmp_path, study)
+    assert code == 2
+    assert lines == [
+        "error: space: no combination of n_heads, dim passes the trainer's checks, so every "
+        f"trial would fail; e.g. n_heads=3, dim=64: {HEADS_3}"
+    ]
+
+
+def test_a_space_where_one_combination_runs_passes(tmp_path: Path) -> None:
+    study = _study({"dataset": "BasicMotions"}, {"n_heads": choices(3, 4), "dim": choices(64, 96)})
+    assert validate(tmp_path, study) == (0, [])
+
+
+def test_a_conditional_field_left_out_counts_as_its_default(tmp_path: Path) -> None:
+    """Triplet trials take dim 48 or 96; infonce trials leave dim at 64, which n_heads
+    5 never divides, and dim 48 and 96 do not either: no trial runs."""
+    study = _study(
+        {"dataset": "BasicMotions"},
+        {
+            "n_heads": choices(5, 7),
+            "loss": choices("infonce", "triplet"),
+            "dim": {**choices(48, 96), "if": {"loss": "triplet"}},
+        },
+    )
+    code, lines = validate(tmp_path, study)
+    assert code == 2
+    assert len(lines) == 1 and lines[0].startswith("error: space: no combination of n_heads, dim")
+
+
 def test_a_conflict_of_fixed_fields_only_names_trainer_params(tmp_path: Path) -> None:
     study = _study(
         {"dataset": "BasicMotions", "n_heads": 3},
