@@ -470,13 +470,16 @@ def _input_problems(
     space: Mapping[str, ParamSpec],
     check: str,
     fields: frozenset[str] = INPUT_FIELDS,
+    optional: frozenset[str] = frozenset(),
 ) -> list[str]:
     """The schema's ``check`` (``missing_inputs``, ``input_misfits``) over the searched inputs.
 
-    Every combination of the searched ``fields``' values is checked. A problem every
-    combination has is the fixed parameters' and is said once; a searched value is refused
-    only when it fails with every value of the others (``dataset: BasicMotions`` that needs
-    ``channel_adapter: conv1x1`` is fine while the space also offers conv1x1).
+    Every combination of the searched ``fields``' values is checked, and of the
+    ``optional`` fields' too while the combinations stay within :data:`MAX_COMBINATIONS`.
+    A problem every combination has is the fixed parameters' and is said once; a searched
+    value is refused only when it fails with every value of the others (``dataset:
+    BasicMotions`` that needs ``channel_adapter: conv1x1`` is fine while the space also
+    offers conv1x1).
     """
     if not callable(getattr(schema, check, None)):
         return []
@@ -487,9 +490,13 @@ def _input_problems(
         except Exception:  # invalid params are reported elsewhere; a broken check is not ours
             return {}
 
-    searched = [
-        n for n, spec in space.items() if n in fields and isinstance(spec, CategoricalParam)
-    ]
+    def categorical(names: frozenset[str]) -> list[str]:
+        return [n for n, spec in space.items() if n in names and isinstance(spec, CategoricalParam)]
+
+    searched = categorical(fields)
+    with_optional = categorical(fields | optional)
+    if math.prod(len(_values_of(space[n])) for n in with_optional) <= MAX_COMBINATIONS:
+        searched = with_optional
     grids = [_values_of(space[n]) for n in searched]
     if math.prod(len(g) for g in grids) > MAX_COMBINATIONS:
         return []
@@ -533,8 +540,28 @@ def input_misfit_problems(cfg: StudyConfig) -> list[str]:
     if schema is None:
         return []
     fixed = dict(cfg.trainer.params)
-    misfits = _input_problems(schema, fixed, cfg.space, "input_misfits", INPUT_FIELDS | FIT_FIELDS)
+    misfits = _input_problems(
+        schema,
+        fixed,
+        cfg.space,
+        "input_misfits",
+        INPUT_FIELDS | FIT_FIELDS,
+        _checkpoint_fields(fixed, cfg.space),
+    )
     return misfits + _unreported_metric_problems(cfg, schema, fixed)
+
+
+def _checkpoint_fields(fixed: Mapping[str, Any], space: Mapping[str, ParamSpec]) -> frozenset[str]:
+    """The architecture fields, where a trial may fine-tune: ``mode: finetune`` takes them
+    from ``init_from``'s checkpoint, so a searched value other than the checkpoint's fails
+    every trial that draws it (a supervised study's space copied into a fine-tuning one)."""
+    mode = space.get("mode")
+    modes = _values_of(mode) if isinstance(mode, CategoricalParam) else [fixed.get("mode")]
+    if "finetune" not in modes:
+        return frozenset()
+    from trainers.params import ENCODER_ARCH_FIELDS
+
+    return frozenset(ENCODER_ARCH_FIELDS)
 
 
 def _unreported_metric_problems(

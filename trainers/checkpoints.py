@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from trainers.params import SAVE_DIR_PLACEHOLDER, ContrastiveParams
+from trainers.params import ENCODER_ARCH_FIELDS, SAVE_DIR_PLACEHOLDER, ContrastiveParams
 from trainers.reporter import TrainingFailed, one_line
 from trainers.schedules import PLATEAU_THRESHOLD, Schedule
 
@@ -42,21 +42,6 @@ ENCODER_FILE = "encoder.pt"
 LAST_ENCODER_FILE = "encoder_last.pt"
 ENCODER_FORMAT = "contrastive-hpo/encoder/v1"
 STATE_FORMAT = "contrastive-hpo/state/v1"
-
-ENCODER_ARCH_FIELDS = (
-    "model",
-    "dim",
-    "depth",
-    "n_heads",
-    "mlp_ratio",
-    "use_cbam",
-    "use_dim_reduction",
-    "reduction_dim",
-    "n_prototypes",
-    "kernel_size",
-    "conv_layers",
-)
-"""Parameters that fix the encoder's weight shapes; finetune takes them from the checkpoint."""
 
 SPLIT_FROM = {"attn_dropout": "dropout"}
 """Parameters split off an older one: a checkpoint without them ran with the older's value."""

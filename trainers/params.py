@@ -32,6 +32,22 @@ DEVICE_PATTERN = re.compile(r"auto|cpu|(cuda|mps|xpu)(:\d+)?")
 ``hpo validate`` may run on a machine without the GPU its workers have."""
 
 
+ENCODER_ARCH_FIELDS = (
+    "model",
+    "dim",
+    "depth",
+    "n_heads",
+    "mlp_ratio",
+    "use_cbam",
+    "use_dim_reduction",
+    "reduction_dim",
+    "n_prototypes",
+    "kernel_size",
+    "conv_layers",
+)
+"""Parameters that fix the encoder's weight shapes; finetune takes them from the checkpoint."""
+
+
 class CrossFieldError(ValueError):
     """A problem of several fields together, naming the fields its check reads.
 

@@ -788,7 +788,8 @@ def test_bad_trainer_params_name_the_parameter(params: dict[str, Any], expected:
         ({"batch_size": "big"}, "trainer.params.batch_size"),
         ({"dropuot": 0.1}, "trainer.params.dropuot: unknown parameter"),
         ({"val_fraction": 1.5}, "trainer.params.val_fraction"),
-        ({"n_heads": 3}, "trainer.params: n_heads=3 must divide the attention width (dim=64)"),
+        # quickstart searches n_heads but not dim: a fixed dim of 60 fails the 8 heads
+        ({"dim": 60}, "space.n_heads: value 8 is never allowed: n_heads=8 must divide"),
         # a missing input fails every trial, and they count: found before the study exists
         ({"dataset": "data/nope.npz"}, "trainer.params.dataset: no file or folder data/nope.npz"),
         (

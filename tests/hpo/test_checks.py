@@ -180,6 +180,12 @@ def test_a_fixed_value_that_only_the_searched_default_refuses_passes(tmp_path: P
     assert validate(tmp_path, study) == (0, [])
 
 
+def test_a_fixed_value_the_space_replaces_in_every_trial_passes(tmp_path: Path) -> None:
+    """Every trial draws n_heads from the space, so the fixed 3 reaches none of them."""
+    study = _study({"dataset": "BasicMotions", "n_heads": 3}, {"n_heads": choices(2, 4)})
+    assert validate(tmp_path, study) == (0, [])
+
+
 def test_a_fixed_value_that_some_searched_value_refuses_is_still_refused(tmp_path: Path) -> None:
     study = _study({"dataset": "BasicMotions", "n_heads": 3}, {"dim": choices(48, 64)})
     assert validate(tmp_path, study) == (2, [f"error: trainer.params: {HEADS_3}"])
@@ -326,3 +332,65 @@ def test_align_without_targets_is_refused_at_validation(tmp_path: Path) -> None:
         2,
         ["error: trainer.params.dataset: missing array(s) ['Z']; found ['X']"],
     )
+
+
+# --------------------------------------------------------------------------- mode: finetune
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A conv encoder of width 16, pretrained for one epoch on synthetic HAR."""
+    from trainers.contrastive import train
+
+    save_dir = tmp_path_factory.mktemp("pretrained")
+    train(
+        {
+            "mode": "pretrain",
+            "dataset": "synthetic_har",
+            "synthetic_n_train": 120,
+            "model": "conv",
+            "dim": 16,
+            "proj_dim": 8,
+            "epochs": 1,
+            "save_dir": str(save_dir),
+        }
+    )
+    return save_dir
+
+
+def _finetune_study(encoder: Path, space: dict[str, Any]) -> dict[str, Any]:
+    fixed = {"mode": "finetune", "init_from": str(encoder), "dataset": "synthetic_har"}
+    return _study({**fixed, "synthetic_n_train": 120, "epochs": 1}, space)
+
+
+def test_finetune_refuses_a_searched_architecture_other_than_the_checkpoint(
+    tmp_path: Path, encoder: Path
+) -> None:
+    """A supervised space copied into a fine-tuning study: dim 32 failed every trial."""
+    study = _finetune_study(encoder, {"dim": choices(16, 32), "lr": choices(0.001, 0.01)})
+    assert validate(tmp_path, study) == (
+        2,
+        [
+            f"error: space.dim: value 32: init_from {encoder}/encoder.pt: the encoder was "
+            "pretrained with another architecture: dim=32 (checkpoint: 16); leave these unset "
+            "to take them from the checkpoint"
+        ],
+    )
+
+
+def test_finetune_takes_the_checkpoint_s_own_architecture_searched(
+    tmp_path: Path, encoder: Path
+) -> None:
+    study = _finetune_study(encoder, {"dim": choices(16), "model": choices("conv")})
+    assert validate(tmp_path, study) == (0, [])
+
+
+def test_architecture_is_checked_only_where_a_trial_fine_tunes(
+    tmp_path: Path, encoder: Path
+) -> None:
+    """mode: [supervised, finetune]: dim 32 runs in the supervised trials."""
+    study = _finetune_study(
+        encoder, {"mode": choices("supervised", "finetune"), "dim": choices(16, 32)}
+    )
+    del study["trainer"]["params"]["mode"]
+    assert validate(tmp_path, study) == (0, [])
