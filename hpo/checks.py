@@ -474,8 +474,9 @@ def _input_problems(
 ) -> list[str]:
     """The schema's ``check`` (``missing_inputs``, ``input_misfits``) over the searched inputs.
 
-    Every combination of the searched ``fields``' values is checked, and of the
-    ``optional`` fields' too while the combinations stay within :data:`MAX_COMBINATIONS`.
+    Every combination of the searched ``fields``' values (a range's ends) is checked, and
+    of the ``optional`` fields' too while the combinations stay within
+    :data:`MAX_COMBINATIONS`.
     A problem every combination has is the fixed parameters' and is said once; a searched
     value is refused only when it fails with every value of the others (``dataset:
     BasicMotions`` that needs ``channel_adapter: conv1x1`` is fine while the space also
@@ -490,11 +491,8 @@ def _input_problems(
         except Exception:  # invalid params are reported elsewhere; a broken check is not ours
             return {}
 
-    def categorical(names: frozenset[str]) -> list[str]:
-        return [n for n, spec in space.items() if n in names and isinstance(spec, CategoricalParam)]
-
-    searched = categorical(fields)
-    with_optional = categorical(fields | optional)
+    searched = [n for n in space if n in fields]
+    with_optional = searched + [n for n in space if n in optional and n not in fields]
     if math.prod(len(_values_of(space[n])) for n in with_optional) <= MAX_COMBINATIONS:
         searched = with_optional
     grids = [_values_of(space[n]) for n in searched]

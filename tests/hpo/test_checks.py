@@ -298,6 +298,15 @@ def test_align_refuses_a_searched_proj_dim_other_than_z(tmp_path: Path, npz: Pat
     )
 
 
+def test_align_refuses_a_proj_dim_range_at_the_end_other_than_z(tmp_path: Path, npz: Path) -> None:
+    """A range offers widths other than Z's: it is tried at its ends, like the others."""
+    study = _align_study(npz, {}, {"proj_dim": {"type": "int", "low": 32, "high": 64}})
+    assert validate(tmp_path, study) == (
+        2,
+        [f"error: space.proj_dim: value 64: {_proj_dim_problem(npz)}"],
+    )
+
+
 @pytest.mark.parametrize(
     ("fixed", "space"),
     [
