@@ -1,4 +1,4 @@
-"""``hpo validate`` pins each problem on the field that causes it (``hpo/checks.py``).
+"""``hpo validate`` pins each problem on the field that causes it (``hpo/checks/``).
 
 Cross-field errors of the trainer (``n_heads`` must divide ``dim``) are blamed on the
 searched fields they involve, not on whichever searched field was being checked, and are

@@ -256,7 +256,7 @@ def test_the_schema_does_not_import_the_model_code() -> None:
 
 
 def test_a_cross_field_error_names_the_fields_its_check_reads() -> None:
-    """``hpo validate`` pins it on those fields (hpo/checks.py), even across processes."""
+    """``hpo validate`` pins it on those fields (hpo/checks/_trainer_params.py), even across processes."""
     import pickle
 
     with pytest.raises(ValidationError) as info:

@@ -1,0 +1,219 @@
+"""Sampler and pruner arguments, checked against the Optuna class signatures."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from hpo.checks._common import _short
+from hpo.config import FloatParam, ParamSpec, StudyConfig
+from hpo.pruners import (
+    PRUNERS,
+    WRAPPERS,
+    build_pruner,
+    hyperband_arg_problems,
+    trainer_epochs,
+    trainer_warmup,
+)
+from hpo.samplers import (
+    SAMPLERS,
+    build_sampler,
+    constructor_arguments,
+    startup_trials,
+    unknown_kwargs_problems,
+)
+from hpo.space import GridError, grid_problems
+
+_SINGLE_OBJECTIVE_ONLY = {"cmaes"}
+
+
+# Annotations Optuna writes as strings (``from __future__ import annotations``) that we
+# can check without importing anything: a value of the wrong one of these types makes the
+# constructor succeed and every trial fail later, after the study was created.
+_SIMPLE_TYPES = {"int", "float", "bool", "str", "None"}
+
+
+def _annotation_names(annotation: Any) -> set[str] | None:
+    """``{"int", "None"}`` for ``int | None`` (or ``Optional[int]``); ``None`` if not simple."""
+    if isinstance(annotation, type):
+        text = annotation.__name__
+    elif isinstance(annotation, str):
+        text = annotation
+    else:
+        return None
+    text = text.replace("Optional[", "").replace("]", "").replace("builtins.", "")
+    names = {part.strip() for part in re.split(r"[|,]", text)}
+    return names if names and names <= _SIMPLE_TYPES else None
+
+
+def _only_code(annotation: Any) -> bool:
+    """Callables, samplers and pruners: nothing YAML can express except null."""
+    text = annotation if isinstance(annotation, str) else repr(annotation)
+    return any(
+        word in text
+        for word in ("Callable", "BaseSampler", "BasePruner", "BaseMutation", "BaseCrossover")
+    )
+
+
+def _fits(value: Any, names: set[str]) -> bool:
+    if value is None:
+        return "None" in names
+    if isinstance(value, bool):
+        return "bool" in names
+    if isinstance(value, int):
+        return "int" in names or "float" in names
+    if isinstance(value, float):
+        return "float" in names and math.isfinite(value)
+    if isinstance(value, str):
+        return "str" in names
+    return False
+
+
+def kwarg_type_problems(path: str, cls: type, kwargs: Mapping[str, Any]) -> list[str]:
+    """One line per keyword argument whose value does not fit a simple annotation.
+
+    Only plain ``int``/``float``/``bool``/``str``/``None`` annotations are checked; anything
+    richer (callables, samplers) is left to the constructor.
+    """
+    allowed = constructor_arguments(cls)
+    out = []
+    for key, value in kwargs.items():
+        param = allowed.get(key)
+        if param is None or param.annotation is inspect.Parameter.empty:
+            continue
+        if value is not None and _only_code(param.annotation):
+            out.append(
+                f"{path}.{key}: {cls.__name__} expects a Python object here, which a study "
+                f"file cannot give (got {_short(value)}); leave it out"
+            )
+            continue
+        names = _annotation_names(param.annotation)
+        if names is None or _fits(value, names):
+            continue
+        wanted = " or ".join(
+            {"None": "null", "float": "a finite number", "int": "an integer"}.get(n, f"a {n}")
+            for n in sorted(names, key=["int", "float", "bool", "str", "None"].index)
+        )
+        out.append(f"{path}.{key}: {cls.__name__} expects {wanted} (got {_short(value)})")
+    return out
+
+
+def _sampler_problems(cfg: StudyConfig) -> list[str]:
+    name = cfg.sampler.name
+    if name not in SAMPLERS:
+        return [f"sampler.name: unknown sampler {name!r}; allowed: {', '.join(SAMPLERS)}"]
+    problems = unknown_kwargs_problems("sampler", SAMPLERS[name], cfg.sampler.kwargs)
+    problems += kwarg_type_problems("sampler", SAMPLERS[name], cfg.sampler.kwargs)
+    if cfg.objective.is_multi and name in _SINGLE_OBJECTIVE_ONLY:
+        problems.append(f"sampler.name: {name} does not support multi-objective studies")
+    if cfg.startup == "balanced" and startup_trials(name, cfg.sampler.kwargs) is None:
+        having = ", ".join(n for n in SAMPLERS if startup_trials(n, {}) is not None)
+        problems.append(
+            f"startup: balanced replaces a sampler's random start-up trials, and {name} has "
+            f"none; use random, or a sampler with n_startup_trials ({having})"
+        )
+    if name == "grid" and "search_space" not in cfg.sampler.kwargs:
+        problems += grid_problems(cfg.space)  # every parameter's, not the first only
+    elif name == "grid":
+        problems += _given_grid_problems(cfg.sampler.kwargs["search_space"], cfg.space)
+    if problems:
+        return problems
+    try:
+        build_sampler(name, cfg.sampler.kwargs, seed=cfg.seed, space=cfg.space)
+    except ImportError as exc:
+        problems.append(f"sampler.name: {name} needs an extra package ({exc})")
+    except GridError as exc:  # the grid of the declared space: already one line
+        problems.append(str(exc))
+    except (TypeError, ValueError) as exc:
+        problems.append(f"sampler: {SAMPLERS[name].__name__} rejected its arguments: {exc}")
+    return problems
+
+
+def _given_grid_problems(grid: Any, space: Mapping[str, ParamSpec]) -> list[str]:
+    """A grid written out in the file must list values for exactly the searched parameters:
+    Optuna's grid sampler fails every trial on one it lacks."""
+    if not isinstance(grid, Mapping) or not all(isinstance(v, list) and v for v in grid.values()):
+        return ["sampler.search_space: expected a mapping of parameter name to a list of values"]
+    missing = [n for n in space if n not in grid]
+    extra = [str(n) for n in grid if n not in space]
+    return [
+        f"sampler.search_space: no values for the searched parameter {n!r}" for n in missing
+    ] + [f"sampler.search_space.{n}: not a searched parameter" for n in extra]
+
+
+def _pruner_problems(cfg: StudyConfig) -> list[str]:
+    name = cfg.pruner.name
+    if name not in PRUNERS:
+        return [f"pruner.name: unknown pruner {name!r}; allowed: {', '.join(PRUNERS)}"]
+    kwargs = cfg.pruner.kwargs
+    checked = {k: v for k, v in kwargs.items() if k != "wrapped"} if name in WRAPPERS else kwargs
+    problems = unknown_kwargs_problems("pruner", PRUNERS[name], checked)
+    problems += kwarg_type_problems("pruner", PRUNERS[name], checked)
+    if name == "hyperband":
+        problems += _hyperband_problems("pruner", kwargs)
+    if name in WRAPPERS and "wrapped_pruner" in kwargs:
+        problems.append("pruner.wrapped_pruner: give the inner pruner as wrapped: {name: median}")
+    wrapped = kwargs.get("wrapped") if name in WRAPPERS else None
+    if isinstance(wrapped, Mapping) and isinstance(wrapped.get("name"), str):
+        inner = PRUNERS.get(wrapped["name"])
+        inner_kwargs = {k: v for k, v in wrapped.items() if k != "name"}
+        if inner is not None:
+            problems += unknown_kwargs_problems("pruner.wrapped", inner, inner_kwargs)
+            problems += kwarg_type_problems("pruner.wrapped", inner, inner_kwargs)
+            if wrapped["name"] == "hyperband":
+                problems += _hyperband_problems("pruner.wrapped", inner_kwargs)
+    if name == "grouped":
+        if not wrapped:
+            problems.append(
+                "pruner.wrapped: grouped needs the pruner to run within each group, "
+                "like wrapped: {name: hyperband}"
+            )
+        problems += _grouped_by_problems(cfg, kwargs.get("by"))
+        if cfg.objective.is_multi:
+            # a multi-objective study is pruned on a companion study whose trials carry
+            # no parameters, so every trial would fall into one group
+            problems.append("pruner.name: grouped needs a single-objective study")
+    if problems:
+        return problems
+    try:
+        build_pruner(name, kwargs, max_resource=trainer_epochs(cfg), warmup=trainer_warmup(cfg))
+    except (TypeError, ValueError) as exc:
+        problems.append(f"pruner: {PRUNERS[name].__name__} rejected its arguments: {exc}")
+    return problems
+
+
+def _hyperband_problems(prefix: str, kwargs: Mapping[str, Any]) -> list[str]:
+    """Range problems of the arguments whose type is right (a wrong type has its own line)."""
+    mistyped = {
+        line.split(":", 1)[0].rpartition(".")[2]
+        for line in kwarg_type_problems(prefix, PRUNERS["hyperband"], kwargs)
+    }
+    return [
+        f"{prefix}.{key}: {problem}"
+        for key, problem in hyperband_arg_problems(kwargs).items()
+        if key not in mistyped
+    ]
+
+
+def _grouped_by_problems(cfg: StudyConfig, by: Any) -> list[str]:
+    """``grouped``'s ``by``: a list of searched parameters, so that groups exist to compare in."""
+    if by is None:
+        return ["pruner.by: grouped needs by, the searched parameters to group trials by"]
+    if isinstance(by, str) or not isinstance(by, list) or not by:
+        return [f"pruner.by: expected a non-empty list of parameter names (got {_short(by)})"]
+    allowed = ", ".join(cfg.space)
+    problems: list[str] = []
+    for i, name in enumerate(by):
+        if not isinstance(name, str):
+            problems.append(f"pruner.by[{i}]: expected a parameter name (got {_short(name)})")
+        elif name not in cfg.space:
+            problems.append(f"pruner.by: {name!r} is not a searched parameter; allowed: {allowed}")
+        elif isinstance(spec := cfg.space[name], FloatParam) and spec.step is None:
+            problems.append(
+                f"pruner.by: {name!r} is a continuous float range, so every trial would be a "
+                "group of its own; group by categorical, int or stepped float parameters"
+            )
+    return problems

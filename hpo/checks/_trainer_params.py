@@ -1,0 +1,317 @@
+"""The trainer's schema over the fixed parameters and every trial the space can make.
+
+A cross-field error is pinned on the searched fields it involves.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import math
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from hpo.checks._common import MAX_COMBINATIONS, _short
+from hpo.checks._inputs import _missing_input_problems
+from hpo.config import CategoricalParam, FloatParam, ParamSpec, StudyConfig, _values_of
+
+WHOLE = "(params)"
+"""The location :func:`schema_errors` gives an error about several fields together."""
+
+
+def _did_you_mean(name: str, schema: type[BaseModel]) -> str:
+    close = difflib.get_close_matches(name, list(schema.model_fields), n=1, cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def schema_errors(
+    schema: type[BaseModel], params: dict[str, Any], only: str | None = None
+) -> list[tuple[str, str]]:
+    """``(field, message)`` for each of the trainer schema's objections to ``params``."""
+    return [(loc, msg) for loc, msg, _ in _objections(schema, params, only)]
+
+
+def _objections(
+    schema: type[BaseModel], params: dict[str, Any], only: str | None = None
+) -> list[tuple[str, str, frozenset[str] | None]]:
+    """:func:`schema_errors` with the fields each error about ``params`` as a whole involves.
+
+    A trainer's cross-field check says which fields it read by raising a ``ValueError``
+    with a ``fields`` attribute (``trainers.params.CrossFieldError``): that is what lets
+    ``hpo validate`` pin ``n_heads`` must divide ``dim`` on ``n_heads`` rather than on
+    whichever searched field it was checking. ``None``: the trainer did not say.
+    """
+    try:
+        schema.model_validate(params)
+    except (TypeError, AttributeError, KeyError, IndexError) as exc:  # a validator's own bug
+        msg = f"the trainer's schema failed ({type(exc).__name__}: {exc})"
+        return [(only or WHOLE, msg, None)]
+    except ValidationError as exc:
+        out = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            if only is not None and (not err["loc"] or err["loc"][0] != only):
+                continue
+            if err["type"] == "extra_forbidden":
+                msg = "unknown parameter" + _did_you_mean(str(err["loc"][-1]), schema)
+            else:
+                msg = str(err["msg"]).removeprefix("Value error, ")
+            out.append((loc or WHOLE, msg, None if loc else _declared_fields(err)))
+        return out
+    return []
+
+
+def _declared_fields(err: Mapping[str, Any]) -> frozenset[str] | None:
+    """The ``fields`` a cross-field error's exception names, if it names any."""
+    fields = getattr((err.get("ctx") or {}).get("error"), "fields", None)
+    if isinstance(fields, str) or not isinstance(fields, Iterable):
+        return None
+    names = frozenset(fields)
+    return names if names and all(isinstance(n, str) for n in names) else None
+
+
+def _trainer_problems(cfg: StudyConfig, *, unseen: Collection[str] = ()) -> list[str]:
+    from trainers.registry import TrainerNotFound, resolve_trainer
+
+    try:
+        spec = resolve_trainer(cfg.trainer.name)
+    except TrainerNotFound as exc:
+        return [f"trainer.name: {exc}"]
+    except Exception as exc:  # ":" or ".rel:fn" (ValueError, TypeError), a module that raises
+        return [
+            f"trainer.name: cannot load trainer {_short(cfg.trainer.name)} "
+            f"({type(exc).__name__}: {_short(str(exc), 200)})"
+        ]
+    problems: list[str] = []
+    result_metrics = getattr(spec.fn, "result_metrics", None)
+    if result_metrics:
+        wanted = set(cfg.objective.names) | {cfg.objective.pruning_metric}
+        for metric in sorted(wanted - set(result_metrics)):
+            problems.append(
+                f"objective: trainer {cfg.trainer.name!r} reports no metric {metric!r}; "
+                f"it reports: {', '.join(result_metrics)}"
+            )
+    schema = spec.params_schema
+    if schema is None:
+        return problems
+    if "seed" not in schema.model_fields and schema.model_config.get("extra") == "forbid":
+        problems.append(
+            f"trainer.name: every trial passes its seed as params.seed, which "
+            f"{schema.__name__} refuses; give it a field seed: int | None = None"
+        )
+    # judged on the fixed values alone: a searched field's default stands in, which a
+    # conditional parameter's trials do take, and an error found here may hide others
+    fixed_errors = _objections(schema, dict(cfg.trainer.params))
+    # the space is checked against the fixed fields that passed, so one run of
+    # `hpo validate` lists both kinds of problem
+    wrong = {loc.split(".")[0] for loc, _, _ in fixed_errors if loc != WHOLE}
+    fixed = {k: v for k, v in cfg.trainer.params.items() if k not in wrong}
+    fields = schema.model_fields
+    # with a field dropped, defaults stand in for what the user wrote: a check that reads
+    # it would judge values that are not theirs (an unknown key stands for nothing)
+    dropped = frozenset(unseen) | (wrong & set(fields))
+    valid = {
+        name: [v for v in _values_of(pspec) if not schema_errors(schema, {**fixed, name: v}, name)]
+        for name, pspec in cfg.space.items()
+        if name in fields
+    }
+    whole = [(msg, involved) for loc, msg, involved in fixed_errors if loc == WHOLE]
+    if whole and not dropped and _searched_values_settle(schema, fixed, cfg.space, valid, whole):
+        fixed_errors = [e for e in fixed_errors if e[0] != WHOLE]
+    for loc, msg, _ in fixed_errors:
+        where = "trainer.params" if loc == WHOLE else f"trainer.params.{loc}"
+        problems.append(f"{where}: {msg}")
+    if any(loc == WHOLE for loc, _, _ in fixed_errors):
+        return problems  # the fixed set as a whole is refused: every value would be too
+    before = len(problems)
+    for name, pspec in cfg.space.items():
+        if name not in fields:
+            problems.append(f"space.{name}: trainer {cfg.trainer.name!r} has no parameter {name!r}")
+            continue
+        problems.extend(_space_value_problems(schema, fixed, name, pspec, valid, dropped))
+    if len(problems) == before and not dropped:
+        problems += _no_trial_runs_problems(schema, fixed, cfg.space, valid)
+    return problems + ([] if dropped else _missing_input_problems(schema, fixed, cfg.space))
+
+
+def _trial_params(
+    fixed: Mapping[str, Any], space: Mapping[str, ParamSpec], valid: Mapping[str, list[Any]]
+) -> list[dict[str, Any]] | None:
+    """The parameters of every distinct trial the space can make, each searched field at
+    one of its ``valid`` values or, where its ``if`` does not hold, at the trainer's default.
+
+    ``None`` when there are more than :data:`MAX_COMBINATIONS` or a field has no valid
+    value (its values have their own lines, and no trial of it can be judged).
+    """
+    from hpo.space import condition_holds, dependency_order
+
+    try:
+        names = [n for n in dependency_order(space) if n in valid]
+    except ValueError:  # a cycle of conditions: reported by the space's own checks
+        return None
+    grids = [valid[n] for n in names]
+    if not all(grids) or math.prod(len(g) for g in grids) > MAX_COMBINATIONS:
+        return None
+    seen: set[tuple[tuple[str, Any], ...]] = set()
+    out = []
+    for combo in itertools.product(*grids):
+        chosen: dict[str, Any] = {}
+        for name, value in zip(names, combo, strict=True):
+            if condition_holds(space[name], chosen):
+                chosen[name] = value
+        key = tuple(chosen.items())
+        if key not in seen:
+            seen.add(key)
+            out.append({**fixed, **chosen})
+    return out
+
+
+def _ranged(space: Mapping[str, ParamSpec], valid: Mapping[str, list[Any]]) -> frozenset[str]:
+    """Searched ranges: :func:`_trial_params` tries their ends only, not every value."""
+    return frozenset(n for n in valid if not isinstance(space[n], CategoricalParam))
+
+
+def _searched_values_settle(
+    schema: type[BaseModel],
+    fixed: dict[str, Any],
+    space: Mapping[str, ParamSpec],
+    valid: Mapping[str, list[Any]],
+    whole: list[tuple[str, frozenset[str] | None]],
+) -> bool:
+    """Whether the fixed set's errors are only about a searched field's default, which no
+    trial takes: fixed ``n_heads: 3`` with ``dim: [48, 96]`` fails at the default
+    ``dim=64``, yet every trial runs. True only when every error involves a searched field
+    and every trial the space can make passes; a conditional field's trials that leave it
+    out do take the default, an error may hide another behind it, and a range is tried at
+    its ends only (an error about one may hold inside it), so anything less keeps the
+    fixed set refused.
+    """
+    ranged = _ranged(space, valid)
+    if not all(
+        fields is not None and fields & valid.keys() and not fields & ranged for _, fields in whole
+    ):
+        return False
+    trials = _trial_params(fixed, space, valid)
+    if not trials:
+        return False
+    return all(not _objections(schema, params) for params in trials)
+
+
+def _no_trial_runs_problems(
+    schema: type[BaseModel],
+    fixed: dict[str, Any],
+    space: Mapping[str, ParamSpec],
+    valid: Mapping[str, list[Any]],
+) -> list[str]:
+    """One line when no trial the space can make passes the trainer's cross-field checks.
+
+    ``n_heads: [3, 5]`` with ``dim: [64, 128]``: no value is refused by itself (each
+    combination fails with its own message), but every trial of the budget would fail.
+    """
+    trials = _trial_params(fixed, space, valid)
+    if not trials or len(trials) < 2:  # one trial's errors are each value's own lines
+        return []
+    ranged = _ranged(space, valid)
+    first: tuple[dict[str, Any], str, frozenset[str] | None] | None = None
+    for params in trials:
+        errors = [(msg, f) for loc, msg, f in _objections(schema, params) if loc == WHOLE]
+        if not errors or any(_reads_unseen(f, ranged) for _, f in errors):
+            return []  # it runs, or a value inside a range (not its ends) may run
+        if first is None:
+            first = (params, *errors[0])
+    assert first is not None
+    params, msg, involved = first
+    searched = [n for n in space if n in valid and (involved is None or n in involved)]
+    example = ", ".join(f"{n}={params[n]!r}" for n in searched if n in params)
+    return [
+        f"space: no combination of {', '.join(searched)} passes the trainer's checks, so "
+        f"every trial would fail; e.g. {example}: {msg}"
+    ]
+
+
+def _space_value_problems(
+    schema: type[BaseModel],
+    fixed: dict[str, Any],
+    name: str,
+    pspec: ParamSpec,
+    valid: Mapping[str, list[Any]],
+    dropped: frozenset[str],
+) -> list[str]:
+    """``valid``: each searched field's values that pass on their own; ``dropped``: fields
+    whose user value the check cannot see (see :func:`_always_refused`)."""
+    problems = []
+    for value in _values_of(pspec):
+        for _loc, msg in schema_errors(schema, {**fixed, name: value}, only=name):
+            problems.append(f"space.{name}: value {value!r} is not allowed: {msg}")
+        for msg in _always_refused(schema, fixed, name, value, valid, dropped):
+            problems.append(f"space.{name}: value {value!r} is never allowed: {msg}")
+    inner = _fractional_value(pspec)
+    if not problems and inner is not None:
+        # the ends of a float range may be whole numbers that an int field takes
+        for _loc, msg in schema_errors(schema, {**fixed, name: inner}, only=name):
+            remedy = "; use type: int" if "integer" in msg else ""
+            problems.append(
+                f"space.{name}: a float range samples values like {inner!r}, which the "
+                f"trainer refuses: {msg}{remedy}"
+            )
+    return problems
+
+
+def _fractional_value(spec: ParamSpec) -> float | None:
+    """A value inside a float range that is not a whole number, if the range has one."""
+    if not isinstance(spec, FloatParam) or spec.high <= spec.low:
+        return None
+    if spec.step is None:
+        return spec.low + (spec.high - spec.low) * 0.381966 if spec.high - spec.low > 1e-6 else None
+    candidates = (spec.low + spec.step, spec.low + 2 * spec.step)
+    return next((v for v in candidates if v <= spec.high and not v.is_integer()), None)
+
+
+def _always_refused(
+    schema: type[BaseModel],
+    fixed: dict[str, Any],
+    name: str,
+    value: Any,
+    valid: Mapping[str, list[Any]],
+    dropped: frozenset[str],
+) -> list[str]:
+    """The trainer's cross-field errors (``n_heads`` must divide ``dim``) that ``name: value``
+    meets with every combination of the other searched parameters' valid values.
+
+    Another searched parameter may be what makes the value fit (``dim: [48, 64]`` with
+    ``n_heads: [3, 4]``), so only an error that stays the same whatever the others take is
+    certain to fail every trial with that value. An error is pinned on ``name`` only when
+    it involves ``name`` (its ``fields``, see :func:`_objections`): with ``loss: [infonce,
+    triplet]`` and ``n_heads: [3]``, the heads error is ``n_heads``'s, not ``loss``'s.
+    A combination that fails on an error of other fields only says nothing about
+    ``name``, and is skipped. Values that fail on their own have their own lines and
+    never reach a trial, so they are left out; a field with none left, or in ``dropped``,
+    is judged at its default, which is not the user's value: an error that reads it (or
+    that names no fields, when anything was dropped) is not claimed.
+    """
+    others = {n: values for n, values in valid.items() if n != name and values}
+    unseen = dropped | {n for n, values in valid.items() if n != name and not values}
+    if math.prod(len(v) for v in others.values()) > MAX_COMBINATIONS:
+        return []
+    always: set[str] | None = None
+    for combo in itertools.product(*others.values()):
+        params = {**fixed, **dict(zip(others, combo, strict=True)), name: value}
+        errors = [(msg, fields) for loc, msg, fields in _objections(schema, params) if loc == WHOLE]
+        if not errors:
+            return []  # a trial with this combination runs
+        if all(fields is not None and name not in fields for _, fields in errors):
+            continue  # it fails whatever name takes: that error is another field's
+        if any(_reads_unseen(fields, unseen) for _, fields in errors):
+            return []  # judged on a default: with the user's own value it may run
+        mine = {msg for msg, fields in errors if fields is None or name in fields}
+        always = mine if always is None else always & mine
+        if not always:
+            return []
+    return sorted(always or ())
+
+
+def _reads_unseen(fields: frozenset[str] | None, unseen: frozenset[str]) -> bool:
+    """Whether an error may read a field the check saw only at its default."""
+    return bool(unseen) if fields is None else bool(fields & unseen)
