@@ -180,7 +180,7 @@ ARM_NOTES = {
     "gp_hyperband": "GP arm: our default with Optuna's GPSampler in place of TPE (same "
     "n_startup_trials); the GP models only completed trials, so pruned trials do not inform it",
     "tpe_hyperband_ordinal": "ordinal arm: our default with the sampler tpe_ordinal "
-    "(hpo.ordinal_tpe), whose model treats a grid of ordered numbers (temperature, "
+    "(hpo.samplers._ordinal_tpe), whose model treats a grid of ordered numbers (temperature, "
     "contrastive weight, batch size) as positions 0..n-1, so neighbouring values share "
     "evidence; the study still stores the values",
     "tpe_hyperband_random_start": "random-start arm: our default with startup: random, so "
@@ -449,7 +449,7 @@ def study_config(setup: Setup, method: str, seed: int, storage_dir: str) -> Any:
         data["pruner"] = {**pruner, "min_resource": default_pruner._min_resource}
         data["trainer"]["name"] = EXACT_REPEATS_TRAINER
     if method == "tpe_hyperband_random_start":
-        # the default's start-up is a balanced design (hpo.startup_design) since 2026-12-06
+        # the default's start-up is a balanced design (hpo.samplers._startup_design) since 2026-12-06
         data["startup"] = "random"
     if method == "tpe_hyperband_rerun":
         # every run trains at the search's seed, so a repeat only reproduces its value:

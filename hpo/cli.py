@@ -39,10 +39,9 @@ def validate(study: StudyFile, set_: SetOption = None) -> None:
     from hpo.checks import run_problems
     from hpo.config import load_study_config
     from hpo.duplicates import describe_duplicates, fixed_seed_rerun_note
-    from hpo.ordinal_tpe import ordered_params
     from hpo.pruners import pruner_defaults_note
+    from hpo.samplers import describe_startup, ordered_params
     from hpo.space import describe_param
-    from hpo.startup_design import describe_startup
     from hpo.storages import storage_url
 
     cfg = load_study_config(study, set_ or [])

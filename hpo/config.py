@@ -300,7 +300,7 @@ class StudyConfig(_Strict):
     startup: Literal["auto", "random", "balanced"] = "auto"
     """The sampler's start-up trials: its own random draws, or ``balanced``: a Latin-hypercube
     design over the space, enqueued when the study is created, in which every choice of every
-    parameter appears (:mod:`hpo.startup_design`); it needs a sampler with
+    parameter appears (:mod:`hpo.samplers._startup_design`); it needs a sampler with
     ``n_startup_trials``. ``auto``: balanced for such a sampler (TPE, GP, CMA-ES), else
     random. On the search-efficiency replays the design reached the manual sweep's best
     sooner, and its picks scored higher trained again (docs/search_efficiency.md, session 18)."""

@@ -20,9 +20,8 @@ from hpo.fixed_params import record_fixed_set
 from hpo.objective import FAIL_REASON, Objective, TrialHook, prune_study_name
 from hpo.owned_trials import OwnedTrialsStorage
 from hpo.pruners import study_pruner, with_completed_cache
-from hpo.samplers import build_sampler
+from hpo.samplers import build_sampler, study_startup
 from hpo.space import distribution_of, space_as_dict, space_fingerprint
-from hpo.startup_design import study_startup
 from hpo.storages import (
     default_grace_period,
     is_rdb_url,

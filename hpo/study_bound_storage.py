@@ -1,7 +1,7 @@
 """A study's storage that answers the study's own id and directions from memory.
 
 Optuna's pruners judge a trial on a view of the study: Hyperband builds one per bracket
-at every pruning decision and every sampling call, and :class:`hpo.grouped_pruner.
+at every pruning decision and every sampling call, and :class:`hpo.pruners.
 GroupedPruner` one per group. Each view is an ``optuna.Study``, whose constructor looks
 the study's id up by name (a SQL statement on an RDB storage; the directions are cached)
 and reads its directions, thousands of times a study, for values that never change.

@@ -13,8 +13,7 @@ import pytest
 from benchmarks import search_efficiency
 from hpo.duplicates import reuses_duplicates
 from hpo.pruners import study_pruner
-from hpo.samplers import build_sampler
-from hpo.startup_design import study_startup
+from hpo.samplers import build_sampler, study_startup
 
 
 @pytest.mark.timeout(300)
@@ -194,7 +193,7 @@ def test_patient_arm_asks_hyperband_only_after_the_epoch_f1_stops_rising(tmp_pat
 
 
 def test_grouped_arm_runs_hyperband_within_each_loss(tmp_path: Path) -> None:
-    from hpo.grouped_pruner import GroupedPruner
+    from hpo.pruners import GroupedPruner
 
     setup = _arm_setup({"loss": ["infonce", "vicreg"]})
     cfg = search_efficiency.study_config(setup, "tpe_hyperband_grouped", 0, str(tmp_path))
@@ -259,7 +258,7 @@ def test_gp_arms_swap_only_the_sampler(tmp_path: Path) -> None:
 
 
 def test_ordinal_arm_swaps_only_the_sampler(tmp_path: Path) -> None:
-    from hpo.ordinal_tpe import OrdinalTPESampler
+    from hpo.samplers import OrdinalTPESampler
 
     setup = _arm_setup({"loss": ["infonce", "vicreg"], "temperature": [0.05, 0.07, 0.1]})
     default = search_efficiency.study_config(setup, "tpe_hyperband", 0, str(tmp_path))

@@ -11,9 +11,8 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
 from hpo import ConfigError, validate_study_data
-from hpo.grouped_pruner import GroupedPruner, _GroupStorage
-from hpo.hyperband_pruner import HyperbandPruner
-from hpo.pruners import build_pruner, pruner_defaults_note, study_pruner
+from hpo.pruners import HyperbandPruner, build_pruner, pruner_defaults_note, study_pruner
+from hpo.pruners._grouped import GroupedPruner, _GroupStorage
 from tests.conftest import analytic_study
 
 LOSSES = CategoricalDistribution(["fast", "slow"])

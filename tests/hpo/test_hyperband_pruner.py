@@ -12,8 +12,7 @@ import pytest
 from optuna.trial import TrialState
 from sqlalchemy import event
 
-from hpo.hyperband_pruner import HyperbandPruner
-from hpo.pruners import build_pruner
+from hpo.pruners import HyperbandPruner, build_pruner
 
 
 def _objective(trial: optuna.Trial) -> float:

@@ -10,8 +10,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from hpo.config import load_study_config
-from hpo.ordinal_tpe import OrdinalTPESampler, is_ordered_numbers, positional_space
-from hpo.samplers import build_sampler
+from hpo.samplers import OrdinalTPESampler, build_sampler, is_ordered_numbers, positional_space
 from tests.conftest import analytic_study
 
 GRID = list(range(10))

@@ -15,7 +15,7 @@ import pytest
 from hpo import ConfigError, load_study_config, run_study, validate_study_data
 from hpo.config import CategoricalParam, FloatParam, IntParam, ParamSpec
 from hpo.confirm import confirmation_config
-from hpo.startup_design import balanced_design, describe_startup, study_startup
+from hpo.samplers import balanced_design, describe_startup, study_startup
 from hpo.storages import storage_url
 from tests.conftest import analytic_study, open_at_once
 

@@ -12,7 +12,7 @@ import optuna
 import pytest
 
 from hpo import StorageError, load_study_config, run_study, validate_study_data
-from hpo.startup_design import study_startup
+from hpo.samplers import study_startup
 from hpo.storages import mask_url, open_storage
 from tests.conftest import analytic_study, fresh_database, open_at_once
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hpo.config import CategoricalParam, FloatParam, IntParam, ParamSpec, StudyConfig
-from hpo.samplers import startup_trials
+from hpo.samplers._registry import startup_trials
 from hpo.space import condition_holds, dependency_order
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import optuna
 
 from hpo.config import ParamSpec
-from hpo.ordinal_tpe import OrdinalTPESampler
+from hpo.samplers._ordinal_tpe import OrdinalTPESampler
 from hpo.space import grid_space
 
 SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
