@@ -1,0 +1,246 @@
+"""The ``space`` section, entry by entry, so each bad parameter gets its own clean path."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from hpo.config._pydantic_errors import _pydantic_problems
+from hpo.config._schema import CategoricalParam, FloatParam, IntParam, ParamSpec
+from hpo.yaml_loader import (
+    printable as _printable,
+)
+
+_PARAM_TYPES: dict[str, type[ParamSpec]] = {
+    "float": FloatParam,
+    "int": IntParam,
+    "categorical": CategoricalParam,
+}
+
+
+def _parse_space(raw: Any) -> tuple[dict[str, ParamSpec], list[str]]:
+    """Parse ``space`` entry by entry so each bad parameter gets its own clean path."""
+    if raw is None:
+        return {}, []
+    if not isinstance(raw, Mapping):
+        return {}, [
+            f"space: expected a mapping of parameter name to spec, got {type(raw).__name__}"
+        ]
+    space: dict[str, ParamSpec] = {}
+    problems: list[str] = []
+    for name, spec in raw.items():
+        if not isinstance(name, str) or not name:
+            problems.append(f"space: parameter names must be non-empty strings, got {name!r}")
+            continue
+        path = f"space.{_printable(name)}"
+        if _printable(name) != name:
+            problems.append(
+                f"{path}: parameter names must be printable text without spaces at either end"
+            )
+            continue
+        if not isinstance(spec, Mapping):
+            problems.append(f"{path}: expected a mapping like {{type: float, low: 0.1, high: 1.0}}")
+            continue
+        kind = spec.get("type")
+        model = _PARAM_TYPES.get(kind) if isinstance(kind, str) else None
+        if model is None:
+            shown = repr(kind) if len(repr(kind)) <= 60 else repr(kind)[:57] + "..."
+            problems.append(f"{path}.type: must be one of float, int, categorical (got {shown})")
+            continue
+        spec = dict(spec)
+        choice_problems = (
+            _choice_problems(path, spec.get("choices")) if kind == "categorical" else []
+        )
+        if choice_problems:
+            problems.extend(choice_problems)
+            # Still check the rest of the entry, with the bad choices left out.
+            spec["choices"] = [c for c in spec["choices"] if _is_choice(c)] or [None]
+        try:
+            validated = model.model_validate(spec)
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(exc, ("space", name), model))
+            continue
+        if not choice_problems:
+            space[name] = validated
+    return space, problems
+
+
+def _is_choice(value: Any) -> bool:
+    """Categorical choices are scalars Optuna can store; floats must be finite."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, bool | int | str)
+
+
+def _choice_problems(path: str, choices: Any) -> list[str]:
+    """One line per choice that is not a storable scalar (pydantic would give four each)."""
+    if not isinstance(choices, list):
+        return []
+    out = []
+    for i, choice in enumerate(choices):
+        if _is_choice(choice):
+            continue
+        what = repr(choice) if isinstance(choice, float) else type(choice).__name__
+        out.append(
+            f"{path}.choices.{i}: must be a boolean, a finite number, a string or null (got {what})"
+        )
+    return out
+
+
+def _range_problems(name: str, spec: ParamSpec) -> list[str]:
+    path = f"space.{name}"
+    out: list[str] = []
+    if isinstance(spec, FloatParam | IntParam):
+        if spec.low > spec.high:
+            out.append(f"{path}: low ({spec.low}) must be <= high ({spec.high})")
+        if spec.log and spec.low <= 0:
+            out.append(f"{path}: low must be > 0 when log is true")
+        if spec.log and isinstance(spec, FloatParam) and spec.step is not None:
+            out.append(f"{path}: step and log cannot be used together")
+        if spec.log and isinstance(spec, IntParam) and spec.step != 1:
+            out.append(f"{path}: step must be 1 when log is true")
+        if spec.step is not None and spec.step <= 0:
+            out.append(f"{path}: step must be > 0")
+        if isinstance(spec, FloatParam) and not math.isfinite(spec.high - spec.low):
+            out.append(f"{path}: high - low must be a finite float (the range is too wide)")
+    if isinstance(spec, CategoricalParam):
+        seen: list[Any] = []
+        for choice in spec.choices:
+            twin = next((s for s in seen if choice == s), _NONE)
+            if twin is not _NONE and type(choice) is type(twin):
+                out.append(f"{path}.choices: duplicate choice {choice!r}")
+            elif twin is not _NONE:  # 1 == True == 1.0 in Python
+                out.append(
+                    f"{path}.choices: {choice!r} equals the choice {twin!r}, and Optuna stores "
+                    "a choice by the index of the first equal one; keep one of them"
+                )
+            seen.append(choice)
+    return out
+
+
+_NONE = object()
+
+
+def _values_of(spec: ParamSpec) -> list[Any]:
+    """Representative values a parameter can take (all choices, or the range ends)."""
+    if isinstance(spec, CategoricalParam):
+        return list(spec.choices)
+    return [spec.low, spec.high]
+
+
+def _can_take(spec: ParamSpec, value: Any) -> bool:
+    if isinstance(spec, CategoricalParam):
+        return any(type(value) is type(c) and value == c for c in spec.choices)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(spec, IntParam) and not float(value).is_integer():
+        return False
+    return spec.low <= value <= spec.high
+
+
+def _condition_problems(space: Mapping[str, ParamSpec], unparsed: Collection[str]) -> list[str]:
+    """``unparsed``: declared parameters whose own spec failed (and was reported already)."""
+    out: list[str] = []
+    for name, spec in space.items():
+        if not spec.condition:
+            continue
+        for other, wanted in spec.condition.items():
+            path = f"space.{name}.if.{other}"
+            if other == name:
+                out.append(f"{path}: a parameter cannot depend on itself")
+                continue
+            if other in unparsed:
+                continue
+            if other not in space:
+                known = ", ".join(n for n in space if n != name) or "none"
+                out.append(f"{path}: unknown parameter {other!r}; parameters: {known}")
+                continue
+            values = wanted if isinstance(wanted, list) else [wanted]
+            if not values:
+                out.append(f"{path}: empty list of values can never hold")
+            for value in values:
+                if not _can_take(space[other], value):
+                    allowed = ", ".join(repr(v) for v in _values_of(space[other]))
+                    out.append(
+                        f"{path}: {other} can never be {value!r} "
+                        f"(it takes {allowed}{'' if isinstance(space[other], CategoricalParam) else ' range'})"
+                    )
+                elif not _on_step_grid(space[other], value):
+                    out.append(
+                        f"{path}: {other} can never be {value!r}: it is off the step grid "
+                        f"(low {space[other].low}, step {space[other].step})"  # type: ignore[union-attr]
+                    )
+    try:
+        from hpo.space import dependency_order
+
+        dependency_order(space)
+    except ValueError as exc:
+        out.append(f"space: {exc}")
+    return out
+
+
+def _enqueue_problems(
+    space: Mapping[str, ParamSpec], enqueue: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """Every enqueued value must be one the space itself could produce."""
+    out: list[str] = []
+    for i, params in enumerate(enqueue):
+        for name, value in params.items():
+            path = f"enqueue.{i}.{_printable(name)}"
+            spec = space.get(name)
+            if spec is None:
+                known = ", ".join(space) or "none"
+                out.append(f"{path}: not a parameter of the space; parameters: {known}")
+            elif not _can_take(spec, value) or (
+                isinstance(spec, IntParam) and not isinstance(value, int)
+            ):
+                allowed = ", ".join(repr(v) for v in _values_of(spec))
+                kind = "" if isinstance(spec, CategoricalParam) else " range"
+                out.append(f"{path}: {value!r} is not in the space (it takes {allowed}{kind})")
+            elif not _on_step_grid(spec, value):
+                out.append(
+                    f"{path}: {value!r} is off the step grid (low {spec.low}, step {spec.step})"  # type: ignore[union-attr]
+                )
+            elif _condition_fails(spec, params):
+                assert spec.condition is not None
+                out.append(
+                    f"{path}: never used, the entry's "
+                    + ", ".join(f"{k}={params[k]!r}" for k in spec.condition)
+                    + f" leaves {_printable(name)} out (if: {spec.condition})"
+                )
+    return out
+
+
+def _as_declared(
+    space: Mapping[str, ParamSpec], enqueue: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Enqueued whole numbers of float parameters as floats: Optuna hands an enqueued value
+    to the trainer as written, so ``v: 1`` reached it as an int, unlike a sampled ``v``."""
+    return [
+        {
+            name: float(value)
+            if isinstance(space.get(name), FloatParam) and type(value) is int
+            else value
+            for name, value in params.items()
+        }
+        for params in enqueue
+    ]
+
+
+def _condition_fails(spec: ParamSpec, params: Mapping[str, Any]) -> bool:
+    """Whether ``params`` sets every parameter of ``spec``'s condition, and it does not hold."""
+    if not spec.condition or not all(k in params for k in spec.condition):
+        return False
+    from hpo.space import condition_holds
+
+    return not condition_holds(spec, params)
+
+
+def _on_step_grid(spec: ParamSpec, value: Any) -> bool:
+    if isinstance(spec, CategoricalParam) or not spec.step:
+        return True
+    steps = (value - spec.low) / spec.step
+    return abs(steps - round(steps)) <= 1e-9 * max(1.0, abs(steps))
