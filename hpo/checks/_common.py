@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from hpo.config import ParamSpec
+
 
 def _short(value: object, limit: int = 60) -> str:
     shown = repr(value)
@@ -10,3 +15,19 @@ def _short(value: object, limit: int = 60) -> str:
 
 MAX_COMBINATIONS = 256
 """The most combinations of the other searched values a cross-field check tries."""
+
+
+def _active(values: Mapping[str, Any], space: Mapping[str, ParamSpec]) -> dict[str, Any] | None:
+    """``values`` less the parameters whose ``if`` they leave unmet, which a trial does not
+    sample (it keeps the fixed value or the trainer's default); ``None`` on a cycle."""
+    from hpo.space import condition_holds, dependency_order
+
+    try:
+        order = [n for n in dependency_order(space) if n in values]
+    except ValueError:  # a cycle of conditions: reported by the space's own checks
+        return None
+    chosen: dict[str, Any] = {}
+    for name in order:
+        if condition_holds(space[name], chosen):
+            chosen[name] = values[name]
+    return chosen

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from hpo.checks._common import MAX_COMBINATIONS
+from hpo.checks._common import MAX_COMBINATIONS, _active
 from hpo.config import CategoricalParam, ParamSpec, StudyConfig, _values_of
 
 INPUT_FIELDS = frozenset({"dataset", "data_dir", "init_from", "mode", "channel_adapter"})
@@ -44,7 +44,8 @@ def _input_problems(
 
     Every combination of the searched ``fields``' values (a range's ends) is checked, and
     of the ``optional`` fields' too while the combinations stay within
-    :data:`MAX_COMBINATIONS`.
+    :data:`MAX_COMBINATIONS`, with the parameters their ``if`` reads: a parameter left out
+    by its ``if`` keeps the fixed value, as in a trial.
     A problem every combination has is the fixed parameters' and is said once; a searched
     value is refused only when it fails with every value of the others (``dataset:
     BasicMotions`` that needs ``channel_adapter: conv1x1`` is fine while the space also
@@ -59,20 +60,34 @@ def _input_problems(
         except Exception:  # invalid params are reported elsewhere; a broken check is not ours
             return {}
 
-    searched = [n for n in space if n in fields]
-    with_optional = searched + [n for n in space if n in optional and n not in fields]
+    def with_parents(names: list[str]) -> list[str]:
+        """``names`` and the parameters their ``if`` reads: those decide which are sampled."""
+        out = set(names)
+        todo = list(names)
+        while todo:
+            for parent in space[todo.pop()].condition or {}:
+                if parent in space and parent not in out:
+                    out.add(parent)
+                    todo.append(parent)
+        return [n for n in space if n in out]
+
+    searched = with_parents([n for n in space if n in fields])
+    with_optional = with_parents([n for n in space if n in fields or n in optional])
     if math.prod(len(_values_of(space[n])) for n in with_optional) <= MAX_COMBINATIONS:
         searched = with_optional
     grids = [_values_of(space[n]) for n in searched]
     if math.prod(len(g) for g in grids) > MAX_COMBINATIONS:
         return []
-    found = [
-        (
-            dict(zip(searched, combo, strict=True)),
-            problems_of({**fixed, **dict(zip(searched, combo, strict=True))}),
-        )
-        for combo in itertools.product(*grids)
-    ]
+    found: list[tuple[dict[str, Any], dict[str, str]]] = []
+    seen: set[tuple[tuple[str, Any], ...]] = set()
+    for combo in itertools.product(*grids):
+        chosen = _active(dict(zip(searched, combo, strict=True)), space)
+        if chosen is None:
+            return []
+        key = tuple(sorted(chosen.items()))
+        if key not in seen:  # a parameter its if leaves out keeps the fixed value
+            seen.add(key)
+            found.append((chosen, problems_of({**fixed, **chosen})))
     always = set.intersection(*(set(p.items()) for _, p in found)) if found else set()
     out = [
         f"{'space' if field in searched else 'trainer.params'}.{field}: {why}"
@@ -83,7 +98,7 @@ def _input_problems(
             with_value = [
                 {k: v for k, v in p.items() if (k, v) not in always}
                 for combo, p in found
-                if combo[name] == value
+                if name in combo and combo[name] == value
             ]
             if with_value and all(with_value):
                 why = next(iter(with_value[0].values()))
@@ -105,7 +120,12 @@ def input_misfit_problems(cfg: StudyConfig) -> list[str]:
         return []
     if schema is None:
         return []
-    fixed = dict(cfg.trainer.params)
+    from hpo.checks._trainer_params import judge_fixed
+
+    judged = judge_fixed(schema, cfg.trainer.params, cfg.space)
+    if judged.base is None or judged.dropped:
+        return []  # the fixed parameters' own lines say why; inputs are judged after
+    fixed = judged.base
     misfits = _input_problems(
         schema,
         fixed,

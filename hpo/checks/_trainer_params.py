@@ -9,13 +9,14 @@ import difflib
 import itertools
 import math
 from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from hpo.checks._common import MAX_COMBINATIONS, _short
+from hpo.checks._common import MAX_COMBINATIONS, _active, _short
 from hpo.checks._inputs import _missing_input_problems
-from hpo.config import CategoricalParam, FloatParam, ParamSpec, StudyConfig, _values_of
+from hpo.config import CategoricalParam, FloatParam, IntParam, ParamSpec, StudyConfig, _values_of
 
 WHOLE = "(params)"
 """The location :func:`schema_errors` gives an error about several fields together."""
@@ -101,67 +102,132 @@ def _trainer_problems(cfg: StudyConfig, *, unseen: Collection[str] = ()) -> list
             f"trainer.name: every trial passes its seed as params.seed, which "
             f"{schema.__name__} refuses; give it a field seed: int | None = None"
         )
-    # judged on the fixed values alone: a searched field's default stands in, which a
-    # conditional parameter's trials do take, and an error found here may hide others
-    fixed_errors = _objections(schema, dict(cfg.trainer.params))
+    judged = judge_fixed(schema, cfg.trainer.params, cfg.space, unseen)
+    for loc, msg, _ in judged.errors:
+        where = "trainer.params" if loc == WHOLE else f"trainer.params.{loc}"
+        problems.append(f"{where}: {msg}")
+    if judged.base is None:
+        return problems  # the fixed set as a whole is refused: every value would be too
+    fixed, valid, dropped = judged.fixed, judged.valid, judged.dropped
+    before = len(problems)
+    for name, pspec in cfg.space.items():
+        if name not in schema.model_fields:
+            problems.append(f"space.{name}: trainer {cfg.trainer.name!r} has no parameter {name!r}")
+            continue
+        problems.extend(
+            _space_value_problems(schema, fixed, name, pspec, valid, dropped, cfg.space)
+        )
+    if len(problems) == before and not dropped:
+        problems += _no_trial_runs_problems(schema, fixed, cfg.space, valid)
+    if dropped:
+        return problems
+    return problems + _missing_input_problems(schema, judged.base, cfg.space)
+
+
+@dataclass(frozen=True)
+class FixedJudgement:
+    """The fixed parameters as the trainer's schema judges them, beside the space."""
+
+    errors: list[tuple[str, str, frozenset[str] | None]]
+    """What to report about them: ``(field or WHOLE, message, fields involved)``."""
+    fixed: dict[str, Any]
+    """The fixed parameters whose own values passed: the space is checked against these."""
+    dropped: frozenset[str]
+    """Fields whose user value no check can see (an entry or a fixed value that failed)."""
+    valid: dict[str, list[Any]]
+    """Each searched field's values that pass on their own."""
+    base: dict[str, Any] | None
+    """What the input checks start from: ``fixed``, with the searched values that settle
+    its cross-field errors; ``None`` when the fixed set is refused as a whole."""
+
+
+def judge_fixed(
+    schema: type[BaseModel],
+    params: Mapping[str, Any],
+    space: Mapping[str, ParamSpec],
+    unseen: Collection[str] = (),
+) -> FixedJudgement:
+    """Judge the fixed parameters on their own, then beside the space.
+
+    On their own, a searched field's default stands in, which a conditional parameter's
+    trials do take, and an error found may hide others. A cross-field error that only a
+    searched field's default causes is dropped when every trial the space makes passes
+    (:func:`_settling_trial`). ``unseen``: searched entries that failed their own checks.
+    """
+    fixed_errors = _objections(schema, dict(params))
     # the space is checked against the fixed fields that passed, so one run of
     # `hpo validate` lists both kinds of problem
     wrong = {loc.split(".")[0] for loc, _, _ in fixed_errors if loc != WHOLE}
-    fixed = {k: v for k, v in cfg.trainer.params.items() if k not in wrong}
+    fixed = {k: v for k, v in params.items() if k not in wrong}
     fields = schema.model_fields
     # with a field dropped, defaults stand in for what the user wrote: a check that reads
     # it would judge values that are not theirs (an unknown key stands for nothing)
     dropped = frozenset(unseen) | (wrong & set(fields))
+    if wrong and not wrong & set(fields):
+        # only unknown keys failed, and pydantic then skips the cross-field checks: run
+        # them on the rest (``resume: true`` without ``save_dir`` beside a typo)
+        fixed_errors += [e for e in _objections(schema, fixed) if e[0] == WHOLE]
     valid = {
         name: [v for v in _values_of(pspec) if not schema_errors(schema, {**fixed, name: v}, name)]
-        for name, pspec in cfg.space.items()
+        for name, pspec in space.items()
         if name in fields
     }
     whole = [(msg, involved) for loc, msg, involved in fixed_errors if loc == WHOLE]
-    if whole and not dropped and _searched_values_settle(schema, fixed, cfg.space, valid, whole):
-        fixed_errors = [e for e in fixed_errors if e[0] != WHOLE]
-    for loc, msg, _ in fixed_errors:
-        where = "trainer.params" if loc == WHOLE else f"trainer.params.{loc}"
-        problems.append(f"{where}: {msg}")
-    if any(loc == WHOLE for loc, _, _ in fixed_errors):
-        return problems  # the fixed set as a whole is refused: every value would be too
-    before = len(problems)
-    for name, pspec in cfg.space.items():
-        if name not in fields:
-            problems.append(f"space.{name}: trainer {cfg.trainer.name!r} has no parameter {name!r}")
-            continue
-        problems.extend(_space_value_problems(schema, fixed, name, pspec, valid, dropped))
-    if len(problems) == before and not dropped:
-        problems += _no_trial_runs_problems(schema, fixed, cfg.space, valid)
-    return problems + ([] if dropped else _missing_input_problems(schema, fixed, cfg.space))
+    base: dict[str, Any] | None = fixed
+    if whole:
+        trial = None if dropped else _settling_trial(schema, fixed, space, valid, whole)
+        if trial is None:
+            base = None
+        else:
+            fixed_errors = [e for e in fixed_errors if e[0] != WHOLE]
+            involved = frozenset().union(*(f or () for _, f in whole)) & valid.keys()
+            base = {**fixed, **{n: trial[n] for n in involved if n in trial}}
+    return FixedJudgement(fixed_errors, fixed, dropped, valid, base)
+
+
+def _probe_values(spec: ParamSpec) -> list[Any]:
+    """Values that stand for a parameter: every choice, or a range's ends and its first
+    step inside (``dim: {low: 48, high: 96}`` samples 49, which no even head count takes)."""
+    ends = _values_of(spec)
+    if isinstance(spec, CategoricalParam):
+        return ends
+    if isinstance(spec, IntParam):
+        inner: Any = spec.low + (spec.step or 1)
+    else:
+        inner = spec.low + spec.step if spec.step else _fractional_value(spec)
+    probes = [ends[0]] + ([inner] if inner is not None and inner < ends[-1] else []) + ends[1:]
+    return list(dict.fromkeys(probes))
 
 
 def _trial_params(
-    fixed: Mapping[str, Any], space: Mapping[str, ParamSpec], valid: Mapping[str, list[Any]]
+    schema: type[BaseModel],
+    fixed: Mapping[str, Any],
+    space: Mapping[str, ParamSpec],
+    valid: Mapping[str, list[Any]],
 ) -> list[dict[str, Any]] | None:
     """The parameters of every distinct trial the space can make, each searched field at
-    one of its ``valid`` values or, where its ``if`` does not hold, at the trainer's default.
+    one of its ``valid`` values (a range at :func:`_probe_values`) or, where its ``if``
+    does not hold, at the fixed value or the trainer's default.
 
     ``None`` when there are more than :data:`MAX_COMBINATIONS` or a field has no valid
     value (its values have their own lines, and no trial of it can be judged).
     """
-    from hpo.space import condition_holds, dependency_order
-
-    try:
-        names = [n for n in dependency_order(space) if n in valid]
-    except ValueError:  # a cycle of conditions: reported by the space's own checks
-        return None
-    grids = [valid[n] for n in names]
+    names = list(valid)
+    grids = [
+        valid[n]
+        if isinstance(space[n], CategoricalParam)
+        else [v for v in _probe_values(space[n]) if not schema_errors(schema, {**fixed, n: v}, n)]
+        for n in names
+    ]
     if not all(grids) or math.prod(len(g) for g in grids) > MAX_COMBINATIONS:
         return None
     seen: set[tuple[tuple[str, Any], ...]] = set()
     out = []
     for combo in itertools.product(*grids):
-        chosen: dict[str, Any] = {}
-        for name, value in zip(names, combo, strict=True):
-            if condition_holds(space[name], chosen):
-                chosen[name] = value
-        key = tuple(chosen.items())
+        chosen = _active(dict(zip(names, combo, strict=True)), space)
+        if chosen is None:
+            return None
+        key = tuple(sorted(chosen.items()))
         if key not in seen:
             seen.add(key)
             out.append({**fixed, **chosen})
@@ -169,34 +235,31 @@ def _trial_params(
 
 
 def _ranged(space: Mapping[str, ParamSpec], valid: Mapping[str, list[Any]]) -> frozenset[str]:
-    """Searched ranges: :func:`_trial_params` tries their ends only, not every value."""
+    """Searched ranges: :func:`_trial_params` tries a few of their values, not every one."""
     return frozenset(n for n in valid if not isinstance(space[n], CategoricalParam))
 
 
-def _searched_values_settle(
+def _settling_trial(
     schema: type[BaseModel],
     fixed: dict[str, Any],
     space: Mapping[str, ParamSpec],
     valid: Mapping[str, list[Any]],
     whole: list[tuple[str, frozenset[str] | None]],
-) -> bool:
-    """Whether the fixed set's errors are only about a searched field's default, which no
-    trial takes: fixed ``n_heads: 3`` with ``dim: [48, 96]`` fails at the default
-    ``dim=64``, yet every trial runs. True only when every error involves a searched field
-    and every trial the space can make passes; a conditional field's trials that leave it
-    out do take the default, an error may hide another behind it, and a range is tried at
-    its ends only (an error about one may hold inside it), so anything less keeps the
-    fixed set refused.
+) -> dict[str, Any] | None:
+    """A trial's parameters when the fixed set's errors are only about a searched field's
+    default, which no trial takes: fixed ``n_heads: 3`` with ``dim: [48, 96]`` fails at the
+    default ``dim=64``, yet every trial runs. Only when every error involves a searched
+    field and every trial the space can make passes; a conditional field's trials that
+    leave it out do take the default, and an error may hide another behind it, so
+    anything less (``None``) keeps the fixed set refused. A range is tried at its ends
+    and its first step inside (:func:`_probe_values`).
     """
-    ranged = _ranged(space, valid)
-    if not all(
-        fields is not None and fields & valid.keys() and not fields & ranged for _, fields in whole
-    ):
-        return False
-    trials = _trial_params(fixed, space, valid)
-    if not trials:
-        return False
-    return all(not _objections(schema, params) for params in trials)
+    if not all(fields is not None and fields & valid.keys() for _, fields in whole):
+        return None
+    trials = _trial_params(schema, fixed, space, valid)
+    if not trials or any(_objections(schema, params) for params in trials):
+        return None
+    return trials[0]
 
 
 def _no_trial_runs_problems(
@@ -210,7 +273,7 @@ def _no_trial_runs_problems(
     ``n_heads: [3, 5]`` with ``dim: [64, 128]``: no value is refused by itself (each
     combination fails with its own message), but every trial of the budget would fail.
     """
-    trials = _trial_params(fixed, space, valid)
+    trials = _trial_params(schema, fixed, space, valid)
     if not trials or len(trials) < 2:  # one trial's errors are each value's own lines
         return []
     ranged = _ranged(space, valid)
@@ -224,6 +287,8 @@ def _no_trial_runs_problems(
     assert first is not None
     params, msg, involved = first
     searched = [n for n in space if n in valid and (involved is None or n in involved)]
+    if not searched:
+        return []  # an error of fixed fields only: the fixed set's own line says it
     example = ", ".join(f"{n}={params[n]!r}" for n in searched if n in params)
     return [
         f"space: no combination of {', '.join(searched)} passes the trainer's checks, so "
@@ -238,6 +303,7 @@ def _space_value_problems(
     pspec: ParamSpec,
     valid: Mapping[str, list[Any]],
     dropped: frozenset[str],
+    space: Mapping[str, ParamSpec],
 ) -> list[str]:
     """``valid``: each searched field's values that pass on their own; ``dropped``: fields
     whose user value the check cannot see (see :func:`_always_refused`)."""
@@ -245,7 +311,7 @@ def _space_value_problems(
     for value in _values_of(pspec):
         for _loc, msg in schema_errors(schema, {**fixed, name: value}, only=name):
             problems.append(f"space.{name}: value {value!r} is not allowed: {msg}")
-        for msg in _always_refused(schema, fixed, name, value, valid, dropped):
+        for msg in _always_refused(schema, fixed, name, value, valid, dropped, space):
             problems.append(f"space.{name}: value {value!r} is never allowed: {msg}")
     inner = _fractional_value(pspec)
     if not problems and inner is not None:
@@ -276,6 +342,7 @@ def _always_refused(
     value: Any,
     valid: Mapping[str, list[Any]],
     dropped: frozenset[str],
+    space: Mapping[str, ParamSpec],
 ) -> list[str]:
     """The trainer's cross-field errors (``n_heads`` must divide ``dim``) that ``name: value``
     meets with every combination of the other searched parameters' valid values.
@@ -289,15 +356,24 @@ def _always_refused(
     ``name``, and is skipped. Values that fail on their own have their own lines and
     never reach a trial, so they are left out; a field with none left, or in ``dropped``,
     is judged at its default, which is not the user's value: an error that reads it (or
-    that names no fields, when anything was dropped) is not claimed.
+    that names no fields, when anything was dropped) is not claimed. A parameter whose
+    ``if`` the combination leaves unmet keeps its fixed value or default, as in a trial.
     """
     others = {n: values for n, values in valid.items() if n != name and values}
     unseen = dropped | {n for n, values in valid.items() if n != name and not values}
     if math.prod(len(v) for v in others.values()) > MAX_COMBINATIONS:
         return []
     always: set[str] | None = None
+    seen: set[tuple[tuple[str, Any], ...]] = set()
     for combo in itertools.product(*others.values()):
-        params = {**fixed, **dict(zip(others, combo, strict=True)), name: value}
+        chosen = _active({**dict(zip(others, combo, strict=True)), name: value}, space)
+        if chosen is None or name not in chosen:
+            continue  # no trial takes the value beside these (its ``if`` fails)
+        key = tuple(sorted(chosen.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        params = {**fixed, **chosen}
         errors = [(msg, fields) for loc, msg, fields in _objections(schema, params) if loc == WHOLE]
         if not errors:
             return []  # a trial with this combination runs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
@@ -125,10 +126,19 @@ _NONE = object()
 
 
 def _values_of(spec: ParamSpec) -> list[Any]:
-    """Representative values a parameter can take (all choices, or the range ends)."""
+    """Representative values a parameter can take (all choices, or the range ends).
+
+    A stepped range ends at its last step, as Optuna narrows it: ``{low: 48, high: 98,
+    step: 48}`` samples 48 and 96, never 98.
+    """
     if isinstance(spec, CategoricalParam):
         return list(spec.choices)
-    return [spec.low, spec.high]
+    if spec.step is None or spec.high <= spec.low:
+        return [spec.low, spec.high]
+    if isinstance(spec, IntParam):
+        return [spec.low, spec.low + (spec.high - spec.low) // spec.step * spec.step]
+    low, step = Decimal(str(spec.low)), Decimal(str(spec.step))
+    return [spec.low, float((Decimal(str(spec.high)) - low) // step * step + low)]
 
 
 def _can_take(spec: ParamSpec, value: Any) -> bool:

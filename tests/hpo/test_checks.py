@@ -241,6 +241,77 @@ def test_a_conditional_field_left_out_counts_as_its_default(tmp_path: Path) -> N
     assert len(lines) == 1 and lines[0].startswith("error: space: no combination of n_heads, dim")
 
 
+@pytest.mark.parametrize(
+    ("fixed", "space"),
+    [
+        # reduction_dim is read by the heads check only with use_dim_reduction: true
+        (
+            {"n_heads": 3},
+            {"dim": choices(48, 96), "reduction_dim": {"type": "int", "low": 16, "high": 64}},
+        ),
+        # every step of the range takes 3 heads
+        ({"n_heads": 3}, {"dim": {"type": "int", "low": 48, "high": 192, "step": 48}}),
+        # Optuna narrows the range to its last step, 96: 98 is never sampled
+        ({}, {"dim": {"type": "int", "low": 48, "high": 98, "step": 48}}),
+        # infonce trials never draw dim: they run at 64, which 8 heads divide
+        (
+            {},
+            {
+                "loss": choices("infonce", "triplet"),
+                "n_heads": choices(2, 8),
+                "dim": {**choices(60), "if": {"loss": "triplet"}},
+            },
+        ),
+    ],
+)
+def test_studies_whose_every_trial_runs_pass(
+    tmp_path: Path, fixed: dict[str, Any], space: dict[str, Any]
+) -> None:
+    """The review's false refusals."""
+    assert validate(tmp_path, _study({"dataset": "BasicMotions", **fixed}, space)) == (0, [])
+
+
+def test_a_range_behind_another_fixed_error_is_still_probed(tmp_path: Path) -> None:
+    """loss triplet hides the heads check from the fixed set; dim 49 fails 3 heads."""
+    study = _study(
+        {"dataset": "BasicMotions", "mode": "pretrain", "loss": "triplet", "n_heads": 3},
+        {"loss": choices("infonce", "vicreg"), "dim": {"type": "int", "low": 48, "high": 96}},
+    )
+    study["objective"] = {"metric": "best_probe_f1", "direction": "maximize"}
+    code, lines = validate(tmp_path, study)
+    assert code == 2 and lines[0].startswith("error: trainer.params: "), lines
+
+
+def test_settled_fixed_values_still_have_their_inputs_checked(tmp_path: Path) -> None:
+    """Settling the heads error once skipped the input checks, which read the fixed set."""
+    study = _study({"dataset": str(tmp_path / "nope.npz"), "n_heads": 3}, {"dim": choices(48, 96)})
+    code, lines = validate(tmp_path, study)
+    assert code == 2
+    assert lines == [
+        f"error: trainer.params.dataset: no file or folder {tmp_path}/nope.npz, and not a "
+        "dataset bundled with aeon (no downloads are attempted)"
+    ]
+    study = _study(
+        {"dataset": "BasicMotions", "mode": "pretrain", "loss": "triplet"},
+        {"loss": choices("infonce", "vicreg")},
+    )
+    code, lines = validate(tmp_path, study)
+    assert code == 2
+    assert len(lines) == 1
+    assert lines[0].startswith("error: objective.metric: best_val_f1: mode: pretrain does not")
+
+
+def test_an_unknown_key_no_longer_hides_a_conflict_of_the_others(tmp_path: Path) -> None:
+    study = _study({"dataset": "BasicMotions", "resume": True, "foo": 1}, {"lr": choices(1e-3)})
+    assert validate(tmp_path, study) == (
+        2,
+        [
+            "error: trainer.params.foo: unknown parameter",
+            "error: trainer.params: resume: true needs save_dir",
+        ],
+    )
+
+
 def test_a_conflict_of_fixed_fields_only_names_trainer_params(tmp_path: Path) -> None:
     study = _study(
         {"dataset": "BasicMotions", "n_heads": 3},
@@ -403,3 +474,52 @@ def test_architecture_is_checked_only_where_a_trial_fine_tunes(
     )
     del study["trainer"]["params"]["mode"]
     assert validate(tmp_path, study) == (0, [])
+
+
+def test_a_settled_fixed_set_is_still_checked_against_the_checkpoint(
+    tmp_path: Path, encoder: Path
+) -> None:
+    """resume without save_dir is settled by the searched save_dir; dim 32 still misfits."""
+    study = _finetune_study(
+        encoder,
+        {"save_dir": choices(str(tmp_path / "a"), str(tmp_path / "b"))},
+    )
+    study["trainer"]["params"].update({"resume": True, "dim": 32})
+    code, lines = validate(tmp_path, study)
+    assert code == 2
+    assert len(lines) == 1
+    assert lines[0].startswith("error: trainer.params.init_from: init_from ")
+    assert "dim=32 (checkpoint: 16)" in lines[0]
+
+
+def test_a_conditional_architecture_field_left_out_keeps_the_fixed_value(
+    tmp_path: Path, encoder: Path
+) -> None:
+    """infonce trials never draw dim, so they fine-tune at the fixed 32: they all fail."""
+    study = _finetune_study(
+        encoder,
+        {"loss": choices("infonce", "triplet"), "dim": {**choices(16), "if": {"loss": "triplet"}}},
+    )
+    study["trainer"]["params"]["dim"] = 32
+    code, lines = validate(tmp_path, study)
+    assert code == 2
+    assert len(lines) == 1
+    assert lines[0].startswith("error: space.loss: value 'infonce': init_from ")
+
+
+def test_a_conditional_architecture_value_is_judged_where_its_if_holds(
+    tmp_path: Path, encoder: Path
+) -> None:
+    study = _finetune_study(
+        encoder,
+        {
+            "mode": choices("supervised", "finetune"),
+            "dim": {**choices(16, 32), "if": {"mode": "finetune"}},
+        },
+    )
+    del study["trainer"]["params"]["mode"]
+    study["trainer"]["params"]["model"] = "conv"
+    code, lines = validate(tmp_path, study)
+    assert code == 2
+    assert len(lines) == 1
+    assert lines[0].startswith("error: space.dim: value 32: init_from ")
