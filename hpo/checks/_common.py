@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from hpo.config import ParamSpec
@@ -31,3 +31,16 @@ def _active(values: Mapping[str, Any], space: Mapping[str, ParamSpec]) -> dict[s
         if condition_holds(space[name], chosen):
             chosen[name] = values[name]
     return chosen
+
+
+def _with_parents(names: Iterable[str], space: Mapping[str, ParamSpec]) -> list[str]:
+    """``names`` and the parameters their ``if`` reads (which decide whether they are
+    sampled), in the space's order."""
+    out = set(names)
+    todo = list(out)
+    while todo:
+        for parent in space[todo.pop()].condition or {}:
+            if parent in space and parent not in out:
+                out.add(parent)
+                todo.append(parent)
+    return [n for n in space if n in out]

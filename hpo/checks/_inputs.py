@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from hpo.checks._common import MAX_COMBINATIONS, _active
+from hpo.checks._common import MAX_COMBINATIONS, _active, _with_parents
 from hpo.config import CategoricalParam, ParamSpec, StudyConfig, _values_of
 
 INPUT_FIELDS = frozenset({"dataset", "data_dir", "init_from", "mode", "channel_adapter"})
@@ -60,19 +60,8 @@ def _input_problems(
         except Exception:  # invalid params are reported elsewhere; a broken check is not ours
             return {}
 
-    def with_parents(names: list[str]) -> list[str]:
-        """``names`` and the parameters their ``if`` reads: those decide which are sampled."""
-        out = set(names)
-        todo = list(names)
-        while todo:
-            for parent in space[todo.pop()].condition or {}:
-                if parent in space and parent not in out:
-                    out.add(parent)
-                    todo.append(parent)
-        return [n for n in space if n in out]
-
-    searched = with_parents([n for n in space if n in fields])
-    with_optional = with_parents([n for n in space if n in fields or n in optional])
+    searched = _with_parents([n for n in space if n in fields], space)
+    with_optional = _with_parents([n for n in space if n in fields or n in optional], space)
     if math.prod(len(_values_of(space[n])) for n in with_optional) <= MAX_COMBINATIONS:
         searched = with_optional
     grids = [_values_of(space[n]) for n in searched]

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from hpo.checks._common import MAX_COMBINATIONS, _active, _short
+from hpo.checks._common import MAX_COMBINATIONS, _active, _short, _with_parents
 from hpo.checks._inputs import _missing_input_problems
 from hpo.config import CategoricalParam, FloatParam, IntParam, ParamSpec, StudyConfig, _values_of
 
@@ -204,21 +204,26 @@ def _trial_params(
     fixed: Mapping[str, Any],
     space: Mapping[str, ParamSpec],
     valid: Mapping[str, list[Any]],
+    only: Collection[str] | None = None,
 ) -> list[dict[str, Any]] | None:
     """The parameters of every distinct trial the space can make, each searched field at
     one of its ``valid`` values (a range at :func:`_probe_values`) or, where its ``if``
     does not hold, at the fixed value or the trainer's default.
 
+    ``only``: vary these fields (and those their ``if`` reads) and hold the others at their
+    first value, for a check that knows which fields the errors it looks at read.
     ``None`` when there are more than :data:`MAX_COMBINATIONS` or a field has no valid
     value (its values have their own lines, and no trial of it can be judged).
     """
     names = list(valid)
+    varied = set(names if only is None else _with_parents(only, space))
     grids = [
         valid[n]
         if isinstance(space[n], CategoricalParam)
         else [v for v in _probe_values(space[n]) if not schema_errors(schema, {**fixed, n: v}, n)]
         for n in names
     ]
+    grids = [g if n in varied else g[:1] for n, g in zip(names, grids, strict=True)]
     if not all(grids) or math.prod(len(g) for g in grids) > MAX_COMBINATIONS:
         return None
     seen: set[tuple[tuple[str, Any], ...]] = set()
@@ -257,6 +262,9 @@ def _settling_trial(
     if not all(fields is not None and fields & valid.keys() for _, fields in whole):
         return None
     trials = _trial_params(schema, fixed, space, valid)
+    if trials is None:  # too many to try: vary the fields the errors read, hold the rest
+        involved = frozenset().union(*(f or () for _, f in whole)) & valid.keys()
+        trials = _trial_params(schema, fixed, space, valid, only=involved)
     if not trials or any(_objections(schema, params) for params in trials):
         return None
     return trials[0]
@@ -274,14 +282,23 @@ def _no_trial_runs_problems(
     combination fails with its own message), but every trial of the budget would fail.
     """
     trials = _trial_params(schema, fixed, space, valid)
+    held: frozenset[str] = frozenset()
+    if trials is None:  # too many to try: vary the fields the first trial's errors read
+        sample = _trial_params(schema, fixed, space, valid, only=())
+        read = [f for loc, _, f in _objections(schema, sample[0]) if loc == WHOLE] if sample else []
+        if not read or any(f is None for f in read):
+            return []
+        varied = frozenset().union(*(f or () for f in read)) & valid.keys()
+        trials = _trial_params(schema, fixed, space, valid, only=varied)
+        held = frozenset(valid) - set(_with_parents(varied, space))
     if not trials or len(trials) < 2:  # one trial's errors are each value's own lines
         return []
     ranged = _ranged(space, valid)
     first: tuple[dict[str, Any], str, frozenset[str] | None] | None = None
     for params in trials:
         errors = [(msg, f) for loc, msg, f in _objections(schema, params) if loc == WHOLE]
-        if not errors or any(_reads_unseen(f, ranged) for _, f in errors):
-            return []  # it runs, or a value inside a range (not its ends) may run
+        if not errors or any(_reads_unseen(f, ranged | held) for _, f in errors):
+            return []  # it runs, or a value not tried (inside a range, or held) may run
         if first is None:
             first = (params, *errors[0])
     assert first is not None

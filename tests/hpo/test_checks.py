@@ -312,6 +312,35 @@ def test_an_unknown_key_no_longer_hides_a_conflict_of_the_others(tmp_path: Path)
     )
 
 
+WIDE_SPACE = {
+    "temperature": {"type": "float", "low": 0.05, "high": 0.5, "log": True},
+    "contrastive_weight": {"type": "float", "low": 0.05, "high": 0.3, "step": 0.05},
+    "lr": {"type": "float", "low": 0.001, "high": 0.01, "log": True},
+    "loss": choices("infonce", "barlow_twins", "triplet"),
+    "margin": {"type": "float", "low": 0.1, "high": 1.0, "if": {"loss": "triplet"}},
+    "batch_size": choices(32, 64, 128),
+}
+"""Too many combinations to try all (more than MAX_COMBINATIONS), none about the heads."""
+
+
+def test_a_wide_space_in_which_no_trial_runs_is_refused(tmp_path: Path) -> None:
+    """Only the fields the heads error reads are varied; the others cannot help."""
+    space = {**WIDE_SPACE, "n_heads": choices(3, 5), "dim": choices(64, 128)}
+    code, lines = validate(tmp_path, _study({"dataset": "BasicMotions"}, space))
+    assert code == 2
+    assert len(lines) == 1
+    assert lines[0].startswith("error: space: no combination of n_heads, dim passes")
+
+
+def test_a_wide_space_settles_a_fixed_value_only_the_default_refuses(tmp_path: Path) -> None:
+    space = {**WIDE_SPACE, "dim": choices(48, 96)}
+    study = _study({"dataset": "BasicMotions", "n_heads": 3}, space)
+    assert validate(tmp_path, study) == (0, [])
+    space = {**WIDE_SPACE, "dim": choices(48, 64)}
+    study = _study({"dataset": "BasicMotions", "n_heads": 3}, space)
+    assert validate(tmp_path, study) == (2, [f"error: trainer.params: {HEADS_3}"])
+
+
 def test_a_conflict_of_fixed_fields_only_names_trainer_params(tmp_path: Path) -> None:
     study = _study(
         {"dataset": "BasicMotions", "n_heads": 3},
