@@ -302,6 +302,26 @@ def open_at_once(cfg_data: dict[str, Any], machines: int = 6) -> list[int]:
         return [r.result(timeout=300) for r in runs]
 
 
+def pretrain_conv_encoder(save_dir: Path) -> Path:
+    """A conv encoder of width 16 on synthetic HAR's 9 channels, one epoch: a checkpoint for
+    fine-tuning checks, written in ``save_dir`` (a few seconds on CPU)."""
+    from trainers.contrastive import train
+
+    train(
+        {
+            "mode": "pretrain",
+            "dataset": "synthetic_har",
+            "synthetic_n_train": 120,
+            "model": "conv",
+            "dim": 16,
+            "proj_dim": 8,
+            "epochs": 1,
+            "save_dir": str(save_dir),
+        }
+    )
+    return save_dir
+
+
 @pytest.fixture
 def write_study(tmp_path: Path) -> Callable[..., Path]:
     """Write a study mapping (or raw text) to ``tmp_path`` and return its path."""

@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from hpo.cli import app
-from tests.conftest import analytic_study
+from tests.conftest import analytic_study, pretrain_conv_encoder
 
 REPO = Path(__file__).resolve().parents[2]
 STUDY_FILES = sorted((REPO / "studies").glob("*.yaml"))
@@ -611,21 +611,7 @@ def test_space_values_that_fail_every_trial_are_named(
 
 def test_a_checkpoint_that_does_not_fit_is_refused_before_the_study(tmp_path: Path) -> None:
     """Pretrained on 9 channels, fine-tuned on 6 without an adapter: every trial failed."""
-    from trainers.contrastive import train
-
-    encoder = tmp_path / "pretrained"
-    train(
-        {
-            "mode": "pretrain",
-            "dataset": "synthetic_har",
-            "synthetic_n_train": 120,
-            "model": "conv",
-            "dim": 16,
-            "proj_dim": 8,
-            "epochs": 1,
-            "save_dir": str(encoder),
-        }
-    )
+    encoder = pretrain_conv_encoder(tmp_path / "pretrained")
     data = yaml.safe_load(BASE_TEXTS["quickstart.yaml"])  # BasicMotions: 6 channels
     data["trainer"]["params"].update({"mode": "finetune", "init_from": str(encoder)})
     data["space"] = {"channel_adapter": {"type": "categorical", "choices": ["none", "conv1x1"]}}

@@ -18,6 +18,7 @@ import yaml
 from typer.testing import CliRunner
 
 from hpo.cli import app
+from tests.conftest import pretrain_conv_encoder
 
 runner = CliRunner()
 
@@ -449,22 +450,7 @@ def test_align_without_targets_is_refused_at_validation(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A conv encoder of width 16, pretrained for one epoch on synthetic HAR."""
-    from trainers.contrastive import train
-
-    save_dir = tmp_path_factory.mktemp("pretrained")
-    train(
-        {
-            "mode": "pretrain",
-            "dataset": "synthetic_har",
-            "synthetic_n_train": 120,
-            "model": "conv",
-            "dim": 16,
-            "proj_dim": 8,
-            "epochs": 1,
-            "save_dir": str(save_dir),
-        }
-    )
-    return save_dir
+    return pretrain_conv_encoder(tmp_path_factory.mktemp("pretrained"))
 
 
 def _finetune_study(encoder: Path, space: dict[str, Any]) -> dict[str, Any]:
