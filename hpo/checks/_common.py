@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from hpo.config import ParamSpec
+from hpo.config import CategoricalParam, ParamSpec
 
 
 def _short(value: object, limit: int = 60) -> str:
@@ -17,20 +17,38 @@ MAX_COMBINATIONS = 256
 """The most combinations of the other searched values a cross-field check tries."""
 
 
-def _active(values: Mapping[str, Any], space: Mapping[str, ParamSpec]) -> dict[str, Any] | None:
-    """``values`` less the parameters whose ``if`` they leave unmet, which a trial does not
-    sample (it keeps the fixed value or the trainer's default); ``None`` on a cycle."""
+def _active(
+    values: Mapping[str, Any], space: Mapping[str, ParamSpec]
+) -> list[dict[str, Any]] | None:
+    """The trials ``values`` make: less the parameters whose ``if`` they leave unmet, which
+    a trial does not sample (it keeps the fixed value or the trainer's default).
+
+    An ``if`` that reads a range cannot be decided from the few values a check tries
+    (``if: {depth: 2}`` with ``depth: {low: 1, high: 3}`` tried at 1 and 3), so both
+    trials are returned, with the parameter and without. ``None`` on a cycle.
+    """
     from hpo.space import condition_holds, dependency_order
 
     try:
         order = [n for n in dependency_order(space) if n in values]
     except ValueError:  # a cycle of conditions: reported by the space's own checks
         return None
-    chosen: dict[str, Any] = {}
+    variants: list[dict[str, Any]] = [{}]
     for name in order:
-        if condition_holds(space[name], chosen):
-            chosen[name] = values[name]
-    return chosen
+        spec = space[name]
+        undecided = any(
+            parent in space and not isinstance(space[parent], CategoricalParam)
+            for parent in spec.condition or {}
+        )
+        forked = []
+        for chosen in variants:
+            holds = condition_holds(spec, chosen)
+            if holds or undecided:
+                forked.append({**chosen, name: values[name]})
+            if not holds or undecided:
+                forked.append(chosen)
+        variants = forked
+    return variants
 
 
 def _with_parents(names: Iterable[str], space: Mapping[str, ParamSpec]) -> list[str]:

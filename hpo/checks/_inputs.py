@@ -12,7 +12,9 @@ from pydantic import BaseModel
 from hpo.checks._common import MAX_COMBINATIONS, _active, _with_parents
 from hpo.config import CategoricalParam, ParamSpec, StudyConfig, _values_of
 
-INPUT_FIELDS = frozenset({"dataset", "data_dir", "init_from", "mode", "channel_adapter"})
+INPUT_FIELDS = frozenset(
+    {"dataset", "data_dir", "init_from", "mode", "channel_adapter", "evaluate_test"}
+)
 """Trainer fields that decide which input files a trial reads, or whether they fit."""
 
 
@@ -70,13 +72,14 @@ def _input_problems(
     found: list[tuple[dict[str, Any], dict[str, str]]] = []
     seen: set[tuple[tuple[str, Any], ...]] = set()
     for combo in itertools.product(*grids):
-        chosen = _active(dict(zip(searched, combo, strict=True)), space)
-        if chosen is None:
+        variants = _active(dict(zip(searched, combo, strict=True)), space)
+        if variants is None:
             return []
-        key = tuple(sorted(chosen.items()))
-        if key not in seen:  # a parameter its if leaves out keeps the fixed value
-            seen.add(key)
-            found.append((chosen, problems_of({**fixed, **chosen})))
+        for chosen in variants:  # a parameter its if leaves out keeps the fixed value
+            key = tuple(sorted(chosen.items()))
+            if key not in seen:
+                seen.add(key)
+                found.append((chosen, problems_of({**fixed, **chosen})))
     always = set.intersection(*(set(p.items()) for _, p in found)) if found else set()
     out = [
         f"{'space' if field in searched else 'trainer.params'}.{field}: {why}"

@@ -109,16 +109,35 @@ def _trainer_problems(cfg: StudyConfig, *, unseen: Collection[str] = ()) -> list
     if judged.base is None:
         return problems  # the fixed set as a whole is refused: every value would be too
     fixed, valid, dropped = judged.fixed, judged.valid, judged.dropped
-    before = len(problems)
-    for name, pspec in cfg.space.items():
+    unknown = [
+        f"space.{name}: trainer {cfg.trainer.name!r} has no parameter {name!r}"
+        for name in cfg.space
+        if name not in schema.model_fields
+    ]
+    own = unknown or [
+        line
+        for name, pspec in cfg.space.items()
+        for line in _space_value_problems(
+            schema, fixed, name, pspec, valid, dropped, cfg.space, False
+        )
+    ]
+    no_trial, involved = (
+        ([], 0) if own or dropped else _no_trial_runs_problems(schema, fixed, cfg.space, valid)
+    )
+    values = {
+        name: _space_value_problems(schema, fixed, name, pspec, valid, dropped, cfg.space)
+        for name, pspec in cfg.space.items()
+        if name in schema.model_fields and not (no_trial and involved > 1)
+    }
+    # several fields that no combination of lets pass: one line, not each value's; a
+    # single field's values are named on their own lines where the check could judge them
+    one_line = bool(no_trial) and (involved > 1 or not any(values.values()))
+    for name in cfg.space:
         if name not in schema.model_fields:
             problems.append(f"space.{name}: trainer {cfg.trainer.name!r} has no parameter {name!r}")
-            continue
-        problems.extend(
-            _space_value_problems(schema, fixed, name, pspec, valid, dropped, cfg.space)
-        )
-    if len(problems) == before and not dropped:
-        problems += _no_trial_runs_problems(schema, fixed, cfg.space, valid)
+        elif not one_line:
+            problems.extend(values[name])
+    problems += no_trial if one_line else []
     if dropped:
         return problems
     return problems + _missing_input_problems(schema, judged.base, cfg.space)
@@ -174,15 +193,37 @@ def judge_fixed(
     }
     whole = [(msg, involved) for loc, msg, involved in fixed_errors if loc == WHOLE]
     base: dict[str, Any] | None = fixed
-    if whole:
-        trial = None if dropped else _settling_trial(schema, fixed, space, valid, whole)
+    if whole and dropped:
+        base = None
+    elif whole:
+        trial, instead = _settling_trial(schema, fixed, space, valid, whole)
+        fields_errors = [e for e in fixed_errors if e[0] != WHOLE]
         if trial is None:
             base = None
+            fixed_errors = fields_errors + instead if instead else fixed_errors
         else:
-            fixed_errors = [e for e in fixed_errors if e[0] != WHOLE]
-            involved = frozenset().union(*(f or () for _, f in whole)) & valid.keys()
-            base = {**fixed, **{n: trial[n] for n in involved if n in trial}}
+            fixed_errors = fields_errors
+            base = _input_base(schema, fixed, trial, valid.keys())
     return FixedJudgement(fixed_errors, fixed, dropped, valid, base)
+
+
+def _input_base(
+    schema: type[BaseModel], fixed: dict[str, Any], trial: dict[str, Any], searched: Iterable[str]
+) -> dict[str, Any]:
+    """``fixed`` with as few of a passing ``trial``'s searched values as make it pass: the
+    input checks read the fixed values, and a searched value set here would be judged as
+    if every trial took it."""
+    base = dict(fixed)
+    searched = [n for n in searched if n in trial]
+    added: set[str] = set()
+    for _ in searched:
+        errors = [f for loc, _, f in _objections(schema, base) if loc == WHOLE]
+        needed = [n for n in searched if n not in added and any(f and n in f for f in errors)]
+        if not errors or not needed:
+            break
+        base.update({n: trial[n] for n in needed})
+        added.update(needed)
+    return base if not _objections(schema, base) else dict(trial)
 
 
 def _probe_values(spec: ParamSpec) -> list[Any]:
@@ -205,13 +246,15 @@ def _trial_params(
     space: Mapping[str, ParamSpec],
     valid: Mapping[str, list[Any]],
     only: Collection[str] | None = None,
+    held_once: bool = True,
 ) -> list[dict[str, Any]] | None:
     """The parameters of every distinct trial the space can make, each searched field at
     one of its ``valid`` values (a range at :func:`_probe_values`) or, where its ``if``
     does not hold, at the fixed value or the trainer's default.
 
     ``only``: vary these fields (and those their ``if`` reads) and hold the others at their
-    first value, for a check that knows which fields the errors it looks at read.
+    first value, for a check that knows which fields the errors it looks at read; with
+    ``held_once``, each held value is still tried once, beside the first combination.
     ``None`` when there are more than :data:`MAX_COMBINATIONS` or a field has no valid
     value (its values have their own lines, and no trial of it can be judged).
     """
@@ -223,19 +266,31 @@ def _trial_params(
         else [v for v in _probe_values(space[n]) if not schema_errors(schema, {**fixed, n: v}, n)]
         for n in names
     ]
-    grids = [g if n in varied else g[:1] for n, g in zip(names, grids, strict=True)]
-    if not all(grids) or math.prod(len(g) for g in grids) > MAX_COMBINATIONS:
+    used = [g if n in varied else g[:1] for n, g in zip(names, grids, strict=True)]
+    extra = sum(len(g) - 1 for n, g in zip(names, grids, strict=True) if n not in varied)
+    extra = extra if held_once else 0
+    if not all(grids) or math.prod(len(g) for g in used) + extra > MAX_COMBINATIONS:
         return None
+    combos = list(itertools.product(*used))
+    # a held field's other values, each beside the first combination: an error of one of
+    # them with the fixed values (hidden behind the error that chose the varied fields)
+    combos += [
+        tuple(v if j == i else c for j, c in enumerate(combos[0]))
+        for i, (n, g) in enumerate(zip(names, grids, strict=True))
+        if n not in varied and held_once
+        for v in g[1:]
+    ]
     seen: set[tuple[tuple[str, Any], ...]] = set()
     out = []
-    for combo in itertools.product(*grids):
-        chosen = _active(dict(zip(names, combo, strict=True)), space)
-        if chosen is None:
+    for combo in combos:
+        variants = _active(dict(zip(names, combo, strict=True)), space)
+        if variants is None:
             return None
-        key = tuple(sorted(chosen.items()))
-        if key not in seen:
-            seen.add(key)
-            out.append({**fixed, **chosen})
+        for chosen in variants:
+            key = tuple(sorted(chosen.items()))
+            if key not in seen:
+                seen.add(key)
+                out.append({**fixed, **chosen})
     return out
 
 
@@ -250,24 +305,50 @@ def _settling_trial(
     space: Mapping[str, ParamSpec],
     valid: Mapping[str, list[Any]],
     whole: list[tuple[str, frozenset[str] | None]],
-) -> dict[str, Any] | None:
-    """A trial's parameters when the fixed set's errors are only about a searched field's
-    default, which no trial takes: fixed ``n_heads: 3`` with ``dim: [48, 96]`` fails at the
-    default ``dim=64``, yet every trial runs. Only when every error involves a searched
-    field and every trial the space can make passes; a conditional field's trials that
-    leave it out do take the default, and an error may hide another behind it, so
-    anything less (``None``) keeps the fixed set refused. A range is tried at its ends
-    and its first step inside (:func:`_probe_values`).
+) -> tuple[dict[str, Any] | None, list[tuple[str, str, frozenset[str] | None]]]:
+    """A passing trial's parameters when the fixed set's errors are only about a searched
+    field's default, which no trial takes (fixed ``n_heads: 3`` with ``dim: [48, 96]``
+    fails at the default ``dim=64``, yet every trial runs); else ``None`` and, where a
+    trial showed it, the error to report instead of the fixed set's own.
+
+    Every trial the space can make is tried (:func:`_trial_params`). None may fail on one
+    of the fixed set's errors, on an error of fixed fields only (one hidden behind them),
+    or on an error that reads a range, which is tried at a few values only. A trial that
+    fails on an error of the searched categorical values is the space's business: its
+    values are judged on their own lines (past :data:`MAX_COMBINATIONS` they cannot be,
+    so then any failing trial keeps the fixed set refused). If the errors involve no
+    searched field, or the trials are too many even varying only the fields the errors
+    read, the fixed set stays refused.
     """
     if not all(fields is not None and fields & valid.keys() for _, fields in whole):
-        return None
+        return None, []
     trials = _trial_params(schema, fixed, space, valid)
+    reduced = trials is None
     if trials is None:  # too many to try: vary the fields the errors read, hold the rest
         involved = frozenset().union(*(f or () for _, f in whole)) & valid.keys()
         trials = _trial_params(schema, fixed, space, valid, only=involved)
-    if not trials or any(_objections(schema, params) for params in trials):
-        return None
-    return trials[0]
+    if not trials:
+        return None, []
+    own = {msg for msg, _ in whole}
+    ranged = _ranged(space, valid)
+    passing = None
+    for params in trials:
+        errors = _objections(schema, params)
+        for loc, msg, fields in errors:
+            space_error = (
+                not reduced  # past the cap, no value's own line judges it either
+                and loc == WHOLE
+                and fields is not None
+                and msg not in own
+                and fields & valid.keys()
+                and not fields & ranged
+            )
+            if not space_error:
+                instead = [(WHOLE, msg, fields)] if loc == WHOLE and msg not in own else []
+                return None, instead
+        if not errors and passing is None:
+            passing = params
+    return passing, []
 
 
 def _no_trial_runs_problems(
@@ -275,8 +356,9 @@ def _no_trial_runs_problems(
     fixed: dict[str, Any],
     space: Mapping[str, ParamSpec],
     valid: Mapping[str, list[Any]],
-) -> list[str]:
-    """One line when no trial the space can make passes the trainer's cross-field checks.
+) -> tuple[list[str], int]:
+    """One line when no trial the space can make passes the trainer's cross-field checks,
+    and how many searched fields its error involves.
 
     ``n_heads: [3, 5]`` with ``dim: [64, 128]``: no value is refused by itself (each
     combination fails with its own message), but every trial of the budget would fail.
@@ -284,33 +366,34 @@ def _no_trial_runs_problems(
     trials = _trial_params(schema, fixed, space, valid)
     held: frozenset[str] = frozenset()
     if trials is None:  # too many to try: vary the fields the first trial's errors read
-        sample = _trial_params(schema, fixed, space, valid, only=())
+        sample = _trial_params(schema, fixed, space, valid, only=(), held_once=False)
         read = [f for loc, _, f in _objections(schema, sample[0]) if loc == WHOLE] if sample else []
         if not read or any(f is None for f in read):
-            return []
+            return [], 0
         varied = frozenset().union(*(f or () for f in read)) & valid.keys()
-        trials = _trial_params(schema, fixed, space, valid, only=varied)
+        trials = _trial_params(schema, fixed, space, valid, only=varied, held_once=False)
         held = frozenset(valid) - set(_with_parents(varied, space))
-    if not trials or len(trials) < 2:  # one trial's errors are each value's own lines
-        return []
+    if not trials:
+        return [], 0
     ranged = _ranged(space, valid)
     first: tuple[dict[str, Any], str, frozenset[str] | None] | None = None
     for params in trials:
         errors = [(msg, f) for loc, msg, f in _objections(schema, params) if loc == WHOLE]
         if not errors or any(_reads_unseen(f, ranged | held) for _, f in errors):
-            return []  # it runs, or a value not tried (inside a range, or held) may run
+            return [], 0  # it runs, or a value not tried (inside a range, or held) may run
         if first is None:
             first = (params, *errors[0])
     assert first is not None
     params, msg, involved = first
     searched = [n for n in space if n in valid and (involved is None or n in involved)]
     if not searched:
-        return []  # an error of fixed fields only: the fixed set's own line says it
+        return [], 0  # an error of fixed fields only: the fixed set's own line says it
     example = ", ".join(f"{n}={params[n]!r}" for n in searched if n in params)
-    return [
+    line = (
         f"space: no combination of {', '.join(searched)} passes the trainer's checks, so "
         f"every trial would fail; e.g. {example}: {msg}"
-    ]
+    )
+    return [line], len(searched)
 
 
 def _space_value_problems(
@@ -321,13 +404,17 @@ def _space_value_problems(
     valid: Mapping[str, list[Any]],
     dropped: frozenset[str],
     space: Mapping[str, ParamSpec],
+    cross: bool = True,
 ) -> list[str]:
     """``valid``: each searched field's values that pass on their own; ``dropped``: fields
-    whose user value the check cannot see (see :func:`_always_refused`)."""
+    whose user value the check cannot see (see :func:`_always_refused`). ``cross``: also
+    the values that no combination of the others lets pass."""
     problems = []
     for value in _values_of(pspec):
         for _loc, msg in schema_errors(schema, {**fixed, name: value}, only=name):
             problems.append(f"space.{name}: value {value!r} is not allowed: {msg}")
+        if not cross:
+            continue
         for msg in _always_refused(schema, fixed, name, value, valid, dropped, space):
             problems.append(f"space.{name}: value {value!r} is never allowed: {msg}")
     inner = _fractional_value(pspec)
@@ -365,8 +452,9 @@ def _always_refused(
     meets with every combination of the other searched parameters' valid values.
 
     Another searched parameter may be what makes the value fit (``dim: [48, 64]`` with
-    ``n_heads: [3, 4]``), so only an error that stays the same whatever the others take is
-    certain to fail every trial with that value. An error is pinned on ``name`` only when
+    ``n_heads: [3, 4]``), so the value is refused only when every combination fails on an
+    error that involves it; the message is the one they share, or the first one's
+    (``n_heads=5`` with ``dim: [48, 96]`` fails on ``dim=48`` and on ``dim=96``). An error is pinned on ``name`` only when
     it involves ``name`` (its ``fields``, see :func:`_objections`): with ``loss: [infonce,
     triplet]`` and ``n_heads: [3]``, the heads error is ``n_heads``'s, not ``loss``'s.
     A combination that fails on an error of other fields only says nothing about
@@ -381,28 +469,43 @@ def _always_refused(
     if math.prod(len(v) for v in others.values()) > MAX_COMBINATIONS:
         return []
     always: set[str] | None = None
+    example: str | None = None
+    example_fields: frozenset[str] | None = None
+    undecided = False
+    ranged = frozenset(n for n in others if not isinstance(space[n], CategoricalParam))
     seen: set[tuple[tuple[str, Any], ...]] = set()
     for combo in itertools.product(*others.values()):
-        chosen = _active({**dict(zip(others, combo, strict=True)), name: value}, space)
-        if chosen is None or name not in chosen:
-            continue  # no trial takes the value beside these (its ``if`` fails)
-        key = tuple(sorted(chosen.items()))
-        if key in seen:
-            continue
-        seen.add(key)
-        params = {**fixed, **chosen}
-        errors = [(msg, fields) for loc, msg, fields in _objections(schema, params) if loc == WHOLE]
-        if not errors:
-            return []  # a trial with this combination runs
-        if all(fields is not None and name not in fields for _, fields in errors):
-            continue  # it fails whatever name takes: that error is another field's
-        if any(_reads_unseen(fields, unseen) for _, fields in errors):
-            return []  # judged on a default: with the user's own value it may run
-        mine = {msg for msg, fields in errors if fields is None or name in fields}
-        always = mine if always is None else always & mine
-        if not always:
-            return []
-    return sorted(always or ())
+        variants = _active({**dict(zip(others, combo, strict=True)), name: value}, space)
+        for chosen in variants or ():
+            if name not in chosen:
+                continue  # no trial takes the value beside these (its ``if`` fails)
+            key = tuple(sorted(chosen.items()))
+            if key in seen:
+                continue
+            seen.add(key)
+            errors = [
+                (msg, fields)
+                for loc, msg, fields in _objections(schema, {**fixed, **chosen})
+                if loc == WHOLE
+            ]
+            if not errors:
+                return []  # a trial with this combination runs
+            if all(fields is not None and name not in fields for _, fields in errors):
+                continue  # it fails whatever name takes: that error is another field's
+            if any(_reads_unseen(fields, unseen) for _, fields in errors):
+                return []  # judged on a default: with the user's own value it may run
+            mine = [(msg, f) for msg, f in errors if f is None or name in f]
+            always = {m for m, _ in mine} if always is None else always & {m for m, _ in mine}
+            if example is None:
+                example, example_fields = mine[0]
+            if any(_reads_unseen(fields, ranged) for _, fields in errors):
+                undecided = True  # tried at a range's ends: a value inside may pass
+    if always:
+        return sorted(always)
+    if example is None or undecided:
+        return []
+    beside = [n for n in others if example_fields is None or n in example_fields]
+    return [f"{example} (and with every other value of {', '.join(beside) or 'the others'})"]
 
 
 def _reads_unseen(fields: frozenset[str] | None, unseen: frozenset[str]) -> bool:

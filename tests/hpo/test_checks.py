@@ -193,21 +193,30 @@ def test_a_fixed_value_that_some_searched_value_refuses_is_still_refused(tmp_pat
 
 
 def test_a_range_is_not_settled_by_its_ends(tmp_path: Path) -> None:
-    """dim 48 and 96 take n_heads 3, but dim 50 inside the range does not."""
+    """dim 48 and 96 take n_heads 3, but dim 49 inside the range does not: the trial's
+    error is said, not the fixed set's at the default dim=64."""
     study = _study(
         {"dataset": "BasicMotions", "n_heads": 3},
         {"dim": {"type": "int", "low": 48, "high": 96}},
     )
-    assert validate(tmp_path, study) == (2, [f"error: trainer.params: {HEADS_3}"])
+    heads_49 = HEADS_3.replace("64", "49")
+    assert validate(tmp_path, study) == (2, [f"error: trainer.params: {heads_49}"])
 
 
 def test_a_range_whose_ends_fail_may_still_run_inside(tmp_path: Path) -> None:
-    """dim 62 and 64 take neither 3 nor 7 heads, but 63 inside the range takes both."""
+    """dim 62 and 64 take neither 3 nor 7 heads, but 63 inside the range takes both: the
+    ends are refused, each on its own line, and the space is not said to fail whole."""
     study = _study(
         {"dataset": "BasicMotions"},
         {"n_heads": choices(3, 7), "dim": {"type": "int", "low": 62, "high": 64}},
     )
-    assert validate(tmp_path, study) == (0, [])
+    code, lines = validate(tmp_path, study)
+    assert code == 2
+    assert [line.split(" is never allowed")[0] for line in lines] == [
+        "error: space.dim: value 62",
+        "error: space.dim: value 64",
+    ]
+    assert lines[0].endswith("(and with every other value of n_heads)")
 
 
 def test_a_space_where_no_trial_runs_is_refused_in_one_line(tmp_path: Path) -> None:
@@ -340,6 +349,105 @@ def test_a_wide_space_settles_a_fixed_value_only_the_default_refuses(tmp_path: P
     space = {**WIDE_SPACE, "dim": choices(48, 64)}
     study = _study({"dataset": "BasicMotions", "n_heads": 3}, space)
     assert validate(tmp_path, study) == (2, [f"error: trainer.params: {HEADS_3}"])
+
+
+def test_a_wide_space_keeps_a_fixed_error_hidden_behind_another(tmp_path: Path) -> None:
+    """resume is settled by the searched save_dir; behind it, 3 heads fail at dim 64,
+    which the space offers, and no value's own line can judge that past 256."""
+    space = {**WIDE_SPACE, "save_dir": choices("a", "b"), "dim": choices(48, 64)}
+    study = _study({"dataset": "BasicMotions", "n_heads": 3, "resume": True}, space)
+    assert validate(tmp_path, study) == (2, [f"error: trainer.params: {HEADS_3}"])
+
+
+def test_two_settled_errors_still_have_their_inputs_checked(tmp_path: Path) -> None:
+    """resume is settled by save_dir and the heads by dim: the missing file is still said."""
+    study = _study(
+        {"dataset": str(tmp_path / "nope.npz"), "resume": True, "n_heads": 3},
+        {"save_dir": choices("a", "b"), "dim": choices(48, 96)},
+    )
+    code, lines = validate(tmp_path, study)
+    assert code == 2
+    assert len(lines) == 1 and lines[0].startswith("error: trainer.params.dataset: no file")
+
+
+@pytest.mark.parametrize(
+    ("wider", "expected"),
+    [
+        ({}, f"error: space.n_heads: value 3 is never allowed: {HEADS_3}"),
+        # past 256 combinations for that value's own line: the space's line says it
+        (
+            {"depth": choices(1, 2, 3), "dropout": choices(0.0, 0.1, 0.2)},
+            "error: space: no combination of n_heads passes the trainer's checks, so every "
+            f"trial would fail; e.g. n_heads=3: {HEADS_3}",
+        ),
+    ],
+)
+def test_a_single_field_no_value_of_which_runs_in_a_wide_space(
+    tmp_path: Path, wider: dict[str, Any], expected: str
+) -> None:
+    space = {**WIDE_SPACE, **wider, "n_heads": choices(3)}
+    assert validate(tmp_path, _study({"dataset": "BasicMotions"}, space)) == (2, [expected])
+
+
+def test_a_value_that_fails_beside_every_other_with_its_own_message_is_refused(
+    tmp_path: Path,
+) -> None:
+    """5 heads fail at dim 48 and at dim 96, each message naming its dim."""
+    study = _study({"dataset": "BasicMotions"}, {"dim": choices(48, 96), "n_heads": choices(3, 5)})
+    code, lines = validate(tmp_path, study)
+    assert code == 2
+    assert len(lines) == 1
+    assert lines[0].startswith("error: space.n_heads: value 5 is never allowed: n_heads=5 must")
+    assert lines[0].endswith("(and with every other value of dim)")
+
+
+@pytest.mark.parametrize(
+    ("fixed", "space"),
+    [
+        # use_dim_reduction is drawn only at depth 2, inside the range: then 3 heads fit 48
+        (
+            {"dim": 64, "reduction_dim": 48},
+            {
+                "n_heads": choices(3, 4),
+                "depth": {"type": "int", "low": 1, "high": 3},
+                "use_dim_reduction": {**choices(True), "if": {"depth": 2}},
+            },
+        ),
+        # every trial has a save_dir; 3 heads at dim 64 is one failing pair, not a rule
+        (
+            {"resume": True},
+            {"save_dir": choices("a", "b"), "n_heads": choices(3, 4), "dim": choices(48, 64)},
+        ),
+    ],
+)
+def test_studies_most_of_whose_trials_run_pass(
+    tmp_path: Path, fixed: dict[str, Any], space: dict[str, Any]
+) -> None:
+    assert validate(tmp_path, _study({"dataset": "BasicMotions", **fixed}, space)) == (0, [])
+
+
+def test_the_error_every_trial_meets_is_said_not_the_fixed_set_s_first(tmp_path: Path) -> None:
+    """The fixed loss triplet reaches no trial (loss is searched); resume does."""
+    study = _study(
+        {"dataset": "BasicMotions", "resume": True, "mode": "pretrain", "loss": "triplet"},
+        {"loss": choices("infonce", "vicreg")},
+    )
+    study["objective"] = {"metric": "best_probe_f1", "direction": "maximize"}
+    assert validate(tmp_path, study) == (
+        2,
+        ["error: trainer.params: resume: true needs save_dir"],
+    )
+
+
+def test_a_searched_evaluate_test_needs_a_test_split(tmp_path: Path) -> None:
+    data = tmp_path / "no_test.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, X=rng.normal(size=(40, 2, 16)), y=np.arange(40) % 2)
+    study = _study({"dataset": str(data)}, {"evaluate_test": choices(True)})
+    assert validate(tmp_path, study) == (
+        2,
+        [f"error: space.evaluate_test: {data} has no test split (X_test, y_test)"],
+    )
 
 
 def test_a_conflict_of_fixed_fields_only_names_trainer_params(tmp_path: Path) -> None:
