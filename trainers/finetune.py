@@ -31,11 +31,11 @@ import torch
 from torch import Tensor, nn
 
 from trainers.building import build_model, build_optimizer
-from trainers.checkpoints import ENCODER_ARCH_FIELDS, EncoderCheckpoint, load_encoder
+from trainers.checkpoints import EncoderCheckpoint, load_encoder
 from trainers.contrastive import LoopHooks, train_supervised
 from trainers.data import DeviceSplits
 from trainers.models import ModelOutput
-from trainers.params import ContrastiveParams
+from trainers.params import ENCODER_ARCH_FIELDS, ContrastiveParams
 from trainers.reporter import Reporter, TrainingFailed
 
 __all__ = [

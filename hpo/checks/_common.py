@@ -36,13 +36,18 @@ def _active(
     variants: list[dict[str, Any]] = [{}]
     for name in order:
         spec = space[name]
-        undecided = any(
-            parent in space and not isinstance(space[parent], CategoricalParam)
-            for parent in spec.condition or {}
+        condition = spec.condition or {}
+        ranges = {p for p in condition if p in space and not isinstance(space[p], CategoricalParam)}
+        decided = spec.model_copy(
+            update={"condition": {p: condition[p] for p in condition if p not in ranges}}
         )
         forked = []
         for chosen in variants:
             holds = condition_holds(spec, chosen)
+            # undecided: the categorical part holds and a range it reads is drawn
+            undecided = (
+                bool(ranges) and ranges <= chosen.keys() and condition_holds(decided, chosen)
+            )
             if holds or undecided:
                 forked.append({**chosen, name: values[name]})
             if not holds or undecided:

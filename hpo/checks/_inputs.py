@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from hpo.checks._common import MAX_COMBINATIONS, _active, _with_parents
 from hpo.config import CategoricalParam, ParamSpec, StudyConfig, _values_of
@@ -16,6 +16,10 @@ INPUT_FIELDS = frozenset(
     {"dataset", "data_dir", "init_from", "mode", "channel_adapter", "evaluate_test"}
 )
 """Trainer fields that decide which input files a trial reads, or whether they fit."""
+
+
+METRIC_FIELDS = frozenset({"dataset", "data_dir", "mode", "unlabeled_label"})
+"""Trainer fields that decide which metrics a trial reports (``unreported_metrics``)."""
 
 
 FIT_FIELDS = frozenset({"proj_dim"})
@@ -56,10 +60,15 @@ def _input_problems(
     if not callable(getattr(schema, check, None)):
         return []
 
-    def problems_of(params: dict[str, Any]) -> dict[str, str]:
+    def problems_of(params: dict[str, Any]) -> dict[str, str] | None:
+        """``None`` for parameters no trial runs with (reported elsewhere)."""
         try:
-            return dict(getattr(schema.model_validate(params), check)())
-        except Exception:  # invalid params are reported elsewhere; a broken check is not ours
+            validated = schema.model_validate(params)
+        except ValidationError:
+            return None
+        try:
+            return dict(getattr(validated, check)())
+        except Exception:  # a broken check is not ours to report
             return {}
 
     searched = _with_parents([n for n in space if n in fields], space)
@@ -77,9 +86,10 @@ def _input_problems(
             return []
         for chosen in variants:  # a parameter its if leaves out keeps the fixed value
             key = tuple(sorted(chosen.items()))
-            if key not in seen:
-                seen.add(key)
-                found.append((chosen, problems_of({**fixed, **chosen})))
+            problems = None if key in seen else problems_of({**fixed, **chosen})
+            seen.add(key)
+            if problems is not None:
+                found.append((chosen, problems))
     always = set.intersection(*(set(p.items()) for _, p in found)) if found else set()
     out = [
         f"{'space' if field in searched else 'trainer.params'}.{field}: {why}"
@@ -89,8 +99,8 @@ def _input_problems(
         for value in grid:
             with_value = [
                 {k: v for k, v in p.items() if (k, v) not in always}
-                for combo, p in found
-                if name in combo and combo[name] == value
+                for chosen, p in found
+                if name in chosen and chosen[name] == value
             ]
             if with_value and all(with_value):
                 why = next(iter(with_value[0].values()))
@@ -151,7 +161,7 @@ def _unreported_metric_problems(
     end, then fail for want of its objective. Judged on the fixed inputs only.
     """
     check = getattr(schema, "unreported_metrics", None)
-    if not callable(check) or any(name in INPUT_FIELDS for name in cfg.space):
+    if not callable(check) or any(name in METRIC_FIELDS for name in cfg.space):
         return []
     try:
         unreported = dict(schema.model_validate(fixed).unreported_metrics())  # type: ignore[attr-defined]

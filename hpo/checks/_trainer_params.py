@@ -124,13 +124,13 @@ def _trainer_problems(cfg: StudyConfig, *, unseen: Collection[str] = ()) -> list
     no_trial, involved = (
         ([], 0) if own or dropped else _no_trial_runs_problems(schema, fixed, cfg.space, valid)
     )
+    # several fields that no combination of lets pass: one line, not each value's; a
+    # single field's values are named on their own lines where the check could judge them
     values = {
         name: _space_value_problems(schema, fixed, name, pspec, valid, dropped, cfg.space)
         for name, pspec in cfg.space.items()
         if name in schema.model_fields and not (no_trial and involved > 1)
     }
-    # several fields that no combination of lets pass: one line, not each value's; a
-    # single field's values are named on their own lines where the check could judge them
     one_line = bool(no_trial) and (involved > 1 or not any(values.values()))
     for name in cfg.space:
         if name not in schema.model_fields:
@@ -182,10 +182,15 @@ def judge_fixed(
     # with a field dropped, defaults stand in for what the user wrote: a check that reads
     # it would judge values that are not theirs (an unknown key stands for nothing)
     dropped = frozenset(unseen) | (wrong & set(fields))
-    if wrong and not wrong & set(fields):
-        # only unknown keys failed, and pydantic then skips the cross-field checks: run
-        # them on the rest (``resume: true`` without ``save_dir`` beside a typo)
-        fixed_errors += [e for e in _objections(schema, fixed) if e[0] == WHOLE]
+    if wrong:
+        # pydantic skips the cross-field checks when a field fails: run them on the rest
+        # (``resume: true`` without ``save_dir`` beside a typo), keeping the errors that
+        # do not read a field whose value failed (a default stands in for it here)
+        fixed_errors += [
+            e
+            for e in _objections(schema, fixed)
+            if e[0] == WHOLE and e[2] is not None and not e[2] & wrong
+        ]
     valid = {
         name: [v for v in _values_of(pspec) if not schema_errors(schema, {**fixed, name: v}, name)]
         for name, pspec in space.items()
@@ -193,8 +198,8 @@ def judge_fixed(
     }
     whole = [(msg, involved) for loc, msg, involved in fixed_errors if loc == WHOLE]
     base: dict[str, Any] | None = fixed
-    if whole and dropped:
-        base = None
+    if any(_reads_unseen(f, dropped) for _, f in whole):
+        base = None  # judged on a default that stands in for the user's failed value
     elif whole:
         trial, instead = _settling_trial(schema, fixed, space, valid, whole)
         fields_errors = [e for e in fixed_errors if e[0] != WHOLE]
@@ -233,7 +238,7 @@ def _probe_values(spec: ParamSpec) -> list[Any]:
     if isinstance(spec, CategoricalParam):
         return ends
     if isinstance(spec, IntParam):
-        inner: Any = spec.low + (spec.step or 1)
+        inner: Any = spec.low + spec.step
     else:
         inner = spec.low + spec.step if spec.step else _fractional_value(spec)
     probes = [ends[0]] + ([inner] if inner is not None and inner < ends[-1] else []) + ends[1:]
@@ -331,24 +336,24 @@ def _settling_trial(
         return None, []
     own = {msg for msg, _ in whole}
     ranged = _ranged(space, valid)
-    passing = None
     for params in trials:
-        errors = _objections(schema, params)
-        for loc, msg, fields in errors:
+        for loc, msg, fields in _objections(schema, params):
             space_error = (
-                not reduced  # past the cap, no value's own line judges it either
-                and loc == WHOLE
+                loc == WHOLE
                 and fields is not None
                 and msg not in own
                 and fields & valid.keys()
                 and not fields & ranged
+                # past the cap no value's own line judges an error that reads a fixed
+                # value or a default: it may be one hidden behind the fixed set's
+                and not (reduced and fields - valid.keys())
             )
             if not space_error:
                 instead = [(WHOLE, msg, fields)] if loc == WHOLE and msg not in own else []
                 return None, instead
-        if not errors and passing is None:
-            passing = params
-    return passing, []
+    # the trials' failures are the space's, judged on its own lines; a passing trial
+    # (else any) is what the input checks start from
+    return next((t for t in trials if not _objections(schema, t)), trials[0]), []
 
 
 def _no_trial_runs_problems(
@@ -500,10 +505,10 @@ def _always_refused(
                 example, example_fields = mine[0]
             if any(_reads_unseen(fields, ranged) for _, fields in errors):
                 undecided = True  # tried at a range's ends: a value inside may pass
-    if always:
-        return sorted(always)
     if example is None or undecided:
         return []
+    if always:
+        return sorted(always)
     beside = [n for n in others if example_fields is None or n in example_fields]
     return [f"{example} (and with every other value of {', '.join(beside) or 'the others'})"]
 

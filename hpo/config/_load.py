@@ -83,7 +83,8 @@ def validate_study_data(data: Any, *, source: str | None = None) -> StudyConfig:
         ranged = _range_problems(name, spec)
         problems.extend(ranged)
         out_of_range |= {name} if ranged else set()
-    problems.extend(_condition_problems(space, declared - set(space)))
+    # a condition on an entry that failed its own check is not judged on that entry
+    problems.extend(_condition_problems(space, (declared - set(space)) | out_of_range))
     try:
         cfg = StudyConfig.model_validate({**raw, "space": {}, "source": source})
     except ValidationError as exc:

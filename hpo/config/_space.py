@@ -133,7 +133,7 @@ def _values_of(spec: ParamSpec) -> list[Any]:
     """
     if isinstance(spec, CategoricalParam):
         return list(spec.choices)
-    if spec.step is None or spec.high <= spec.low:
+    if spec.step is None or spec.step <= 0 or spec.high <= spec.low:  # a bad step has its line
         return [spec.low, spec.high]
     if isinstance(spec, IntParam):
         return [spec.low, spec.low + (spec.high - spec.low) // spec.step * spec.step]

@@ -450,6 +450,70 @@ def test_a_searched_evaluate_test_needs_a_test_split(tmp_path: Path) -> None:
     )
 
 
+def test_a_zero_step_beside_a_condition_on_it_is_one_line_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    space = {
+        "dim": {"type": "int", "low": 48, "high": 96, "step": 0},
+        "loss": {**choices("infonce"), "if": {"dim": 200}},
+    }
+    assert validate(tmp_path, _study({"dataset": "BasicMotions"}, space)) == (
+        2,
+        ["error: space.dim: step must be > 0"],
+    )
+
+
+def test_an_unrelated_failed_entry_does_not_block_settling(tmp_path: Path) -> None:
+    space = {"dim": choices(48, 96), "temperature": {"type": "float", "low": 0.5, "high": 0.1}}
+    study = _study({"dataset": "BasicMotions", "n_heads": 3}, space)
+    assert validate(tmp_path, study) == (
+        2,
+        ["error: space.temperature: low (0.5) must be <= high (0.1)"],
+    )
+
+
+def test_a_bad_fixed_value_does_not_hide_a_conflict_of_the_others(tmp_path: Path) -> None:
+    study = _study(
+        {"dataset": "BasicMotions", "n_heads": 3, "lr": -1}, {"loss": choices("infonce")}
+    )
+    code, lines = validate(tmp_path, study)
+    assert code == 2
+    assert [line.split(":")[1].strip() for line in lines] == ["trainer.params.lr", "trainer.params"]
+    assert lines[1] == f"error: trainer.params: {HEADS_3}"
+
+
+def test_an_if_whose_fixed_part_fails_leaves_the_parameter_out(tmp_path: Path) -> None:
+    """mode is drawn only with loss triplet (and depth 2, inside the range): every such
+    trial pretrains with triplet, which needs labels."""
+    space = {
+        "loss": choices("infonce", "triplet"),
+        "depth": {"type": "int", "low": 1, "high": 3},
+        "mode": {**choices("pretrain"), "if": {"loss": "triplet", "depth": 2}},
+    }
+    code, lines = validate(tmp_path, _study({"dataset": "BasicMotions"}, space))
+    assert code == 2
+    assert lines[0].startswith("error: space.mode: value 'pretrain' is never allowed: loss")
+
+
+def test_the_input_checks_skip_combinations_no_trial_runs_with(tmp_path: Path) -> None:
+    """mode 'bogus' has its own line; the missing dataset is every trial's, said once."""
+    study = _study({"dataset": "NoSuchSet"}, {"mode": choices("supervised", "bogus")})
+    code, lines = validate(tmp_path, study)
+    assert code == 2
+    assert lines[0].startswith("error: space.mode: value 'bogus' is not allowed")
+    assert lines[1].startswith("error: trainer.params.dataset: no file or folder NoSuchSet")
+
+
+def test_a_searched_evaluate_test_keeps_the_objective_check(tmp_path: Path) -> None:
+    study = _study(
+        {"dataset": "BasicMotions", "mode": "pretrain", "loss": "infonce"},
+        {"evaluate_test": choices(True, False)},
+    )
+    code, lines = validate(tmp_path, study)
+    assert code == 2
+    assert lines[0].startswith("error: objective.metric: best_val_f1: mode: pretrain does not")
+
+
 def test_a_conflict_of_fixed_fields_only_names_trainer_params(tmp_path: Path) -> None:
     study = _study(
         {"dataset": "BasicMotions", "n_heads": 3},
