@@ -170,8 +170,9 @@ def judge_fixed(
 
     On their own, a searched field's default stands in, which a conditional parameter's
     trials do take, and an error found may hide others. A cross-field error that only a
-    searched field's default causes is dropped when every trial the space makes passes
-    (:func:`_settling_trial`). ``unseen``: searched entries that failed their own checks.
+    searched field's default causes is dropped when no trial the space makes meets it, or
+    an error of the fixed values hidden behind it (:func:`_settling_trial`). ``unseen``:
+    searched entries that failed their own checks.
     """
     fixed_errors = _objections(schema, dict(params))
     # the space is checked against the fixed fields that passed, so one run of
@@ -215,9 +216,9 @@ def judge_fixed(
 def _input_base(
     schema: type[BaseModel], fixed: dict[str, Any], trial: dict[str, Any], searched: Iterable[str]
 ) -> dict[str, Any]:
-    """``fixed`` with as few of a passing ``trial``'s searched values as make it pass: the
-    input checks read the fixed values, and a searched value set here would be judged as
-    if every trial took it."""
+    """``fixed`` with as few of ``trial``'s searched values as make it pass (else the whole
+    trial): the input checks read the fixed values, and a searched value set here would
+    be judged as if every trial took it."""
     base = dict(fixed)
     searched = [n for n in searched if n in trial]
     added: set[str] = set()
