@@ -24,6 +24,7 @@ it again on data with the adapter's channels starts from the learned mapping.
 
 from __future__ import annotations
 
+import functools
 from functools import partial
 from typing import Any
 
@@ -31,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from trainers.building import build_model, build_optimizer
-from trainers.checkpoints import EncoderCheckpoint, load_encoder
+from trainers.checkpoints import EncoderCheckpoint, encoder_file, load_encoder
 from trainers.contrastive import LoopHooks, train_supervised
 from trainers.data import DeviceSplits
 from trainers.models import ModelOutput
@@ -114,6 +115,23 @@ def finetune_params(p: ContrastiveParams, ckpt: EncoderCheckpoint) -> Contrastiv
     return p.model_copy(update=update)
 
 
+@functools.lru_cache(maxsize=4)
+def _encoder_for_checks(file: str, size: int, mtime_ns: int) -> EncoderCheckpoint:
+    del size, mtime_ns  # part of the key only: a rewritten checkpoint is read again
+    return load_encoder(file)
+
+
+def _checked_encoder(path: str) -> EncoderCheckpoint:
+    """The checkpoint :func:`checkpoint_misfit` reads, once per file: ``hpo validate``
+    asks for every combination of the searched values (up to 256)."""
+    file = encoder_file(path)
+    try:
+        st = file.stat()
+    except OSError:
+        return load_encoder(path)  # says what is missing
+    return _encoder_for_checks(str(file.resolve()), st.st_size, st.st_mtime_ns)
+
+
 def checkpoint_misfit(p: ContrastiveParams) -> str | None:
     """Why ``init_from`` cannot fine-tune on ``p`` as configured, known before any trial.
 
@@ -128,7 +146,7 @@ def checkpoint_misfit(p: ContrastiveParams) -> str | None:
     if not p.init_from:
         return None
     try:
-        ckpt = load_encoder(p.init_from)
+        ckpt = _checked_encoder(p.init_from)
         finetune_params(p, ckpt)
     except TrainingFailed as exc:
         return str(exc) if exc.reason == "bad_params" else None

@@ -710,3 +710,23 @@ def test_a_conditional_architecture_value_is_judged_where_its_if_holds(
     assert code == 2
     assert len(lines) == 1
     assert lines[0].startswith("error: space.dim: value 32: init_from ")
+
+
+def test_the_checkpoint_is_read_once_for_all_combinations(
+    tmp_path: Path, encoder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The misfit check tries every combination of the searched architecture values."""
+    import trainers.finetune
+    from hpo.checks import input_misfit_problems
+    from hpo.config import validate_study_data
+
+    reads: list[str] = []
+    real = trainers.finetune.load_encoder
+    monkeypatch.setattr(
+        trainers.finetune, "load_encoder", lambda path: reads.append(str(path)) or real(path)
+    )
+    trainers.finetune._encoder_for_checks.cache_clear()
+    study = _finetune_study(encoder, {"dim": choices(16, 32), "depth": choices(1, 2, 3)})
+    problems = input_misfit_problems(validate_study_data(study))
+    assert any(line.startswith("space.dim: value 32: init_from ") for line in problems)
+    assert len(reads) == 1
