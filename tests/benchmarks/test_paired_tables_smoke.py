@@ -96,3 +96,23 @@ def test_an_unreadable_table_is_one_line(
     out = tmp_path / "missing" / "figures.json"
     assert paired_tables.main(["--pair", str(table), str(table), "--json", str(out)]) == 2
     assert capsys.readouterr().err.splitlines()[-1].startswith("error: --json: ")
+
+
+def test_the_early_reading_ranks_the_base_runs_best_by_hand() -> None:
+    def row(curve: list[float], final: float) -> dict[str, object]:
+        return {"val_f1": curve, "best_val_f1": [*curve[:-1], final]}
+
+    # base: 3-epoch curves ending at final 0.9, 0.8, 0.7, 0.6; new: 2-epoch runs
+    base = [row([0.1, 0.5, 0.9], 0.9), row([0.3, 0.6, 0.8], 0.8)]
+    base += [row([0.2, 0.7, 0.7], 0.7), row([0.4, 0.4, 0.6], 0.6)]
+    new = [row([0.2, 0.3], 0.3), row([0.1, 0.9], 0.9), row([0.3, 0.8], 0.8), row([0.5, 0.4], 0.4)]
+    pairs = [paired_tables.Pair(b, n) for b, n in zip(base, new, strict=True)]
+    early = paired_tables.early_ranking(pairs, top=2)
+    assert early["epoch"] == 2 and early["top"] == 2
+    # base at epoch 2: 0.5, 0.6, 0.7, 0.4 -> the two best finals (rows 0, 1) rank 3rd and 2nd
+    assert early["base_at_epoch"]["top_ranks"] == [2, 3]
+    # new at epoch 2: 0.3, 0.9, 0.8, 0.4 -> rows 0 and 1 rank 4th and 1st
+    assert early["new_at_epoch"]["top_ranks"] == [1, 4]
+    # Spearman by hand: final ranks (1 = lowest) 4, 3, 2, 1; base at epoch 2 ranks 2, 3, 4, 1
+    # d = 2, 0, -2, 0 -> 1 - 6 * 8 / (4 * 15) = 0.2
+    assert early["base_at_epoch"]["spearman"] == pytest.approx(0.2)
