@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 @functools.lru_cache(maxsize=4)
 def _cached_dataset(key: tuple[Any, ...]) -> TimeSeriesSplits:
     (name, data_dir, val_fraction, split_seed, length, policy, load_test, *rest) = key
-    allow_unlabeled, unlabeled_label, n_train, n_test, noise, _files = rest  # _files: key only
+    allow_unlabeled, unlabeled_label, n_train, n_test, noise, val_split, _files = rest
     synthetic = {"n_train": n_train, "n_test": n_test, "noise": noise, "seed": split_seed}
     return load_dataset(
         name,
@@ -40,6 +40,7 @@ def _cached_dataset(key: tuple[Any, ...]) -> TimeSeriesSplits:
         synthetic=synthetic,
         allow_unlabeled=allow_unlabeled,
         unlabeled_label=unlabeled_label,
+        val_split=val_split,
     )
 
 
@@ -61,7 +62,8 @@ def load_splits(p: ContrastiveParams) -> TimeSeriesSplits:
         p.synthetic_n_train,
         p.synthetic_n_test,
         p.synthetic_noise,
-        source_fingerprint(p.dataset, p.data_dir),
+        p.val_split,
+        source_fingerprint(p.dataset, p.data_dir),  # in the key only: a rewritten file reloads
     )
     splits = _cached_dataset(key)
     if len(splits.y_val) == 0:  # each class keeps its one series in train

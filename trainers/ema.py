@@ -11,8 +11,8 @@ from torch import Tensor, nn
 class EmaModel:
     """Exponential moving average of the weights, evaluated and saved in their place when on.
 
-    The decay warms up as ``min(decay, (1 + t) / (10 + t))`` after ``t`` updates (timm's
-    ``ModelEmaV3(use_warmup=True)``). A fixed 0.999 from the first step keeps the random
+    The decay warms up as ``min(decay, (1 + t) / (10 + t))`` after ``t`` updates
+    (TensorFlow's ``ExponentialMovingAverage(num_updates=t)``). A fixed 0.999 from the first step keeps the random
     init in the average for thousands of steps (61 % of it after 100 epochs of 5 steps),
     so a trial with EMA was scored, pruned and saved on near-random weights. Float buffers
     (BatchNorm statistics) are averaged with the same decay, as timm does, so they describe

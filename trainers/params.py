@@ -92,6 +92,11 @@ class ContrastiveParams(BaseModel):
     )
     data_dir: str | None = Field(default=None, description="folder for uci_har / relative paths")
     val_fraction: float = Field(default=0.2, gt=0.0, lt=0.9)
+    val_split: Literal["stratified", "subject"] = Field(
+        default="stratified",
+        description="validation series drawn per class (stratified), or whole subjects "
+        "(subject: no person in both train and validation; needs subject ids)",
+    )
     split_seed: int = Field(
         default=0, ge=0, description="seed of the validation split; fixed across trials"
     )
@@ -304,6 +309,12 @@ class ContrastiveParams(BaseModel):
                 "label for every series)",
                 ("unlabeled_label", "mode"),
             )
+        if self.val_split == "subject" and self.mode == "align":
+            raise CrossFieldError(
+                "val_split: subject is read by mode: supervised, pretrain and finetune; "
+                "mode: align splits its .npz at random",
+                ("val_split", "mode"),
+            )
         if self.resume and not self.save_dir:
             raise CrossFieldError("resume: true needs save_dir", ("resume", "save_dir"))
         if self.model == "crossformer" and self.mode != "finetune":
@@ -371,6 +382,12 @@ class ContrastiveParams(BaseModel):
         if self.mode == "align":
             return self._alignment_misfits()
         misfits = self._label_misfits()
+        if self.val_split == "subject" and "dataset" not in misfits:
+            from trainers.data import subjects_problem
+
+            problem = subjects_problem(self.dataset, self.data_dir)
+            if problem is not None:
+                misfits["val_split"] = problem
         if self.mode == "finetune" and "dataset" not in misfits:
             from trainers.finetune import checkpoint_misfit
 

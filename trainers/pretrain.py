@@ -13,7 +13,9 @@ averages over: micro-batches are embedded without gradients, the loss runs on al
 them at once, and each micro-batch is then re-run with the gradient of its slice of the
 loss (the GradCache trick, Gao et al. 2021). The gradient is the big-batch gradient
 (BatchNorm aside, which normalises per micro-batch as multi-GPU training does), at the
-memory of one micro-batch and the cost of one extra forward pass.
+memory of one micro-batch and the cost of one extra forward pass. When the batches of an
+epoch do not fill the last group, that shorter group steps too (as in supervised
+training), so every whole batch trains each epoch.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ from trainers.runtime import (
     resolve_device,
     seed_everything,
 )
+from trainers.schedules import optimizer_steps_per_epoch
 
 __all__ = ["encode", "encoder_of", "ssl_chance_level", "ssl_scores", "train_pretrain"]
 
@@ -318,7 +321,8 @@ def train_pretrain(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]
         raise TrainingFailed("bad_params", f"pretraining needs >= 2 training series, got {n_train}")
     n_batches = n_train // batch_size  # ragged tail dropped: the loss compares whole batches
     accum = min(p.grad_accum, n_batches)
-    steps_per_epoch = n_batches // accum
+    # a shorter last group of micro-batches steps too: every whole batch trains each epoch
+    steps_per_epoch = optimizer_steps_per_epoch(n_batches, accum)
     effective_batch = batch_size * accum
     chance = ssl_chance_level(loss_fn, effective_batch, p.proj_dim)
     optimizer = build_optimizer(model, p, device)
@@ -387,7 +391,7 @@ def train_pretrain(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]
             first = step * accum
             micro = [
                 views_of(order[(first + j) * batch_size : (first + j + 1) * batch_size])
-                for j in range(accum)
+                for j in range(min(accum, n_batches - first))
             ]
             optimizer.zero_grad(set_to_none=True)
             loss, hits = stepper(micro)

@@ -13,7 +13,7 @@ from hpo.checks._common import MAX_COMBINATIONS, _active, _with_parents
 from hpo.config import CategoricalParam, ParamSpec, StudyConfig, _values_of
 
 INPUT_FIELDS = frozenset(
-    {"dataset", "data_dir", "init_from", "mode", "channel_adapter", "evaluate_test"}
+    {"dataset", "data_dir", "init_from", "mode", "channel_adapter", "evaluate_test", "val_split"}
 )
 """Trainer fields that decide which input files a trial reads, or whether they fit."""
 

@@ -450,6 +450,20 @@ def test_a_searched_evaluate_test_needs_a_test_split(tmp_path: Path) -> None:
     )
 
 
+def test_a_subject_split_needs_a_source_that_names_subjects(tmp_path: Path) -> None:
+    why = "this source does not say who recorded each series"
+    fixed = _study({"dataset": "BasicMotions", "val_split": "subject"}, {})
+    code, lines = validate(tmp_path, fixed)
+    assert code == 2 and len(lines) == 1
+    assert lines[0].startswith(f"error: trainer.params.val_split: {why}")
+    # searched: refused for the value no trial can run with, fine where a value can
+    searched = _study({"dataset": "BasicMotions"}, {"val_split": choices("stratified", "subject")})
+    code, lines = validate(tmp_path, searched)
+    assert code == 2 and lines[0].startswith(f"error: space.val_split: value 'subject': {why}")
+    har = _study({"dataset": "synthetic_har"}, {"val_split": choices("stratified", "subject")})
+    assert validate(tmp_path, har)[0] == 0
+
+
 def test_a_zero_step_beside_a_condition_on_it_is_one_line_not_a_traceback(
     tmp_path: Path,
 ) -> None:

@@ -19,8 +19,10 @@ from trainers.data import (
     npz_labels,
     npz_shapes,
     stratified_split,
+    subject_split,
+    subjects_problem,
 )
-from trainers.synthetic import HAR_CHANNELS, HAR_CLASSES
+from trainers.synthetic import HAR_CHANNELS, HAR_CLASSES, generate_synthetic_har
 
 # --------------------------------------------------------------------------- fixture writers
 
@@ -270,6 +272,57 @@ def test_stratified_split_keeps_singleton_class_in_train() -> None:
     train, val = stratified_split(y, 0.5, seed=0)
     assert 8 in train and 2 not in y[val]
     assert len(val) == 5  # round(0.5 * 9), taken from the classes that can spare samples
+
+
+def test_subject_split_keeps_each_person_on_one_side() -> None:
+    # subjects 0..4 with 10, 20, 30, 25, 15 series; a fifth of 100 is 20
+    subjects = np.repeat([3, 1, 4, 0, 2], [25, 20, 15, 10, 30])
+    train, val = subject_split(subjects, 0.2, seed=0)
+    assert not set(subjects[train]) & set(subjects[val])
+    assert sorted(np.concatenate([train, val]).tolist()) == list(range(100))
+    order = np.random.default_rng(0).permutation(5)  # the subjects in the split's order
+    counts = np.array([10, 20, 30, 25, 15])[order]
+    k = int(np.argmin(np.abs(np.cumsum(counts)[:-1] - 20))) + 1
+    assert sorted(set(subjects[val].tolist())) == sorted(order[:k].tolist())
+    np.testing.assert_array_equal(val, subject_split(subjects, 0.2, seed=0)[1])
+    assert not np.array_equal(val, subject_split(subjects, 0.2, seed=1)[1])
+
+
+def test_subject_split_leaves_a_subject_on_each_side() -> None:
+    subjects = np.array(["ann"] * 9 + ["bo"])
+    train, val = subject_split(subjects, 0.8, seed=0)
+    assert len(set(subjects[train])) == 1 and len(set(subjects[val])) == 1
+    with pytest.raises(ValueError, match="needs >= 2 subjects, got 1"):
+        subject_split(np.zeros(5, dtype=int), 0.2, seed=0)
+
+
+def test_val_split_subject_on_every_source_that_names_subjects(tmp_path: Path) -> None:
+    kwargs = {"n_train": 300, "n_test": 0, "seed": 0}
+    generated = generate_synthetic_har(**kwargs)
+    split = load_dataset("synthetic_har", synthetic=kwargs, val_split="subject")
+    train_idx, val_idx = subject_split(generated.subjects_train, 0.2, seed=0)
+    np.testing.assert_array_equal(split.y_val, generated.y_train[val_idx])
+    assert len(split.y_train) == len(train_idx) and subjects_problem("synthetic_har", None) is None
+
+    root = _write_uci_har(tmp_path / "har", n_train=12)
+    assert subjects_problem("uci_har", str(root)) is not None  # no subject file yet
+    with pytest.raises(DataError, match="val_split 'subject': this source does not say"):
+        load_dataset("uci_har", data_dir=str(root), val_split="subject")
+    np.savetxt(root / "train" / "subject_train.txt", np.repeat([1, 3, 5, 7], 3), fmt="%d")
+    assert subjects_problem("uci_har", str(root)) is None
+    har = load_dataset("uci_har", data_dir=str(root), val_split="subject", val_fraction=0.25)
+    assert len(har.y_val) == 3  # one subject's 3 windows
+
+    path = _write_npz(tmp_path / "s.npz", n=24, subjects=np.repeat(np.arange(6), 4))
+    assert subjects_problem(str(path), None) is None
+    assert len(load_dataset(str(path), val_split="subject").y_val) in (4, 8)
+    plain = _write_npz(tmp_path / "plain.npz")
+    assert subjects_problem(str(plain), None) is not None
+    assert subjects_problem("BasicMotions", None) is not None
+    assert subjects_problem(str(tmp_path / "missing.npz"), None) is None  # said elsewhere
+    bad = _write_npz(tmp_path / "bad.npz", n=24, subjects=np.zeros(5, dtype=int))
+    with pytest.raises(DataError, match="subjects must be a 1-D integer or string array"):
+        load_dataset(str(bad), val_split="subject")
 
 
 def test_load_dataset_split_is_reproducible(tmp_path: Path) -> None:
@@ -663,7 +716,7 @@ def test_the_fingerprint_follows_a_symlinked_folder_and_ignores_other_files(
     parent.mkdir()
     (parent / "UCI HAR Dataset").symlink_to(real, target_is_directory=True)
     before = source_fingerprint("uci_har", str(parent))
-    assert len(before) == 20  # nine signals and the labels, train and test
+    assert len(before) == 21  # nine signals and the labels, train and test; the subjects
     (parent / "notes.txt").write_text("not read by the loader")
     assert source_fingerprint("uci_har", str(parent)) == before
     labels = real / "train" / "y_train.txt"

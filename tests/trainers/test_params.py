@@ -284,3 +284,12 @@ def test_align_refuses_a_proj_dim_other_than_the_targets_width(tmp_path: Path) -
     assert ContrastiveParams.model_validate({**align, "proj_dim": 6}).input_misfits() == {
         "dataset": "Z must be a numeric 2-D (n, dim) array, got shape (6,)"
     }
+
+
+def test_a_subject_split_needs_subjects_and_a_mode_that_reads_it() -> None:
+    with pytest.raises(ValidationError, match="val_split: subject is read by mode: supervised"):
+        ContrastiveParams(val_split="subject", mode="align", dataset="a.npz")
+    assert ContrastiveParams(dataset="synthetic_har", val_split="subject").input_misfits() == {}
+    misfits = ContrastiveParams(dataset="BasicMotions", val_split="subject").input_misfits()
+    assert list(misfits) == ["val_split"]
+    assert misfits["val_split"].startswith("this source does not say who recorded each series")

@@ -154,6 +154,21 @@ def test_grad_accum_enlarges_the_batch_the_loss_sees() -> None:
     assert result["ssl_chance_loss"] == pytest.approx(math.log(2 * 64 - 1))
 
 
+def test_grad_accum_trains_every_whole_batch_each_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """3 batches of 64 with grad_accum 2: a group of 2, then a shorter group of 1."""
+    groups: list[int] = []
+    step = _Stepper.__call__
+
+    def counting(self: _Stepper, micro: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        groups.append(len(micro))
+        return step(self, micro)
+
+    monkeypatch.setattr(_Stepper, "__call__", counting)
+    train({**TINY, "epochs": 1, "batch_size": 64, "grad_accum": 2})
+    n_train = round(TINY["synthetic_n_train"] * (1 - 0.2))
+    assert n_train // 64 == 3 and groups == [2, 1]
+
+
 def test_cached_accumulation_gives_the_big_batch_gradient() -> None:
     """GradCache: same loss, gradient and BatchNorm statistics as one graph over all views."""
     p = ContrastiveParams.model_validate(

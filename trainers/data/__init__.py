@@ -11,7 +11,7 @@ The names below are the public surface; the modules behind them (``sources``, ``
 ``validation``, ``labels``, ``cleaning``, ``splits``, ``containers``) hold one concept each.
 """
 
-from trainers.data._typing import LengthPolicy
+from trainers.data._typing import LengthPolicy, ValSplit
 from trainers.data.cleaning import STD_FLOOR
 from trainers.data.containers import (
     AlignmentSplits,
@@ -29,8 +29,9 @@ from trainers.data.sources import (
     npz_labels,
     npz_shapes,
     source_fingerprint,
+    subjects_problem,
 )
-from trainers.data.splits import stratified_split
+from trainers.data.splits import stratified_split, subject_split
 
 __all__ = [
     "STD_FLOOR",
@@ -42,6 +43,7 @@ __all__ = [
     "LengthPolicy",
     "NpzLabels",
     "TimeSeriesSplits",
+    "ValSplit",
     "bundled_datasets",
     "dataset_problem",
     "load_alignment_npz",
@@ -50,4 +52,6 @@ __all__ = [
     "npz_shapes",
     "source_fingerprint",
     "stratified_split",
+    "subject_split",
+    "subjects_problem",
 ]

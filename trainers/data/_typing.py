@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 LengthPolicy = Literal["resample", "pad"]
+ValSplit = Literal["stratified", "subject"]
 Float32Array = npt.NDArray[np.float32]
 Int64Array = npt.NDArray[np.int64]
 IndexArray = npt.NDArray[np.intp]

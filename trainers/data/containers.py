@@ -181,3 +181,4 @@ class _Raw:
     y_test: np.ndarray | None = None
     label_names: Mapping[Any, str] | None = None
     channel_names: Sequence[str] | None = None
+    subjects_train: np.ndarray | None = None  # who recorded each train series, where known

@@ -9,14 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from trainers.data._typing import LengthPolicy
+from trainers.data._typing import IndexArray, LengthPolicy, ValSplit
 from trainers.data.cleaning import _clean_series, _standardise
 from trainers.data.containers import AlignmentSplits, TimeSeriesSplits, _Raw
 from trainers.data.errors import DataError
 from trainers.data.labels import _encode_labels, _LabelRule
 from trainers.data.readers import _read_npz
-from trainers.data.sources import _read_source
-from trainers.data.splits import _random_split, stratified_split
+from trainers.data.sources import NO_SUBJECTS, _read_source
+from trainers.data.splits import _random_split, stratified_split, subject_split
 from trainers.data.validation import _as_embeddings, _as_series
 
 
@@ -32,6 +32,7 @@ def load_dataset(
     synthetic: Mapping[str, Any] | None = None,
     allow_unlabeled: bool = False,
     unlabeled_label: int | str | None = None,
+    val_split: ValSplit = "stratified",
 ) -> TimeSeriesSplits:
     """Load, clean, split and standardise a classification dataset.
 
@@ -41,8 +42,8 @@ def load_dataset(
     a folder holding ``<Name>_TRAIN.ts``/``_TEST.ts``, or a UCI HAR folder.
 
     Series are NaN-filled, brought to one length (``length`` or the longest train series)
-    by ``length_policy``, split into train/val (stratified, seeded) and standardised per
-    channel with train statistics. The test split is ``None`` unless ``load_test`` and the
+    by ``length_policy``, split into train/val (seeded; stratified by class, or by subject
+    with ``val_split="subject"``) and standardised per channel with train statistics. The test split is ``None`` unless ``load_test`` and the
     source has one.
 
     ``allow_unlabeled`` (self-supervised pretraining) accepts an ``.npz`` without ``y``
@@ -51,9 +52,13 @@ def load_dataset(
     needs a label.
     """
     _check_options(val_fraction, length, length_policy)
+    if val_split not in ("stratified", "subject"):
+        raise DataError(
+            "options", f"val_split must be 'stratified' or 'subject', got {val_split!r}"
+        )
     raw = _read_source(name, data_dir, load_test, synthetic)
     labels = _LabelRule(allow_unlabeled, unlabeled_label)
-    return _prepare(raw, val_fraction, seed, length, length_policy, load_test, labels)
+    return _prepare(raw, val_fraction, seed, length, length_policy, load_test, labels, val_split)
 
 
 def load_alignment_npz(
@@ -94,6 +99,16 @@ def load_alignment_npz(
     )
 
 
+def _split_by_subject(raw: _Raw, val_fraction: float, seed: int) -> tuple[IndexArray, IndexArray]:
+    """The subject split, or why this source cannot have one."""
+    if raw.subjects_train is None:
+        raise DataError(raw.source, f"val_split 'subject': {NO_SUBJECTS}")
+    try:
+        return subject_split(raw.subjects_train, val_fraction, seed)
+    except ValueError as exc:
+        raise DataError(raw.source, f"val_split 'subject': {exc}") from None
+
+
 def _check_options(val_fraction: float, length: int | None, length_policy: str) -> None:
     """Reject bad arguments before touching any file."""
     if not 0.0 <= val_fraction < 1.0:
@@ -121,6 +136,7 @@ def _prepare(
     length_policy: LengthPolicy,
     load_test: bool,
     labels: _LabelRule,
+    val_split: ValSplit = "stratified",
 ) -> TimeSeriesSplits:
     """Raw arrays -> encoded labels, equal-length NaN-free series, split and standardised."""
     x_test = raw.x_test if load_test else None
@@ -130,8 +146,10 @@ def _prepare(
     )
     if len(x_all) != len(y_train):
         raise DataError(raw.source, f"{len(x_all)} series but {len(y_train)} labels")
-    # unlabelled series (code -1) are one more stratum: both splits get their share
-    train_idx, val_idx = stratified_split(y_train, val_fraction, seed)
+    if val_split == "subject":
+        train_idx, val_idx = _split_by_subject(raw, val_fraction, seed)
+    else:  # unlabelled series (code -1) are one more stratum: both splits get their share
+        train_idx, val_idx = stratified_split(y_train, val_fraction, seed)
     x_tr, x_val, x_te = _standardise(x_all[train_idx], x_all[val_idx], x_te)
     return TimeSeriesSplits(
         x_train=x_tr,

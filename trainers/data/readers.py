@@ -21,25 +21,30 @@ from trainers.data._typing import Float32Array, Int64Array
 from trainers.data.containers import _Raw
 from trainers.data.errors import DataError
 from trainers.data.validation import _as_series
-from trainers.synthetic import HAR_CHANNELS, HAR_CLASSES, make_synthetic_har
+from trainers.synthetic import HAR_CHANNELS, HAR_CLASSES, generate_synthetic_har
 
 _UCI_HAR_LABEL_FILE = "y_{split}.txt"
+NPZ_SUBJECTS = "subjects"
+"""The optional ``.npz`` array of who recorded each series of ``X``."""
+UCI_HAR_SUBJECT_FILE = "train/subject_train.txt"
+"""Who recorded each UCI HAR training window (1..30), for ``val_split: subject``."""
 
 
 def _read_synthetic(kwargs: Mapping[str, Any]) -> _Raw:
     """The synthetic HAR generator; bad kwargs become a DataError, not a TypeError."""
     try:
-        x_train, y_train, x_test, y_test = make_synthetic_har(**kwargs)
+        data = generate_synthetic_har(**kwargs)
     except (TypeError, ValueError) as exc:
         raise DataError("synthetic_har", f"bad generator options {dict(kwargs)}: {exc}") from exc
     return _Raw(
         source="synthetic_har",
-        x_train=x_train,
-        y_train=y_train,
-        x_test=x_test if len(x_test) else None,
-        y_test=y_test if len(y_test) else None,
+        x_train=data.x_train,
+        y_train=data.y_train,
+        x_test=data.x_test if len(data.x_test) else None,
+        y_test=data.y_test if len(data.y_test) else None,
         label_names=dict(enumerate(HAR_CLASSES)),
         channel_names=HAR_CHANNELS,
+        subjects_train=data.subjects_train,
     )
 
 
@@ -172,14 +177,22 @@ def _read_classification_npz(path: Path, load_test: bool) -> _Raw:
     ``y`` (and ``y_test``) may be absent (unlabelled series, for pretraining);
     :func:`_encode_labels` says so where labels are needed.
     """
-    arrays = _read_npz(path, required=("X",), optional=("y", "X_test", "y_test"))
+    optional = ("y", "X_test", "y_test", NPZ_SUBJECTS)
+    arrays = _read_npz(path, required=("X",), optional=optional)
     x_test = y_test = None
     if "y_test" in arrays and "X_test" not in arrays:
         raise DataError(path, "has y_test but no X_test")
     if "X_test" in arrays and load_test:  # y_test may be absent: unlabelled test series
         x_test, y_test = _as_series(arrays["X_test"], path, "X_test"), arrays.get("y_test")
     x = _as_series(arrays["X"], path, "X")
-    return _Raw(str(path), x, arrays.get("y"), x_test, y_test)
+    subjects = arrays.get(NPZ_SUBJECTS)
+    if subjects is not None and (subjects.shape != (len(x),) or subjects.dtype.kind not in "iuU"):
+        raise DataError(
+            path,
+            f"{NPZ_SUBJECTS} must be a 1-D integer or string array, one per series of X "
+            f"({len(x)}), got {subjects.dtype} of shape {subjects.shape}",
+        )
+    return _Raw(str(path), x, arrays.get("y"), x_test, y_test, subjects_train=subjects)
 
 
 def _uci_har_root(path: Path) -> Path:
@@ -217,7 +230,19 @@ def _read_uci_har(root: Path, load_test: bool) -> _Raw:
         y_test,
         label_names={i + 1: c for i, c in enumerate(HAR_CLASSES)},
         channel_names=HAR_CHANNELS,
+        subjects_train=_read_uci_har_subjects(root, len(x_train)),
     )
+
+
+def _read_uci_har_subjects(root: Path, n: int) -> Int64Array | None:
+    """The training windows' subjects, or None where the folder lacks the file."""
+    path = root / UCI_HAR_SUBJECT_FILE
+    if not path.is_file():
+        return None
+    table = _read_text_matrix(path)
+    if table.shape != (n, 1) or not np.all(table == np.round(table)):
+        raise DataError(path, f"expected one integer subject per training window ({n} lines)")
+    return table[:, 0].astype(np.int64)
 
 
 def _read_uci_har_split(root: Path, split: str) -> tuple[Float32Array, Int64Array]:

@@ -18,6 +18,8 @@ from trainers.data.containers import _Raw
 from trainers.data.errors import DataError
 from trainers.data.labels import _LabelRule
 from trainers.data.readers import (
+    NPZ_SUBJECTS,
+    UCI_HAR_SUBJECT_FILE,
     _aeon_data_dir,
     _is_classification_ts,
     _read_bundled,
@@ -194,20 +196,52 @@ def _source_files(name: str, data_dir: str | None) -> list[Path]:
         return []
     if name == "uci_har":
         root = _uci_har_root(Path(data_dir).expanduser()) if data_dir else None
-        return (
-            [] if root is None else [*_uci_har_files(root, "train"), *_uci_har_files(root, "test")]
-        )
+        return [] if root is None else _uci_har_all_files(root)
     path = _resolve_path(name, data_dir)
     if path is None:
         return []
     if path.is_dir():
         train_file = _folder_train_file(path)
         if train_file is None:
-            root = _uci_har_root(path)
-            return [*_uci_har_files(root, "train"), *_uci_har_files(root, "test")]
+            return _uci_har_all_files(_uci_har_root(path))
         path = train_file
     partner = _ts_test_partner(path) if path.suffix.lower() == ".ts" else None
     return [path, partner] if partner is not None else [path]
+
+
+def _uci_har_all_files(root: Path) -> list[Path]:
+    """Every file the UCI HAR reader may open, the optional subjects file included."""
+    return [
+        *_uci_har_files(root, "train"),
+        *_uci_har_files(root, "test"),
+        root / UCI_HAR_SUBJECT_FILE,
+    ]
+
+
+NO_SUBJECTS = (
+    "this source does not say who recorded each series (synthetic_har, uci_har with "
+    f"{UCI_HAR_SUBJECT_FILE}, and an .npz with a '{NPZ_SUBJECTS}' array do)"
+)
+
+
+def subjects_problem(name: str, data_dir: str | None) -> str | None:
+    """Why ``name`` has no subject per series (``val_split: subject``), reading headers only.
+
+    None where it has them, or where the source itself is missing or unreadable: the
+    dataset's own check says that.
+    """
+    if name == "synthetic_har" or dataset_problem(name, data_dir) is not None:
+        return None
+    files = _source_files(name, data_dir)
+    if not files:  # bundled with aeon: UEA/UCR files name no subjects
+        return NO_SUBJECTS
+    subject_file = next((f for f in files if f.name == Path(UCI_HAR_SUBJECT_FILE).name), None)
+    if subject_file is not None:
+        return None if subject_file.is_file() else NO_SUBJECTS
+    if files[0].suffix.lower() == ".npz":
+        shapes = npz_shapes(files[0])
+        return None if shapes is None or NPZ_SUBJECTS in shapes else NO_SUBJECTS
+    return NO_SUBJECTS
 
 
 def _resolve_path(name: str, data_dir: str | None) -> Path | None:

@@ -61,3 +61,25 @@ def _random_split(n: int, val_fraction: float, seed: int) -> tuple[IndexArray, I
         n_val = 1
     order = np.random.default_rng(seed).permutation(n)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def subject_split(
+    subjects: npt.ArrayLike, val_fraction: float, seed: int
+) -> tuple[IndexArray, IndexArray]:
+    """Seeded ``(train_idx, val_idx)`` with every subject's series on one side, both sorted.
+
+    Windows of one person (overlapping ones above all) look alike, so a per-window split
+    scores validation on people the model trained on and overrates every trial. Subjects
+    go to validation in a seeded order until their series come closest to
+    ``round(val_fraction * n)``; at least one subject lands on each side.
+    """
+    ids = np.asarray(subjects)
+    people, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
+    if len(people) < 2:
+        raise ValueError(f"a subject split needs >= 2 subjects, got {len(people)}")
+    order = np.random.default_rng(seed).permutation(len(people))
+    taken = np.cumsum(counts[order])[:-1]  # series in validation after 1..S-1 subjects
+    target = math.floor(val_fraction * len(ids) + 0.5)
+    n_val_subjects = int(np.argmin(np.abs(taken - target))) + 1
+    is_val = np.isin(inverse, order[:n_val_subjects])
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
