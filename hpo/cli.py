@@ -21,9 +21,10 @@ from hpo.cli_common import (
     handles_errors,
     out,
 )
-from hpo.errors import ConfigError
+from hpo.errors import ConfigError, HpoError
 from hpo.storages import mask_url
 from hpo.yaml_loader import dump_yaml
+from trainers.reporter import TrainingFailed
 
 app = typer.Typer(
     add_completion=False,
@@ -161,7 +162,14 @@ def train(
     name, params = load_trainer_config(config, set_ or [])
     if evaluate_test:
         params["evaluate_test"] = True
-    result = run_standalone(name, params, console=err)
+    try:
+        result = run_standalone(name, params, console=err)
+    except (HpoError, TrainingFailed, KeyboardInterrupt):
+        raise  # one line each, from handles_errors
+    except Exception as exc:  # the trainer's own code: its error, one line; -v for the frames
+        if verbose:
+            raise
+        _fail([f"the trainer raised {type(exc).__name__}: {exc} (-v shows the traceback)"], 1)
     sys.stdout.write(dump_yaml({"result": result}, sort_keys=False))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from collections.abc import Callable
@@ -87,6 +88,9 @@ def _fail(problems: list[str], code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EPIPE})
+
+
 def handles_errors(fn: F) -> F:
     """Turn user errors into one line per problem and exit code 2, never a traceback."""
 
@@ -102,5 +106,10 @@ def handles_errors(fn: F) -> F:
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130) from None
+        except OSError as exc:
+            if exc.filename is not None or exc.errno not in _OUTPUT_ERRNOS:
+                raise
+            # the printed output could not be written (> /dev/full, a full disk, a closed pipe)
+            _fail([f"cannot write the output: {exc.strerror or exc}"], 1)
 
     return wrapper  # type: ignore[return-value]

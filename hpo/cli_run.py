@@ -280,6 +280,8 @@ def worker(
     with outage_as_error(), ProgressDisplay(cfg, console=err) as progress:
         summary = run_worker(cfg, force=force, callbacks=[progress])
     _print_summary(cfg, summary, {})
+    if not summary.any_complete:  # as with several processes: a job whose study failed fails
+        _no_trial_completed(summary)
 
 
 @handles_errors

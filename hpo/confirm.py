@@ -200,6 +200,14 @@ def queue_confirmation(
     check_compatible(search, cfg, force)  # the companion takes the file's space, as run would
     finalists = select_finalists(search, top, cfg.trainer.params)
     if not finalists:
+        if select_finalists(search, 1):
+            raise ConfigError(
+                [
+                    f"study {cfg.name!r}: no completed trial trained with this file's "
+                    "trainer.params (they changed since the trials ran, e.g. by --set), so "
+                    "none can be confirmed under them; confirm with the trials' params"
+                ]
+            )
         raise ConfigError([f"study {cfg.name!r} has no completed trial to confirm yet"])
     search_trials = search.get_trials(deepcopy=False)
     taken = {t.user_attrs.get("seed") for t in search_trials}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -82,18 +83,47 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def write_output_file(path: Path, text: str, option: str = "path") -> Path:
-    """Write ``text`` to ``path``, creating missing folders.
+    """Write ``text`` to ``path`` whole, creating missing folders.
 
-    A failed write (``/proc/x``, a full disk) is one :class:`ConfigError` line naming
-    ``option`` and leaves no partial new file behind.
+    Written to a temporary file beside it, then renamed over it: a failed write (``/proc/x``,
+    a full disk) is one :class:`ConfigError` line naming ``option`` and leaves the old file
+    as it was, no partial file, and none of the folders it created.
     """
-    existed = path.exists()
+    created = _missing_folders(path.parent)
+    tmp: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        tmp = Path(name)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, _mode_for(path))
+        os.replace(tmp, path)
     except OSError as exc:
-        if not existed:
+        if tmp is not None:
             with contextlib.suppress(OSError):
-                path.unlink(missing_ok=True)
+                tmp.unlink(missing_ok=True)
+        for folder in created:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise ConfigError([f"{option}: cannot write {path}: {exc.strerror or exc}"]) from None
     return path
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """The folders ``mkdir(parents=True)`` would create for ``folder``, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _mode_for(path: Path) -> int:
+    """The replaced file's permissions, or a new file's (0666 less the umask)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask

@@ -10,8 +10,15 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.config import StudyConfig
 from hpo.duplicates import originals
+from hpo.errors import StudyMismatchError
 from hpo.fixed_params import trial_fixed_params
-from hpo.runner import ATTR_FIXED, ATTR_TRAINER, study_not_found
+from hpo.runner import (
+    ATTR_FIXED,
+    ATTR_TRAINER,
+    objective_change,
+    ranked_best_trials,
+    study_not_found,
+)
 from hpo.storages import mask_url, open_storage, storage_file_absent, storage_url
 
 if TYPE_CHECKING:
@@ -39,26 +46,35 @@ def load_existing_study(cfg: StudyConfig) -> optuna.Study:
     """Load the study named in ``cfg``; a clear error when it has never run.
 
     Read-only commands come here: a storage file that does not exist is that error too,
-    not opened, since opening would create it (and Optuna's tables) as a side effect.
+    not opened, since opening would create it (and Optuna's tables) as a side effect. A
+    file whose objective differs from the study's is refused, as a run refuses it: its
+    metric names and directions would label and rank the stored values wrongly.
     """
     url = storage_url(cfg)
     if storage_file_absent(url):
         raise study_not_found(cfg)
     storage = open_storage(url)
     try:
-        return optuna.load_study(study_name=cfg.name, storage=storage)
+        study = optuna.load_study(study_name=cfg.name, storage=storage)
     except KeyError:
         raise study_not_found(cfg) from None
+    changed = objective_change(study, cfg)
+    if changed is not None:
+        raise StudyMismatchError(
+            [
+                f"{changed}; its values would be shown under the file's objective: use the file "
+                "the study was run with"
+            ]
+        )
+    return study
 
 
 def best_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The best trial, or the Pareto front for multi-objective studies (empty when none completed)."""
+    """The best trial, or the Pareto front ranked by the first objective (empty when none completed)."""
     if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
         return []
     # a reused duplicate has no checkpoint or metrics of its own: name the trial that trained
-    if len(study.directions) > 1:
-        return originals(study, study.best_trials)
-    return originals(study, [study.best_trial])
+    return originals(study, ranked_best_trials(study))
 
 
 def study_status(cfg: StudyConfig) -> StudyStatus:
@@ -151,6 +167,8 @@ def best_config(cfg: StudyConfig) -> dict[str, Any]:
         "values": dict(zip(cfg.objective.names, trial.values or [], strict=False)),
         "metrics": metrics,
     }
+    if len(best) > 1:  # the others are as good on some objective: say which they are
+        out["pareto_front"] = [t.number for t in best]
     if confirmed is not None:
         out["confirmed"] = confirmed
     return out

@@ -120,18 +120,30 @@ def check_compatible(study: optuna.Study, cfg: StudyConfig, force: bool) -> None
             f"study {cfg.name!r} exists with a different search space (changed: "
             f"{', '.join(changed)}); use --force (force=True) to continue it anyway, or give the study a new name"
         )
-    old_obj = attrs.get(ATTR_OBJECTIVE)
-    new_obj = {"metrics": cfg.objective.names, "directions": cfg.objective.study_directions}
     unforceable = _distribution_changes(study, cfg)
-    if old_obj is not None and old_obj != new_obj:
+    changed_objective = objective_change(study, cfg)
+    if changed_objective is not None:
         unforceable.append(
-            f"study {cfg.name!r} exists with objective {old_obj}, the file says {new_obj}; "
-            "an objective cannot change within a study: give the study a new name"
+            f"{changed_objective}; an objective cannot change within a study: give the study "
+            "a new name"
         )
     if unforceable:  # --force cannot help: its hint would only mislead
         raise StudyMismatchError(unforceable)
     if problems and not force:
         raise StudyMismatchError(problems)
+
+
+def objective_change(study: optuna.Study, cfg: StudyConfig) -> str | None:
+    """How the file's objective differs from the one the study was run with, or None.
+
+    Every command that reads values refuses a change too: the stored values would be
+    printed under the file's metric names and ranked in its directions.
+    """
+    old = study.user_attrs.get(ATTR_OBJECTIVE)
+    new = {"metrics": cfg.objective.names, "directions": cfg.objective.study_directions}
+    if old is None or old == new:
+        return None
+    return f"study {cfg.name!r} exists with objective {old}, the file says {new}"
 
 
 def _distribution_changes(study: optuna.Study, cfg: StudyConfig) -> list[str]:
@@ -374,8 +386,20 @@ def _prune_companion(cfg: StudyConfig, study: optuna.Study) -> optuna.Study | No
     )
 
 
+def ranked_best_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The best trial, or the Pareto front ranked by the first objective (ties: earlier trial).
+
+    Every command names the front's first as the study's best trial: with Optuna's own
+    order (by number) ``hpo best`` and the report named different trials.
+    """
+    if len(study.directions) == 1:
+        return [study.best_trial]
+    sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    return sorted(study.best_trials, key=lambda t: (sign * float(t.values[0]), t.number))
+
+
 def summarize(study: optuna.Study, cfg: StudyConfig, trials_run: int, elapsed: float) -> RunSummary:
-    """Counts by state and the best trial (the first Pareto-optimal one when multi-objective).
+    """Counts by state and the best trial (:func:`ranked_best_trials`' first).
 
     Failed trials that were replaced by a retry, or that started beyond the budget, are
     reported as ``n_retried`` / ``n_surplus`` rather than as failures.
@@ -398,7 +422,7 @@ def summarize(study: optuna.Study, cfg: StudyConfig, trials_run: int, elapsed: f
         n_surplus=surplus,
     )
     if summary.n_complete:
-        best = study.best_trials[0] if cfg.objective.is_multi else study.best_trial
+        best = ranked_best_trials(study)[0]
         summary.best_number = best.number
         summary.best_values = list(best.values or [])
         summary.best_params = dict(best.params)

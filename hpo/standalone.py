@@ -14,7 +14,16 @@ from hpo.overrides import apply_overrides
 from hpo.yaml_loader import load_yaml_file
 from trainers.registry import TrainerNotFound, resolve_trainer
 
-_TOP_LEVEL = {"trainer", "params", "study", "trial", "values", "metrics", "confirmed"}
+_TOP_LEVEL = {
+    "trainer",
+    "params",
+    "study",
+    "trial",
+    "values",
+    "metrics",
+    "confirmed",
+    "pareto_front",
+}
 
 
 def load_trainer_config(

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.conftest import analytic_study
@@ -133,12 +134,44 @@ def test_read_only_commands_on_a_missing_storage_file_create_nothing(
     assert sorted(tmp_path.iterdir()) == before, "no hpo.db, never.log or WAL files"
 
 
-def test_run_exits_1_when_no_trial_completes(write_study: Callable[..., Path]) -> None:
+@pytest.mark.parametrize("command", ["run", "worker"])
+def test_run_exits_1_when_no_trial_completes(
+    write_study: Callable[..., Path], command: str
+) -> None:
+    """A batch job (Slurm, Kubernetes) whose every trial failed must not report success."""
     data = analytic_study(budget={"n_trials": 2})
     data["trainer"]["params"]["fail"] = "raise"
-    result = hpo("run", str(write_study(data)))
+    result = hpo(command, str(write_study(data)))
     assert result.returncode == 1
     assert "no trial completed" in result.stderr
+
+
+def test_train_says_what_the_trainer_raised_in_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("trainer: analytic\nparams: {x: 1, epochs: 3, fail: raise}\n")
+    result = hpo("train", str(config))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: the trainer raised RuntimeError: injected failure at epoch 2 "
+        "(-v shows the traceback)"
+    )
+    assert "Traceback" not in result.stderr and "│" not in result.stderr
+    verbose = hpo("train", str(config), "-v")
+    assert verbose.returncode == 1 and "injected failure" in verbose.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_output_that_cannot_be_written_is_one_line(write_study: Callable[..., Path]) -> None:
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [*HPO, "validate", str(write_study(analytic_study()))],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: cannot write the output: No space left on device"
 
 
 def test_train_rejects_bad_params(tmp_path: Path) -> None:

@@ -232,6 +232,18 @@ def test_confirmation_refuses_bad_requests(tmp_path: Path, unique_name: str) -> 
     ]
 
 
+def test_confirming_under_changed_trainer_params_says_so(tmp_path: Path) -> None:
+    """The README's smoke run (--set trainer.params.epochs=...) then confirm: not 'no trial'."""
+    storage = f"sqlite:///{tmp_path / 'hpo.db'}"
+    _searched(storage, "smoke")
+    changed = _noisy_study("smoke", storage)
+    changed["trainer"]["params"]["epochs"] = 4  # type: ignore[index]
+    with pytest.raises(ConfigError) as info:
+        queue_confirmation(validate_study_data(changed), top=1, seeds=1)
+    (problem,) = info.value.problems
+    assert "no completed trial trained with this file's trainer.params" in problem
+
+
 def test_cli_confirm_prints_the_finalists_and_the_pick(
     write_study: Callable[..., Path], tmp_path: Path
 ) -> None:

@@ -17,8 +17,8 @@ from hpo import load_study_config, run_study
 from hpo.cli import app
 from hpo.compare import compare_studies, comparison_rows, comparison_warnings
 from hpo.errors import ConfigError
-from hpo.export import export_best
-from hpo.results import load_existing_study
+from hpo.export import export_best, export_text
+from hpo.results import best_config, load_existing_study
 from hpo.standalone import load_trainer_config, run_standalone
 from tests.conftest import analytic_study
 from tests.hpo.test_report import study_with_a_retried_trial
@@ -285,6 +285,36 @@ def test_compare_warns_when_objectives_differ(write_study: Callable[..., Path]) 
     assert "a: maximize best_score; b: minimize loss" in warning
 
 
+def test_read_commands_refuse_a_file_whose_objective_is_not_the_study_s(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Its metric name and direction would label and rank the stored values wrongly."""
+    common = {"budget": {"n_trials": 2}, "trainer": {"name": "analytic", "params": {"epochs": 2}}}
+    ran = write_study(analytic_study(**common, artifacts={"enabled": False}), "ran.yaml")
+    run_study(load_study_config(ran))
+    other = analytic_study(
+        **common,
+        artifacts={"enabled": False},
+        objective={"metric": "loss", "direction": "minimize"},
+    )
+    changed = str(write_study(other, "changed.yaml"))
+    out = str(tmp_path / "out.html")
+    for args in (
+        ["status", changed],
+        ["best", changed],
+        ["export", changed, "-o", str(tmp_path / "best.yaml")],
+        ["report", changed, "-o", out],
+        ["compare", str(ran), changed],
+        ["confirm", changed],
+    ):
+        result = _hpo(*args)
+        assert result.exit_code == 2, (args, result.stdout)
+        (line,) = result.stderr.splitlines()
+        assert "exists with objective" in line and "use the file the study was run with" in line
+    assert not (tmp_path / "best.yaml").exists() and not Path(out).exists()
+    assert _hpo("best", str(ran)).exit_code == 0
+
+
 def test_compare_needs_two_studies(write_study: Callable[..., Path]) -> None:
     result = _hpo("compare", str(write_study(analytic_study())))
     assert result.exit_code == 2
@@ -345,3 +375,67 @@ def test_train_echoes_non_numeric_metrics_as_text(tmp_path: Path) -> None:
     assert yaml.safe_load(result.stdout) == {"result": {"best_score": 0.5}}
     assert "epoch 1: phase=warmup  loss=0.1235  ratio=nan" in result.stderr
     assert "epoch 2: phase=[b]main  loss=inf  done=True  steps=7" in result.stderr
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_nothing_new(tmp_path: Path) -> None:
+    """A full disk mid-write (here a file-size limit) must not truncate what was there."""
+    import subprocess
+    import sys
+
+    old = tmp_path / "report.html"
+    old.write_text("OLD")
+    deep = tmp_path / "d1" / "d2" / "new.html"
+    code = (
+        "import resource, signal, sys\n"
+        "from pathlib import Path\n"
+        "from hpo.errors import ConfigError\n"
+        "from hpo.output_files import write_output_file\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (1000, resource.RLIM_INFINITY))\n"
+        "for target in sys.argv[1:]:\n"
+        "    try:\n"
+        "        write_output_file(Path(target), 'x' * 5000, '-o/--output')\n"
+        "    except ConfigError as exc:\n"
+        "        print(exc)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(old), str(deep)], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count("-o/--output: cannot write") == 2
+    assert old.read_text() == "OLD"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
+
+
+def test_every_command_names_the_same_best_trial_of_a_multi_objective_study(
+    write_study: Callable[..., Path],
+) -> None:
+    """The Pareto front ranked by the first objective: Optuna's own order (by number) had
+    ``hpo best`` name trial 0 and the report trial 1."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    from hpo.report import top_trials
+    from hpo.runner import open_study, summarize
+    from hpo.storages import storage_url
+
+    data = analytic_study(
+        objective={"metrics": ["best_score", "loss"], "directions": ["maximize", "minimize"]},
+        sampler={"name": "random"},  # no start-up design queued: the trials below are 0..3
+    )
+    cfg = load_study_config(write_study(data))
+    open_study(cfg)
+    study = optuna.load_study(study_name=cfg.name, storage=storage_url(cfg))
+    # (score, loss): trials 0, 1 and 3 are on the front; 1 scores best, 2 is dominated by 1
+    for values in ([0.5, 0.1], [0.9, 0.3], [0.8, 0.4], [0.6, 0.2]):
+        study.add_trial(
+            optuna.trial.create_trial(
+                values=values, params={"x": 0.0}, distributions={"x": FloatDistribution(-2, 2)}
+            )
+        )
+    best = best_config(cfg)
+    assert best["trial"] == 1 and best["pareto_front"] == [1, 3, 0]
+    assert summarize(study, cfg, 0, 0.0).best_number == 1
+    assert top_trials(study, 1)[0].number == 1
+    assert compare_studies([cfg, cfg])[0].best_trial == 1
+    assert export_text(cfg).startswith("# Best trial 1 of study 'analytic'")
