@@ -284,6 +284,10 @@ def train_align(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]:
             raise TrainingFailed(
                 "nan", f"training loss is {metrics['train_loss']} at epoch {epoch}"
             )
+        if not math.isfinite(metrics["val_cosine"]):  # a finite loss, then a non-finite step
+            raise TrainingFailed(
+                "nan", f"val_cosine is {metrics['val_cosine']} at epoch {epoch}: weights diverged"
+            )
         schedule.step_epoch(metrics["val_cosine"])
         if metrics["val_cosine"] > best_cosine:
             best_cosine, best_epoch = metrics["val_cosine"], epoch

@@ -457,3 +457,26 @@ def test_checkpoint_tensors_are_saved_on_the_cpu(tmp_path: Path) -> None:
     state = torch.load(tmp_path / "checkpoint.pt", map_location=None, weights_only=False)
     assert state["model"]
     assert {v.device.type for v in state["model"].values()} == {"cpu"}
+
+
+def test_a_non_finite_last_step_fails_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The training loss was finite, the weights are not: no F1 of a NaN model is returned."""
+    import torch
+
+    from trainers.reporter import TrainingFailed
+
+    steps = {"n": 0}
+    clip = torch.nn.utils.clip_grad_norm_
+    last = 2 * (192 // 32)  # 2 epochs of 6 steps (240 series, a fifth to validation)
+
+    def overflowing(params: Any, *args: Any, **kwargs: Any) -> Any:
+        params = list(params)
+        steps["n"] += 1
+        if steps["n"] == last:  # one gradient entry overflows on the run's last step
+            next(p for p in params if p.grad is not None).grad.view(-1)[0] = float("inf")
+        return clip(params, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", overflowing)
+    with pytest.raises(TrainingFailed, match="validation loss is nan at epoch 2") as info:
+        train({**SMALL_HAR, "warmup_epochs": 0})
+    assert info.value.reason == "nan" and steps["n"] == last
