@@ -382,7 +382,8 @@ def train_supervised(
             )
         if not math.isfinite(metrics["val_loss"]):  # a finite loss, then a non-finite step
             raise TrainingFailed(
-                "nan", f"validation loss is {metrics['val_loss']} at epoch {epoch}: weights diverged"
+                "nan",
+                f"validation loss is {metrics['val_loss']} at epoch {epoch}: weights diverged",
             )
         val_f1, val_loss = metrics["val_f1"], metrics["val_loss"]
         val_accuracy, val_auc = metrics["val_accuracy"], metrics["val_auc"]
