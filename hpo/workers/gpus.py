@@ -191,6 +191,11 @@ def plan_workers(
         WorkerSlot(index, device)
         for index, device in enumerate(d for d in devices for _ in range(per_gpu))
     ]
+    if n_workers > 1 and gpus != "all":  # with "all" it is the count on a machine without GPUs
+        notes.append(
+            f"n_workers {n_workers} is unused with GPUs; per_gpu (--workers-per-gpu) sets the "
+            f"workers: {len(devices)} GPU(s) x {per_gpu}"
+        )
     return WorkerPlan(slots, notes)
 
 

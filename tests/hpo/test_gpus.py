@@ -93,6 +93,22 @@ def test_cpu_workers_see_no_gpu() -> None:
     ]
 
 
+def test_a_cpu_worker_count_beside_gpus_is_noted_not_silently_dropped() -> None:
+    plan = plan_workers([0], per_gpu=2, n_workers=3, env={}, detected=["0"])
+    assert len(plan.slots) == 2
+    assert plan.notes[-1] == (
+        "n_workers 3 is unused with GPUs; per_gpu (--workers-per-gpu) sets the workers: "
+        "1 GPU(s) x 2"
+    )
+    assert plan_workers("all", n_workers=3, env={}, detected=[]).notes == [
+        "no GPU found (the caller): running 3 CPU workers"
+    ]
+    # with gpus: all, n_workers is the count for a machine without GPUs: nothing to note
+    assert plan_workers("all", n_workers=3, env={}, detected=["0"]).notes == [
+        "1 GPU(s) from the caller: 0"
+    ]
+
+
 def test_packed_workers_share_the_cores() -> None:
     assert threads_per_worker(4, cores=16) == 4
     assert threads_per_worker(3, cores=16) == 5
