@@ -142,7 +142,7 @@ def best(
     if format_ == "json":
         sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     else:
-        sys.stdout.write(dump_yaml(data, sort_keys=False))
+        sys.stdout.write(dump_yaml(data, sort_keys=False, allow_unicode=True))
 
 
 @app.command()
