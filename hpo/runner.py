@@ -43,16 +43,19 @@ from hpo.workers.budget import (
 )
 from hpo.workers.guard import TrialGuard
 from hpo.workers.heartbeat import needs_own_heartbeat, recover_stale
-from hpo.workers.identity import WorkerIdentity, owner_key
+from hpo.workers.identity import WorkerIdentity, owned_by
 from hpo.workers.interrupts import interrupt_handling
 from hpo.workers.oom import FreeMemoryAfterOom, OomRetryHook
 from hpo.workers.recovery import (
     INTERRUPTED,
     RetryHook,
     RetryStaleTrial,
+    fail_stale_trials,
     quiet_expected_warnings,
     recover_orphans,
     requeue,
+    requeue_lost_retries,
+    signals_held,
 )
 from trainers.registry import resolve_trainer
 
@@ -493,14 +496,22 @@ def _requeue_after_interrupt(
     """After Ctrl-C / SIGTERM: leave none of this process's trials RUNNING or lost.
 
     The guard normally records the interrupted trial itself; this catches an interrupt
-    that landed outside it (a second Ctrl-C inside Optuna's own bookkeeping).
+    that landed outside it (a second Ctrl-C inside Optuna's own bookkeeping). A further
+    signal waits until this is done.
     """
+    with signals_held():
+        _requeue_mine(study, guard, identity, max_retries)
+
+
+def _requeue_mine(
+    study: optuna.Study, guard: TrialGuard, identity: WorkerIdentity, max_retries: int
+) -> None:
     try:
         storage = study._storage
         mine = [
             t
             for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if owner_key(t) == identity.key
+            if owned_by(t, identity)
         ]
         if guard.current_trial_id is not None:
             current = storage.get_trial(guard.current_trial_id)
@@ -529,6 +540,7 @@ def run_study(
     hooks: Sequence[TrialHook] = (),
     identity: WorkerIdentity | None = None,
     reseed_sampler: bool = False,
+    requeue_lost: bool = True,
 ) -> RunSummary:
     """Run trials of ``cfg`` in this process until the budget (shared with other workers) is used.
 
@@ -542,6 +554,10 @@ def run_study(
     built from the same study seed would otherwise propose the same parameters. A run
     that did not create the study (a resumed study, or another machine's run joining it)
     is reseeded too: from the study seed it would propose the first run's parameters again.
+    Trials another machine left RUNNING are failed and queued again once their heartbeat is
+    stale, and ``requeue_lost`` queues the retries an interrupt kept from being added
+    (:func:`~hpo.workers.recovery.requeue_lost_retries`); workers, which start together,
+    leave that to the process that starts them.
     """
     spec = resolve_trainer(cfg.trainer.name)
     study, created = _open_study(cfg, force=force)
@@ -552,7 +568,10 @@ def run_study(
         study._storage.owner_attrs = identity.attrs()
     max_retries = cfg.workers.max_retries
     quiet_expected_warnings()
+    fail_stale_trials(study)  # a trial of a machine that died: Optuna's heartbeat says so
     recover_orphans(study, max_retries=max_retries)
+    if requeue_lost:
+        requeue_lost_retries(study)
     heartbeat = own_heartbeat(cfg, study)
     if heartbeat is not None:
         recover_stale(study, grace_period=heartbeat[1], max_retries=max_retries)

@@ -19,7 +19,7 @@ from hpo.workers.budget import SURPLUS_ATTR, BudgetTracker, SurplusTrial
 from hpo.workers.heartbeat import TrialHeartbeat, recover_stale
 from hpo.workers.identity import WorkerIdentity, mark_owner
 from hpo.workers.interrupts import InterruptState
-from hpo.workers.recovery import INTERRUPTED, requeue
+from hpo.workers.recovery import INTERRUPTED, requeue, signals_held
 
 logger = logging.getLogger(__name__)
 
@@ -119,10 +119,15 @@ class TrialGuard:
         return self.tracker.update(trials).within_budget(trial.number, self.n_trials)
 
     def _record_interrupt(self, trial: optuna.Trial) -> None:
-        """Tag the trial as interrupted and queue it again; Optuna then marks it FAIL."""
-        try:
-            trial.set_user_attr(FAIL_REASON, INTERRUPTED)
-            frozen = trial.storage.get_trial(trial._trial_id)
-            requeue(trial.study, frozen, INTERRUPTED, max_retries=self.max_retries, fail=False)
-        except Exception as exc:  # recording must never hide the interrupt itself
-            logger.warning("could not record interrupted trial %d: %s", trial.number, exc)
+        """Tag the trial as interrupted and queue it again; Optuna then marks it FAIL.
+
+        A second signal waits until both are written (a tag without its retry lost the
+        configuration).
+        """
+        with signals_held():
+            try:
+                trial.set_user_attr(FAIL_REASON, INTERRUPTED)
+                frozen = trial.storage.get_trial(trial._trial_id)
+                requeue(trial.study, frozen, INTERRUPTED, max_retries=self.max_retries, fail=False)
+            except Exception as exc:  # recording must never hide the interrupt itself
+                logger.warning("could not record interrupted trial %d: %s", trial.number, exc)

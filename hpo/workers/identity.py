@@ -100,6 +100,16 @@ def owner_key(trial: FrozenTrial) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def owned_by(trial: FrozenTrial, identity: WorkerIdentity) -> bool:
+    """Whether ``identity`` runs the trial: its ``host:pid`` *and* its machine token.
+
+    ``host:pid`` alone repeats across host-network containers (every one ``vm:1``), where
+    one worker's Ctrl-C would otherwise fail another's live trial.
+    """
+    machine = trial.user_attrs.get(MACHINE_ATTR, identity.machine)
+    return owner_key(trial) == identity.key and machine == identity.machine
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process with this id exists on this machine (zombies count as alive)."""
     if pid <= 0:

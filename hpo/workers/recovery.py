@@ -15,8 +15,12 @@ Interrupts (Ctrl-C, SIGTERM) and a worker that gave up on an unreachable databas
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import optuna
@@ -31,6 +35,7 @@ from hpo.workers.budget import (
     RETRIED_ATTR,
     RETRY_HISTORY_ATTR,
     SURPLUS_ATTR,
+    replaced_numbers,
 )
 from hpo.workers.identity import (
     MACHINE_ATTR,
@@ -81,6 +86,40 @@ def quiet_expected_warnings() -> None:
     warnings.filterwarnings(
         "ignore", message="Heartbeat of storage is supposed to be used with Study.optimize"
     )
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Optuna's heartbeat check (fails and retries trials whose heartbeat stopped)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends (main thread; elsewhere a no-op).
+
+    Between failing a trial and queueing its retry, a second Ctrl-C would leave a trial
+    marked as retried with no retry: its configuration lost, or counted as a failure.
+    A signal that arrives meanwhile is recorded, then raised again once the handlers that
+    were in place are back. (Blocking it with ``pthread_sigmask`` would not do: another
+    thread, a heartbeat's, would take it.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: held.append(signum))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum in held:
+            signal.raise_signal(signum)
 
 
 def may_retry(trial: FrozenTrial, reason: str, max_retries: int) -> bool:
@@ -166,31 +205,67 @@ def requeue(
     storage = study._storage
     trial_id = trial._trial_id
     retry = may_retry(trial, reason, max_retries)
-    if trial.state == TrialState.RUNNING:
-        try:
-            if fail and FAIL_REASON not in trial.user_attrs:
-                storage.set_trial_user_attr(trial_id, FAIL_REASON, reason)
-            if retry:
-                storage.set_trial_system_attr(trial_id, RETRIED_ATTR, True)
+    with signals_held():  # the retry flag and the retry itself go in together
+        if trial.state == TrialState.RUNNING:
+            try:
+                if fail and FAIL_REASON not in trial.user_attrs:
+                    storage.set_trial_user_attr(trial_id, FAIL_REASON, reason)
+                if retry:
+                    storage.set_trial_system_attr(trial_id, RETRIED_ATTR, True)
+                if fail:
+                    storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            except UpdateFinishedTrialError:
+                return False  # another process finished or recovered it first
             if fail:
-                storage.set_trial_state_values(trial_id, TrialState.FAIL)
-        except UpdateFinishedTrialError:
-            return False  # another process finished or recovered it first
-        if fail:
-            _fail_companion(study, trial)
-    if not retry:
-        logger.warning("trial %d ended (%s) and is not retried", trial.number, reason)
-        return False
-    study.add_trial(
-        retry_copy(
-            trial,
-            reason,
-            inherit_intermediate_values=inherit_intermediate_values,
-            overrides=overrides,
+                _fail_companion(study, trial)
+        if not retry:
+            logger.warning("trial %d ended (%s) and is not retried", trial.number, reason)
+            return False
+        study.add_trial(
+            retry_copy(
+                trial,
+                reason,
+                inherit_intermediate_values=inherit_intermediate_values,
+                overrides=overrides,
+            )
         )
-    )
     logger.warning("trial %d ended (%s); its parameters are queued again", trial.number, reason)
     return True
+
+
+LOST_RETRY_AGE_S = 60.0
+"""How long ago a trial must have ended before a retry it lacks counts as lost, not late:
+the process that failed it queues its retry milliseconds later."""
+
+
+def requeue_lost_retries(
+    study: optuna.Study, *, min_age_s: float = LOST_RETRY_AGE_S, now: datetime | None = None
+) -> list[int]:
+    """Queue the retries that an interrupt or a crash kept from being added.
+
+    A trial flagged as retried with no retry naming it, or one that ended ``interrupted``
+    with no retry at all, lost its configuration (or counted it as a failure) when its
+    process died between the two writes. Runs where one process starts the study (a run,
+    a supervisor), so that concurrent starts do not queue the same retry twice.
+    """
+    now = now or datetime.now()
+    trials = study.get_trials(deepcopy=False)
+    replaced = replaced_numbers(trials)
+    queued = []
+    for trial in trials:
+        if trial.state != TrialState.FAIL or trial.number in replaced:
+            continue
+        flagged = bool(trial.system_attrs.get(RETRIED_ATTR))
+        if not flagged and trial.user_attrs.get(FAIL_REASON) != INTERRUPTED:
+            continue
+        ended = trial.datetime_complete
+        if ended is None or (now - ended).total_seconds() < min_age_s:
+            continue
+        reason = str(trial.user_attrs.get(FAIL_REASON) or INTERRUPTED)
+        study.add_trial(retry_copy(trial, reason))
+        logger.warning("trial %d ended (%s) without its retry; queued again", trial.number, reason)
+        queued.append(trial.number)
+    return queued
 
 
 def recover_trials(

@@ -59,6 +59,7 @@ from hpo.workers.recovery import (
     WORKER_DIED,
     recover_orphans,
     recover_worker,
+    requeue_lost_retries,
 )
 from hpo.workers.worker_main import SUPERVISOR_ENV
 
@@ -340,6 +341,7 @@ class Supervisor:
         study = open_study(self.cfg, force=self.force)
         max_retries = self.cfg.workers.max_retries
         self.recovered += recover_orphans(study, max_retries=max_retries)
+        self.recovered += requeue_lost_retries(study)
         existing = study.get_trials(deepcopy=False)
         self.display.prime(existing)
         started = time.monotonic()

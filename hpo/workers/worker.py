@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from collections.abc import Iterable, Sequence
 
 import optuna
@@ -32,7 +31,7 @@ from hpo.workers.budget import budget_state
 from hpo.workers.heartbeat import recover_stale
 from hpo.workers.identity import WorkerIdentity
 from hpo.workers.interrupts import interrupt_handling
-from hpo.workers.recovery import recover_orphans
+from hpo.workers.recovery import fail_stale_trials, recover_orphans
 from hpo.workers.unowned import UnownedTrialWatch
 
 logger = logging.getLogger(__name__)
@@ -41,13 +40,6 @@ logger = logging.getLogger(__name__)
 def with_timeout(cfg: StudyConfig, seconds: float | None) -> StudyConfig:
     """``cfg`` with ``budget.timeout`` replaced (what is left of the wall-clock budget)."""
     return cfg.model_copy(update={"budget": cfg.budget.model_copy(update={"timeout": seconds})})
-
-
-def fail_stale_trials(study: optuna.Study) -> None:
-    """Optuna's heartbeat check (fails and retries trials whose heartbeat stopped)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
 
 
 def run_worker(
@@ -84,6 +76,7 @@ def run_worker(
                 hooks=hooks,
                 identity=identity,
                 reseed_sampler=True,
+                requeue_lost=False,  # workers start together: their starter does it once
             )
             force = False
             total_ran += summary.trials_run

@@ -513,3 +513,87 @@ def test_smaller_batch() -> None:
     assert smaller_batch({"batch_size": 33, "grad_accum": 4}) == {"batch_size": 16, "grad_accum": 8}
     assert smaller_batch({"batch_size": 1}) is None
     assert smaller_batch({"lr": 0.1}) is None
+
+
+def test_a_run_recovers_another_machines_stale_trial_when_the_budget_is_otherwise_used(
+    tmp_path: Path,
+) -> None:
+    """The laptop-reboot case: the trial's worker is gone, only its heartbeat says so."""
+    path = worker_study(
+        tmp_path,
+        n_trials=1,
+        pruner={"name": "none"},
+        workers={"heartbeat_interval": 1, "grace_period": 2},
+        startup="random",
+    )
+    cfg = load_study_config(path)
+    study = open_study(cfg)
+    trial = study.ask()
+    mark_owner(trial, WorkerIdentity(host="laptop", pid=4242, machine="before-reboot"))
+    trial.suggest_float("x", -2.0, 2.0)
+    storage: Any = study._storage
+    storage.record_heartbeat(trial._trial_id)
+    time.sleep(3.0)
+    summary = run_study(cfg)  # counted the RUNNING trial and ran nothing, exiting 0
+    assert summary.n_complete == 1 and summary.n_retried == 1
+    assert not by_state(open_study(cfg, create=False).get_trials(), TrialState.RUNNING)
+
+
+def test_a_retry_an_interrupt_kept_from_being_added_is_queued_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    from datetime import datetime, timedelta
+
+    from hpo.workers.budget import RETRIED_ATTR
+    from hpo.workers.recovery import requeue_lost_retries
+
+    path = worker_study(tmp_path, n_trials=4, pruner={"name": "none"}, startup="random")
+    cfg = load_study_config(path)
+    study = open_study(cfg)
+    storage: Any = study._storage
+    for _ in range(4):
+        trial = study.ask()
+        trial.suggest_float("x", -2.0, 2.0)
+    flagged, interrupted, crashed, retried = study.get_trials(deepcopy=False)
+    # flagged as retried, then the second Ctrl-C: no retry was added
+    storage.set_trial_system_attr(flagged._trial_id, RETRIED_ATTR, True)
+    storage.set_trial_user_attr(flagged._trial_id, "fail_reason", "interrupted")
+    # ended interrupted before its retry could be flagged or added
+    storage.set_trial_user_attr(interrupted._trial_id, "fail_reason", "interrupted")
+    storage.set_trial_user_attr(crashed._trial_id, "fail_reason", "exception")  # not ours
+    storage.set_trial_user_attr(retried._trial_id, "fail_reason", "interrupted")
+    for trial in (flagged, interrupted, crashed, retried):
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    requeue(study, storage.get_trial(retried._trial_id), "interrupted", max_retries=1)
+
+    assert requeue_lost_retries(study) == [], "a retry is added milliseconds later"
+    later = datetime.now() + timedelta(minutes=2)
+    assert requeue_lost_retries(study, now=later) == [flagged.number, interrupted.number]
+    assert requeue_lost_retries(study, now=later) == [], "queued once"
+    waiting = by_state(study.get_trials(deepcopy=False), TrialState.WAITING)
+    assert sorted(t.system_attrs["retry_history"][-1] for t in waiting) == [0, 1, 3]
+    trials = study.get_trials(deepcopy=False)
+    assert counted_trials(trials, include_running=True, include_waiting=False) == 1
+
+
+def test_a_signal_while_a_retry_is_queued_waits_for_the_retry() -> None:
+    from hpo.workers.recovery import signals_held
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            done.append("retry queued")
+    assert done == ["retry queued"]
+
+
+def test_only_the_worker_on_the_same_machine_owns_a_trial() -> None:
+    from hpo.workers.identity import owned_by
+
+    me = WorkerIdentity(host="vm", pid=1, machine="boot-a-ns-1")
+    twin = WorkerIdentity(host="vm", pid=1, machine="boot-a-ns-2")  # host-network container
+    trial = optuna.trial.create_trial(state=TrialState.RUNNING, user_attrs=twin.attrs())
+    assert not owned_by(trial, me) and owned_by(trial, twin)
+    legacy = optuna.trial.create_trial(state=TrialState.RUNNING, user_attrs={"worker": "vm:1"})
+    assert owned_by(legacy, me), "trials recorded before machine tokens: host:pid decides"
