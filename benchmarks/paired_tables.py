@@ -113,7 +113,7 @@ def top_ranks(scores: Sequence[float], final: Sequence[float], top: int) -> list
 
 def early_ranking(pairs: Sequence[Pair], top: int) -> dict[str, Any]:
     """How well F1 at the new runs' last epoch predicts the base runs' final best F1."""
-    epoch = min(len(p.new["val_f1"]) for p in pairs)
+    epoch = min(min(len(p.new["val_f1"]), len(p.base["val_f1"])) for p in pairs)
     final = [float(p.base["best_val_f1"][-1]) for p in pairs]
     readings = {
         "base_at_epoch": [float(p.base["val_f1"][epoch - 1]) for p in pairs],

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.report import curves_study, state_counts, top_trials
-from hpo.results import load_existing_study
+from hpo.report import curves_study, state_counts
+from hpo.results import best_trials, load_existing_study
 from hpo.storages import mask_url, storage_url
 from hpo.workers.budget import replaced_numbers
 
@@ -71,7 +71,7 @@ def summarize_study(cfg: StudyConfig) -> StudySummary:
     all_trials = study.get_trials(deepcopy=False)
     trials = [t for t in all_trials if t.state != TrialState.WAITING]
     epochs = _epochs_by_trial(study, curves_study(study, cfg))
-    best = top_trials(study, 1)
+    best = best_trials(study)  # the trial hpo best names (multi-objective: ranked front)
     best_trial = best[0] if best else None
     upto = [t for t in trials if best_trial is not None and t.number <= best_trial.number]
     return StudySummary(

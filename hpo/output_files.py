@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,20 +86,26 @@ def _same_file(a: Path, b: Path) -> bool:
 def write_output_file(path: Path, text: str, option: str = "path") -> Path:
     """Write ``text`` to ``path`` whole, creating missing folders.
 
-    Written to a temporary file beside it, then renamed over it: a failed write (``/proc/x``,
-    a full disk) is one :class:`ConfigError` line naming ``option`` and leaves the old file
-    as it was, no partial file, and none of the folders it created.
+    A new or plain file is written to a temporary file beside it, then renamed over it,
+    so a failed write (``/proc/x``, a full disk) is one :class:`ConfigError` line naming
+    ``option`` that leaves the old file as it was, no partial file, and none of the folders
+    it created. A symlink is followed (its target is replaced, not the link); a device
+    (``/dev/stdout``) or a file with other hard links is written in place, as before.
     """
-    created = _missing_folders(path.parent)
+    target = Path(os.path.realpath(path))
+    created = _missing_folders(target.parent)
     tmp: Path | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        if _written_in_place(target):
+            target.write_text(text, encoding="utf-8")
+            return path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         tmp = Path(name)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-        os.chmod(tmp, _mode_for(path))
-        os.replace(tmp, path)
+        _copy_mode_and_owner(target, tmp)
+        os.replace(tmp, target)
     except OSError as exc:
         if tmp is not None:
             with contextlib.suppress(OSError):
@@ -110,6 +117,30 @@ def write_output_file(path: Path, text: str, option: str = "path") -> Path:
     return path
 
 
+def _written_in_place(target: Path) -> bool:
+    """A device, a pipe, or a file with other names: renaming over it would cut it off."""
+    try:
+        st = target.stat()
+    except OSError:
+        return False  # new: written whole through a temporary file
+    return not stat.S_ISREG(st.st_mode) or st.st_nlink > 1
+
+
+def _copy_mode_and_owner(target: Path, tmp: Path) -> None:
+    """The replaced file's permissions and owner, or a new file's (0666 less the umask)."""
+    try:
+        st = target.stat()
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        return
+    os.chmod(tmp, stat.S_IMODE(st.st_mode))
+    if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
+        with contextlib.suppress(OSError):  # only root may give a file away
+            os.chown(tmp, st.st_uid, st.st_gid)
+
+
 def _missing_folders(folder: Path) -> list[Path]:
     """The folders ``mkdir(parents=True)`` would create for ``folder``, deepest first."""
     missing = []
@@ -117,13 +148,3 @@ def _missing_folders(folder: Path) -> list[Path]:
         missing.append(folder)
         folder = folder.parent
     return missing
-
-
-def _mode_for(path: Path) -> int:
-    """The replaced file's permissions, or a new file's (0666 less the umask)."""
-    try:
-        return path.stat().st_mode & 0o7777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask

@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.confirm import Confirmation, read_confirmation
 from hpo.objective import prune_study_name
-from hpo.results import load_existing_study
+from hpo.results import best_trials, load_existing_study
 from hpo.storages import mask_url, storage_url
 from hpo.workers.budget import is_replaced, replaced_numbers
 
@@ -324,7 +324,7 @@ def build_report(cfg: StudyConfig) -> str:
         "trainer": str(study.user_attrs.get("hpo:trainer", cfg.trainer.name)),
         "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    best = top_trials(study, 1)
+    best = best_trials(study)  # the trial hpo best names (multi-objective: ranked front)
     if best:
         meta["best trial"] = f"{best[0].number} ({', '.join(_fmt(v) for v in best[0].values)})"
     confirmation = read_confirmation(cfg, study)

@@ -17,10 +17,12 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from types import FrameType
 from typing import Any
 
 import optuna
@@ -70,7 +72,9 @@ _NOT_INHERITED_USER_ATTRS = frozenset(
 HEARTBEAT_ATTR = "hpo:heartbeat"
 """System attr: last sign of life of a running trial (storages without Optuna heartbeats)."""
 
-_NOT_INHERITED_SYSTEM_ATTRS = frozenset({RETRIED_ATTR, SURPLUS_ATTR, HEARTBEAT_ATTR})
+_NOT_INHERITED_SYSTEM_ATTRS = frozenset(
+    {RETRIED_ATTR, SURPLUS_ATTR, HEARTBEAT_ATTR, "hpo:queued_by"}
+)
 
 
 def quiet_expected_warnings() -> None:
@@ -102,24 +106,28 @@ def signals_held() -> Iterator[None]:
     Between failing a trial and queueing its retry, a second Ctrl-C would leave a trial
     marked as retried with no retry: its configuration lost, or counted as a failure.
     A signal that arrives meanwhile is recorded, then raised again once the handlers that
-    were in place are back. (Blocking it with ``pthread_sigmask`` would not do: another
+    were in place are back; a second one interrupts at once, so a hold never outlasts
+    the user's patience. (Blocking it with ``pthread_sigmask`` would not do: another
     thread, a heartbeat's, would take it.)
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     held: list[int] = []
-    previous = {
-        sig: signal.signal(sig, lambda signum, frame: held.append(signum))
-        for sig in (signal.SIGINT, signal.SIGTERM)
-    }
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        held.append(signum)
+        if len(held) > 1:  # asked again while waiting (a database that does not answer)
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        for signum in held:
-            signal.raise_signal(signum)
+    for signum in held:  # delivered to the handlers that were in place
+        signal.raise_signal(signum)
 
 
 def may_retry(trial: FrozenTrial, reason: str, max_retries: int) -> bool:
@@ -234,23 +242,32 @@ def requeue(
 
 
 LOST_RETRY_AGE_S = 60.0
-"""How long ago a trial must have ended before a retry it lacks counts as lost, not late:
-the process that failed it queues its retry milliseconds later."""
+"""How long after the storage stops retrying a write a missing retry counts as lost, not
+late: the process that failed the trial queues its retry milliseconds later, or once the
+database answers again."""
+
+_QUEUED_BY_ATTR = "hpo:queued_by"
+"""System attr on a retry that :func:`requeue_lost_retries` queued: which call did."""
 
 
 def requeue_lost_retries(
-    study: optuna.Study, *, min_age_s: float = LOST_RETRY_AGE_S, now: datetime | None = None
+    study: optuna.Study, *, min_age_s: float | None = None, now: datetime | None = None
 ) -> list[int]:
     """Queue the retries that an interrupt or a crash kept from being added.
 
     A trial flagged as retried with no retry naming it, or one that ended ``interrupted``
     with no retry at all, lost its configuration (or counted it as a failure) when its
-    process died between the two writes. Runs where one process starts the study (a run,
-    a supervisor), so that concurrent starts do not queue the same retry twice.
+    process died between the two writes. Runs where a study is started (a run, a
+    supervisor); two starts at the same moment may both queue one, and the later copy is
+    then ended unrun as surplus.
     """
+    from hpo.storages import storage_retry_seconds
+
+    min_age = storage_retry_seconds() + LOST_RETRY_AGE_S if min_age_s is None else min_age_s
     now = now or datetime.now()
     trials = study.get_trials(deepcopy=False)
     replaced = replaced_numbers(trials)
+    token = uuid.uuid4().hex
     queued = []
     for trial in trials:
         if trial.state != TrialState.FAIL or trial.number in replaced:
@@ -259,13 +276,42 @@ def requeue_lost_retries(
         if not flagged and trial.user_attrs.get(FAIL_REASON) != INTERRUPTED:
             continue
         ended = trial.datetime_complete
-        if ended is None or (now - ended).total_seconds() < min_age_s:
+        if ended is None or (now - ended).total_seconds() < min_age:
             continue
         reason = str(trial.user_attrs.get(FAIL_REASON) or INTERRUPTED)
-        study.add_trial(retry_copy(trial, reason))
+        retry = retry_copy(trial, reason)
+        retry.system_attrs[_QUEUED_BY_ATTR] = token
+        study.add_trial(retry)
         logger.warning("trial %d ended (%s) without its retry; queued again", trial.number, reason)
         queued.append(trial.number)
+    if queued:
+        _end_duplicate_retries(study, set(queued), token)
     return queued
+
+
+def _end_duplicate_retries(study: optuna.Study, originals: set[int], token: str) -> None:
+    """End this call's retry of a trial when another start queued one before it."""
+    storage = study._storage
+    firsts: dict[int, int] = {}
+    mine: dict[int, FrozenTrial] = {}
+    for trial in study.get_trials(deepcopy=False):
+        history = trial.system_attrs.get(RETRY_HISTORY_ATTR)
+        if not isinstance(history, list) or not history or history[-1] not in originals:
+            continue
+        firsts.setdefault(history[-1], trial.number)
+        if trial.system_attrs.get(_QUEUED_BY_ATTR) == token:
+            mine[history[-1]] = trial
+    for original, retry in mine.items():
+        if firsts[original] == retry.number:
+            continue
+        try:
+            if storage.get_trial(retry._trial_id).state != TrialState.WAITING:
+                continue  # already taken by a worker: let it run
+            storage.set_trial_system_attr(retry._trial_id, SURPLUS_ATTR, True)
+            storage.set_trial_state_values(retry._trial_id, TrialState.FAIL)
+        except (UpdateFinishedTrialError, RuntimeError):
+            continue
+        logger.info("trial %d: a duplicate retry of trial %d, ended unrun", retry.number, original)
 
 
 def recover_trials(

@@ -415,7 +415,7 @@ def test_every_command_names_the_same_best_trial_of_a_multi_objective_study(
     import optuna
     from optuna.distributions import FloatDistribution
 
-    from hpo.report import top_trials
+    from hpo.report import build_report
     from hpo.runner import open_study, summarize
     from hpo.storages import storage_url
 
@@ -426,16 +426,37 @@ def test_every_command_names_the_same_best_trial_of_a_multi_objective_study(
     cfg = load_study_config(write_study(data))
     open_study(cfg)
     study = optuna.load_study(study_name=cfg.name, storage=storage_url(cfg))
-    # (score, loss): trials 0, 1 and 3 are on the front; 1 scores best, 2 is dominated by 1
-    for values in ([0.5, 0.1], [0.9, 0.3], [0.8, 0.4], [0.6, 0.2]):
+    # (score, loss): 0, 2 and 4 are on the front; 2 scores best; 1 ties it but is dominated
+    for values in ([0.5, 0.1], [0.9, 0.5], [0.9, 0.3], [0.8, 0.4], [0.6, 0.2]):
         study.add_trial(
             optuna.trial.create_trial(
                 values=values, params={"x": 0.0}, distributions={"x": FloatDistribution(-2, 2)}
             )
         )
     best = best_config(cfg)
-    assert best["trial"] == 1 and best["pareto_front"] == [1, 3, 0]
-    assert summarize(study, cfg, 0, 0.0).best_number == 1
-    assert top_trials(study, 1)[0].number == 1
-    assert compare_studies([cfg, cfg])[0].best_trial == 1
-    assert export_text(cfg).startswith("# Best trial 1 of study 'analytic'")
+    assert best["trial"] == 2 and best["pareto_front"] == [2, 4, 0]
+    assert summarize(study, cfg, 0, 0.0).best_number == 2
+    assert compare_studies([cfg, cfg])[0].best_trial == 2
+    assert export_text(cfg).startswith("# Best trial 2 of study 'analytic'")
+    assert "2 (0.9, 0.3)" in build_report(cfg)
+
+
+def test_an_output_through_a_symlink_replaces_its_target_and_keeps_the_link(
+    tmp_path: Path,
+) -> None:
+    from hpo.output_files import write_output_file
+
+    target = tmp_path / "reports" / "latest.html"
+    target.parent.mkdir()
+    target.write_text("old")
+    target.chmod(0o640)
+    link = tmp_path / "report.html"
+    link.symlink_to(target)
+    write_output_file(link, "new")
+    assert link.is_symlink() and target.read_text() == "new"
+    assert target.stat().st_mode & 0o777 == 0o640
+    twin = tmp_path / "twin.html"
+    twin.hardlink_to(target)  # another name of the same file: written in place
+    write_output_file(target, "newer")
+    assert twin.read_text() == "newer"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["latest.html"]

@@ -567,11 +567,24 @@ def test_a_retry_an_interrupt_kept_from_being_added_is_queued_at_the_next_start(
     requeue(study, storage.get_trial(retried._trial_id), "interrupted", max_retries=1)
 
     assert requeue_lost_retries(study) == [], "a retry is added milliseconds later"
-    later = datetime.now() + timedelta(minutes=2)
+    soon = datetime.now() + timedelta(minutes=2)  # the storage may still be retrying (120 s)
+    assert requeue_lost_retries(study, now=soon) == []
+    later = datetime.now() + timedelta(minutes=10)
     assert requeue_lost_retries(study, now=later) == [flagged.number, interrupted.number]
     assert requeue_lost_retries(study, now=later) == [], "queued once"
     waiting = by_state(study.get_trials(deepcopy=False), TrialState.WAITING)
     assert sorted(t.system_attrs["retry_history"][-1] for t in waiting) == [0, 1, 3]
+
+    # another start queued the same retry at the same moment: the later copy ends unrun
+    from hpo.workers.recovery import _end_duplicate_retries, retry_copy
+
+    twin = retry_copy(storage.get_trial(flagged._trial_id), "interrupted")
+    twin.system_attrs["hpo:queued_by"] = "other-start"
+    study.add_trial(twin)
+    _end_duplicate_retries(study, {flagged.number}, "other-start")
+    duplicate = study.get_trials(deepcopy=False)[-1]
+    assert duplicate.state == TrialState.FAIL and duplicate.system_attrs["hpo:surplus"]
+    assert len(by_state(study.get_trials(deepcopy=False), TrialState.WAITING)) == 3
     trials = study.get_trials(deepcopy=False)
     assert counted_trials(trials, include_running=True, include_waiting=False) == 1
 
@@ -580,12 +593,19 @@ def test_a_signal_while_a_retry_is_queued_waits_for_the_retry() -> None:
     from hpo.workers.recovery import signals_held
 
     done = []
-    with pytest.raises(KeyboardInterrupt):
-        with signals_held():
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)
-            done.append("retry queued")
+    with pytest.raises(KeyboardInterrupt), signals_held():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        done.append("retry queued")
     assert done == ["retry queued"]
+    with pytest.raises(KeyboardInterrupt), signals_held():  # asked twice: at once
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        done.append("not reached")
+    assert done == ["retry queued"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_only_the_worker_on_the_same_machine_owns_a_trial() -> None:

@@ -321,8 +321,31 @@ def test_val_split_subject_on_every_source_that_names_subjects(tmp_path: Path) -
     assert subjects_problem("BasicMotions", None) is not None
     assert subjects_problem(str(tmp_path / "missing.npz"), None) is None  # said elsewhere
     bad = _write_npz(tmp_path / "bad.npz", n=24, subjects=np.zeros(5, dtype=int))
-    with pytest.raises(DataError, match="subjects must be a 1-D integer or string array"):
+    with pytest.raises(DataError, match="subject ids must be one integer or string per"):
         load_dataset(str(bad), val_split="subject")
+    assert "subject ids must be one integer" in str(subjects_problem(str(bad), None))
+    assert len(load_dataset(str(bad)).y_val) == 5, "read only where val_split: subject"
+    floats = _write_npz(tmp_path / "f.npz", n=24, subjects=np.repeat(np.arange(6.0), 4))
+    assert subjects_problem(str(floats), None) is None  # ids saved as floats: 0.0, 1.0, ...
+    np.savetxt(root / "train" / "subject_train.txt", [1, 3, 5], fmt="%d")  # too short
+    assert len(load_dataset("uci_har", data_dir=str(root)).y_val) == 2
+    assert "per training series (12)" in str(subjects_problem("uci_har", str(root)))
+
+
+def test_a_subject_split_that_leaves_a_class_out_of_training_is_refused(tmp_path: Path) -> None:
+    y = np.array(["a", "b"] * 6 + ["c", "c"])  # only subject 9 recorded class c
+    subjects = np.array([1, 2, 3, 4, 5, 6] * 2 + [9, 9])
+    path = _write_npz(tmp_path / "rare.npz", n=14, y=y, subjects=subjects)
+    outcomes = set()
+    for seed in range(40):
+        try:
+            split = load_dataset(str(path), val_split="subject", seed=seed)
+            outcomes.add("c in train")
+            assert "c" in {split.class_names[i] for i in split.y_train}
+        except DataError as exc:
+            outcomes.add("refused")
+            assert "leaves class c out of training" in str(exc)
+    assert outcomes == {"c in train", "refused"}
 
 
 def test_load_dataset_split_is_reproducible(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -9,15 +10,17 @@ from typing import Any
 
 import numpy as np
 
-from trainers.data._typing import IndexArray, LengthPolicy, ValSplit
+from trainers.data._typing import IndexArray, Int64Array, LengthPolicy, ValSplit
 from trainers.data.cleaning import _clean_series, _standardise
 from trainers.data.containers import AlignmentSplits, TimeSeriesSplits, _Raw
 from trainers.data.errors import DataError
-from trainers.data.labels import _encode_labels, _LabelRule
+from trainers.data.labels import UNLABELED, _encode_labels, _LabelRule
 from trainers.data.readers import _read_npz
-from trainers.data.sources import NO_SUBJECTS, _read_source
+from trainers.data.sources import _read_source, subject_ids
 from trainers.data.splits import _random_split, stratified_split, subject_split
 from trainers.data.validation import _as_embeddings, _as_series
+
+logger = logging.getLogger(__name__)
 
 
 def load_dataset(
@@ -57,6 +60,8 @@ def load_dataset(
             "options", f"val_split must be 'stratified' or 'subject', got {val_split!r}"
         )
     raw = _read_source(name, data_dir, load_test, synthetic)
+    if val_split == "subject":  # read only when used: a malformed file stops no other run
+        raw.subjects_train = subject_ids(raw, name, data_dir)
     labels = _LabelRule(allow_unlabeled, unlabeled_label)
     return _prepare(raw, val_fraction, seed, length, length_policy, load_test, labels, val_split)
 
@@ -99,14 +104,38 @@ def load_alignment_npz(
     )
 
 
-def _split_by_subject(raw: _Raw, val_fraction: float, seed: int) -> tuple[IndexArray, IndexArray]:
-    """The subject split, or why this source cannot have one."""
-    if raw.subjects_train is None:
-        raise DataError(raw.source, f"val_split 'subject': {NO_SUBJECTS}")
+def _split_by_subject(
+    raw: _Raw, y: Int64Array, class_names: list[str], val_fraction: float, seed: int
+) -> tuple[IndexArray, IndexArray]:
+    """The subject split; refused where validation holds a class that training lacks.
+
+    Such a class gets a classifier output that never trains, which caps every trial's
+    validation F1: a fault of the split, not of any configuration.
+    """
+    assert raw.subjects_train is not None
     try:
-        return subject_split(raw.subjects_train, val_fraction, seed)
+        train_idx, val_idx = subject_split(raw.subjects_train, val_fraction, seed)
     except ValueError as exc:
         raise DataError(raw.source, f"val_split 'subject': {exc}") from None
+    unseen = sorted(set(y[val_idx].tolist()) - set(y[train_idx].tolist()) - {UNLABELED})
+    if unseen:
+        names = ", ".join(class_names[c] for c in unseen)
+        raise DataError(
+            raw.source,
+            f"val_split 'subject' (split_seed {seed}) leaves class {names} out of training: "
+            "only subjects sent to validation recorded it; try another split_seed or "
+            "val_split: stratified",
+        )
+    share = len(val_idx) / max(len(y), 1)
+    if abs(share - val_fraction) > val_fraction / 2:
+        logger.warning(
+            "val_split 'subject': %d subjects give a validation share of %.2f, not "
+            "val_fraction %.2f",
+            len(np.unique(raw.subjects_train)),
+            share,
+            val_fraction,
+        )
+    return train_idx, val_idx
 
 
 def _check_options(val_fraction: float, length: int | None, length_policy: str) -> None:
@@ -147,7 +176,7 @@ def _prepare(
     if len(x_all) != len(y_train):
         raise DataError(raw.source, f"{len(x_all)} series but {len(y_train)} labels")
     if val_split == "subject":
-        train_idx, val_idx = _split_by_subject(raw, val_fraction, seed)
+        train_idx, val_idx = _split_by_subject(raw, y_train, class_names, val_fraction, seed)
     else:  # unlabelled series (code -1) are one more stratum: both splits get their share
         train_idx, val_idx = stratified_split(y_train, val_fraction, seed)
     x_tr, x_val, x_te = _standardise(x_all[train_idx], x_all[val_idx], x_te)

@@ -177,22 +177,14 @@ def _read_classification_npz(path: Path, load_test: bool) -> _Raw:
     ``y`` (and ``y_test``) may be absent (unlabelled series, for pretraining);
     :func:`_encode_labels` says so where labels are needed.
     """
-    optional = ("y", "X_test", "y_test", NPZ_SUBJECTS)
-    arrays = _read_npz(path, required=("X",), optional=optional)
+    arrays = _read_npz(path, required=("X",), optional=("y", "X_test", "y_test"))
     x_test = y_test = None
     if "y_test" in arrays and "X_test" not in arrays:
         raise DataError(path, "has y_test but no X_test")
     if "X_test" in arrays and load_test:  # y_test may be absent: unlabelled test series
         x_test, y_test = _as_series(arrays["X_test"], path, "X_test"), arrays.get("y_test")
     x = _as_series(arrays["X"], path, "X")
-    subjects = arrays.get(NPZ_SUBJECTS)
-    if subjects is not None and (subjects.shape != (len(x),) or subjects.dtype.kind not in "iuU"):
-        raise DataError(
-            path,
-            f"{NPZ_SUBJECTS} must be a 1-D integer or string array, one per series of X "
-            f"({len(x)}), got {subjects.dtype} of shape {subjects.shape}",
-        )
-    return _Raw(str(path), x, arrays.get("y"), x_test, y_test, subjects_train=subjects)
+    return _Raw(str(path), x, arrays.get("y"), x_test, y_test)
 
 
 def _uci_har_root(path: Path) -> Path:
@@ -230,19 +222,28 @@ def _read_uci_har(root: Path, load_test: bool) -> _Raw:
         y_test,
         label_names={i + 1: c for i, c in enumerate(HAR_CLASSES)},
         channel_names=HAR_CHANNELS,
-        subjects_train=_read_uci_har_subjects(root, len(x_train)),
     )
 
 
-def _read_uci_har_subjects(root: Path, n: int) -> Int64Array | None:
-    """The training windows' subjects, or None where the folder lacks the file."""
-    path = root / UCI_HAR_SUBJECT_FILE
-    if not path.is_file():
-        return None
-    table = _read_text_matrix(path)
-    if table.shape != (n, 1) or not np.all(table == np.round(table)):
-        raise DataError(path, f"expected one integer subject per training window ({n} lines)")
-    return table[:, 0].astype(np.int64)
+def read_subjects(path: Path, n: int) -> np.ndarray:
+    """Who recorded each of ``n`` training series: UCI HAR's subject file, or an ``.npz``'s
+    ``subjects`` array. Read only for ``val_split: subject``, so a malformed one never
+    stops a run that does not use it."""
+    if path.suffix.lower() == ".npz":
+        subjects = _read_npz(path, required=(NPZ_SUBJECTS,), optional=())[NPZ_SUBJECTS]
+    else:
+        table = _read_text_matrix(path)
+        subjects = table[:, 0] if table.ndim == 2 and table.shape[1] == 1 else table
+    whole = subjects.dtype.kind == "f" and np.all(np.isfinite(subjects))
+    if whole and np.all(subjects == np.round(subjects)):  # ids saved as floats: 1.0, 2.0
+        subjects = subjects.astype(np.int64)
+    if subjects.shape != (n,) or subjects.dtype.kind not in "iuU":
+        raise DataError(
+            path,
+            f"subject ids must be one integer or string per training series ({n}), "
+            f"got {subjects.dtype} of shape {subjects.shape}",
+        )
+    return subjects
 
 
 def _read_uci_har_split(root: Path, split: str) -> tuple[Float32Array, Int64Array]:

@@ -30,6 +30,7 @@ from trainers.data.readers import (
     _ts_test_partner,
     _uci_har_files,
     _uci_har_root,
+    read_subjects,
 )
 
 
@@ -224,24 +225,56 @@ NO_SUBJECTS = (
 )
 
 
-def subjects_problem(name: str, data_dir: str | None) -> str | None:
-    """Why ``name`` has no subject per series (``val_split: subject``), reading headers only.
+def subjects_problem(name: str, data_dir: str | None, n: int | None = None) -> str | None:
+    """Why ``name`` has no usable subject per series (``val_split: subject``), or None.
 
-    None where it has them, or where the source itself is missing or unreadable: the
-    dataset's own check says that.
+    Reads the subject ids alone (a small file or array), the way :func:`subject_ids` does.
+    None too where the source itself is missing: the dataset's own check says that.
     """
     if name == "synthetic_har" or dataset_problem(name, data_dir) is not None:
         return None
-    files = _source_files(name, data_dir)
-    if not files:  # bundled with aeon: UEA/UCR files name no subjects
+    path = _subjects_file(name, data_dir)
+    if path is None or not path.is_file():
         return NO_SUBJECTS
+    if n is None:  # as many as the training series: X's rows, or UCI HAR's label lines
+        if path.suffix.lower() == ".npz":
+            n = (npz_shapes(path) or {}).get("X", (0,))[0]
+        else:
+            n = len(_read_text_lines(path.parent / "y_train.txt"))
+    try:
+        read_subjects(path, n)
+    except DataError as exc:
+        return str(exc)
+    return None
+
+
+def subject_ids(raw: _Raw, name: str, data_dir: str | None) -> np.ndarray:
+    """Who recorded each training series of ``raw``, or a :class:`DataError` saying why not."""
+    if raw.subjects_train is not None:
+        return raw.subjects_train
+    path = _subjects_file(name, data_dir)
+    if path is None or not path.is_file():
+        raise DataError(raw.source, f"val_split 'subject': {NO_SUBJECTS}")
+    return read_subjects(path, len(raw.x_train))
+
+
+def _subjects_file(name: str, data_dir: str | None) -> Path | None:
+    """Where ``name``'s subject ids would be: UCI HAR's subject file, or the ``.npz`` itself."""
+    files = _source_files(name, data_dir)
     subject_file = next((f for f in files if f.name == Path(UCI_HAR_SUBJECT_FILE).name), None)
     if subject_file is not None:
-        return None if subject_file.is_file() else NO_SUBJECTS
-    if files[0].suffix.lower() == ".npz":
+        return subject_file
+    if files and files[0].suffix.lower() == ".npz":
         shapes = npz_shapes(files[0])
-        return None if shapes is None or NPZ_SUBJECTS in shapes else NO_SUBJECTS
-    return NO_SUBJECTS
+        return files[0] if shapes is None or NPZ_SUBJECTS in shapes else None
+    return None
+
+
+def _read_text_lines(path: Path) -> list[str]:
+    try:
+        return [line for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError):
+        return []
 
 
 def _resolve_path(name: str, data_dir: str | None) -> Path | None:
