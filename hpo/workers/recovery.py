@@ -72,8 +72,11 @@ _NOT_INHERITED_USER_ATTRS = frozenset(
 HEARTBEAT_ATTR = "hpo:heartbeat"
 """System attr: last sign of life of a running trial (storages without Optuna heartbeats)."""
 
+_QUEUED_BY_ATTR = "hpo:queued_by"
+"""System attr on a retry that :func:`requeue_lost_retries` queued: which call did."""
+
 _NOT_INHERITED_SYSTEM_ATTRS = frozenset(
-    {RETRIED_ATTR, SURPLUS_ATTR, HEARTBEAT_ATTR, "hpo:queued_by"}
+    {RETRIED_ATTR, SURPLUS_ATTR, HEARTBEAT_ATTR, _QUEUED_BY_ATTR}
 )
 
 
@@ -245,9 +248,6 @@ LOST_RETRY_AGE_S = 60.0
 """How long after the storage stops retrying a write a missing retry counts as lost, not
 late: the process that failed the trial queues its retry milliseconds later, or once the
 database answers again."""
-
-_QUEUED_BY_ATTR = "hpo:queued_by"
-"""System attr on a retry that :func:`requeue_lost_retries` queued: which call did."""
 
 
 def requeue_lost_retries(

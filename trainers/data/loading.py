@@ -46,8 +46,8 @@ def load_dataset(
 
     Series are NaN-filled, brought to one length (``length`` or the longest train series)
     by ``length_policy``, split into train/val (seeded; stratified by class, or by subject
-    with ``val_split="subject"``) and standardised per channel with train statistics. The test split is ``None`` unless ``load_test`` and the
-    source has one.
+    with ``val_split="subject"``) and standardised per channel with train statistics. The
+    test split is ``None`` unless ``load_test`` and the source has one.
 
     ``allow_unlabeled`` (self-supervised pretraining) accepts an ``.npz`` without ``y``
     and labels that are NaN or equal ``unlabeled_label``: such series get the code
