@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
+from rich.markup import escape
 
 from hpo.cli_common import SetOption, StudyFile, Verbose, _setup_logging, err, handles_errors, out
 from hpo.errors import ConfigError
@@ -303,15 +304,22 @@ def storage_proxy(
     verbose: Verbose = 0,
 ) -> None:
     """Serve a storage through Optuna's gRPC proxy; workers then use storage: grpc://HOST:PORT."""
+    from hpo.dashboard import is_loopback
     from hpo.workers.proxy import serve_storage_proxy
 
     _setup_logging(verbose)
-    serve_storage_proxy(
-        storage,
-        host=host,
-        port=port,
-        on_ready=lambda url: err.print(f"storage proxy listening on {url}"),
-    )
+
+    def ready(url: str) -> None:
+        err.print(f"storage proxy listening on {url}")
+        if not is_loopback(host):  # gRPC without TLS or login: the database, to anyone
+            err.print(
+                f"[yellow]warning:[/yellow] serving the storage on {escape(host)} without "
+                "authentication or TLS; anyone who can reach this port can read and change "
+                "every study in it (keep it on a private network, see docs/workers.md)",
+                markup=True,
+            )
+
+    serve_storage_proxy(storage, host=host, port=port, on_ready=ready)
 
 
 def register(app: typer.Typer) -> None:

@@ -126,3 +126,24 @@ def test_a_running_proxy_opens_as_a_storage(running_proxy: int) -> None:
         warnings.simplefilter("error")
         storage = open_storage(f"grpc://127.0.0.1:{running_proxy}")
     assert storage.get_all_studies() == []
+
+
+def test_a_proxy_on_all_interfaces_warns_that_it_has_no_login(tmp_path: Path) -> None:
+    port = free_port()
+    proxy = hpo_background(
+        "storage-proxy",
+        "--storage",
+        f"sqlite:///{tmp_path / 'a.db'}",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(port),
+    )
+    try:
+        assert wait_for(lambda: _listening(port), timeout=60), "the storage proxy did not start"
+    finally:
+        proxy.terminate()
+        output, _ = proxy.communicate(timeout=30)
+    text = " ".join(output.split())
+    assert f"storage proxy listening on grpc://0.0.0.0:{port}" in text
+    assert "warning: serving the storage on 0.0.0.0 without authentication or TLS" in text
