@@ -505,6 +505,10 @@ class ContrastiveParams(BaseModel):
         # differs from it, so there an architecture field is never safely unread
         if self.mode != "finetune":
             unused |= self._unused_architecture()
+        if self.mode != "supervised":  # prototypes come from the checkpoint, or go unclassified
+            unused.add("proto_init")
+        if self.mode == "align":  # it keeps the best val_cosine and never stops early
+            unused.add("early_stopping_patience")
         unused |= SCHEDULE_KNOBS_ALL - SCHEDULE_KNOBS[self.scheduler]
         return frozenset(unused)
 
@@ -518,6 +522,7 @@ class ContrastiveParams(BaseModel):
                 "use_dim_reduction",
                 "reduction_dim",
                 "n_prototypes",
+                "proto_init",
             }
         return set() if self.use_dim_reduction else {"reduction_dim"}
 

@@ -126,6 +126,7 @@ def test_the_registry_reads_it_through_the_schema() -> None:
         ({"loss": "none"}, "contrastive_weight", (0.1, 0.3)),
         ({}, "reduction_dim", (8, 16)),
         ({"model": "conv"}, "n_heads", (2, 8)),
+        ({"model": "conv"}, "proto_init", ("xavier", "class_mean")),
         ({}, "t_0", (1, 7)),
         ({"scheduler": "plateau"}, "warmup_epochs", (0, 2)),
         ({"scheduler": "cosine_restarts"}, "plateau_factor", (0.1, 0.9)),
@@ -138,6 +139,19 @@ def test_an_unused_knob_trains_exactly_alike(
     assert name in _unused(**base)
     first, second = (train({**TINY_HAR, **base, name: value}) for value in values)
     assert [first[k] for k in RESULT_KEYS] == [second[k] for k in RESULT_KEYS]
+
+
+def test_prototype_init_and_patience_where_a_mode_never_reads_them() -> None:
+    assert "proto_init" in _unused(mode="pretrain", loss="infonce")
+    assert "proto_init" in _unused(mode="finetune", init_from="encoder.pt")
+    assert "proto_init" not in _unused()
+    assert "early_stopping_patience" in _unused(mode="align", dataset="a.npz", loss="mse")
+    assert "early_stopping_patience" not in _unused(mode="pretrain", loss="vicreg")
+    pretrain = {**TINY_HAR, "mode": "pretrain", "loss": "vicreg"}
+    first, second = (train({**pretrain, "proto_init": v}) for v in ("xavier", "class_mean"))
+    assert [first[k] for k in ("ssl_loss", "best_probe_f1")] == [
+        second[k] for k in ("ssl_loss", "best_probe_f1")
+    ]
 
 
 def test_a_knob_that_is_read_changes_the_result() -> None:
