@@ -134,6 +134,20 @@ class OwnedTrialsStorage(_CachedStorage):
     ) -> bool:
         if state.is_finished() and trial_id in self._owned and self._one_statement_writes:
             return self._finish(trial_id, state, values)
+        if state.is_finished() and self._one_statement_writes:
+            # another worker's trial, failed by a recoverer: Optuna reads the state, then
+            # writes it, and on SQLite two recoverers can both read RUNNING and both queue
+            # a retry. The UPDATE that checks RUNNING decides which one did it.
+            return bool(
+                self._on_backend(
+                    "set_trial_state_values",
+                    _finish_or_raise,
+                    trial_id,
+                    state,
+                    values,
+                    datetime.now(),
+                )
+            )
         try:
             if state == TrialState.RUNNING and values is None:
                 changed = self._start(trial_id)

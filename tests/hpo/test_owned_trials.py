@@ -332,3 +332,38 @@ def test_two_workers_never_take_the_same_queued_trial(tmp_path: Path) -> None:
         worker.join(timeout=30)
     assert not set(first) & set(second)
     assert len(first) + len(second) == 300
+
+
+def _fail_all(url: str, name: str, barrier: Any, out: Any) -> None:
+    storage = _owned(url)
+    study = optuna.load_study(study_name=name, storage=storage)
+    ids = [t._trial_id for t in study.get_trials(deepcopy=False)]
+    barrier.wait(timeout=60)
+    won = []
+    for trial_id in ids:
+        try:
+            if storage.set_trial_state_values(trial_id, TrialState.FAIL):
+                won.append(trial_id)
+        except UpdateFinishedTrialError:
+            pass  # the other recoverer failed it first
+    out.put(won)
+
+
+def test_two_recoverers_never_both_fail_the_same_trial(tmp_path: Path) -> None:
+    """Each recoverer that fails a trial queues its retry: exactly one may succeed."""
+    import multiprocessing
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    study = optuna.create_study(study_name="race", storage=_rdb(url))
+    for _ in range(300):
+        study.ask()  # RUNNING trials of workers that are gone (nobody here owns them)
+    ctx = multiprocessing.get_context("spawn")
+    barrier, out = ctx.Barrier(2), ctx.Queue()
+    workers = [ctx.Process(target=_fail_all, args=(url, "race", barrier, out)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    first, second = out.get(timeout=120), out.get(timeout=120)
+    for worker in workers:
+        worker.join(timeout=30)
+    assert not set(first) & set(second)
+    assert len(first) + len(second) == 300
