@@ -305,6 +305,21 @@ def test_naming_the_owner_of_a_trial_that_ended_elsewhere_is_left_to_the_worker(
         set_user_attrs(trial, storage.owner_attrs)
 
 
+def _race_two(target: Any, url: str, name: str) -> tuple[list[int], list[int]]:
+    """What each of two processes running ``target`` at the same instant reports."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier, out = ctx.Barrier(2), ctx.Queue()
+    workers = [ctx.Process(target=target, args=(url, name, barrier, out)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    first, second = out.get(timeout=120), out.get(timeout=120)
+    for worker in workers:
+        worker.join(timeout=30)
+    return first, second
+
+
 def _pop_all(url: str, name: str, barrier: Any, out: Any) -> None:
     study = optuna.load_study(study_name=name, storage=_owned(url))
     barrier.wait(timeout=60)
@@ -316,20 +331,11 @@ def _pop_all(url: str, name: str, barrier: Any, out: Any) -> None:
 
 def test_two_workers_never_take_the_same_queued_trial(tmp_path: Path) -> None:
     # On SQLite, Optuna's read-then-write gave 5 to 11 of 300 queued trials to both workers.
-    import multiprocessing
-
     url = f"sqlite:///{tmp_path / 'race.db'}"
     study = optuna.create_study(study_name="race", storage=_owned(url))
     for i in range(300):
         study.enqueue_trial({"x": float(i)})
-    ctx = multiprocessing.get_context("spawn")
-    barrier, out = ctx.Barrier(2), ctx.Queue()
-    workers = [ctx.Process(target=_pop_all, args=(url, "race", barrier, out)) for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    first, second = out.get(timeout=120), out.get(timeout=120)
-    for worker in workers:
-        worker.join(timeout=30)
+    first, second = _race_two(_pop_all, url, "race")
     assert not set(first) & set(second)
     assert len(first) + len(second) == 300
 
@@ -351,19 +357,10 @@ def _fail_all(url: str, name: str, barrier: Any, out: Any) -> None:
 
 def test_two_recoverers_never_both_fail_the_same_trial(tmp_path: Path) -> None:
     """Each recoverer that fails a trial queues its retry: exactly one may succeed."""
-    import multiprocessing
-
     url = f"sqlite:///{tmp_path / 'race.db'}"
     study = optuna.create_study(study_name="race", storage=_rdb(url))
     for _ in range(300):
         study.ask()  # RUNNING trials of workers that are gone (nobody here owns them)
-    ctx = multiprocessing.get_context("spawn")
-    barrier, out = ctx.Barrier(2), ctx.Queue()
-    workers = [ctx.Process(target=_fail_all, args=(url, "race", barrier, out)) for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    first, second = out.get(timeout=120), out.get(timeout=120)
-    for worker in workers:
-        worker.join(timeout=30)
+    first, second = _race_two(_fail_all, url, "race")
     assert not set(first) & set(second)
     assert len(first) + len(second) == 300
