@@ -6,6 +6,7 @@ The look-up is shared, so ``hpo validate`` and the worker's cache key see exactl
 
 from __future__ import annotations
 
+import functools
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -225,22 +226,29 @@ NO_SUBJECTS = (
 )
 
 
-def subjects_problem(name: str, data_dir: str | None, n: int | None = None) -> str | None:
+def subjects_problem(name: str, data_dir: str | None) -> str | None:
     """Why ``name`` has no usable subject per series (``val_split: subject``), or None.
 
-    Reads the subject ids alone (a small file or array), the way :func:`subject_ids` does.
-    None too where the source itself is missing: the dataset's own check says that.
+    Reads the subject ids alone (a small file or array), the way :func:`subject_ids` does,
+    once per version of the files: ``hpo validate`` asks for every combination of the
+    searched inputs. None too where the source itself is missing: the dataset's own check
+    says that.
     """
     if name == "synthetic_har" or dataset_problem(name, data_dir) is not None:
         return None
+    return _subjects_problem(name, data_dir, source_fingerprint(name, data_dir))
+
+
+@functools.lru_cache(maxsize=16)
+def _subjects_problem(name: str, data_dir: str | None, _stamp: tuple[Any, ...]) -> str | None:
     path = _subjects_file(name, data_dir)
     if path is None or not path.is_file():
         return NO_SUBJECTS
-    if n is None:  # as many as the training series: X's rows, or UCI HAR's label lines
-        if path.suffix.lower() == ".npz":
-            n = (npz_shapes(path) or {}).get("X", (0,))[0]
-        else:
-            n = len(_read_text_lines(path.parent / "y_train.txt"))
+    # as many ids as training series: X's rows, or UCI HAR's label lines
+    if path.suffix.lower() == ".npz":
+        n = (npz_shapes(path) or {}).get("X", (0,))[0]
+    else:
+        n = len(_read_text_lines(path.parent / "y_train.txt"))
     try:
         read_subjects(path, n)
     except DataError as exc:
