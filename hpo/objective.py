@@ -31,6 +31,7 @@ from hpo.owned_trials import OwnedTrialsStorage
 from hpo.rdb_writes import upsert_insert, write_attrs
 from hpo.space import suggest_params
 from hpo.timeouts import TrialTimeout, deadline
+from hpo.trainer_defaults import builtin_trainer, trainer_param_defaults
 from trainers.registry import TrainFn
 from trainers.reporter import Pruned, TrainingFailed
 
@@ -39,7 +40,8 @@ logger = logging.getLogger(__name__)
 FAIL_REASON = "fail_reason"
 FAIL_MESSAGE = "fail_message"
 PRUNED_AT_ATTR = "pruned_at_step"
-"""User attribute: the step a pruned trial stopped at (a multi-objective trial keeps no curve)."""
+"""User attribute: the step a pruned trial stopped at (one pruned on a companion keeps no
+curve of its own)."""
 
 
 def set_user_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
@@ -101,7 +103,8 @@ def derive_seed(study_seed: int, trial_number: int) -> int:
 
 
 def prune_study_name(cfg: StudyConfig) -> str:
-    """Name of the companion study that carries pruning for multi-objective studies."""
+    """Name of the companion study that carries pruning where the study cannot (multi-objective,
+    or pruning against the objective's direction)."""
     return f"{cfg.name}{PRUNE_MARKER}{cfg.objective.pruning_metric}"
 
 
@@ -113,8 +116,10 @@ class TrialReporter:
     """Implements :class:`trainers.Reporter` on top of an Optuna trial.
 
     Single-objective studies report to the trial and ask its pruner. Optuna cannot
-    prune multi-objective trials, so there the pruning metric goes to a trial of a
-    single-objective companion study (``<name>::prune::<metric>``) whose pruner decides.
+    prune multi-objective trials, and a study prunes in its own direction only, so there
+    (and where ``prune_direction`` goes against the objective) the pruning metric goes to a
+    trial of a single-objective companion study (``<name>::prune::<metric>``) whose pruner
+    decides.
     """
 
     def __init__(
@@ -158,11 +163,19 @@ class TrialReporter:
             should_prune = not at_end and self.trial.should_prune()
         else:
             # The curve lives on the companion trial only: Optuna's multi-objective TPE
-            # reads ``study.direction`` for pruned trials that carry intermediate values.
+            # reads ``study.direction`` for pruned trials that carry intermediate values,
+            # and a single-objective one would rank them in the objective's direction.
             self.prune_trial.report(value, self.last_step)
             should_prune = not at_end and self.prune_trial.should_prune()
         if should_prune:
             raise Pruned(f"pruned at step {step} with {self.metric}={value:.6g}")
+
+    def last_value(self) -> float | None:
+        """The last finite value of the pruning metric reported, if any."""
+        for _, metrics in reversed(self.history):
+            if self.metric in metrics:
+                return metrics[self.metric]
+        return None
 
     def _prunes(self) -> bool:
         """Whether a pruner reads the reports (``pruner: none`` skips nothing worth a word)."""
@@ -281,6 +294,8 @@ class Objective:
         # the trainer's word on which sampled parameters a configuration does not read
         self.fixed_key = fixed_key(cfg.trainer.params)
         self.twins = TwinFinder(unused_params, cfg.trainer.params)
+        # what a trial that leaves ``epochs`` unset trains for (its last epoch is not judged)
+        self.default_epochs = trainer_param_defaults(cfg.trainer.name, ["epochs"]).get("epochs")
         self.on_trained: Callable[[], None] = lambda: None
         """Called as soon as the trainer returns or raises: from then on a first Ctrl-C or
         SIGTERM waits for the trial's bookkeeping (results, artifacts) instead of
@@ -317,8 +332,12 @@ class Objective:
     ) -> None:
         if self.prune_study is None or prune_trial is None:
             return
+        if state == optuna.trial.TrialState.COMPLETE and value is None:
+            # Optuna takes no COMPLETE without a value: a trial left RUNNING would never
+            # count as a finished curve, and nothing would ever be pruned
+            state = optuna.trial.TrialState.FAIL
         try:
-            if state == optuna.trial.TrialState.COMPLETE and value is not None:
+            if state == optuna.trial.TrialState.COMPLETE:
                 self.prune_study.tell(prune_trial, value)
             else:
                 self.prune_study.tell(prune_trial, state=state)
@@ -358,11 +377,14 @@ class Objective:
         prune_trial = self.prune_study.ask() if self.prune_study is not None else None
         if prune_trial is not None:
             trial.set_user_attr("prune_companion_trial", prune_trial.number)
-        epochs = params.get("epochs")
         # Built-in trainers report once per epoch; a user's trainer may count steps otherwise.
-        builtin = ":" not in cfg.trainer.name
+        epochs = params.get("epochs", self.default_epochs)
         final_step = (
-            epochs if builtin and isinstance(epochs, int) and not isinstance(epochs, bool) else None
+            epochs
+            if builtin_trainer(cfg.trainer.name)
+            and isinstance(epochs, int)
+            and not isinstance(epochs, bool)
+            else None
         )
         reporter = TrialReporter(trial, cfg.objective.pruning_metric, prune_trial, final_step)
         started = time.perf_counter()
@@ -409,7 +431,7 @@ class Objective:
             raise failure from cause
         wall = {"wall_seconds": round(time.perf_counter() - started, 3)}
         try:
-            values = self._values(trial, result, prune_trial, wall)
+            values = self._values(trial, result, prune_trial, wall, reporter.last_value())
         except TrialFailed as exc:
             failure = exc
         if failure is not None:
@@ -424,9 +446,12 @@ class Objective:
         result: Any,
         prune_trial: optuna.Trial | None,
         attrs: Mapping[str, Any],
+        last_reported: float | None = None,
     ) -> float | list[float]:
         """The objective value(s) from the trainer's result; ``attrs`` are written with the
-        result's metrics (or with the failure reason when the result is not a dict)."""
+        result's metrics (or with the failure reason when the result is not a dict).
+        ``last_reported`` (the pruning metric's last report) completes the pruning trial
+        when the result leaves that metric out."""
         fail_state = optuna.trial.TrialState.FAIL
         if not isinstance(result, Mapping):
             self._finish_prune_trial(prune_trial, fail_state, None)
@@ -455,9 +480,11 @@ class Objective:
                 raise self._fail(trial, "nan", f"{name} is {value}")
             values.append(float(value))
         prune_value = result.get(self.cfg.objective.pruning_metric)
+        if not _finite(prune_value):
+            prune_value = last_reported  # a metric reported per epoch but not returned
         self._finish_prune_trial(
             prune_trial,
             optuna.trial.TrialState.COMPLETE,
-            float(prune_value) if prune_value is not None and _finite(prune_value) else None,
+            None if prune_value is None else float(prune_value),
         )
         return values if self.cfg.objective.is_multi else values[0]

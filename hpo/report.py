@@ -85,8 +85,8 @@ def _figure(key: str, title: str, make: Callable[[], Any]) -> Figure:
 
 
 def curves_study(study: optuna.Study, cfg: StudyConfig) -> optuna.Study:
-    """The study holding per-epoch curves: the pruning companion for multi-objective ones."""
-    if len(study.directions) == 1:
+    """The study holding per-epoch curves: the pruning companion where there is one."""
+    if not cfg.objective.uses_prune_companion:
         return study
     try:
         return optuna.load_study(study_name=prune_study_name(cfg), storage=study._storage)

@@ -377,16 +377,28 @@ def _resumed(existing: optuna.Study, cfg: StudyConfig, force: bool) -> optuna.St
 
 
 def _prune_companion(cfg: StudyConfig, study: optuna.Study) -> optuna.Study | None:
-    if not cfg.objective.is_multi:
+    """The study that prunes, where the main one cannot (see ``uses_prune_companion``)."""
+    if not cfg.objective.uses_prune_companion:
         return None
-    return optuna.create_study(
+    direction = cfg.objective.pruning_direction
+    companion = optuna.create_study(
         study_name=prune_study_name(cfg),
         storage=study._storage,
         sampler=optuna.samplers.RandomSampler(seed=cfg.seed),
         pruner=with_completed_cache(study_pruner(cfg)),
-        direction=cfg.objective.pruning_direction,
+        direction=direction,
         load_if_exists=True,
     )
+    if companion.direction.name.lower() != direction:
+        # its finished curves were ranked the other way: pruning would keep the worst
+        raise StudyMismatchError(
+            [
+                f"objective.prune_direction: study {cfg.name!r} prunes on "
+                f"{cfg.objective.pruning_metric} in direction "
+                f"{companion.direction.name.lower()}, the file says {direction}"
+            ]
+        )
+    return companion
 
 
 def ranked_best_trials(study: optuna.Study) -> list[FrozenTrial]:

@@ -164,6 +164,9 @@ def grid_problems(space: Mapping[str, ParamSpec]) -> list[str]:
             sizes.append(_checked_grid_size(name, spec))
         except GridError as exc:
             problems.append(str(exc))
+            continue
+        if spec.condition is not None and sizes[-1] > 1:
+            problems.append(conditional_grid_problem(name, sizes[-1]))
     total = math.prod(sizes)
     if not problems and total > MAX_GRID_POINTS:
         problems.append(
@@ -171,6 +174,25 @@ def grid_problems(space: Mapping[str, ParamSpec]) -> list[str]:
             f"{MAX_GRID_POINTS}; use larger steps, fewer choices or another sampler"
         )
     return problems
+
+
+def conditional_grid_problem(name: str, size: int) -> str:
+    """Optuna's grid has a point for each value of a parameter an ``if:`` turns off."""
+    return (
+        f"space.{name}: the grid sampler gives each of its {size} values a grid point even "
+        "where its if: turns it off, so those configurations would train again; use sampler "
+        "bruteforce, which follows conditions"
+    )
+
+
+def bruteforce_problems(space: Mapping[str, ParamSpec]) -> list[str]:
+    """Every parameter the brute-force sampler cannot enumerate, one line each."""
+    return [
+        f"space.{name}: the bruteforce sampler tries every value, so a float needs a step "
+        "(or categorical choices)"
+        for name, spec in space.items()
+        if isinstance(spec, FloatParam) and spec.step is None
+    ]
 
 
 def grid_space(space: Mapping[str, ParamSpec]) -> dict[str, list[Any]]:

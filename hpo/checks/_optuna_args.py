@@ -25,7 +25,14 @@ from hpo.samplers import (
     startup_trials,
     unknown_kwargs_problems,
 )
-from hpo.space import GridError, grid_problems
+from hpo.space import (
+    GridError,
+    bruteforce_problems,
+    condition_holds,
+    conditional_grid_problem,
+    dependency_order,
+    grid_problems,
+)
 
 _SINGLE_OBJECTIVE_ONLY = {"cmaes"}
 
@@ -119,6 +126,10 @@ def _sampler_problems(cfg: StudyConfig) -> list[str]:
         problems += grid_problems(cfg.space)  # every parameter's, not the first only
     elif name == "grid":
         problems += _given_grid_problems(cfg.sampler.kwargs["search_space"], cfg.space)
+    if name == "grid":
+        problems += _grid_enqueue_problems(cfg)
+    if name == "bruteforce":
+        problems += bruteforce_problems(cfg.space)
     if problems:
         return problems
     try:
@@ -139,9 +150,37 @@ def _given_grid_problems(grid: Any, space: Mapping[str, ParamSpec]) -> list[str]
         return ["sampler.search_space: expected a mapping of parameter name to a list of values"]
     missing = [n for n in space if n not in grid]
     extra = [str(n) for n in grid if n not in space]
-    return [
-        f"sampler.search_space: no values for the searched parameter {n!r}" for n in missing
-    ] + [f"sampler.search_space.{n}: not a searched parameter" for n in extra]
+    conditional = [
+        conditional_grid_problem(n, len(grid[n]))
+        for n, spec in space.items()
+        if spec.condition is not None and n in grid and len(grid[n]) > 1
+    ]
+    return (
+        [f"sampler.search_space: no values for the searched parameter {n!r}" for n in missing]
+        + [f"sampler.search_space.{n}: not a searched parameter" for n in extra]
+        + conditional
+    )
+
+
+def _grid_enqueue_problems(cfg: StudyConfig) -> list[str]:
+    """Optuna's grid sampler fails an enqueued trial that leaves a parameter to it."""
+    problems = []
+    for i, params in enumerate(cfg.enqueue):
+        chosen: dict[str, Any] = {}
+        missing = []
+        for name in dependency_order(cfg.space):
+            if not condition_holds(cfg.space[name], chosen):
+                continue
+            if name in params:
+                chosen[name] = params[name]
+            else:
+                missing.append(name)
+        if missing:
+            problems.append(
+                f"enqueue.{i}: the grid sampler runs an enqueued configuration only when it "
+                f"sets every parameter; missing: {', '.join(missing)}"
+            )
+    return problems
 
 
 def _pruner_problems(cfg: StudyConfig) -> list[str]:
@@ -172,10 +211,13 @@ def _pruner_problems(cfg: StudyConfig) -> list[str]:
                 "like wrapped: {name: hyperband}"
             )
         problems += _grouped_by_problems(cfg, kwargs.get("by"))
-        if cfg.objective.is_multi:
-            # a multi-objective study is pruned on a companion study whose trials carry
-            # no parameters, so every trial would fall into one group
-            problems.append("pruner.name: grouped needs a single-objective study")
+        if cfg.objective.uses_prune_companion:
+            # such a study is pruned on a companion study whose trials carry no
+            # parameters, so every trial would fall into one group
+            problems.append(
+                "pruner.name: grouped needs a single-objective study pruned in its own "
+                "direction (no prune_direction against the objective's)"
+            )
     if problems:
         return problems
     try:

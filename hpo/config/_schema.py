@@ -136,15 +136,23 @@ class ObjectiveConfig(_Strict):
                 )
             if len(set(self.metrics)) != len(self.metrics):
                 raise ValueError("metrics must not repeat")
-            if self.prune_on is not None and self.prune_on in self.metrics:
-                return self
-            if self.prune_on is not None and self.prune_direction is None:
+            if (
+                self.prune_on is not None
+                and self.prune_on not in self.metrics
+                and self.prune_direction is None
+            ):
                 raise ValueError(
                     "prune_on names a metric that is not an objective: give prune_direction too"
                 )
-        else:
-            if self.metric is None:
-                raise ValueError("metric is required (a key of the trainer's result)")
+        elif self.metric is None:
+            raise ValueError("metric is required (a key of the trainer's result)")
+        if self.prune_direction is not None and self.pruning_metric in self.names:
+            own = self.study_directions[self.names.index(self.pruning_metric)]
+            if self.prune_direction != own:
+                raise ValueError(
+                    f"prune_direction is {self.prune_direction} but {self.pruning_metric} is "
+                    f"optimized in direction {own}: leave prune_direction out"
+                )
         return self
 
     @property
@@ -171,12 +179,24 @@ class ObjectiveConfig(_Strict):
 
     @property
     def pruning_direction(self) -> Direction:
-        """Direction of the pruning metric."""
+        """Direction of the pruning metric: given, or its objective's, or the (single) study's.
+
+        ``prune_on: probe_f1`` beside ``metric: best_probe_f1`` goes the objective's way.
+        """
         if self.prune_direction is not None:
             return self.prune_direction
         names = self.names
         metric = self.pruning_metric
-        return self.study_directions[names.index(metric)] if metric in names else "maximize"
+        return self.study_directions[names.index(metric) if metric in names else 0]
+
+    @property
+    def uses_prune_companion(self) -> bool:
+        """Whether pruning needs its own single-objective study (``<name>::prune::<metric>``).
+
+        Optuna cannot prune multi-objective trials, and a single-objective study prunes (and
+        ranks its pruned trials by their last report) in its own direction only.
+        """
+        return self.is_multi or self.pruning_direction != self.study_directions[0]
 
 
 class ComponentConfig(BaseModel):

@@ -2,18 +2,45 @@
 
 from __future__ import annotations
 
+import logging
+
 import optuna
 
 from hpo.config import StudyConfig
 from hpo.pruners._registry import FIRST_STEP_ARG, build_pruner, innermost_pruner
+from hpo.trainer_defaults import builtin_trainer, trainer_param_defaults
+
+logger = logging.getLogger(__name__)
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def trainer_epochs(cfg: StudyConfig) -> int | None:
-    """The trainer's fixed ``epochs`` (Hyperband's ``max_resource``), when the study gives it."""
-    epochs = cfg.trainer.params.get("epochs")
-    if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > 0:
-        return epochs
-    return None
+    """The most epochs a trial runs (Hyperband's ``max_resource``), when it is known.
+
+    The fixed value, else a built-in trainer's default; a searched ``epochs`` gives its
+    largest value (and the fixed one only where an ``if:`` leaves some trials with it).
+    """
+    fixed = cfg.trainer.params.get("epochs")
+    if fixed is None and builtin_trainer(cfg.trainer.name):
+        fixed = trainer_param_defaults(cfg.trainer.name, ["epochs"]).get("epochs")
+    searched = cfg.space.get("epochs")
+    if searched is None:
+        return _count(fixed)
+    counts: list[int | None]
+    if searched.type == "int":
+        step = searched.step or 1
+        counts = [_count(searched.low + (searched.high - searched.low) // step * step)]
+    elif searched.type == "categorical":
+        counts = [_count(c) for c in searched.choices]
+    else:
+        return None
+    if searched.condition is not None:
+        counts.append(_count(fixed))
+    known = [c for c in counts if c is not None]
+    return max(known) if known and len(known) == len(counts) else None
 
 
 def trainer_warmup(cfg: StudyConfig) -> int | None:
@@ -21,25 +48,36 @@ def trainer_warmup(cfg: StudyConfig) -> int | None:
 
     Only built-in trainers: they report once per epoch, so an epoch count is a step count.
     """
-    if ":" in cfg.trainer.name or "warmup_epochs" in cfg.space:
+    if not builtin_trainer(cfg.trainer.name) or "warmup_epochs" in cfg.space:
         return None  # a user's steps may not be epochs; a searched warmup differs by trial
     value = cfg.trainer.params.get("warmup_epochs")
     if value is None:
-        from trainers.registry import resolve_trainer
+        value = trainer_param_defaults(cfg.trainer.name, ["warmup_epochs"]).get("warmup_epochs")
+    return _count(value)
 
-        try:
-            schema = resolve_trainer(cfg.trainer.name).params_schema
-        except Exception:  # an unloadable trainer is reported by the study checks
-            return None
-        field = schema.model_fields.get("warmup_epochs") if schema is not None else None
-        value = field.default if field is not None else None
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    return None
+
+def idle_pruner_problem(cfg: StudyConfig) -> str | None:
+    """Why the study's Hyperband judges no trial at all, or None.
+
+    A ``min_resource`` past the last epoch builds no bracket: Optuna then prunes nothing
+    without a word. Allowed (a smoke run shortens ``epochs`` below it), but said.
+    """
+    name, kwargs = innermost_pruner(cfg.pruner.name, cfg.pruner.kwargs)
+    epochs = trainer_epochs(cfg)
+    low, high = kwargs.get("min_resource"), kwargs.get("max_resource", epochs)
+    if name != "hyperband" or not isinstance(low, int) or not isinstance(high, int):
+        return None
+    if low <= high:
+        return None
+    source = "" if "max_resource" in kwargs else " (the trainer's epochs)"
+    return f"min_resource {low} is past max_resource {high}{source}: no trial is ever pruned"
 
 
 def pruner_defaults_note(cfg: StudyConfig) -> str:
     """What the service fills in for the study's pruner, e.g. `` (min_resource 4: ...)``."""
+    idle = idle_pruner_problem(cfg)
+    if idle is not None:
+        return f" ({idle})"
     args: list[str] = []
     epochs, warmup = trainer_epochs(cfg), trainer_warmup(cfg)
     name, kwargs = innermost_pruner(cfg.pruner.name, cfg.pruner.kwargs)
@@ -59,6 +97,9 @@ def pruner_defaults_note(cfg: StudyConfig) -> str:
 
 def study_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
     """The study file's pruner, fitted to the trainer's epochs and warmup."""
+    idle = idle_pruner_problem(cfg)
+    if idle is not None:
+        logger.warning("pruner: %s", idle)
     return build_pruner(
         cfg.pruner.name,
         cfg.pruner.kwargs,

@@ -81,6 +81,18 @@ def describe_startup(cfg: StudyConfig) -> str:
             + ": nothing to add (the file's enqueue fills the start-up or the budget)"
         )
     trials = f"{len(design)} queued trial{'' if len(design) == 1 else 's'}"
+    rows = [*cfg.enqueue, *design]
+    short = [
+        name
+        for name, spec in cfg.space.items()
+        if isinstance(spec, CategoricalParam)
+        and any(not any(_same(row.get(name), c) for row in rows) for c in spec.choices)
+    ]
+    if short:
+        return (
+            f"balanced{auto}: {trials} spreading the choices and ranges evenly (with the "
+            f"file's enqueue, too few to hold every choice of {', '.join(short)})"
+        )
     return f"balanced{auto}: {trials} covering every choice and range"
 
 
@@ -110,3 +122,8 @@ def _in_range(spec: FloatParam | IntParam, u: float) -> Any:
         value = low + min(round((x - low) / spec.step), last) * spec.step
         return min(max(float(f"{value:.12g}"), low), high)  # 0.15, not 0.15000000000000002
     return min(max(x, low), high)
+
+
+def _same(value: Any, choice: Any) -> bool:
+    """A choice as Optuna tells them apart: 1, 1.0 and True are three choices."""
+    return type(value) is type(choice) and value == choice

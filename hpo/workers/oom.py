@@ -22,6 +22,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.objective import FAIL_REASON
+from hpo.trainer_defaults import trainer_param_defaults
 from hpo.workers.recovery import OVERRIDES_ATTR, requeue
 
 logger = logging.getLogger(__name__)
@@ -56,24 +57,7 @@ def trainer_batch_defaults(trainer: str | None) -> dict[str, Any]:
     A study that leaves them unset runs with these, so an OOM retry must halve them: the
     trial's params alone would say there is nothing to halve.
     """
-    if not trainer:
-        return {}
-    from trainers.registry import TrainerNotFound, resolve_trainer
-
-    try:
-        schema = resolve_trainer(trainer).params_schema
-    except TrainerNotFound:
-        return {}
-    if schema is None:
-        return {}
-    defaults: dict[str, Any] = {}
-    for name in BATCH_KEYS:
-        field = schema.model_fields.get(name)
-        if field is not None and not field.is_required():
-            value = field.get_default(call_default_factory=True)
-            if value is not None:
-                defaults[name] = value
-    return defaults
+    return trainer_param_defaults(trainer, BATCH_KEYS)
 
 
 def smaller_batch(

@@ -180,7 +180,7 @@ def retry_copy(
 
 
 def _fail_companion(study: optuna.Study, trial: FrozenTrial) -> None:
-    """End the trial's RUNNING twin in a multi-objective pruning companion study."""
+    """End the trial's RUNNING twin in its pruning companion study."""
     number = trial.user_attrs.get("prune_companion_trial")
     if not isinstance(number, int):
         return

@@ -218,6 +218,60 @@ def test_a_grid_too_big_to_hold_is_refused(write_study: Callable[..., Path]) -> 
     assert any(p.startswith("space: 1000000000 grid combinations, more than") for p in problems)
 
 
+_STEPPED = {
+    "x": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.5},
+    "choice": {"type": "categorical", "choices": ["a", "c"]},
+    "margin": {"type": "float", "low": 0.1, "high": 0.3, "step": 0.1, "if": {"choice": "c"}},
+}
+
+
+def test_a_grid_refuses_a_conditional_parameter_with_several_values(
+    write_study: Callable[..., Path],
+) -> None:
+    # Each margin value was a grid point of its own where choice is "a" too: the same
+    # configuration trained three times
+    why = (
+        "space.margin: the grid sampler gives each of its 3 values a grid point even where its "
+        "if: turns it off, so those configurations would train again; use sampler bruteforce, "
+        "which follows conditions"
+    )
+    data = analytic_study(sampler={"name": "grid"}, space=_STEPPED)
+    assert problems_of(write_study, data) == [why]
+    written = {
+        "name": "grid",
+        "search_space": {"x": [0.0], "choice": ["a", "c"], "margin": [0.1, 0.2, 0.3]},
+    }
+    assert problems_of(write_study, analytic_study(sampler=written, space=_STEPPED)) == [why]
+    one_value = {**_STEPPED, "margin": {**_STEPPED["margin"], "high": 0.1}}
+    load_study_config(write_study(analytic_study(sampler={"name": "grid"}, space=one_value)))
+    load_study_config(write_study(analytic_study(sampler={"name": "bruteforce"}, space=_STEPPED)))
+
+
+def test_a_grid_runs_only_enqueued_configurations_that_set_every_parameter(
+    write_study: Callable[..., Path],
+) -> None:
+    # Optuna's grid sampler failed the trial: "All parameters must be specified ..."
+    space = {k: v for k, v in _STEPPED.items() if k != "margin"}
+    enqueue = [{"x": 0.5, "choice": "a"}, {"x": 0.5}, {}]
+    data = analytic_study(sampler={"name": "grid"}, space=space, enqueue=enqueue)
+    assert problems_of(write_study, data) == [
+        "enqueue.1: the grid sampler runs an enqueued configuration only when it sets every "
+        "parameter; missing: choice",
+        "enqueue.2: the grid sampler runs an enqueued configuration only when it sets every "
+        "parameter; missing: x, choice",
+    ]
+
+
+def test_bruteforce_needs_steps_for_floats(write_study: Callable[..., Path]) -> None:
+    # Optuna accepted the sampler and failed every trial: "FloatDistribution.step must be given"
+    data = analytic_study(sampler={"name": "bruteforce"})
+    assert problems_of(write_study, data) == [
+        f"space.{name}: the bruteforce sampler tries every value, so a float needs a step "
+        "(or categorical choices)"
+        for name in ("x", "y", "margin")
+    ]
+
+
 def test_the_grid_stops_at_high_when_the_step_does_not_divide_the_range() -> None:
     # round() gave 0.0, 0.6 and 1.2 for [0, 1] in steps of 0.6: 1.2 was trained
     from hpo.config import FloatParam
@@ -291,6 +345,24 @@ def test_multi_objective_forms(write_study: Callable[..., Path]) -> None:
     }
     cfg = load_study_config(write_study(data))
     assert cfg.objective.is_multi and cfg.objective.pruning_direction == "maximize"
+
+
+def test_the_pruning_direction_defaults_to_the_objectives(
+    write_study: Callable[..., Path],
+) -> None:
+    data = analytic_study(
+        objective={"metric": "loss", "direction": "minimize", "prune_on": "score"}
+    )
+    cfg = load_study_config(write_study(data))
+    assert cfg.objective.pruning_direction == "minimize"  # was "maximize"
+    assert not cfg.objective.uses_prune_companion
+    data["objective"]["prune_direction"] = "maximize"
+    assert load_study_config(write_study(data)).objective.uses_prune_companion
+    data["objective"] = {"metric": "loss", "direction": "minimize", "prune_direction": "maximize"}
+    assert problems_of(write_study, data) == [
+        "objective: prune_direction is maximize but loss is optimized in direction minimize: "
+        "leave prune_direction out"
+    ]
 
 
 def test_budget_must_end(write_study: Callable[..., Path]) -> None:

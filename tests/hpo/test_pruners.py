@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from hpo import validate_study_data
-from hpo.pruners import study_pruner, trainer_warmup
+from hpo.pruners import study_pruner, trainer_epochs, trainer_warmup
 from tests.conftest import analytic_study
 
 
@@ -75,6 +75,60 @@ def test_no_warmup_is_assumed_where_it_is_not_known() -> None:
         }
     )
     assert trainer_warmup(analytic) is None, "no warmup_epochs in its schema"
+
+
+def test_max_resource_is_the_trainers_default_epochs_when_the_file_leaves_it_out() -> None:
+    data = {
+        "name": "a",
+        "objective": {"metric": "best_score", "direction": "maximize"},
+        "pruner": {"name": "hyperband"},
+        "budget": {"n_trials": 1},
+        "trainer": {"name": "analytic", "params": {}},
+        "space": {"x": {"type": "float", "low": -1.0, "high": 1.0}},
+    }
+    assert trainer_epochs(validate_study_data(data)) == 10, "AnalyticParams.epochs default"
+    data["trainer"] = {"name": "trainers.analytic:train", "params": {}}
+    assert trainer_epochs(validate_study_data(data)) is None, "a user's steps may not be epochs"
+
+
+@pytest.mark.parametrize(
+    ("epochs", "expected"),
+    [
+        ({"type": "int", "low": 10, "high": 40}, 40),
+        ({"type": "int", "low": 10, "high": 45, "step": 10}, 40),  # 45 is never drawn
+        ({"type": "categorical", "choices": [40, 10]}, 40),
+        ({"type": "categorical", "choices": [10, 20], "if": {"temperature": 0.1}}, 30),
+    ],
+)
+def test_a_searched_epochs_gives_max_resource_its_largest_value(
+    epochs: dict[str, Any], expected: int
+) -> None:
+    # the fixed epochs (30) is used by no trial, unless an if: leaves some with it
+    space = {"temperature": {"type": "categorical", "choices": [0.1, 0.2]}, "epochs": epochs}
+    cfg = _study({"name": "hyperband"}, space=space)
+    assert trainer_epochs(cfg) == expected
+    assert study_pruner(cfg)._max_resource == expected  # type: ignore[attr-defined]
+
+
+def test_a_hyperband_min_resource_past_max_resource_is_said(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Optuna builds no bracket and prunes nothing, without a word; a smoke run that
+    # shortens epochs below min_resource is still allowed
+    from hpo.pruners import pruner_defaults_note
+
+    cfg = _study({"name": "hyperband", "min_resource": 10}, {"epochs": 8})
+    idle = "min_resource 10 is past max_resource 8 (the trainer's epochs): no trial is ever pruned"
+    assert pruner_defaults_note(cfg) == f" ({idle})"
+    with caplog.at_level("WARNING", logger="hpo.pruners._study"):
+        study_pruner(cfg)
+    assert f"pruner: {idle}" in caplog.messages
+    patient = {
+        "name": "patient",
+        "patience": 1,
+        "wrapped": {"name": "hyperband", "min_resource": 9},
+    }
+    assert "min_resource 9 is past" in pruner_defaults_note(_study(patient, {"epochs": 8}))
 
 
 def test_validate_says_what_the_service_fills_in() -> None:

@@ -354,6 +354,90 @@ def test_multi_objective_study_still_prunes(write_study: Callable[..., Path]) ->
     assert describe_trial(pruned) == f"pruned at step {step}"  # was "at step None"
 
 
+def test_pruning_against_the_objectives_direction_prunes_on_a_companion(
+    write_study: Callable[..., Path],
+) -> None:
+    # loss = 1 - score: pruning on loss downwards must make the decisions pruning on score
+    # upwards makes. Reported to the maximizing study, loss kept the worst trials instead.
+    def run(objective: dict[str, Any], name: str) -> Path:
+        data = analytic_study(
+            name=name,
+            objective={"metric": "best_score", "direction": "maximize", **objective},
+            sampler={"name": "random", "seed": 0},
+            budget={"n_trials": 16},
+        )
+        path = write_study(data, f"{name}.yaml")
+        run_study(load_study_config(path))
+        return path
+
+    on_score = _load(run({"prune_on": "score"}, "score"), "score").trials
+    path = run({"prune_on": "loss", "prune_direction": "minimize"}, "loss")
+    on_loss = _load(path, "loss").trials
+    assert TrialState.PRUNED in [t.state for t in on_score]
+    assert [t.state for t in on_loss] == [t.state for t in on_score]
+    cfg = load_study_config(path)
+    companion = optuna.load_study(study_name=prune_study_name(cfg), storage=storage_url(cfg))
+    assert companion.direction == optuna.study.StudyDirection.MINIMIZE
+    # the objective's study ranks no pruned trial by a loss it would read upside down
+    pruned = [t for t in on_loss if t.state == TrialState.PRUNED]
+    assert all(not t.intermediate_values and t.value is None for t in pruned)
+
+
+def test_a_changed_prune_direction_is_refused_on_resume(write_study: Callable[..., Path]) -> None:
+    objective = {
+        "metrics": ["best_score", "n_params"],
+        "directions": ["maximize", "minimize"],
+        "prune_on": "loss",
+        "prune_direction": "minimize",
+    }
+    path = write_study(analytic_study(objective=objective, budget={"n_trials": 2}))
+    run_study(load_study_config(path))
+    objective["prune_direction"] = "maximize"
+    path = write_study(analytic_study(objective=objective, budget={"n_trials": 4}))
+    with pytest.raises(StudyMismatchError, match="prunes on loss in direction minimize, the file"):
+        run_study(load_study_config(path))
+    assert len(_load(path, "analytic").trials) == 2
+
+
+def trainer_reporting_what_it_does_not_return(
+    params: dict[str, Any], reporter: Any = None
+) -> dict[str, float]:
+    """Reports ``val_acc`` every epoch; its result leaves it out."""
+    score = 1.0 - (float(params["x"]) - 0.3) ** 2
+    for epoch in range(1, 5):
+        reporter.report(epoch, {"val_acc": score * epoch / 4})
+    return {"best_score": score, "n_params": 1.0}
+
+
+def test_a_pruning_metric_the_result_leaves_out_still_finishes_the_companion(
+    write_study: Callable[..., Path],
+) -> None:
+    # Optuna refused to complete the companion trial without a value: every one stayed
+    # RUNNING, no curve ever counted as finished, and nothing was pruned
+    data = analytic_study(
+        objective={
+            "metrics": ["best_score", "n_params"],
+            "directions": ["maximize", "minimize"],
+            "prune_on": "val_acc",
+            "prune_direction": "maximize",
+        },
+        trainer={"name": f"{__name__}:trainer_reporting_what_it_does_not_return", "params": {}},
+        space={"x": {"type": "float", "low": -2.0, "high": 2.0}},
+        pruner={"name": "median", "n_startup_trials": 2, "n_warmup_steps": 1},
+        sampler={"name": "random", "seed": 0},
+        budget={"n_trials": 12},
+    )
+    path = write_study(data)
+    cfg = load_study_config(path)
+    run_study(cfg)
+    companion = optuna.load_study(study_name=prune_study_name(cfg), storage=storage_url(cfg))
+    states = [t.state for t in companion.trials]
+    assert TrialState.RUNNING not in states and TrialState.PRUNED in states
+    for trial in companion.trials:
+        if trial.state == TrialState.COMPLETE:
+            assert trial.value == trial.intermediate_values[4]  # its last report
+
+
 def test_a_failed_trial_says_why_in_its_progress_line() -> None:
     """The reason alone ("exception") sent users to -v to learn what failed."""
     failed = optuna.trial.create_trial(
@@ -444,6 +528,24 @@ def test_the_last_epoch_is_never_pruned(write_study: Callable[..., Path]) -> Non
         else:
             assert trial.state == TrialState.COMPLETE
             assert max(trial.intermediate_values) == 4
+
+
+def test_the_last_epoch_is_never_pruned_when_epochs_is_the_trainers_default(
+    write_study: Callable[..., Path],
+) -> None:
+    # Without epochs in the file the last epoch (the analytic trainer's default, 10) was
+    # judged like any other, and most trials were thrown away with all their work done
+    data = analytic_study(
+        budget={"n_trials": 10},
+        pruner={"name": "median", "n_startup_trials": 1, "n_warmup_steps": 10},
+        sampler={"name": "random", "seed": 0},
+    )
+    data["trainer"]["params"] = {}
+    path = write_study(data)
+    run_study(load_study_config(path))
+    trials = _load(path, "analytic").trials
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert all(max(t.intermediate_values) == 10 for t in trials)
 
 
 def test_enqueued_configurations_run_first_and_only_once(

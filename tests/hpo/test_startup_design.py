@@ -132,6 +132,14 @@ def test_the_design_fills_the_start_up_the_file_leaves() -> None:
     )
     assert study_startup(cfg) == [{"choice": "b"}]
     assert describe_startup(cfg).startswith("balanced: 1 queued trial covering")
+    # fewer rows than choices: not said to cover them all
+    cfg = validate_study_data(
+        analytic_study(startup="balanced", sampler={"name": "tpe", "n_startup_trials": 2})
+    )
+    assert describe_startup(cfg) == (
+        "balanced: 2 queued trials spreading the choices and ranges evenly (with the file's "
+        "enqueue, too few to hold every choice of choice)"
+    )
 
 
 def test_auto_is_balanced_where_the_sampler_has_random_start_up_trials() -> None:

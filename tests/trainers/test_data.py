@@ -22,6 +22,7 @@ from trainers.data import (
     subject_split,
     subjects_problem,
 )
+from trainers.data._typing import LengthPolicy
 from trainers.synthetic import HAR_CHANNELS, HAR_CLASSES, generate_synthetic_har
 
 # --------------------------------------------------------------------------- fixture writers
@@ -138,6 +139,16 @@ def test_ts_pair_loads_from_train_file_folder_and_data_dir(tmp_path: Path) -> No
         np.testing.assert_array_equal(splits.x_train, by_file.x_train)
 
 
+def test_ts_pair_in_lower_case_finds_its_test_partner(tmp_path: Path) -> None:
+    upper = _write_ts_pair(tmp_path / "Tiny")
+    lower = tmp_path / "lower"
+    lower.mkdir()
+    for path in upper.parent.iterdir():
+        (lower / path.name.lower()).write_bytes(path.read_bytes())
+    splits = load_dataset(str(lower / upper.name.lower()), val_fraction=0.2)
+    assert splits.x_test is not None and splits.x_test.shape == (6, 2, 8)
+
+
 def test_ts_without_test_partner_has_no_test_split(tmp_path: Path) -> None:
     path = tmp_path / "Solo_TRAIN.ts"
     path.write_text(_ts_text(_ts_rows(6, 0)))
@@ -232,6 +243,34 @@ def test_nan_filled_forward_then_backward(tmp_path: Path) -> None:
     assert np.isfinite(splits.x_train).all()
 
 
+@pytest.mark.parametrize("policy", ["resample", "pad"])
+def test_nan_padded_npz_series_are_as_short_as_their_data(
+    tmp_path: Path, policy: LengthPolicy
+) -> None:
+    # tslearn pads unequal series with NaN: the same series as aeon's list form.
+    from trainers.data.cleaning import _clean_series
+
+    rng = np.random.default_rng(0)
+    lengths = [16, 12, 9, 16]
+    ragged = [rng.normal(size=(2, n)).astype(np.float32) for n in lengths]
+    padded = np.full((4, 2, 20), np.nan, dtype=np.float32)
+    for i, series in enumerate(ragged):
+        padded[i, :, : series.shape[1]] = series
+    from_list, _ = _clean_series(ragged, None, "list", None, None, policy)
+    from_array, _ = _clean_series(padded, None, "array", None, None, policy)
+    assert from_array.shape == (4, 2, 16)
+    np.testing.assert_array_equal(from_array, from_list)
+
+
+def test_uci_har_data_dir_may_start_with_a_tilde(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_uci_har(tmp_path / "UCI HAR Dataset")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    splits = load_dataset("uci_har", data_dir="~/UCI HAR Dataset", val_fraction=0.5)
+    assert splits.x_train.shape == (6, 9, 16)
+
+
 def test_standardisation_uses_train_statistics_only(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(5.0, 3.0, size=(40, 2, 10))
@@ -253,6 +292,25 @@ def test_constant_channel_does_not_divide_by_zero(tmp_path: Path) -> None:
     x = np.ones((6, 1, 5))
     np.savez(tmp_path / "d.npz", X=x, y=np.array([0, 1] * 3))
     assert np.all(load_dataset(str(tmp_path / "d.npz")).x_train == 0.0)
+
+
+@pytest.mark.parametrize("level", [0.0, 5.0, 1013.25])
+def test_a_channel_constant_in_train_keeps_test_deviations_at_their_size(
+    tmp_path: Path, level: float
+) -> None:
+    # As scikit-learn's StandardScaler: a zero-spread channel is centred with a scale of 1,
+    # where dividing by a tiny floor made a 0.01 deviation in test about 1e6.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 2, 16))
+    x[:, 1] = level
+    x_test = rng.normal(size=(6, 2, 16))
+    x_test[:, 1] = level + 0.01 * rng.normal(size=(6, 16))
+    y = np.arange(30) % 3
+    np.savez(tmp_path / "d.npz", X=x, y=y, X_test=x_test, y_test=y[:6])
+    splits = load_dataset(str(tmp_path / "d.npz"), val_fraction=0.2)
+    np.testing.assert_array_equal(splits.x_train[:, 1], 0.0)
+    assert splits.x_test is not None
+    np.testing.assert_allclose(splits.x_test[:, 1], x_test[:, 1] - level, atol=1e-4)
 
 
 def test_stratified_split_is_seeded_and_proportional() -> None:
@@ -683,16 +741,16 @@ def test_data_error_is_a_value_error_with_one_line() -> None:
     assert str(DataError("just a message")) == "just a message"
 
 
-def test_a_channel_unobserved_in_train_is_left_unscaled_elsewhere() -> None:
-    # NaN in every training series (observed only in validation): no statistics to scale
-    # by, so its values pass through, not divided by the std floor.
+def test_a_channel_unobserved_in_train_is_zero_in_every_split() -> None:
+    # NaN in every training series (observed only in validation): the model only ever saw
+    # zeros there, so validation's raw values (whatever their unit) must not reach it.
     from trainers.data.cleaning import _standardise as standardise
 
     x_train = np.stack([np.ones((4, 5)), np.full((4, 5), np.nan)], axis=1).astype(np.float32)
-    x_val = np.stack([np.ones((2, 5)), np.full((2, 5), 0.5)], axis=1).astype(np.float32)
+    x_val = np.stack([np.ones((2, 5)), np.full((2, 5), 1013.0)], axis=1).astype(np.float32)
     train, val, _ = standardise(x_train, x_val, None)
     np.testing.assert_array_equal(train[:, 1], 0.0)
-    np.testing.assert_allclose(val[:, 1], 0.5)
+    np.testing.assert_array_equal(val[:, 1], 0.0)
 
 
 def test_a_rewritten_file_is_read_again_by_the_same_process(tmp_path: Path) -> None:

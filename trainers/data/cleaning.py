@@ -120,12 +120,21 @@ def _standardise(
 
 
 def _channel_stats(x: Float32Array) -> tuple[Float32Array, Float32Array]:
-    """Mean and floored std per channel over series and time, ignoring NaN, in float64."""
+    """Mean and std per channel over series and time, ignoring NaN, in float64.
+
+    A channel constant in training gets a scale of 1 (as scikit-learn's StandardScaler):
+    dividing by a floored std would blow validation's slightest deviation up by 1e8. A
+    channel never observed in training gets a NaN mean, so it is 0 in every split: the
+    model never learnt what its raw values mean.
+    """
     x64 = x.astype(np.float64)
     observed = (~np.isnan(x64)).sum(axis=(0, 2), keepdims=True)
     count = np.maximum(observed, 1)
     mean = np.nansum(x64, axis=(0, 2), keepdims=True) / count
     var = np.nansum((x64 - mean) ** 2, axis=(0, 2), keepdims=True) / count
-    std = np.maximum(np.sqrt(var), STD_FLOOR)
-    std[observed == 0] = 1.0  # channel unobserved in this split: leave values unscaled
+    std = np.sqrt(var)
+    # float32 rounding of a constant's values leaves a spread of a few ulps of its mean.
+    constant = std < STD_FLOOR + 10 * np.finfo(np.float32).eps * np.abs(mean)
+    std[constant] = 1.0
+    mean[observed == 0] = np.nan
     return mean.astype(np.float32), std.astype(np.float32)

@@ -111,7 +111,14 @@ def _ts_test_partner(train_path: Path) -> Path | None:
     stem = train_path.name[: -len(train_path.suffix)]
     if not stem.upper().endswith("_TRAIN"):
         return None
-    return train_path.with_name(stem[: -len("_TRAIN")] + "_TEST" + train_path.suffix)
+    expected = stem[: -len("_TRAIN")] + "_TEST" + train_path.suffix
+    try:  # the partner in whatever case it was saved in (x_train.ts beside x_test.ts)
+        siblings = [p for p in train_path.parent.iterdir() if p.name.upper() == expected.upper()]
+    except OSError:
+        siblings = []
+    if siblings:
+        return min(siblings)  # several spellings on a case-sensitive disk: pick one stably
+    return train_path.with_name(expected)
 
 
 def _load_ts(path: Path) -> tuple[Any, np.ndarray]:

@@ -57,7 +57,7 @@ def _read_source(
     if name == "uci_har":
         if data_dir is None:
             raise DataError("uci_har", "data_dir must point to the 'UCI HAR Dataset' folder")
-        return _read_uci_har(_uci_har_root(Path(data_dir)), load_test)
+        return _read_uci_har(_uci_har_root(Path(data_dir).expanduser()), load_test)
     path = _resolve_path(name, data_dir)
     if path is not None:
         return _read_path(path, load_test)

@@ -73,12 +73,14 @@ def _to_padded(x: Any, source: object, key: str) -> tuple[Float32Array, IndexArr
     """Series as ``(n, C, T_max)`` float32 (NaN past each end) plus each series' length.
 
     Accepts a 3-D array or a list of ``(C, T_i)`` arrays (aeon's unequal-length form).
+    In an array, time steps that are NaN in every channel at a series' end are padding
+    (tslearn's convention for unequal lengths): the series ends before them.
     """
     if not isinstance(x, list):
         array = _as_series(x, source, key)
         if len(array) == 0:
             raise DataError(source, f"{key} is empty (no series)")
-        return array, np.full(len(array), array.shape[2], dtype=np.intp)
+        return array, _lengths_before_nan_tails(array)
     if not x:
         raise DataError(source, f"{key} is empty (no series)")
     series = [np.asarray(s, dtype=np.float32) for s in x]
@@ -93,3 +95,12 @@ def _to_padded(x: Any, source: object, key: str) -> tuple[Float32Array, IndexArr
     for i, s in enumerate(series):  # one copy per series; the math after this is vectorised
         out[i, :, : s.shape[1]] = s
     return out, lengths
+
+
+def _lengths_before_nan_tails(array: Float32Array) -> IndexArray:
+    """Each series' length without its trailing all-NaN steps (all NaN: full length)."""
+    steps = array.shape[2]
+    observed = np.any(~np.isnan(array), axis=1)  # (n, T): a step some channel observed
+    tail = np.argmax(observed[:, ::-1], axis=1)  # NaN steps after the last observed one
+    lengths = np.where(observed.any(axis=1), steps - tail, steps)
+    return lengths.astype(np.intp)

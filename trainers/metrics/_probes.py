@@ -73,12 +73,11 @@ def knn_classify(
         sim = qry[start : start + step] @ ref.T  # (c, M)
         top_sim, top_idx = sim.topk(k, dim=1)  # sorted, top_sim[:, 0] is the max
         weights = torch.exp((top_sim - top_sim[:, :1]) / temperature)
-        rows = sim.shape[0]
-        # Flattened 1-D scatter: (row, label) -> row * K + label; deterministic on CUDA.
-        slot = torch.arange(rows, device=device)[:, None] * n_classes + labels[top_idx]
-        votes = torch.zeros(rows * n_classes, dtype=weights.dtype, device=device)
-        votes.scatter_add_(0, slot.reshape(-1), weights.reshape(-1))
-        out.append(votes.view(rows, n_classes).argmax(dim=1))
+        # A sum over the k neighbours of one-hot votes, not an atomic scatter-add: the same
+        # floating-point order on every run, so ties break the same way on CUDA too.
+        one_hot = F.one_hot(labels[top_idx], n_classes).to(weights.dtype)  # (c, k, K)
+        votes = (one_hot * weights[..., None]).sum(dim=1)
+        out.append(votes.argmax(dim=1))
     return torch.cat(out)
 
 
