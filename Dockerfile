@@ -1,8 +1,12 @@
 # contrastive-hpo worker image: `hpo` on a slim Python with a CUDA build of PyTorch.
 #
 #   docker build -t contrastive-hpo .
-#   docker run --rm --gpus all -e HPO_STORAGE_URL contrastive-hpo \
-#       worker studies/quickstart.yaml --gpus all --set 'storage=${HPO_STORAGE_URL}'
+#   docker run --rm --gpus all -e HPO_STORAGE_URL -v hpo-artifacts:/data contrastive-hpo \
+#       worker studies/quickstart.yaml --gpus all --set 'storage=${HPO_STORAGE_URL}' \
+#       --set artifacts.dir=/data/artifacts
+#
+# The image runs as an unprivileged user that cannot write under /app: give artifacts.dir
+# (and a study's save_dir) a mounted volume, as docker-compose.yml does.
 #
 # The PyTorch wheels bring their own CUDA runtime; the host needs only the NVIDIA driver
 # and the NVIDIA Container Toolkit. TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu

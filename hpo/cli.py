@@ -93,11 +93,12 @@ def status(study: StudyFile, set_: SetOption = None) -> None:
     from hpo.progress import summary_table
     from hpo.results import study_status
 
-    cfg = load_study_config(study, set_ or [])
+    cfg = load_study_config(study, set_ or [], for_reading=True)
     st = study_status(cfg)
     rows: dict[str, object] = {"study": st.study_name, "storage": st.storage}
     rows.update({k: v for k, v in st.counts.items() if v})
     for reason, (count, message) in st.failures.items():
+        message = mask_url(message)  # a study failed by an older version kept it as it was
         shown = message if len(message) <= 120 else message[:117] + "..."
         rows[f"  fail: {reason}"] = f"{count}" + (f" (latest: {shown})" if shown else "")
     if st.best_number is not None:
@@ -137,7 +138,7 @@ def best(
 
     if format_ not in ("yaml", "json"):
         _fail([f"--format: must be yaml or json (got {format_!r})"])
-    cfg = load_study_config(study, set_ or [])
+    cfg = load_study_config(study, set_ or [], for_reading=True)
     data = best_config(cfg)
     if format_ == "json":
         sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")

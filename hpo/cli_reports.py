@@ -56,7 +56,7 @@ def dashboard(
     from hpo.dashboard import create_server
 
     _setup_logging(verbose)
-    cfg = load_study_config(study, set_ or [])
+    cfg = load_study_config(study, set_ or [], for_reading=True)
     server = create_server(cfg, host, port, warn_exposure=False)  # warned below
     warn_exposed(host)
     out.print(
@@ -86,7 +86,7 @@ def report(
     from hpo.report import build_report
 
     _setup_logging(verbose)
-    cfg = load_study_config(study, set_ or [])
+    cfg = load_study_config(study, set_ or [], for_reading=True)
     if str(output) == "-":
         sys.stdout.write(build_report(cfg))
         return
@@ -107,7 +107,7 @@ def export(
     from hpo.config import load_study_config
     from hpo.export import export_text, retrain_command
 
-    cfg = load_study_config(study, set_ or [])
+    cfg = load_study_config(study, set_ or [], for_reading=True)
     if str(output) == "-":
         sys.stdout.write(export_text(cfg))
         return
@@ -119,15 +119,15 @@ def export(
     )
 
 
-def _load_each(paths: list[Path]) -> list[StudyConfig]:
-    """Every study file, with each problem prefixed by the file it is in."""
+def _load_each(paths: list[Path], overrides: list[str]) -> list[StudyConfig]:
+    """Every study file (each with ``overrides``), each problem prefixed by its file."""
     from hpo.config import load_study_config
 
     configs: list[StudyConfig] = []
     problems: list[str] = []
     for path in paths:
         try:
-            configs.append(load_study_config(path))
+            configs.append(load_study_config(path, overrides, for_reading=True))
         except ConfigError as exc:
             problems += [p if p.startswith(f"{path}:") else f"{path}: {p}" for p in exc.problems]
     if problems:
@@ -140,9 +140,13 @@ def compare(
     studies: Annotated[
         list[Path], typer.Argument(help="Two or more study files.", show_default=False)
     ],
+    set_: SetOption = None,
     format_: Annotated[str, typer.Option("--format", "-f", help="table or json")] = "table",
 ) -> None:
-    """Studies side by side: best value, trials to reach it, compute spent."""
+    """Studies side by side: best value, trials to reach it, compute spent.
+
+    ``--set`` applies to every file, e.g. the shared ``storage=${HPO_STORAGE_URL}``.
+    """
     from rich.table import Table
     from rich.text import Text
 
@@ -152,7 +156,7 @@ def compare(
         _fail(["compare: give at least two study files"])
     if format_ not in ("table", "json"):
         _fail([f"--format: must be table or json (got {format_!r})"])
-    summaries = compare_studies(_load_each(studies))
+    summaries = compare_studies(_load_each(studies, set_ or []))
     if format_ == "json":
         sys.stdout.write(json.dumps([s.as_dict() for s in summaries], indent=2) + "\n")
         return
@@ -160,11 +164,22 @@ def compare(
         err.print(f"[yellow]warning:[/yellow] {escape(warning)}", markup=True)
     table = Table(title="study comparison")
     table.add_column("")
-    for path, summary in zip(studies, summaries, strict=True):  # Text: names are user text
-        table.add_column(Text(f"{summary.study}\n({path.name})"), justify="right")
+    for name, summary in zip(_short_names(studies), summaries, strict=True):
+        # Text: names are user text; fold: a storage URL is worth reading whole
+        table.add_column(Text(f"{summary.study}\n({name})"), justify="right", overflow="fold")
     for label, cells in comparison_rows(summaries):
         table.add_row(Text(label), *(Text(cell) for cell in cells))
     out.print(table)
+
+
+def _short_names(paths: list[Path]) -> list[str]:
+    """Each file's name with as many of its folders as tell it apart (one/study.yaml)."""
+    parts = [path.resolve().parts for path in paths]
+    for depth in range(1, max(len(p) for p in parts) + 1):
+        names = ["/".join(p[-depth:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [str(path) for path in paths]  # the same file twice
 
 
 def register(app: typer.Typer) -> None:

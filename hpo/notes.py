@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hpo.objective import PRUNED_AT_ATTR
+from hpo.storages import mask_url
 
 _HIDDEN_PARAMS = {"artifact_dir"}
 _MAX_MESSAGE_CHARS = 1200
@@ -131,13 +132,13 @@ def _outcome(state: str, user_attrs: Mapping[str, Any]) -> list[str]:
         return [f"**Pruned** at epoch {step}: {reason}"]
     if state == "FAIL":
         reason = user_attrs.get("fail_reason", "unknown")
-        message = str(user_attrs.get("fail_message", "")).strip()[-_MAX_MESSAGE_CHARS:]
+        message = mask_url(str(user_attrs.get("fail_message", "")).strip())[-_MAX_MESSAGE_CHARS:]
         out = [f"**Failed** ({reason})"]
         if message:
             out += ["", "```text", message.replace("```", "'''"), "```"]
         hook_error = user_attrs.get("hook_error")
         if hook_error:
-            out += ["", f"Hook error: {hook_error}"]
+            out += ["", f"Hook error: {mask_url(str(hook_error))}"]
         return out
     return []
 

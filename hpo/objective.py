@@ -30,6 +30,7 @@ from hpo.fixed_params import FIXED_KEY_ATTR, fixed_key
 from hpo.owned_trials import OwnedTrialsStorage
 from hpo.rdb_writes import upsert_insert, write_attrs
 from hpo.space import suggest_params
+from hpo.storages import mask_url
 from hpo.timeouts import TrialTimeout, deadline
 from hpo.trainer_defaults import builtin_trainer, trainer_param_defaults
 from trainers.registry import TrainFn
@@ -313,8 +314,10 @@ class Objective:
             try:
                 hook.after(trial, params, state, result, reporter.history)
             except Exception as exc:  # an artifact problem must never lose the trial's metrics
-                logger.warning("trial %d: %s failed: %s", trial.number, type(hook).__name__, exc)
-                trial.set_user_attr("hook_error", f"{type(hook).__name__}: {exc}"[:500])
+                logger.warning(
+                    "trial %d: %s failed: %s", trial.number, type(hook).__name__, mask_url(str(exc))
+                )
+                trial.set_user_attr("hook_error", mask_url(f"{type(hook).__name__}: {exc}")[:500])
 
     def _fail(
         self,
@@ -323,7 +326,12 @@ class Objective:
         message: str,
         also: Mapping[str, Any] | None = None,
     ) -> TrialFailed:
-        """Record why the trial failed (with the attributes in ``also``, in one write)."""
+        """Record why the trial failed (with the attributes in ``also``, in one write).
+
+        Passwords in the message (a trainer's "cannot reach postgresql://u:pw@db") are
+        masked: the message reaches the dashboard, notes, ``hpo status`` and the logs.
+        """
+        message = mask_url(message)
         set_user_attrs(trial, {**(also or {}), FAIL_REASON: reason, FAIL_MESSAGE: message[-2000:]})
         return TrialFailed(f"{reason}: {message.splitlines()[-1] if message else ''}")
 

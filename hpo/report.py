@@ -21,6 +21,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.confirm import Confirmation, read_confirmation
+from hpo.duplicates import DUPLICATE_OF_ATTR
 from hpo.objective import prune_study_name
 from hpo.results import best_trials, load_existing_study
 from hpo.storages import mask_url, storage_url
@@ -174,9 +175,17 @@ def state_counts(trials: Sequence[FrozenTrial], replaced: set[int] | None = None
 
 
 def top_trials(study: optuna.Study, k: int = TOP_TRIALS) -> list[FrozenTrial]:
-    """Best completed trials by the first objective (ties: earlier trial first)."""
+    """Best completed trials by the first objective (ties: earlier trial first).
+
+    A reused duplicate is left out: it repeats a trial above it, value for value, with no
+    training (wall time 0, no seed) of its own.
+    """
     maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.values and DUPLICATE_OF_ATTR not in t.user_attrs
+    ]
     done.sort(key=lambda t: ((-1 if maximize else 1) * float(t.values[0]), t.number))
     return done[:k]
 

@@ -381,6 +381,11 @@ class ContrastiveParams(BaseModel):
             return {}
         if self.mode == "align":
             return self._alignment_misfits()
+        from trainers.data import dataset_layout_problem
+
+        layout = dataset_layout_problem(self.dataset, self.data_dir)
+        if layout is not None:
+            return {"dataset": layout}
         misfits = self._label_misfits()
         if self.val_split == "subject" and "dataset" not in misfits:
             from trainers.data import subjects_problem

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Issue 7's GPU parts in one device call each, prepared here so a lent GPU is not spent on setup.
+# The GPU benchmarks in two parts; the figures have not been measured on a GPU yet.
+# On a machine with an NVIDIA GPU, from the repository root, with `pip install -e '.[dev]'`:
 #
-#   benchmarks/device/fetch_wheels.sh                     # here, once: .whl/
-#   run(command="bash benchmarks/device/suite.sh throughput", carry=[".whl"], timeout_s=540)
-#   run(command="bash benchmarks/device/suite.sh packing", carry=[".whl"], timeout_s=540)
+#   OUT=gpu-figures PYTHON=python bash benchmarks/device/suite.sh throughput
+#   OUT=gpu-figures PYTHON=python bash benchmarks/device/suite.sh packing
 #
 # `throughput`: the CUDA tests, then trainer samples/s against the DataLoader baseline in
 # fp32, fp32 with attention dropout 0.1 (what the default 0 saves) and bf16 autocast, and
 # whether torch.compile pays for a trial in bf16 (benchmarks/compile_payoff.py: compile
 # time, cold and warm, against the step time saved), about 6 minutes on an H100 by estimate.
 # `packing`: trials/hour with 1, 2, 4 and 8 workers on GPU 0 (PACK_SECONDS each, 45 by
-# default; about 4 minutes). Everything lands in $OUT (at most 8 files come back).
-# DEVICE=cpu QUICK=1 runs the same commands here at the smoke size (tests/benchmarks).
+# default; about 4 minutes). Logs, device.txt and JSON figures go to $OUT (default
+# /tmp/hpo-device-out). PYTHON (python3), DEVICE (cuda), PACK_WORKERS (1,2,4,8) can be set.
+# Without Optuna, SQLAlchemy or pydantic installed, it installs them from .whl/ (made by
+# benchmarks/device/fetch_wheels.sh on a machine that can download).
+# DEVICE=cpu QUICK=1 runs the same commands on a CPU at the smoke size (tests/benchmarks).
 set -uo pipefail
 part="${1:-}"
 if [[ "$part" != throughput && "$part" != packing ]]; then
@@ -28,7 +31,7 @@ quick=()
 export PYTHONUNBUFFERED=1
 if ! "$python" -c "import optuna, sqlalchemy, pydantic" 2>/dev/null; then
     if ! compgen -G ".whl/*.whl" >/dev/null; then
-        echo "optuna, sqlalchemy or pydantic missing and no .whl/: run benchmarks/device/fetch_wheels.sh here and carry .whl" >&2
+        echo "optuna, sqlalchemy or pydantic missing: pip install -e . here, or (offline machine) run benchmarks/device/fetch_wheels.sh on a connected one and copy .whl/ along" >&2
         exit 2
     fi
     "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \

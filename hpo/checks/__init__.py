@@ -28,18 +28,23 @@ __all__ = [
 ]
 
 
-def semantic_problems(cfg: StudyConfig, *, unseen: Collection[str] = ()) -> list[str]:
+def semantic_problems(
+    cfg: StudyConfig, *, unseen: Collection[str] = (), for_reading: bool = False
+) -> list[str]:
     """All problems beyond the schema, one line each.
 
     ``unseen``: searched parameters whose entries failed their own checks and are left out
     of ``cfg.space``. What reads them (cross-field errors that involve them, any error
     that names no fields, input files) is left for the next run: a default would stand in
     for the user's value. Cross-field errors of the other fields are still reported.
+    ``for_reading``: the trainer (its code, parameters and input files) is not checked:
+    reading a study needs none of it.
     """
     problems = _storage_syntax_problems(cfg) or storage_problems(cfg)
     problems += _sampler_problems(cfg)
     problems += _pruner_problems(cfg)
-    problems += _trainer_problems(cfg, unseen=unseen)
+    if not for_reading:
+        problems += _trainer_problems(cfg, unseen=unseen)
     problems += _artifact_problems(cfg)
     return problems
 

@@ -64,8 +64,15 @@ def _name_problems(cfg: StudyConfig) -> list[str]:
     ]
 
 
-def validate_study_data(data: Any, *, source: str | None = None) -> StudyConfig:
-    """Validate parsed YAML into a :class:`StudyConfig`, or raise with every problem found."""
+def validate_study_data(
+    data: Any, *, source: str | None = None, for_reading: bool = False
+) -> StudyConfig:
+    """Validate parsed YAML into a :class:`StudyConfig`, or raise with every problem found.
+
+    ``for_reading``: for commands that only read the study (status, best, report, the
+    dashboard), which must work on a machine without the trainer's code or its data (a
+    laptop looking at a cluster's study): the trainer and its inputs are not checked.
+    """
     if not isinstance(data, Mapping):
         kind = "empty" if data is None else type(data).__name__
         raise ConfigError([f"(top level): expected a mapping of study settings, got {kind}"])
@@ -110,7 +117,9 @@ def validate_study_data(data: Any, *, source: str | None = None) -> StudyConfig:
         # them on the parameters that parsed, so one `hpo validate` lists every problem
         checked = {n: spec for n, spec in space.items() if n not in out_of_range}
         failed = declared - set(checked)
-        later = semantic_problems(cfg.model_copy(update={"space": checked}), unseen=failed)
+        later = semantic_problems(
+            cfg.model_copy(update={"space": checked}), unseen=failed, for_reading=for_reading
+        )
         # grouping by a parameter whose own entry failed would read as "not searched"
         raise ConfigError(
             problems
@@ -121,7 +130,7 @@ def validate_study_data(data: Any, *, source: str | None = None) -> StudyConfig:
             ]
         )
     cfg = cfg.model_copy(update={"space": space, "enqueue": _as_declared(space, cfg.enqueue)})
-    problems = semantic_problems(cfg)
+    problems = semantic_problems(cfg, for_reading=for_reading)
     if problems:
         raise ConfigError(problems)
     return cfg
@@ -146,12 +155,14 @@ def load_study_config(
     overrides: Iterable[str] = (),
     *,
     is_text: bool = False,
+    for_reading: bool = False,
 ) -> StudyConfig:
     """Load, override and validate a study file; the single entry point for the CLI and tests.
 
     ``path_or_text`` is a file, YAML text (``is_text``, or any text with a line break: no
     file name has one) or an already parsed mapping. Text and mappings have no folder of
     their own: relative paths in them, and the default ``hpo.db``, are in the current one.
+    ``for_reading``: see :func:`validate_study_data`.
     """
     if isinstance(path_or_text, Mapping):
         data: Any = copy.deepcopy(dict(path_or_text))
@@ -167,7 +178,7 @@ def load_study_config(
         data = apply_overrides(
             data if data is not None else {}, overrides, defaults=_component_defaults()
         )
-    return validate_study_data(data, source=source)
+    return validate_study_data(data, source=source, for_reading=for_reading)
 
 
 def _component_defaults() -> dict[str, dict[str, Any]]:

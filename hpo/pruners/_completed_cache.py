@@ -25,14 +25,17 @@ class CompletedTrialsCache(optuna.pruners.BasePruner):
     that count (one small query) and reads the trials again only when it changed. It
     also skips the call where the pruner is sure to say no before looking at the study
     (no step yet, warm-up steps, between pruning intervals). The decision itself is
-    always the wrapped pruner's own ``prune``, on the same trials it would have read.
-    Storages other than RDB (journal, gRPC proxy, in-memory) are passed straight through.
+    always the wrapped pruner's own ``prune``, on the same trials it would have read,
+    less COMPLETE trials without a curve (a reused duplicate, an imported result): they
+    would count towards ``n_startup_trials`` and let pruning start against fewer real
+    curves. Storages other than RDB (journal, gRPC proxy, in-memory) have no cheap count:
+    there the trials are read at every call, as the pruner itself would.
     """
 
     def __init__(self, pruner: optuna.pruners.PercentilePruner) -> None:
         self.pruner = pruner
         self._lock = threading.Lock()
-        self._complete: dict[int, list[FrozenTrial]] = {}
+        self._complete: dict[int, tuple[int, list[FrozenTrial]]] = {}
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         """The wrapped pruner's decision, given the study's COMPLETE trials from the cache."""
@@ -46,16 +49,19 @@ class CompletedTrialsCache(optuna.pruners.BasePruner):
         ):
             return False
         count = count_in_storage(study, TrialState.COMPLETE)
-        if count is None:
-            return inner.prune(study, trial)
+        if count is None:  # no cheap count: read them as the pruner would
+            complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            curves = [t for t in complete if t.intermediate_values]
+            return inner.prune(cast(optuna.Study, _CompleteTrialsView(study, curves)), trial)
         if count == 0 or count < inner._n_startup_trials:
             return False
         with self._lock:
-            complete = self._complete.get(study._study_id)
-            if complete is None or len(complete) != count:
+            cached = self._complete.get(study._study_id)
+            if cached is None or cached[0] != count:
                 complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                self._complete[study._study_id] = complete
-        return inner.prune(cast(optuna.Study, _CompleteTrialsView(study, complete)), trial)
+                cached = (len(complete), [t for t in complete if t.intermediate_values])
+                self._complete[study._study_id] = cached
+        return inner.prune(cast(optuna.Study, _CompleteTrialsView(study, cached[1])), trial)
 
 
 class _CompleteTrialsView:

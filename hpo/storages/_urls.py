@@ -6,6 +6,7 @@ that reaches a message or a log is masked first.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -79,10 +80,31 @@ def storage_file(url: str) -> Path | None:
 
 
 def storage_file_absent(url: str) -> bool:
-    """Whether ``url`` names a SQLite or journal file that does not exist: opening it would
-    create the file (and Optuna's tables), which a read must not."""
+    """Whether ``url`` names a SQLite or journal file that holds no Optuna storage: opening
+    it would create the file (and Optuna's tables, and switch a SQLite file to WAL), which
+    a read must not do, least of all to another program's database."""
     file = storage_file(url)
-    return file is not None and not file.exists()
+    if file is None:
+        return False
+    if not file.exists():
+        return True
+    return sqlite_path(url) is not None and not _has_optuna_tables(file)
+
+
+def _has_optuna_tables(path: Path) -> bool:
+    """Whether a SQLite file has Optuna's ``studies`` table, read without writing to it."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        ) as db:
+            row = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'studies'"
+            ).fetchone()
+    except sqlite3.Error:
+        return True  # unreadable here: opening it says why, with the storage's own error
+    return row is not None
 
 
 def is_rdb_url(url: str) -> bool:

@@ -889,3 +889,34 @@ def test_markup_like_names_and_choices_run_cleanly(tmp_path: Path) -> None:
         )
         assert result.exit_code == 0, (command, result.stderr)
     assert "[/x]" in runner.invoke(app, ["validate", str(study)]).stdout
+
+
+def test_data_files_no_trial_could_read_are_refused_before_the_study(tmp_path: Path) -> None:
+    """They passed validation, then every trial failed with fail_reason data."""
+    import numpy as np
+
+    (tmp_path / "bad.npz").write_text("x\n")
+    np.savez(tmp_path / "flat.npz", X=np.zeros((10, 5)), y=np.zeros(10))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "har" / "train").mkdir(parents=True)
+    base = yaml.safe_load(BASE_TEXTS["quickstart.yaml"])
+    study = tmp_path / "study.yaml"
+    expected = {
+        "bad.npz": f"{tmp_path}/bad.npz is not a readable .npz file (numpy.savez writes one)",
+        "flat.npz": f"{tmp_path}/flat.npz: X has shape (10, 5), not (n, channels, length)",
+        "empty": f"{tmp_path}/empty is not a UCI HAR folder (nor a folder with "
+        "<Name>_TRAIN.ts): missing train/Inertial Signals/body_acc_x_train.txt",
+    }
+    for name, why in expected.items():
+        base["trainer"]["params"]["dataset"] = str(tmp_path / name)
+        study.write_text(yaml.safe_dump(base))
+        result = runner.invoke(app, ["validate", str(study)])
+        assert result.exit_code == 2, name
+        assert _error_lines(result.stderr) == [f"error: trainer.params.dataset: {why}"]
+    base["trainer"]["params"].update({"dataset": "uci_har", "data_dir": str(tmp_path / "har")})
+    study.write_text(yaml.safe_dump(base))
+    result = runner.invoke(app, ["validate", str(study)])
+    assert _error_lines(result.stderr) == [
+        f"error: trainer.params.dataset: {tmp_path}/har is not a UCI HAR folder (nor a folder "
+        "with <Name>_TRAIN.ts): missing train/Inertial Signals/body_acc_x_train.txt"
+    ]

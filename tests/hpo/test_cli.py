@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -132,6 +133,39 @@ def test_read_only_commands_on_a_missing_storage_file_create_nothing(
         assert len(lines) == 1 and lines[0].startswith("error: study 'never' not found"), lines
         assert lines[0].endswith("; run it first")
     assert sorted(tmp_path.iterdir()) == before, "no hpo.db, never.log or WAL files"
+
+
+def test_read_only_commands_leave_another_programs_sqlite_file_alone(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    # Optuna's 13 tables were added and the file switched to WAL before "not found"
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(tmp_path / "hpo.db")) as db:
+        db.execute("CREATE TABLE foo (x)")
+        db.commit()
+    before = (tmp_path / "hpo.db").read_bytes()
+    study = write_study(analytic_study(name="never"))
+    for command in (["status"], ["best"], ["report"], ["compare", str(study)]):
+        result = hpo(command[0], str(study), *command[1:], cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert "study 'never' not found" in result.stderr
+    assert (tmp_path / "hpo.db").read_bytes() == before
+    assert not (tmp_path / "hpo.db-wal").exists()
+
+
+def test_reading_a_study_needs_neither_the_trainer_nor_its_data(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    # a laptop looking at a cluster's study has neither the team's package nor the data
+    path = write_study(analytic_study(budget={"n_trials": 2}))
+    assert hpo("run", str(path)).returncode == 0
+    elsewhere = ["--set", "trainer.name=teampkg.train:run"]
+    for command in (["status"], ["best"], ["report", "-o", str(tmp_path / "r.html")]):
+        result = hpo(command[0], str(path), *command[1:], *elsewhere)
+        assert result.returncode == 0, (command, result.stderr)
+    result = hpo("validate", str(path), *elsewhere)  # a run still needs it
+    assert result.returncode == 2 and "trainer.name: " in result.stderr
 
 
 @pytest.mark.parametrize("command", ["run", "worker"])

@@ -460,3 +460,28 @@ def test_an_output_through_a_symlink_replaces_its_target_and_keeps_the_link(
     write_output_file(target, "newer")
     assert twin.read_text() == "newer"
     assert sorted(p.name for p in target.parent.iterdir()) == ["latest.html"]
+
+
+def test_compare_takes_set_for_every_file_and_names_same_named_files_by_path(
+    tmp_path: Path,
+) -> None:
+    # docker-compose's studies get their storage from --set storage=${HPO_STORAGE_URL}
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    paths = []
+    for name in ("one", "two"):
+        folder = tmp_path / name
+        folder.mkdir()
+        path = folder / "study.yaml"
+        data = analytic_study(name=name, budget={"n_trials": 2}, storage=url)
+        path.write_text(yaml.safe_dump(data), encoding="utf-8")
+        run_study(load_study_config(path))
+        del data["storage"]
+        path.write_text(yaml.safe_dump(data), encoding="utf-8")
+        paths.append(path)
+    result = _hpo("compare", *map(str, paths), "--set", f"storage={url}", "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    assert [s["study"] for s in json.loads(result.stdout)] == ["one", "two"]
+    table = _hpo("compare", *map(str, paths), "--set", f"storage={url}")
+    assert table.exit_code == 0, table.stderr
+    assert "(one/study.yaml)" in table.stdout and "(two/study.yaml)" in table.stdout
+    assert "…" not in table.stdout  # the storage URL is folded, not cut

@@ -207,6 +207,37 @@ def test_cached_pruner_passes_other_storages_through() -> None:
         assert cached.prune(study, frozen) == plain.prune(study, frozen)
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+def test_completed_trials_without_a_curve_do_not_start_pruning(tmp_path: Path, kind: str) -> None:
+    # four reused duplicates and one real curve: Optuna's median pruner counted five
+    # completed trials against n_startup_trials 3 and pruned against the one curve
+    storage = open_storage(f"sqlite:///{tmp_path / 'p.db'}") if kind == "sqlite" else None
+    study = optuna.create_study(storage=storage, direction="maximize")
+    distribution = optuna.distributions.FloatDistribution(0.0, 1.0)
+    curve = {step: 1.0 for step in range(5)}
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"x": 0.5},
+            distributions={"x": distribution},
+            value=1.0,
+            intermediate_values=curve,
+        )
+    )
+    for _ in range(4):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"x": 0.5}, distributions={"x": distribution}, value=1.0
+            )
+        )
+    plain = optuna.pruners.MedianPruner(n_startup_trials=3)
+    cached = with_completed_cache(optuna.pruners.MedianPruner(n_startup_trials=3))
+    trial = study.ask()
+    trial.report(0.0, 1)
+    frozen = trial._get_latest_trial()
+    assert plain.prune(study, frozen), "Optuna counts the curveless trials"
+    assert not cached.prune(study, frozen)
+
+
 def test_run_study_prunes_exactly_as_with_optuna_pruner(
     write_study: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -310,3 +310,20 @@ def test_report_counts_a_retried_trial_as_retried_not_failed(tmp_path: Path) -> 
     out = write_report(load_study_config(path), tmp_path / "report.html")
     counts = {row[0]: int(row[1]) for row in _parse(out).tables["counts"]}
     assert counts == {"complete": 3, "pruned": 0, "fail": 0, "running": 0, "retried or surplus": 1}
+
+
+def test_reused_duplicates_do_not_pad_the_top_trials(write_study: Callable[..., Path]) -> None:
+    # at a fixed seed two configurations make six trials: four repeats of a trial above
+    from hpo.report import top_trials
+
+    data = analytic_study(
+        trainer={"name": "analytic", "params": {"epochs": 2, "seed": 7}},
+        space={"choice": {"type": "categorical", "choices": ["a", "b"]}},
+        pruner={"name": "none"},
+        budget={"n_trials": 6},
+    )
+    cfg = load_study_config(write_study(data))
+    run_study(cfg)
+    study = load_existing_study(cfg)
+    assert sum("duplicate_of" in t.user_attrs for t in study.trials) == 4
+    assert sorted(t.params["choice"] for t in top_trials(study)) == ["a", "b"]

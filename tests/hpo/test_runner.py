@@ -297,6 +297,30 @@ def test_failing_trials_are_recorded_and_study_goes_on(
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
 
 
+def trainer_that_cannot_reach_its_database(
+    params: dict[str, Any], reporter: Any = None
+) -> dict[str, float]:
+    raise RuntimeError("cannot reach postgresql://hpo:Secr3tPW@db.internal/metrics")
+
+
+def test_a_password_in_a_trainers_error_is_masked(write_study: Callable[..., Path]) -> None:
+    # the message reaches the dashboard, the trial's note, hpo status and the progress line
+    from hpo.notes import _outcome
+
+    data = analytic_study(
+        budget={"n_trials": 1},
+        trainer={"name": f"{__name__}:trainer_that_cannot_reach_its_database", "params": {}},
+        space={"x": {"type": "float", "low": 0.0, "high": 1.0}},
+    )
+    path = write_study(data)
+    run_study(load_study_config(path))
+    (trial,) = _load(path, "analytic").trials
+    message = trial.user_attrs["fail_message"]
+    assert "Secr3tPW" not in message and "postgresql://hpo:***@db.internal" in message
+    old = {"fail_reason": "exception", "fail_message": "x postgresql://u:pw1@h/d"}
+    assert "pw1" not in "\n".join(_outcome("FAIL", old))  # recorded by an older version
+
+
 def test_metrics_and_seed_recorded(write_study: Callable[..., Path]) -> None:
     path = write_study(analytic_study(budget={"n_trials": 3}, pruner={"name": "none"}, seed=7))
     run_study(load_study_config(path))

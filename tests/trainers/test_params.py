@@ -184,8 +184,9 @@ def test_missing_inputs_name_the_field_and_the_remedy(tmp_path: Any) -> None:
     assert ContrastiveParams().missing_inputs() == {}  # BasicMotions ships with aeon
     assert ContrastiveParams(dataset="synthetic_har").missing_inputs() == {}
     assert ContrastiveParams(dataset="nope.npz").missing_inputs() == {
-        "dataset": "no file or folder nope.npz, and not a dataset bundled with aeon "
-        "(no downloads are attempted)"
+        # relative data paths are read from the current folder, not beside the study file
+        "dataset": f"no file or folder nope.npz in the current folder {Path.cwd()}, and not a "
+        "dataset bundled with aeon (no downloads are attempted)"
     }
     align = ContrastiveParams(mode="align", loss="mse", dataset="x.npz", data_dir=str(tmp_path))
     assert align.missing_inputs()["dataset"].startswith(f"mode: align: no file {tmp_path}/x.npz")

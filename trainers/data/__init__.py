@@ -25,6 +25,7 @@ from trainers.data.loading import load_alignment_npz, load_dataset
 from trainers.data.sources import (
     NpzLabels,
     bundled_datasets,
+    dataset_layout_problem,
     dataset_problem,
     npz_labels,
     npz_shapes,
@@ -45,6 +46,7 @@ __all__ = [
     "TimeSeriesSplits",
     "ValSplit",
     "bundled_datasets",
+    "dataset_layout_problem",
     "dataset_problem",
     "load_alignment_npz",
     "load_dataset",

@@ -89,6 +89,9 @@ def dataset_problem(name: str, data_dir: str | None) -> str | None:
     if name.lower() in {n.lower() for n in bundled_datasets()}:
         return None
     where = f" (nor in data_dir {data_dir})" if data_dir else ""
+    if not Path(name).expanduser().is_absolute() and not data_dir:
+        # unlike a study's storage and artifacts.dir, data paths are not read beside it
+        where = f" in the current folder {Path.cwd()}"
     return (
         f"no file or folder {name}{where}, and not a dataset bundled with aeon "
         "(no downloads are attempted)"
@@ -138,6 +141,60 @@ def npz_labels(
         has_test="X_test" in keys,
         has_test_labels=bool(test_labels),
     )
+
+
+def dataset_layout_problem(name: str, data_dir: str | None) -> str | None:
+    """Why the files behind ``name`` cannot be read, from names and headers alone; or None.
+
+    A damaged ``.npz``, an ``X`` that is not ``(n, channels, length)``, or a folder that is
+    neither a UEA pair nor the UCI HAR layout fails every trial: ``hpo validate`` and a run
+    ask before the study exists. No series is read, so a large file costs nothing.
+    """
+    if name == "synthetic_har" or dataset_problem(name, data_dir) is not None:
+        return None
+    try:
+        if name == "uci_har":
+            return _uci_har_layout_problem(_uci_har_root(Path(str(data_dir)).expanduser()))
+        path = _resolve_path(name, data_dir)
+        if path is None:
+            return None  # bundled with aeon
+        if path.is_dir():
+            if _folder_train_file(path) is not None:
+                return None
+            return _uci_har_layout_problem(_uci_har_root(path))
+        suffix = path.suffix.lower()
+        if suffix == ".npz":
+            return _npz_layout_problem(path)
+        if suffix != ".ts":
+            return f"unsupported file type {suffix or '(none)'!r}; expected .ts or .npz"
+    except DataError as exc:  # several *_TRAIN.ts in one folder
+        return str(exc)
+    return None
+
+
+def _uci_har_layout_problem(root: Path) -> str | None:
+    if not root.is_dir():
+        return f"{root} is not a folder"
+    missing = next((f for f in _uci_har_files(root, "train") if not f.is_file()), None)
+    if missing is None:
+        return None
+    return (
+        f"{root} is not a UCI HAR folder (nor a folder with <Name>_TRAIN.ts): missing "
+        f"{missing.relative_to(root)}"
+    )
+
+
+def _npz_layout_problem(path: Path) -> str | None:
+    shapes = npz_shapes(path)
+    if shapes is None:
+        return f"{path} is not a readable .npz file (numpy.savez writes one)"
+    if "X" not in shapes:
+        held = ", ".join(sorted(shapes)) or "nothing"
+        return f"{path} has no array X (it holds {held})"
+    for key in ("X", "X_test"):
+        if key in shapes and len(shapes[key]) != 3:
+            return f"{path}: {key} has shape {shapes[key]}, not (n, channels, length)"
+    return None
 
 
 def npz_shapes(path: Path) -> dict[str, tuple[int, ...]] | None:
