@@ -49,6 +49,20 @@ per artifact, so concurrent workers never overwrite each other's records).
 _ARTIFACTS_PREFIX = "artifacts:"
 ARTIFACT_ERROR_ATTR = "artifact_error"
 """Trial user attribute: why an artifact of this trial could not be stored (last failure)."""
+MIMETYPES = {
+    ".png": "image/png",
+    ".json": "application/json",
+    ".html": "text/html",
+    ".md": "text/markdown",
+    ".txt": "text/plain",
+    ".csv": "text/csv",
+}
+"""Content types by suffix; anything else (``.pt``, ``.npz``) is served as plain bytes.
+
+Optuna would guess from the machine's ``/etc/mime.types``, which calls ``.pt`` a SNES
+page table: browsers then mislabel or refuse the checkpoint download.
+"""
+DEFAULT_MIMETYPE = "application/octet-stream"
 
 
 class ArtifactWriteError(OSError):
@@ -194,7 +208,12 @@ def upload(store: ArtifactStore, trial: optuna.Trial, path: Path) -> str:
     """
     wrapped = _RemembersIds(store)
     try:
-        return upload_artifact(artifact_store=wrapped, file_path=str(path), study_or_trial=trial)
+        return upload_artifact(
+            artifact_store=wrapped,
+            file_path=str(path),
+            study_or_trial=trial,
+            mimetype=mimetype_of(path),
+        )
     except Exception as exc:
         if not wrapped.failed and not isinstance(exc, OSError):
             raise  # not the store's doing (e.g. the database): let the caller see it
@@ -203,6 +222,11 @@ def upload(store: ArtifactStore, trial: optuna.Trial, path: Path) -> str:
         with contextlib.suppress(Exception):
             trial.set_user_attr(ARTIFACT_ERROR_ATTR, reason[:500])
         raise ArtifactWriteError(f"artifact not stored ({reason})") from exc
+
+
+def mimetype_of(path: Path) -> str:
+    """The content type the dashboard serves ``path`` with (never guessed per machine)."""
+    return MIMETYPES.get(path.suffix.lower(), DEFAULT_MIMETYPE)
 
 
 def _describe(exc: BaseException) -> str:

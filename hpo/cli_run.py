@@ -15,9 +15,13 @@ from hpo.storages import outage_as_error
 
 if TYPE_CHECKING:
     from hpo.config import StudyConfig
+    from hpo.dashboard import DashboardServer
     from hpo.runner import RunSummary
     from hpo.workers.gpus import WorkerPlan
     from hpo.workers.supervisor import SupervisorResult
+
+DEFAULT_DASHBOARD_HOST = "127.0.0.1"
+DEFAULT_DASHBOARD_PORT = 8080
 
 GpusOption = Annotated[
     str | None,
@@ -175,17 +179,31 @@ def run(
         bool, typer.Option("--dashboard", help="Serve optuna-dashboard beside the run.")
     ] = False,
     dashboard_port: Annotated[
-        int, typer.Option("--dashboard-port", min=0, max=65535, help="Port (0: any free port).")
-    ] = 8080,
+        int | None,
+        typer.Option(
+            "--dashboard-port",
+            min=0,
+            max=65535,
+            help="Dashboard port, 8080 unless given (0: any free port); implies --dashboard.",
+            show_default=False,
+        ),
+    ] = None,
     dashboard_host: Annotated[
-        str, typer.Option("--dashboard-host", help="The dashboard has no login: keep 127.0.0.1.")
-    ] = "127.0.0.1",
+        str | None,
+        typer.Option(
+            "--dashboard-host",
+            help="Dashboard address, 127.0.0.1 unless given; implies --dashboard. "
+            "The dashboard has no login: keep 127.0.0.1.",
+            show_default=False,
+        ),
+    ] = None,
     verbose: Verbose = 0,
 ) -> None:
     """Create or resume the study and run trials until the budget is used.
 
     Several GPUs or workers: one worker process each, under a supervisor that restarts them.
     With a ``confirm`` section, the finalists are then trained again (``hpo confirm``).
+    ``--dashboard-port`` or ``--dashboard-host`` alone asks for the dashboard too.
     """
     from hpo.config import load_study_config
     from hpo.duplicates import fixed_seed_rerun_note
@@ -197,15 +215,12 @@ def run(
     if repeat_note:
         err.print(f"note: {repeat_note}")
     handle = None
-    if dashboard:
-        from hpo.cli_reports import warn_exposed
-        from hpo.dashboard import serve_in_background
-
-        handle = serve_in_background(
-            cfg, host=dashboard_host, port=dashboard_port, warn_exposure=False
+    if dashboard or dashboard_port is not None or dashboard_host is not None:
+        handle = _start_dashboard(
+            cfg,
+            DEFAULT_DASHBOARD_HOST if dashboard_host is None else dashboard_host,
+            DEFAULT_DASHBOARD_PORT if dashboard_port is None else dashboard_port,
         )
-        warn_exposed(dashboard_host)
-        err.print(f"dashboard: {handle.url}", soft_wrap=True)
     try:
         run_loaded(cfg, study, overrides, force=force, verbose=verbose)
         if cfg.confirm is not None:
@@ -215,6 +230,26 @@ def run(
     finally:
         if handle is not None:
             handle.stop()
+
+
+def _start_dashboard(cfg: StudyConfig, host: str, port: int) -> DashboardServer:
+    """Serve the dashboard beside the run, once the run's own checks have passed.
+
+    The dashboard creates the storage and the artifact folder the run would create; a run
+    its checks refuse must leave neither behind, and say what it says without a dashboard.
+    """
+    from hpo.checks import run_problems
+    from hpo.cli_reports import warn_exposed
+    from hpo.dashboard import serve_in_background
+
+    _plan(cfg)  # a --gpus the machine lacks is refused first, as the run refuses it
+    problems = run_problems(cfg)  # what the run checks before it creates its study
+    if problems:
+        raise ConfigError(problems)
+    handle = serve_in_background(cfg, host=host, port=port, warn_exposure=False)
+    warn_exposed(host)
+    err.print(f"dashboard: {handle.url}", soft_wrap=True)
+    return handle
 
 
 def run_loaded(

@@ -56,7 +56,9 @@ def _epochs_by_trial(study: optuna.Study, curves: optuna.Study) -> dict[int, int
     out = {}
     for t in trials:
         number = t.user_attrs.get("prune_companion_trial")
-        out[t.number] = companion.get(number, 0) if isinstance(number, int) else 0
+        # a trial run before the study had a companion keeps its curve itself
+        own = len(t.intermediate_values)
+        out[t.number] = companion.get(number, 0) if isinstance(number, int) else own
     return out
 
 

@@ -4,7 +4,9 @@ The dashboard is optuna-dashboard's own WSGI app served by :mod:`wsgiref` in thr
 SQLite files are opened as they are: no journal-mode switch, no table creation, a long
 busy timeout, so a dashboard never blocks or alters a study that is running on the file.
 Only a database with no Optuna tables yet gets them, as a run would create them.
-It has no authentication: it binds to 127.0.0.1 unless told otherwise.
+It has no authentication: it binds to 127.0.0.1 unless told otherwise, and there it
+answers only requests addressed to a loopback name (a web page that rebinds its own
+domain to 127.0.0.1 could otherwise drive the API, which can delete studies).
 """
 
 from __future__ import annotations
@@ -14,14 +16,23 @@ import logging
 import socket
 import threading
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from socketserver import ThreadingMixIn
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from hpo.artifacts import artifacts_location, open_artifact_store
+from hpo.artifacts import REMOVED_PREFIX, artifacts_location, open_artifact_store
 from hpo.errors import HpoError, StorageError
-from hpo.storages import SQLITE_BUSY_TIMEOUT_S, mask_url, open_storage, sqlite_path, storage_url
+from hpo.storages import (
+    SQLITE_BUSY_TIMEOUT_S,
+    mask_url,
+    open_storage,
+    sqlite_path,
+    storage_file,
+    storage_file_absent,
+    storage_url,
+)
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
@@ -34,6 +45,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 MAX_PORT = 65535
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::"})
+"""Binds that answer on every interface: any name may reach them, so Host is not checked."""
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 def is_loopback(host: str) -> bool:
@@ -63,17 +79,19 @@ def dashboard_storage(cfg: StudyConfig, *, create_missing: bool = False) -> Base
     """The study's storage opened for the dashboard.
 
     SQLite and other SQL databases are opened without creating tables or checking the
-    schema (what ``optuna-dashboard URL`` does). A SQLite file that does not exist yet is
-    an error, unless ``create_missing`` (a run is about to create it anyway).
+    schema (what ``optuna-dashboard URL`` does). A SQLite or journal file that does not
+    exist yet is an error, unless ``create_missing`` (a run is about to create it anyway):
+    opening it would create it, and the dashboard would show an empty storage.
     """
     import optuna
     import sqlalchemy.exc
 
     url = storage_url(cfg)
     path = sqlite_path(url)
-    if path is not None and not path.exists():
+    missing = _missing_storage_file(url)
+    if missing is not None:
         if not create_missing:
-            raise StorageError([f"storage: {path} does not exist yet; run the study first"])
+            raise StorageError([f"storage: {missing} does not exist yet; run the study first"])
         return open_storage(url)
     if not url.startswith(("sqlite", "postgresql", "mysql")):
         return open_storage(url)
@@ -100,6 +118,18 @@ def dashboard_storage(cfg: StudyConfig, *, create_missing: bool = False) -> Base
         raise StorageError([f"storage: cannot open {mask_url(url)}: {mask_url(reason)}"]) from None
 
 
+def _missing_storage_file(url: str) -> Path | None:
+    """The SQLite or journal file ``url`` names, when there is no such file yet.
+
+    :func:`storage_file_absent` may also count an existing SQLite file without Optuna's
+    tables; that one is not created, and opening it below says what it holds instead.
+    """
+    file = storage_file(url)
+    if file is None or not storage_file_absent(url) or file.exists():
+        return None
+    return file
+
+
 def _has_no_optuna_tables(url: str, engine_kwargs: dict[str, Any]) -> bool:
     """True when the database answers and holds no Optuna schema; False when unreachable."""
     import sqlalchemy
@@ -113,23 +143,148 @@ def _has_no_optuna_tables(url: str, engine_kwargs: dict[str, Any]) -> bool:
         engine.dispose()
 
 
-def dashboard_artifact_store(cfg: StudyConfig) -> ArtifactStore | None:
+def dashboard_artifact_store(
+    cfg: StudyConfig, storage: BaseStorage | None = None, *, create_missing: bool = False
+) -> ArtifactStore | None:
     """The store the runner uploads to, so trial pages show the images; ``None`` when the
-    study keeps no artifacts (the dashboard then hides the artifact panels)."""
+    study keeps no artifacts (the dashboard then hides the artifact panels).
+
+    A missing folder is made only for a run about to fill it (``create_missing``). Else
+    it is one warning and ``None``: a database copied without its ``artifacts/`` would
+    otherwise get an empty folder and a broken picture on every trial page.
+    ``storage`` lets a file the store lacks be explained (see :class:`ServedArtifacts`).
+    """
     location = artifacts_location(cfg)
-    if not cfg.artifacts.enabled and (location.startswith("s3://") or not Path(location).is_dir()):
+    remote = location.startswith("s3://")
+    if not remote and not Path(location).is_dir():
+        if cfg.artifacts.enabled and create_missing:
+            return ServedArtifacts(open_artifact_store(location, create=True), storage)
+        if cfg.artifacts.enabled:
+            logger.warning(
+                "artifact folder %s is missing: trial pictures and checkpoints are unavailable",
+                location,
+            )
         return None
-    return open_artifact_store(location, create=True)
+    if remote and not cfg.artifacts.enabled:
+        return None
+    return ServedArtifacts(open_artifact_store(location, create=False), storage)
 
 
-def dashboard_app(cfg: StudyConfig, *, create_missing: bool = False) -> Any:
-    """optuna-dashboard's WSGI application for ``cfg`` (mountable in gunicorn/uwsgi too)."""
+class ServedArtifacts:
+    """The artifact store as the dashboard reads it: a file gone from the store is a short
+    404 that says why (``keep_best_k`` deletes checkpoints the dashboard still lists),
+    not a 500 with a traceback on the server's stderr."""
+
+    def __init__(self, store: ArtifactStore, storage: BaseStorage | None = None) -> None:
+        self.store = store
+        self.storage = storage
+
+    def open_reader(self, artifact_id: str) -> BinaryIO:
+        """The artifact's bytes, or a 404 response raised into optuna-dashboard's route."""
+        from optuna.artifacts.exceptions import ArtifactNotFound
+
+        try:
+            return self.store.open_reader(artifact_id)
+        except ArtifactNotFound:
+            raise _plain_response(404, self.why_missing(artifact_id)) from None
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        """Store an upload from the dashboard's UI."""
+        self.store.write(artifact_id, content_body)
+
+    def remove(self, artifact_id: str) -> None:
+        """Delete an artifact (the dashboard's delete button)."""
+        self.store.remove(artifact_id)
+
+    def why_missing(self, artifact_id: str) -> str:
+        """One line: removed by ``keep_best_k`` when a study recorded it, else just gone."""
+        key = REMOVED_PREFIX + artifact_id
+        try:
+            studies = self.storage.get_all_studies() if self.storage is not None else []
+            removed = any(key in study.system_attrs for study in studies)
+        except Exception:  # the explanation must never turn the 404 into a 500
+            removed = False
+        if removed:
+            return "removed by keep_best_k: this checkpoint fell out of the best trials"
+        return "not in the artifact store (deleted, or the store was moved)"
+
+
+def _plain_response(status: int, text: str) -> Any:
+    """A short text/plain answer that a bottle route may raise."""
+    from bottle import HTTPResponse
+
+    return HTTPResponse(
+        body=f"{status}: {text}\n", status=status, headers={"Content-Type": "text/plain"}
+    )
+
+
+def host_name(header: str) -> str:
+    """The name in a ``Host`` header without its port: ``[::1]:8080`` -> ``::1``."""
+    value = header.strip().lower()
+    if value.startswith("["):
+        return value[1:].partition("]")[0]
+    return value.rpartition(":")[0] if value.count(":") == 1 else value
+
+
+def allowed_host_names(host: str) -> frozenset[str] | None:
+    """Names besides the loopback ones a dashboard bound to ``host`` answers to; ``None``:
+    any name (a bind to every interface, which the user chose and was warned about)."""
+    if host.strip() in WILDCARD_HOSTS:
+        return None
+    return frozenset() if is_loopback(host) else frozenset({host_name(host)})
+
+
+class HostCheck:
+    """WSGI middleware refusing requests addressed to a name that is not this server's.
+
+    A page on ``evil.example`` that rebinds its name to 127.0.0.1 gets the browser to send
+    same-origin requests to the dashboard, with ``Host: evil.example``: those get a 403.
+    Loopback names (``localhost``, ``127.0.0.1``, ``[::1]``) are always allowed.
+    """
+
+    def __init__(self, app: WsgiApp, extra: frozenset[str]) -> None:
+        self.app = app
+        self.extra = extra
+
+    def allows(self, header: str | None) -> bool:
+        """Whether a request with this ``Host`` header (``None``: none sent) may pass."""
+        if header is None:  # HTTP/1.0 tools; a browser always sends one
+            return True
+        name = host_name(header)
+        return is_loopback(name) or name in self.extra
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        header = environ.get("HTTP_HOST")
+        if self.allows(header):
+            return self.app(environ, start_response)
+        body = (
+            f"403: host {header!r} not allowed; open the dashboard by the address it printed "
+            "(DNS rebinding protection, see docs/dashboard.md)\n"
+        ).encode()
+        start_response(
+            "403 Forbidden",
+            [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+
+def dashboard_app(
+    cfg: StudyConfig, *, create_missing: bool = False, host: str = DEFAULT_HOST
+) -> Any:
+    """optuna-dashboard's WSGI application for ``cfg`` (mountable in gunicorn/uwsgi too).
+
+    ``host`` is the address it will be served on: it decides which ``Host`` headers are
+    answered (:class:`HostCheck`); ``0.0.0.0`` or ``::`` turn the check off.
+    """
     import optuna_dashboard
 
-    return optuna_dashboard.wsgi(
-        dashboard_storage(cfg, create_missing=create_missing),
-        artifact_store=dashboard_artifact_store(cfg),
+    storage = dashboard_storage(cfg, create_missing=create_missing)
+    app = optuna_dashboard.wsgi(
+        storage,
+        artifact_store=dashboard_artifact_store(cfg, storage, create_missing=create_missing),
     )
+    extra = allowed_host_names(host)
+    return app if extra is None else HostCheck(app, extra)
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -207,7 +362,7 @@ def create_server(
         raise HpoError(
             ["dashboard: the host is empty; give 127.0.0.1 (this machine) or 0.0.0.0 (all)"]
         )
-    app = dashboard_app(cfg, create_missing=create_missing)
+    app = dashboard_app(cfg, create_missing=create_missing, host=host)
     risk = exposure_warning(host) if warn_exposure else None
     if risk:
         warnings.warn(risk, UserWarning, stacklevel=2)

@@ -39,7 +39,9 @@ def export_text(cfg: StudyConfig) -> str:
     for key, trial_dir in trial_dirs.items():
         params[key] = f"{str(trial_dir).rstrip('/')}/{RETRAIN_SUBDIR}"
         header += (
-            f"# {key}: the trial wrote to {trial_dir!r}; a retrain writes to "
+            # artifact_dir: each trial had its own trial-<n> folder inside the given one
+            f"# {key}: the trial wrote {'under' if key == 'artifact_dir' else 'to'} "
+            f"{trial_dir!r}; a retrain writes to "
             f"{params[key]!r}, so the trial's files stay as they are.\n"
         )
     if "save_dir" in trial_dirs and params.get("resume"):

@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 CONFUSION_FILE = "confusion_matrix.npy"
 EMBEDDINGS_FILE = "val_embeddings.npz"
+ARTIFACT_DIR_ATTR = "artifact_dir"
+"""Trial user attribute: the folder a fixed ``artifact_dir`` gave this trial."""
 History = list[tuple[int, dict[str, float]]]
 
 
@@ -79,15 +81,23 @@ class ArtifactHook:
         self._lock = threading.Lock()
 
     def before(self, trial: optuna.Trial, params: dict[str, Any]) -> dict[str, Any]:
-        """Add a fresh ``artifact_dir`` when the trainer takes one (a folder the study file
-        fixes is used as given and left in place)."""
+        """Give the trainer an ``artifact_dir`` of this trial's own when it takes one.
+
+        Without one it is a fresh scratch folder (removed after the upload). A folder the
+        study file fixes gets a ``trial-<number>`` subfolder, left in place: used as given,
+        every trial (and every worker) would read the pictures an earlier trial left there.
+        """
         if not self.give_dir:
             return params
         given = params.get("artifact_dir")
-        workdir = Path(given) if given else Path(tempfile.mkdtemp(prefix=f"hpo-{trial.number}-"))
+        if given:
+            workdir = trial_subfolder(Path(given), trial.number)
+            trial.set_user_attr(ARTIFACT_DIR_ATTR, str(workdir))  # where to find its files
+        else:
+            workdir = Path(tempfile.mkdtemp(prefix=f"hpo-{trial.number}-"))
         with self._lock:
             self._dirs[trial._trial_id] = (workdir, not given)
-        return params if given else {**params, "artifact_dir": str(workdir)}
+        return {**params, "artifact_dir": str(workdir)}
 
     def after(
         self,
@@ -180,6 +190,21 @@ class ArtifactHook:
             artifact_id = upload(self.store, trial, path)
             trial.set_user_attr(CHECKPOINT_ATTR, artifact_id)
         remove_checkpoints(self.study, self.store, decision.drop)
+
+
+def trial_subfolder(parent: Path, number: int) -> Path:
+    """``parent/trial-<number>``, or ``-2``, ``-3``... when another study sharing ``parent``
+    already used that name: a folder with someone else's files would lend them to this trial.
+
+    Not created here: the trainer makes it, and says so in its own words when it cannot.
+    """
+    base = f"trial-{number}"
+    folder = parent / base
+    suffix = 1
+    while folder.exists():
+        suffix += 1
+        folder = parent / f"{base}-{suffix}"
+    return folder
 
 
 T = TypeVar("T")

@@ -6,6 +6,7 @@ in worker threads and never opens a window.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,6 +45,34 @@ def _panel_of(key: str) -> str:
     return "metrics"
 
 
+def _outside_unit_range(history: Sequence[tuple[int, dict[str, float]]], key: str) -> bool:
+    """True when a finite value of ``key`` lies outside [0, 1] (a count, a rank, a score)."""
+    return any(key in m and math.isfinite(m[key]) and not 0.0 <= m[key] <= 1.0 for _, m in history)
+
+
+def learning_curve_panels(
+    history: Sequence[tuple[int, dict[str, float]]],
+) -> dict[str, list[str]]:
+    """Panel title -> history keys, in drawing order.
+
+    A metric outside [0, 1] (``rankme`` runs up to the embedding width) gets a panel of its
+    own, shared with its ``best_`` twin: beside F1 scores it would flatten them to a line.
+    """
+    keys: dict[str, list[str]] = {}
+    for _, metrics in history:
+        for key in metrics:
+            panel = _panel_of(key)
+            if panel == "metrics" and _outside_unit_range(history, key):
+                panel = key.removeprefix("best_")
+            members = keys.setdefault(panel, [])
+            if key not in members:
+                members.append(key)
+    order = [name for name in _PANELS if name in keys]
+    own = sorted(name for name in keys if name not in _PANELS)
+    at = order.index("metrics") + 1 if "metrics" in order else int("loss" in order)
+    return {name: keys[name] for name in order[:at] + own + order[at:]}
+
+
 def plot_learning_curves(
     history: Sequence[tuple[int, dict[str, float]]], path: Path, title: str = ""
 ) -> Path | None:
@@ -53,13 +82,8 @@ def plot_learning_curves(
     """
     from matplotlib.ticker import MaxNLocator
 
-    keys: dict[str, list[str]] = {}
-    for _, metrics in history:
-        for key in metrics:
-            members = keys.setdefault(_panel_of(key), [])
-            if key not in members:
-                members.append(key)
-    panels = [name for name in _PANELS if name in keys]
+    keys = learning_curve_panels(history)
+    panels = list(keys)
     if not panels:
         return None
     ncols = min(3, len(panels))

@@ -87,7 +87,7 @@ def _figure(key: str, title: str, make: Callable[[], Any]) -> Figure:
 
 def curves_study(study: optuna.Study, cfg: StudyConfig) -> optuna.Study:
     """The study holding per-epoch curves: the pruning companion where there is one."""
-    if not cfg.objective.uses_prune_companion:
+    if not cfg.uses_prune_companion:
         return study
     try:
         return optuna.load_study(study_name=prune_study_name(cfg), storage=study._storage)

@@ -124,6 +124,9 @@ def check_compatible(study: optuna.Study, cfg: StudyConfig, force: bool) -> None
             f"{', '.join(changed)}); use --force (force=True) to continue it anyway, or give the study a new name"
         )
     unforceable = _distribution_changes(study, cfg)
+    changed_pruning = prune_direction_change(study, cfg)
+    if changed_pruning is not None:
+        unforceable.append(changed_pruning)
     changed_objective = objective_change(study, cfg)
     if changed_objective is not None:
         unforceable.append(
@@ -376,9 +379,34 @@ def _resumed(existing: optuna.Study, cfg: StudyConfig, force: bool) -> optuna.St
     return existing
 
 
+def prune_direction_change(study: optuna.Study, cfg: StudyConfig) -> str | None:
+    """How the file's pruning direction differs from the study's pruning companion, or None.
+
+    Read without creating the companion, so a run (and each of its workers) refuses it
+    before anything changes: its finished curves were ranked the other way, and pruning
+    would keep the worst trials.
+    """
+    if not cfg.uses_prune_companion:
+        return None
+    storage = study._storage
+    try:
+        companion_id = storage.get_study_id_from_name(prune_study_name(cfg))
+    except KeyError:
+        return None
+    (held,) = storage.get_study_directions(companion_id)
+    wanted = cfg.objective.pruning_direction
+    if held.name.lower() == wanted:
+        return None
+    return (
+        f"objective.prune_direction: study {cfg.name!r} prunes on "
+        f"{cfg.objective.pruning_metric} in direction {held.name.lower()}, the file says "
+        f"{wanted}; keep {held.name.lower()}, or give the study a new name"
+    )
+
+
 def _prune_companion(cfg: StudyConfig, study: optuna.Study) -> optuna.Study | None:
     """The study that prunes, where the main one cannot (see ``uses_prune_companion``)."""
-    if not cfg.objective.uses_prune_companion:
+    if not cfg.uses_prune_companion:
         return None
     direction = cfg.objective.pruning_direction
     companion = optuna.create_study(
@@ -389,15 +417,9 @@ def _prune_companion(cfg: StudyConfig, study: optuna.Study) -> optuna.Study | No
         direction=direction,
         load_if_exists=True,
     )
-    if companion.direction.name.lower() != direction:
-        # its finished curves were ranked the other way: pruning would keep the worst
-        raise StudyMismatchError(
-            [
-                f"objective.prune_direction: study {cfg.name!r} prunes on "
-                f"{cfg.objective.pruning_metric} in direction "
-                f"{companion.direction.name.lower()}, the file says {direction}"
-            ]
-        )
+    changed = prune_direction_change(study, cfg)  # a companion created since the start
+    if changed is not None:
+        raise StudyMismatchError([changed])
     return companion
 
 

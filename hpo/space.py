@@ -155,8 +155,9 @@ def grid_values(name: str, spec: ParamSpec) -> list[Any]:
     return [round(spec.low + i * spec.step, 12) for i in range(size)]
 
 
-def grid_problems(space: Mapping[str, ParamSpec]) -> list[str]:
-    """Every reason the grid sampler cannot take ``space``, one line each."""
+def grid_problems(space: Mapping[str, ParamSpec], *, conditions: bool = True) -> list[str]:
+    """Every reason the grid sampler cannot take ``space``, one line each (``conditions``:
+    with the repeats a conditional parameter makes, which only a run minds)."""
     problems: list[str] = []
     sizes: list[int] = []
     for name, spec in space.items():
@@ -165,7 +166,7 @@ def grid_problems(space: Mapping[str, ParamSpec]) -> list[str]:
         except GridError as exc:
             problems.append(str(exc))
             continue
-        if spec.condition is not None and sizes[-1] > 1:
+        if conditions and spec.condition is not None and sizes[-1] > 1:
             problems.append(conditional_grid_problem(name, sizes[-1]))
     total = math.prod(sizes)
     if not problems and total > MAX_GRID_POINTS:
@@ -191,13 +192,13 @@ def bruteforce_problems(space: Mapping[str, ParamSpec]) -> list[str]:
         f"space.{name}: the bruteforce sampler tries every value, so a float needs a step "
         "(or categorical choices)"
         for name, spec in space.items()
-        if isinstance(spec, FloatParam) and spec.step is None
+        if isinstance(spec, FloatParam) and spec.step is None and spec.low != spec.high
     ]
 
 
 def grid_space(space: Mapping[str, ParamSpec]) -> dict[str, list[Any]]:
     """The grid sampler's ``search_space``; every combination must fit in memory."""
-    problems = grid_problems(space)
+    problems = grid_problems(space, conditions=False)  # the file's checks refuse repeats
     if problems:
         raise GridError(problems[0])
     return {name: grid_values(name, spec) for name, spec in space.items()}

@@ -41,7 +41,7 @@ def semantic_problems(
     reading a study needs none of it.
     """
     problems = _storage_syntax_problems(cfg) or storage_problems(cfg)
-    problems += _sampler_problems(cfg)
+    problems += _sampler_problems(cfg, for_reading=for_reading)
     problems += _pruner_problems(cfg)
     if not for_reading:
         problems += _trainer_problems(cfg, unseen=unseen)

@@ -108,7 +108,7 @@ def kwarg_type_problems(path: str, cls: type, kwargs: Mapping[str, Any]) -> list
     return out
 
 
-def _sampler_problems(cfg: StudyConfig) -> list[str]:
+def _sampler_problems(cfg: StudyConfig, *, for_reading: bool = False) -> list[str]:
     name = cfg.sampler.name
     if name not in SAMPLERS:
         return [f"sampler.name: unknown sampler {name!r}; allowed: {', '.join(SAMPLERS)}"]
@@ -123,12 +123,13 @@ def _sampler_problems(cfg: StudyConfig) -> list[str]:
             f"none; use random, or a sampler with n_startup_trials ({having})"
         )
     if name == "grid" and "search_space" not in cfg.sampler.kwargs:
-        problems += grid_problems(cfg.space)  # every parameter's, not the first only
+        problems += grid_problems(cfg.space, conditions=not for_reading)  # every one's
     elif name == "grid":
-        problems += _given_grid_problems(cfg.sampler.kwargs["search_space"], cfg.space)
-    if name == "grid":
-        problems += _grid_enqueue_problems(cfg)
-    if name == "bruteforce":
+        grid = cfg.sampler.kwargs["search_space"]
+        problems += _given_grid_problems(grid, cfg.space, conditions=not for_reading)
+    if name == "grid" and not for_reading:  # what only the run meets: a study run before
+        problems += _grid_enqueue_problems(cfg)  # these checks can still be read
+    if name == "bruteforce" and not for_reading:
         problems += bruteforce_problems(cfg.space)
     if problems:
         return problems
@@ -143,7 +144,9 @@ def _sampler_problems(cfg: StudyConfig) -> list[str]:
     return problems
 
 
-def _given_grid_problems(grid: Any, space: Mapping[str, ParamSpec]) -> list[str]:
+def _given_grid_problems(
+    grid: Any, space: Mapping[str, ParamSpec], *, conditions: bool = True
+) -> list[str]:
     """A grid written out in the file must list values for exactly the searched parameters:
     Optuna's grid sampler fails every trial on one it lacks."""
     if not isinstance(grid, Mapping) or not all(isinstance(v, list) and v for v in grid.values()):
@@ -153,7 +156,7 @@ def _given_grid_problems(grid: Any, space: Mapping[str, ParamSpec]) -> list[str]
     conditional = [
         conditional_grid_problem(n, len(grid[n]))
         for n, spec in space.items()
-        if spec.condition is not None and n in grid and len(grid[n]) > 1
+        if conditions and spec.condition is not None and n in grid and len(grid[n]) > 1
     ]
     return (
         [f"sampler.search_space: no values for the searched parameter {n!r}" for n in missing]
@@ -211,7 +214,7 @@ def _pruner_problems(cfg: StudyConfig) -> list[str]:
                 "like wrapped: {name: hyperband}"
             )
         problems += _grouped_by_problems(cfg, kwargs.get("by"))
-        if cfg.objective.uses_prune_companion:
+        if cfg.uses_prune_companion:
             # such a study is pruned on a companion study whose trials carry no
             # parameters, so every trial would fall into one group
             problems.append(

@@ -50,7 +50,7 @@ def _name_problems(cfg: StudyConfig) -> list[str]:
     if not cfg.storage or cfg.storage.startswith(("sqlite:", "journal:")):
         return []  # a file storage keeps names of any length; only servers enforce 512
     suffixes = [] if cfg.name.endswith(CONFIRM_SUFFIX) else [CONFIRM_SUFFIX]
-    if cfg.objective.uses_prune_companion:
+    if cfg.uses_prune_companion:
         suffixes.append(f"{PRUNE_MARKER}{cfg.objective.pruning_metric}")
     if not suffixes:
         return []

@@ -189,15 +189,6 @@ class ObjectiveConfig(_Strict):
         metric = self.pruning_metric
         return self.study_directions[names.index(metric) if metric in names else 0]
 
-    @property
-    def uses_prune_companion(self) -> bool:
-        """Whether pruning needs its own single-objective study (``<name>::prune::<metric>``).
-
-        Optuna cannot prune multi-objective trials, and a single-objective study prunes (and
-        ranks its pruned trials by their last report) in its own direction only.
-        """
-        return self.is_multi or self.pruning_direction != self.study_directions[0]
-
 
 class ComponentConfig(BaseModel):
     """A sampler or pruner: a short ``name`` plus the keyword arguments of its Optuna class."""
@@ -327,6 +318,23 @@ class StudyConfig(_Strict):
     def base_dir(self) -> Path:
         """Folder that relative paths in the study are resolved against."""
         return Path(self.source).resolve().parent if self.source else Path.cwd()
+
+    @property
+    def uses_prune_companion(self) -> bool:
+        """Whether per-epoch reports go to a study of their own (``<name>::prune::<metric>``).
+
+        Optuna cannot prune multi-objective trials (nor may their trials carry curves: its
+        TPE would read them), and a single-objective study prunes (and ranks its pruned
+        trials by their last report) in its own direction only; with ``pruner: none`` (as
+        ``hpo confirm`` runs) a single objective keeps its curves on its own trials.
+        """
+        objective = self.objective
+        if objective.is_multi:
+            return True
+        return (
+            self.pruner.name != "none"
+            and objective.pruning_direction != objective.study_directions[0]
+        )
 
 
 CONFIRM_SUFFIX = "::confirm"

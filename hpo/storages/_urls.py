@@ -31,9 +31,21 @@ _PASSWORD_IN_URL = re.compile(
 _PASSWORD_PARAM = re.compile(r"(?i)(\bpassword\s*=\s*)('[^']*'|[^&\s;]+)")
 
 
+_PORT_AND_PATH = re.compile(r"\d+/")
+"""What follows ``host:`` in ``http://host:8080/api ... ops@example.com``: a port and a
+path, not a password (a trainer's message names such URLs beside an e-mail address)."""
+
+
 def mask_url(text: str) -> str:
     """Replace every password with ``***``: ``scheme://user:password@host`` and ``password=``."""
-    return _PASSWORD_PARAM.sub(r"\1***", _PASSWORD_IN_URL.sub(r"\g<user>***@", text))
+
+    def masked(match: re.Match[str]) -> str:
+        password = match.group(0)[len(match.group("user")) : -1]
+        if _PORT_AND_PATH.match(password):
+            return match.group(0)
+        return f"{match.group('user')}***@"
+
+    return _PASSWORD_PARAM.sub(r"\1***", _PASSWORD_IN_URL.sub(masked, text))
 
 
 def missing_env_vars(url: str) -> list[str]:

@@ -68,6 +68,22 @@ def broken_files_trainer(
 
 broken_files_trainer.params_schema = AnalyticParams  # type: ignore[attr-defined]
 
+_FOLDERS_GIVEN: list[str] = []
+
+
+def first_call_files_trainer(
+    params: dict[str, Any], reporter: Reporter | None = None
+) -> dict[str, float]:
+    """Writes a confusion matrix on its first call only: later trials have none of their own."""
+    result = analytic_train(params, reporter)  # makes the folder and writes checkpoint.pt
+    _FOLDERS_GIVEN.append(params["artifact_dir"])
+    if len(_FOLDERS_GIVEN) == 1:
+        np.save(Path(params["artifact_dir"]) / "confusion_matrix.npy", np.eye(3, dtype=int) * 9)
+    return result
+
+
+first_call_files_trainer.params_schema = AnalyticParams  # type: ignore[attr-defined]
+
 
 def _study(path: Path) -> optuna.Study:
     return load_existing_study(load_study_config(path))
@@ -164,10 +180,44 @@ def test_trainer_files_become_plots_and_checkpoint(write_study: Callable[..., Pa
     from matplotlib.image import imread
 
     for meta in trial_artifacts(trial, study._storage):
+        # explicit types: /etc/mime.types would call checkpoint.pt a SNES page table
+        expected = "image/png" if meta.filename.endswith(".png") else "application/octet-stream"
+        assert meta.mimetype == expected, meta
         if meta.filename.endswith(".png"):
             image = imread(path.parent / "artifacts" / meta.artifact_id)
             assert image.shape[0] > 200 and image.shape[1] > 200
     assert _SCRATCH and not _SCRATCH[-1].exists(), "the trainer's scratch folder is removed"
+
+
+def test_a_fixed_artifact_dir_gives_each_trial_its_own_folder(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Used as given, trial 1 drew trial 0's confusion matrix (and workers shared a folder)."""
+    fixed = tmp_path / "fixed"
+    stale = fixed / "trial-1"  # another study's trial 1 used this folder before
+    stale.mkdir(parents=True)
+    np.save(stale / "confusion_matrix.npy", np.eye(2, dtype=int))
+    _FOLDERS_GIVEN.clear()
+    trainer = "tests.hpo.test_artifacts:first_call_files_trainer"
+    data = analytic_study(
+        budget={"n_trials": 3},
+        pruner={"name": "none"},
+        trainer={"name": trainer, "params": {"epochs": 2, "artifact_dir": str(fixed)}},
+        artifacts={"keep_best_k": 3, "embeddings": False, "notes": False},
+    )
+    path = write_study(data)
+    run_study(load_study_config(path))
+    study = _study(path)
+    for trial in study.trials:
+        names = _names(study, trial)
+        assert ("confusion_matrix.png" in names) == (trial.number == 0), (trial.number, names)
+    folders = {t.number: t.user_attrs["artifact_dir"] for t in study.trials}
+    assert folders == {0: str(fixed / "trial-0"), 1: str(stale) + "-2", 2: str(fixed / "trial-2")}
+    assert sorted(_FOLDERS_GIVEN) == sorted(folders.values())
+    for trial in study.trials:
+        kept = Path(folders[trial.number]) / "checkpoint.pt"
+        assert json.loads(kept.read_text())["result"]["best_score"] == trial.values[0]
+    assert (stale / "confusion_matrix.npy").is_file(), "another study's files stay as they are"
 
 
 def test_unusable_files_cost_only_their_picture(write_study: Callable[..., Path]) -> None:
@@ -330,3 +380,24 @@ def test_an_s3_store_this_machine_cannot_open_is_refused_by_validate_and_run() -
         if has_boto3
         else ["artifacts.dir: s3:// artifact stores need boto3 (pip install 'contrastive-hpo[s3]')"]
     )
+
+
+def test_metrics_beyond_zero_to_one_get_a_panel_of_their_own(tmp_path: Path) -> None:
+    """Pretrain mode reports rankme (up to the embedding width) beside F1 scores."""
+    from hpo.plots import learning_curve_panels, plot_learning_curves
+
+    history = [
+        (1, {"train_loss": 2.0, "probe_f1": 0.4, "knn_f1": 0.5, "rankme": 12.0, "lr": 1e-3}),
+        (2, {"train_loss": 1.5, "probe_f1": 0.6, "knn_f1": 0.7, "rankme": 30.5, "lr": 5e-4}),
+        (3, {"best_rankme": 30.5, "val_acc": float("nan"), "epoch_seconds": 3.0}),
+    ]
+    panels = learning_curve_panels(history)
+    assert panels == {
+        "loss": ["train_loss"],
+        "metrics": ["probe_f1", "knn_f1", "val_acc"],
+        "rankme": ["rankme", "best_rankme"],
+        "learning rate": ["lr"],
+        "time (s)": ["epoch_seconds"],
+    }
+    out = plot_learning_curves(history, tmp_path / "curves.png", "pretrain")
+    assert out is not None and out.read_bytes().startswith(PNG_MAGIC)

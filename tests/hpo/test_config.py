@@ -244,6 +244,9 @@ def test_a_grid_refuses_a_conditional_parameter_with_several_values(
     assert problems_of(write_study, analytic_study(sampler=written, space=_STEPPED)) == [why]
     one_value = {**_STEPPED, "margin": {**_STEPPED["margin"], "high": 0.1}}
     load_study_config(write_study(analytic_study(sampler={"name": "grid"}, space=one_value)))
+    # a study a version before this check ran can still be read (status, best, report)
+    path = write_study(analytic_study(sampler={"name": "grid"}, space=_STEPPED))
+    assert load_study_config(path, for_reading=True).space.keys() == _STEPPED.keys()
     load_study_config(write_study(analytic_study(sampler={"name": "bruteforce"}, space=_STEPPED)))
 
 
@@ -270,6 +273,9 @@ def test_bruteforce_needs_steps_for_floats(write_study: Callable[..., Path]) -> 
         "(or categorical choices)"
         for name in ("x", "y", "margin")
     ]
+    # a single point needs no step: Optuna never asks the sampler for it
+    one_point = {"x": {"type": "float", "low": 0.5, "high": 0.5}}
+    load_study_config(write_study(analytic_study(sampler={"name": "bruteforce"}, space=one_point)))
 
 
 def test_the_grid_stops_at_high_when_the_step_does_not_divide_the_range() -> None:
@@ -355,9 +361,12 @@ def test_the_pruning_direction_defaults_to_the_objectives(
     )
     cfg = load_study_config(write_study(data))
     assert cfg.objective.pruning_direction == "minimize"  # was "maximize"
-    assert not cfg.objective.uses_prune_companion
+    assert not cfg.uses_prune_companion
     data["objective"]["prune_direction"] = "maximize"
-    assert load_study_config(write_study(data)).objective.uses_prune_companion
+    assert load_study_config(write_study(data)).uses_prune_companion
+    # nothing is pruned (hpo confirm's runs): the curves stay on the study's own trials
+    data["pruner"] = {"name": "none"}
+    assert not load_study_config(write_study(data)).uses_prune_companion
     data["objective"] = {"metric": "loss", "direction": "minimize", "prune_direction": "maximize"}
     assert problems_of(write_study, data) == [
         "objective: prune_direction is maximize but loss is optimized in direction minimize: "

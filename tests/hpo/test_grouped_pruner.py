@@ -248,7 +248,8 @@ def test_the_study_file_builds_it_around_the_fitted_pruner() -> None:
         (
             {"by": ["choice"]},
             {"metrics": ["best_score", "loss"], "directions": ["maximize", "minimize"]},
-            "pruner.name: grouped needs a single-objective study",
+            "pruner.name: grouped needs a single-objective study pruned in its own "
+            "direction (no prune_direction against the objective's)",
         ),
     ],
     ids=["nested list", "continuous float", "multi-objective"],

@@ -12,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpo import StudyMismatchError, load_study_config, run_study, validate_study_data
+from hpo import StudyMismatchError, load_study_config, open_study, run_study, validate_study_data
 from hpo.objective import derive_seed, prune_study_name
 from hpo.progress import describe_trial
 from hpo.storages import storage_url
@@ -418,8 +418,12 @@ def test_a_changed_prune_direction_is_refused_on_resume(write_study: Callable[..
     run_study(load_study_config(path))
     objective["prune_direction"] = "maximize"
     path = write_study(analytic_study(objective=objective, budget={"n_trials": 4}))
+    cfg = load_study_config(path)
     with pytest.raises(StudyMismatchError, match="prunes on loss in direction minimize, the file"):
-        run_study(load_study_config(path))
+        run_study(cfg)
+    # refused where a supervisor opens the study, before any worker starts
+    with pytest.raises(StudyMismatchError, match=r"objective\.prune_direction: "):
+        open_study(cfg)
     assert len(_load(path, "analytic").trials) == 2
 
 

@@ -76,6 +76,15 @@ def test_mask_url_hides_every_password_form() -> None:
     assert mask_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
 
 
+def test_mask_url_leaves_a_port_and_path_before_an_email_address() -> None:
+    # a trainer's message: the text between "localhost:" and the "@" is no password
+    for text in (
+        "Could not connect to http://localhost:8080/api; write to ops@example.com",
+        "GET https://host:443/x failed: 'user@domain'",
+    ):
+        assert mask_url(text) == text
+
+
 def test_mask_url_hides_a_password_with_an_unencoded_at_sign() -> None:
     """Everything up to the last ``@`` before the host is the password, not just its head."""
     assert (

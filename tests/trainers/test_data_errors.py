@@ -305,10 +305,13 @@ def test_hpo_train_exits_2_with_one_line(tmp_path: Path) -> None:
 def test_trial_on_bad_data_fails_with_reason_data(tmp_path: Path) -> None:
     import optuna
 
-    from hpo import load_study_config, run_study
+    from hpo import ConfigError, load_study_config, run_study
     from hpo.storages import storage_url
 
-    bad = _npz(tmp_path, X=np.zeros((6, 10)), y=np.arange(6) % 2)
+    # headers a validation reads look fine; the series themselves are unusable
+    x = np.zeros((6, 2, 10))
+    x[:, 0] = np.nan
+    bad = _npz(tmp_path, X=x, y=np.arange(6) % 2)
     study = {
         "name": "bad-data",
         "objective": {"metric": "best_val_f1", "direction": "maximize"},
@@ -325,4 +328,7 @@ def test_trial_on_bad_data_fails_with_reason_data(tmp_path: Path) -> None:
     (trial,) = optuna.load_study(study_name="bad-data", storage=storage_url(cfg)).trials
     assert trial.state == optuna.trial.TrialState.FAIL
     assert trial.user_attrs["fail_reason"] == "data"
-    assert "X must be 3-D" in trial.user_attrs["fail_message"]
+    assert "channel 0 is NaN in every train series" in trial.user_attrs["fail_message"]
+    flat = _npz(tmp_path, X=np.zeros((6, 10)), y=np.arange(6) % 2)  # refused before any trial
+    with pytest.raises(ConfigError, match="X has shape"):
+        run_study(load_study_config(path, [f"trainer.params.dataset={flat}", "name=flat"]))

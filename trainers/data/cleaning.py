@@ -133,8 +133,9 @@ def _channel_stats(x: Float32Array) -> tuple[Float32Array, Float32Array]:
     mean = np.nansum(x64, axis=(0, 2), keepdims=True) / count
     var = np.nansum((x64 - mean) ** 2, axis=(0, 2), keepdims=True) / count
     std = np.sqrt(var)
-    # float32 rounding of a constant's values leaves a spread of a few ulps of its mean.
-    constant = std < STD_FLOOR + 10 * np.finfo(np.float32).eps * np.abs(mean)
+    # Only a spread at float64 rounding level is "none" (a sum of many equal values): a
+    # small spread on a large offset (1013 hPa +- 0.001, a timestamp) is still scaled.
+    constant = std < STD_FLOOR + 1e3 * np.finfo(np.float64).eps * np.abs(mean)
     std[constant] = 1.0
     mean[observed == 0] = np.nan
     return mean.astype(np.float32), std.astype(np.float32)

@@ -175,7 +175,9 @@ def dataset_layout_problem(name: str, data_dir: str | None) -> str | None:
 def _uci_har_layout_problem(root: Path) -> str | None:
     if not root.is_dir():
         return f"{root} is not a folder"
-    missing = next((f for f in _uci_har_files(root, "train") if not f.is_file()), None)
+    # the trainer reads the test split too (trainers.building), scored or not
+    files = [*_uci_har_files(root, "train"), *_uci_har_files(root, "test")]
+    missing = next((f for f in files if not f.is_file()), None)
     if missing is None:
         return None
     return (

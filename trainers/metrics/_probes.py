@@ -67,7 +67,8 @@ def knn_classify(
     qry = F.normalize(_as_float(query_z), dim=1).to(ref.dtype)
     labels = train_y.detach().to(device=device, dtype=torch.long)
     k = min(k, m)
-    step = _row_chunk(q, m, chunk_size)
+    # a block holds (rows, M) similarities and (rows, k, K) votes
+    step = _row_chunk(q, max(m, k * n_classes), chunk_size)
     out = []
     for start in range(0, q, step):
         sim = qry[start : start + step] @ ref.T  # (c, M)
@@ -75,8 +76,9 @@ def knn_classify(
         weights = torch.exp((top_sim - top_sim[:, :1]) / temperature)
         # A sum over the k neighbours of one-hot votes, not an atomic scatter-add: the same
         # floating-point order on every run, so ties break the same way on CUDA too.
-        one_hot = F.one_hot(labels[top_idx], n_classes).to(weights.dtype)  # (c, k, K)
-        votes = (one_hot * weights[..., None]).sum(dim=1)
+        one_hot = torch.zeros(*top_idx.shape, n_classes, dtype=weights.dtype, device=device)
+        one_hot.scatter_(2, labels[top_idx].unsqueeze(-1), weights.unsqueeze(-1))  # (c, k, K)
+        votes = one_hot.sum(dim=1)
         out.append(votes.argmax(dim=1))
     return torch.cat(out)
 
