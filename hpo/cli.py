@@ -167,6 +167,10 @@ def train(
         result = run_standalone(name, params, console=err)
     except (HpoError, TrainingFailed, KeyboardInterrupt):
         raise  # one line each, from handles_errors
+    except SystemExit as exc:  # an argparse error or a library's exit inside the trainer
+        if verbose:
+            raise
+        _fail([f"the trainer called sys.exit({exc.code!r}) (-v shows the traceback)"], 1)
     except Exception as exc:  # the trainer's own code: its error, one line; -v for the frames
         if verbose:
             raise

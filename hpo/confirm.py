@@ -140,6 +140,18 @@ def _finalists(
     return out
 
 
+def _fits_space(trial: FrozenTrial, cfg: StudyConfig) -> bool:
+    """Whether the file's space asks exactly ``trial``'s parameters: a run re-suggests them
+    from it, so after a forced space change it would train (and record) another one."""
+    from hpo.space import suggest_params
+
+    try:
+        asked = suggest_params(optuna.trial.FixedTrial(dict(trial.params)), cfg.space)
+    except (ValueError, KeyError):  # a parameter the trial does not hold
+        return False
+    return set(asked) == set(trial.params)
+
+
 def _pair(trial: FrozenTrial) -> tuple[int, int] | None:
     number, seed = trial.user_attrs.get(CONFIRMS_ATTR), trial.user_attrs.get(CONFIRM_SEED_ATTR)
     if isinstance(number, int) and isinstance(seed, int):
@@ -198,7 +210,15 @@ def queue_confirmation(
     from hpo.runner import check_compatible
 
     check_compatible(search, cfg, force)  # the companion takes the file's space, as run would
-    finalists = select_finalists(search, top, cfg.trainer.params)
+    ranked = select_finalists(search, len(search.get_trials(deepcopy=False)), cfg.trainer.params)
+    finalists = [t for t in ranked if _fits_space(t, cfg)][:top]
+    if ranked and not finalists:
+        raise ConfigError(
+            [
+                f"study {cfg.name!r}: no completed trial has the parameters of this file's "
+                "space (it changed since they ran, with --force), so none can be trained again"
+            ]
+        )
     if not finalists:
         if select_finalists(search, 1):
             raise ConfigError(
@@ -211,7 +231,6 @@ def queue_confirmation(
         raise ConfigError([f"study {cfg.name!r} has no completed trial to confirm yet"])
     search_trials = search.get_trials(deepcopy=False)
     taken = {t.user_attrs.get("seed") for t in search_trials}
-    seed_list = confirm_seeds(cfg.seed, seeds, taken)
     unfinished = sum(1 for t in search_trials if t.state in _NOT_DONE)
 
     from hpo.runner import open_study
@@ -219,9 +238,20 @@ def queue_confirmation(
     confirm = open_study(confirmation_config(cfg, n_runs=1), force=force)
     existing = confirm.get_trials(deepcopy=False)
     replaced = replaced_numbers(existing)
-    have = {
-        _pair(t) for t in existing if t.state != TrialState.FAIL and not is_replaced(t, replaced)
-    }
+    key = fixed_key(cfg.trainer.params)
+    live = [  # runs under these trainer params: others confirm nothing of them
+        t
+        for t in existing
+        if t.state != TrialState.FAIL
+        and not is_replaced(t, replaced)
+        and trained_alike(t, key, None)
+    ]
+    have = {_pair(t) for t in live}
+    # every finalist gets every seed the confirmation already used (a later --seeds 1
+    # after --seeds 3 still compares means over the same three seeds)
+    used = list(dict.fromkeys(pair[1] for pair in have if pair is not None))
+    fresh = confirm_seeds(cfg.seed, max(seeds, len(used)) + len(used), taken | set(used))
+    seed_list = (used + fresh)[: max(seeds, len(used))]
     queued = 0
     for trial in finalists:
         for seed in seed_list:
@@ -326,12 +356,13 @@ def read_confirmation(
     search = {t.number: t for t in search_trials}
     trials = confirm.get_trials(deepcopy=False)
     replaced = replaced_numbers(trials)
+    key = fixed_key(cfg.trainer.params)
     runs: dict[int, dict[int, list[FrozenTrial]]] = {}
     seeds: list[int] = []
     for trial in trials:
         pair = _pair(trial)
-        if pair is None or is_replaced(trial, replaced):
-            continue
+        if pair is None or is_replaced(trial, replaced) or not trained_alike(trial, key, None):
+            continue  # (runs under other trainer.params: a mean of the two means nothing)
         source = search.get(pair[0])
         if source is None or not same_params(source.params, trial.params):
             continue  # not a run of this search's trial (a study recreated under the name)

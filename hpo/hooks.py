@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from hpo.artifacts import (
     CHECKPOINT_ATTR,
@@ -276,6 +276,18 @@ class NoteHook:
             checkpoint=checkpoint,
         )
         self._save_note(trial, body)
+
+    def reused(self, trial: optuna.Trial, twin: FrozenTrial) -> None:
+        """A short note for a trial that took a completed twin's result without training."""
+        lines = [
+            f"## Trial {trial.number}: complete (reused)",
+            "",
+            f"Not trained: the same configuration completed as trial {twin.number} (same "
+            "fixed parameters and seed), so its result was taken (`duplicates: reuse`). "
+            f"Its note, curves and checkpoint are trial {twin.number}'s.",
+            "",
+        ]
+        self._save_note(trial, "\n".join(lines))
 
 
 def default_hooks(cfg: StudyConfig, study: optuna.Study) -> list[TrialHook]:

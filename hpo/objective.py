@@ -319,6 +319,17 @@ class Objective:
                 )
                 trial.set_user_attr("hook_error", mask_url(f"{type(hook).__name__}: {exc}")[:500])
 
+    def _note_reuse(self, trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> None:
+        """Tell the hooks that care (the trial note) about a result taken from ``twin``."""
+        for hook in self.hooks:
+            reused = getattr(hook, "reused", None)
+            if reused is None:
+                continue
+            try:
+                reused(trial, twin)
+            except Exception as exc:  # a note must never lose the reused result
+                logger.warning("trial %d: %s failed: %s", trial.number, type(hook).__name__, exc)
+
     def _fail(
         self,
         trial: optuna.Trial,
@@ -375,6 +386,7 @@ class Objective:
                     **noted,
                 }
                 set_user_attrs(trial, reused)
+                self._note_reuse(trial, twin)
                 return list(twin.values) if cfg.objective.is_multi else twin.values[0]
         seed = derive_seed(cfg.seed, trial.number)
         params: dict[str, Any] = {**cfg.trainer.params, **sampled}

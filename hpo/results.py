@@ -9,7 +9,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.config import StudyConfig
-from hpo.duplicates import originals
+from hpo.duplicates import DUPLICATE_OF_ATTR, originals
 from hpo.errors import StudyMismatchError
 from hpo.fixed_params import trial_fixed_params
 from hpo.runner import (
@@ -40,6 +40,12 @@ class StudyStatus:
     """What ``hpo confirm`` found, when it was run."""
     failures: dict[str, tuple[int, str]] = field(default_factory=dict)
     """Failed trials by ``fail_reason``: how many, and the latest one's first message line."""
+
+
+PARAM_OVERRIDES_ATTR = "param_overrides"
+"""Trial user attribute: parameters a retry trained with in place of its own (RetryHook)."""
+_NOT_METRICS = frozenset({"seed", "retry_of", DUPLICATE_OF_ATTR})
+"""Numbers among a trial's user attributes that are bookkeeping, not results."""
 
 
 def load_existing_study(cfg: StudyConfig) -> optuna.Study:
@@ -152,12 +158,15 @@ def best_config(cfg: StudyConfig) -> dict[str, Any]:
     attrs = study.user_attrs
     fixed = trial_fixed_params(attrs, trial, attrs.get(ATTR_FIXED, cfg.trainer.params))
     params = {**fixed, **trial.params}
+    overrides = trial.user_attrs.get(PARAM_OVERRIDES_ATTR)
+    if isinstance(overrides, dict):  # an OOM retry trained at a smaller batch
+        params.update(overrides)
     if "seed" in trial.user_attrs:
         params["seed"] = trial.user_attrs["seed"]
     metrics = {
         k: v
         for k, v in trial.user_attrs.items()
-        if isinstance(v, int | float) and not isinstance(v, bool) and k != "seed"
+        if isinstance(v, int | float) and not isinstance(v, bool) and k not in _NOT_METRICS
     }
     out: dict[str, Any] = {
         "trainer": study.user_attrs.get(ATTR_TRAINER, cfg.trainer.name),

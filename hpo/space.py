@@ -53,7 +53,9 @@ def condition_holds(spec: ParamSpec, chosen: Mapping[str, Any]) -> bool:
     return True
 
 
-def suggest_params(trial: optuna.Trial, space: Mapping[str, ParamSpec]) -> dict[str, Any]:
+def suggest_params(
+    trial: optuna.Trial | optuna.trial.FixedTrial, space: Mapping[str, ParamSpec]
+) -> dict[str, Any]:
     """Ask the trial for every active parameter, in dependency order."""
     chosen: dict[str, Any] = {}
     for name in dependency_order(space):

@@ -414,7 +414,7 @@ class RetryHook:
         overrides = attrs.get(OVERRIDES_ATTR)
         if isinstance(overrides, dict) and overrides:
             params = {**params, **overrides}
-            trial.set_user_attr("param_overrides", overrides)
+            trial.set_user_attr("param_overrides", overrides)  # results.PARAM_OVERRIDES_ATTR
         return params
 
     def after(

@@ -323,6 +323,25 @@ def test_prefixed_store_round_trip(tmp_path: Path) -> None:
     assert not (tmp_path / "team" / "study" / "abc").exists()
 
 
+def test_a_reused_duplicate_gets_a_note_naming_its_twin(write_study: Callable[..., Path]) -> None:
+    # it had none: the dashboard showed an empty note for a COMPLETE trial
+    data = analytic_study(
+        budget={"n_trials": 3},
+        trainer={"name": "analytic", "params": {"epochs": 2, "seed": 7}},
+        space={"choice": {"type": "categorical", "choices": ["a"]}},
+        pruner={"name": "none"},
+        artifacts={"enabled": True, "plots": False},
+    )
+    path = write_study(data)
+    run_study(load_study_config(path))
+    study = _study(path)
+    for trial in study.trials[1:]:
+        assert trial.user_attrs["duplicate_of"] == 0
+        note = get_note(optuna.Trial(study, trial._trial_id))
+        assert note.startswith(f"## Trial {trial.number}: complete (reused)")
+        assert "the same configuration completed as trial 0" in note
+
+
 def test_note_names_the_commit(tmp_path: Path) -> None:
     git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
     try:

@@ -194,6 +194,22 @@ def test_train_says_what_the_trainer_raised_in_one_line(tmp_path: Path) -> None:
     assert verbose.returncode == 1 and "injected failure" in verbose.stderr
 
 
+def exiting_trainer(params: Mapping[str, Any], reporter: Any = None) -> dict[str, float]:
+    """A trainer whose argument parsing calls sys.exit."""
+    sys.exit(3)
+
+
+def test_train_says_when_the_trainer_exits(tmp_path: Path) -> None:
+    # exit 3 and not a word: the trainer's own status leaked out as hpo's
+    config = tmp_path / "run.yaml"
+    config.write_text(f"trainer: {__name__}:exiting_trainer\nparams: {{}}\n")
+    result = hpo("train", str(config))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: the trainer called sys.exit(3) (-v shows the traceback)"
+    )
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
 def test_output_that_cannot_be_written_is_one_line(write_study: Callable[..., Path]) -> None:
     with open("/dev/full", "w") as full:

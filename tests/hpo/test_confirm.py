@@ -425,3 +425,45 @@ def test_companion_names_are_reserved_and_a_long_name_confirms(tmp_path: Path) -
     cfg = _searched(storage, longest)
     assert confirmation_config(cfg, n_runs=1).name == confirm_study_name(longest)
     assert queue_confirmation(cfg, top=1, seeds=1).queued == 1
+
+
+def test_a_later_confirmation_keeps_every_finalist_on_the_same_seeds(
+    tmp_path: Path, unique_name: str
+) -> None:
+    # --top 1 --seeds 3, then --top 3 --seeds 1: the new finalists got one seed and their
+    # means were ranked against a mean over three
+    cfg = _searched(f"sqlite:///{tmp_path / 'hpo.db'}", unique_name)
+    first = confirm_study(cfg, top=1, seeds=3)
+    more = queue_confirmation(cfg, top=3, seeds=1)
+    assert more.seeds == first.seeds and more.queued == 6
+    run_study(confirmation_config(cfg, more.n_runs))
+    done = read_confirmation(cfg)
+    assert done is not None and all(len(f.values) == 3 for f in done.finalists)
+
+
+def test_runs_under_other_trainer_params_are_not_mixed_in(tmp_path: Path, unique_name: str) -> None:
+    # after a resumed search under --set trainer.params..., the old runs were averaged in
+    storage = f"sqlite:///{tmp_path / 'hpo.db'}"
+    cfg = _searched(storage, unique_name)
+    confirm_study(cfg, top=2, seeds=2)
+    data = _noisy_study(unique_name, storage, n_trials=12)
+    data["trainer"]["params"]["seed_noise"] = 0.0  # type: ignore[index]
+    changed = validate_study_data(data)
+    run_study(changed)
+    assert read_confirmation(changed) is None, "no run trained under these params yet"
+    plan = queue_confirmation(changed, top=2, seeds=2)
+    assert plan.queued == 4
+
+
+def test_finalists_the_forced_space_no_longer_asks_for_are_skipped(
+    tmp_path: Path, unique_name: str
+) -> None:
+    # a run re-suggests the finalist's parameters from the file's space: with y added, each
+    # confirmation trained a random y and recorded it as the finalist's
+    storage = f"sqlite:///{tmp_path / 'hpo.db'}"
+    cfg = _searched(storage, unique_name)
+    data = _noisy_study(unique_name, storage)
+    data["space"]["y"] = {"type": "float", "low": -1.0, "high": 1.0}  # type: ignore[index]
+    with pytest.raises(ConfigError, match="no completed trial has the parameters of this"):
+        queue_confirmation(validate_study_data(data), top=2, seeds=1, force=True)
+    assert cfg.space.keys() == {"x", "choice"}

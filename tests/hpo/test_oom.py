@@ -157,3 +157,9 @@ def test_an_oom_retry_halves_the_trainers_default_batch(tmp_path: Path) -> None:
         assert retry.user_attrs["param_overrides"] == {"batch_size": 32, "grad_accum": 2}
         assert retry.user_attrs["batch_size_used"] == 32.0
         assert retry.user_attrs["grad_accum_used"] == 2.0
+    # the export trains what the best trial trained: at 64 every retrain ran out of memory
+    from hpo.results import best_config
+
+    exported = best_config(load_study_config(_write(tmp_path, data)))
+    assert exported["params"]["batch_size"] == 32 and exported["params"]["grad_accum"] == 2
+    assert "retry_of" not in exported["metrics"]
