@@ -210,7 +210,9 @@ def queue_confirmation(
     from hpo.runner import check_compatible
 
     check_compatible(search, cfg, force)  # the companion takes the file's space, as run would
-    ranked = select_finalists(search, len(search.get_trials(deepcopy=False)), cfg.trainer.params)
+    search_trials = search.get_trials(deepcopy=False)
+    eligible = _trained_with(search, cfg.trainer.params)
+    ranked = _finalists(search_trials, search.direction, len(search_trials), eligible)
     finalists = [t for t in ranked if _fits_space(t, cfg)][:top]
     if ranked and not finalists:
         raise ConfigError(
@@ -229,7 +231,6 @@ def queue_confirmation(
                 ]
             )
         raise ConfigError([f"study {cfg.name!r} has no completed trial to confirm yet"])
-    search_trials = search.get_trials(deepcopy=False)
     taken = {t.user_attrs.get("seed") for t in search_trials}
     unfinished = sum(1 for t in search_trials if t.state in _NOT_DONE)
 

@@ -30,7 +30,6 @@ from hpo.storages import (
     open_storage,
     sqlite_path,
     storage_file,
-    storage_file_absent,
     storage_url,
 )
 
@@ -88,8 +87,9 @@ def dashboard_storage(cfg: StudyConfig, *, create_missing: bool = False) -> Base
 
     url = storage_url(cfg)
     path = sqlite_path(url)
-    missing = _missing_storage_file(url)
-    if missing is not None:
+    # only a file that is not there: one without Optuna's tables is opened and explained
+    missing = storage_file(url)
+    if missing is not None and not missing.exists():
         if not create_missing:
             raise StorageError([f"storage: {missing} does not exist yet; run the study first"])
         return open_storage(url)
@@ -116,18 +116,6 @@ def dashboard_storage(cfg: StudyConfig, *, create_missing: bool = False) -> Base
         cause = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) else exc
         reason = str(getattr(cause, "orig", None) or cause or exc).strip().splitlines()[0]
         raise StorageError([f"storage: cannot open {mask_url(url)}: {mask_url(reason)}"]) from None
-
-
-def _missing_storage_file(url: str) -> Path | None:
-    """The SQLite or journal file ``url`` names, when there is no such file yet.
-
-    :func:`storage_file_absent` may also count an existing SQLite file without Optuna's
-    tables; that one is not created, and opening it below says what it holds instead.
-    """
-    file = storage_file(url)
-    if file is None or not storage_file_absent(url) or file.exists():
-        return None
-    return file
 
 
 def _has_no_optuna_tables(url: str, engine_kwargs: dict[str, Any]) -> bool:

@@ -28,6 +28,7 @@ from hpo.artifacts import (
     upload,
 )
 from hpo.notes import device_name, git_commit, note_directory, render_note
+from hpo.trainer_defaults import trainer_schema
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
@@ -47,12 +48,7 @@ History = list[tuple[int, dict[str, float]]]
 def trainer_accepts_param(cfg: StudyConfig, name: str) -> bool:
     """True when the trainer's schema declares ``name``: a trainer without a schema may reject
     keys it does not know, so nothing is added to its params."""
-    from trainers.registry import TrainerNotFound, resolve_trainer
-
-    try:
-        schema = resolve_trainer(cfg.trainer.name).params_schema
-    except TrainerNotFound:
-        return False
+    schema = trainer_schema(cfg.trainer.name)
     return schema is not None and name in schema.model_fields
 
 

@@ -8,22 +8,28 @@ all see the number the trainer will use, not "unknown".
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 
-def trainer_param_defaults(trainer: str | None, names: Iterable[str]) -> dict[str, Any]:
-    """The schema defaults of ``names`` (those with one that is not None); {} without a schema.
-
-    A trainer that cannot be loaded has no defaults here: the study checks report it.
-    """
+def trainer_schema(trainer: str | None) -> type[BaseModel] | None:
+    """The trainer's parameter schema; None without one, or for a trainer that cannot be
+    loaded here (the study checks report that)."""
     if not trainer:
-        return {}
+        return None
     from trainers.registry import resolve_trainer
 
     try:
-        schema = resolve_trainer(trainer).params_schema
+        return resolve_trainer(trainer).params_schema
     except Exception:
-        return {}
+        return None
+
+
+def trainer_param_defaults(trainer: str | None, names: Iterable[str]) -> dict[str, Any]:
+    """The schema defaults of ``names`` (those with one that is not None); {} without a schema."""
+    schema = trainer_schema(trainer)
     if schema is None:
         return {}
     defaults: dict[str, Any] = {}

@@ -206,19 +206,25 @@ def _uci_har_files(root: Path, split: str) -> list[Path]:
     return [*signals, root / split / _UCI_HAR_LABEL_FILE.format(split=split)]
 
 
+def _uci_har_missing(root: Path, splits: tuple[str, ...]) -> str | None:
+    """The first file of ``splits`` the UCI HAR layout lacks under ``root``, said; or None."""
+    files = [f for split in splits for f in _uci_har_files(root, split)]
+    missing = next((f for f in files if not f.is_file()), None)
+    if missing is None:
+        return None
+    return (
+        "not a UCI HAR folder (nor a folder with <Name>_TRAIN.ts): "
+        f"missing {missing.relative_to(root)}"
+    )
+
+
 def _read_uci_har(root: Path, load_test: bool) -> _Raw:
     """The UCI HAR layout: nine ``Inertial Signals`` text files and labels 1..6 per split."""
     if not root.is_dir():
         raise DataError(root, "not a folder" if root.exists() else "folder not found")
-    splits = ("train", "test") if load_test else ("train",)
-    for split in splits:
-        missing = next((f for f in _uci_har_files(root, split) if not f.is_file()), None)
-        if missing is not None:
-            raise DataError(
-                root,
-                "not a UCI HAR folder (nor a folder with <Name>_TRAIN.ts): "
-                f"missing {missing.relative_to(root)}",
-            )
+    problem = _uci_har_missing(root, ("train", "test") if load_test else ("train",))
+    if problem is not None:
+        raise DataError(root, problem)
     x_train, y_train = _read_uci_har_split(root, "train")
     x_test, y_test = _read_uci_har_split(root, "test") if load_test else (None, None)
     return _Raw(

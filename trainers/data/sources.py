@@ -30,6 +30,7 @@ from trainers.data.readers import (
     _read_uci_har,
     _ts_test_partner,
     _uci_har_files,
+    _uci_har_missing,
     _uci_har_root,
     read_subjects,
 )
@@ -176,14 +177,8 @@ def _uci_har_layout_problem(root: Path) -> str | None:
     if not root.is_dir():
         return f"{root} is not a folder"
     # the trainer reads the test split too (trainers.building), scored or not
-    files = [*_uci_har_files(root, "train"), *_uci_har_files(root, "test")]
-    missing = next((f for f in files if not f.is_file()), None)
-    if missing is None:
-        return None
-    return (
-        f"{root} is not a UCI HAR folder (nor a folder with <Name>_TRAIN.ts): missing "
-        f"{missing.relative_to(root)}"
-    )
+    problem = _uci_har_missing(root, ("train", "test"))
+    return None if problem is None else f"{root} is {problem}"
 
 
 def _npz_layout_problem(path: Path) -> str | None:
