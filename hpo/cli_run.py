@@ -20,9 +20,6 @@ if TYPE_CHECKING:
     from hpo.workers.gpus import WorkerPlan
     from hpo.workers.supervisor import SupervisorResult
 
-DEFAULT_DASHBOARD_HOST = "127.0.0.1"
-DEFAULT_DASHBOARD_PORT = 8080
-
 GpusOption = Annotated[
     str | None,
     typer.Option(
@@ -216,10 +213,12 @@ def run(
         err.print(f"note: {repeat_note}")
     handle = None
     if dashboard or dashboard_port is not None or dashboard_host is not None:
+        from hpo.dashboard import DEFAULT_HOST, DEFAULT_PORT
+
         handle = _start_dashboard(
             cfg,
-            DEFAULT_DASHBOARD_HOST if dashboard_host is None else dashboard_host,
-            DEFAULT_DASHBOARD_PORT if dashboard_port is None else dashboard_port,
+            DEFAULT_HOST if dashboard_host is None else dashboard_host,
+            DEFAULT_PORT if dashboard_port is None else dashboard_port,
         )
     try:
         run_loaded(cfg, study, overrides, force=force, verbose=verbose)

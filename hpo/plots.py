@@ -45,9 +45,14 @@ def _panel_of(key: str) -> str:
     return "metrics"
 
 
-def _outside_unit_range(history: Sequence[tuple[int, dict[str, float]]], key: str) -> bool:
-    """True when a finite value of ``key`` lies outside [0, 1] (a count, a rank, a score)."""
-    return any(key in m and math.isfinite(m[key]) and not 0.0 <= m[key] <= 1.0 for _, m in history)
+def _outside_unit_range(history: Sequence[tuple[int, dict[str, float]]]) -> set[str]:
+    """Keys with a finite value outside [0, 1] (a count, a rank, a score)."""
+    return {
+        key
+        for _, metrics in history
+        for key, value in metrics.items()
+        if math.isfinite(value) and not 0.0 <= value <= 1.0
+    }
 
 
 def learning_curve_panels(
@@ -59,10 +64,11 @@ def learning_curve_panels(
     own, shared with its ``best_`` twin: beside F1 scores it would flatten them to a line.
     """
     keys: dict[str, list[str]] = {}
+    outside = _outside_unit_range(history)
     for _, metrics in history:
         for key in metrics:
             panel = _panel_of(key)
-            if panel == "metrics" and _outside_unit_range(history, key):
+            if panel == "metrics" and key in outside:
                 panel = key.removeprefix("best_")
             members = keys.setdefault(panel, [])
             if key not in members:
