@@ -37,7 +37,9 @@ All methods search the same set: every parameter is categorical with the same ch
 Compute is counted in trained epochs; a pruned trial counts only the epochs it reported
 (its intermediate values). The manual sweep's total is the budget: the studies run trials
 until their cumulative epochs reach it (a study callback stops them), so the methods spend
-equal compute. Within one repetition every run trains with the same seed (fixed in the
+equal compute. With ``--passes`` > 1 the sweep's later rounds skip what it has trained, so
+it may spend less than its nominal budget: every arm is then judged at the epochs that
+seed's sweep actually trained. Within one repetition every run trains with the same seed (fixed in the
 trainer params, the study seed only drives the sampler), so the methods optimise
 the same deterministic function of the configuration and differ only in where they look.
 
@@ -680,9 +682,12 @@ class Row:
 
     @property
     def median_best(self) -> float:
-        """Median best F1 at the budget (NaN when no run completed)."""
-        vals = [v for v in self.best_f1 if v is not None]
-        return statistics.median(vals) if vals else math.nan
+        """Median best F1 at the budget; a seed with no completed run counts as the worst.
+
+        NaN when the median falls on such seeds.
+        """
+        value = _median_worst_first(self.best_f1)
+        return math.nan if value is None else value
 
     @property
     def median_to_reach(self) -> float:
@@ -882,11 +887,20 @@ def _median_curve(runs: Sequence[RunRecord], budget: int) -> tuple[list[int], li
     xs = list(range(budget + 1))
     ys: list[float | None] = []
     for x in xs:
-        vals = [r.best_at(x) for r in runs]
-        known = [v for v in vals if v is not None]
-        # the median is defined once more than half of the seeds have a completed run
-        ys.append(statistics.median(known) if len(known) * 2 > len(vals) else None)
+        ys.append(_median_worst_first([r.best_at(x) for r in runs]))
     return xs, ys
+
+
+def _median_worst_first(values: Sequence[float | None]) -> float | None:
+    """Median where None (no completed run yet) ranks below every value.
+
+    Dropping those seeds instead would lift an arm's early median above what most of its
+    seeds had; None when the median falls on them.
+    """
+    if not values:
+        return None
+    median = statistics.median(-math.inf if v is None else v for v in values)
+    return None if math.isinf(median) or math.isnan(median) else median
 
 
 def write_html(
@@ -1107,8 +1121,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--passes",
         type=_at_least_one,
         default=1,
-        help="rounds of the manual sweep over the knobs; the budget (every arm's epochs) is "
-        "this many times one round's (default 1)",
+        help="rounds of the manual sweep over the knobs (default 1); the arms train up to this "
+        "many times one round's epochs and are judged at what the sweep actually trained",
     )
     parser.add_argument(
         "--jobs", type=int, default=None, help="worker processes (default 2; 1 with --quick)"
@@ -1247,13 +1261,19 @@ def run(args: argparse.Namespace) -> tuple[list[RunRecord], list[Row], list[str]
     wall = time.perf_counter() - started
     order = {(s.dataset, m, seed): i for i, (s, m, seed) in enumerate(tasks)}
     runs.sort(key=lambda r: order[(r.dataset, r.method, r.seed)])
+    runs = at_equal_compute(runs)
     rows = summarize(runs)
     context = [
         machine_line() + f" (load average at start {load_before})",
         "CPU may be shared with other processes (see the load average): wall times are "
         "context only; the figures are epoch counts measured side by side in one run",
         f"{args.seeds} seed(s), {args.epochs} epochs per full run, budget = manual sweep's "
-        + (f"({args.passes} rounds over the knobs) " if args.passes > 1 else "")
+        + (
+            f"({args.passes} rounds over the knobs; each seed's arms judged at the epochs "
+            "its sweep trained, at most) "
+            if args.passes > 1
+            else ""
+        )
         + ", ".join(f"{d}: {s.budget} epochs" for d, s in setups.items())
         + f"; {args.jobs} worker(s) x {args.threads} torch thread(s); total wall {wall:.0f} s",
         "our default: TPE (n_startup_trials "
@@ -1277,6 +1297,21 @@ def run(args: argparse.Namespace) -> tuple[list[RunRecord], list[Row], list[str]
         if m in args.methods
     ]
     return runs, rows, context
+
+
+def at_equal_compute(runs: Sequence[RunRecord]) -> list[RunRecord]:
+    """Each run's budget cut to what its seed's manual sweep actually trained.
+
+    A second round of the sweep skips configurations it has trained, and a failed run
+    stops early, so the sweep can spend less than its nominal budget; the arms are then
+    judged at the sweep's spend, not given more compute than it had.
+    """
+    spent = {(r.dataset, r.seed): r.epochs_used for r in runs if r.method == "manual"}
+    for run in runs:
+        used = spent.get((run.dataset, run.seed))
+        if used is not None and 0 < used < run.budget:
+            run.budget = used
+    return list(runs)
 
 
 def _loadavg() -> str:
@@ -1305,7 +1340,7 @@ def load_curves_csv(path: Path) -> list[RunRecord]:
                 )
             )
             run.wall_s += wall or 0.0
-    return list(runs.values())
+    return at_equal_compute(list(runs.values()))
 
 
 def _at_least_one(text: str) -> int:

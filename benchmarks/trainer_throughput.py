@@ -269,15 +269,17 @@ class TrainerPath:
         p, g = self.s.p, self.generator
         for _ in range(steps):
             xb, yb = self._next_batch()
+            # as in train_supervised: only the forward pass under autocast, the views,
+            # losses and metric in fp32
+            v1, v2 = self.augmenter(xb, g), self.augmenter(xb, g)
             with self.s.autocast():
-                v1, v2 = self.augmenter(xb, g), self.augmenter(xb, g)
                 out = self.step_model(torch.cat([v1, v2]))
-                logits = out.logits.float()
-                ce = F.cross_entropy(logits, torch.cat([yb, yb]), label_smoothing=p.label_smoothing)
-                z1, z2 = out.projection.chunk(2)
-                con = self.contrastive(z1, z2, yb)
-                self.meter.update("retrieval_acc", retrieval_accuracy(z1.detach(), z2.detach()), 1)
-                loss = _combine(ce, con, p)
+            logits = out.logits.float()
+            ce = F.cross_entropy(logits, torch.cat([yb, yb]), label_smoothing=p.label_smoothing)
+            z1, z2 = out.projection.float().chunk(2)
+            con = self.contrastive(z1, z2, yb)
+            self.meter.update("retrieval_acc", retrieval_accuracy(z1.detach(), z2.detach()), 1)
+            loss = _combine(ce, con, p)
             loss.backward()
             if p.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), p.grad_clip)
@@ -362,12 +364,12 @@ class BaselinePath:
             yb = yb.to(device, non_blocking=True)
             with self.s.autocast():
                 out = self.step_model(torch.cat([v1, v2]))
-                logits = out.logits.float()
-                ce = F.cross_entropy(logits, torch.cat([yb, yb]), label_smoothing=p.label_smoothing)
-                z1, z2 = out.projection.chunk(2)
-                con = self.contrastive(z1, z2, yb)
-                acc = retrieval_accuracy(z1.detach(), z2.detach())
-                loss = _combine(ce, con, p)
+            logits = out.logits.float()
+            ce = F.cross_entropy(logits, torch.cat([yb, yb]), label_smoothing=p.label_smoothing)
+            z1, z2 = out.projection.float().chunk(2)
+            con = self.contrastive(z1, z2, yb)
+            acc = retrieval_accuracy(z1.detach(), z2.detach())
+            loss = _combine(ce, con, p)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if p.grad_clip > 0:

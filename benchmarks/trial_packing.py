@@ -12,8 +12,11 @@ samples), every trial the same cost (the space only varies the temperature), sto
 Throughput is counted in epochs, read back from the storage (one intermediate value per
 epoch), over the window from the first trial's start to the last trial's end, so trials
 cut off by the timeout count for the epochs they did: trials/hour = epochs/hour / epochs
-per trial. The figure of merit is the ratio to one worker, measured side by side in one
-run; the suggested ``per_gpu`` is the smallest N within 10 % of the best throughput.
+per trial. Each count runs ``--rounds`` times, every other round in reverse order, and
+its figure is the median over rounds. The figure of merit is the ratio to one worker,
+measured side by side in one run; the suggested ``per_gpu`` is the smallest N within 10 %
+of the best throughput. On a CPU one worker runs inside ``hpo run`` with every core's
+threads, as the service runs it; N workers get cores // N threads each.
 
     python -m benchmarks.trial_packing                          # GPU 0: 1,2,4,8 workers, 120 s each
     python -m benchmarks.trial_packing --device cpu --workers 1,2 --seconds 90
@@ -52,6 +55,7 @@ SIZES: dict[str, tuple[Any, Any]] = {
     "length": (128, 32),
     "dim": (64, 16),
     "batch_size": (64, 32),
+    "rounds": (2, 1),
 }
 """Defaults of the size options: ``(real run, --quick)``."""
 
@@ -73,6 +77,41 @@ class PackingResult:
     memory_used_mib: float | None
     exit_code: int
     ratio_vs_one: float | None = None
+    per_round: list[float] = field(default_factory=list)
+    """Trials/hour of each round, in the order the rounds ran."""
+
+
+def combine_rounds(runs: list[PackingResult]) -> PackingResult:
+    """One worker count over its rounds: medians of the rates, sums of what was counted."""
+
+    def median_of(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return round(statistics.median(known), 2) if known else None
+
+    memory = [r.memory_used_mib for r in runs if r.memory_used_mib is not None]
+    return PackingResult(
+        workers=runs[0].workers,
+        epochs=sum(r.epochs for r in runs),
+        window_s=round(sum(r.window_s for r in runs), 1),
+        trials_complete=sum(r.trials_complete for r in runs),
+        trials_per_hour=round(statistics.median(r.trials_per_hour for r in runs), 1),
+        median_trial_s=median_of([r.median_trial_s for r in runs]),
+        utilisation_pct=median_of([r.utilisation_pct for r in runs]),
+        memory_used_mib=max(memory) if memory else None,
+        exit_code=max(r.exit_code for r in runs),
+        per_round=[r.trials_per_hour for r in runs],
+    )
+
+
+def round_order(counts: list[int], rounds: int) -> list[tuple[int, int]]:
+    """``(round, count)`` pairs, every other round in reverse.
+
+    No count always runs first on a cold machine or last on a warm one; with an even
+    number of rounds each count sits at every position equally often.
+    """
+    return [
+        (k, n) for k in range(rounds) for n in (counts if k % 2 == 0 else list(reversed(counts)))
+    ]
 
 
 @dataclass
@@ -259,13 +298,14 @@ def table(results: list[PackingResult], device: str) -> str:
     """The figures as a Markdown table."""
     util = "GPU util % (mean)" if device == "cuda" else "CPU busy % (mean, whole machine)"
     lines = [
-        f"| workers | trials/hour | ratio vs 1 worker | median s per trial | {util} "
-        "| GPU memory peak MiB | epochs in window | window s |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| workers | trials/hour (median) | per round | ratio vs 1 worker | median s per trial "
+        f"| {util} | GPU memory peak MiB | epochs in windows | windows s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r.workers} | {r.trials_per_hour:.1f} | "
+            f"{', '.join(f'{v:.1f}' for v in r.per_round) or 'n/a'} | "
             f"{'n/a' if r.ratio_vs_one is None else f'{r.ratio_vs_one:.2f}'} | "
             f"{'n/a' if r.median_trial_s is None else r.median_trial_s} | "
             f"{'n/a' if r.utilisation_pct is None else r.utilisation_pct} | "
@@ -284,7 +324,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
     parser.add_argument("--gpu", type=int, default=0, help="the GPU index to pack (cuda)")
     parser.add_argument("--workers", default=None, help="comma-separated counts (1,2,4,8)")
-    parser.add_argument("--seconds", type=float, default=None, help="per count (120)")
+    parser.add_argument("--seconds", type=float, default=None, help="per count and round (120)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="times each count runs, every other round in reverse order; figures are "
+        "medians over rounds (2; 1 with --quick)",
+    )
     parser.add_argument("--epochs", type=int, default=None, help="epochs per trial (3)")
     parser.add_argument("--n-train", type=int, default=None, help="training windows (2048)")
     parser.add_argument("--length", type=int, default=None, help="series length (128)")
@@ -311,6 +358,8 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
         raise SystemExit("error: --workers takes counts like 1,2,4,8") from None
     if not counts or any(n < 1 for n in counts):
         raise SystemExit("error: --workers takes counts >= 1, like 1,2,4,8")
+    if args.rounds < 1:
+        raise SystemExit("error: --rounds takes 1 or more")
     args.worker_counts = sorted(set(counts))
     return args
 
@@ -325,18 +374,22 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"trial: contrastive trainer, synthetic HAR {args.n_train} x 9 x {args.length}, "
         f"dim {args.dim}, batch {args.batch_size}, {args.epochs} epoch(s); "
-        f"{args.seconds:g} s per worker count"
+        f"{args.seconds:g} s per worker count and round, {args.rounds} round(s)"
+        + ("" if device == "cuda" else "; 1 worker runs inside hpo run, as the service runs it")
     )
-    results: list[PackingResult] = []
+    runs: dict[int, list[PackingResult]] = {n: [] for n in args.worker_counts}
     with tempfile.TemporaryDirectory(prefix="trial-packing-") as tmp:
-        for n in args.worker_counts:
-            result = measure(args, n, device, Path(tmp))
-            results.append(result)
+        for k, n in round_order(args.worker_counts, args.rounds):
+            folder = Path(tmp) / f"round-{k}"
+            folder.mkdir(exist_ok=True)
+            result = measure(args, n, device, folder)
+            runs[n].append(result)
             print(
-                f"  {n} worker(s): {result.trials_per_hour:.1f} trials/hour "
+                f"  round {k + 1}, {n} worker(s): {result.trials_per_hour:.1f} trials/hour "
                 f"({result.epochs} epochs in {result.window_s} s, exit {result.exit_code})",
                 flush=True,
             )
+    results = [combine_rounds(runs[n]) for n in args.worker_counts]
     base = next((r.trials_per_hour for r in results if r.workers == 1), None)
     for r in results:
         r.ratio_vs_one = round(r.trials_per_hour / base, 2) if base else None

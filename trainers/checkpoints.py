@@ -64,9 +64,14 @@ RESUME_MAY_DIFFER = frozenset(
     }
 )
 """Parameters a resumed run may change: they do not alter the training trajectory
-(``epochs`` does when the LR schedule depends on it; that case is warned about)."""
+(``epochs`` does when the LR schedule depends on it; that case is warned about; a
+pretrain run's plateau schedule reads :data:`PLATEAU_PRETRAIN_READS`)."""
 
 _EPOCH_DEPENDENT_SCHEDULES = frozenset({"warmup_cosine"})
+
+PLATEAU_PRETRAIN_READS = frozenset({"eval_every", "probe_epochs"})
+"""Of :data:`RESUME_MAY_DIFFER`, what a pretrain run's plateau schedule reads: it steps on
+the probe F1 of evaluated epochs only, so these move its learning-rate cuts."""
 
 
 def resolve_save_dir(p: ContrastiveParams) -> Path | None:
@@ -331,10 +336,13 @@ class TrainingCheckpoint:
             # until 2026-12-07 align resolved "one per class" with its one class: 1
             saved["n_prototypes"] = 1
         unread = {"n_prototypes"} if now.get("model") == "conv" else set()  # no prototypes
+        may_differ = RESUME_MAY_DIFFER
+        if now.get("mode") == "pretrain" and now.get("scheduler") == "plateau":
+            may_differ = may_differ - PLATEAU_PRETRAIN_READS
         differ = sorted(
             k
             for k in set(saved) | set(now)
-            if k not in RESUME_MAY_DIFFER | unread and saved.get(k) != now.get(k)
+            if k not in may_differ | unread and saved.get(k) != now.get(k)
         )
         if differ:
             shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in differ[:6])
@@ -343,7 +351,19 @@ class TrainingCheckpoint:
                 f"cannot resume from {self.path}: it was written with other parameters "
                 f"({shown}); use the same parameters or another save_dir",
             )
-        if saved.get("epochs") != now["epochs"] and now["scheduler"] in _EPOCH_DEPENDENT_SCHEDULES:
+        if saved.get("epochs") == now["epochs"]:
+            return
+        if now["mode"] == "pretrain" and now["scheduler"] == "plateau" and now["eval_every"] > 1:
+            logger.warning(
+                "resume: epochs changed from %s to %s; a pretraining run always evaluates its "
+                "last epoch, so the plateau schedule had one more probe to step on than a "
+                "straight %s-epoch run with eval_every %s; results may differ",
+                saved.get("epochs"),
+                now["epochs"],
+                now["epochs"],
+                now["eval_every"],
+            )
+        if now["scheduler"] in _EPOCH_DEPENDENT_SCHEDULES:
             logger.warning(
                 "resume: epochs changed from %s to %s; the %s schedule is stretched to the new "
                 "length from here on, so results differ from a straight %s-epoch run",

@@ -9,9 +9,10 @@
 # fp32, fp32 with attention dropout 0.1 (what the default 0 saves) and bf16 autocast, and
 # whether torch.compile pays for a trial in bf16 (benchmarks/compile_payoff.py: compile
 # time, cold and warm, against the step time saved), about 6 minutes on an H100 by estimate.
-# `packing`: trials/hour with 1, 2, 4 and 8 workers on GPU 0 (PACK_SECONDS each, 45 by
-# default; about 4 minutes). Logs, device.txt and JSON figures go to $OUT (default
-# /tmp/hpo-device-out). PYTHON (python3), DEVICE (cuda), PACK_WORKERS (1,2,4,8) can be set.
+# `packing`: trials/hour with 1, 2, 4 and 8 workers on GPU 0 (PACK_SECONDS each, 30 by
+# default, in PACK_ROUNDS rounds, 2 by default, the second in reverse order; about 5
+# minutes). Logs, device.txt and JSON figures go to $OUT (default /tmp/hpo-device-out).
+# PYTHON (python3), DEVICE (cuda), PACK_WORKERS (1,2,4,8) can be set.
 # Without Optuna, SQLAlchemy or pydantic installed, it installs them from .whl/ (made by
 # benchmarks/device/fetch_wheels.sh on a machine that can download).
 # DEVICE=cpu QUICK=1 runs the same commands on a CPU at the smoke size (tests/benchmarks).
@@ -72,8 +73,11 @@ throughput)
     ;;
 packing)
     workers="${PACK_WORKERS:-1,2,4,8}"
+    rounds=(--rounds "${PACK_ROUNDS:-2}")
+    [[ -n "${quick[*]}" && -z "${PACK_ROUNDS:-}" ]] && rounds=()
     step packing "$python" -m benchmarks.trial_packing --device "$device" --workers "$workers" \
-        --seconds "${PACK_SECONDS:-45}" ${quick[@]+"${quick[@]}"} --json "$out/packing.json"
+        --seconds "${PACK_SECONDS:-30}" ${rounds[@]+"${rounds[@]}"} ${quick[@]+"${quick[@]}"} \
+        --json "$out/packing.json"
     ;;
 esac
 exit "$status"

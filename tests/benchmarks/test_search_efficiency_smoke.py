@@ -49,8 +49,8 @@ def test_manual_budget_counts_each_configuration_once() -> None:
     assert search_efficiency.manual_budget(space, start, epochs=4) == (3 + 1 + 2) * 4
 
 
-def _record(method: str, values: list[float]) -> search_efficiency.RunRecord:
-    run = search_efficiency.RunRecord("synthetic_har", method, 0, budget=40)
+def _record(method: str, values: list[float], budget: int = 40) -> search_efficiency.RunRecord:
+    run = search_efficiency.RunRecord("synthetic_har", method, 0, budget=budget)
     for number, value in enumerate(values):
         run.trials.append(search_efficiency.TrialRecord(number, "COMPLETE", 10, value, {}, 1.0))
     return run
@@ -347,3 +347,23 @@ def test_manual_sweep_goes_round_the_knobs_again_within_its_budget() -> None:
 
     capped = search_efficiency.run_manual(_manual_setup(2, 6), seed=0, train=_analytic_train)
     assert len(capped.trials) == 6 and capped.epochs_used == 30  # the budget stops it
+
+
+def test_arms_are_judged_at_what_the_sweep_actually_trained() -> None:
+    # two rounds nominally give 50 epochs, but the sweep's second round skipped what it
+    # had trained and spent 40: an arm reaching the target at 45 had more compute
+    manual = _record("manual", [0.80, 0.85, 0.84, 0.90], budget=50)
+    late = _record("tpe_hyperband", [0.1, 0.2, 0.3, 0.4, 0.95], budget=50)
+    early = _record("random", [0.1, 0.95, 0.2, 0.3, 0.4], budget=50)
+    runs = search_efficiency.at_equal_compute([manual, late, early])
+    assert [r.budget for r in runs] == [40, 40, 40]
+    rows = {r.method: r for r in search_efficiency.summarize(runs)}
+    assert rows["tpe_hyperband"].to_reach == [None]
+    assert rows["random"].to_reach == [20] and rows["random"].ratio_vs_sweep == [0.5]
+
+
+def test_median_curve_ranks_seeds_without_a_completed_run_lowest() -> None:
+    seeds = [0.5, 0.7, 0.9, None, None]
+    assert search_efficiency._median_worst_first(seeds) == 0.5
+    assert search_efficiency._median_worst_first([0.5, None, None]) is None
+    assert search_efficiency._median_worst_first([0.6, 0.8]) == pytest.approx(0.7)

@@ -19,7 +19,7 @@ def test_trial_packing_quick_runs_real_workers(
     assert trial_packing.main(["--quick", "--seconds", "8", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "trial packing on cpu" in printed
-    assert "| workers | trials/hour | ratio vs 1 worker |" in printed
+    assert "| workers | trials/hour (median) | per round | ratio vs 1 worker |" in printed
     assert "suggested per_gpu:" in printed
     figures = json.loads(out.read_text(encoding="utf-8"))
     assert [r["workers"] for r in figures["results"]] == [1, 2]

@@ -126,6 +126,22 @@ def test_resume_with_other_params_is_refused(tmp_path: Path) -> None:
     assert info.value.reason == "resume_mismatch"
 
 
+def test_a_pretrain_plateau_run_refuses_a_resume_that_moves_its_lr_cuts(tmp_path: Path) -> None:
+    # the plateau schedule steps on the probe F1 of evaluated epochs: eval_every and
+    # probe_epochs decide when the learning rate is cut
+    pretrain = {**BASE, "mode": "pretrain", "scheduler": "plateau", "epochs": 1}
+    train({**pretrain, "save_dir": str(tmp_path)})
+    for change in ({"eval_every": 3}, {"probe_epochs": 1}):
+        with pytest.raises(TrainingFailed, match=next(iter(change))) as info:
+            train({**pretrain, **change, "epochs": 2, "save_dir": str(tmp_path), "resume": True})
+        assert info.value.reason == "resume_mismatch"
+    # with another schedule they only change what is measured, not the trajectory
+    cosine = {**BASE, "mode": "pretrain", "epochs": 1}
+    train({**cosine, "save_dir": str(tmp_path / "cosine")})
+    resumed = {**cosine, "eval_every": 3, "probe_epochs": 1, "epochs": 2, "resume": True}
+    assert train({**resumed, "save_dir": str(tmp_path / "cosine")})
+
+
 def test_finished_run_resumes_to_its_result(tmp_path: Path) -> None:
     params = {**BASE, "epochs": 2, "save_dir": str(tmp_path)}
     first = train(params)
