@@ -10,7 +10,15 @@ from pathlib import Path
 
 from hpo.workers.gpus import usable_cores
 
-__all__ = ["cpu_model", "load_average", "machine_line", "median", "spread", "usable_cores"]
+__all__ = [
+    "cpu_model",
+    "load_average",
+    "machine_line",
+    "median",
+    "round_order",
+    "spread",
+    "usable_cores",
+]
 
 
 def cpu_model() -> str:
@@ -51,3 +59,16 @@ def spread(values: Sequence[float]) -> str:
     if not values:
         return "n/a"
     return f"{min(values):,.1f}..{max(values):,.1f}"
+
+
+def round_order(counts: Sequence[int], rounds: int) -> list[tuple[int, int]]:
+    """``(round, count)`` pairs, every other round in reverse.
+
+    No count always runs first on a cold machine or last on a warm one; with an even
+    number of rounds each count sits at every position equally often.
+    """
+    return [
+        (k, n)
+        for k in range(rounds)
+        for n in (list(counts) if k % 2 == 0 else list(reversed(counts)))
+    ]

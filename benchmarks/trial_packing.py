@@ -45,7 +45,7 @@ from typing import Any
 
 import yaml
 
-from benchmarks._common import machine_line
+from benchmarks._common import machine_line, round_order
 
 SIZES: dict[str, tuple[Any, Any]] = {
     "workers": ("1,2,4,8", "1,2"),
@@ -101,17 +101,6 @@ def combine_rounds(runs: list[PackingResult]) -> PackingResult:
         exit_code=max(r.exit_code for r in runs),
         per_round=[r.trials_per_hour for r in runs],
     )
-
-
-def round_order(counts: list[int], rounds: int) -> list[tuple[int, int]]:
-    """``(round, count)`` pairs, every other round in reverse.
-
-    No count always runs first on a cold machine or last on a warm one; with an even
-    number of rounds each count sits at every position equally often.
-    """
-    return [
-        (k, n) for k in range(rounds) for n in (counts if k % 2 == 0 else list(reversed(counts)))
-    ]
 
 
 @dataclass

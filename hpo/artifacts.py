@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,14 +179,31 @@ def check_artifact_store(cfg: StudyConfig) -> None:
         study_artifact_store(cfg, create=False)  # a client only: nothing is written
         return
     path = Path(location)
-    existing = next((p for p in (path, *path.parents) if p.exists()), None)
-    problem = None
-    if existing is None or not existing.is_dir():
-        problem = f"artifacts.dir: cannot create {path}: {existing} is not a folder"
-    elif existing != path and not os.access(existing, os.W_OK | os.X_OK):
-        problem = f"artifacts.dir: cannot create {path}: {existing} is not writable"
+    try:
+        problem = _folder_problem(path)
+    except OSError as exc:  # a name longer than the file system allows, a loop of links
+        problem = f"artifacts.dir: cannot use {path}: {exc.strerror or exc}"
     if problem:
         raise ConfigError([_name_the_default(cfg, problem)])
+
+
+def _folder_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be (or become) a folder the run writes into; ``None`` if it can.
+
+    An existing folder is tried with a file made and removed at once: ``os.access`` says
+    yes to root on a read-only mount, and a run would lose every checkpoint.
+    """
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        return f"artifacts.dir: cannot create {path}: {existing} is not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=existing):  # unnamed, or removed at once
+            pass
+    except OSError as exc:
+        if existing != path:
+            return f"artifacts.dir: cannot create {path}: {existing} is not writable"
+        return f"artifacts.dir: cannot write into {path}: {exc.strerror or exc}"
+    return None
 
 
 def _name_the_default(cfg: StudyConfig, problem: str) -> str:

@@ -347,7 +347,7 @@ def read_confirmation(
         return None
     if storage_file_absent(storage_url(cfg)):
         return None
-    storage = open_storage(storage_url(cfg))
+    storage = open_storage(storage_url(cfg), read_only=True)  # status and best only read
     try:
         confirm = optuna.load_study(study_name=confirm_study_name(cfg.name), storage=storage)
     except KeyError:

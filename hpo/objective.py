@@ -301,6 +301,8 @@ class Objective:
         """Called as soon as the trainer returns or raises: from then on a first Ctrl-C or
         SIGTERM waits for the trial's bookkeeping (results, artifacts) instead of
         throwing the trained trial away (the runner points it at its interrupt state)."""
+        self._open_prune_trials: set[int] = set()
+        """Ids of companion trials asked for and not yet ended."""
 
     def _run_after_hooks(
         self,
@@ -351,6 +353,7 @@ class Objective:
     ) -> None:
         if self.prune_study is None or prune_trial is None:
             return
+        self._open_prune_trials.discard(prune_trial._trial_id)
         if state == optuna.trial.TrialState.COMPLETE and value is None:
             # Optuna takes no COMPLETE without a value: a trial left RUNNING would never
             # count as a finished curve, and nothing would ever be pruned
@@ -395,8 +398,24 @@ class Objective:
         for hook in self.hooks:
             params = hook.before(trial, params)
         prune_trial = self.prune_study.ask() if self.prune_study is not None else None
-        if prune_trial is not None:
+        if prune_trial is None:
+            return self._run(trial, params, None)
+        self._open_prune_trials.add(prune_trial._trial_id)
+        try:
             trial.set_user_attr("prune_companion_trial", prune_trial.number)
+            return self._run(trial, params, prune_trial)
+        finally:
+            # An interrupt (Ctrl-C, SIGTERM: ``KeyboardInterrupt``, which no ``except
+            # Exception`` sees) or a storage error skipped the companion's end: left
+            # RUNNING, it stayed so forever (nothing recovers companion trials).
+            if prune_trial._trial_id in self._open_prune_trials:
+                self._finish_prune_trial(prune_trial, optuna.trial.TrialState.FAIL, None)
+
+    def _run(
+        self, trial: optuna.Trial, params: dict[str, Any], prune_trial: optuna.Trial | None
+    ) -> float | list[float]:
+        """Train, then record the result, pruning or failure (the companion trial ended)."""
+        cfg = self.cfg
         # Built-in trainers report once per epoch; a user's trainer may count steps otherwise.
         epochs = params.get("epochs", self.default_epochs)
         final_step = (

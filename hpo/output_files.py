@@ -34,6 +34,14 @@ def check_output_file(
     fine (they are created); what only a write reveals is left to :func:`write_output_file`.
     ``example_name`` is the file name the hint for a folder suggests.
     """
+    try:
+        _check_output_file(path, option, example_name, cfg)
+    except OSError as exc:  # a name longer than the file system allows, a loop of links
+        raise ConfigError([f"{option}: cannot write {path}: {exc.strerror or exc}"]) from None
+
+
+def _check_output_file(path: Path, option: str, example_name: str, cfg: StudyConfig | None) -> None:
+    """:func:`check_output_file`'s checks, which may raise ``OSError`` on a bad name."""
     if path.is_dir():
         raise ConfigError(
             [f"{option}: {path} is a folder; give a file name in it, e.g. {path / example_name}"]
@@ -92,10 +100,11 @@ def write_output_file(path: Path, text: str, option: str = "path") -> Path:
     it created. A symlink is followed (its target is replaced, not the link); a device
     (``/dev/stdout``) or a file with other hard links is written in place, as before.
     """
-    target = Path(os.path.realpath(path))
-    created = _missing_folders(target.parent)
+    created: list[Path] = []
     tmp: Path | None = None
     try:
+        target = Path(os.path.realpath(path))
+        created = _missing_folders(target.parent)
         if _written_in_place(target):
             target.write_text(text, encoding="utf-8")
             return path

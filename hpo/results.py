@@ -59,7 +59,7 @@ def load_existing_study(cfg: StudyConfig) -> optuna.Study:
     url = storage_url(cfg)
     if storage_file_absent(url):
         raise study_not_found(cfg)
-    storage = open_storage(url)
+    storage = open_storage(url, read_only=True)  # a read switches and creates nothing
     try:
         study = optuna.load_study(study_name=cfg.name, storage=storage)
     except KeyError:

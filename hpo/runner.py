@@ -57,6 +57,7 @@ from hpo.workers.recovery import (
     requeue_lost_retries,
     signals_held,
 )
+from hpo.workers.unowned import recover_abandoned_unowned, single_machine_storage
 from trainers.registry import resolve_trainer
 
 logger = logging.getLogger(__name__)
@@ -575,6 +576,7 @@ def run_study(
     identity: WorkerIdentity | None = None,
     reseed_sampler: bool = False,
     requeue_lost: bool = True,
+    deadline_at: float | None = None,
 ) -> RunSummary:
     """Run trials of ``cfg`` in this process until the budget (shared with other workers) is used.
 
@@ -591,7 +593,9 @@ def run_study(
     Trials another machine left RUNNING are failed and queued again once their heartbeat is
     stale, and ``requeue_lost`` queues the retries an interrupt kept from being added
     (:func:`~hpo.workers.recovery.requeue_lost_retries`); workers, which start together,
-    leave that to the process that starts them.
+    leave that to the process that starts them. ``deadline_at`` (wall-clock epoch seconds)
+    replaces ``budget.timeout`` counted from the first trial: a worker's deadline, so that
+    opening the study here does not extend it.
     """
     spec = resolve_trainer(cfg.trainer.name)
     study, created = _open_study(cfg, force=force)
@@ -606,6 +610,10 @@ def run_study(
     recover_orphans(study, max_retries=max_retries)
     if requeue_lost:
         requeue_lost_retries(study)
+        if single_machine_storage(storage_url(cfg)):
+            recover_abandoned_unowned(
+                study, grace_period=grace_period(cfg), max_retries=max_retries
+            )
     heartbeat = own_heartbeat(cfg, study)
     if heartbeat is not None:
         recover_stale(study, grace_period=heartbeat[1], max_retries=max_retries)
@@ -657,7 +665,9 @@ def run_study(
                         study,
                         guard,
                         n_trials=n_trials,
-                        timeout=cfg.budget.timeout,
+                        timeout=cfg.budget.timeout
+                        if deadline_at is None
+                        else max(deadline_at - time.time(), 0.0),
                         callbacks=[
                             CollectGarbage(),
                             BudgetCallback(budget, tracker),

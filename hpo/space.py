@@ -142,8 +142,14 @@ def grid_size(name: str, spec: ParamSpec) -> int:
         raise GridError(
             f"space.{name}: the grid sampler needs a step (or categorical choices) for float parameters"
         )
+    steps = (spec.high - spec.low) / spec.step if spec.step > 0 else math.inf
+    if not math.isfinite(steps):  # ``high: 1e300, step: 1e-10``: more values than any limit
+        raise GridError(
+            f"space.{name}: step {spec.step!r} gives more grid values than the grid sampler's "
+            f"limit of {MAX_GRID_POINTS}; use a larger step, fewer choices or another sampler"
+        )
     # the last point may not pass high (a step that does not divide the range stops short)
-    return math.floor((spec.high - spec.low) / spec.step + 1e-9) + 1
+    return math.floor(steps + 1e-9) + 1
 
 
 def grid_values(name: str, spec: ParamSpec) -> list[Any]:
@@ -189,13 +195,35 @@ def conditional_grid_problem(name: str, size: int) -> str:
 
 
 def bruteforce_problems(space: Mapping[str, ParamSpec]) -> list[str]:
-    """Every parameter the brute-force sampler cannot enumerate, one line each."""
-    return [
-        f"space.{name}: the bruteforce sampler tries every value, so a float needs a step "
-        "(or categorical choices)"
-        for name, spec in space.items()
-        if isinstance(spec, FloatParam) and spec.step is None and spec.low != spec.high
-    ]
+    """Every parameter the brute-force sampler cannot enumerate, one line each.
+
+    It lists a parameter's values at every trial, so a parameter may have at most
+    :data:`MAX_GRID_POINTS` of them, as on the grid (``step: 1e-30`` failed every trial).
+    """
+    problems = []
+    for name, spec in space.items():
+        if isinstance(spec, FloatParam) and spec.step is None:
+            if spec.low != spec.high:
+                problems.append(
+                    f"space.{name}: the bruteforce sampler tries every value, so a float needs "
+                    "a step (or categorical choices)"
+                )
+            continue
+        if isinstance(spec, CategoricalParam):
+            continue
+        if isinstance(spec, IntParam):
+            size = (spec.high - spec.low) // spec.step + 1 if spec.step > 0 else 0
+        else:
+            try:
+                size = grid_size(name, spec)
+            except GridError:
+                size = MAX_GRID_POINTS + 1
+        if size > MAX_GRID_POINTS:
+            problems.append(
+                f"space.{name}: more than {MAX_GRID_POINTS} values, the most the bruteforce "
+                "sampler is given for one parameter; use a larger step or another sampler"
+            )
+    return problems
 
 
 def grid_space(space: Mapping[str, ParamSpec]) -> dict[str, list[Any]]:

@@ -75,15 +75,22 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 _VALUE_TAG = "tag:yaml.org,2002:value"
 
 _FLOAT_1_2 = re.compile(
-    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-    |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
-    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+    r"""^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
     |[-+]?\.(?:inf|Inf|INF)
     |\.(?:nan|NaN|NAN))$""",
     re.X,
 )
-"""YAML 1.1 floats plus YAML 1.2's ``1e-3`` (no dot): PyYAML reads those as strings."""
+"""YAML 1.2 core-schema floats: ``1e-3`` (no dot) too, but no ``1_000.5`` or ``1:30.5``.
+
+A plain ``7`` matches too; the int resolver, tried first, takes it."""
+
+_INT_1_2 = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+"""YAML 1.2 core-schema ints: decimal (``010`` is ten), ``0o`` octal and ``0x`` hex. YAML
+1.1's ``010`` (eight), ``1:30`` (ninety) and ``1_000`` are text."""
+
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -123,19 +130,39 @@ class _StrictLoader(yaml.SafeLoader):
                 seen[key] = line
 
 
-# Replace (not add to) the float resolver: the first matching resolver wins.
+def _construct_int(loader: _StrictLoader, node: yaml.ScalarNode) -> int:
+    """A YAML 1.2 int: PyYAML's own constructor reads ``010`` as octal eight."""
+    text = str(loader.construct_scalar(node))
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text, 10)
+
+
+# Replace (not add to) the number resolvers, and drop timestamps (``2024-06-01`` is text,
+# as in YAML 1.2): the first matching resolver wins.
 _StrictLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
+    first: [
+        (tag, regexp)
+        for tag, regexp in resolvers
+        if tag not in (_INT_TAG, _FLOAT_TAG, _TIMESTAMP_TAG)
+    ]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+0123456789."))
+_StrictLoader.add_implicit_resolver(_INT_TAG, _INT_1_2, list("-+0123456789"))
+_StrictLoader.add_implicit_resolver(_FLOAT_TAG, _FLOAT_1_2, list("-+0123456789."))
+_StrictLoader.add_constructor(_INT_TAG, _construct_int)
 
 
 class _Dumper(yaml.SafeDumper):
-    """SafeDumper that quotes text the loader would read as a number (``'1e-3'``)."""
+    """SafeDumper that quotes text either YAML version reads as a number or a date (``'1e-3'``,
+    ``'010'``, ``'2024-06-01'``), so this loader and plain PyYAML both read it back as text."""
 
 
-_Dumper.yaml_implicit_resolvers = _StrictLoader.yaml_implicit_resolvers
+_Dumper.yaml_implicit_resolvers = {
+    first: list(resolvers) for first, resolvers in yaml.SafeDumper.yaml_implicit_resolvers.items()
+}
+_Dumper.add_implicit_resolver(_INT_TAG, _INT_1_2, list("-+0123456789"))
+_Dumper.add_implicit_resolver(_FLOAT_TAG, _FLOAT_1_2, list("-+0123456789."))
 
 
 def dump_yaml(data: Any, **options: Any) -> str:

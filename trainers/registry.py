@@ -6,8 +6,12 @@ imported until a trainer is actually resolved.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import inspect
+import io
 import logging
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -87,21 +91,73 @@ def resolve_trainer(name: str) -> TrainerSpec:
         raise TrainerNotFound(
             f"trainer {name!r} is not 'package.module:function' (both parts are needed)"
         )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise TrainerNotFound(f"cannot import module {module_name!r}: {exc}") from exc
-    except Exception as exc:  # the user's module failed while importing (or a bad name)
-        raise TrainerNotFound(
-            f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
-        ) from exc
+    module = _import_trainer_module(module_name)
     fn: Any = getattr(module, attr, None)
     if fn is None or not callable(fn):
         raise TrainerNotFound(f"module {module_name!r} has no callable {attr!r}")
+    if not _takes_params_and_reporter(fn):
+        raise TrainerNotFound(
+            f"{module_name}:{attr} must accept (params, reporter): every trial calls it "
+            f"with the parameters dict and a reporter"
+        )
     schema = getattr(fn, "params_schema", None) or getattr(module, "PARAMS_SCHEMA", None)
     if schema is not None and not (isinstance(schema, type) and issubclass(schema, BaseModel)):
         schema = None
     return TrainerSpec(name=name, fn=fn, params_schema=schema)
+
+
+def _import_trainer_module(module_name: str) -> Any:
+    """Import the trainer's module, turning any failure into :class:`TrainerNotFound`.
+
+    A module that calls ``sys.exit`` or parses the command line with argparse at import
+    would otherwise end ``hpo validate`` with its exit code (0 and no output, or argparse's
+    usage text). What it writes to ``sys.stderr`` while importing is held back and only
+    passed on when the import succeeds, so argparse's usage does not drown the error.
+    """
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise TrainerNotFound(f"cannot import module {module_name!r}: {exc}") from exc
+    except SystemExit as exc:
+        raise TrainerNotFound(_exit_message(module_name, exc, captured.getvalue())) from None
+    except Exception as exc:  # the user's module failed while importing (or a bad name)
+        raise TrainerNotFound(
+            f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    sys.stderr.write(captured.getvalue())
+    return module
+
+
+def _exit_message(module_name: str, exc: SystemExit, stderr: str) -> str:
+    """One line for a module that exited while being imported, naming argparse's error."""
+    said = [line.strip() for line in stderr.splitlines() if line.strip()]
+    if said and said[0].startswith("usage:"):
+        error = said[-1] if said[-1] != said[0] else ""
+        detail = f" ({error[:200]})" if error else ""
+        return (
+            f"importing module {module_name!r} parsed the command line and exited{detail}; "
+            f"move its argparse code under `if __name__ == '__main__':`"
+        )
+    last = f"; it printed: {said[-1][:200]}" if said else ""
+    return (
+        f"importing module {module_name!r} called sys.exit({exc.code!r}){last}; a trainer "
+        f"module must not exit when imported"
+    )
+
+
+def _takes_params_and_reporter(fn: Any) -> bool:
+    """Whether ``fn(params, reporter)`` binds; ``True`` when its signature cannot be read."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins and C callables have none
+        return True
+    try:
+        signature.bind({}, None)
+    except TypeError:
+        return False
+    return True
 
 
 def run_trainer(

@@ -9,6 +9,8 @@ from hpo.config import StudyConfig
 
 _ENV_TEXT = re.compile(r"\$\{[^}]*\}?")
 _ENV_NAME = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
+_SQLITE_SCHEME = re.compile(r"(?i)sqlite(\+\w+)?:")
+_SQLITE_FILE = re.compile(r"(?i)sqlite(\+\w+)?:///")
 
 
 def _storage_syntax_problems(cfg: StudyConfig) -> list[str]:
@@ -21,7 +23,9 @@ def _storage_syntax_problems(cfg: StudyConfig) -> list[str]:
         for ref in _ENV_TEXT.findall(url)
         if not _ENV_NAME.match(ref)
     ]
-    if url.startswith("sqlite:") and not url.startswith("sqlite:///"):
+    # as written; the expanded URL (``${VAR}`` holding ``sqlite://``) is checked by
+    # ``storage_problems``, which refuses an in-memory database in any form
+    if _SQLITE_SCHEME.match(url) and not _SQLITE_FILE.match(url):
         out.append(
             "storage: a SQLite URL names a file: sqlite:///relative.db or sqlite:////abs/path.db"
         )

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from hpo.checks._common import _short
-from hpo.config import FloatParam, ParamSpec, StudyConfig
+from hpo.config import CategoricalParam, FloatParam, IntParam, ParamSpec, StudyConfig
+from hpo.config._space import _can_take, _on_step_grid, _values_of
 from hpo.pruners import (
     PRUNERS,
     WRAPPERS,
@@ -33,6 +34,7 @@ from hpo.space import (
     dependency_order,
     grid_problems,
 )
+from hpo.yaml_loader import printable as _printable
 
 _SINGLE_OBJECTIVE_ONLY = {"cmaes"}
 
@@ -141,7 +143,87 @@ def _sampler_problems(cfg: StudyConfig, *, for_reading: bool = False) -> list[st
         problems.append(str(exc))
     except (TypeError, ValueError) as exc:
         problems.append(f"sampler: {SAMPLERS[name].__name__} rejected its arguments: {exc}")
+    if not problems and not for_reading and name not in _NOT_PROBED:
+        problems += _sampling_problems(cfg)
     return problems
+
+
+_NOT_PROBED = {"grid", "bruteforce", "gp"}
+"""Samplers :func:`_sampling_problems` leaves alone: the grid's and brute force's values are
+checked above (and they stop a study they exhaust), and GP's model imports torch (seconds)."""
+
+_PROBE_STARTUP = 2
+"""The start-up trials of the probe's sampler: enough to reach the model after two."""
+
+
+def _sampling_problems(cfg: StudyConfig) -> list[str]:
+    """What the sampler's arguments break only when it samples (``prior_weight: -1``,
+    ``n_ei_candidates: 0``): Optuna's constructors take them, then every trial fails.
+
+    The sampler, with its start-up cut to two trials, samples three trials of the space in
+    a throwaway in-memory study. A failure is pinned on the argument whose removal makes
+    it pass, else on ``sampler`` as a whole.
+    """
+    kwargs = dict(cfg.sampler.kwargs)
+    error = _probe_error(cfg, kwargs)
+    if error is None:
+        return []
+    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    cls = SAMPLERS[cfg.sampler.name].__name__
+    named = [k for k in kwargs if re.search(rf"\b{re.escape(str(k))}\b", str(error))]
+    culprit = named[0] if len(named) == 1 else None
+    if culprit is None:
+        culprit = next(
+            (
+                k
+                for k in kwargs
+                if _probe_error(cfg, {a: v for a, v in kwargs.items() if a != k}) is None
+            ),
+            None,
+        )
+    if len(text) > 200:
+        text = text[:197] + "..."
+    if culprit is None:
+        return [f"sampler: {cls} fails when it samples, so every trial would ({text})"]
+    return [
+        f"sampler.{culprit}: {cls} fails when it samples with {culprit}="
+        f"{_short(kwargs[culprit])}, so every trial would ({text})"
+    ]
+
+
+def _probe_error(cfg: StudyConfig, kwargs: Mapping[str, Any]) -> Exception | None:
+    """The exception the sampler built from ``kwargs`` raises sampling a few trials, if any."""
+    import warnings
+
+    import optuna
+
+    from hpo.space import suggest_params
+
+    name = cfg.sampler.name
+    args = dict(kwargs)
+    startup = args.get("n_startup_trials")
+    if "n_startup_trials" in constructor_arguments(SAMPLERS[name]) and not (
+        isinstance(startup, int) and startup < _PROBE_STARTUP
+    ):
+        args["n_startup_trials"] = _PROBE_STARTUP
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sampler = build_sampler(name, args, seed=cfg.seed, space=cfg.space)
+            study = optuna.create_study(
+                sampler=sampler, directions=list(cfg.objective.study_directions)
+            )
+            for i in range(_PROBE_STARTUP + 1):
+                trial = study.ask()
+                suggest_params(trial, cfg.space)
+                study.tell(trial, [float(i)] * len(cfg.objective.study_directions))
+    except Exception as exc:  # whatever the sampler raises would fail each trial
+        return exc
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return None
 
 
 def _given_grid_problems(
@@ -158,11 +240,35 @@ def _given_grid_problems(
         for n, spec in space.items()
         if conditions and spec.condition is not None and n in grid and len(grid[n]) > 1
     ]
+    values = [
+        line
+        for n, spec in space.items()
+        if n in grid
+        for line in _grid_value_problems(n, spec, grid[n])
+    ]
     return (
         [f"sampler.search_space: no values for the searched parameter {n!r}" for n in missing]
         + [f"sampler.search_space.{n}: not a searched parameter" for n in extra]
+        + values
         + conditional
     )
+
+
+def _grid_value_problems(name: str, spec: ParamSpec, values: list[Any]) -> list[str]:
+    """Each grid value the parameter's own definition cannot take, one line each: Optuna's
+    grid sampler hands it to every trial that draws it, which then fails (``choice: [z]``
+    beside choices ``[a, b]``, ``x: 5`` for a range ``[-1, 1]``)."""
+    path = f"sampler.search_space.{_printable(name)}"
+    out = []
+    for value in values:
+        if not _can_take(spec, value) or (isinstance(spec, IntParam) and type(value) is not int):
+            allowed = ", ".join(repr(v) for v in _values_of(spec))
+            kind = "" if isinstance(spec, CategoricalParam) else " range"
+            out.append(f"{path}: {_short(value)} is not in the space (it takes {allowed}{kind})")
+        elif not _on_step_grid(spec, value):
+            assert not isinstance(spec, CategoricalParam)
+            out.append(f"{path}: {value!r} is off the step grid (low {spec.low}, step {spec.step})")
+    return out
 
 
 def _grid_enqueue_problems(cfg: StudyConfig) -> list[str]:

@@ -138,9 +138,44 @@ def _trainer_problems(cfg: StudyConfig, *, unseen: Collection[str] = ()) -> list
         elif not one_line:
             problems.extend(values[name])
     problems += no_trial if one_line else []
+    problems += _grid_value_trainer_problems(cfg, schema, fixed)
     if dropped:
         return problems
     return problems + _missing_input_problems(schema, judged.base, cfg.space)
+
+
+def _grid_value_trainer_problems(
+    cfg: StudyConfig, schema: type[BaseModel], fixed: dict[str, Any]
+) -> list[str]:
+    """The trainer's objections to the values of a grid written out in the file: the space
+    checks try a range at a few values, and the grid gives others (odd ``n_heads``)."""
+    grid = cfg.sampler.kwargs.get("search_space") if cfg.sampler.name == "grid" else None
+    if not isinstance(grid, Mapping):
+        return []
+    from hpo.config._space import _can_take
+
+    problems = []
+    for name, pspec in cfg.space.items():
+        values = grid.get(name)
+        if name not in schema.model_fields or not isinstance(values, list):
+            continue
+        for value in values:
+            if not _can_take(pspec, value):
+                continue  # the sampler check names it as outside the space
+            for loc, msg, fields in _objections(schema, {**fixed, name: value}):
+                # its own field's error, or a cross-field one with fixed fields only
+                # (``n_heads: 3`` beside a fixed ``dim: 64``): every trial that draws it fails
+                mine = loc.split(".")[0] == name or (
+                    loc == WHOLE
+                    and fields is not None
+                    and name in fields
+                    and not (fields - {name}) & cfg.space.keys()
+                )
+                if mine:
+                    problems.append(
+                        f"sampler.search_space.{name}: value {_short(value)} is not allowed: {msg}"
+                    )
+    return problems
 
 
 @dataclass(frozen=True)

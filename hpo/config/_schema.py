@@ -241,6 +241,16 @@ class WorkersConfig(_Strict):
     max_restarts: int = Field(default=3, ge=0, le=1000)
     on_oom: Literal["fail", "retry_smaller_batch"] = "fail"
 
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpus_as_the_flag_takes_them(cls, value: Any) -> Any:
+        """``gpus: 0`` and ``gpus: "0,1"`` as ``--gpus 0`` and ``--gpus 0,1`` read them."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            return [value]
+        if isinstance(value, str) and re.fullmatch(r"\s*\d+(\s*,\s*\d+)*\s*,?\s*", value):
+            return [int(part) for part in value.split(",") if part.strip()]
+        return value
+
     @field_validator("gpus")
     @classmethod
     def _gpu_ids(cls, value: Any) -> Any:

@@ -107,6 +107,12 @@ def _range_problems(name: str, spec: ParamSpec) -> list[str]:
             out.append(f"{path}: step must be > 0")
         if isinstance(spec, FloatParam) and not math.isfinite(spec.high - spec.low):
             out.append(f"{path}: high - low must be a finite float (the range is too wide)")
+        elif isinstance(spec, FloatParam) and _too_many_steps(spec):
+            out.append(
+                f"{path}: step {spec.step!r} splits [{spec.low}, {spec.high}] into more than "
+                f"10^15 steps, more than a float can tell apart; use a larger "
+                "step, or leave step out for a continuous range"
+            )
     if isinstance(spec, CategoricalParam):
         seen: list[Any] = []
         for choice in spec.choices:
@@ -124,6 +130,18 @@ def _range_problems(name: str, spec: ParamSpec) -> list[str]:
 
 _NONE = object()
 
+MAX_FLOAT_STEPS = 1e15
+"""The most steps a stepped float range may have: past about 2**53 neighbouring values are
+the same float, and Optuna's decimal arithmetic on the range fails (``step: 1e-30``)."""
+
+
+def _too_many_steps(spec: FloatParam) -> bool:
+    """Whether a stepped float range has more than :data:`MAX_FLOAT_STEPS` steps."""
+    if spec.step is None or spec.step <= 0 or spec.high <= spec.low:
+        return False
+    steps = (spec.high - spec.low) / spec.step
+    return not math.isfinite(steps) or steps > MAX_FLOAT_STEPS
+
 
 def _values_of(spec: ParamSpec) -> list[Any]:
     """Representative values a parameter can take (all choices, or the range ends).
@@ -135,6 +153,10 @@ def _values_of(spec: ParamSpec) -> list[Any]:
         return list(spec.choices)
     if spec.step is None or spec.step <= 0 or spec.high <= spec.low:  # a bad step has its line
         return [spec.low, spec.high]
+    if isinstance(spec, FloatParam) and (
+        _too_many_steps(spec) or not math.isfinite(spec.high - spec.low)
+    ):
+        return [spec.low, spec.high]  # refused in its own line; the decimal division would fail
     if isinstance(spec, IntParam):
         return [spec.low, spec.low + (spec.high - spec.low) // spec.step * spec.step]
     low, step = Decimal(str(spec.low)), Decimal(str(spec.step))
@@ -171,6 +193,15 @@ def _condition_problems(space: Mapping[str, ParamSpec], unparsed: Collection[str
             values = wanted if isinstance(wanted, list) else [wanted]
             if not values:
                 out.append(f"{path}: empty list of values can never hold")
+            target = space[other]
+            if isinstance(target, FloatParam) and target.step is None and target.low < target.high:
+                # a sampled float equals a given value with probability zero
+                out.append(
+                    f"{path}: {other} is a continuous float range, so it never equals "
+                    f"{'any of ' if isinstance(wanted, list) else ''}{_printable(wanted)}; "
+                    f"give {other} a step or make it categorical"
+                )
+                continue
             for value in values:
                 if not _can_take(space[other], value):
                     allowed = ", ".join(repr(v) for v in _values_of(space[other]))
@@ -252,5 +283,9 @@ def _condition_fails(spec: ParamSpec, params: Mapping[str, Any]) -> bool:
 def _on_step_grid(spec: ParamSpec, value: Any) -> bool:
     if isinstance(spec, CategoricalParam) or not spec.step:
         return True
+    if isinstance(spec, FloatParam) and _too_many_steps(spec):
+        return True  # the step is refused in its own line
     steps = (value - spec.low) / spec.step
+    if not math.isfinite(steps):
+        return True  # a value the range check refuses anyway
     return abs(steps - round(steps)) <= 1e-9 * max(1.0, abs(steps))

@@ -7,6 +7,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from hpo.errors import StorageError
+from hpo.storages._resilient_grpc import resilient_grpc_storage_class
 from hpo.storages._urls import mask_url
 
 if TYPE_CHECKING:
@@ -45,7 +46,8 @@ def _open_grpc(url: str) -> optuna.storages.BaseStorage:
         raise StorageError([f"{cannot}: {reason}"]) from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        proxy = optuna.storages.GrpcStorageProxy(host=host, port=port)
+        # its calls ride out a restart of the proxy, as an RDB storage's ride out the database's
+        proxy = resilient_grpc_storage_class()(host=host, port=port)
     try:  # something listens there: is it a gRPC server?
         proxy.wait_server_ready(timeout=GRPC_CONNECT_TIMEOUT_S)
     except ConnectionError:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpo.storages._urls import mask_url, missing_env_vars, sqlite_path, storage_file, storage_url
+from hpo.storages._urls import (
+    is_in_memory_sqlite,
+    mask_url,
+    missing_env_vars,
+    storage_file,
+    storage_url,
+)
 
 if TYPE_CHECKING:
     from hpo.config import StudyConfig
@@ -28,7 +34,7 @@ def storage_problems(cfg: StudyConfig) -> list[str]:
             "postgresql+psycopg://user@host/db, mysql+pymysql://user@host/db, "
             "journal:///file.log or grpc://host:port"
         ]
-    if url.startswith("sqlite:///") and sqlite_path(url) is None:
+    if is_in_memory_sqlite(url):  # any form: sqlite://, sqlite+pysqlite:///:memory: ...
         return [
             f"storage: {url.split('?', 1)[0]} is an in-memory database: the results would "
             "be gone when the run ends, and workers could not share it; name a file, "
@@ -37,6 +43,14 @@ def storage_problems(cfg: StudyConfig) -> list[str]:
     path = storage_file(url)
     if path is None:
         return []
+    try:
+        return _file_problems(url, path)
+    except OSError as exc:  # a name longer than the file system allows, a loop of links
+        return [f"storage: cannot use {path}: {exc.strerror or exc}"]
+
+
+def _file_problems(url: str, path: Path) -> list[str]:
+    """The storage file's folder and, for a journal, the file itself (may raise OSError)."""
     if not path.parent.is_dir():
         # the first folder on the way that is not one: missing, or a file
         blocker = next((f for f in reversed(path.parents) if not f.is_dir()), path.parent)

@@ -7,18 +7,12 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
-import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from hpo.errors import StorageError
 from hpo.storages._connection_errors import is_connection_error, short_reason
-from hpo.storages._outages import (
-    DEFAULT_STORAGE_RETRY_S,
-    StorageUnavailableError,
-    _Outage,
-    storage_retry_seconds,
-)
+from hpo.storages._outages import storage_retry_seconds
+from hpo.storages._retrying import RetryingCalls, retry_methods
 from hpo.storages._urls import mask_url
 
 if TYPE_CHECKING:
@@ -63,6 +57,14 @@ _RETRIED_METHODS = (
 )
 
 
+_OWN_METHODS = frozenset({"_get_stale_trial_ids", "get_study_id_from_name"})
+"""Retried methods the class defines itself (calling ``_call``), not wrapped again."""
+
+
+class StudyNameCollationError(StorageError):
+    """A study found by a name that differs from the one asked for (a MySQL collation)."""
+
+
 @functools.cache
 def resilient_rdb_storage_class() -> type[optuna.storages.RDBStorage]:
     """``RDBStorage`` that rides out a lost database connection (PostgreSQL, MySQL).
@@ -89,82 +91,39 @@ def resilient_rdb_storage_class() -> type[optuna.storages.RDBStorage]:
       beat during it.
     """
     import optuna
-    from optuna.exceptions import UpdateFinishedTrialError
 
     base = optuna.storages.RDBStorage
 
-    class ResilientRDBStorage(base):  # type: ignore[valid-type,misc]
+    class ResilientRDBStorage(RetryingCalls, base):  # type: ignore[valid-type,misc]
         def __init__(self, *args: Any, retry_seconds: float | None = None, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             budget = storage_retry_seconds() if retry_seconds is None else retry_seconds
             self._init_resilience(budget)
 
-        def _init_resilience(self, budget: float) -> None:
-            self._outage = _Outage(budget)
-            self._depth = threading.local()
+        def _outage_reason(self, exc: BaseException) -> str | None:
+            return short_reason(exc) if is_connection_error(exc) else None
 
-        def __getstate__(self) -> dict[Any, Any]:
-            state = super().__getstate__()
-            state["_outage_budget"] = self._outage.budget
-            state.pop("_outage", None)
-            state.pop("_depth", None)
-            return state
+        def _unreachable(self, reason: str) -> str:
+            return f"storage: {mask_url(self.url)} unreachable for {self._outage.budget:g} s ({reason})"
 
-        def __setstate__(self, state: dict[Any, Any]) -> None:
-            budget = state.pop("_outage_budget", DEFAULT_STORAGE_RETRY_S)
-            super().__setstate__(state)
-            self._init_resilience(budget)
+        def _stored_trial(self, trial_id: int) -> Any:
+            return base.get_trial(self, trial_id)
 
-        def _call(self, name: str, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-            depth = getattr(self._depth, "value", 0)
-            if depth:  # a nested call: the outermost one retries
-                return fn(self, *args, **kwargs)
-            self._depth.value = 1
-            try:
-                attempt = 0
-                started = time.monotonic()
-                while True:
-                    try:
-                        result = fn(self, *args, **kwargs)
-                    except UpdateFinishedTrialError:
-                        if (
-                            attempt
-                            and name == "set_trial_state_values"
-                            and self._already_finished_as(args, kwargs)
-                        ):
-                            self._outage.succeeded()
-                            return True
-                        raise
-                    except Exception as exc:
-                        if not is_connection_error(exc):
-                            raise
-                        wait = self._outage.wait_before_retry(attempt, exc, started)
-                        if wait is None:
-                            raise StorageUnavailableError(
-                                [
-                                    f"storage: {mask_url(self.url)} unreachable for "
-                                    f"{self._outage.budget:g} s ({short_reason(exc)})"
-                                ]
-                            ) from None
-                        time.sleep(wait)
-                        attempt += 1
-                        continue
-                    self._outage.succeeded()
-                    return result
-            finally:
-                self._depth.value = 0
-
-        def _already_finished_as(self, args: Any, kwargs: Any) -> bool:
-            """After a lost acknowledgement: did our earlier attempt finish the trial?"""
-            trial_id = kwargs.get("trial_id", args[0] if args else None)
-            state = kwargs.get("state", args[1] if len(args) > 1 else None)
-            values = kwargs.get("values", args[2] if len(args) > 2 else None)
-            try:
-                stored = base.get_trial(self, trial_id)
-            except Exception:
-                return False
-            same_values = values is None or list(stored.values or []) == list(values)
-            return stored.state == state and same_values
+        def get_study_id_from_name(self, study_name: str) -> int:
+            study_id: int = self._call(
+                "get_study_id_from_name", base.get_study_id_from_name, (study_name,), {}
+            )
+            stored = self.get_study_name_from_id(study_id)
+            if stored != study_name:
+                # MySQL/MariaDB compare names by a collation: ``REV`` finds ``rev`` (or ``Rév``)
+                raise StudyNameCollationError(
+                    [
+                        f"name: the database takes {study_name!r} for the existing study "
+                        f"{stored!r} (its collation ignores case and accents); use that exact "
+                        "name, or one that differs in more than case or accents"
+                    ]
+                )
+            return study_id
 
         def record_heartbeat(self, trial_id: int) -> None:
             try:
@@ -185,18 +144,11 @@ def resilient_rdb_storage_class() -> type[optuna.storages.RDBStorage]:
                 return []  # nobody could beat during the outage: not evidence of death
             return ids
 
-    def _wrap(name: str) -> Callable[..., Any]:
-        fn = getattr(base, name)
-
-        @functools.wraps(fn)
-        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-            return self._call(name, fn, args, kwargs)
-
-        return method
-
-    for name in _RETRIED_METHODS:
-        if name != "_get_stale_trial_ids" and hasattr(base, name):
-            setattr(ResilientRDBStorage, name, _wrap(name))
+    retry_methods(
+        ResilientRDBStorage,
+        base,
+        [name for name in _RETRIED_METHODS if name not in _OWN_METHODS and hasattr(base, name)],
+    )
     ResilientRDBStorage.__name__ = ResilientRDBStorage.__qualname__ = "ResilientRDBStorage"
     ResilientRDBStorage.__module__ = __name__
     return ResilientRDBStorage

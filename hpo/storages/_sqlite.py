@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,9 @@ def _install_sqlite_pragmas() -> None:
 
 
 def _prepare_sqlite(path: Path) -> None:
-    """Switch the file to WAL once (the mode is persistent), so readers never block writers."""
+    """Switch the file to WAL once (the mode is persistent), so readers never block writers.
+
+    Writers only: a reader opens the file as it is (:func:`_reader_connect`)."""
     if path.exists() and not os.access(path, os.W_OK):
         raise StorageError([f"storage: SQLite file {path} is read-only"])
     if not path.parent.is_dir():  # the study checks say so first; the proxy's --storage not
@@ -65,3 +69,30 @@ def _prepare_sqlite(path: Path) -> None:
             time.sleep(min(0.02 * attempt, 0.5))
         except sqlite3.Error as exc:
             raise StorageError([f"storage: cannot open SQLite file {path}: {exc}"]) from None
+
+
+def _reader_connect(path: Path) -> Callable[[], sqlite3.Connection]:
+    """Connections for a reader: plain where this user may write the file and its folder
+    (a reader never switches the journal mode), read-only (``mode=ro``) where not, so a
+    study on a read-only share can still be read."""
+    writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+    target = str(path) if writable else f"{path.resolve().as_uri()}?mode=ro"
+
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(
+            target, timeout=SQLITE_BUSY_TIMEOUT_S, uri=not writable, check_same_thread=False
+        )
+
+    return connect
+
+
+def _forget_new_file(path: Path) -> None:
+    """Remove a SQLite file that a failed open created, unless another process has since
+    made it an Optuna storage (a fleet opening it at once)."""
+    from hpo.storages._urls import _has_optuna_tables
+
+    if not path.is_file() or (path.stat().st_size and _has_optuna_tables(path)):
+        return
+    for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        with contextlib.suppress(OSError):
+            leftover.unlink()

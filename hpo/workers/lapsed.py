@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages._cached_storage import _CachedStorage
 
 from hpo.workers.guard import TrialGuard
 
@@ -67,12 +68,16 @@ def _ended_elsewhere(study: optuna.Study, trial_id: int | None, exc: Exception) 
 
     Optuna's ``tell`` says so as ``ValueError`` when it reads the trial finished, and the
     storage's write as ``UpdateFinishedTrialError`` when this worker still had it running.
+    Only Optuna's cache is looked past: a journal storage's ``_backend`` is its log file,
+    which cannot read a trial (the worker then exited 1 on journal storages).
     """
     if trial_id is None:
         return None
     if isinstance(exc, ValueError) and not str(exc).startswith("Cannot tell a "):
         return None
-    storage = getattr(study._storage, "_backend", study._storage)  # the database's view
+    storage = study._storage
+    if isinstance(storage, _CachedStorage):  # the database's view, not the cache's
+        storage = storage._backend
     try:
         trial = storage.get_trial(trial_id)
     except Exception:  # the storage cannot say: not known to be this case

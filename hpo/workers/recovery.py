@@ -14,12 +14,13 @@ Interrupts (Ctrl-C, SIGTERM) and a worker that gave up on an unreachable databas
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from types import FrameType
@@ -133,9 +134,15 @@ def signals_held() -> Iterator[None]:
         signal.raise_signal(signum)
 
 
-def may_retry(trial: FrozenTrial, reason: str, max_retries: int) -> bool:
-    """Whether a trial that ended for ``reason`` gets another run."""
-    if trial.system_attrs.get(RETRIED_ATTR):
+def may_retry(
+    trial: FrozenTrial, reason: str, max_retries: int, *, queued: bool | None = None
+) -> bool:
+    """Whether a trial that ended for ``reason`` gets another run.
+
+    ``queued`` says whether a retry naming it exists (read from the study by a caller that
+    knows the trial's process is dead); by default the trial's own flag is trusted.
+    """
+    if trial.system_attrs.get(RETRIED_ATTR) if queued is None else queued:
         return False  # a retry is already queued
     if reason not in CRASH_REASONS:
         return True
@@ -197,6 +204,11 @@ def _fail_companion(study: optuna.Study, trial: FrozenTrial) -> None:
         logger.debug("could not end companion trial %s", number, exc_info=True)
 
 
+_after_retry_queued: Callable[[], None] | None = None
+"""Test hook: called between queueing a still-RUNNING trial's retry and flagging it (the
+point where a second Ctrl-C's SIGKILL used to lose the configuration)."""
+
+
 def requeue(
     study: optuna.Study,
     trial: FrozenTrial,
@@ -206,30 +218,45 @@ def requeue(
     fail: bool = True,
     overrides: Mapping[str, Any] | None = None,
     inherit_intermediate_values: bool = True,
+    queued: bool | None = None,
 ) -> bool:
     """Fail a RUNNING trial (unless ``fail`` is false) and queue a retry when allowed.
 
     Tags go on while the trial is still RUNNING (finished trials are read-only), and the
     state change decides the race with any other process recovering the same trial: only
-    the one whose FAIL succeeds queues the retry. Returns whether a retry was queued.
+    the one whose FAIL succeeds queues the retry. ``queued``: see :func:`may_retry`.
+    Returns whether a retry is queued (by this call, or before it when ``queued``).
+
+    A trial left RUNNING (``fail`` false: its own worker, interrupted; Optuna fails it
+    next) gets its retry *before* its flag: a ``kill -9`` between the two (a second
+    Ctrl-C) then leaves a retry naming it, which the budget and :func:`recover_worker`
+    read, instead of a flag with no retry, which lost its configuration.
     """
     storage = study._storage
     trial_id = trial._trial_id
-    retry = may_retry(trial, reason, max_retries)
+    retry = may_retry(trial, reason, max_retries, queued=queued)
+    running = trial.state == TrialState.RUNNING
     with signals_held():  # the retry flag and the retry itself go in together
-        if trial.state == TrialState.RUNNING:
+        if running and fail:
             try:
-                if fail and FAIL_REASON not in trial.user_attrs:
+                if FAIL_REASON not in trial.user_attrs:
                     storage.set_trial_user_attr(trial_id, FAIL_REASON, reason)
                 if retry:
                     storage.set_trial_system_attr(trial_id, RETRIED_ATTR, True)
-                if fail:
-                    storage.set_trial_state_values(trial_id, TrialState.FAIL)
+                storage.set_trial_state_values(trial_id, TrialState.FAIL)
             except UpdateFinishedTrialError:
                 return False  # another process finished or recovered it first
-            if fail:
-                _fail_companion(study, trial)
+            _fail_companion(study, trial)
+        elif running and retry:
+            try:  # a write that checks RUNNING: one finished elsewhere has its retry there
+                current = trial.user_attrs.get(FAIL_REASON, reason)
+                storage.set_trial_user_attr(trial_id, FAIL_REASON, current)
+            except UpdateFinishedTrialError:
+                return False
         if not retry:
+            if queued:
+                logger.warning("trial %d ended (%s); its retry was queued", trial.number, reason)
+                return True
             logger.warning("trial %d ended (%s) and is not retried", trial.number, reason)
             return False
         study.add_trial(
@@ -240,6 +267,11 @@ def requeue(
                 overrides=overrides,
             )
         )
+        if running and not fail:
+            if _after_retry_queued is not None:
+                _after_retry_queued()
+            with contextlib.suppress(UpdateFinishedTrialError):  # its retry_history says it
+                storage.set_trial_system_attr(trial_id, RETRIED_ATTR, True)
     logger.warning("trial %d ended (%s); its parameters are queued again", trial.number, reason)
     return True
 
@@ -315,12 +347,19 @@ def _end_duplicate_retries(study: optuna.Study, originals: set[int], token: str)
 
 
 def recover_trials(
-    study: optuna.Study, trials: Sequence[FrozenTrial], reason: str, *, max_retries: int
+    study: optuna.Study,
+    trials: Sequence[FrozenTrial],
+    reason: str,
+    *,
+    max_retries: int,
+    replaced: Container[int] | None = None,
 ) -> list[int]:
-    """:func:`requeue` each RUNNING trial; numbers of those whose retry we queued.
+    """:func:`requeue` each RUNNING trial; numbers of those whose retry is queued.
 
     A trial out of retries is failed all the same (and logged), but not listed: callers
-    report the list as "queued again".
+    report the list as "queued again". ``replaced`` (the numbers some retry names, read
+    after the trials' processes died) decides whether a retry exists, not the trials'
+    flags: a process killed between the two writes left one without the other.
     """
     done = []
     for trial in trials:
@@ -330,7 +369,8 @@ def recover_trials(
             before = study._storage.get_trial(trial._trial_id)
             if before.state != TrialState.RUNNING:
                 continue
-            if requeue(study, before, reason, max_retries=max_retries):
+            queued = None if replaced is None else trial.number in replaced
+            if requeue(study, before, reason, max_retries=max_retries, queued=queued):
                 done.append(trial.number)
         except Exception as exc:  # keep recovering the others
             logger.warning("could not recover trial %d: %s", trial.number, exc)
@@ -347,13 +387,18 @@ def recover_worker(
     token: another machine's live ``host:pid`` twin is not ours to fail.
     """
     machine = machine_token()
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    trials = study.get_trials(deepcopy=False)
     mine = [
         t
-        for t in running
-        if owner_key(t) == worker_key and t.user_attrs.get(MACHINE_ATTR, machine) == machine
+        for t in trials
+        if t.state == TrialState.RUNNING
+        and owner_key(t) == worker_key
+        and t.user_attrs.get(MACHINE_ATTR, machine) == machine
     ]
-    return recover_trials(study, mine, reason, max_retries=max_retries)
+    if not mine:
+        return []
+    replaced = replaced_numbers(trials)  # its process is gone: nobody adds one meanwhile
+    return recover_trials(study, mine, reason, max_retries=max_retries, replaced=replaced)
 
 
 def recover_orphans(
@@ -372,7 +417,10 @@ def recover_orphans(
         for t in running
         if owner_is_dead_here(t, machine) or (include_unowned and owner_key(t) is None)
     ]
-    return recover_trials(study, dead, WORKER_DIED, max_retries=max_retries)
+    if not dead:
+        return []
+    replaced = replaced_numbers(study.get_trials(deepcopy=False))  # as in recover_worker
+    return recover_trials(study, dead, WORKER_DIED, max_retries=max_retries, replaced=replaced)
 
 
 class RetryStaleTrial(RetryHeartbeatStaleTrialCallback):

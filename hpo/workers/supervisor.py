@@ -41,11 +41,10 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from hpo.config import StudyConfig
-from hpo.runner import RunSummary, open_study, summarize
+from hpo.runner import RunSummary, grace_period, open_study, summarize
 from hpo.storages import (
     STORAGE_UNAVAILABLE_EXIT,
     mask_url,
-    sqlite_path,
     storage_retry_seconds,
     storage_url,
 )
@@ -61,7 +60,8 @@ from hpo.workers.recovery import (
     recover_worker,
     requeue_lost_retries,
 )
-from hpo.workers.worker_main import SUPERVISOR_ENV
+from hpo.workers.unowned import recover_abandoned_unowned, single_machine_storage
+from hpo.workers.worker_main import DEADLINE_ENV, SUPERVISOR_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,6 @@ class WorkerProcess:
     restart_at: float | None = None
     held_since: float | None = None
     """When this worker's restart was first held back for a pending recovery."""
-    restart_extra: list[str] = field(default_factory=list)
 
     @property
     def pid(self) -> int | None:
@@ -150,12 +149,14 @@ class Supervisor:
         self.notes: list[str] = list(plan.notes)
         self.display = SupervisorDisplay(cfg, self.console)
         self.host = socket.gethostname()
+        self._deadline_at: float | None = None
+        """``budget.timeout``'s end as wall-clock epoch seconds, passed to every worker."""
 
     # -- process management -------------------------------------------------------------
 
-    def _command(self, extra: Sequence[str] = ()) -> list[str]:
+    def _command(self) -> list[str]:
         cmd = [sys.executable, "-m", "hpo.workers.worker_main", str(self.study_file)]
-        for item in [*self.overrides, *extra]:
+        for item in self.overrides:
             cmd += ["--set", item]
         if self.force:
             cmd.append("--force")
@@ -172,11 +173,13 @@ class Supervisor:
             and not t.system_attrs.get(SURPLUS_ATTR)
         )
 
-    def _spawn(self, worker: WorkerProcess, extra: Sequence[str] = ()) -> None:
+    def _spawn(self, worker: WorkerProcess) -> None:
         env = slot_env(worker.slot, threads=threads_per_worker(len(self.plan.slots)))
         env[SUPERVISOR_ENV] = str(os.getpid())
+        if self._deadline_at is not None:  # one deadline for every worker and restart
+            env[DEADLINE_ENV] = repr(self._deadline_at)
         worker.proc = subprocess.Popen(
-            self._command(extra),
+            self._command(),
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -322,7 +325,6 @@ class Supervisor:
         delay = min(2.0 ** (worker.restarts - 1), 30.0)
         worker.state = "restarting"
         worker.restart_at = time.monotonic() + delay
-        worker.restart_extra = [f"budget.timeout={max(left, 1.0):.0f}"] if left is not None else []
 
     def _rows(self) -> list[WorkerRow]:
         return [
@@ -331,8 +333,7 @@ class Supervisor:
 
     def _single_machine_storage(self) -> bool:
         """True when no process on another machine can be running trials of the study."""
-        url = storage_url(self.cfg)
-        return sqlite_path(url) is not None or url.startswith("journal:///")
+        return single_machine_storage(storage_url(self.cfg))
 
     # -- main loop ------------------------------------------------------------------------
 
@@ -342,9 +343,15 @@ class Supervisor:
         max_retries = self.cfg.workers.max_retries
         self.recovered += recover_orphans(study, max_retries=max_retries)
         self.recovered += requeue_lost_retries(study)
+        if self._single_machine_storage():
+            self.recovered += recover_abandoned_unowned(
+                study, grace_period=grace_period(self.cfg), max_retries=max_retries
+            )
         existing = study.get_trials(deepcopy=False)
         self.display.prime(existing)
         started = time.monotonic()
+        timeout = self.cfg.budget.timeout
+        self._deadline_at = time.time() + timeout if timeout else None
         previous: dict[signal.Signals, Any] = {}
         in_main = threading.current_thread() is threading.main_thread()
         if in_main:
@@ -401,8 +408,11 @@ class Supervisor:
             for worker in self.workers:
                 if worker.state == "restarting" and worker.restart_at is not None:
                     alive = True
+                    left = self._time_left(started)
                     if self.stopping:
                         worker.state = "stopped"
+                    elif left is not None and left <= 0:
+                        worker.state = "done"  # the timeout passed during its backoff
                     elif time.monotonic() >= worker.restart_at:
                         if self._pending:
                             self._retry_pending(study)
@@ -416,7 +426,7 @@ class Supervisor:
                             worker.restart_at = now + 1.0
                         else:
                             worker.held_since = worker.restart_at = None
-                            self._spawn(worker, worker.restart_extra)
+                            self._spawn(worker)
                     continue
                 if worker.proc is None or worker.state != "running":
                     continue

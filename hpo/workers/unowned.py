@@ -15,15 +15,25 @@ waiting for the trials running elsewhere would wait for it forever. This process
 at the unowned RUNNING trials each time it checks for stale ones and recovers a trial it
 has seen unowned for a whole grace period, measured by its own monotonic clock between
 two looks, so no two machines' clocks are ever compared.
+
+A run that starts on a storage only this machine writes (a SQLite or journal file) also
+recovers, at once, unowned trials that started more than a grace period ago by its clock
+(:func:`recover_abandoned_unowned`): an in-process ``hpo run`` killed between making a
+trial and naming itself left one that every later ``hpo run`` counted as running, ran
+nothing, and exited 0 one trial short. There every writer's ``datetime_start`` comes
+from this machine's clock (Optuna writes local time, so machines in other time zones
+could not be compared).
 """
 
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 import optuna
 from optuna.trial import TrialState
 
+from hpo.storages import sqlite_path
 from hpo.workers.identity import owner_key
 from hpo.workers.recovery import recover_trials
 
@@ -50,3 +60,31 @@ class UnownedTrialWatch:
             if now - self._first_seen[trial_id] >= self.grace_period
         ]
         return recover_trials(study, overdue, NEVER_STARTED, max_retries=max_retries)
+
+
+def single_machine_storage(url: str) -> bool:
+    """True for a storage no process on another machine writes (a SQLite or journal file)."""
+    return sqlite_path(url) is not None or url.startswith("journal:///")
+
+
+def recover_abandoned_unowned(
+    study: optuna.Study, *, grace_period: float, max_retries: int, now: datetime | None = None
+) -> list[int]:
+    """Recover unowned RUNNING trials that started over ``grace_period`` seconds ago.
+
+    Only for a :func:`single_machine_storage`, where ``datetime_start`` is this machine's
+    clock. A live process names itself milliseconds after making or popping a trial (SQL
+    storages), or right after ``ask`` (others); a grace period later nobody will.
+    """
+    now = now or datetime.now()
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    abandoned = [
+        t
+        for t in running
+        if owner_key(t) is None
+        and t.datetime_start is not None
+        and (now - t.datetime_start).total_seconds() >= grace_period
+    ]
+    if not abandoned:
+        return []
+    return recover_trials(study, abandoned, NEVER_STARTED, max_retries=max_retries)

@@ -50,18 +50,23 @@ def run_worker(
     hooks: Sequence[TrialHook] = (),
     identity: WorkerIdentity | None = None,
     poll_interval: float | None = None,
+    deadline_at: float | None = None,
 ) -> RunSummary:
     """Run trials of ``cfg`` until its budget is finished by all workers together (or time is up).
 
     Ctrl-C / SIGTERM end the running trial cleanly (recorded, parameters queued again)
-    and raise ``KeyboardInterrupt``.
+    and raise ``KeyboardInterrupt``. ``deadline_at`` (wall-clock epoch seconds, from the
+    supervisor) replaces ``budget.timeout`` counted from now: a worker's start-up (imports,
+    opening the study) and a restart's backoff no longer extend the study's timeout.
     """
     identity = identity or WorkerIdentity.current()
     callbacks = list(callbacks)
     n_trials = cfg.budget.n_trials
     poll = poll_interval or float(min(cfg.workers.heartbeat_interval, 5))
     started = time.monotonic()
-    deadline = started + cfg.budget.timeout if cfg.budget.timeout else None
+    if deadline_at is None and cfg.budget.timeout:
+        deadline_at = time.time() + cfg.budget.timeout
+    deadline = None if deadline_at is None else started + (deadline_at - time.time())
     total_ran = 0
     study: optuna.Study | None = None
     with interrupt_handling():
@@ -77,6 +82,7 @@ def run_worker(
                 identity=identity,
                 reseed_sampler=True,
                 requeue_lost=False,  # workers start together: their starter does it once
+                deadline_at=deadline_at,
             )
             force = False
             total_ran += summary.trials_run

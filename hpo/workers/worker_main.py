@@ -18,6 +18,18 @@ import time
 
 SUPERVISOR_ENV = "HPO_SUPERVISOR_PID"
 """The supervisor's pid: a worker whose supervisor vanished stops itself."""
+DEADLINE_ENV = "HPO_DEADLINE"
+"""When the supervisor's ``budget.timeout`` ends, as wall-clock epoch seconds: every worker
+and restart stops starting trials then, however late it got going."""
+
+
+def deadline_from_env() -> float | None:
+    """The supervisor's deadline (epoch seconds), if it gave one."""
+    value = os.environ.get(DEADLINE_ENV)
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
 
 
 def watch_parent(parent_pid: int, interval: float = 1.0) -> threading.Thread:
@@ -62,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         watch_parent(int(parent))
     try:
         cfg = load_study_config(args.study, args.overrides)
-        summary = run_worker(cfg, force=args.force)
+        summary = run_worker(cfg, force=args.force, deadline_at=deadline_from_env())
     except HpoError as exc:
         for line in exc.problems:
             print(f"error: {mask_url(line)}", file=sys.stderr)

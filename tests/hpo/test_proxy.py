@@ -6,8 +6,11 @@ the port with another proxy (gRPC's default ``SO_REUSEPORT``) or dying in a trac
 
 from __future__ import annotations
 
+import pickle
 import socket
 import subprocess
+import threading
+import time
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,9 +18,10 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.trial import TrialState
 
 from hpo.errors import HpoError, StorageError
-from hpo.storages import open_storage
+from hpo.storages import StorageUnavailableError, open_storage
 from hpo.workers.proxy import make_proxy_server
 from tests.conftest import wait_for
 from tests.hpo.test_workers import free_port, hpo, hpo_background
@@ -147,3 +151,65 @@ def test_a_proxy_on_all_interfaces_warns_that_it_has_no_login(tmp_path: Path) ->
     text = " ".join(output.split())
     assert f"storage proxy listening on grpc://0.0.0.0:{port}" in text
     assert "warning: serving the storage on 0.0.0.0 without authentication or TLS" in text
+
+
+# -- a proxy that goes away and comes back --------------------------------------------------
+
+
+def _start_proxy(db: Path, port: int) -> subprocess.Popen[str]:
+    proxy = hpo_background("storage-proxy", "--storage", f"sqlite:///{db}", "--port", str(port))
+    assert wait_for(lambda: _listening(port), timeout=60), "the storage proxy did not start"
+    return proxy
+
+
+def _stop_proxy(proxy: subprocess.Popen[str]) -> None:
+    proxy.kill()
+    proxy.communicate(timeout=30)
+
+
+def test_a_restarted_proxy_is_waited_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calls made while the proxy is down wait for it (no gRPC traceback, no failed trial)."""
+    monkeypatch.setenv("HPO_STORAGE_RETRY_SECONDS", "90")
+    port, db = free_port(), tmp_path / "a.db"
+    proxy = _start_proxy(db, port)
+    restarted: list[subprocess.Popen[str]] = []
+    try:
+        storage = open_storage(f"grpc://127.0.0.1:{port}")
+        study_id = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], "s")
+        trial_id = storage.create_new_trial(study_id)
+        _stop_proxy(proxy)
+        restart = threading.Timer(1.0, lambda: restarted.append(_start_proxy(db, port)))
+        restart.start()
+        # made while nothing listens: waits for the restarted proxy, then goes through
+        assert storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [1.0])
+        restart.join()
+        assert storage.get_trial(trial_id).state == TrialState.COMPLETE
+        copy = pickle.loads(pickle.dumps(storage))  # a worker process gets the same kind
+        assert type(copy) is type(storage)
+        assert copy.get_all_trials(study_id)[0].values == [1.0]
+    finally:
+        for running in [proxy, *restarted]:
+            if running.poll() is None:
+                _stop_proxy(running)
+
+
+def test_a_proxy_gone_past_the_budget_is_one_line_and_exit_75(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HPO_STORAGE_RETRY_SECONDS", "1.5")
+    port = free_port()
+    proxy = _start_proxy(tmp_path / "a.db", port)
+    try:
+        storage = open_storage(f"grpc://127.0.0.1:{port}")
+        storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], "s")
+    finally:
+        _stop_proxy(proxy)
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailableError) as info:
+        storage.get_all_studies()
+    assert time.monotonic() - started < 30
+    (line,) = info.value.problems
+    assert line.startswith(
+        f"storage: the storage proxy at grpc://127.0.0.1:{port} unreachable for 1.5 s (UNAVAILABLE"
+    ), line
+    assert info.value.exit_code == 75

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,11 +22,12 @@ from optuna.trial import TrialState
 
 from hpo import load_study_config, run_study, validate_study_data
 from hpo.runner import open_study
+from hpo.storages import open_storage
 from hpo.workers.budget import counted_trials
 from hpo.workers.heartbeat import HEARTBEAT_ATTR
 from hpo.workers.identity import WorkerIdentity, mark_owner
 from hpo.workers.oom import smaller_batch
-from hpo.workers.recovery import recover_worker, requeue
+from hpo.workers.recovery import recover_worker, requeue, retry_copy
 from hpo.workers.worker import fail_stale_trials
 from tests.conftest import analytic_study, wait_for
 from tests.hpo.test_workers import (
@@ -206,6 +209,47 @@ def test_a_signal_after_training_keeps_the_trained_trial(tmp_path: Path) -> None
     assert [t.state for t in trials] == [TrialState.COMPLETE], "it was FAIL (interrupted)"
 
 
+def interrupted_trainer(params: Mapping[str, Any], reporter: Any = None) -> dict[str, float]:
+    """Ctrl-C arrives while the trainer runs, after a report to the pruning companion."""
+    reporter.report(1, {"score": 0.5, "best_score": 0.5, "loss": 0.5})
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)  # the handler raises KeyboardInterrupt in here
+    raise AssertionError("not interrupted")
+
+
+@pytest.mark.parametrize(
+    "objective",
+    [
+        {"metrics": ["best_score", "loss"], "directions": ["maximize", "minimize"]},
+        {"metric": "loss", "direction": "minimize"},
+    ],
+    ids=["multi-objective", "prune-direction"],
+)
+def test_an_interrupt_ends_the_pruning_companion_trial(
+    tmp_path: Path, objective: dict[str, Any]
+) -> None:
+    """The companion trial (``<name>::prune::<metric>``) was left RUNNING forever."""
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    objective = {**objective, "prune_on": "score", "prune_direction": "maximize"}
+    data = analytic_study(
+        name="companion",
+        storage=url,
+        objective=objective,
+        budget={"n_trials": 2},
+        pruner={"name": "median"},
+        startup="random",
+        trainer={"name": "tests.hpo.test_recovery:interrupted_trainer", "params": {}},
+        space={"x": {"type": "float", "low": -1.0, "high": 1.0}},
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run_study(validate_study_data(data))
+    (trial,) = [t for t in load("companion", url).get_trials() if t.state != TrialState.WAITING]
+    assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"] == "interrupted"
+    companion = load("companion::prune::score", url).get_trials()
+    assert [t.number for t in companion] == [trial.user_attrs["prune_companion_trial"]]
+    assert [t.state for t in companion] == [TrialState.FAIL], "was RUNNING, forever"
+
+
 def test_workers_stop_cleanly_when_their_supervisor_is_killed(tmp_path: Path) -> None:
     path = worker_study(tmp_path, n_trials=4, epochs=6, sleep=0.3, pruner={"name": "none"})
     storage = sqlite_url(path)
@@ -327,6 +371,80 @@ def test_a_new_run_recovers_trials_of_a_dead_local_process(tmp_path: Path) -> No
     assert_finished_exactly(load("workers", sqlite_url(path)), 3)
 
 
+_KILLED_BETWEEN_RETRY_AND_FLAG = """
+import os, signal, sys
+import optuna
+from hpo.workers import recovery
+from hpo.workers.identity import WorkerIdentity, mark_owner
+study = optuna.load_study(study_name="workers", storage=sys.argv[1])
+trial = study.ask()
+mark_owner(trial, WorkerIdentity.current())
+trial.suggest_float("x", -2.0, 2.0)
+trial.set_user_attr("fail_reason", "interrupted")  # as TrialGuard._record_interrupt does
+recovery._after_retry_queued = lambda: os.kill(os.getpid(), signal.SIGKILL)  # 2nd Ctrl-C
+recovery.requeue(study, study._storage.get_trial(trial._trial_id), "interrupted",
+                 max_retries=2, fail=False)
+"""
+
+
+def test_a_worker_killed_while_queueing_its_interrupted_trial_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """A second Ctrl-C SIGKILLs the worker between the two writes of its interrupted trial.
+
+    The retry went in after the ``hpo:retried`` flag, so the kill left a flag with no
+    retry: the supervisor trusted the flag, failed the trial unretried, and a resume
+    sampled a replacement (the configuration never ran). Now the retry goes first.
+    """
+    path = worker_study(tmp_path, n_trials=3, pruner={"name": "none"}, startup="random")
+    url = sqlite_url(path)
+    open_study(load_study_config(path))
+    child = subprocess.run(
+        [sys.executable, "-c", _KILLED_BETWEEN_RETRY_AND_FLAG, url], capture_output=True, text=True
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    study = load("workers", url)
+    (trial,) = study.get_trials(states=(TrialState.RUNNING,))
+    assert recover_worker(
+        study, trial.user_attrs["worker"], reason="interrupted", max_retries=2
+    ) == [0]
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING], "one retry"
+    assert trials[1].system_attrs["retry_history"] == [0]
+    assert trials[1].params == trials[0].params
+    assert counted_trials(trials, include_running=True) == 1
+
+
+@pytest.mark.parametrize("retry_queued", [False, True], ids=["flag-only", "retry-only"])
+def test_a_dead_workers_trial_is_retried_once_whatever_its_flag_says(
+    tmp_path: Path, retry_queued: bool
+) -> None:
+    """What a kill between the two writes leaves (old order: the flag; new: the retry).
+
+    The supervisor's recovery reads which retries exist instead of trusting the flag: a
+    flag without a retry was failed unretried (its configuration lost); a retry without a
+    flag got a second retry.
+    """
+    path = worker_study(tmp_path, n_trials=3, pruner={"name": "none"}, startup="random")
+    study = open_study(load_study_config(path))
+    dead = dead_local_worker()
+    trial = study.ask()
+    mark_owner(trial, dead)
+    trial.suggest_float("x", -2.0, 2.0)
+    trial.set_user_attr("fail_reason", "interrupted")
+    if retry_queued:
+        study.add_trial(retry_copy(study._storage.get_trial(trial._trial_id), "interrupted"))
+    else:
+        study._storage.set_trial_system_attr(trial._trial_id, "hpo:retried", True)
+
+    assert recover_worker(study, dead.key, reason="interrupted", max_retries=2) == [0]
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert trials[1].system_attrs["retry_history"] == [0]
+    assert trials[1].params == trials[0].params
+    assert counted_trials(trials, include_running=True) == 1
+
+
 def test_crash_retries_are_bounded(tmp_path: Path) -> None:
     path = worker_study(tmp_path, n_trials=2, workers={"max_retries": 1}, startup="random")
     study = open_study(load_study_config(path))
@@ -403,7 +521,7 @@ def lapsing_trainer(params: Mapping[str, Any], reporter: Any = None) -> dict[str
     marker = Path(params["marker"])
     if not marker.exists():
         marker.touch()
-        other = optuna.load_study(study_name=params["study"], storage=params["url"])
+        other = optuna.load_study(study_name=params["study"], storage=open_storage(params["url"]))
         (mine,) = other.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         requeue(other, mine, "stale", max_retries=1)  # as the other worker's recovery does
         if params["report_after"]:  # the trainer writes again on waking, or only returns
@@ -411,11 +529,18 @@ def lapsing_trainer(params: Mapping[str, Any], reporter: Any = None) -> dict[str
     return {"best_score": float(params["x"])}
 
 
+@pytest.mark.parametrize("storage", ["sqlite", "journal"])
 @pytest.mark.parametrize("report_after", [True, False], ids=["reports", "returns"])
 def test_a_worker_whose_trial_was_failed_while_it_stalled_goes_on(
-    tmp_path: Path, report_after: bool
+    tmp_path: Path, report_after: bool, storage: str
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    """On journal storages too: there the worker exited 1 (the journal's ``_backend`` is
+    its log file, which the check for a trial ended elsewhere took for the database)."""
+    url = (
+        f"sqlite:///{tmp_path / 'hpo.db'}"
+        if storage == "sqlite"
+        else f"journal:///{tmp_path / 'hpo.log'}"
+    )
     data = analytic_study(
         name="lapsed",
         storage=url,
@@ -434,7 +559,7 @@ def test_a_worker_whose_trial_was_failed_while_it_stalled_goes_on(
         space={"x": {"type": "float", "low": -1.0, "high": 1.0}},
     )
     summary = run_study(validate_study_data(data))  # was: ValueError "Cannot tell a FAIL trial."
-    trials = load("lapsed", url).get_trials(deepcopy=False)
+    trials = optuna.load_study(study_name="lapsed", storage=open_storage(url)).get_trials()
     assert trials[0].state == TrialState.FAIL
     assert trials[0].user_attrs["fail_reason"] == "stale"
     assert summary.n_complete == 3

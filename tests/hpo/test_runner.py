@@ -197,10 +197,13 @@ def test_changes_optuna_cannot_take_are_refused_even_with_force(
 
 
 class _FailingSampler(optuna.samplers.RandomSampler):
-    """A real sampler whose draws fail, as a sampler's bug or a library error would."""
+    """A real sampler whose draws fail in the study itself, as a sampler's bug or a library
+    error would (the check's trial draws, on a throwaway study, pass)."""
 
-    def sample_independent(self, *args: Any, **kwargs: Any) -> Any:
-        raise ValueError("this sampler cannot draw")
+    def sample_independent(self, study: optuna.Study, *args: Any, **kwargs: Any) -> Any:
+        if study.study_name == "analytic":
+            raise ValueError("this sampler cannot draw")
+        return super().sample_independent(study, *args, **kwargs)
 
 
 def test_a_sampler_error_is_the_trials_fail_reason(

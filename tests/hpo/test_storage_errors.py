@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -477,3 +478,148 @@ def test_an_unreadable_journal_and_a_broken_driver_say_what_happened(tmp_path: P
         "storage: the postgresql+psycopg driver cannot be imported (no libpq\\nfound); "
         "pip install 'contrastive-hpo[postgres]'"
     )
+
+
+# -- passwords with URL characters, masked and expanded ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        # an ``@`` in the password, then ``/``: the whole password, not just its head
+        ("postgresql://hpo:a@b/c@db/hpo", "postgresql://hpo:***@db/hpo"),
+        ("postgresql://hpo:p@ss?wd@db/hpo", "postgresql://hpo:***@db/hpo"),
+        # digits and ``/`` with no space before the ``@``: a password, not a port and path
+        ("postgresql://hpo:2024/Secret@db/hpo", "postgresql://hpo:***@db/hpo"),
+        # an ``@`` in the user name (Azure's ``user@server``)
+        ("postgresql://hpo@server:pw-Azure1@host/db", "postgresql://hpo@server:***@host/db"),
+        # ``sslpassword`` (and other ``...password``) in the query
+        (
+            "postgresql://u@h/db?sslpassword=Key-Secret&sslmode=require",
+            "postgresql://u@h/db?sslpassword=***&sslmode=require",
+        ),
+    ],
+)
+def test_mask_url_hides_passwords_with_url_characters(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+    assert mask_url(f"cannot open {url}: refused") == f"cannot open {masked}: refused"
+
+
+def test_a_driver_message_quoting_part_of_the_password_is_masked() -> None:
+    """SQLAlchemy ends the password at its first ``@``; the driver names the rest as a host."""
+    from hpo.errors import StorageError
+    from hpo.storages import open_storage
+
+    with pytest.raises(StorageError) as info:
+        open_storage("postgresql+psycopg://hpo:p@ssTAIL@127.0.0.1:1/hpo")
+    (line,) = info.value.problems
+    assert line.startswith("storage: cannot open postgresql+psycopg://hpo:***@127.0.0.1:1/hpo: ")
+    assert "ssTAIL" not in line
+
+
+@pytest.mark.parametrize("password", ["p@ss:w/rd#1", "pct%41sign", "a?b=c&d"])
+def test_an_env_password_with_url_characters_stays_the_password(
+    password: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.engine import make_url
+
+    from hpo.storages import expand_env
+
+    monkeypatch.setenv("PGPW", password)
+    monkeypatch.setenv("PGUSER_X", "hpo@server")
+    url = make_url(expand_env("postgresql+psycopg://${PGUSER_X}:${PGPW}@db.internal:5432/hpo"))
+    assert (url.username, url.password, url.host, url.port, url.database) == (
+        "hpo@server",
+        password,
+        "db.internal",
+        5432,
+        "hpo",
+    )
+    # a whole URL from the environment, and values outside the user/password, as they are
+    monkeypatch.setenv("HPO_URL", "postgresql://u:p@h/db?sslmode=require")
+    assert expand_env("${HPO_URL}") == "postgresql://u:p@h/db?sslmode=require"
+    monkeypatch.setenv("DB", "hpo_db")
+    assert expand_env("postgresql://u@h/${DB}") == "postgresql://u@h/hpo_db"
+
+
+@pytest.mark.postgres
+def test_a_run_with_an_env_password_holding_url_characters(
+    tmp_path: Path, postgres_url: str, unique_name: str
+) -> None:
+    """The server (trust auth) accepts any password: before, the ``@`` moved the host."""
+    from sqlalchemy.engine import make_url
+
+    server = make_url(postgres_url)
+    storage = f"postgresql+psycopg://{server.username}:${{PGPW}}@{server.host}:{server.port}"
+    data = analytic_study(
+        unique_name, storage=f"{storage}/{server.database}", budget={"n_trials": 1}
+    )
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    result = hpo("run", str(path), timeout=120, PGPW="p@ssTAIL/x#%41")
+    assert result.returncode == 0, result.stderr
+    assert "ssTAIL" not in result.stdout + result.stderr
+
+
+# -- SQLite in any URL form ----------------------------------------------------------------------
+
+
+def test_an_in_memory_sqlite_url_from_the_environment_is_refused(tmp_path: Path) -> None:
+    for url in ("sqlite://", "sqlite+pysqlite:///:memory:"):
+        result = hpo("run", str(_study_file(tmp_path, "${U1}")), timeout=60, U1=url)
+        _assert_one_line_error(result, f"storage: {url} is an in-memory database")
+
+
+def test_a_sqlite_url_with_a_driver_is_a_file_beside_the_study(tmp_path: Path) -> None:
+    path = _study_file(tmp_path, "sqlite+pysqlite:///rel.db")
+    result = hpo("run", str(path), timeout=120)
+    assert result.returncode == 0, result.stderr
+    db = tmp_path / "rel.db"
+    assert db.exists(), "resolved against the current folder, not the study's"
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+# -- tables of another Optuna version -----------------------------------------------------------
+
+
+def test_tables_of_another_optuna_version_are_one_line(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    path = _study_file(tmp_path, f"sqlite:///{db}")
+    assert hpo("run", str(path), timeout=120).returncode == 0
+    with contextlib.closing(sqlite3.connect(db)) as con, con:
+        con.execute("UPDATE alembic_version SET version_num = 'v3.0.0.d'")
+    for command in ("status", "run"):
+        result = hpo(command, str(path), timeout=60)
+        line = _assert_one_line_error(
+            result, "is no longer compatible with the table schema", "optuna storage upgrade"
+        )
+        assert line.startswith(f"error: storage: sqlite:///{db}: "), line
+        assert line.endswith(f"; run: optuna storage upgrade --storage 'sqlite:///{db}'"), line
+
+
+# -- study names a database collation takes for one another ----------------------------------
+
+
+@pytest.mark.mysql
+def test_a_name_differing_only_in_case_is_not_another_study_on_mysql(
+    tmp_path: Path, mysql_url: str
+) -> None:
+    """MariaDB's default collation finds ``rev`` for ``REV``: refused, not resumed."""
+    from tests.conftest import fresh_database
+
+    with fresh_database(mysql_url) as storage:
+        path = _study_file(tmp_path, storage)
+        assert hpo("run", str(path), "--set", "name=rev", timeout=120).returncode == 0
+        for other in ("REV", "Rév"):
+            result = hpo("run", str(path), "--set", f"name={other}", timeout=60)
+            assert result.returncode == 2, result.stderr
+            assert "Traceback" not in result.stderr
+            lines = [line for line in result.stderr.splitlines() if line.strip()]
+            assert lines == [
+                f"error: name: the database takes {other!r} for the existing study 'rev' "
+                "(its collation ignores case and accents); use that exact name, or one that "
+                "differs in more than case or accents"
+            ], result.stderr
+        assert optuna.get_all_study_names(storage) == ["rev"]
+        assert len(optuna.load_study(study_name="rev", storage=storage).trials) == 2

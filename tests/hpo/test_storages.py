@@ -10,11 +10,13 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 
 from hpo import StorageError, load_study_config, run_study, validate_study_data
 from hpo.samplers import study_startup
 from hpo.storages import mask_url, open_storage
 from tests.conftest import analytic_study, fresh_database, open_at_once
+from tests.hpo.test_workers import hpo
 
 
 def test_mask_url_hides_passwords() -> None:
@@ -134,3 +136,68 @@ def test_only_a_race_to_create_the_tables_is_tried_again(message: str, race: boo
 
     exc = sqlalchemy.exc.OperationalError("CREATE TABLE studies (...)", {}, Exception(message))
     assert is_schema_race(exc) is race
+
+
+@pytest.mark.parametrize("folder", ["q?mark", "pct%41x", "hash#1 and space"])
+def test_a_study_folder_with_url_characters_keeps_its_database(tmp_path: Path, folder: str) -> None:
+    """The folder is a path, not a URL: ``?`` starts no query and ``%41`` is no escape."""
+    home = tmp_path / folder
+    home.mkdir()
+    path = home / "study.yaml"
+    path.write_text(
+        yaml.safe_dump(analytic_study(budget={"n_trials": 1}), sort_keys=False), encoding="utf-8"
+    )
+    summary = run_study(load_study_config(path))
+    assert summary.n_complete + summary.n_pruned == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder], "a sibling file was written"
+    assert optuna.get_all_study_names(open_storage(summary_url(home))) == ["analytic"]
+
+
+def summary_url(folder: Path) -> str:
+    """The URL of the default database in ``folder``, escaped as a URL needs it."""
+    from sqlalchemy.engine import URL
+
+    return URL.create("sqlite", database=str(folder / "hpo.db")).render_as_string()
+
+
+def test_a_failed_open_leaves_no_empty_database(tmp_path: Path) -> None:
+    with pytest.raises(StorageError):
+        open_storage(f"sqlite:///{tmp_path / 'x.db'}?timeout=not-a-number")
+    assert list(tmp_path.iterdir()) == []
+
+
+def _rollback_journal_study(folder: Path) -> Path:
+    """A study whose SQLite file uses a rollback journal (as another program left it)."""
+    path = folder / "study.yaml"
+    path.write_text(yaml.safe_dump(analytic_study(budget={"n_trials": 1})), encoding="utf-8")
+    assert hpo("run", str(path), timeout=120).returncode == 0  # its connections are closed
+    with contextlib.closing(sqlite3.connect(folder / "hpo.db")) as con:
+        con.execute("PRAGMA journal_mode=DELETE")
+    return path
+
+
+def test_a_read_switches_no_journal_mode_and_writes_nothing(tmp_path: Path) -> None:
+    from hpo.results import load_existing_study
+
+    path = _rollback_journal_study(tmp_path)
+    db = tmp_path / "hpo.db"
+    before = (db.stat().st_mtime_ns, db.read_bytes())
+    study = load_existing_study(load_study_config(path))
+    assert len(study.get_trials()) == 1
+    for command in ("status", "best"):  # both also read hpo confirm's results
+        assert hpo(command, str(path), timeout=120).returncode == 0
+    assert (db.stat().st_mtime_ns, db.read_bytes()) == before
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hpo.db", "study.yaml"]
+
+
+def test_a_read_only_study_folder_can_be_read(tmp_path: Path) -> None:
+    """A study on a read-only share: opened read-only, not refused (root: a bind mount)."""
+    from hpo.results import load_existing_study
+    from tests.hpo.test_storage_errors import _read_only
+
+    path = _rollback_journal_study(tmp_path)
+    with _read_only(tmp_path):
+        study = load_existing_study(load_study_config(path))
+        assert [t.number for t in study.get_trials()] == [0]

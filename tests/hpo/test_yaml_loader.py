@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from hpo import load_study_config
@@ -132,9 +134,63 @@ def test_things_that_only_look_like_floats_stay_text(text: str) -> None:
 
 
 def test_other_scalars_keep_their_yaml_types() -> None:
-    data = load_yaml_text("v: [1_000, 0x10, 7, .inf, -.inf, true, null, 2024-01-01, '1e-3']")
-    assert data["v"][:7] == [1000, 16, 7, float("inf"), float("-inf"), True, None]
-    assert str(data["v"][7]) == "2024-01-01" and data["v"][8] == "1e-3"
+    data = load_yaml_text("v: [0x10, 0o17, 7, -3, +4, .inf, -.inf, true, null, '1e-3']")
+    assert data["v"] == [16, 15, 7, -3, 4, float("inf"), float("-inf"), True, None, "1e-3"]
+    assert all(type(v) is int for v in data["v"][:5])
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("1:30", "1:30"),  # YAML 1.1: 90 (base 60)
+        ("1:30.5", "1:30.5"),
+        ("010", 10),  # YAML 1.1: octal 8
+        ("[07, 08, 09]", [7, 8, 9]),  # YAML 1.1: [7, '08', '09']
+        ("1_000", "1_000"),
+        ("1_000.5", "1_000.5"),
+        ("0b101", "0b101"),
+        ("0o8", "0o8"),
+        ("2024-06-01", "2024-06-01"),  # YAML 1.1: datetime.date(2024, 6, 1)
+        ("2001-12-14 21:59:43.10 -5", "2001-12-14 21:59:43.10 -5"),
+    ],
+)
+def test_yaml_1_1_only_numbers_and_dates_are_yaml_1_2(text: str, value: Any) -> None:
+    """The README promises YAML 1.2 numbers: ``timeout: 1:30`` was read as 90 seconds."""
+    loaded = load_yaml_text(f"v: {text}")["v"]
+    assert loaded == value and type(loaded) is type(value)
+    assert load_yaml_value(text, "--set") == value
+
+
+def test_a_sexagesimal_timeout_and_a_date_name_are_read_as_written(
+    write_study: Callable[..., Path],
+) -> None:
+    path = write_study(
+        """\
+name: 2024-06-01
+objective: {metric: best_score, direction: maximize}
+budget: {n_trials: 010, timeout: 1:30}
+trainer: {name: analytic, params: {epochs: 2}}
+space:
+  x: {type: float, low: -2.0, high: 2.0}
+"""
+    )
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: budget.timeout: expected a duration such as 90, 45s, 30m, 2h; got '1:30'"
+    ]
+    path.write_text(path.read_text().replace("timeout: 1:30", "timeout: 90"))
+    cfg = load_study_config(path)
+    assert cfg.name == "2024-06-01" and cfg.budget.n_trials == 10
+
+
+def test_dumped_text_that_yaml_1_1_reads_otherwise_stays_text_for_both() -> None:
+    """``hpo export`` output read by plain PyYAML (YAML 1.1) as well as by this loader."""
+    from hpo.yaml_loader import dump_yaml
+
+    data = {"a": "010", "b": "2024-06-01", "c": "1:30", "d": "0x1F", "e": 10, "f": 1e-5}
+    text = dump_yaml(data)
+    assert load_yaml_text(text) == data and yaml.safe_load(text) == data
 
 
 def test_exponent_choices_and_set_values_are_numbers(write_study: Callable[..., Path]) -> None:
