@@ -82,9 +82,6 @@ def resilient_grpc_storage_class() -> type[optuna.storages.GrpcStorageProxy]:
                 f"for {self._outage.budget:g} s ({reason})"
             )
 
-        def _stored_trial(self, trial_id: int) -> Any:
-            return base.get_trial(self, trial_id)
-
         def _setup(self) -> None:
             import grpc
 
@@ -108,10 +105,8 @@ def resilient_grpc_storage_class() -> type[optuna.storages.GrpcStorageProxy]:
             for name, value in vars(base).items()
             if callable(value) and not name.startswith("_") and name not in _NOT_RETRIED
         ],
+        module=__name__,
     )
-    ResilientGrpcStorageProxy.__name__ = "ResilientGrpcStorageProxy"
-    ResilientGrpcStorageProxy.__qualname__ = "ResilientGrpcStorageProxy"
-    ResilientGrpcStorageProxy.__module__ = __name__
     return ResilientGrpcStorageProxy
 
 

@@ -106,9 +106,6 @@ def resilient_rdb_storage_class() -> type[optuna.storages.RDBStorage]:
         def _unreachable(self, reason: str) -> str:
             return f"storage: {mask_url(self.url)} unreachable for {self._outage.budget:g} s ({reason})"
 
-        def _stored_trial(self, trial_id: int) -> Any:
-            return base.get_trial(self, trial_id)
-
         def get_study_id_from_name(self, study_name: str) -> int:
             study_id: int = self._call(
                 "get_study_id_from_name", base.get_study_id_from_name, (study_name,), {}
@@ -148,9 +145,8 @@ def resilient_rdb_storage_class() -> type[optuna.storages.RDBStorage]:
         ResilientRDBStorage,
         base,
         [name for name in _RETRIED_METHODS if name not in _OWN_METHODS and hasattr(base, name)],
+        module=__name__,
     )
-    ResilientRDBStorage.__name__ = ResilientRDBStorage.__qualname__ = "ResilientRDBStorage"
-    ResilientRDBStorage.__module__ = __name__
     return ResilientRDBStorage
 
 

@@ -8,6 +8,7 @@ and the treatment of a lost acknowledgement are the same for both.
 
 from __future__ import annotations
 
+import abc
 import functools
 import threading
 import time
@@ -17,7 +18,7 @@ from typing import Any
 from hpo.storages._outages import DEFAULT_STORAGE_RETRY_S, StorageUnavailableError, _Outage
 
 
-class RetryingCalls:
+class RetryingCalls(abc.ABC):
     """Retries a storage method while the storage is unreachable, within one budget."""
 
     _outage: _Outage
@@ -27,17 +28,17 @@ class RetryingCalls:
         self._outage = _Outage(budget)
         self._depth = threading.local()
 
+    @abc.abstractmethod
     def _outage_reason(self, exc: BaseException) -> str | None:
         """Why ``exc`` is a lost connection (retried), or ``None`` (raised as it is)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _unreachable(self, reason: str) -> str:
         """The one line for a storage gone longer than the budget."""
-        raise NotImplementedError
 
     def _stored_trial(self, trial_id: int) -> Any:
-        """The trial as stored, read without the retry loop."""
-        raise NotImplementedError
+        """The trial as stored, read by Optuna's own class (without the retry loop)."""
+        return getattr(super(), "get_trial")(trial_id)  # noqa: B009 (the storage base's)
 
     def __getstate__(self) -> dict[Any, Any]:
         state: dict[Any, Any] = dict(super().__getstate__())  # type: ignore[call-overload]
@@ -99,8 +100,9 @@ class RetryingCalls:
         return bool(stored.state == state and same_values)
 
 
-def retry_methods(cls: type, base: type, names: Iterable[str]) -> None:
-    """Give ``cls`` each of ``base``'s ``names`` as a method that goes through ``_call``."""
+def retry_methods(cls: type, base: type, names: Iterable[str], *, module: str) -> None:
+    """Give ``cls`` each of ``base``'s ``names`` as a method that goes through ``_call``,
+    and name it as defined at the top of ``module`` (where pickle, in a worker, finds it)."""
 
     def wrap(name: str) -> Callable[..., Any]:
         fn = getattr(base, name)
@@ -113,3 +115,5 @@ def retry_methods(cls: type, base: type, names: Iterable[str]) -> None:
 
     for name in names:
         setattr(cls, name, wrap(name))
+    cls.__qualname__ = cls.__name__
+    cls.__module__ = module
