@@ -26,6 +26,7 @@ from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upl
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.duplicates import DUPLICATE_OF_ATTR
 from hpo.errors import ConfigError
 from hpo.storages import sqlite_path, storage_url
 
@@ -307,8 +308,8 @@ def decide_retention(
     complete = [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.values and t.number != current_number
-    ]
+        if t.values and t.number != current_number and DUPLICATE_OF_ATTR not in t.user_attrs
+    ]  # a reused duplicate has its twin's value but no checkpoint: it must not take a slot
     ranked = _ranked(
         [(t.number, float(t.values[0])) for t in complete] + [(current_number, current_value)],
         maximize,

@@ -71,7 +71,11 @@ def verdict(confirmation: Confirmation) -> str:
         return "no confirmation run completed: nothing to pick"
     first = confirmation.finalists[0]
     line = f"picked: trial #{best.trial}, mean {_num(best.mean)} over {len(best.values)} run(s)"
-    if best.trial == first.trial:
+    search_best = confirmation.search_best
+    if search_best is not None and search_best not in {f.trial for f in confirmation.finalists}:
+        why = "newer" if confirmation.stale else "its parameters are not in this file's space"
+        line += f"; the search's best, trial #{search_best}, is no finalist ({why})"
+    elif best.trial == first.trial:
         line += "; it is also the search's best"
     else:
         line += (

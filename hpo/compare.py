@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.report import curves_study, state_counts
+from hpo.report import companion_numbers, curves_study, state_counts
 from hpo.results import best_trials, load_existing_study
 from hpo.storages import mask_url, storage_url
 from hpo.workers.budget import replaced_numbers
@@ -53,13 +53,14 @@ def _epochs_by_trial(study: optuna.Study, curves: optuna.Study) -> dict[int, int
     if curves is study:
         return {t.number: len(t.intermediate_values) for t in trials}
     companion = {t.number: len(t.intermediate_values) for t in curves.get_trials(deepcopy=False)}
-    out = {}
-    for t in trials:
-        number = t.user_attrs.get("prune_companion_trial")
-        # a trial run before the study had a companion keeps its curve itself
-        own = len(t.intermediate_values)
-        out[t.number] = companion.get(number, 0) if isinstance(number, int) else own
-    return out
+    twins = companion_numbers(trials)
+    # a trial run before the study had a companion keeps its curve itself
+    return {
+        t.number: companion.get(twins[t.number], 0)
+        if t.number in twins
+        else len(t.intermediate_values)
+        for t in trials
+    }
 
 
 def _wall(t: FrozenTrial) -> float:

@@ -13,6 +13,7 @@ the dashboard, and a second ``hpo confirm`` resumes instead of training them aga
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import statistics
@@ -152,11 +153,39 @@ def _fits_space(trial: FrozenTrial, cfg: StudyConfig) -> bool:
     return set(asked) == set(trial.params)
 
 
+def _confirmable(
+    trials: Sequence[FrozenTrial],
+    direction: optuna.study.StudyDirection,
+    top: int,
+    eligible: Callable[[FrozenTrial], bool] | None,
+    cfg: StudyConfig,
+) -> list[FrozenTrial]:
+    """The ``top`` finalists that a confirmation can train again (see :func:`_fits_space`).
+
+    Queueing and reading back both rank by this, so a top trial that cannot be confirmed
+    never leaves the confirmation out of date for good.
+    """
+    ranked = _finalists(trials, direction, len(trials), eligible)
+    return list(itertools.islice((t for t in ranked if _fits_space(t, cfg)), top))
+
+
 def _pair(trial: FrozenTrial) -> tuple[int, int] | None:
     number, seed = trial.user_attrs.get(CONFIRMS_ATTR), trial.user_attrs.get(CONFIRM_SEED_ATTR)
     if isinstance(number, int) and isinstance(seed, int):
         return number, seed
     return None
+
+
+def _run_of(trial: FrozenTrial, search: Mapping[int, FrozenTrial]) -> tuple[int, int] | None:
+    """``(search trial, seed)`` that a confirmation run trains, when it is a run of this
+    search: a search deleted and recreated under its name leaves runs of other trials #N."""
+    pair = _pair(trial)
+    if pair is None:
+        return None
+    source = search.get(pair[0])
+    if source is None or not same_params(source.params, trial.params):
+        return None
+    return pair
 
 
 def _load_search(cfg: StudyConfig) -> optuna.Study:
@@ -212,9 +241,8 @@ def queue_confirmation(
     check_compatible(search, cfg, force)  # the companion takes the file's space, as run would
     search_trials = search.get_trials(deepcopy=False)
     eligible = _trained_with(search, cfg.trainer.params)
-    ranked = _finalists(search_trials, search.direction, len(search_trials), eligible)
-    finalists = [t for t in ranked if _fits_space(t, cfg)][:top]
-    if ranked and not finalists:
+    finalists = _confirmable(search_trials, search.direction, top, eligible, cfg)
+    if not finalists and _finalists(search_trials, search.direction, 1, eligible):
         raise ConfigError(
             [
                 f"study {cfg.name!r}: no completed trial has the parameters of this file's "
@@ -240,14 +268,15 @@ def queue_confirmation(
     existing = confirm.get_trials(deepcopy=False)
     replaced = replaced_numbers(existing)
     key = fixed_key(cfg.trainer.params)
-    live = [  # runs under these trainer params: others confirm nothing of them
+    by_number = {t.number: t for t in search_trials}
+    live = [  # runs of this search under these trainer params: others confirm nothing
         t
         for t in existing
         if t.state != TrialState.FAIL
         and not is_replaced(t, replaced)
         and trained_alike(t, key, None)
     ]
-    have = {_pair(t) for t in live}
+    have = {_run_of(t, by_number) for t in live}
     # every finalist gets every seed the confirmation already used (a later --seeds 1
     # after --seeds 3 still compares means over the same three seeds)
     used = list(dict.fromkeys(pair[1] for pair in have if pair is not None))
@@ -317,6 +346,8 @@ class Confirmation:
     stale: bool = False
     """Search trials finished since then rank among the top ``len(finalists)``
     configurations without being confirmed: ``hpo confirm`` again brings it up to date."""
+    search_best: int | None = None
+    """The search's best trial; not a finalist when its parameters left the file's space."""
 
     @property
     def pending(self) -> int:
@@ -361,12 +392,9 @@ def read_confirmation(
     runs: dict[int, dict[int, list[FrozenTrial]]] = {}
     seeds: list[int] = []
     for trial in trials:
-        pair = _pair(trial)
+        pair = _run_of(trial, search)
         if pair is None or is_replaced(trial, replaced) or not trained_alike(trial, key, None):
             continue  # (runs under other trainer.params: a mean of the two means nothing)
-        source = search.get(pair[0])
-        if source is None or not same_params(source.params, trial.params):
-            continue  # not a run of this search's trial (a study recreated under the name)
         runs.setdefault(pair[0], {}).setdefault(pair[1], []).append(trial)
         if pair[1] not in seeds:
             seeds.append(pair[1])
@@ -395,7 +423,8 @@ def read_confirmation(
     finalists.sort(key=lambda f: (sign * f.search_value, f.trial))
     confirmed = {f.trial for f in finalists}
     eligible = _trained_with(search_study, cfg.trainer.params)
-    current = _finalists(search_trials, search_study.direction, len(finalists), eligible)
+    current = _confirmable(search_trials, search_study.direction, len(finalists), eligible, cfg)
+    best = _finalists(search_trials, search_study.direction, 1, eligible)
     return Confirmation(
         study_name=confirm.study_name,
         metric=cfg.objective.names[0],
@@ -403,6 +432,7 @@ def read_confirmation(
         seeds=seeds,
         finalists=finalists,
         stale=any(t.number not in confirmed for t in current),
+        search_best=best[0].number if best else None,
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 import optuna
 
-from hpo.config import PRUNE_MARKER, StudyConfig
+from hpo.config import PRUNE_COMPANION_ATTR, PRUNE_MARKER, StudyConfig
 from hpo.duplicates import (
     DUPLICATE_OF_ATTR,
     UNUSED_PARAMS_ATTR,
@@ -402,7 +402,7 @@ class Objective:
             return self._run(trial, params, None)
         self._open_prune_trials.add(prune_trial._trial_id)
         try:
-            trial.set_user_attr("prune_companion_trial", prune_trial.number)
+            trial.set_user_attr(PRUNE_COMPANION_ATTR, prune_trial.number)
             return self._run(trial, params, prune_trial)
         finally:
             # An interrupt (Ctrl-C, SIGTERM: ``KeyboardInterrupt``, which no ``except

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.config import PRUNE_COMPANION_ATTR
 from hpo.confirm import Confirmation, read_confirmation
 from hpo.duplicates import DUPLICATE_OF_ATTR
 from hpo.objective import prune_study_name
@@ -95,6 +96,37 @@ def curves_study(study: optuna.Study, cfg: StudyConfig) -> optuna.Study:
         return study
 
 
+def companion_numbers(trials: Sequence[FrozenTrial]) -> dict[int, int]:
+    """Trial number -> its twin's number in the pruning companion (which holds its curve)."""
+    out = {}
+    for t in trials:
+        number = t.user_attrs.get(PRUNE_COMPANION_ATTR)
+        if isinstance(number, int):
+            out[t.number] = number
+    return out
+
+
+def plot_curves(study: optuna.Study, curves: optuna.Study) -> Any:
+    """Per-epoch curves, each named by the study's own trial number.
+
+    A companion's numbers drift from the study's (a reused duplicate makes no companion
+    trial), so its traces are renamed, and one whose study trial is unknown is left out
+    rather than shown under another trial's number.
+    """
+    import optuna.visualization as vis
+
+    fig = vis.plot_intermediate_values(curves)
+    if curves is study:
+        return fig
+    names = {
+        f"Trial{companion}": f"Trial{number}"
+        for number, companion in companion_numbers(study.get_trials(deepcopy=False)).items()
+    }
+    fig.data = [trace for trace in fig.data if trace.name in names]
+    fig.for_each_trace(lambda trace: trace.update(name=names[trace.name]))
+    return fig
+
+
 def build_figures(
     study: optuna.Study,
     names: Sequence[str],
@@ -120,7 +152,7 @@ def build_figures(
         _figure(
             "intermediate",
             f"Intermediate values ({pruning_metric} per epoch)",
-            partial(vis.plot_intermediate_values, curves or study),
+            partial(plot_curves, study, curves or study),
         )
     )
     for name, target, importance_target in targets:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.config import StudyConfig
+from hpo.config import PRUNE_COMPANION_ATTR, StudyConfig
 from hpo.duplicates import DUPLICATE_OF_ATTR, originals
 from hpo.errors import StudyMismatchError
 from hpo.fixed_params import trial_fixed_params
@@ -44,7 +44,7 @@ class StudyStatus:
 
 PARAM_OVERRIDES_ATTR = "param_overrides"
 """Trial user attribute: parameters a retry trained with in place of its own (RetryHook)."""
-_NOT_METRICS = frozenset({"seed", "retry_of", DUPLICATE_OF_ATTR})
+_NOT_METRICS = frozenset({"seed", "retry_of", DUPLICATE_OF_ATTR, PRUNE_COMPANION_ATTR})
 """Numbers among a trial's user attributes that are bookkeeping, not results."""
 
 

@@ -353,3 +353,7 @@ CONFIRM_SUFFIX = "::confirm"
 
 PRUNE_MARKER = "::prune::"
 """Marks the service's pruning companion of a multi-objective study."""
+
+PRUNE_COMPANION_ATTR = "prune_companion_trial"
+"""Trial user attribute: the number of the trial's twin in the pruning companion study,
+which holds its per-epoch curve (companion numbers drift from the study's own)."""

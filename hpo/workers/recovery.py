@@ -31,7 +31,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.config import PRUNE_MARKER
+from hpo.config import PRUNE_COMPANION_ATTR, PRUNE_MARKER
 from hpo.objective import FAIL_MESSAGE, FAIL_REASON, PRUNED_AT_ATTR
 from hpo.workers.budget import (
     FAILED_TRIAL_ATTR,
@@ -188,7 +188,7 @@ def retry_copy(
 
 def _fail_companion(study: optuna.Study, trial: FrozenTrial) -> None:
     """End the trial's RUNNING twin in its pruning companion study."""
-    number = trial.user_attrs.get("prune_companion_trial")
+    number = trial.user_attrs.get(PRUNE_COMPANION_ATTR)
     if not isinstance(number, int):
         return
     storage = study._storage

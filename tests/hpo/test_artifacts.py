@@ -323,6 +323,28 @@ def test_prefixed_store_round_trip(tmp_path: Path) -> None:
     assert not (tmp_path / "team" / "study" / "abc").exists()
 
 
+def test_reused_duplicates_take_no_place_among_the_best_k(
+    write_study: Callable[..., Path],
+) -> None:
+    # a duplicate has its twin's value and no checkpoint: ranked, it pushed the checkpoints
+    # of the next best configurations out (3 configurations trained, 2 checkpoints kept)
+    data = analytic_study(
+        budget={"n_trials": 10},
+        sampler={"name": "random", "seed": 0},
+        trainer={"name": "analytic", "params": {"epochs": 2, "seed": 7}},
+        space={"choice": {"type": "categorical", "choices": ["a", "b", "c"]}},
+        pruner={"name": "none"},
+        artifacts={"keep_best_k": 3, "plots": False, "notes": False},
+    )
+    path = write_study(data)
+    run_study(load_study_config(path))
+    study = _study(path)
+    trained = [t for t in study.trials if "duplicate_of" not in t.user_attrs]
+    assert len(trained) == 3 and len(study.trials) == 10
+    assert set(kept_checkpoints(study)) == {t.number for t in trained}
+    assert len(list((path.parent / "artifacts").iterdir())) == 3
+
+
 def test_a_reused_duplicate_gets_a_note_naming_its_twin(write_study: Callable[..., Path]) -> None:
     # it had none: the dashboard showed an empty note for a COMPLETE trial
     data = analytic_study(

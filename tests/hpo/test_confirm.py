@@ -13,6 +13,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from hpo import StudyConfig, load_study_config, run_study, validate_study_data
+from hpo.cli_confirm import verdict
 from hpo.confirm import (
     CONFIRM_SEED_ATTR,
     CONFIRMS_ATTR,
@@ -29,6 +30,7 @@ from hpo.duplicates import DUPLICATE_OF_ATTR
 from hpo.errors import ConfigError
 from hpo.export import export_best
 from hpo.results import best_config
+from hpo.runner import open_study
 from hpo.standalone import load_trainer_config
 from hpo.workers.recovery import SEED_ATTR, retry_copy
 from tests.conftest import analytic_study
@@ -467,3 +469,47 @@ def test_finalists_the_forced_space_no_longer_asks_for_are_skipped(
     with pytest.raises(ConfigError, match="no completed trial has the parameters of this"):
         queue_confirmation(validate_study_data(data), top=2, seeds=1, force=True)
     assert cfg.space.keys() == {"x", "choice"}
+
+
+def test_a_search_recreated_under_its_name_is_confirmed_anew(
+    tmp_path: Path, unique_name: str
+) -> None:
+    # runs of the deleted study's trials #N kept the new trials #N from being queued, and
+    # were then ignored when read back: "the confirmation study holds no run", every time
+    storage = f"sqlite:///{tmp_path / 'hpo.db'}"
+    cfg = _searched(storage, unique_name)
+    before = confirm_study(cfg, top=2, seeds=1)
+    old = {f.trial: f.params for f in before.finalists}
+    optuna.delete_study(study_name=unique_name, storage=storage)
+    open_study(cfg)
+    search = optuna.load_study(study_name=unique_name, storage=storage)
+    for number in range(8):  # the same finalist numbers, other parameters
+        x = 0.3 if old.get(number, {}).get("x") != 0.3 else 0.6
+        _complete(search, 1.0 if number in old else 0.0, x, "a" if number in old else "b")
+    confirmation = confirm_study(cfg, top=2, seeds=1)
+    assert [f.trial for f in confirmation.finalists] == sorted(old)
+    assert [len(f.values) for f in confirmation.finalists] == [1, 1]
+    for finalist in confirmation.finalists:
+        assert finalist.params == search.trials[finalist.trial].params != old[finalist.trial]
+
+
+def test_a_best_trial_outside_the_forced_space_leaves_the_confirmation_up_to_date(
+    tmp_path: Path, unique_name: str
+) -> None:
+    # it counted as an unconfirmed finalist for good: "out of date" after every confirm
+    storage = f"sqlite:///{tmp_path / 'hpo.db'}"
+    _searched(storage, unique_name)
+    search = optuna.load_study(study_name=unique_name, storage=storage)
+    _complete(search, 10.0, 0.6, "c")  # the search's best, trained before y joined the space
+    best_number = search.trials[-1].number
+    data = _noisy_study(unique_name, storage, n_trials=12)
+    data["space"]["y"] = {"type": "float", "low": -1.0, "high": 1.0}  # type: ignore[index]
+    forced = validate_study_data(data)
+    run_study(forced, force=True)
+    confirmation = confirm_study(forced, top=2, seeds=1, force=True)
+    assert not confirmation.stale and confirmation.search_best == best_number
+    assert best_number not in {f.trial for f in confirmation.finalists}
+    assert "confirmed" in best_config(forced)
+    assert f"the search's best, trial #{best_number}, is no finalist (its parameters" in verdict(
+        confirmation
+    )

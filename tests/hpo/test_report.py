@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from hpo import load_study_config, run_study
 from hpo.cli import app
 from hpo.report import write_report
-from hpo.results import load_existing_study
+from hpo.results import best_config, load_existing_study
 from tests.conftest import analytic_study
 
 CHROMIUM = "/usr/bin/chromium"
@@ -243,6 +243,31 @@ def test_multi_objective_report_has_one_history_per_objective(
         parsed.figures
     )
     assert parsed.figures["plot-intermediate"]["data"], "curves come from the pruning companion"
+
+
+def test_companion_curves_are_named_by_the_study_trials(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    # a reused duplicate makes no companion trial, so companion numbers drift from the
+    # study's: the curves were labelled with the companion's (trial 7's as "Trial2")
+    data = analytic_study(
+        budget={"n_trials": 8},
+        objective={"metrics": ["best_score", "n_params"], "directions": ["maximize", "minimize"]},
+        sampler={"name": "random", "seed": 0},
+        trainer={"name": "analytic", "params": {"epochs": 3, "seed": 7}},
+        space={"choice": {"type": "categorical", "choices": ["a", "b", "c"]}},
+        pruner={"name": "none"},
+        artifacts={"enabled": False},
+    )
+    cfg = load_study_config(write_study(data))
+    run_study(cfg)
+    trials = load_existing_study(cfg).trials
+    trained = [t for t in trials if "duplicate_of" not in t.user_attrs]
+    assert trained[-1].number != trained[-1].user_attrs["prune_companion_trial"]
+    parsed = _parse(write_report(cfg, tmp_path / "curves.html"))
+    traces = parsed.figures["plot-intermediate"]["data"]
+    assert sorted(trace["name"] for trace in traces) == sorted(f"Trial{t.number}" for t in trained)
+    assert "prune_companion_trial" not in best_config(cfg)["metrics"], "bookkeeping, no metric"
 
 
 @pytest.mark.browser
