@@ -56,7 +56,7 @@ def load_splits(p: ContrastiveParams) -> TimeSeriesSplits:
         p.split_seed,
         p.length,
         p.length_policy,
-        True,
+        p.evaluate_test,  # a test split nobody scores is not read: its problems stop no one
         p.mode == "pretrain",
         p.unlabeled_label,
         p.synthetic_n_train,

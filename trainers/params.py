@@ -446,10 +446,22 @@ class ContrastiveParams(BaseModel):
                 f"{labels.n_unlabeled} of {labels.n_labels} labels in y are NaN; only "
                 "mode: pretrain takes series without a label"
             )
-        elif not pretrain and labels.has_test and not labels.has_test_labels:
-            misfits["dataset"] = "has X_test but no labels y_test for it"
         if self.evaluate_test and not labels.has_test:
             misfits["evaluate_test"] = f"{self.dataset} has no test split (X_test, y_test)"
+        elif self.evaluate_test and not pretrain and not labels.has_test_labels:
+            misfits["evaluate_test"] = f"{self.dataset} has X_test but no labels y_test for it"
+        elif self.evaluate_test and not pretrain and labels.n_test_unlabeled:
+            misfits["evaluate_test"] = (
+                f"{labels.n_test_unlabeled} labels in y_test of {self.dataset} are NaN: the "
+                "test split is scored on every series"
+            )
+        elif self.evaluate_test and not pretrain and labels.unseen_test:
+            shown = ", ".join(labels.unseen_test[:5])
+            more = f" and {len(labels.unseen_test) - 5} more" if len(labels.unseen_test) > 5 else ""
+            misfits["evaluate_test"] = (
+                f"test labels {shown}{more} of {self.dataset} never occur in train (y), so "
+                "the model has no class for them"
+            )
         elif (
             self.evaluate_test
             and pretrain

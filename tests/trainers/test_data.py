@@ -325,6 +325,92 @@ def test_stratified_split_is_seeded_and_proportional() -> None:
     assert sorted(np.concatenate([a_train, a_val]).tolist()) == list(range(100))
 
 
+def test_classes_of_one_size_take_turns_at_the_extra_validation_series() -> None:
+    # equal remainders went to the lowest class numbers at every seed: classes 3..9 of ten
+    # were never validated on, whatever split_seed a study tried
+    y = np.repeat(np.arange(10), 3)
+    validated = set()
+    for seed in range(8):
+        _, val = stratified_split(y, 0.1, seed)
+        assert len(val) == 3 and len(set(y[val])) == 3
+        assert np.array_equal(val, stratified_split(y, 0.1, seed)[1])  # still seeded
+        validated |= set(y[val].tolist())
+    assert len(validated) >= 8
+
+
+def test_a_zero_validation_fraction_leaves_validation_empty_by_subject() -> None:
+    subjects = np.repeat(np.arange(4), 5)
+    train, val = subject_split(subjects, 0.0, seed=0)
+    assert len(val) == 0 and len(train) == 20
+
+
+def test_a_channel_of_tiny_values_is_scaled(tmp_path: Path) -> None:
+    # an absolute floor of 1e-8 on the std left a channel in tesla or amperes at ~1e-12
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 2, 16)) * np.array([1e-12, 1.0])[None, :, None]
+    np.savez(tmp_path / "d.npz", X=x, y=np.arange(30) % 3)
+    splits = load_dataset(str(tmp_path / "d.npz"), val_fraction=0.2)
+    np.testing.assert_allclose(splits.x_train.std(axis=(0, 2)), [1.0, 1.0], rtol=1e-3)
+
+
+def test_float64_series_are_standardised_before_float32_rounds_them(tmp_path: Path) -> None:
+    # a timestamp in seconds and a latitude to 1e-5: cast to float32 first, 16 steps of a
+    # timestamp became one value, and the latitude's 1e-5 steps a few
+    n, steps = 12, 16
+    t = 1.7e9 + np.arange(steps, dtype=np.float64)
+    lat = 47.3769 + 1e-5 * np.arange(steps, dtype=np.float64)
+    x = np.stack([np.stack([t + 100.0 * i, lat]) for i in range(n)])
+    np.savez(tmp_path / "d.npz", X=x, y=np.arange(n) % 2)
+    splits = load_dataset(str(tmp_path / "d.npz"), val_fraction=0.25)
+    assert splits.x_train.dtype == np.float32
+    for channel in (0, 1):
+        assert len(np.unique(splits.x_train[0, channel])) == steps
+    step = np.diff(splits.x_train[0, 1])
+    np.testing.assert_allclose(step, step[0], rtol=1e-3)  # evenly spaced, as written
+
+
+def test_float64_values_beyond_float32_are_refused(tmp_path: Path) -> None:
+    x = np.ones((4, 1, 5))
+    x[0, 0, 0] = 1e39
+    np.savez(tmp_path / "d.npz", X=x, y=np.arange(4) % 2)
+    with pytest.raises(DataError, match="beyond float32"):
+        load_dataset(str(tmp_path / "d.npz"))
+
+
+def test_a_test_split_nobody_scores_is_not_read(tmp_path: Path) -> None:
+    # a NaN or an unseen class in y_test stopped every trial, evaluate_test or not
+    from trainers.building import load_splits
+    from trainers.params import ContrastiveParams
+
+    path = _write_npz(
+        tmp_path / "d.npz",
+        X_test=np.zeros((3, 2, 16), np.float32),
+        y_test=np.array(["a", "z", "b"]),
+    )
+    p = ContrastiveParams.model_validate({"dataset": str(path)})
+    assert load_splits(p).x_test is None
+    assert p.input_misfits() == {}
+    scored = ContrastiveParams.model_validate({"dataset": str(path), "evaluate_test": True})
+    assert "test labels z of" in scored.input_misfits()["evaluate_test"]
+    with pytest.raises(DataError, match="never occur in train"):
+        load_splits(scored)
+
+
+def test_nan_in_some_test_labels_is_found_before_a_study(tmp_path: Path) -> None:
+    from trainers.params import ContrastiveParams
+
+    path = _write_npz(
+        tmp_path / "d.npz",
+        X_test=np.zeros((3, 2, 16), np.float32),
+        y_test=np.array([0.0, np.nan, 1.0]),
+        y=np.array([0.0, 1.0, 2.0] * 8),
+    )
+    labels = npz_labels(str(path), None)
+    assert labels is not None and labels.n_test_unlabeled == 1
+    scored = ContrastiveParams.model_validate({"dataset": str(path), "evaluate_test": True})
+    assert "1 labels in y_test" in scored.input_misfits()["evaluate_test"]
+
+
 def test_stratified_split_keeps_singleton_class_in_train() -> None:
     y = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2])
     train, val = stratified_split(y, 0.5, seed=0)
@@ -769,7 +855,7 @@ def test_a_rewritten_file_is_read_again_by_the_same_process(tmp_path: Path) -> N
     assert load_splits(p).n_channels == 3
 
     train_ts = _write_ts_pair(tmp_path / "ts")
-    p = ContrastiveParams.model_validate({"dataset": str(train_ts)})
+    p = ContrastiveParams.model_validate({"dataset": str(train_ts), "evaluate_test": True})
     before = load_splits(p)
     test_ts = train_ts.with_name("Tiny_TEST.ts")
     test_ts.write_text(_ts_text(_ts_rows(9, 2)))  # only the partner file changes

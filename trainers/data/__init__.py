@@ -12,7 +12,6 @@ The names below are the public surface; the modules behind them (``sources``, ``
 """
 
 from trainers.data._typing import LengthPolicy, ValSplit
-from trainers.data.cleaning import STD_FLOOR
 from trainers.data.containers import (
     AlignmentSplits,
     DeviceAlignmentSplits,
@@ -35,7 +34,6 @@ from trainers.data.sources import (
 from trainers.data.splits import stratified_split, subject_split
 
 __all__ = [
-    "STD_FLOOR",
     "UNLABELED",
     "AlignmentSplits",
     "DataError",

@@ -10,11 +10,15 @@ from typing import Any
 
 import numpy as np
 
-from trainers.data._typing import Float32Array, IndexArray, LengthPolicy
+from trainers.data._typing import (
+    Float32Array,
+    Float64Array,
+    IndexArray,
+    LengthPolicy,
+    SeriesArray,
+)
 from trainers.data.errors import DataError
 from trainers.data.validation import _to_padded
-
-STD_FLOOR = 1e-8
 
 
 def _clean_series(
@@ -24,8 +28,9 @@ def _clean_series(
     channel_names: Sequence[str] | None,
     length: int | None,
     length_policy: LengthPolicy,
-) -> tuple[Float32Array, Float32Array | None]:
-    """Fill NaNs, reject dead channels and bring train/test to a common length."""
+) -> tuple[SeriesArray, SeriesArray | None]:
+    """Fill NaNs, reject dead channels and bring train/test to a common length (float64
+    kept where the values need it; test as train, whose statistics it is scaled by)."""
     padded, lengths = _to_padded(x_train, source, "train")
     _check_values(padded, source, channel_names)
     target = length or int(lengths.max())
@@ -33,8 +38,11 @@ def _clean_series(
     if x_test is None:
         return out_train, None
     padded_te, lengths_te = _to_padded(x_test, source, "test")
-    if np.isinf(padded_te).any():
-        raise DataError(source, "test series contain infinite values")
+    if padded_te.dtype != padded.dtype:
+        padded_te = padded_te.astype(np.float64)
+        out_train = out_train.astype(np.float64)
+    if _beyond_float32(padded_te):
+        raise DataError(source, f"test series contain infinite values{_RANGE}")
     if padded_te.shape[1] != padded.shape[1]:
         raise DataError(
             source, f"test has {padded_te.shape[1]} channels but train has {padded.shape[1]}"
@@ -43,10 +51,21 @@ def _clean_series(
     return out_train, out_test
 
 
-def _check_values(x: Float32Array, source: str, channel_names: Sequence[str] | None) -> None:
+_RANGE = " (or beyond float32's +-3.4e38, the model's input)"
+
+
+def _beyond_float32(x: SeriesArray) -> bool:
+    """Infinite values, or (float64 series) values no float32 input could hold."""
+    if x.dtype == np.float32:
+        return bool(np.isinf(x).any())
+    with np.errstate(invalid="ignore"):
+        return bool((np.abs(x) > np.finfo(np.float32).max).any())
+
+
+def _check_values(x: SeriesArray, source: str, channel_names: Sequence[str] | None) -> None:
     """Infinite values or a channel that is NaN in every train series cannot be repaired."""
-    if np.isinf(x).any():
-        raise DataError(source, "train series contain infinite values")
+    if _beyond_float32(x):
+        raise DataError(source, f"train series contain infinite values{_RANGE}")
     dead = np.flatnonzero(np.isnan(x).all(axis=(0, 2)))
     if dead.size:
         c = int(dead[0])
@@ -54,7 +73,7 @@ def _check_values(x: Float32Array, source: str, channel_names: Sequence[str] | N
         raise DataError(source, f"{label} is NaN in every train series")
 
 
-def _fill_nan(x: Float32Array, lengths: IndexArray) -> Float32Array:
+def _fill_nan(x: SeriesArray, lengths: IndexArray) -> SeriesArray:
     """Forward- then backward-fill NaNs along time within each series' own length.
 
     A channel that is NaN throughout one series stays NaN here and becomes the train mean
@@ -66,10 +85,10 @@ def _fill_nan(x: Float32Array, lengths: IndexArray) -> Float32Array:
     valid_time = np.arange(x.shape[-1])[None, None, :] < lengths[:, None, None]
     filled = _forward_fill(x)
     filled = _forward_fill(filled[..., ::-1])[..., ::-1]
-    return np.where(valid_time, filled, np.nan).astype(np.float32, copy=False)
+    return np.where(valid_time, filled, np.nan).astype(x.dtype, copy=False)
 
 
-def _forward_fill(x: Float32Array) -> Float32Array:
+def _forward_fill(x: SeriesArray) -> SeriesArray:
     """Carry the last non-NaN value forward along the last axis (vectorised)."""
     positions = np.arange(x.shape[-1])
     last_valid = np.where(np.isnan(x), 0, positions)
@@ -78,8 +97,8 @@ def _forward_fill(x: Float32Array) -> Float32Array:
 
 
 def _equalise(
-    x: Float32Array, lengths: IndexArray, target: int, policy: LengthPolicy
-) -> Float32Array:
+    x: SeriesArray, lengths: IndexArray, target: int, policy: LengthPolicy
+) -> SeriesArray:
     """Resample each series to ``target`` steps, or pad (NaN, zeroed later) / crop at the end."""
     if policy == "resample":
         if np.all(lengths == target) and x.shape[-1] == target:
@@ -87,39 +106,42 @@ def _equalise(
         return _resample(x, lengths, target)
     if x.shape[-1] >= target:
         return np.ascontiguousarray(x[..., :target])
-    pad = np.full((*x.shape[:2], target - x.shape[-1]), np.nan, dtype=np.float32)
+    pad = np.full((*x.shape[:2], target - x.shape[-1]), np.nan, dtype=x.dtype)
     return np.concatenate([x, pad], axis=-1)
 
 
-def _resample(x: Float32Array, lengths: IndexArray, target: int) -> Float32Array:
+def _resample(x: SeriesArray, lengths: IndexArray, target: int) -> SeriesArray:
     """Linear interpolation of series of different lengths onto ``target`` points at once."""
     scale = (lengths - 1) / max(target - 1, 1)  # (n,)
     pos = np.arange(target)[None, :] * scale[:, None]  # (n, target) in source coordinates
     left = np.floor(pos).astype(np.intp)
     right = np.minimum(left + 1, (lengths - 1)[:, None])
-    frac = (pos - left).astype(np.float32)[:, None, :]
+    frac = (pos - left).astype(x.dtype)[:, None, :]
     idx_left = np.broadcast_to(left[:, None, :], (*x.shape[:2], target))
     idx_right = np.broadcast_to(right[:, None, :], (*x.shape[:2], target))
     lo = np.take_along_axis(x, idx_left, axis=-1)
     hi = np.take_along_axis(x, idx_right, axis=-1)
     # Where frac is 0 avoid 0 * NaN from a padded right neighbour.
-    return np.where(frac > 0, lo + frac * (hi - lo), lo).astype(np.float32, copy=False)
+    return np.where(frac > 0, lo + frac * (hi - lo), lo).astype(x.dtype, copy=False)
 
 
 def _standardise(
-    x_train: Float32Array, x_val: Float32Array, x_test: Float32Array | None
+    x_train: SeriesArray, x_val: SeriesArray, x_test: SeriesArray | None
 ) -> tuple[Float32Array, Float32Array, Float32Array | None]:
-    """Per-channel z-score with train-only statistics; leftover NaNs (padding) become 0."""
+    """Per-channel z-score with train-only statistics; leftover NaNs (padding) become 0.
+
+    In the series' own precision, then float32: the model's input.
+    """
     mean, std = _channel_stats(x_train)
 
-    def apply(x: Float32Array) -> Float32Array:
-        z = (x - mean) / std
+    def apply(x: SeriesArray) -> Float32Array:
+        z = (x - mean.astype(x.dtype)) / std.astype(x.dtype)
         return np.nan_to_num(z, nan=0.0).astype(np.float32, copy=False)
 
     return apply(x_train), apply(x_val), None if x_test is None else apply(x_test)
 
 
-def _channel_stats(x: Float32Array) -> tuple[Float32Array, Float32Array]:
+def _channel_stats(x: SeriesArray) -> tuple[Float64Array, Float64Array]:
     """Mean and std per channel over series and time, ignoring NaN, in float64.
 
     A channel constant in training gets a scale of 1 (as scikit-learn's StandardScaler):
@@ -134,8 +156,9 @@ def _channel_stats(x: Float32Array) -> tuple[Float32Array, Float32Array]:
     var = np.nansum((x64 - mean) ** 2, axis=(0, 2), keepdims=True) / count
     std = np.sqrt(var)
     # Only a spread at float64 rounding level is "none" (a sum of many equal values): a
-    # small spread on a large offset (1013 hPa +- 0.001, a timestamp) is still scaled.
-    constant = std < STD_FLOOR + 1e3 * np.finfo(np.float64).eps * np.abs(mean)
+    # small spread on a large offset (1013 hPa +- 0.001, a timestamp) is still scaled, and
+    # so is a channel whose unit makes every value tiny (tesla, amperes: 1e-12 +- 1e-13).
+    constant = std <= 1e3 * np.finfo(np.float64).eps * np.abs(mean)
     std[constant] = 1.0
     mean[observed == 0] = np.nan
-    return mean.astype(np.float32), std.astype(np.float32)
+    return mean, std

@@ -69,7 +69,6 @@ def _encode_labels(
         if with_test and raw.y_test is None:
             raise DataError(raw.source, "has X_test but no y_test")
     y_train = _optional_labels(raw.y_train, raw.source, "train labels", n_train, rule)
-    y_test = _optional_labels(raw.y_test, raw.source, "test labels", n_test, rule)
     unlabeled = rule.unlabeled(y_train)
     if rule.unlabeled_label is not None and raw.y_train is not None and not unlabeled.any():
         warnings.warn(
@@ -86,6 +85,7 @@ def _encode_labels(
     encoded = _encode_masked(y_train, unlabeled, lookup)
     if not with_test:
         return encoded, None, names
+    y_test = _optional_labels(raw.y_test, raw.source, "test labels", n_test, rule)
     test_unlabeled = rule.unlabeled(y_test)
     unseen_values = [v for v in np.unique(y_test[~test_unlabeled]) if _key(v) not in lookup]
     unseen = sorted(str(_key(v)) for v in unseen_values)

@@ -17,7 +17,7 @@ import numpy as np
 
 from trainers.data.containers import _Raw
 from trainers.data.errors import DataError
-from trainers.data.labels import _LabelRule
+from trainers.data.labels import _key, _LabelRule
 from trainers.data.readers import (
     NPZ_SUBJECTS,
     UCI_HAR_SUBJECT_FILE,
@@ -109,6 +109,8 @@ class NpzLabels:
     n_classes: int  # distinct labels among the labelled series of y
     has_test: bool  # X_test
     has_test_labels: bool  # y_test, with at least one label
+    n_test_unlabeled: int = 0  # NaN, or the unlabelled label, in y_test
+    unseen_test: tuple[str, ...] = ()  # labels of y_test that y never has
 
 
 def npz_labels(
@@ -131,7 +133,16 @@ def npz_labels(
             y_test = np.asarray(archive["y_test"]).reshape(-1) if "y_test" in keys else None
         unlabeled = rule.unlabeled(y) if y is not None else np.zeros(0, dtype=bool)
         n_classes = len(np.unique(y[~unlabeled])) if y is not None else 0
-        test_labels = y_test is not None and not rule.unlabeled(y_test).all()
+        test_unlabeled = rule.unlabeled(y_test) if y_test is not None else np.zeros(0, bool)
+        test_labels = y_test is not None and not test_unlabeled.all()
+        known = {_key(v) for v in np.unique(y[~unlabeled])} if y is not None else set()
+        unseen = (
+            sorted(
+                {str(_key(v)) for v in np.unique(y_test[~test_unlabeled]) if _key(v) not in known}
+            )
+            if y_test is not None and y is not None
+            else []
+        )
     except Exception:  # unreadable, pickled, odd shapes: the reader says what is wrong
         return None
     return NpzLabels(
@@ -141,6 +152,8 @@ def npz_labels(
         n_classes=n_classes,
         has_test="X_test" in keys,
         has_test_labels=bool(test_labels),
+        n_test_unlabeled=int(test_unlabeled.sum()),
+        unseen_test=tuple(unseen),
     )
 
 

@@ -9,6 +9,9 @@ import numpy.typing as npt
 
 from trainers.data._typing import IndexArray
 
+_TIE_STREAM = 0x7135
+"""Second seed word of the generator that orders equal remainders (see below)."""
+
 
 def stratified_split(
     y: npt.ArrayLike, val_fraction: float, seed: int
@@ -22,7 +25,7 @@ def stratified_split(
     labels = np.asarray(y)
     n = len(labels)
     _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    n_val = _per_class_val_counts(counts, val_fraction)
+    n_val = _per_class_val_counts(counts, val_fraction, seed)
     rng = np.random.default_rng(seed)
     order = rng.permutation(n)
     # Rank of each sample within its class, following the random order.
@@ -34,8 +37,16 @@ def stratified_split(
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
-def _per_class_val_counts(counts: npt.NDArray[np.int_], val_fraction: float) -> IndexArray:
-    """How many of each class go to validation (largest remainder, >= 1 left in train)."""
+def _per_class_val_counts(
+    counts: npt.NDArray[np.int_], val_fraction: float, seed: int
+) -> IndexArray:
+    """How many of each class go to validation (largest remainder, >= 1 left in train).
+
+    Equal remainders (classes of one size) are ordered by ``seed``: in class order, the
+    classes that get the extra validation series were the same at every seed, and the
+    others never had a say in validation F1 on a small dataset. The tie order comes from
+    its own stream, so the split's draw of series stays what it was.
+    """
     capacity = np.maximum(counts - 1, 0)
     total = min(math.floor(val_fraction * int(counts.sum()) + 0.5), int(capacity.sum()))
     if val_fraction > 0 and total == 0 and capacity.sum() > 0:
@@ -43,7 +54,8 @@ def _per_class_val_counts(counts: npt.NDArray[np.int_], val_fraction: float) -> 
     ideal = val_fraction * counts
     n_val = np.minimum(np.floor(ideal).astype(np.intp), capacity)
     remainder = ideal - n_val
-    for c in np.argsort(-remainder, kind="stable"):
+    tie_order = np.random.default_rng([seed, _TIE_STREAM]).permutation(len(counts))
+    for c in np.lexsort((tie_order, -remainder)):
         if n_val.sum() >= total:
             break
         if n_val[c] < capacity[c]:
@@ -74,6 +86,8 @@ def subject_split(
     ``round(val_fraction * n)``; at least one subject lands on each side.
     """
     ids = np.asarray(subjects)
+    if val_fraction == 0:  # as the stratified split: no validation asked for
+        return np.arange(len(ids)), np.zeros(0, dtype=np.intp)
     people, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
     if len(people) < 2:
         raise ValueError(f"a subject split needs >= 2 subjects, got {len(people)}")

@@ -7,11 +7,21 @@ from typing import Any
 
 import numpy as np
 
-from trainers.data._typing import Float32Array, IndexArray
+from trainers.data._typing import Float32Array, IndexArray, SeriesArray
 from trainers.data.errors import DataError
 
 
-def _as_series(x: Any, source: object, key: str) -> Float32Array:
+def series_dtype(dtype: np.dtype[Any]) -> type[np.float32] | type[np.float64]:
+    """float32 where it holds every value of ``dtype`` exactly, else float64.
+
+    Standardising subtracts the mean first: a small signal on a large offset (a timestamp
+    in seconds, a latitude to 1e-5) survives that in float64 and not in float32, whose
+    7 digits would have rounded it away before the mean was taken.
+    """
+    return np.float32 if np.can_cast(dtype, np.float32, casting="safe") else np.float64
+
+
+def _as_series(x: Any, source: object, key: str) -> SeriesArray:
     """A numeric 3-D ``(n, channels, length)`` array, or a DataError saying what it is instead."""
     array = np.asarray(x)
     if array.dtype == object or not np.issubdtype(array.dtype, np.number):
@@ -24,8 +34,7 @@ def _as_series(x: Any, source: object, key: str) -> Float32Array:
         raise DataError(
             source, f"{key} has shape {array.shape}: no channels or no time steps per series"
         )
-    with np.errstate(over="ignore"):  # values beyond float32 become inf, reported later
-        return array.astype(np.float32, copy=False)
+    return array.astype(series_dtype(array.dtype), copy=False)
 
 
 def _as_embeddings(z: Any, source: object, key: str, n_rows: int) -> Float32Array:
@@ -69,8 +78,9 @@ def _as_labels(
     return labels
 
 
-def _to_padded(x: Any, source: object, key: str) -> tuple[Float32Array, IndexArray]:
-    """Series as ``(n, C, T_max)`` float32 (NaN past each end) plus each series' length.
+def _to_padded(x: Any, source: object, key: str) -> tuple[SeriesArray, IndexArray]:
+    """Series as ``(n, C, T_max)`` (NaN past each end) plus each series' length; float32
+    unless the values need float64 (:func:`series_dtype`).
 
     Accepts a 3-D array or a list of ``(C, T_i)`` arrays (aeon's unequal-length form).
     In an array, time steps that are NaN in every channel at a series' end are padding
@@ -83,7 +93,12 @@ def _to_padded(x: Any, source: object, key: str) -> tuple[Float32Array, IndexArr
         return array, _lengths_before_nan_tails(array)
     if not x:
         raise DataError(source, f"{key} is empty (no series)")
-    series = [np.asarray(s, dtype=np.float32) for s in x]
+    arrays = [np.asarray(s) for s in x]
+    wide = any(
+        np.issubdtype(a.dtype, np.number) and series_dtype(a.dtype) is np.float64 for a in arrays
+    )
+    dtype = np.float64 if wide else np.float32
+    series = [a.astype(dtype, copy=False) for a in arrays]
     bad = next((i for i, s in enumerate(series) if s.ndim != 2 or s.shape[1] == 0), None)
     if bad is not None:
         raise DataError(source, f"{key} series {bad} has shape {series[bad].shape}, not (C, T)")
@@ -91,13 +106,13 @@ def _to_padded(x: Any, source: object, key: str) -> tuple[Float32Array, IndexArr
     if len(n_channels) != 1:
         raise DataError(source, f"{key} series have different channel counts {sorted(n_channels)}")
     lengths = np.array([s.shape[1] for s in series], dtype=np.intp)
-    out = np.full((len(series), series[0].shape[0], int(lengths.max())), np.nan, np.float32)
+    out = np.full((len(series), series[0].shape[0], int(lengths.max())), np.nan, dtype)
     for i, s in enumerate(series):  # one copy per series; the math after this is vectorised
         out[i, :, : s.shape[1]] = s
     return out, lengths
 
 
-def _lengths_before_nan_tails(array: Float32Array) -> IndexArray:
+def _lengths_before_nan_tails(array: SeriesArray) -> IndexArray:
     """Each series' length without its trailing all-NaN steps (all NaN: full length)."""
     steps = array.shape[2]
     observed = np.any(~np.isnan(array), axis=1)  # (n, T): a step some channel observed
