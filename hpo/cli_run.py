@@ -310,7 +310,7 @@ def worker(
         _finish_supervised(cfg, plan, _supervise(cfg, study, plan, overrides, force, verbose))
         return
     devices = plan.slots[0].cuda_visible_devices
-    if devices:  # before anything initialises CUDA in this process
+    if devices is not None:  # before anything initialises CUDA here; "" hides every GPU
         os.environ["CUDA_VISIBLE_DEVICES"] = devices
     with outage_as_error(), ProgressDisplay(cfg, console=err) as progress:
         summary = run_worker(cfg, force=force, callbacks=[progress])

@@ -18,6 +18,7 @@ import numpy as np
 import optuna
 
 from hpo.config import PRUNE_COMPANION_ATTR, PRUNE_MARKER, StudyConfig
+from hpo.cuda_errors import CUDA_ERROR, CUDA_OOM, is_cuda_oom, is_sticky_cuda_error
 from hpo.duplicates import (
     DUPLICATE_OF_ATTR,
     UNUSED_PARAMS_ATTR,
@@ -234,9 +235,10 @@ def _classify_exception(exc: BaseException) -> str:
         return exc.reason
     if isinstance(exc, TrialTimeout):
         return "timeout"
-    name = type(exc).__name__
-    if name == "OutOfMemoryError" or "CUDA out of memory" in str(exc):
-        return "cuda_oom"
+    if is_cuda_oom(exc):
+        return CUDA_OOM
+    if is_sticky_cuda_error(exc):
+        return CUDA_ERROR
     return "exception"
 
 
@@ -298,6 +300,8 @@ class Objective:
         # what a trial that leaves ``epochs`` unset trains for (its last epoch is not judged)
         self.default_epochs = trainer_param_defaults(cfg.trainer.name, ["epochs"]).get("epochs")
         self.on_trained: Callable[[], None] = lambda: None
+        self.cuda_lost: str | None = None
+        """Set when a trial left this process's CUDA context unusable (its study stops)."""
         """Called as soon as the trainer returns or raises: from then on a first Ctrl-C or
         SIGTERM waits for the trial's bookkeeping (results, artifacts) instead of
         throwing the trained trial away (the runner points it at its interrupt state)."""
@@ -347,6 +351,22 @@ class Objective:
         message = mask_url(message)
         set_user_attrs(trial, {**(also or {}), FAIL_REASON: reason, FAIL_MESSAGE: message[-2000:]})
         return TrialFailed(f"{reason}: {message.splitlines()[-1] if message else ''}")
+
+    def _hand_over(self, trial: optuna.Trial) -> None:
+        """Queue the trial for a fresh process and stop this one's study (its CUDA is gone)."""
+        from hpo.workers.recovery import requeue  # it imports this module
+
+        try:
+            frozen = trial.storage.get_trial(trial._trial_id)
+            requeue(
+                trial.study,
+                frozen,
+                CUDA_ERROR,
+                max_retries=self.cfg.workers.max_retries,
+                fail=False,
+            )
+        finally:
+            trial.study.stop()
 
     def _finish_prune_trial(
         self, prune_trial: optuna.Trial | None, state: optuna.trial.TrialState, value: float | None
@@ -458,7 +478,10 @@ class Objective:
             }
             self._finish_prune_trial(prune_trial, optuna.trial.TrialState.FAIL, None)
             message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            failure = self._fail(trial, _classify_exception(exc), message, also=attrs)
+            reason = _classify_exception(exc)
+            failure = self._fail(trial, reason, message, also=attrs)
+            if reason == CUDA_ERROR:
+                self.cuda_lost = f"trial {trial.number}: {message.splitlines()[0]}"
             cause = exc
             _release_frames(exc)
         if pruned is not None:
@@ -467,6 +490,8 @@ class Objective:
             raise optuna.TrialPruned(pruned)
         if failure is not None:
             self._run_after_hooks(trial, params, optuna.trial.TrialState.FAIL, None, reporter)
+            if self.cuda_lost is not None:
+                self._hand_over(trial)
             raise failure from cause
         wall = {"wall_seconds": round(time.perf_counter() - started, 3)}
         try:

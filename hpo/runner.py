@@ -15,6 +15,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.config import StudyConfig
+from hpo.cuda_errors import CudaContextLost
 from hpo.errors import ConfigError, StudyMismatchError
 from hpo.fixed_params import record_fixed_set
 from hpo.objective import FAIL_REASON, Objective, TrialHook, prune_study_name
@@ -682,6 +683,14 @@ def run_study(
                 interrupts.in_optimize = False
                 interrupts.stop_study = None
             interrupts.check()
+            if objective.cuda_lost is not None:
+                raise CudaContextLost(
+                    [
+                        f"{objective.cuda_lost}: this process can no longer use its GPU "
+                        "(a CUDA error that leaves it unusable); the trial is queued again "
+                        "for a fresh process (run again, or let the supervisor restart it)"
+                    ]
+                )
         else:
             logger.info("study %s already has %d trials; nothing to run", cfg.name, already)
     elapsed = time.perf_counter() - started

@@ -8,7 +8,6 @@ millions of values, NUL characters) is refused here too, with one line each.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,15 @@ import yaml
 
 from hpo.errors import ConfigError
 from trainers.cli_input import PLACEHOLDER_ONLY
+from trainers.yaml12 import (
+    FLOAT_1_2,
+    FLOAT_FIRST,
+    FLOAT_TAG,
+    INT_1_2,
+    INT_FIRST,
+    INT_TAG,
+    Yaml12Loader,
+)
 
 MAX_DEPTH = 64
 """How deeply a study file may nest mappings and lists (real files need about 5)."""
@@ -74,27 +82,10 @@ def shape_problems(data: Any) -> list[str]:
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _VALUE_TAG = "tag:yaml.org,2002:value"
 
-_FLOAT_1_2 = re.compile(
-    r"""^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
-    |[-+]?\.(?:inf|Inf|INF)
-    |\.(?:nan|NaN|NAN))$""",
-    re.X,
-)
-"""YAML 1.2 core-schema floats: ``1e-3`` (no dot) too, but no ``1_000.5`` or ``1:30.5``.
 
-A plain ``7`` matches too; the int resolver, tried first, takes it."""
-
-_INT_1_2 = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
-"""YAML 1.2 core-schema ints: decimal (``010`` is ten), ``0o`` octal and ``0x`` hex. YAML
-1.1's ``010`` (eight), ``1:30`` (ninety) and ``1_000`` are text."""
-
-_INT_TAG = "tag:yaml.org,2002:int"
-_FLOAT_TAG = "tag:yaml.org,2002:float"
-_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that records duplicate mapping keys instead of overwriting."""
+class _StrictLoader(Yaml12Loader):
+    """:class:`Yaml12Loader` (YAML 1.2 numbers, as the standalone trainer reads them) that
+    records duplicate mapping keys instead of overwriting."""
 
     duplicates: list[str]
     checked: set[int]
@@ -130,29 +121,6 @@ class _StrictLoader(yaml.SafeLoader):
                 seen[key] = line
 
 
-def _construct_int(loader: _StrictLoader, node: yaml.ScalarNode) -> int:
-    """A YAML 1.2 int: PyYAML's own constructor reads ``010`` as octal eight."""
-    text = str(loader.construct_scalar(node))
-    if text.startswith(("0o", "0x")):
-        return int(text[2:], 8 if text[1] == "o" else 16)
-    return int(text, 10)
-
-
-# Replace (not add to) the number resolvers, and drop timestamps (``2024-06-01`` is text,
-# as in YAML 1.2): the first matching resolver wins.
-_StrictLoader.yaml_implicit_resolvers = {
-    first: [
-        (tag, regexp)
-        for tag, regexp in resolvers
-        if tag not in (_INT_TAG, _FLOAT_TAG, _TIMESTAMP_TAG)
-    ]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_StrictLoader.add_implicit_resolver(_INT_TAG, _INT_1_2, list("-+0123456789"))
-_StrictLoader.add_implicit_resolver(_FLOAT_TAG, _FLOAT_1_2, list("-+0123456789."))
-_StrictLoader.add_constructor(_INT_TAG, _construct_int)
-
-
 class _Dumper(yaml.SafeDumper):
     """SafeDumper that quotes text either YAML version reads as a number or a date (``'1e-3'``,
     ``'010'``, ``'2024-06-01'``), so this loader and plain PyYAML both read it back as text."""
@@ -161,8 +129,8 @@ class _Dumper(yaml.SafeDumper):
 _Dumper.yaml_implicit_resolvers = {
     first: list(resolvers) for first, resolvers in yaml.SafeDumper.yaml_implicit_resolvers.items()
 }
-_Dumper.add_implicit_resolver(_INT_TAG, _INT_1_2, list("-+0123456789"))
-_Dumper.add_implicit_resolver(_FLOAT_TAG, _FLOAT_1_2, list("-+0123456789."))
+_Dumper.add_implicit_resolver(INT_TAG, INT_1_2, INT_FIRST)
+_Dumper.add_implicit_resolver(FLOAT_TAG, FLOAT_1_2, FLOAT_FIRST)
 
 
 def dump_yaml(data: Any, **options: Any) -> str:

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from trainers.augment import Augmenter
 from trainers.building import build_loss, build_model, build_optimizer, make_schedule
-from trainers.checkpoints import TrainingCheckpoint, make_dir, prepare_output_dirs
+from trainers.checkpoints import TrainingCheckpoint, atomic_save, prepare_output_dirs
 from trainers.data import AlignmentSplits, DataError, load_alignment_npz
 from trainers.ema import EmaModel
 from trainers.losses import ContrastiveLoss
@@ -329,8 +329,8 @@ def train_align(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]:
         "epochs_run": float(epoch),
     }
     if p.artifact_dir:
-        directory = make_dir(Path(p.artifact_dir), "artifact_dir")
-        torch.save(
+        # atomically: a fixed artifact_dir keeps what a run cut short (a timeout) wrote
+        atomic_save(
             {
                 # on the CPU, as save_encoder does: loading must not need (or fill) the GPU
                 "model": {k: v.detach().cpu() for k, v in best_state.items()},
@@ -340,7 +340,8 @@ def train_align(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]:
                 "length": data.length,
                 "embed_dim": embed_dim,
             },
-            directory / "checkpoint.pt",
+            Path(p.artifact_dir) / "checkpoint.pt",
+            "artifact_dir",
         )
     if p.evaluate_test:
         if data.x_test is None or data.z_test is None:

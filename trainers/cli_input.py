@@ -1,7 +1,8 @@
 """What the standalone trainer reads from its command line: ``--config`` files and ``--set``.
 
 The trainer never imports ``hpo`` (whose loader is stricter still), so the few checks a
-user needs to get one clear line instead of a traceback live here.
+user needs to get one clear line instead of a traceback live here. Both read YAML 1.2
+numbers (:mod:`trainers.yaml12`): ``seed: 010`` is ten here as in a study file.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from trainers.yaml12 import Yaml12Loader
 
 __all__ = [
     "PLACEHOLDER_ONLY",
@@ -25,12 +28,13 @@ __all__ = [
 def parse_set_value(text: str) -> Any:
     """A ``--set`` value: YAML-typed (``5`` is an int), else the text as given.
 
+    Numbers are YAML 1.2's, as ``hpo --set`` reads them (``010`` is ten, ``1:30`` is text).
     ``{seed}`` and ``runs/{seed}/x`` are ``save_dir`` placeholders, not YAML mappings.
     """
     if PLACEHOLDER_ONLY.fullmatch(text.strip()):
         return text
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=Yaml12Loader)
     except yaml.YAMLError:
         return text
 
@@ -91,9 +95,9 @@ def read_config(path: str) -> dict[str, Any]:
 
 
 def unique_key_loader() -> type:
-    """A SafeLoader that refuses a key given twice in one mapping."""
+    """A YAML 1.2 :class:`Yaml12Loader` that refuses a key given twice in one mapping."""
 
-    class Loader(yaml.SafeLoader):
+    class Loader(Yaml12Loader):
         def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
             seen: set[Any] = set()
             for key_node, _ in node.value:

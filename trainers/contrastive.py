@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ from trainers.building import build_loss, build_model, build_optimizer, load_spl
 from trainers.checkpoints import (
     ENCODER_FILE,
     TrainingCheckpoint,
+    atomic_save,
     encoder_arch,
     encoder_part,
     make_dir,
@@ -153,6 +155,25 @@ def _combine(ce: Tensor, contrastive: Tensor | None, p: ContrastiveParams) -> Te
     return ce + w * contrastive
 
 
+def save_numpy_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """``write(handle)`` into a temporary file beside ``path``, fsync, then ``os.replace``.
+
+    A write cut short (a trial's timeout) must not leave a truncated ``.npy``/``.npz`` that
+    ``np.load`` fails on. ``np.save``/``np.savez`` add a suffix to a name, not to a handle,
+    so the temporary name is ours; as :func:`trainers.checkpoints.atomic_save` does.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def _write_artifacts(
     directory: Path,
     best_state: Mapping[str, Tensor],
@@ -161,8 +182,9 @@ def _write_artifacts(
     p: ContrastiveParams,
     best_epoch: int,
 ) -> None:
+    """Each file atomically: a fixed ``artifact_dir`` keeps what an interrupted run wrote."""
     make_dir(directory, "artifact_dir")
-    torch.save(
+    atomic_save(
         {
             # on the CPU, as save_encoder does: loading must not need (or fill) the GPU
             "model": {k: v.detach().cpu() for k, v in best_state.items()},
@@ -173,14 +195,15 @@ def _write_artifacts(
             "length": data.length,
         },
         directory / "checkpoint.pt",
+        "artifact_dir",
     )
-    cm = confusion_matrix(best_eval.preds, data.y_val, data.n_classes)
-    np.save(directory / "confusion_matrix.npy", cm.cpu().numpy())
-    np.savez_compressed(
+    cm = confusion_matrix(best_eval.preds, data.y_val, data.n_classes).cpu().numpy()
+    save_numpy_atomically(directory / "confusion_matrix.npy", lambda fh: np.save(fh, cm))
+    z = best_eval.embeddings.cpu().numpy().astype(np.float32)
+    y, names = data.y_val.cpu().numpy(), np.array(data.class_names)
+    save_numpy_atomically(
         directory / "val_embeddings.npz",
-        z=best_eval.embeddings.cpu().numpy().astype(np.float32),
-        y=data.y_val.cpu().numpy(),
-        class_names=np.array(data.class_names),
+        lambda fh: np.savez_compressed(fh, z=z, y=y, class_names=names),
     )
 
 

@@ -43,6 +43,7 @@ from trainers.checkpoints import (
     prepare_output_dirs,
     save_encoder,
 )
+from trainers.contrastive import save_numpy_atomically
 from trainers.data import DataError, DeviceSplits
 from trainers.ema import EmaModel
 from trainers.losses import (
@@ -282,11 +283,12 @@ def _write_artifacts(
         epoch=best_epoch,
         metrics=metrics,
     )
-    np.savez_compressed(
+    z = val_z.cpu().numpy().astype(np.float32)
+    y, names = data.y_val.cpu().numpy(), np.array(data.class_names)
+    # under a temporary name first: a trial stopped mid-write leaves no truncated file
+    save_numpy_atomically(
         directory / "val_embeddings.npz",
-        z=val_z.cpu().numpy().astype(np.float32),
-        y=data.y_val.cpu().numpy(),
-        class_names=np.array(data.class_names),
+        lambda fh: np.savez_compressed(fh, z=z, y=y, class_names=names),
     )
 
 

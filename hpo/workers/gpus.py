@@ -9,6 +9,7 @@ container runtime), ``--gpus 0`` means its first entry, as it would for torch.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -47,12 +48,31 @@ class WorkerPlan:
 
 
 def visible_devices(env: Mapping[str, str] | None = None) -> list[str] | None:
-    """Entries of an inherited ``CUDA_VISIBLE_DEVICES``, or ``None`` when it is unset."""
+    """The devices an inherited ``CUDA_VISIBLE_DEVICES`` lets CUDA see, or ``None`` when it
+    is unset. Read as CUDA (and torch's ``_parse_visible_devices``) read it: the list ends
+    at the first entry that is no device (``-1``, ``NoDevFiles``), a repeated entry means
+    no device at all, and UUID lists (``GPU-...``, ``MIG-...``) end at the first entry of
+    another kind. Handing out an entry CUDA ignores would put a worker on a GPU the
+    scheduler hid, or label a CPU worker "gpu"."""
     env = os.environ if env is None else env
     value = env.get("CUDA_VISIBLE_DEVICES")
     if value is None:
         return None
-    return [part.strip() for part in value.split(",") if part.strip() and part.strip() != "-1"]
+    entries = [part.strip() for part in value.split(",")]
+    prefix = next((p for p in ("GPU-", "MIG-") if entries[0].startswith(p)), None)
+    devices: list[str] = []
+    for entry in entries:
+        if prefix is not None:
+            device = entry if entry.startswith(prefix) else None
+        else:
+            digits = re.match(r"[+-]?\d+", entry)  # strtoul: "1gpu" is 1
+            device = str(int(digits.group())) if digits and int(digits.group()) >= 0 else None
+        if device is None:
+            break
+        if device in devices:
+            return []
+        devices.append(device)
+    return devices
 
 
 _DRIVER_PROBE = """

@@ -16,18 +16,17 @@ import gc
 import logging
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.cuda_errors import CUDA_OOM
 from hpo.objective import FAIL_REASON
 from hpo.trainer_defaults import trainer_param_defaults
 from hpo.workers.recovery import OVERRIDES_ATTR, requeue
 
 logger = logging.getLogger(__name__)
-
-CUDA_OOM = "cuda_oom"
 
 
 def free_cuda_memory(*, collect: bool = True) -> None:
@@ -48,7 +47,10 @@ def free_cuda_memory(*, collect: bool = True) -> None:
         logger.debug("could not empty the CUDA cache", exc_info=True)
 
 
-BATCH_KEYS = ("batch_size", "grad_accum")
+BATCH_KEYS = ("batch_size", "grad_accum", "eval_batch_size")
+MIN_BATCH = 2
+"""The smallest batch a retry asks for: the built-in trainer's floor (contrastive pairs,
+BatchNorm); a batch of 2 or 3 is not halved again."""
 
 
 def trainer_batch_defaults(trainer: str | None) -> dict[str, Any]:
@@ -65,16 +67,27 @@ def smaller_batch(
 ) -> dict[str, int] | None:
     """``batch_size`` halved and ``grad_accum`` doubled, or ``None`` when it cannot shrink.
 
-    ``defaults`` (the trainer's) stand in for keys the params leave out.
+    ``defaults`` (the trainer's) stand in for keys the params leave out. An
+    ``eval_batch_size`` is halved too: evaluating a large chunk of validation series at
+    once is often the run's memory peak, and a retry that kept it would run out again.
     """
     params = {**(defaults or {}), **params}
     batch = params.get("batch_size")
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 2:
+    if not _count(batch) or batch // 2 < MIN_BATCH:
         return None
     accum = params.get("grad_accum", 1)
-    if isinstance(accum, bool) or not isinstance(accum, int) or accum < 1:
+    if not _count(accum):
         return None
-    return {"batch_size": batch // 2, "grad_accum": accum * 2}
+    smaller = {"batch_size": batch // 2, "grad_accum": accum * 2}
+    evaluated = params.get("eval_batch_size")
+    if _count(evaluated) and evaluated > 1:
+        smaller["eval_batch_size"] = evaluated // 2
+    return smaller
+
+
+def _count(value: object) -> TypeGuard[int]:
+    """A positive int (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 class FreeMemoryAfterOom:

@@ -32,6 +32,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.config import PRUNE_COMPANION_ATTR, PRUNE_MARKER
+from hpo.cuda_errors import CUDA_ERROR
 from hpo.objective import FAIL_MESSAGE, FAIL_REASON, PRUNED_AT_ATTR
 from hpo.workers.budget import (
     FAILED_TRIAL_ATTR,
@@ -55,7 +56,7 @@ STALE = "stale"
 INTERRUPTED = "interrupted"
 STORAGE_LOST = "storage_lost"
 """The worker exited because the database stayed unreachable past its retry budget."""
-CRASH_REASONS = frozenset({WORKER_DIED, STALE})
+CRASH_REASONS = frozenset({WORKER_DIED, STALE, CUDA_ERROR})
 
 CRASHES_ATTR = "hpo:crashes"
 """System attr on a retry: how many crashes the original trial has had so far."""

@@ -41,6 +41,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from hpo.config import StudyConfig
+from hpo.cuda_errors import CUDA_BROKEN_EXIT
 from hpo.runner import RunSummary, grace_period, open_study, summarize
 from hpo.storages import (
     STORAGE_UNAVAILABLE_EXIT,
@@ -106,6 +107,8 @@ def _signal_name(returncode: int) -> str:
             return signal.Signals(-returncode).name
         except ValueError:
             return f"signal {-returncode}"
+    if returncode == CUDA_BROKEN_EXIT:
+        return f"CUDA error, exit status {returncode}"
     return f"exit status {returncode}"
 
 

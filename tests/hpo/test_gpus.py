@@ -57,11 +57,35 @@ def test_listed_gpus_the_machine_does_not_have() -> None:
 
 
 def test_gpu_indices_are_relative_to_an_inherited_allocation() -> None:
-    env = {"CUDA_VISIBLE_DEVICES": "3,GPU-5d9c1a2b,7"}
+    env = {"CUDA_VISIBLE_DEVICES": "3,5,7"}
     plan = plan_workers([1, 2], env=env)
-    assert [s.cuda_visible_devices for s in plan.slots] == ["GPU-5d9c1a2b", "7"]
+    assert [s.cuda_visible_devices for s in plan.slots] == ["5", "7"]
     with pytest.raises(ValueError, match="GPU 3 is not visible"):
         plan_workers([3], env=env)
+    uuids = {"CUDA_VISIBLE_DEVICES": "GPU-5d9c1a2b,GPU-77aa0f01"}
+    plan = plan_workers([1], env=uuids)
+    assert [s.cuda_visible_devices for s in plan.slots] == ["GPU-77aa0f01"]
+
+
+@pytest.mark.parametrize(
+    ("value", "devices"),
+    [
+        ("0,-1,1", ["0"]),  # CUDA stops at the first entry that is no device
+        ("2,NoDevFiles,3", ["2"]),
+        ("NoDevFiles", []),  # a container without GPUs: not one "gpu" worker on the CPU
+        ("0,0", []),  # a repeated entry hides every device
+        ("GPU-a,1", ["GPU-a"]),  # a UUID list ends at the first entry of another kind
+        ("MIG-a,MIG-b", ["MIG-a", "MIG-b"]),
+        ("1gpu2, 3", ["1", "3"]),  # strtoul, as the driver reads it
+        ("", []),
+    ],
+)
+def test_an_inherited_allocation_is_read_as_cuda_reads_it(value: str, devices: list[str]) -> None:
+    # "0,-1,1" handed GPU 1, which the scheduler had hidden, to a worker
+    assert visible_devices({"CUDA_VISIBLE_DEVICES": value}) == devices
+    plan = plan_workers("all", env={"CUDA_VISIBLE_DEVICES": value}, n_workers=1)
+    expected = devices or [""]  # none: one CPU worker
+    assert [s.cuda_visible_devices for s in plan.slots] == expected
 
 
 def test_all_uses_the_inherited_allocation_first() -> None:
@@ -260,3 +284,21 @@ def test_a_single_slot_worker_sets_its_gpu_before_the_driver_starts(tmp_path: Pa
     assert all(cvd == "1" for cvd in in_worker), calls
     (trial,) = load("workers", sqlite_url(path)).get_trials(deepcopy=False)
     assert trial.user_attrs["cuda_visible_devices"] == "1"
+
+
+def test_a_single_cpu_worker_hides_the_gpus(tmp_path: Path) -> None:
+    """``hpo worker --gpus none``: its slot's empty device list was skipped, so it trained
+    on GPU 0 where ``--workers 2`` hid it."""
+    path = worker_study(tmp_path, n_trials=1, epochs=1, pruner={"name": "none"})
+    env = hpo_env()
+    env["CUDA_VISIBLE_DEVICES"] = "0"
+    result = subprocess.run(
+        [*HPO, "worker", str(path), "--gpus", "none"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    (trial,) = load("workers", sqlite_url(path)).get_trials(deepcopy=False)
+    assert trial.user_attrs["cuda_visible_devices"] == ""

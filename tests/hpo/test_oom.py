@@ -124,7 +124,11 @@ def test_trainer_batch_defaults() -> None:
         "batch_size": 64,
         "grad_accum": 1,
     }
-    assert trainer_batch_defaults("contrastive") == {"batch_size": 32, "grad_accum": 1}
+    assert trainer_batch_defaults("contrastive") == {
+        "batch_size": 32,
+        "grad_accum": 1,
+        "eval_batch_size": 1024,
+    }
     assert trainer_batch_defaults("tests.hpo.test_oom:model_oom_trainer") == {}
     assert trainer_batch_defaults(None) == {}
     assert smaller_batch({"x": 0.5}, {"batch_size": 64, "grad_accum": 1}) == {

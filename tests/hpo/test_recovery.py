@@ -654,7 +654,19 @@ def test_smaller_batch() -> None:
     assert smaller_batch({"batch_size": 64}) == {"batch_size": 32, "grad_accum": 2}
     assert smaller_batch({"batch_size": 33, "grad_accum": 4}) == {"batch_size": 16, "grad_accum": 8}
     assert smaller_batch({"batch_size": 1}) is None
+    assert smaller_batch({"batch_size": 3}) is None, "1 is below the built-in trainer's floor"
     assert smaller_batch({"lr": 0.1}) is None
+    # evaluation is often the memory peak: a retry that kept its chunk ran out again
+    assert smaller_batch({"batch_size": 8, "eval_batch_size": 1024}) == {
+        "batch_size": 4,
+        "grad_accum": 2,
+        "eval_batch_size": 512,
+    }
+    assert smaller_batch({"batch_size": 8}, {"eval_batch_size": 1024, "grad_accum": 1}) == {
+        "batch_size": 4,
+        "grad_accum": 2,
+        "eval_batch_size": 512,
+    }
 
 
 def test_a_run_recovers_another_machines_stale_trial_when_the_budget_is_otherwise_used(

@@ -186,3 +186,27 @@ def test_the_align_checkpoint_is_saved_on_the_cpu(npz: Path, tmp_path: Path) -> 
     state = torch.load(tmp_path / "checkpoint.pt", map_location=None, weights_only=False)
     assert state["model"]
     assert {v.device.type for v in state["model"].values()} == {"cpu"}
+
+
+def test_an_align_checkpoint_write_cut_short_leaves_no_file(
+    npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a truncated checkpoint.pt, kept in a fixed artifact_dir, that torch.load cannot read
+    class CutShort(Exception):
+        """A write stopped part way, as a trial's timeout stops one."""
+
+    def write_part_then_fail(obj: Any, file: Any, *args: Any, **kwargs: Any) -> None:
+        if hasattr(file, "write"):
+            file.write(b"PK\x03\x04 only the start")
+        else:
+            Path(file).write_bytes(b"PK\x03\x04 only the start")
+        raise CutShort
+
+    monkeypatch.setattr(torch, "save", write_part_then_fail)
+    with pytest.raises(CutShort):
+        train(_align(npz, epochs=1, artifact_dir=str(tmp_path)))
+    assert list(tmp_path.iterdir()) == []  # neither checkpoint.pt nor a temporary file
+    monkeypatch.undo()
+    train(_align(npz, epochs=1, artifact_dir=str(tmp_path)))
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["embed_dim"] == 12

@@ -177,6 +177,53 @@ def test_artifacts_written(tmp_path: Path) -> None:
     assert cm.shape == (6, 6)
     emb = np.load(tmp_path / "a" / "val_embeddings.npz")
     assert emb["z"].shape[0] == emb["y"].shape[0] == cm.sum()
+    state = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] >= 1 and state["model"]
+
+
+class _CutShort(Exception):
+    """A write stopped part way, as a trial's timeout stops one."""
+
+
+def _write_part_then_fail(*args: Any, **kwargs: Any) -> None:
+    """Stands in for ``torch.save(obj, f)``/``np.save(f, arr)``: a few bytes to ``f`` (a name or
+    a handle), then fails."""
+    file = next(a for a in args if hasattr(a, "write") or isinstance(a, str | Path))
+    if hasattr(file, "write"):
+        file.write(b"PK\x03\x04 only the start")
+    else:
+        Path(file).write_bytes(b"PK\x03\x04 only the start")
+    raise _CutShort
+
+
+_ARTIFACTS = ["checkpoint.pt", "confusion_matrix.npy", "val_embeddings.npz"]
+"""In the order they are written."""
+
+
+@pytest.mark.parametrize(
+    ("module", "writer", "name"),
+    [
+        (torch, "save", "checkpoint.pt"),
+        (np, "save", "confusion_matrix.npy"),
+        (np, "savez_compressed", "val_embeddings.npz"),
+    ],
+    ids=_ARTIFACTS,
+)
+def test_an_artifact_write_cut_short_leaves_no_truncated_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: Any, writer: str, name: str
+) -> None:
+    # a truncated file under the final name, kept in a fixed artifact_dir, that no load reads
+    monkeypatch.setattr(module, writer, _write_part_then_fail)
+    with pytest.raises(_CutShort):
+        train({**SMALL_HAR, "epochs": 1, "artifact_dir": str(tmp_path)})
+    monkeypatch.undo()
+    written = _ARTIFACTS[: _ARTIFACTS.index(name)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(written)  # no temporary file
+    for done in written:  # the ones before it are whole
+        if done.endswith(".pt"):
+            torch.load(tmp_path / done, weights_only=True)
+        else:
+            np.load(tmp_path / done)
 
 
 def test_schema_rejects_typos_and_bad_values() -> None:
