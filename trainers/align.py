@@ -232,6 +232,7 @@ def train_align(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]:
             schedule=schedule,
             generator=generator,
             ema_model=ema.model if ema is not None else None,
+            steps_per_epoch=steps_per_epoch,
         )
     if checkpoint is not None and p.resume:
         restored = checkpoint.load()

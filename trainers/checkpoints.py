@@ -67,6 +67,11 @@ RESUME_MAY_DIFFER = frozenset(
 (``epochs`` does when the LR schedule depends on it; that case is warned about; a
 pretrain run's plateau schedule reads :data:`PLATEAU_PRETRAIN_READS`)."""
 
+MICRO_BATCH_FIELDS = frozenset({"batch_size", "grad_accum"})
+"""A resume may change these together when ``batch_size * grad_accum`` stays: the retry of a
+run out of GPU memory (``workers.on_oom: retry_smaller_batch``) halves the one and doubles
+the other, and its ``save_dir: runs/{seed}`` is the first try's folder."""
+
 _EPOCH_DEPENDENT_SCHEDULES = frozenset({"warmup_cosine"})
 
 PLATEAU_PRETRAIN_READS = frozenset({"eval_every", "probe_epochs"})
@@ -248,7 +253,9 @@ class TrainingCheckpoint:
     """``save_dir/state.pt``: written after every epoch, restored by ``resume: true``.
 
     ``progress`` is the loop's own bookkeeping (best-so-far metric and weights, last
-    metrics, ...): tensors, numbers, strings and containers of them.
+    metrics, ...): tensors, numbers, strings and containers of them. ``steps_per_epoch``
+    is the loop's optimizer steps per epoch: a resume with another micro-batch (see
+    :data:`MICRO_BATCH_FIELDS`) places a per-step LR schedule by it.
     """
 
     def __init__(
@@ -262,6 +269,7 @@ class TrainingCheckpoint:
         schedule: Schedule,
         generator: torch.Generator,
         ema_model: nn.Module | None = None,
+        steps_per_epoch: int | None = None,
     ) -> None:
         self.directory = directory
         self.path = directory / STATE_FILE
@@ -272,6 +280,7 @@ class TrainingCheckpoint:
         self.schedule = schedule
         self.generator = generator
         self.ema_model = ema_model
+        self.steps_per_epoch = steps_per_epoch
 
     def save(self, epoch: int, progress: Mapping[str, Any]) -> None:
         """Write the state at the end of ``epoch`` atomically."""
@@ -299,7 +308,7 @@ class TrainingCheckpoint:
         state = _load(self.path, "resume")
         if state.get("format") != STATE_FORMAT:
             raise TrainingFailed("bad_checkpoint", f"{self.path} is not a training state file")
-        self._check_params(state["params"])
+        rebatched = self._check_params(state["params"])
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         scheduler = self.schedule.scheduler
@@ -317,12 +326,57 @@ class TrainingCheckpoint:
                 scheduler._init_is_better(
                     mode=scheduler.mode, threshold=PLATEAU_THRESHOLD, threshold_mode="abs"
                 )
+        if rebatched:
+            self._place_schedule(int(state["epoch"]))
         if self.ema_model is not None and state["ema"] is not None:
             self.ema_model.load_state_dict(state["ema"])
         restore_rng(state["rng"], self.device, self.generator)
         return int(state["epoch"]), dict(state["progress"])
 
-    def _check_params(self, saved: Mapping[str, Any]) -> None:
+    def _place_schedule(self, epoch: int) -> None:
+        """Put a per-step LR schedule at the end of ``epoch`` in the steps of this run.
+
+        Steps per epoch are ``ceil((n_train // batch_size) / grad_accum)``: a half batch
+        of the ragged tail trains as one more micro-batch at half the batch size, so the
+        checkpoint's step count may be up to one step per epoch short of this run's, and
+        the schedule (laid out in this run's steps) would lag by as much to its end.
+        Plateau steps per epoch, and the optimizer's and EMA's counts are the steps taken.
+        """
+        scheduler = self.schedule.scheduler
+        if not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+            return
+        if self.steps_per_epoch is None:
+            logger.warning(
+                "resume: an epoch of the new micro-batch may take one optimizer step more "
+                "than before; the %s schedule goes on from the checkpoint's step %d and may "
+                "lag by up to %d steps",
+                self.p.scheduler,
+                scheduler.last_epoch,
+                epoch,
+            )
+            return
+        step = epoch * self.steps_per_epoch
+        if step == scheduler.last_epoch:
+            return
+        logger.info(
+            "resume: %d optimizer steps per epoch now; the %s schedule goes on from step %d "
+            "(the checkpoint's count was %d)",
+            self.steps_per_epoch,
+            self.p.scheduler,
+            step,
+            scheduler.last_epoch,
+        )
+        rates = [
+            base * factor(step)
+            for factor, base in zip(scheduler.lr_lambdas, scheduler.base_lrs, strict=True)
+        ]
+        for group, rate in zip(self.optimizer.param_groups, rates, strict=True):
+            group["lr"] = rate
+        scheduler.last_epoch = step
+        scheduler._last_lr = rates
+
+    def _check_params(self, saved: Mapping[str, Any]) -> bool:
+        """Refuse a state written with other parameters; True: only the micro-batch changed."""
         now = self.p.model_dump()
         # A parameter added after the checkpoint was written counts as its default there,
         # or as the older parameter that used to set it.
@@ -344,34 +398,65 @@ class TrainingCheckpoint:
             for k in set(saved) | set(now)
             if k not in may_differ | unread and saved.get(k) != now.get(k)
         )
-        if differ:
+        rebatched = _same_effective_batch(saved, now, differ)
+        if differ and not rebatched:
             shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in differ[:6])
+            together = (
+                " (batch_size and grad_accum may change together, keeping their product)"
+                if set(differ) <= MICRO_BATCH_FIELDS
+                else ""
+            )
             raise TrainingFailed(
                 "resume_mismatch",
                 f"cannot resume from {self.path}: it was written with other parameters "
-                f"({shown}); use the same parameters or another save_dir",
+                f"({shown}){together}; use the same parameters or another save_dir",
             )
-        if saved.get("epochs") == now["epochs"]:
-            return
-        if now["mode"] == "pretrain" and now["scheduler"] == "plateau" and now["eval_every"] > 1:
+        if rebatched:
             logger.warning(
-                "resume: epochs changed from %s to %s; a pretraining run always evaluates its "
-                "last epoch, so the plateau schedule had one more probe to step on than a "
-                "straight %s-epoch run with eval_every %s; results may differ",
-                saved.get("epochs"),
-                now["epochs"],
-                now["epochs"],
-                now["eval_every"],
+                "resume: micro-batch changed from batch_size %s x grad_accum %s to %s x %s "
+                "(the same effective batch); batches, augmentations and BatchNorm statistics "
+                "differ from here on, so results differ from a straight run",
+                saved["batch_size"],
+                saved["grad_accum"],
+                now["batch_size"],
+                now["grad_accum"],
             )
-        if now["scheduler"] in _EPOCH_DEPENDENT_SCHEDULES:
-            logger.warning(
-                "resume: epochs changed from %s to %s; the %s schedule is stretched to the new "
-                "length from here on, so results differ from a straight %s-epoch run",
-                saved.get("epochs"),
-                now["epochs"],
-                now["scheduler"],
-                now["epochs"],
-            )
+        _warn_epochs_changed(saved, now)
+        return rebatched
+
+
+def _same_effective_batch(
+    saved: Mapping[str, Any], now: Mapping[str, Any], differ: list[str]
+) -> bool:
+    """Only ``batch_size`` and ``grad_accum`` differ, and their product does not."""
+    if not differ or not set(differ) <= MICRO_BATCH_FIELDS:
+        return False
+    return bool(saved["batch_size"] * saved["grad_accum"] == now["batch_size"] * now["grad_accum"])
+
+
+def _warn_epochs_changed(saved: Mapping[str, Any], now: Mapping[str, Any]) -> None:
+    """Another ``epochs`` may be resumed, but a schedule that reads it goes another way."""
+    if saved.get("epochs") == now["epochs"]:
+        return
+    if now["mode"] == "pretrain" and now["scheduler"] == "plateau" and now["eval_every"] > 1:
+        logger.warning(
+            "resume: epochs changed from %s to %s; a pretraining run always evaluates its "
+            "last epoch, so the plateau schedule had one more probe to step on than a "
+            "straight %s-epoch run with eval_every %s; results may differ",
+            saved.get("epochs"),
+            now["epochs"],
+            now["epochs"],
+            now["eval_every"],
+        )
+    if now["scheduler"] in _EPOCH_DEPENDENT_SCHEDULES:
+        logger.warning(
+            "resume: epochs changed from %s to %s; the %s schedule is stretched to the new "
+            "length from here on, so results differ from a straight %s-epoch run",
+            saved.get("epochs"),
+            now["epochs"],
+            now["scheduler"],
+            now["epochs"],
+        )
 
 
 # --------------------------------------------------------------------------- encoder exports

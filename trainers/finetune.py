@@ -26,17 +26,25 @@ from __future__ import annotations
 
 import functools
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from trainers.building import build_model, build_optimizer
-from trainers.checkpoints import EncoderCheckpoint, encoder_file, load_encoder
+from trainers.checkpoints import (
+    ENCODER_FILE,
+    STATE_FILE,
+    EncoderCheckpoint,
+    encoder_file,
+    load_encoder,
+    resolve_save_dir,
+)
 from trainers.contrastive import LoopHooks, train_supervised
 from trainers.data import DeviceSplits
 from trainers.models import ModelOutput
-from trainers.params import ENCODER_ARCH_FIELDS, ContrastiveParams
+from trainers.params import ENCODER_ARCH_FIELDS, SAVE_DIR_PLACEHOLDER, ContrastiveParams
 from trainers.reporter import Reporter, TrainingFailed
 
 __all__ = [
@@ -44,6 +52,7 @@ __all__ = [
     "ChannelAdapter",
     "checkpoint_misfit",
     "finetune_params",
+    "save_dir_misfit",
     "train_finetune",
 ]
 
@@ -116,9 +125,14 @@ def finetune_params(p: ContrastiveParams, ckpt: EncoderCheckpoint) -> Contrastiv
 
 
 @functools.lru_cache(maxsize=4)
-def _encoder_for_checks(file: str, size: int, mtime_ns: int) -> EncoderCheckpoint:
+def _encoder_for_checks(file: str, size: int, mtime_ns: int) -> EncoderCheckpoint | TrainingFailed:
+    """The checkpoint, or why it is none: a refused file is not read again either (a
+    ``state.pt`` given as ``init_from`` is read whole before its format is seen)."""
     del size, mtime_ns  # part of the key only: a rewritten checkpoint is read again
-    return load_encoder(file)
+    try:
+        return load_encoder(file)
+    except TrainingFailed as exc:
+        return exc
 
 
 def _checked_encoder(path: str) -> EncoderCheckpoint:
@@ -129,16 +143,23 @@ def _checked_encoder(path: str) -> EncoderCheckpoint:
         st = file.stat()
     except OSError:
         return load_encoder(path)  # says what is missing
-    return _encoder_for_checks(str(file.resolve()), st.st_size, st.st_mtime_ns)
+    found = _encoder_for_checks(str(file.resolve()), st.st_size, st.st_mtime_ns)
+    if isinstance(found, TrainingFailed):
+        raise TrainingFailed(found.reason, str(found))
+    return found
+
+
+_CHECKPOINT_MISFITS = ("bad_params", "bad_checkpoint")
+"""What :func:`load_encoder` and :func:`finetune_params` refuse, which every trial would."""
 
 
 def checkpoint_misfit(p: ContrastiveParams) -> str | None:
     """Why ``init_from`` cannot fine-tune on ``p`` as configured, known before any trial.
 
-    An explicit architecture field that differs from the checkpoint, or data with other
-    channels and no adapter, fails every trial at its start; ``hpo validate`` asks here
-    (:meth:`ContrastiveParams.missing_inputs`). Unreadable checkpoints or data are left to
-    the checks that report them.
+    A file that is no encoder checkpoint, an explicit architecture field that differs
+    from the checkpoint, or data with other channels and no adapter, fails every trial at
+    its start; ``hpo validate`` asks here (:meth:`ContrastiveParams.input_misfits`).
+    Unreadable data are left to the checks that report them.
     """
     from trainers.building import load_splits
     from trainers.data import DataError
@@ -149,7 +170,9 @@ def checkpoint_misfit(p: ContrastiveParams) -> str | None:
         ckpt = _checked_encoder(p.init_from)
         finetune_params(p, ckpt)
     except TrainingFailed as exc:
-        return str(exc) if exc.reason == "bad_params" else None
+        if exc.reason not in _CHECKPOINT_MISFITS:
+            return None
+        return str(exc).removeprefix("init_from: ")  # the field is the key it is filed under
     try:
         channels = load_splits(p).n_channels
     except (DataError, TrainingFailed, OSError):
@@ -162,6 +185,41 @@ def checkpoint_misfit(p: ContrastiveParams) -> str | None:
         f"{p.dataset} has {channels}; set channel_adapter: conv1x1 to learn a mapping of "
         "the channels"
     )
+
+
+def _save_dir_clash(p: ContrastiveParams, checkpoint: Path) -> str | None:
+    """Why ``save_dir`` would write over ``checkpoint`` (the file ``init_from`` names).
+
+    The run writes its ``encoder.pt`` and ``state.pt`` there: the pretrained encoder was
+    replaced, and the next trial fine-tuned the last one's encoder.
+    """
+    save_dir = resolve_save_dir(p)
+    if save_dir is None:
+        return None
+    folder = save_dir.resolve()
+    # the folder named, and the one a linked file is in: either one's encoder.pt is replaced
+    if folder not in (checkpoint.parent.resolve(), checkpoint.resolve().parent):
+        return None
+    return (
+        f"save_dir {p.save_dir!r} is init_from's folder {folder}: fine-tuning would write "
+        f"its {ENCODER_FILE} and {STATE_FILE} over the pretrained run's; use another save_dir"
+    )
+
+
+def save_dir_misfit(p: ContrastiveParams) -> str | None:
+    """:func:`_save_dir_clash`, where the params alone decide it (``hpo validate``).
+
+    A placeholder the user left at its default is not: every trial passes its own
+    ``seed``, so ``runs/{seed}`` is judged per trial, at the start of the run.
+    """
+    if not p.init_from or not p.save_dir:
+        return None
+    if not set(SAVE_DIR_PLACEHOLDER.findall(p.save_dir)) <= p.model_fields_set:
+        return None
+    try:
+        return _save_dir_clash(p, encoder_file(p.init_from))
+    except TrainingFailed:  # an unknown placeholder: the schema refuses it
+        return None
 
 
 def _build(
@@ -218,6 +276,9 @@ def train_finetune(p: ContrastiveParams, reporter: Reporter) -> dict[str, float]
     if not p.init_from:
         raise TrainingFailed("bad_params", "mode: finetune needs init_from")
     ckpt = load_encoder(p.init_from)
+    clash = _save_dir_clash(p, ckpt.path)
+    if clash is not None:
+        raise TrainingFailed("bad_params", clash)
     p_ft = finetune_params(p, ckpt)
     hooks = LoopHooks(
         build_model=partial(_build, ckpt),

@@ -6,6 +6,7 @@ against this schema, so ``loss: infonc`` fails in a second, not after a GPU hour
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from typing import Any, Literal
@@ -46,6 +47,11 @@ ENCODER_ARCH_FIELDS = (
     "conv_layers",
 )
 """Parameters that fix the encoder's weight shapes; finetune takes them from the checkpoint."""
+
+FINETUNE_FIELDS = ("init_from", "freeze", "encoder_lr_scale", "channel_adapter")
+"""Read by ``mode: finetune`` only: any other mode trains from scratch whatever they say."""
+PRETRAIN_ONLY_FIELDS = frozenset({"eval_every", "knn_k", "probe_epochs", "collapse_std"})
+"""Read by ``mode: pretrain`` alone (its probe, k-NN score and collapse check)."""
 
 
 class CrossFieldError(ValueError):
@@ -315,6 +321,8 @@ class ContrastiveParams(BaseModel):
                 "mode: align splits its .npz at random",
                 ("val_split", "mode"),
             )
+        if self.mode == "pretrain":
+            self._check_collapse_bound()
         if self.resume and not self.save_dir:
             raise CrossFieldError("resume: true needs save_dir", ("resume", "save_dir"))
         if self.model == "crossformer" and self.mode != "finetune":
@@ -345,6 +353,22 @@ class ContrastiveParams(BaseModel):
                     ("dataset", "mode"),
                 )
         return self
+
+    def _check_collapse_bound(self) -> None:
+        """``per_dim_std`` of L2-normalised ``proj_dim``-wide projections is at most
+        ``1/sqrt(proj_dim)``: a ``collapse_std`` at or above it stopped every pretraining
+        trial at epoch 1 as collapse."""
+        bound = 1.0 / math.sqrt(self.proj_dim)
+        if self.collapse_std < bound:
+            return
+        default = "" if "proj_dim" in self.model_fields_set else ", the default"
+        raise CrossFieldError(
+            f"collapse_std={self.collapse_std:g} must be below 1/sqrt(proj_dim) = {bound:.4g} "
+            f"(proj_dim={self.proj_dim}{default}): the per-dimension std of the normalised "
+            "projections never exceeds it, so every epoch would stop as collapse; 0 turns "
+            "the check off",
+            ("collapse_std", "proj_dim", "mode"),
+        )
 
     def missing_inputs(self) -> dict[str, str]:
         """Inputs this configuration reads that are not there: ``{field: why}``.
@@ -393,12 +417,22 @@ class ContrastiveParams(BaseModel):
             problem = subjects_problem(self.dataset, self.data_dir)
             if problem is not None:
                 misfits["val_split"] = problem
-        if self.mode == "finetune" and "dataset" not in misfits:
-            from trainers.finetune import checkpoint_misfit
+        if self.mode == "finetune":
+            misfits.update(self._finetune_misfits(data_fits="dataset" not in misfits))
+        return misfits
 
-            misfit = checkpoint_misfit(self)
-            if misfit is not None:
-                misfits["init_from"] = misfit
+    def _finetune_misfits(self, *, data_fits: bool) -> dict[str, str]:
+        """An ``init_from`` that cannot fine-tune on this data, and a ``save_dir`` that would
+        write over it (known here only when every placeholder's value is the user's)."""
+        from trainers.finetune import checkpoint_misfit, save_dir_misfit
+
+        misfits: dict[str, str] = {}
+        misfit = checkpoint_misfit(self) if data_fits else None
+        if misfit is not None:
+            misfits["init_from"] = misfit
+        clash = save_dir_misfit(self)
+        if clash is not None:
+            misfits["save_dir"] = clash
         return misfits
 
     def _alignment_misfits(self) -> dict[str, str]:
@@ -522,10 +556,13 @@ class ContrastiveParams(BaseModel):
         # differs from it, so there an architecture field is never safely unread
         if self.mode != "finetune":
             unused |= self._unused_architecture()
+            unused |= set(FINETUNE_FIELDS)  # other modes train from scratch
         if self.mode != "supervised":  # prototypes come from the checkpoint, or go unclassified
             unused.add("proto_init")
         if self.mode == "align":  # it keeps the best val_cosine and never stops early
             unused.add("early_stopping_patience")
+        if self.mode != "pretrain":  # the probe, its k-NN and the collapse check are its own
+            unused |= PRETRAIN_ONLY_FIELDS
         unused |= SCHEDULE_KNOBS_ALL - SCHEDULE_KNOBS[self.scheduler]
         return frozenset(unused)
 

@@ -20,7 +20,28 @@ def resolve_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TrainingFailed("no_cuda", f"device {name!r} requested but CUDA is not available")
+    if device.type == "cuda" and device.index is not None:
+        problem = cuda_index_problem(name, device.index, torch.cuda.device_count())
+        if problem is not None:
+            raise TrainingFailed("no_cuda", problem)
     return device
+
+
+def cuda_index_problem(name: str, index: int, count: int) -> str | None:
+    """Why ``cuda:index`` is not among the ``count`` GPUs this process sees, or None.
+
+    Such a device failed at the first tensor with torch's "invalid device ordinal",
+    recorded as a generic exception. A worker is given its GPU(s) through
+    CUDA_VISIBLE_DEVICES, which numbers them from cuda:0 whichever they are.
+    """
+    if index < count:
+        return None
+    seen = {0: "none", 1: "cuda:0"}.get(count, f"cuda:0 to cuda:{count - 1}")
+    return (
+        f"device {name!r} requested but this process sees {count} CUDA device(s) ({seen}); "
+        "each hpo worker sees only its own GPU(s), numbered from cuda:0, so use device: "
+        "cuda or auto"
+    )
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

@@ -142,6 +142,89 @@ def test_a_pretrain_plateau_run_refuses_a_resume_that_moves_its_lr_cuts(tmp_path
     assert train({**resumed, "save_dir": str(tmp_path / "cosine")})
 
 
+def test_an_oom_retry_resumes_with_half_the_batch_and_twice_the_accumulation(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # workers.on_oom: retry_smaller_batch runs the trial again at the same seed, so in the
+    # same save_dir: runs/{seed}; the first try's state.pt refused it as resume_mismatch
+    params = {**BASE, "epochs": 4, "save_dir": str(tmp_path / "{seed}"), "resume": True}
+    straight = RecordingReporter()
+    train({**BASE, "epochs": 4}, straight)
+    with pytest.raises(_Killed):
+        train(params, _KillAfter(2))
+    retry = RecordingReporter()
+    with caplog.at_level("WARNING", logger="trainers.checkpoints"):
+        result = train({**params, "batch_size": 16, "grad_accum": 2}, retry)
+    assert "micro-batch changed from batch_size 32 x grad_accum 1 to 16 x 2" in caplog.text
+    assert [s for s, _ in retry.history] == [3, 4] and result["epochs_run"] == 4
+    # 128 series: 4 optimizer steps an epoch either way, so the schedule goes on in step
+    want = [m["lr"] for _, m in straight.history[2:]]
+    assert [m["lr"] for _, m in retry.history] == pytest.approx(want, rel=1e-12)
+    saved = torch.load(tmp_path / "0" / STATE_FILE, weights_only=True)
+    assert (saved["epoch"], saved["params"]["batch_size"], saved["params"]["grad_accum"]) == (
+        4,
+        16,
+        2,
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "shown"),
+    [
+        ({"batch_size": 16}, "batch_size: 32 -> 16) (batch_size and grad_accum may change"),
+        ({"batch_size": 16, "grad_accum": 2, "lr": 0.01}, "lr: 0.003 -> 0.01)"),
+    ],
+    ids=["effective_batch", "and_lr"],
+)
+def test_a_resume_may_change_the_micro_batch_only(
+    tmp_path: Path, change: dict[str, Any], shown: str
+) -> None:
+    train({**BASE, "epochs": 1, "save_dir": str(tmp_path)})
+    with pytest.raises(TrainingFailed) as info:
+        train({**BASE, "epochs": 2, "save_dir": str(tmp_path), "resume": True, **change})
+    assert info.value.reason == "resume_mismatch"
+    assert shown in str(info.value)
+
+
+def test_a_new_micro_batch_places_the_schedule_in_this_runs_steps(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a half batch of the ragged tail trains at half the batch size: 2 optimizer steps an
+    # epoch became 3, and the per-step schedule would lag 1 step per finished epoch
+    first = ContrastiveParams(epochs=4, warmup_epochs=1, save_dir=str(tmp_path))
+    old = _linear_checkpoint(tmp_path, first, steps_per_epoch=2)
+    for _ in range(2 * 2):
+        old.optimizer.step()
+        old.schedule.step_batch()
+    old.save(2, {})
+    retry = first.model_copy(update={"batch_size": 16, "grad_accum": 2})
+
+    resumed = _linear_checkpoint(tmp_path, retry, steps_per_epoch=3)
+    assert resumed.load() == (2, {})
+    straight = _linear_checkpoint(tmp_path / "straight", retry, steps_per_epoch=3)
+    for _ in range(2 * 3):
+        straight.optimizer.step()
+        straight.schedule.step_batch()
+    scheduler = resumed.schedule.scheduler
+    assert scheduler is not None and scheduler.last_epoch == 6
+    rates = []
+    for _ in range(2 * 3):  # the rest of the run goes step for step with a straight one
+        rates.append(resumed.optimizer.param_groups[0]["lr"])
+        assert rates[-1] == pytest.approx(straight.optimizer.param_groups[0]["lr"], rel=1e-12)
+        for run in (resumed, straight):
+            run.optimizer.step()
+            run.schedule.step_batch()
+    assert rates[-1] < rates[0]
+
+    # a loop that does not say its steps per epoch keeps the count, and says so
+    untold = _linear_checkpoint(tmp_path, retry, steps_per_epoch=3, tell=False)
+    with caplog.at_level("WARNING", logger="trainers.checkpoints"):
+        untold.load()
+    assert untold.schedule.scheduler is not None
+    assert untold.schedule.scheduler.last_epoch == 4
+    assert "may lag by up to 2 steps" in caplog.text
+
+
 def test_finished_run_resumes_to_its_result(tmp_path: Path) -> None:
     params = {**BASE, "epochs": 2, "save_dir": str(tmp_path)}
     first = train(params)
@@ -231,8 +314,11 @@ def test_random_state_from_another_kind_of_device_reseeds(caplog: pytest.LogCapt
     torch.testing.assert_close(torch.rand(3, generator=generator), first)  # reproducible
 
 
-def _linear_checkpoint(folder: Path, params: ContrastiveParams) -> TrainingCheckpoint:
-    """The training state of a tiny linear model with the trainer's own schedule."""
+def _linear_checkpoint(
+    folder: Path, params: ContrastiveParams, steps_per_epoch: int = 1, *, tell: bool = True
+) -> TrainingCheckpoint:
+    """The training state of a tiny linear model with the trainer's own schedule;
+    ``tell``: the checkpoint is told the loop's steps per epoch."""
     from trainers.building import make_schedule
 
     model = torch.nn.Linear(2, 2)
@@ -243,8 +329,9 @@ def _linear_checkpoint(folder: Path, params: ContrastiveParams) -> TrainingCheck
         torch.device("cpu"),
         model=model,
         optimizer=optimizer,
-        schedule=make_schedule(params, optimizer, steps_per_epoch=1),
+        schedule=make_schedule(params, optimizer, steps_per_epoch=steps_per_epoch),
         generator=torch.Generator(),
+        steps_per_epoch=steps_per_epoch if tell else None,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,7 @@ import pytest
 import torch
 
 from trainers import RecordingReporter, TrainingFailed
-from trainers.checkpoints import load_encoder
+from trainers.checkpoints import ENCODER_FILE, STATE_FILE, load_encoder
 from trainers.contrastive import LoopHooks, train, train_supervised
 from trainers.finetune import ChannelAdapter, _build, _optimizer, _train_mode, finetune_params
 from trainers.params import ContrastiveParams
@@ -211,3 +213,72 @@ def test_misfits_are_known_before_any_trial(pretrained: Path) -> None:
     )
     assert misfit(dataset="BasicMotions", channel_adapter="conv1x1") == {}
     assert "dim=64 (checkpoint: 24)" in misfit(dim=64)["init_from"]
+
+
+@pytest.mark.parametrize(
+    ("source", "why"),
+    [
+        (STATE_FILE, "is not an encoder checkpoint (encoder.pt)"),
+        ("notes.txt", "is not a checkpoint written by this trainer (not a torch file)"),
+    ],
+    ids=["state_file", "text"],
+)
+def test_an_init_from_that_is_no_encoder_checkpoint_is_a_misfit(
+    pretrained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, why: str
+) -> None:
+    # it passed validation and every trial failed at its start with bad_checkpoint
+    import trainers.finetune as finetune
+
+    path = tmp_path / source
+    if source == STATE_FILE:
+        shutil.copy(pretrained / STATE_FILE, path)
+    else:
+        path.write_text("not a checkpoint")
+    reads: list[str] = []
+
+    def counted(file: Any) -> Any:
+        reads.append(str(file))
+        return load_encoder(file)
+
+    monkeypatch.setattr(finetune, "load_encoder", counted)
+    params = ContrastiveParams.model_validate(_finetune(path))
+    assert params.missing_inputs() == {}
+    assert params.input_misfits() == {"init_from": f"{path} {why}"}
+    assert params.input_misfits() == {"init_from": f"{path} {why}"}
+    assert len(reads) == 1, "hpo validate asks once per combination: the refusal is cached"
+    with pytest.raises(TrainingFailed, match=re.escape(why)) as info:
+        train(_finetune(path))
+    assert info.value.reason == "bad_checkpoint"
+
+
+def test_a_fine_tune_into_its_init_from_folder_is_refused(pretrained: Path, tmp_path: Path) -> None:
+    # it overwrote the pretrained encoder.pt, and the next trial fine-tuned the last one's
+    run = tmp_path / "3"
+    shutil.copytree(pretrained, run)
+    (tmp_path / "link").symlink_to(run)
+    before = (run / ENCODER_FILE).read_bytes()
+    refused = [
+        _finetune(run, save_dir=str(run)),
+        _finetune(run / ENCODER_FILE, save_dir=str(run) + "/"),
+        _finetune(run, save_dir=str(tmp_path / "{seed}"), seed=3),
+        _finetune(tmp_path / "link", save_dir=str(run)),
+    ]
+    for params in refused:
+        with pytest.raises(TrainingFailed, match=r"^save_dir .* is init_from's folder") as info:
+            train(params)
+        assert info.value.reason == "bad_params"
+        misfits = ContrastiveParams.model_validate(params).input_misfits()
+        assert list(misfits) == ["save_dir"]
+        assert misfits["save_dir"] == (
+            f"save_dir {params['save_dir']!r} is init_from's folder {run}: fine-tuning would "
+            "write its encoder.pt and state.pt over the pretrained run's; use another save_dir"
+        )
+    assert (run / ENCODER_FILE).read_bytes() == before
+    # runs/{seed} with the seed each trial passes: not known before the trial
+    per_trial = _finetune(run, save_dir=str(tmp_path / "{seed}"))
+    assert ContrastiveParams.model_validate(per_trial).input_misfits() == {}
+    # a folder of its own is fine
+    own = _finetune(run, save_dir=str(run / "finetune"), epochs=1)
+    assert ContrastiveParams.model_validate(own).input_misfits() == {}
+    assert train(own)["epochs_run"] == 1
+    assert (run / ENCODER_FILE).read_bytes() == before

@@ -13,7 +13,14 @@ from trainers import resolve_trainer
 from trainers.augment import POLICIES
 from trainers.contrastive import train
 from trainers.losses import LOSS_KWARGS, loss_kwargs
-from trainers.params import ContrastiveParams, CrossFieldError
+from trainers.params import (
+    FINETUNE_FIELDS,
+    PRETRAIN_ONLY_FIELDS,
+    ContrastiveParams,
+    CrossFieldError,
+)
+from trainers.reporter import TrainingFailed
+from trainers.runtime import cuda_index_problem, resolve_device
 
 TINY_HAR: dict[str, Any] = {
     "dataset": "synthetic_har",
@@ -48,6 +55,8 @@ def test_each_loss_leaves_the_other_losses_knobs_unread() -> None:
         "t_mult",
         "plateau_patience",
         "plateau_factor",
+        *FINETUNE_FIELDS,
+        *PRETRAIN_ONLY_FIELDS,
     }
     assert "temperature" in _unused(loss="vicreg")
     assert "temperature" not in _unused(loss="infonce")
@@ -78,6 +87,31 @@ def test_finetuning_reads_the_architecture_from_its_checkpoint() -> None:
     tuned = _unused(mode="finetune", init_from="encoder.pt", loss="vicreg", model="conv")
     assert not {"reduction_dim", "n_heads", "depth"} & tuned
     assert "temperature" in tuned
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [{}, {"mode": "pretrain"}, {"mode": "align", "dataset": "a.npz", "loss": "mse"}],
+    ids=["supervised", "pretrain", "align"],
+)
+def test_fine_tuning_knobs_are_unread_outside_finetune(mode: dict[str, Any]) -> None:
+    # a study that forgot mode: finetune trained from scratch, and two trials that differ
+    # only in init_from or freeze counted as different configurations
+    unused = _unused(**mode, init_from="runs/ssl/0", freeze=True)
+    assert set(FINETUNE_FIELDS) <= unused
+    assert resolve_trainer("contrastive").unused_params({**mode, "init_from": "x"}) >= {
+        "init_from",
+        "freeze",
+    }
+    # not refused: a space may search mode over supervised and finetune beside a fixed init_from
+    assert ContrastiveParams.model_validate({**mode, "init_from": "/no/such/run"})
+
+
+def test_fine_tuning_knobs_are_read_in_finetune_and_only_there_is_init_from_needed() -> None:
+    assert not set(FINETUNE_FIELDS) & _unused(mode="finetune", init_from="encoder.pt")
+    assert ContrastiveParams(init_from="/no/such/run").missing_inputs() == {}
+    finetune = ContrastiveParams(mode="finetune", init_from="/no/such/run")
+    assert list(finetune.missing_inputs()) == ["init_from"]
 
 
 def test_a_schema_method_that_raises_means_nothing_is_unread() -> None:
@@ -130,6 +164,12 @@ def test_the_registry_reads_it_through_the_schema() -> None:
         ({}, "t_0", (1, 7)),
         ({"scheduler": "plateau"}, "warmup_epochs", (0, 2)),
         ({"scheduler": "cosine_restarts"}, "plateau_factor", (0.1, 0.9)),
+        ({}, "init_from", (None, "/no/such/run")),
+        ({}, "freeze", (False, True)),
+        ({}, "knn_k", (1, 50)),
+        ({}, "probe_epochs", (5, 300)),
+        ({}, "collapse_std", (0.0, 0.1)),
+        ({}, "eval_every", (1, 3)),
     ],
 )
 def test_an_unused_knob_trains_exactly_alike(
@@ -223,6 +263,32 @@ def test_an_unknown_device_is_refused_up_front(device: str) -> None:
     )
 
 
+def test_a_gpu_index_this_process_does_not_see_is_a_clear_error() -> None:
+    # "invalid device ordinal" at the first tensor was recorded as a generic exception
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with pytest.raises(TrainingFailed) as info:
+        resolve_device(f"cuda:{count}")
+    assert info.value.reason == "no_cuda"
+    if count == 0:
+        assert str(info.value) == f"device 'cuda:{count}' requested but CUDA is not available"
+    else:
+        assert str(info.value) == cuda_index_problem(f"cuda:{count}", count, count)
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize(
+    ("index", "count", "seen"),
+    [(1, 1, "1 CUDA device(s) (cuda:0)"), (4, 2, "2 CUDA device(s) (cuda:0 to cuda:1)")],
+)
+def test_a_gpu_index_names_the_devices_a_worker_sees(index: int, count: int, seen: str) -> None:
+    assert cuda_index_problem(f"cuda:{index}", index, count) == (
+        f"device 'cuda:{index}' requested but this process sees {seen}; each hpo worker "
+        "sees only its own GPU(s), numbered from cuda:0, so use device: cuda or auto"
+    )
+    assert cuda_index_problem("cuda:0", 0, 1) is None
+    assert cuda_index_problem(f"cuda:{count - 1}", count - 1, count) is None
+
+
 @pytest.mark.parametrize(
     ("augment", "message"),
     [
@@ -308,3 +374,28 @@ def test_a_subject_split_needs_subjects_and_a_mode_that_reads_it() -> None:
     misfits = ContrastiveParams(dataset="BasicMotions", val_split="subject").input_misfits()
     assert list(misfits) == ["val_split"]
     assert misfits["val_split"].startswith("this source does not say who recorded each series")
+
+
+def _cross_field_error(**params: Any) -> CrossFieldError:
+    with pytest.raises(ValidationError) as info:
+        ContrastiveParams.model_validate(params)
+    error = info.value.errors()[0]["ctx"]["error"]
+    assert isinstance(error, CrossFieldError)
+    return error
+
+
+def test_collapse_std_must_be_below_what_normalised_projections_can_reach() -> None:
+    # per_dim_std of L2-normalised projections is at most 1/sqrt(proj_dim): a larger
+    # collapse_std stopped every pretraining trial at epoch 1 as collapse
+    error = _cross_field_error(mode="pretrain", collapse_std=0.2)
+    assert str(error) == (
+        "collapse_std=0.2 must be below 1/sqrt(proj_dim) = 0.125 (proj_dim=64, the default): "
+        "the per-dimension std of the normalised projections never exceeds it, so every "
+        "epoch would stop as collapse; 0 turns the check off"
+    )
+    assert error.fields == {"collapse_std", "proj_dim", "mode"}
+    error = _cross_field_error(mode="pretrain", proj_dim=16, collapse_std=0.25)
+    assert "collapse_std=0.25 must be below 1/sqrt(proj_dim) = 0.25 (proj_dim=16):" in str(error)
+    assert ContrastiveParams(mode="pretrain", proj_dim=16, collapse_std=0.2).collapse_std == 0.2
+    assert ContrastiveParams(mode="pretrain", proj_dim=8192).collapse_std == 1e-3  # the default
+    assert ContrastiveParams(collapse_std=0.5).collapse_std == 0.5  # read by pretrain only
