@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.config import FloatParam, ParamSpec, StudyConfig
 from hpo.fixed_params import fixed_key, legacy_key, trained_alike
+from hpo.space import comparable
 
 DUPLICATE_OF_ATTR = "duplicate_of"
 """User attribute of a reused trial: the number of the trial whose value it took."""
@@ -29,7 +30,10 @@ UNUSED_PARAMS_ATTR = "unused_params"
 
 def same_params(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     # type-strict: True == 1 and 1 == 1.0 in Python, but they are different choices
-    return a.keys() == b.keys() and all(type(a[k]) is type(b[k]) and a[k] == b[k] for k in a)
+    # and a stepped float's grid point is one value, however the sampler rounded it
+    return a.keys() == b.keys() and all(
+        type(a[k]) is type(b[k]) and comparable(a[k]) == comparable(b[k]) for k in a
+    )
 
 
 def completed_twin(study: optuna.Study, params: Mapping[str, Any]) -> FrozenTrial | None:

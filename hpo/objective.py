@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -110,8 +111,20 @@ def prune_study_name(cfg: StudyConfig) -> str:
     return f"{cfg.name}{PRUNE_MARKER}{cfg.objective.pruning_metric}"
 
 
+def _number(value: Any) -> bool:
+    """A real number, NumPy's scalars included (a trainer's ``arr.mean()`` is one), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+
+
 def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return _number(value) and math.isfinite(float(value))
+
+
+def _already_reported(trial: optuna.Trial, step: int) -> bool:
+    """Whether ``trial`` holds a value for ``step`` already: a retry inherits its original's
+    curve, and Optuna ignores a report of such a step (read from the trial's own cache)."""
+    cached = getattr(trial, "_cached_frozen_trial", None)
+    return cached is not None and step in cached.intermediate_values
 
 
 class TrialReporter:
@@ -160,15 +173,17 @@ class TrialReporter:
             return
         value = float(value)  # type: ignore[arg-type]
         at_end = self.final_step is not None and self.last_step >= self.final_step
-        if self.prune_trial is None:
-            self.trial.report(value, self.last_step)
-            should_prune = not at_end and self.trial.should_prune()
-        else:
-            # The curve lives on the companion trial only: Optuna's multi-objective TPE
-            # reads ``study.direction`` for pruned trials that carry intermediate values,
-            # and a single-objective one would rank them in the objective's direction.
-            self.prune_trial.report(value, self.last_step)
-            should_prune = not at_end and self.prune_trial.should_prune()
+        # The curve lives on the companion trial, where there is one: Optuna's
+        # multi-objective TPE reads ``study.direction`` for pruned trials that carry
+        # intermediate values, and a single-objective one would rank them in the
+        # objective's direction.
+        judged = self.trial if self.prune_trial is None else self.prune_trial
+        # A retry walking again over the steps it inherited was judged there already (its
+        # original went on); asked now, the pruner would judge the inherited last step,
+        # the final epoch of a run lost after training, at the retry's epoch 1.
+        repeated = _already_reported(judged, self.last_step)
+        judged.report(value, self.last_step)
+        should_prune = not at_end and not repeated and judged.should_prune()
         if should_prune:
             raise Pruned(f"pruned at step {step} with {self.metric}={value:.6g}")
 
@@ -536,10 +551,10 @@ class Objective:
                     trial, "missing_metric", f"trainer result has no {name!r} (it has {keys})"
                 )
             value = result[name]
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            if not _number(value):
                 self._finish_prune_trial(prune_trial, fail_state, None)
                 raise self._fail(trial, "bad_result", f"{name} is {value!r}, not a number")
-            if not math.isfinite(value):
+            if not math.isfinite(float(value)):
                 self._finish_prune_trial(prune_trial, fail_state, None)
                 raise self._fail(trial, "nan", f"{name} is {value}")
             values.append(float(value))

@@ -41,13 +41,26 @@ def dependency_order(space: Mapping[str, ParamSpec]) -> list[str]:
     return order
 
 
+def comparable(value: Any) -> Any:
+    """``value`` as the service compares parameters: a float at 12 significant digits.
+
+    Optuna's samplers put a stepped float's grid point at ``low + k * step``, which
+    floating point makes 0.15000000000000002 where the start-up design, an ``enqueue``
+    row or an ``if:`` says 0.15: one grid point, which conditions, duplicates and
+    pruning groups must see as one value.
+    """
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.12g}")
+    return value
+
+
 def condition_holds(spec: ParamSpec, chosen: Mapping[str, Any]) -> bool:
     """True when every ``if`` entry matches the values sampled so far."""
     for other, wanted in (spec.condition or {}).items():
         if other not in chosen:
             return False
-        values = wanted if isinstance(wanted, list) else [wanted]
-        value = chosen[other]
+        values = [comparable(v) for v in (wanted if isinstance(wanted, list) else [wanted])]
+        value = comparable(chosen[other])
         if not any(type(value) is type(v) and value == v for v in values) and value not in values:
             return False
     return True

@@ -17,6 +17,7 @@ from typing import Any, cast
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.space import comparable
 from hpo.study_bound_storage import StudyBoundStorage
 
 _ABSENT = object()
@@ -25,7 +26,7 @@ _ABSENT = object()
 
 def group_key(trial: FrozenTrial, by: Sequence[str]) -> tuple[Any, ...]:
     """The values of ``by`` in ``trial``'s parameters; a missing one is its own value."""
-    return tuple(trial.params.get(name, _ABSENT) for name in by)
+    return tuple(comparable(trial.params.get(name, _ABSENT)) for name in by)
 
 
 class GroupedPruner(optuna.pruners.BasePruner):
@@ -94,4 +95,12 @@ class _GroupStorage(StudyBoundStorage):
         states: Container[TrialState] | None = None,
     ) -> list[FrozenTrial]:
         trials = self._storage.get_all_trials(study_id, deepcopy=deepcopy, states=states)
-        return [t for t in trials if group_key(t, self._by) == self._key]
+        # a COMPLETE trial without a curve (a reused duplicate, an imported result) is no
+        # peer: a median pruner counted it among its start-up trials (as ungrouped, see
+        # hpo.pruners._completed_cache), and no rung holds it
+        return [
+            t
+            for t in trials
+            if group_key(t, self._by) == self._key
+            and (t.intermediate_values or t.state != TrialState.COMPLETE)
+        ]

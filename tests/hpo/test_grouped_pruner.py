@@ -310,3 +310,21 @@ def test_hpo_run_with_a_grouped_pruner(tmp_path: Path) -> None:
             if t.params["choice"] == trial.params["choice"] and t.number < trial.number
         ]
         assert peers, f"trial {trial.number} was pruned with no completed trial in its group"
+
+
+def test_completed_trials_without_a_curve_are_no_start_up_peers(tmp_path: Path) -> None:
+    # reused duplicates (COMPLETE, no curve) counted towards the wrapped median's
+    # n_startup_trials, as they do not ungrouped: it pruned against one real curve
+    median = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+    study = _sqlite(tmp_path, GroupedPruner(median, ["loss"]))
+    _done(study, "fast", [0.5, 0.9])
+    for _ in range(2):
+        study.add_trial(
+            create_trial(params={"loss": "fast"}, distributions={"loss": LOSSES}, value=0.9)
+        )
+    study.enqueue_trial({"loss": "fast"})
+    assert not _judge(study, "fast", 0.2)
+    _done(study, "fast", [0.5, 0.9])
+    _done(study, "fast", [0.5, 0.9])
+    study.enqueue_trial({"loss": "fast"})
+    assert _judge(study, "fast", 0.2), "three real curves: judged as before"
