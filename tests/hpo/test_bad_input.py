@@ -712,13 +712,24 @@ def test_labels_a_classifier_cannot_train_on_are_refused(tmp_path: Path) -> None
             "nan.npz",
             "20 of 40 labels in y are NaN; only mode: pretrain takes series without a label",
         ),
-        ("notest.npz", "has X_test but no labels y_test for it"),
     ]:
         data["trainer"]["params"]["dataset"] = str(tmp_path / name)
         study.write_text(yaml.safe_dump(data))
         result = runner.invoke(app, ["validate", str(study)])
         assert result.exit_code == 2
         assert _error_lines(result.stderr) == [f"error: trainer.params.dataset: {why}"]
+    # a test split is read only to be scored: without evaluate_test its labels are no matter
+    data["trainer"]["params"]["dataset"] = str(tmp_path / "notest.npz")
+    study.write_text(yaml.safe_dump(data))
+    assert runner.invoke(app, ["validate", str(study)]).exit_code == 0
+    data["trainer"]["params"]["evaluate_test"] = True
+    study.write_text(yaml.safe_dump(data))
+    result = runner.invoke(app, ["validate", str(study)])
+    assert result.exit_code == 2
+    assert _error_lines(result.stderr) == [
+        f"error: trainer.params.evaluate_test: {tmp_path / 'notest.npz'} has X_test but no "
+        "labels y_test for it"
+    ]
     data["trainer"]["params"].update({"dataset": "BasicMotions", "mode": "pretrain"})
     data["trainer"]["params"].update({"loss": "infonce", "monitor": "val_auc"})
     data["objective"] = {"metric": "best_probe_f1"}

@@ -744,10 +744,20 @@ def test_a_retry_an_interrupt_kept_from_being_added_is_queued_at_the_next_start(
 
 
 def test_a_signal_while_a_retry_is_queued_waits_for_the_retry() -> None:
+    # raise_signal: delivered to this thread and handled before it returns (os.kill may
+    # land on another thread, whose handler call waits for the main thread's next check).
+    # The handler held signals go back to is Python's own: a pytest-xdist worker starts
+    # with SIGINT ignored, where a held Ctrl-C is rightly ignored too.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _held_signals_wait_for_the_block()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _held_signals_wait_for_the_block() -> None:
     from hpo.workers.recovery import signals_held
 
-    # raise_signal: delivered to this thread and handled before it returns (os.kill may
-    # land on another thread, whose handler call waits for the main thread's next check)
     done = []
     with pytest.raises(KeyboardInterrupt), signals_held():
         signal.raise_signal(signal.SIGINT)
