@@ -16,9 +16,7 @@ by a library (``raise ... from``): the whole exception chain is read.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-from hpo.errors import HpoError
+from hpo.errors import HpoError, exception_chain
 
 CUDA_OOM = "cuda_oom"
 """``fail_reason`` of a trial that ran out of GPU memory."""
@@ -48,16 +46,6 @@ _STICKY_MARKS = (  # cudaGetErrorString of the errors that corrupt the context
     "hardware stack error",
     "invalid program counter",
 )
-
-
-def exception_chain(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and the exceptions it was raised from or while handling, each once."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
 
 
 def is_cuda_oom(exc: BaseException) -> bool:

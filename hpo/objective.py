@@ -27,7 +27,7 @@ from hpo.duplicates import (
     UnusedParams,
     reuses_duplicates,
 )
-from hpo.errors import StorageError
+from hpo.errors import StorageError, exception_chain
 from hpo.fixed_params import FIXED_KEY_ATTR, fixed_key
 from hpo.owned_trials import OwnedTrialsStorage
 from hpo.rdb_writes import upsert_insert, write_attrs
@@ -231,17 +231,13 @@ def _train(train_fn: TrainFn, params: dict[str, Any], reporter: Any) -> Any:
 
 def _from_storage(exc: BaseException) -> bool:
     """Whether ``exc`` (or an exception it was raised from) is the storage's."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        module = type(current).__module__ or ""
+    for link in exception_chain(exc):
+        module = type(link).__module__ or ""
         if isinstance(
-            current, StorageError | optuna.exceptions.StorageInternalError | OSError
+            link, StorageError | optuna.exceptions.StorageInternalError | OSError
         ) or module.startswith(("sqlalchemy", "grpc")):
             # hpo's outage handling, Optuna's RDB, a journal file, the storage proxy's client
             return True
-        current = current.__cause__ or current.__context__
     return False
 
 
@@ -266,12 +262,8 @@ def _release_frames(exc: BaseException) -> None:
     ``torch.cuda.empty_cache`` could not give back while they are referenced.
     Frames still running (this one, its callers) are left as they are.
     """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        traceback.clear_frames(current.__traceback__)
-        current = current.__cause__ or current.__context__
+    for link in exception_chain(exc):
+        traceback.clear_frames(link.__traceback__)
 
 
 class TrialHook(Protocol):
@@ -315,11 +307,11 @@ class Objective:
         # what a trial that leaves ``epochs`` unset trains for (its last epoch is not judged)
         self.default_epochs = trainer_param_defaults(cfg.trainer.name, ["epochs"]).get("epochs")
         self.on_trained: Callable[[], None] = lambda: None
-        self.cuda_lost: str | None = None
-        """Set when a trial left this process's CUDA context unusable (its study stops)."""
         """Called as soon as the trainer returns or raises: from then on a first Ctrl-C or
         SIGTERM waits for the trial's bookkeeping (results, artifacts) instead of
         throwing the trained trial away (the runner points it at its interrupt state)."""
+        self.cuda_lost: str | None = None
+        """Set when a trial left this process's CUDA context unusable (its study stops)."""
         self._open_prune_trials: set[int] = set()
         """Ids of companion trials asked for and not yet ended."""
 

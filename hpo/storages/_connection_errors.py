@@ -5,6 +5,7 @@ Only a lost connection is worth retrying; a statement timeout or a full disk mus
 
 from __future__ import annotations
 
+from hpo.errors import exception_chain
 from hpo.storages._urls import mask_url
 
 
@@ -17,21 +18,17 @@ def is_connection_error(exc: BaseException) -> bool:
     """
     import sqlalchemy.exc
 
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
+    for link in exception_chain(exc):
+        if isinstance(link, sqlalchemy.exc.DBAPIError) and link.connection_invalidated:
             return True
-        if isinstance(current, sqlalchemy.exc.InterfaceError):
+        if isinstance(link, sqlalchemy.exc.InterfaceError):
             return True
-        if isinstance(current, sqlalchemy.exc.OperationalError):
-            said = _driver_says_connection_lost(current.orig)
+        if isinstance(link, sqlalchemy.exc.OperationalError):
+            said = _driver_says_connection_lost(link.orig)
             return True if said is None else said
-        said = _driver_says_connection_lost(current)
+        said = _driver_says_connection_lost(link)
         if said is not None:
             return said
-        current = current.__cause__ or current.__context__
     return False
 
 

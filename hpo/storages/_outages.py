@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from hpo.errors import HpoError, StorageError
+from hpo.errors import HpoError, StorageError, exception_chain
 from hpo.storages._connection_errors import short_reason
 
 # The package's logger, as before the split: log lines still say ``hpo.storages``.
@@ -106,13 +106,9 @@ def storage_outage(exc: BaseException) -> StorageUnavailableError | None:
     Optuna sometimes raises something else while handling it (a failed ``tell`` inside
     its optimize loop), so the whole cause/context chain is searched.
     """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, StorageUnavailableError):
-            return current
-        current = current.__cause__ or current.__context__
+    for link in exception_chain(exc):
+        if isinstance(link, StorageUnavailableError):
+            return link
     return None
 
 

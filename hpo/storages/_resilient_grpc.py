@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
+from hpo.errors import exception_chain
 from hpo.storages._outages import storage_retry_seconds
 from hpo.storages._retrying import RetryingCalls, retry_methods
 from hpo.storages._urls import mask_url
@@ -34,19 +35,15 @@ def grpc_outage_reason(exc: BaseException) -> str | None:
     """
     import grpc
 
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, grpc.RpcError) and isinstance(current, grpc.Call):
-            code, details = current.code(), str(current.details() or "")
+    for link in exception_chain(exc):
+        if isinstance(link, grpc.RpcError) and isinstance(link, grpc.Call):
+            code, details = link.code(), str(link.details() or "")
             lost = code == grpc.StatusCode.UNAVAILABLE or (
                 code in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL)
                 and any(word in details.lower() for word in _RESET_WORDS)
             )
             first = details.strip().splitlines()[0] if details.strip() else ""
             return mask_url(f"{code.name}: {first}".rstrip(": ")) if lost else None
-        current = current.__cause__ or current.__context__
     return None
 
 
