@@ -22,10 +22,10 @@ import os
 import pickle
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -143,10 +143,20 @@ def atomic_save(obj: Any, path: Path, field: str = "save_dir") -> None:
     ``field`` names the parameter that chose the folder, for the error when it cannot be made.
     """
     make_dir(path.parent, field)
+    write_atomically(path, lambda fh: torch.save(obj, fh))
+
+
+def write_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """``write(handle)`` into a temporary file beside ``path``, fsync, then ``os.replace``.
+
+    A write cut short (a trial's timeout) must not leave a truncated file under the real
+    name. The handle, not a name, goes to the writer: ``np.save``/``np.savez`` would add a
+    suffix to a temporary name.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,6 +36,7 @@ from trainers.checkpoints import (
     make_dir,
     prepare_output_dirs,
     save_encoder,
+    write_atomically,
 )
 from trainers.data import DeviceSplits
 from trainers.ema import EmaModel
@@ -155,25 +155,6 @@ def _combine(ce: Tensor, contrastive: Tensor | None, p: ContrastiveParams) -> Te
     return ce + w * contrastive
 
 
-def save_numpy_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """``write(handle)`` into a temporary file beside ``path``, fsync, then ``os.replace``.
-
-    A write cut short (a trial's timeout) must not leave a truncated ``.npy``/``.npz`` that
-    ``np.load`` fails on. ``np.save``/``np.savez`` add a suffix to a name, not to a handle,
-    so the temporary name is ours; as :func:`trainers.checkpoints.atomic_save` does.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _write_artifacts(
     directory: Path,
     best_state: Mapping[str, Tensor],
@@ -198,10 +179,10 @@ def _write_artifacts(
         "artifact_dir",
     )
     cm = confusion_matrix(best_eval.preds, data.y_val, data.n_classes).cpu().numpy()
-    save_numpy_atomically(directory / "confusion_matrix.npy", lambda fh: np.save(fh, cm))
+    write_atomically(directory / "confusion_matrix.npy", lambda fh: np.save(fh, cm))
     z = best_eval.embeddings.cpu().numpy().astype(np.float32)
     y, names = data.y_val.cpu().numpy(), np.array(data.class_names)
-    save_numpy_atomically(
+    write_atomically(
         directory / "val_embeddings.npz",
         lambda fh: np.savez_compressed(fh, z=z, y=y, class_names=names),
     )

@@ -42,8 +42,8 @@ from trainers.checkpoints import (
     make_dir,
     prepare_output_dirs,
     save_encoder,
+    write_atomically,
 )
-from trainers.contrastive import save_numpy_atomically
 from trainers.data import DataError, DeviceSplits
 from trainers.ema import EmaModel
 from trainers.losses import (
@@ -286,7 +286,7 @@ def _write_artifacts(
     z = val_z.cpu().numpy().astype(np.float32)
     y, names = data.y_val.cpu().numpy(), np.array(data.class_names)
     # under a temporary name first: a trial stopped mid-write leaves no truncated file
-    save_numpy_atomically(
+    write_atomically(
         directory / "val_embeddings.npz",
         lambda fh: np.savez_compressed(fh, z=z, y=y, class_names=names),
     )
