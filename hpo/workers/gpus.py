@@ -134,19 +134,59 @@ def nvidia_smi_indices(executable: str | None = None) -> list[str] | None:
     return [line.strip() for line in proc.stdout.splitlines() if line.strip()]
 
 
+_GPU_LINE = re.compile(r"^GPU \d+:.*\(UUID:\s*(GPU-[^)\s]+)\)")
+_MIG_LINE = re.compile(r"^\s+MIG .*\(UUID:\s*(MIG-[^)\s]+)\)")
+
+
+def nvidia_smi_mig_devices(executable: str | None = None) -> list[str]:
+    """With MIG enabled, what to hand out: each MIG instance's UUID (and a GPU without MIG
+    by its own UUID), from ``nvidia-smi -L``; empty when no GPU has MIG instances.
+
+    A process that is not told which MIG instance to use enumerates only one of them, so
+    the driver's device count says 1 on a machine of seven instances.
+    """
+    exe = executable or shutil.which("nvidia-smi")
+    if not exe:
+        return []
+    try:
+        proc = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if proc.returncode != 0:
+        return []
+    blocks: list[tuple[str, list[str]]] = []
+    for line in proc.stdout.splitlines():
+        if gpu := _GPU_LINE.match(line):
+            blocks.append((gpu.group(1), []))
+        elif (mig := _MIG_LINE.match(line)) and blocks:
+            blocks[-1][1].append(mig.group(1))
+    if not any(migs for _, migs in blocks):
+        return []
+    return [device for gpu, migs in blocks for device in (migs or [gpu])]
+
+
 def detect_gpus(env: Mapping[str, str] | None = None) -> tuple[list[str], str]:
     """Device ids to hand out for ``gpus: all``, and how they were found.
 
     An inherited ``CUDA_VISIBLE_DEVICES`` is the allocation (its entries are passed on
-    as they are, UUIDs included); otherwise the driver is asked, then ``nvidia-smi``.
+    as they are, UUIDs included); otherwise MIG instances, then the driver, then
+    ``nvidia-smi``'s GPU list (said to be suspect when the driver found none).
     """
     inherited = visible_devices(env)
     if inherited is not None:
         return inherited, "CUDA_VISIBLE_DEVICES"
+    migs = nvidia_smi_mig_devices()
+    if migs:
+        return migs, "nvidia-smi (MIG instances)"
     count = driver_device_count()
     if count:
         return [str(i) for i in range(count)], "the CUDA driver"
     listed = nvidia_smi_indices()
+    if listed and count == 0:
+        return listed, (
+            "nvidia-smi, but the CUDA driver library reports none (a driver and library "
+            "version mismatch?): the workers may train on the CPU"
+        )
     if listed:
         return listed, "nvidia-smi"
     return [], "no CUDA driver or nvidia-smi"

@@ -17,6 +17,7 @@ from hpo.workers.gpus import (
     detect_gpus,
     driver_device_count,
     nvidia_smi_indices,
+    nvidia_smi_mig_devices,
     plan_workers,
     slot_env,
     threads_per_worker,
@@ -222,7 +223,7 @@ class _FakeCuda:
         return 0
 
     def cuDeviceGetCount(self, count):
-        count._obj.value = 4
+        count._obj.value = int(os.environ.get("FAKE_CUDA_COUNT", "4"))
         return 0
 
 
@@ -302,3 +303,65 @@ def test_a_single_cpu_worker_hides_the_gpus(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     (trial,) = load("workers", sqlite_url(path)).get_trials(deepcopy=False)
     assert trial.user_attrs["cuda_visible_devices"] == ""
+
+
+MIG_LISTING = """GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-5d5ba0d6-d33d)
+  MIG 3g.20gb     Device  0: (UUID: MIG-c6d4f1ef-42e4)
+  MIG 3g.20gb     Device  1: (UUID: MIG-cba663e8-9bed)
+GPU 1: NVIDIA A100-SXM4-40GB (UUID: GPU-77aa0f01-1c2b)
+"""
+
+
+def _fake_smi(folder: Path, listing: str, indices: str = "0\\n1\\n") -> Path:
+    """An ``nvidia-smi`` answering ``-L`` with ``listing`` and the index query with ``indices``."""
+    folder.mkdir(exist_ok=True)
+    smi = folder / "nvidia-smi"
+    (folder / "listing.txt").write_text(listing)
+    smi.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = "-L" ]; then cat {folder / "listing.txt"}; else printf "{indices}"; fi\n'
+    )
+    smi.chmod(0o755)
+    return folder
+
+
+def test_mig_instances_are_the_devices_on_a_bare_metal_mig_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a process not told which MIG instance to use enumerates one: the driver said 1 GPU,
+    # and `gpus: all` ran one worker on a machine of three devices
+    bin_dir = _fake_smi(tmp_path / "bin", MIG_LISTING)
+    assert nvidia_smi_mig_devices(str(bin_dir / "nvidia-smi")) == [
+        "MIG-c6d4f1ef-42e4",
+        "MIG-cba663e8-9bed",
+        "GPU-77aa0f01-1c2b",
+    ]
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    plan = plan_workers("all")
+    assert [s.cuda_visible_devices for s in plan.slots] == [
+        "MIG-c6d4f1ef-42e4",
+        "MIG-cba663e8-9bed",
+        "GPU-77aa0f01-1c2b",
+    ]
+    assert plan.notes[0].startswith("3 GPU(s) from nvidia-smi (MIG instances)")
+    plain = _fake_smi(tmp_path / "plain", "GPU 0: NVIDIA H100 (UUID: GPU-1)\n")
+    assert nvidia_smi_mig_devices(str(plain / "nvidia-smi")) == [], "no MIG: the driver decides"
+
+
+def test_gpus_nvidia_smi_lists_but_the_driver_cannot_use_are_said_to_be_suspect(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a driver and library mismatch: cuInit fails, nvidia-smi still lists the GPUs, and
+    # the "gpu" workers trained on the CPU without a word
+    site, log = _fake_libcuda(tmp_path)
+    bin_dir = _fake_smi(tmp_path / "bin", "GPU 0: NVIDIA H100 (UUID: GPU-1)\n")
+    monkeypatch.setenv("PYTHONPATH", f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    monkeypatch.setenv("FAKE_CUDA_LOG", str(log))
+    monkeypatch.setenv("FAKE_CUDA_COUNT", "0")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    devices, source = detect_gpus()
+    assert devices == ["0", "1"]
+    assert "the CUDA driver library reports none" in source
+    assert "may train on the CPU" in plan_workers("all").notes[0]
