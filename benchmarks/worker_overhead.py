@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -54,34 +54,36 @@ SIZES: dict[str, tuple[Any, Any]] = {
 
 
 @dataclass
-class WorkerRun:
-    """One study with ``workers`` processes: worker-milliseconds per trial."""
+class PerTrial:
+    """The per-trial figures of one worker count: one round's, or the medians of its rounds."""
 
     workers: int
-    trials: int
-    window_s: float
     ms_per_trial: float
     ms_per_trial_early: float
     ms_per_trial_late: float
     growth: float
     wall_ms_per_trial: float
     cpu_ms_per_trial: float
+
+
+_MEDIANS = [f.name for f in fields(PerTrial) if f.name != "workers"]
+
+
+@dataclass
+class WorkerRun(PerTrial):
+    """One study with ``workers`` processes: worker-milliseconds per trial."""
+
+    trials: int
+    window_s: float
     exit_code: int
     wall_s: float
     """``hpo run`` from start to exit, start-up and shut-down included (context only)."""
 
 
 @dataclass
-class WorkerFigures:
+class WorkerFigures(PerTrial):
     """One worker count over its rounds (medians), and its ratio to one worker."""
 
-    workers: int
-    ms_per_trial: float
-    ms_per_trial_early: float
-    ms_per_trial_late: float
-    growth: float
-    wall_ms_per_trial: float
-    cpu_ms_per_trial: float
     per_round: list[WorkerRun] = field(default_factory=list)
     ratio_vs_one: float | None = None
 
@@ -176,19 +178,8 @@ def _open(url: str) -> Any:
 def combine(runs: list[WorkerRun]) -> WorkerFigures:
     """Medians over a count's rounds."""
 
-    def med(key: str) -> float:
-        return round(statistics.median(getattr(r, key) for r in runs), 2)
-
-    return WorkerFigures(
-        workers=runs[0].workers,
-        ms_per_trial=med("ms_per_trial"),
-        ms_per_trial_early=med("ms_per_trial_early"),
-        ms_per_trial_late=med("ms_per_trial_late"),
-        growth=med("growth"),
-        wall_ms_per_trial=med("wall_ms_per_trial"),
-        cpu_ms_per_trial=med("cpu_ms_per_trial"),
-        per_round=runs,
-    )
+    medians = {key: round(statistics.median(getattr(r, key) for r in runs), 2) for key in _MEDIANS}
+    return WorkerFigures(workers=runs[0].workers, **medians, per_round=runs)
 
 
 def table(figures: list[WorkerFigures], window: int) -> str:

@@ -149,7 +149,7 @@ def _channel_stats(x: SeriesArray) -> tuple[Float64Array, Float64Array]:
     channel never observed in training gets a NaN mean, so it is 0 in every split: the
     model never learnt what its raw values mean.
     """
-    x64 = x.astype(np.float64)
+    x64 = x.astype(np.float64, copy=False)  # float64 series: no second copy
     observed = (~np.isnan(x64)).sum(axis=(0, 2), keepdims=True)
     count = np.maximum(observed, 1)
     mean = np.nansum(x64, axis=(0, 2), keepdims=True) / count
