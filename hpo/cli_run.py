@@ -354,6 +354,7 @@ def storage_proxy(
             )
 
     serve_storage_proxy(storage, host=host, port=port, on_ready=ready)
+    err.print("storage proxy stopped")
 
 
 def register(app: typer.Typer) -> None:

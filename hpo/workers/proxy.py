@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import errno
 import logging
+import signal
 import socket
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import optuna
@@ -22,6 +25,8 @@ from hpo.errors import HpoError, StorageError
 from hpo.storages import expand_env, is_rdb_url, mask_url, missing_env_vars, open_storage
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     import grpc
 
 logger = logging.getLogger(__name__)
@@ -29,6 +34,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_PORT = 13000
 SERVER_THREADS = 10
 """Threads answering workers' calls (Optuna's default for its proxy)."""
+STOP_GRACE_SECONDS = 5.0
+"""How long calls in flight (a trial's report, a finished trial's state) get to end on a stop."""
+STOP_POLL_SECONDS = 0.2
 
 
 def proxy_url(url: str) -> str:
@@ -114,6 +122,29 @@ def make_proxy_server(storage: optuna.storages.BaseStorage, host: str, port: int
     return server
 
 
+@contextmanager
+def _sigterm_recorded(requests: list[int]) -> Iterator[None]:
+    """Record SIGTERM in ``requests`` instead of dying (main thread; elsewhere a no-op).
+
+    ``docker stop`` and systemd stop a service with SIGTERM: by default it killed the
+    proxy in the middle of workers' calls (and a proxy that is PID 1 in a container
+    ignored it, to be killed 10 s later). The handler only appends, so it can never
+    deadlock against gRPC's locks; the serving loop sees it within a poll.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def record(signum: int, frame: FrameType | None) -> None:
+        requests.append(signum)
+
+    previous = signal.signal(signal.SIGTERM, record)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def serve_storage_proxy(
     url: str,
     *,
@@ -121,10 +152,12 @@ def serve_storage_proxy(
     port: int = DEFAULT_PORT,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve ``url`` over gRPC on ``host:port`` until interrupted.
+    """Serve ``url`` over gRPC on ``host:port`` until SIGTERM or Ctrl-C.
 
     ``on_ready`` hears the URL only once the port is bound, so "listening" is never
-    printed by a proxy that then fails to start.
+    printed by a proxy that then fails to start. Either way of stopping gives calls in
+    flight ``STOP_GRACE_SECONDS`` to finish; SIGTERM then returns normally (exit 0),
+    Ctrl-C raises ``KeyboardInterrupt`` as everywhere else.
     """
     url = proxy_url(url)
     problem = bind_problem(host, port)  # before the database is opened (or created)
@@ -134,10 +167,13 @@ def serve_storage_proxy(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         server = make_proxy_server(storage, host, port)
-    server.start()
-    try:
-        if on_ready is not None:
-            on_ready(f"grpc://{_address(host, port)}")
-        server.wait_for_termination()
-    finally:
-        server.stop(None)
+    stop_requests: list[int] = []
+    with _sigterm_recorded(stop_requests):  # before the port answers: a stop is never lost
+        server.start()
+        try:
+            if on_ready is not None:
+                on_ready(f"grpc://{_address(host, port)}")
+            while not stop_requests and server.wait_for_termination(timeout=STOP_POLL_SECONDS):
+                pass
+        finally:
+            server.stop(STOP_GRACE_SECONDS).wait()

@@ -14,6 +14,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import optuna
@@ -149,8 +150,36 @@ def test_a_proxy_on_all_interfaces_warns_that_it_has_no_login(tmp_path: Path) ->
         proxy.terminate()
         output, _ = proxy.communicate(timeout=30)
     text = " ".join(output.split())
-    assert f"storage proxy listening on grpc://0.0.0.0:{port}" in text
+    assert f"storage proxy listening on grpc://0.0.0.0:{port}" in text, output
     assert "warning: serving the storage on 0.0.0.0 without authentication or TLS" in text
+
+
+def test_sigterm_as_soon_as_the_port_answers_stops_the_proxy_cleanly(tmp_path: Path) -> None:
+    """``docker stop``/systemd send SIGTERM: the proxy says it listened, stops, exits 0.
+
+    Before, SIGTERM killed it outright: the "listening" line could be lost (a stop right
+    after the port answered, before the line was written) and calls in flight were cut.
+    """
+    for _ in range(3):  # the race was between binding the port and printing the line
+        port = free_port()
+        proxy = hpo_background(
+            "storage-proxy", "--storage", f"sqlite:///{tmp_path / 'a.db'}", "--port", str(port)
+        )
+        try:
+            assert wait_for(partial(_listening, port), timeout=60), (
+                "the storage proxy did not start"
+            )
+        finally:
+            proxy.terminate()
+            output, _ = proxy.communicate(timeout=30)
+        assert proxy.returncode == 0, output
+        assert "Traceback" not in output
+        lines = [line.strip() for line in output.splitlines() if line.strip()]
+        assert lines == [
+            f"storage proxy listening on grpc://127.0.0.1:{port}",
+            "storage proxy stopped",
+        ]
+        assert not _listening(port)
 
 
 # -- a proxy that goes away and comes back --------------------------------------------------
