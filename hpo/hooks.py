@@ -6,6 +6,7 @@ is still RUNNING (Optuna refuses to attach anything to a finished trial).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import shutil
@@ -22,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.artifacts import (
     CHECKPOINT_ATTR,
     CHECKPOINT_NAME,
+    ArtifactWriteError,
     decide_retention,
     remove_checkpoints,
     study_artifact_store,
@@ -103,14 +105,20 @@ class ArtifactHook:
         result: Mapping[str, Any] | None,
         history: History,
     ) -> None:
-        """Render, upload and clean up; a scratch folder is removed whatever happens."""
+        """Render, upload and clean up; a scratch folder is removed whatever happens.
+
+        A picture the store refuses costs only itself (``upload`` has noted it on the
+        trial): the checkpoint after it, the one artifact that cannot be redrawn, is
+        still stored.
+        """
         with self._lock:
             workdir, owned = self._dirs.pop(trial._trial_id, (None, False))
         try:
             scratch = Path(tempfile.mkdtemp(prefix=f"hpo-plots-{trial.number}-"))
             try:
                 for path in self._render(trial, params, history, workdir, scratch):
-                    upload(self.store, trial, path)
+                    with contextlib.suppress(ArtifactWriteError):
+                        upload(self.store, trial, path)
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
             if workdir is not None and state == TrialState.COMPLETE:

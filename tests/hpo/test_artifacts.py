@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 from collections.abc import Callable, Mapping
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 import optuna
 import pytest
+from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import TrialState
 from optuna_dashboard import get_note
 
@@ -24,7 +26,7 @@ from hpo.artifacts import (
     trial_artifacts,
 )
 from hpo.errors import ConfigError
-from hpo.hooks import default_hooks
+from hpo.hooks import ArtifactHook, default_hooks
 from hpo.notes import git_commit, render_note
 from hpo.results import load_existing_study
 from hpo.storages import sqlite_path, storage_url
@@ -233,6 +235,43 @@ def test_unusable_files_cost_only_their_picture(write_study: Callable[..., Path]
     assert trial.state == TrialState.COMPLETE
     assert "hook_error" not in trial.user_attrs
     assert _names(study, trial) == {"learning_curves.png", "checkpoint.pt"}
+
+
+class _FirstWriteFails(FileSystemArtifactStore):
+    """A store whose first write fails, as a cloud store's transient error does."""
+
+    def __init__(self, base_path: Path) -> None:
+        base_path.mkdir()
+        super().__init__(str(base_path))
+        self.writes = 0
+
+    def write(self, artifact_id: str, content_body: Any) -> None:
+        self.writes += 1
+        if self.writes == 1:
+            raise OSError(errno.EIO, "Input/output error")
+        super().write(artifact_id, content_body)
+
+
+def test_a_picture_the_store_refuses_costs_only_itself(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Before, the first refused picture ended the uploads: the checkpoint was never stored."""
+    data = analytic_study(artifacts={"notes": False, "embeddings": False})
+    cfg = load_study_config(write_study(data))
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'h.db'}", direction="maximize")
+    store = _FirstWriteFails(tmp_path / "store")
+    hook = ArtifactHook(cfg, study, store)
+    trial = study.ask()
+    params = hook.before(trial, {"x": 0.0})
+    (Path(params["artifact_dir"]) / "checkpoint.pt").write_bytes(b"weights")
+    history = [(1, {"best_score": 0.4}), (2, {"best_score": 0.5})]
+    hook.after(trial, params, TrialState.COMPLETE, {"best_score": 0.5}, history)
+    frozen = study._storage.get_trial(trial._trial_id)
+    assert frozen.user_attrs["artifact_error"].startswith("learning_curves.png: [Errno 5]")
+    assert CHECKPOINT_ATTR in frozen.user_attrs
+    assert _names(study, frozen) == {"checkpoint.pt"}
+    assert store.writes == 2
+    assert not Path(params["artifact_dir"]).exists()
 
 
 def test_artifacts_disabled_leaves_nothing(write_study: Callable[..., Path]) -> None:
