@@ -189,6 +189,14 @@ def _parse(text: str, source: str) -> Any:
         ) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"{source}: invalid YAML: {_one_line(str(exc))}"]) from None
+    except (ValueError, KeyError, AttributeError, TypeError, OverflowError) as exc:
+        # an explicit tag on a value it cannot read: ``!!int abc``, ``!!bool maybe``
+        raise ConfigError(
+            [
+                f"{source}: invalid YAML: a value its explicit tag (!!int, !!float, !!bool, "
+                f"...) cannot read: {_one_line(str(exc))}"
+            ]
+        ) from None
     except RecursionError:
         raise ConfigError(
             [f"{source}: invalid YAML: nested too deeply (at most {MAX_DEPTH} levels)"]

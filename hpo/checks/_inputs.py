@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from hpo.checks._common import MAX_COMBINATIONS, _active, _with_parents
 from hpo.config import CategoricalParam, ParamSpec, StudyConfig, _values_of
@@ -64,7 +64,7 @@ def _input_problems(
         """``None`` for parameters no trial runs with (reported elsewhere)."""
         try:
             validated = schema.model_validate(params)
-        except ValidationError:
+        except Exception:  # ValidationError, or the schema's own bug: reported elsewhere
             return None
         try:
             return dict(getattr(validated, check)())

@@ -141,7 +141,7 @@ def _sampler_problems(cfg: StudyConfig, *, for_reading: bool = False) -> list[st
         problems.append(f"sampler.name: {name} needs an extra package ({exc})")
     except GridError as exc:  # the grid of the declared space: already one line
         problems.append(str(exc))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         problems.append(f"sampler: {SAMPLERS[name].__name__} rejected its arguments: {exc}")
     if not problems and not for_reading and name not in _NOT_PROBED:
         problems += _sampling_problems(cfg)
@@ -331,7 +331,7 @@ def _pruner_problems(cfg: StudyConfig) -> list[str]:
         return problems
     try:
         build_pruner(name, kwargs, max_resource=trainer_epochs(cfg), warmup=trainer_warmup(cfg))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         problems.append(f"pruner: {PRUNERS[name].__name__} rejected its arguments: {exc}")
     return problems
 

@@ -46,9 +46,6 @@ def _objections(
     """
     try:
         schema.model_validate(params)
-    except (TypeError, AttributeError, KeyError, IndexError) as exc:  # a validator's own bug
-        msg = f"the trainer's schema failed ({type(exc).__name__}: {exc})"
-        return [(only or WHOLE, msg, None)]
     except ValidationError as exc:
         out = []
         for err in exc.errors():
@@ -61,6 +58,10 @@ def _objections(
                 msg = str(err["msg"]).removeprefix("Value error, ")
             out.append((loc or WHOLE, msg, None if loc else _declared_fields(err)))
         return out
+    except Exception as exc:  # a validator's own bug (ZeroDivisionError, KeyError, ...)
+        if only is not None:  # not the field's own error: the whole set's check says it
+            return []
+        return [(WHOLE, f"the trainer's schema failed ({type(exc).__name__}: {exc})", None)]
     return []
 
 

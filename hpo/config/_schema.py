@@ -9,9 +9,16 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 Direction = Literal["maximize", "minimize"]
 
@@ -36,7 +43,10 @@ def parse_duration(value: Any) -> float | None:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 90, 45s, 30m, 2h")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            seconds = math.inf
     else:
         match = _DURATION.match(str(value))
         if not match:
@@ -63,8 +73,12 @@ MAX_EXACT_INT = 2**53
 def _not_a_bool(value: Any) -> Any:
     """``low: true`` is a typo, not the number 1."""
     if isinstance(value, bool):
-        raise ValueError(f"expected a number, got {value!r}")
+        raise ValueError(f"expected a number, got {str(value).lower()}")
     return value
+
+
+Count = Annotated[int, BeforeValidator(_not_a_bool)]
+"""An integer setting (``n_trials: true`` is a typo, not 1 trial)."""
 
 
 class FloatParam(_Strict):
@@ -206,7 +220,7 @@ class ComponentConfig(BaseModel):
 class BudgetConfig(_Strict):
     """When the study stops: trials across all workers together, and/or wall time."""
 
-    n_trials: int | None = Field(default=None, ge=1, le=10_000_000)
+    n_trials: Count | None = Field(default=None, ge=1, le=10_000_000)
     timeout: float | None = None
     trial_timeout: float | None = None
 
@@ -232,13 +246,13 @@ class TrainerConfig(_Strict):
 class WorkersConfig(_Strict):
     """Parallel workers on this machine and crash handling shared by all workers."""
 
-    gpus: Literal["all", "none"] | list[int] = "none"
-    per_gpu: int = Field(default=1, ge=1, le=64)
-    n_workers: int = Field(default=1, ge=1, le=1024)
-    heartbeat_interval: int = Field(default=30, ge=1, le=3600)
-    grace_period: int | None = Field(default=None, ge=2, le=86400)
-    max_retries: int = Field(default=2, ge=0, le=100)
-    max_restarts: int = Field(default=3, ge=0, le=1000)
+    gpus: Literal["all", "none"] | list[Count] = "none"
+    per_gpu: Count = Field(default=1, ge=1, le=64)
+    n_workers: Count = Field(default=1, ge=1, le=1024)
+    heartbeat_interval: Count = Field(default=30, ge=1, le=3600)
+    grace_period: Count | None = Field(default=None, ge=2, le=86400)
+    max_retries: Count = Field(default=2, ge=0, le=100)
+    max_restarts: Count = Field(default=3, ge=0, le=1000)
     on_oom: Literal["fail", "retry_smaller_batch"] = "fail"
 
     @field_validator("gpus", mode="before")
@@ -267,7 +281,7 @@ class ArtifactsConfig(_Strict):
 
     enabled: bool = True
     dir: str | None = None
-    keep_best_k: int = Field(default=3, ge=0, le=10_000)
+    keep_best_k: Count = Field(default=3, ge=0, le=10_000)
     plots: bool = True
     embeddings: bool = True
     notes: bool = True
@@ -276,8 +290,8 @@ class ArtifactsConfig(_Strict):
 class ConfirmConfig(_Strict):
     """``hpo run`` ends by training the ``top`` finalists again at ``seeds`` fresh seeds."""
 
-    top: int = Field(default=3, ge=1, le=100)
-    seeds: int = Field(default=2, ge=1, le=100)
+    top: Count = Field(default=3, ge=1, le=100)
+    seeds: Count = Field(default=2, ge=1, le=100)
 
 
 STUDY_NAME_LENGTH = 512
@@ -289,7 +303,7 @@ class StudyConfig(_Strict):
 
     name: str = Field(min_length=1, max_length=STUDY_NAME_LENGTH)
     storage: str | None = None
-    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    seed: Count = Field(default=0, ge=0, le=2**32 - 1)
     objective: ObjectiveConfig
     sampler: ComponentConfig = ComponentConfig.model_validate(
         {"name": "tpe", "n_startup_trials": 5}

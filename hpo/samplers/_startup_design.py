@@ -20,6 +20,14 @@ from hpo.config import CategoricalParam, FloatParam, IntParam, ParamSpec, StudyC
 from hpo.samplers._registry import startup_trials
 from hpo.space import condition_holds, dependency_order
 
+MAX_DESIGN_ROWS = 1000
+"""Start-up trials the design queues at most; the sampler draws any beyond at random.
+
+Each row is a queued trial in the storage, written when the study is made: a
+``n_startup_trials`` in the millions (with a time budget, nothing else caps it) wrote
+rows for minutes or ran out of memory after the study existed.
+"""
+
 
 def balanced_design(space: Mapping[str, ParamSpec], n: int, seed: int) -> list[dict[str, Any]]:
     """``n`` configurations in which each parameter's values appear as evenly as ``n`` allows.
@@ -56,15 +64,22 @@ def study_startup(cfg: StudyConfig) -> list[dict[str, Any]]:
     n = (startup_trials(cfg.sampler.name, cfg.sampler.kwargs) or 0) - len(cfg.enqueue)
     if cfg.budget.n_trials is not None:
         n = min(n, cfg.budget.n_trials - len(cfg.enqueue))
+    n = min(n, MAX_DESIGN_ROWS)
     if n <= 0:
         return []
-    seen = [dict(params) for params in cfg.enqueue]
+    seen = {_row_key(params) for params in cfg.enqueue}
     design = []
     for row in balanced_design(cfg.space, n, cfg.seed):
-        if row not in seen:
-            seen.append(row)
+        key = _row_key(row)
+        if key not in seen:
+            seen.add(key)
             design.append(row)
     return design
+
+
+def _row_key(row: Mapping[str, Any]) -> frozenset[tuple[str, Any]]:
+    """A row as a set member: equal rows (``1 == 1.0``, as for dicts) share a key."""
+    return frozenset(row.items())
 
 
 def describe_startup(cfg: StudyConfig) -> str:

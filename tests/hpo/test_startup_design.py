@@ -16,6 +16,7 @@ from hpo import ConfigError, load_study_config, run_study, validate_study_data
 from hpo.config import CategoricalParam, FloatParam, IntParam, ParamSpec
 from hpo.confirm import confirmation_config
 from hpo.samplers import balanced_design, describe_startup, study_startup
+from hpo.samplers._startup_design import MAX_DESIGN_ROWS
 from hpo.storages import storage_url
 from tests.conftest import analytic_study, open_at_once
 
@@ -140,6 +141,21 @@ def test_the_design_fills_the_start_up_the_file_leaves() -> None:
         "balanced: 2 queued trials spreading the choices and ranges evenly (with the file's "
         "enqueue, too few to hold every choice of choice)"
     )
+
+
+def test_a_huge_start_up_count_queues_at_most_the_design_cap() -> None:
+    """Before, ``n_startup_trials: 100000000`` with a time budget built (and compared, in
+    quadratic time) a hundred million rows: minutes of ``hpo validate``, or MemoryError
+    after ``hpo run`` had created the study."""
+    cfg = validate_study_data(
+        analytic_study(
+            startup="balanced",
+            sampler={"name": "tpe", "n_startup_trials": 100_000_000},
+            budget={"timeout": "1h"},
+        )
+    )
+    assert len(study_startup(cfg)) == MAX_DESIGN_ROWS
+    assert describe_startup(cfg).startswith(f"balanced: {MAX_DESIGN_ROWS} queued trials")
 
 
 def test_auto_is_balanced_where_the_sampler_has_random_start_up_trials() -> None:
