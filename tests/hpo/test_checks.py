@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from pydantic import BaseModel, ConfigDict, model_validator
 from typer.testing import CliRunner
 
 from hpo.cli import app
@@ -744,3 +745,46 @@ def test_the_checkpoint_is_read_once_for_all_combinations(
     problems = input_misfit_problems(validate_study_data(study))
     assert any(line.startswith("space.dim: value 32: init_from ") for line in problems)
     assert len(reads) == 1
+
+
+# --------------------------------------------------------------------------- a schema's own bug
+
+
+class _ModuloParams(BaseModel):
+    """A user's schema whose check divides by a searched value (its own bug at 0)."""
+
+    model_config = ConfigDict(extra="forbid")
+    dim: int = 64
+    n_heads: int = 4
+    seed: int | None = None
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> _ModuloParams:
+        if self.dim % self.n_heads:
+            raise ValueError("n_heads must divide dim")
+        return self
+
+
+def modulo_trainer(params: dict[str, Any], reporter: Any = None) -> dict[str, float]:
+    return {"score": float(_ModuloParams.model_validate(params).n_heads)}
+
+
+modulo_trainer.params_schema = _ModuloParams  # type: ignore[attr-defined]
+
+
+def test_a_schema_that_raises_its_own_exception_is_one_line(tmp_path: Path) -> None:
+    """Before, ZeroDivisionError from the schema was a traceback (exit 1) in validate and run."""
+    study = {
+        "name": "checks",
+        "objective": {"metric": "score", "direction": "maximize"},
+        "budget": {"n_trials": 2},
+        "trainer": {"name": "tests.hpo.test_checks:modulo_trainer"},
+        "space": {"n_heads": choices(0, 2, 4)},
+    }
+    assert validate(tmp_path, study) == (
+        2,
+        [
+            "error: space.n_heads: value 0 is never allowed: the trainer's schema failed "
+            "(ZeroDivisionError: integer modulo by zero)"
+        ],
+    )
