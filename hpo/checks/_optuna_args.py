@@ -297,42 +297,60 @@ def _pruner_problems(cfg: StudyConfig) -> list[str]:
     if name not in PRUNERS:
         return [f"pruner.name: unknown pruner {name!r}; allowed: {', '.join(PRUNERS)}"]
     kwargs = cfg.pruner.kwargs
-    checked = {k: v for k, v in kwargs.items() if k != "wrapped"} if name in WRAPPERS else kwargs
-    problems = unknown_kwargs_problems("pruner", PRUNERS[name], checked)
-    problems += kwarg_type_problems("pruner", PRUNERS[name], checked)
-    if name == "hyperband":
-        problems += _hyperband_problems("pruner", kwargs)
-    if name in WRAPPERS and "wrapped_pruner" in kwargs:
-        problems.append("pruner.wrapped_pruner: give the inner pruner as wrapped: {name: median}")
-    wrapped = kwargs.get("wrapped") if name in WRAPPERS else None
-    if isinstance(wrapped, Mapping) and isinstance(wrapped.get("name"), str):
-        inner = PRUNERS.get(wrapped["name"])
-        inner_kwargs = {k: v for k, v in wrapped.items() if k != "name"}
-        if inner is not None:
-            problems += unknown_kwargs_problems("pruner.wrapped", inner, inner_kwargs)
-            problems += kwarg_type_problems("pruner.wrapped", inner, inner_kwargs)
-            if wrapped["name"] == "hyperband":
-                problems += _hyperband_problems("pruner.wrapped", inner_kwargs)
-    if name == "grouped":
-        if not wrapped:
-            problems.append(
-                "pruner.wrapped: grouped needs the pruner to run within each group, "
-                "like wrapped: {name: hyperband}"
-            )
-        problems += _grouped_by_problems(cfg, kwargs.get("by"))
-        if cfg.uses_prune_companion:
-            # such a study is pruned on a companion study whose trials carry no
-            # parameters, so every trial would fall into one group
-            problems.append(
-                "pruner.name: grouped needs a single-objective study pruned in its own "
-                "direction (no prune_direction against the objective's)"
-            )
+    problems = _pruner_spec_problems(cfg, "pruner", name, kwargs)
     if problems:
         return problems
     try:
         build_pruner(name, kwargs, max_resource=trainer_epochs(cfg), warmup=trainer_warmup(cfg))
     except (TypeError, ValueError, OverflowError) as exc:
         problems.append(f"pruner: {PRUNERS[name].__name__} rejected its arguments: {exc}")
+    return problems
+
+
+def _pruner_spec_problems(
+    cfg: StudyConfig, prefix: str, name: str, kwargs: Mapping[str, Any]
+) -> list[str]:
+    """One pruner's arguments at ``prefix``, and the pruner it wraps, however deep.
+
+    ``patient`` around ``grouped`` around ``median`` is a chain ``build_pruner`` builds:
+    each level's ``wrapped`` is its own (not an Optuna argument), checked one level down.
+    """
+    checked = {k: v for k, v in kwargs.items() if k != "wrapped"} if name in WRAPPERS else kwargs
+    problems = unknown_kwargs_problems(prefix, PRUNERS[name], checked)
+    problems += kwarg_type_problems(prefix, PRUNERS[name], checked)
+    if name == "hyperband":
+        problems += _hyperband_problems(prefix, kwargs)
+    if name not in WRAPPERS:
+        return problems
+    if "wrapped_pruner" in kwargs:
+        problems.append(
+            f"{prefix}.wrapped_pruner: give the inner pruner as wrapped: {{name: median}}"
+        )
+    wrapped = kwargs.get("wrapped")
+    if isinstance(wrapped, Mapping) and isinstance(wrapped.get("name"), str):
+        inner_kwargs = {k: v for k, v in wrapped.items() if k != "name"}
+        if wrapped["name"] in PRUNERS and wrapped["name"] != name:
+            problems += _pruner_spec_problems(
+                cfg, f"{prefix}.wrapped", wrapped["name"], inner_kwargs
+            )
+    elif wrapped is not None and (name != "grouped" or wrapped):
+        problems.append(
+            f"{prefix}.wrapped: expected a pruner like {{name: median}} (got {_short(wrapped)})"
+        )
+    if name == "grouped":
+        if not wrapped:
+            problems.append(
+                f"{prefix}.wrapped: grouped needs the pruner to run within each group, "
+                "like wrapped: {name: hyperband}"
+            )
+        problems += _grouped_by_problems(cfg, kwargs.get("by"), prefix)
+        if cfg.uses_prune_companion:
+            # such a study is pruned on a companion study whose trials carry no
+            # parameters, so every trial would fall into one group
+            problems.append(
+                f"{prefix}.name: grouped needs a single-objective study pruned in its own "
+                "direction (no prune_direction against the objective's)"
+            )
     return problems
 
 
@@ -349,22 +367,24 @@ def _hyperband_problems(prefix: str, kwargs: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def _grouped_by_problems(cfg: StudyConfig, by: Any) -> list[str]:
+def _grouped_by_problems(cfg: StudyConfig, by: Any, prefix: str = "pruner") -> list[str]:
     """``grouped``'s ``by``: a list of searched parameters, so that groups exist to compare in."""
     if by is None:
-        return ["pruner.by: grouped needs by, the searched parameters to group trials by"]
+        return [f"{prefix}.by: grouped needs by, the searched parameters to group trials by"]
     if isinstance(by, str) or not isinstance(by, list) or not by:
-        return [f"pruner.by: expected a non-empty list of parameter names (got {_short(by)})"]
+        return [f"{prefix}.by: expected a non-empty list of parameter names (got {_short(by)})"]
     allowed = ", ".join(cfg.space)
     problems: list[str] = []
     for i, name in enumerate(by):
         if not isinstance(name, str):
-            problems.append(f"pruner.by[{i}]: expected a parameter name (got {_short(name)})")
+            problems.append(f"{prefix}.by[{i}]: expected a parameter name (got {_short(name)})")
         elif name not in cfg.space:
-            problems.append(f"pruner.by: {name!r} is not a searched parameter; allowed: {allowed}")
+            problems.append(
+                f"{prefix}.by: {name!r} is not a searched parameter; allowed: {allowed}"
+            )
         elif isinstance(spec := cfg.space[name], FloatParam) and spec.step is None:
             problems.append(
-                f"pruner.by: {name!r} is a continuous float range, so every trial would be a "
+                f"{prefix}.by: {name!r} is a continuous float range, so every trial would be a "
                 "group of its own; group by categorical, int or stepped float parameters"
             )
     return problems

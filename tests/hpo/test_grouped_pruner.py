@@ -267,6 +267,50 @@ def test_study_file_problems(
     assert info.value.problems == [expected]
 
 
+@pytest.mark.parametrize(
+    "pruner",
+    [
+        {
+            "name": "grouped",
+            "by": ["choice"],
+            "wrapped": {"name": "patient", "patience": 2, "wrapped": {"name": "median"}},
+        },
+        {
+            "name": "patient",
+            "patience": 2,
+            "wrapped": {"name": "grouped", "by": ["choice"], "wrapped": {"name": "median"}},
+        },
+    ],
+    ids=["grouped-patient-median", "patient-grouped-median"],
+)
+def test_chains_of_wrappers_that_build_pass(pruner: dict[str, Any]) -> None:
+    """Before, the check read the inner wrapper's own ``wrapped`` as an Optuna argument and
+    refused a chain ``build_pruner`` builds ("PatientPruner has no argument 'wrapped'")."""
+    cfg = validate_study_data(analytic_study(pruner=pruner))
+    assert cfg.pruner.name == pruner["name"]
+
+
+def test_each_level_of_a_chain_is_checked_where_it_is() -> None:
+    pruner = {
+        "name": "patient",
+        "patience": 2,
+        "wrapped": {"name": "grouped", "by": ["x"], "wrapped": {"name": "median", "bogus": 1}},
+    }
+    with pytest.raises(ConfigError) as info:
+        validate_study_data(analytic_study(pruner=pruner))
+    assert info.value.problems == [
+        "pruner.wrapped.wrapped.bogus: MedianPruner has no argument 'bogus'; allowed: "
+        "interval_steps, n_min_trials, n_startup_trials, n_warmup_steps",
+        "pruner.wrapped.by: 'x' is a continuous float range, so every trial would be a group "
+        "of its own; group by categorical, int or stepped float parameters",
+    ]
+    with pytest.raises(ConfigError) as info:  # before: silently no inner pruner at all
+        validate_study_data(
+            analytic_study(pruner={"name": "patient", "patience": 2, "wrapped": []})
+        )
+    assert info.value.problems == ["pruner.wrapped: expected a pruner like {name: median} (got [])"]
+
+
 def test_a_stepped_float_and_an_int_are_groups_enough() -> None:
     space = {
         "x": {"type": "float", "low": 0.1, "high": 0.3, "step": 0.1},
