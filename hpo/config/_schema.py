@@ -265,6 +265,17 @@ class WorkersConfig(_Strict):
             return [int(part) for part in value.split(",") if part.strip()]
         return value
 
+    @model_validator(mode="after")
+    def _grace_outlasts_heartbeats(self) -> WorkersConfig:
+        """A grace shorter than two beats fails live trials whenever one beat is late."""
+        if self.grace_period is not None and self.grace_period < 2 * self.heartbeat_interval:
+            raise ValueError(
+                f"grace_period ({self.grace_period} s) must be at least twice "
+                f"heartbeat_interval ({self.heartbeat_interval} s), or a live trial whose "
+                "heartbeat is a little late is failed and run again"
+            )
+        return self
+
     @field_validator("gpus")
     @classmethod
     def _gpu_ids(cls, value: Any) -> Any:

@@ -398,6 +398,9 @@ EDGE_TEXTS = {
     "boolean trial count": _edit(("budget.n_trials", True)),
     "boolean seed": _edit(("seed", True)),
     "boolean GPU index": _edit(("workers", {"gpus": [True]})),
+    "grace shorter than two heartbeats": _edit(
+        ("workers", {"heartbeat_interval": 30, "grace_period": 2})
+    ),
     "nested choice": _edit(("space.choice.choices", [["a"], {"b": 1}, "c"])),
     "empty choices": _edit(("space.choice.choices", [])),
     "empty trainer module": _edit(("trainer.name", ":")),

@@ -697,3 +697,18 @@ def test_a_partial_check_claims_nothing_about_what_it_could_not_see(
     assert problems_of(write_study, wide) == [
         "trainer.params.dim: Input should be less than or equal to 4096"
     ]
+
+
+def test_a_grace_period_shorter_than_two_heartbeats_is_refused(
+    write_study: Callable[..., Path],
+) -> None:
+    """Before, ``grace_period: 2`` beside 30 s heartbeats validated, then failed live trials."""
+    data = analytic_study(workers={"n_workers": 2, "heartbeat_interval": 30, "grace_period": 2})
+    with pytest.raises(ConfigError) as info:
+        load_study_config(write_study(data))
+    assert info.value.problems == [
+        "workers: grace_period (2 s) must be at least twice heartbeat_interval (30 s), or a "
+        "live trial whose heartbeat is a little late is failed and run again"
+    ]
+    data["workers"]["grace_period"] = 60
+    assert load_study_config(write_study(data)).workers.grace_period == 60
