@@ -59,7 +59,32 @@ def _file_problems(url: str, path: Path) -> list[str]:
         return [f"storage: folder {path.parent} does not exist"]
     if url.startswith("journal:///"):
         return journal_file_problems(path)
-    return []
+    return sqlite_file_problems(path)
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def sqlite_file_problems(path: Path) -> list[str]:
+    """A folder, or an existing file that is not SQLite, fails ``hpo run`` only once it opens.
+
+    An empty file is fine: SQLite makes a database of it, as ``hpo run`` does.
+    """
+    if path.is_dir():
+        return [f"storage: {path} is a folder, not a SQLite file"]
+    if not path.is_file() or path.stat().st_size == 0:
+        return []
+    try:
+        with path.open("rb") as fh:
+            header = fh.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        return [f"storage: cannot read {path}: {exc.strerror or exc}"]
+    if header == SQLITE_HEADER:
+        return []
+    return [
+        f"storage: {path} is not a SQLite database (left untouched); "
+        "name a new file or an existing database"
+    ]
 
 
 def journal_file_problems(path: Path) -> list[str]:

@@ -347,13 +347,23 @@ def test_a_missing_driver_names_the_url_that_works(tmp_path: Path, url: str, hin
     _assert_one_line_error(result, "no database driver for", hint)
 
 
-def test_not_a_database_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_not_a_database_file(tmp_path: Path, command: str) -> None:
+    """Before, ``hpo validate`` passed it and only the run said "file is not a database"."""
     db = tmp_path / "garbage.db"
     db.write_bytes(b"this is not SQLite" * 100)
     path = _study_file(tmp_path, f"sqlite:///{db}")
-    result = hpo("run", str(path), timeout=60)
-    _assert_one_line_error(result, f"storage: cannot open SQLite file {db}: ")
+    result = hpo(command, str(path), timeout=60)
+    _assert_one_line_error(result, f"storage: {db} is not a SQLite database (left untouched)")
     assert db.read_bytes() == b"this is not SQLite" * 100
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_folder_named_as_the_sqlite_file_is_refused(tmp_path: Path, command: str) -> None:
+    folder = tmp_path / "results"
+    folder.mkdir()
+    result = hpo(command, str(_study_file(tmp_path, f"sqlite:///{folder}")), timeout=60)
+    _assert_one_line_error(result, f"storage: {folder} is a folder, not a SQLite file")
 
 
 # -- a successful run leaks the password nowhere -------------------------------------------------
