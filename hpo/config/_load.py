@@ -97,7 +97,8 @@ def validate_study_data(
     except ValidationError as exc:
         problems = _pydantic_problems(exc, (), StudyConfig) + problems
         raise ConfigError(problems) from None
-    problems.extend(_enqueue_problems(space, cfg.enqueue))
+    failed_entries = (declared - set(space)) | out_of_range
+    problems.extend(_enqueue_problems(space, cfg.enqueue, unseen=failed_entries))
     n_trials = cfg.budget.n_trials
     if n_trials is not None and len(cfg.enqueue) > n_trials:
         problems.append(
@@ -120,13 +121,16 @@ def validate_study_data(
         later = semantic_problems(
             cfg.model_copy(update={"space": checked}), unseen=failed, for_reading=for_reading
         )
-        # grouping by a parameter whose own entry failed would read as "not searched"
+        # grouping by, or a grid listing, a parameter whose own entry failed would read
+        # as "not searched"
+        not_searched = {f"sampler.search_space.{n}: not a searched parameter" for n in failed}
         raise ConfigError(
             problems
             + [
                 p
                 for p in later
                 if not (p.startswith("pruner.by") and any(repr(n) in p for n in failed))
+                and p not in not_searched
             ]
         )
     cfg = cfg.model_copy(update={"space": space, "enqueue": _as_declared(space, cfg.enqueue)})

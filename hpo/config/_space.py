@@ -224,12 +224,20 @@ def _condition_problems(space: Mapping[str, ParamSpec], unparsed: Collection[str
 
 
 def _enqueue_problems(
-    space: Mapping[str, ParamSpec], enqueue: Sequence[Mapping[str, Any]]
+    space: Mapping[str, ParamSpec],
+    enqueue: Sequence[Mapping[str, Any]],
+    unseen: Collection[str] = (),
 ) -> list[str]:
-    """Every enqueued value must be one the space itself could produce."""
+    """Every enqueued value must be one the space itself could produce.
+
+    ``unseen``: parameters whose own entry failed (said on their own line); their values
+    are not judged, nor called "not a parameter of the space".
+    """
     out: list[str] = []
     for i, params in enumerate(enqueue):
         for name, value in params.items():
+            if name in unseen:
+                continue
             path = f"enqueue.{i}.{_printable(name)}"
             spec = space.get(name)
             if spec is None:

@@ -712,3 +712,23 @@ def test_a_grace_period_shorter_than_two_heartbeats_is_refused(
     ]
     data["workers"]["grace_period"] = 60
     assert load_study_config(write_study(data)).workers.grace_period == 60
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [{"type": "flaot", "low": -2.0, "high": 2.0}, {"type": "float", "low": 3.0, "high": 2.0}],
+    ids=["type", "range"],
+)
+def test_an_entry_that_failed_its_own_check_gets_no_second_line(
+    write_study: Callable[..., Path], entry: dict[str, Any]
+) -> None:
+    """Before, ``enqueue`` and a grid's ``search_space`` also called it "not a parameter"."""
+    data = analytic_study(enqueue=[{"x": 0.5, "choice": "a"}])
+    data["space"]["x"] = entry
+    (own,) = problems_of(write_study, data)
+    assert own.startswith("space.x")
+    grid = {"name": "grid", "search_space": {"x": [0.5], "y": [0.0], "choice": ["a"]}}
+    data = analytic_study(sampler=grid, space={**data["space"]})
+    del data["space"]["margin"]
+    (own,) = problems_of(write_study, data)
+    assert own.startswith("space.x")
