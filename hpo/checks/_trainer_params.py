@@ -90,9 +90,11 @@ def _trainer_problems(cfg: StudyConfig, *, unseen: Collection[str] = ()) -> list
     result_metrics = getattr(spec.fn, "result_metrics", None)
     if result_metrics:
         wanted = set(cfg.objective.names) | {cfg.objective.pruning_metric}
+        named = "objective.metrics" if cfg.objective.metrics else "objective.metric"
         for metric in sorted(wanted - set(result_metrics)):
+            where = named if metric in cfg.objective.names else "objective.prune_on"
             problems.append(
-                f"objective: trainer {cfg.trainer.name!r} reports no metric {metric!r}; "
+                f"{where}: trainer {cfg.trainer.name!r} reports no metric {metric!r}; "
                 f"it reports: {', '.join(result_metrics)}"
             )
     schema = spec.params_schema

@@ -30,6 +30,10 @@ def _pydantic_problems(
     problems: list[str] = []
     unions: dict[tuple[Any, ...], list[tuple[str, Any]]] = {}
     for err in exc.errors():
+        if err["loc"] and err["loc"][-1] == "[key]":  # ``{1: c}``: the key, not its value
+            where = _format_loc([*prefix, *err["loc"][:-2]])
+            problems.append(f"{where}: keys must be names, got {_shown(err['loc'][-2])}")
+            continue
         at = _union_position(model, err["loc"]) if model is not None else None
         if at is None:
             problems.append(_one_problem(err, [*prefix, *err["loc"]], model))
@@ -170,9 +174,19 @@ def _allowed_keys(model: type[BaseModel] | None, loc: Sequence[int | str]) -> li
         field = current.model_fields.get(str(part))
         if field is None:
             return []
-        current = field.annotation
+        current = _model_in(field.annotation)
     if isinstance(current, type) and issubclass(current, BaseModel):
         return sorted(
             (f.alias or name) for name, f in current.model_fields.items() if not f.exclude
         )
     return []
+
+
+def _model_in(annotation: Any) -> Any:
+    """The model inside ``Model | None`` (``confirm:``), else the annotation as it is."""
+    models = [
+        arg
+        for arg in typing.get_args(annotation)
+        if isinstance(arg, type) and issubclass(arg, BaseModel)
+    ]
+    return models[0] if len(models) == 1 else annotation

@@ -330,10 +330,25 @@ def test_space_range_outside_trainer_schema(write_study: Callable[..., Path]) ->
 
 
 def test_objective_metric_must_be_reported(write_study: Callable[..., Path]) -> None:
+    """Each line names the field that asks for the metric (before: ``objective`` for all)."""
+    reported = "it reports: score, best_score, loss, n_params, epochs_run"
     data = analytic_study(objective={"metric": "best_val_f1", "direction": "maximize"})
     assert problems_of(write_study, data) == [
-        "objective: trainer 'analytic' reports no metric 'best_val_f1'; it reports: score, "
-        "best_score, loss, n_params, epochs_run"
+        f"objective.metric: trainer 'analytic' reports no metric 'best_val_f1'; {reported}"
+    ]
+    data = analytic_study(
+        objective={"metric": "best_score", "direction": "maximize", "prune_on": "val_f1"}
+    )
+    assert problems_of(write_study, data) == [
+        f"objective.prune_on: trainer 'analytic' reports no metric 'val_f1'; {reported}"
+    ]
+
+
+def test_an_unknown_key_of_an_optional_section_lists_the_allowed_ones(
+    write_study: Callable[..., Path],
+) -> None:
+    assert problems_of(write_study, analytic_study(confirm={"topp": 3})) == [
+        "confirm.topp: unknown key; allowed: seeds, top"
     ]
 
 
@@ -732,3 +747,15 @@ def test_an_entry_that_failed_its_own_check_gets_no_second_line(
     del data["space"]["margin"]
     (own,) = problems_of(write_study, data)
     assert own.startswith("space.x")
+
+
+def test_a_key_that_is_not_a_name_is_said_to_be_the_problem(
+    write_study: Callable[..., Path],
+) -> None:
+    """Before: ``enqueue.0.1: expected true/false, an integer...`` (the key read as a value)."""
+    assert problems_of(write_study, analytic_study(enqueue=[{1: 0.5}])) == [
+        "enqueue.0: keys must be names, got 1"
+    ]
+    data = analytic_study()
+    data["space"]["margin"]["if"] = {1: "c"}
+    assert problems_of(write_study, data) == ["space.margin.if: keys must be names, got 1"]
