@@ -220,7 +220,56 @@ def _condition_problems(space: Mapping[str, ParamSpec], unparsed: Collection[str
         dependency_order(space)
     except ValueError as exc:
         out.append(f"space: {exc}")
+    if not out:  # a cycle or a bad entry makes the chains below meaningless
+        out += [line for name in space if (line := _never_holds(space, name))]
     return out
+
+
+def _never_holds(space: Mapping[str, ParamSpec], name: str) -> str | None:
+    """Why ``name``'s ``if`` can never hold, counting the ``if`` of each parent it needs.
+
+    ``y`` asked when ``choice: a`` and ``margin: 0.5``, where ``margin`` itself is asked
+    only when ``choice: c``, is never in any trial: the file said nothing and no trial
+    ever searched ``y``.
+    """
+    from hpo.space import comparable
+
+    def same(a: Any, b: Any) -> bool:
+        a, b = comparable(a), comparable(b)
+        return type(a) is type(b) and a == b
+
+    needed: dict[str, tuple[list[Any], str]] = {}
+    todo, seen = [name], {name}
+    while todo:
+        current = todo.pop()
+        for other, wanted in (space[current].condition or {}).items():
+            if other not in space:  # an entry that failed its own check: not judged
+                continue
+            values = list(wanted) if isinstance(wanted, list) else [wanted]
+            if other in needed:
+                before, source = needed[other]
+                common = [v for v in before if any(same(v, w) for w in values)]
+                if not common:
+                    return (
+                        f"space.{_printable(name)}.if: can never hold: it needs {other} to be "
+                        f"{_either(before)} ({_whose(source, name)}) and {_either(values)} "
+                        f"({_whose(current, name)})"
+                    )
+                needed[other] = (common, source)
+            else:
+                needed[other] = (values, current)
+            if other not in seen:
+                seen.add(other)
+                todo.append(other)
+    return None
+
+
+def _either(values: Sequence[Any]) -> str:
+    return repr(values[0]) if len(values) == 1 else "one of " + ", ".join(map(repr, values))
+
+
+def _whose(source: str, name: str) -> str:
+    return "its own if" if source == name else f"the if of {_printable(source)}, which it needs"
 
 
 def _enqueue_problems(

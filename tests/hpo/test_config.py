@@ -759,3 +759,23 @@ def test_a_key_that_is_not_a_name_is_said_to_be_the_problem(
     data = analytic_study()
     data["space"]["margin"]["if"] = {1: "c"}
     assert problems_of(write_study, data) == ["space.margin.if: keys must be names, got 1"]
+
+
+def test_a_condition_its_parents_own_conditions_contradict_is_refused(
+    write_study: Callable[..., Path],
+) -> None:
+    """Before, ``y`` validated and no trial of the study ever searched it."""
+    data = analytic_study()
+    data["space"]["margin"]["step"] = 0.1
+    data["space"]["y"] = {
+        "type": "float",
+        "low": -1.0,
+        "high": 1.0,
+        "if": {"choice": "a", "margin": 0.5},
+    }
+    assert problems_of(write_study, data) == [
+        "space.y.if: can never hold: it needs choice to be 'a' (its own if) and 'c' (the if "
+        "of margin, which it needs)"
+    ]
+    data["space"]["y"]["if"] = {"choice": ["a", "c"], "margin": 0.5}  # c: it can hold
+    assert load_study_config(write_study(data)).space["y"].condition is not None
