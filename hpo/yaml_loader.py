@@ -121,6 +121,16 @@ class _StrictLoader(Yaml12Loader):
                 seen[key] = line
 
 
+def _no_sets(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    """``!!set {a, b}`` has no order, so choices or metrics would differ between workers."""
+    raise yaml.constructor.ConstructorError(
+        None, None, "a !!set has no order; write a list, e.g. [a, b]", node.start_mark
+    )
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:set", _no_sets)
+
+
 class _Dumper(yaml.SafeDumper):
     """SafeDumper that quotes text either YAML version reads as a number or a date (``'1e-3'``,
     ``'010'``, ``'2024-06-01'``), so this loader and plain PyYAML both read it back as text."""

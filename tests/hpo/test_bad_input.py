@@ -391,6 +391,9 @@ EDGE_TEXTS = {
     "integer trial timeout beyond a float": _edit(("budget.trial_timeout", 10**400)),
     "threshold bound beyond a float": _edit(("pruner", {"name": "threshold", "lower": 10**400})),
     "int tag on a word": ANALYTIC_TEXT.replace("n_trials: 12", "n_trials: !!int abc"),
+    "a set of choices": ANALYTIC_TEXT.replace(
+        "choices:\n    - a\n    - b\n    - c\n", "choices: !!set {a, b, c}\n"
+    ),
     "float tag on a word": ANALYTIC_TEXT.replace("n_trials: 12", "n_trials: !!float abc"),
     "bool tag on a word": ANALYTIC_TEXT.replace("n_trials: 12", "n_trials: !!bool maybe"),
     "timestamp tag on a word": ANALYTIC_TEXT.replace("n_trials: 12", "n_trials: !!timestamp x"),
