@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import numbers
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -24,7 +26,7 @@ from hpo.cli_common import (
 from hpo.errors import ConfigError, HpoError
 from hpo.storages import mask_url
 from hpo.yaml_loader import dump_yaml
-from trainers.reporter import TrainingFailed
+from trainers.reporter import TrainingFailed, one_line
 
 app = typer.Typer(
     add_completion=False,
@@ -49,7 +51,7 @@ def validate(study: StudyFile, set_: SetOption = None) -> None:
     problems = run_problems(cfg)  # what a run would meet: the store, inputs that do not fit
     if problems:
         raise ConfigError(problems)
-    out.print(f"[bold]{escape(cfg.name)}[/bold]: valid", markup=True)
+    out.print(f"[bold]{escape(one_line(cfg.name))}[/bold]: valid", markup=True)
     out.print(f"  storage   {mask_url(storage_url(cfg))}")
     directions = ", ".join(
         f"{d} {m}" for m, d in zip(cfg.objective.names, cfg.objective.study_directions, strict=True)
@@ -95,10 +97,11 @@ def status(study: StudyFile, set_: SetOption = None) -> None:
 
     cfg = load_study_config(study, set_ or [], for_reading=True)
     st = study_status(cfg)
-    rows: dict[str, object] = {"study": st.study_name, "storage": st.storage}
+    # one_line: a name or a trainer's message may hold line breaks or terminal escapes
+    rows: dict[str, object] = {"study": one_line(st.study_name), "storage": st.storage}
     rows.update({k: v for k, v in st.counts.items() if v})
     for reason, (count, message) in st.failures.items():
-        message = mask_url(message)  # a study failed by an older version kept it as it was
+        message = one_line(mask_url(message))  # an older version kept it as it was
         shown = message if len(message) <= 120 else message[:117] + "..."
         rows[f"  fail: {reason}"] = f"{count}" + (f" (latest: {shown})" if shown else "")
     if st.best_number is not None:
@@ -146,6 +149,45 @@ def best(
         sys.stdout.write(dump_yaml(data, sort_keys=False, allow_unicode=True))
 
 
+def _plain(value: Any) -> Any:
+    """``value`` as YAML's safe dumper can write it: a trainer may return NumPy or torch
+    scalars (``np.float64``), arrays, tuples; ``hpo run`` takes them, so ``hpo train``
+    must print them instead of losing the finished run to a ``RepresenterError``."""
+    if value is None or type(value) in (str, bool, int, float):
+        return value
+    if isinstance(value, Mapping):
+        return {_key(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    tolist = getattr(value, "tolist", None)  # NumPy scalars and arrays, torch tensors
+    if callable(tolist):
+        try:
+            return _plain(tolist())
+        except Exception:  # e.g. a tensor on a lost device: its text still says what it was
+            return str(value)
+    for kind in (bool, int, float, str):  # a subclass (an IntEnum) as the plain type
+        if isinstance(value, kind):
+            return kind(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return str(value)
+
+
+def _key(key: Any) -> Any:
+    """A mapping key YAML can write back as it was: plain scalars stay, others become text."""
+    plain = _plain(key)
+    return plain if plain is None or isinstance(plain, str | bool | int | float) else str(plain)
+
+
+def _no_test_split(name: str) -> bool:
+    """Whether trainer ``name`` declares parameters and ``evaluate_test`` is not one of them
+    (a trainer without a schema gets the flag and decides itself)."""
+    from hpo.trainer_defaults import trainer_schema
+
+    schema = trainer_schema(name)
+    return schema is not None and "evaluate_test" not in schema.model_fields
+
+
 @app.command()
 @handles_errors
 def train(
@@ -162,6 +204,8 @@ def train(
     _setup_logging(verbose)
     name, params = load_trainer_config(config, set_ or [])
     if evaluate_test:
+        if _no_test_split(name):
+            _fail([f"--evaluate-test: trainer {name!r} has no test split"])
         params["evaluate_test"] = True
     try:
         result = run_standalone(name, params, console=err)
@@ -175,7 +219,7 @@ def train(
         if verbose:
             raise
         _fail([f"the trainer raised {type(exc).__name__}: {exc} (-v shows the traceback)"], 1)
-    sys.stdout.write(dump_yaml({"result": result}, sort_keys=False))
+    sys.stdout.write(dump_yaml({"result": _plain(result)}, sort_keys=False))
 
 
 def _register_commands() -> None:

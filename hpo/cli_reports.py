@@ -22,6 +22,7 @@ from hpo.cli_common import (
 )
 from hpo.errors import ConfigError
 from hpo.output_files import check_output_file, write_output_file
+from trainers.reporter import one_line
 
 if TYPE_CHECKING:
     from hpo.config import StudyConfig
@@ -36,7 +37,7 @@ def warn_exposed(host: str) -> None:
 
     warning = exposure_warning(host)
     if warning is not None:
-        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", markup=True)
+        err.print(f"[yellow]warning:[/yellow] {escape(one_line(warning))}", markup=True)
 
 
 @handles_errors
@@ -60,7 +61,7 @@ def dashboard(
     server = create_server(cfg, host, port, warn_exposure=False)  # warned below
     warn_exposed(host)
     out.print(
-        f"optuna-dashboard for {cfg.name}: {server.url}",
+        f"optuna-dashboard for {one_line(cfg.name)}: {server.url}",
         soft_wrap=True,
     )
     sys.stdout.flush()
@@ -76,9 +77,9 @@ def dashboard(
 def report(
     study: StudyFile,
     set_: SetOption = None,
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="HTML file to write; '-' for stdout.")
-    ] = Path("report.html"),
+    output: Annotated[  # str: a Path drops the trailing "/" that says a folder was meant
+        str, typer.Option("--output", "-o", help="HTML file to write; '-' for stdout.")
+    ] = "report.html",
     verbose: Verbose = 0,
 ) -> None:
     """Write one self-contained HTML report (plots, top trials, counts)."""
@@ -87,34 +88,35 @@ def report(
 
     _setup_logging(verbose)
     cfg = load_study_config(study, set_ or [], for_reading=True)
-    if str(output) == "-":
+    if output == "-":
         sys.stdout.write(build_report(cfg))
         return
     check_output_file(output, OUTPUT_OPTION, "report.html", cfg)
-    path = write_output_file(output, build_report(cfg), OUTPUT_OPTION)
-    out.print(f"report written to {path}", soft_wrap=True)
+    path = write_output_file(Path(output), build_report(cfg), OUTPUT_OPTION)
+    out.print(f"report written to {one_line(str(path))}", soft_wrap=True)
 
 
 @handles_errors
 def export(
     study: StudyFile,
     set_: SetOption = None,
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="Trainer config to write; '-' for stdout.")
-    ] = Path("best.yaml"),
+    output: Annotated[  # str: a Path drops the trailing "/" that says a folder was meant
+        str, typer.Option("--output", "-o", help="Trainer config to write; '-' for stdout.")
+    ] = "best.yaml",
 ) -> None:
     """Write the best trial as a trainer config for ``hpo train``."""
     from hpo.config import load_study_config
     from hpo.export import export_text, retrain_command
 
     cfg = load_study_config(study, set_ or [], for_reading=True)
-    if str(output) == "-":
+    if output == "-":
         sys.stdout.write(export_text(cfg))
         return
     check_output_file(output, OUTPUT_OPTION, "best.yaml", cfg)
-    path = write_output_file(output, export_text(cfg), OUTPUT_OPTION)
+    path = write_output_file(Path(output), export_text(cfg), OUTPUT_OPTION)
     out.print(
-        f"best trial written to {path}; retrain with: {retrain_command(path, cfg)}",
+        f"best trial written to {one_line(str(path))}; retrain with: "
+        f"{one_line(retrain_command(path, cfg))}",
         soft_wrap=True,
     )
 
@@ -161,14 +163,16 @@ def compare(
         sys.stdout.write(json.dumps([s.as_dict() for s in summaries], indent=2) + "\n")
         return
     for warning in comparison_warnings(summaries):
-        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", markup=True)
+        err.print(f"[yellow]warning:[/yellow] {escape(one_line(warning))}", markup=True)
     table = Table(title="study comparison")
     table.add_column("")
     for name, summary in zip(_short_names(studies), summaries, strict=True):
-        # Text: names are user text; fold: a storage URL is worth reading whole
-        table.add_column(Text(f"{summary.study}\n({name})"), justify="right", overflow="fold")
+        # Text: names are user text, one_line: with no line breaks or terminal escapes;
+        # fold: a storage URL is worth reading whole
+        header = Text(f"{one_line(summary.study)}\n({one_line(name)})")
+        table.add_column(header, justify="right", overflow="fold")
     for label, cells in comparison_rows(summaries):
-        table.add_row(Text(label), *(Text(cell) for cell in cells))
+        table.add_row(Text(one_line(label)), *(Text(one_line(cell)) for cell in cells))
     out.print(table)
 
 

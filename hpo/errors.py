@@ -35,3 +35,16 @@ def exception_chain(exc: BaseException) -> Iterator[BaseException]:
         seen.add(id(current))
         yield current
         current = current.__cause__ or current.__context__
+
+
+def short_repr(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, any storage password masked first.
+
+    Masked before the cut: a cut inside a storage URL, before its ``@``, leaves text in
+    which no password can be recognised any more (``--set budget.n_trials=postgresql://
+    user:secret...`` showed most of the secret).
+    """
+    from hpo.storages._urls import mask_url  # only when a message is made: no import cost
+
+    shown = mask_url(repr(value))
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."

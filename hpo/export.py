@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,9 +54,10 @@ def export_text(cfg: StudyConfig) -> str:
 
 
 def retrain_command(path: str | Path, cfg: StudyConfig) -> str:
-    """``hpo train PATH``, with ``--evaluate-test`` only for trainers that take it."""
+    """``hpo train PATH``, with ``--evaluate-test`` only for trainers that take it; the path
+    quoted for a shell, so a name with spaces or quotes gives a command that runs as shown."""
     flag = " --evaluate-test" if trainer_accepts_param(cfg, "evaluate_test") else ""
-    return f"hpo train {path}{flag}"
+    return f"hpo train {shlex.quote(str(path))}{flag}"
 
 
 def export_best(cfg: StudyConfig, path: str | Path) -> Path:
@@ -63,6 +65,5 @@ def export_best(cfg: StudyConfig, path: str | Path) -> Path:
     its storage or a SQLite database (:class:`ConfigError`, as ``hpo export -o``)."""
     from hpo.output_files import check_output_file, write_output_file
 
-    out = Path(path)
-    check_output_file(out, "path", "best.yaml", cfg)
-    return write_output_file(out, export_text(cfg))
+    check_output_file(path, "path", "best.yaml", cfg)  # as given: "dir/" is a folder
+    return write_output_file(Path(path), export_text(cfg))

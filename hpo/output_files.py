@@ -24,12 +24,17 @@ __all__ = ["check_output_file", "write_output_file"]
 
 
 def check_output_file(
-    path: Path, option: str = "path", example_name: str = "out", cfg: StudyConfig | None = None
+    path: str | Path,
+    option: str = "path",
+    example_name: str = "out",
+    cfg: StudyConfig | None = None,
 ) -> None:
     """Raise :class:`ConfigError` before any work when ``path`` cannot become the output.
 
-    Catches what shows without writing: a folder given as the file, a file where a folder
-    should be, a folder or file this user may not write, and a file that must not be
+    Catches what shows without writing: a folder given as the file (an existing one, or a
+    name ending in ``/``: pass the text as given, since ``Path`` drops that ``/`` and the
+    folder's name would become a file's), a file where a folder should be, a folder or
+    file this user may not write, and a file that must not be
     replaced: ``cfg``'s study file or storage, or any SQLite database. Missing folders are
     fine (they are created); what only a write reveals is left to :func:`write_output_file`.
     ``example_name`` is the file name the hint for a folder suggests.
@@ -40,11 +45,25 @@ def check_output_file(
         raise ConfigError([f"{option}: cannot write {path}: {exc.strerror or exc}"]) from None
 
 
-def _check_output_file(path: Path, option: str, example_name: str, cfg: StudyConfig | None) -> None:
+def _names_folder(text: str) -> bool:
+    """Whether ``text`` ends as only a folder's name can: ``dir/``, ``dir/.``, ``dir/..``."""
+    seps = os.sep + (os.altsep or "")
+    return text.endswith(tuple(seps)) or text.rstrip(seps).rsplit(os.sep, 1)[-1] in (".", "..")
+
+
+def _check_output_file(
+    given: str | Path, option: str, example_name: str, cfg: StudyConfig | None
+) -> None:
     """:func:`check_output_file`'s checks, which may raise ``OSError`` on a bad name."""
+    path = Path(given)
     if path.is_dir():
         raise ConfigError(
             [f"{option}: {path} is a folder; give a file name in it, e.g. {path / example_name}"]
+        )
+    text = os.fspath(given)
+    if _names_folder(text):
+        raise ConfigError(
+            [f"{option}: {text} names a folder; give a file name, e.g. {path / example_name}"]
         )
     kept = _kept_file(path, cfg)
     if kept:

@@ -6,21 +6,29 @@ import copy
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from hpo.errors import ConfigError
+from hpo.errors import ConfigError, short_repr
 from hpo.yaml_loader import load_yaml_value, printable
+
+STUDY_EXAMPLE = "budget.n_trials=3"
+"""The ``--set`` a malformed one is shown next to, for a study file."""
 
 
 def _shown(text: str) -> str:
-    shown = repr(text)
-    return shown if len(shown) <= 80 else shown[:77] + "...'"
+    """``text`` as a short repr, passwords masked first: a cut made before masking can fall
+    inside a storage URL before its ``@``, where :func:`mask_url` no longer sees a password."""
+    return short_repr(text, 80)
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """Split ``a.b.c=value`` into a key path and a YAML-typed value (``5`` is an int)."""
+def parse_override(text: str, example: str = STUDY_EXAMPLE) -> tuple[list[str], Any]:
+    """Split ``a.b.c=value`` into a key path and a YAML-typed value (``5`` is an int).
+
+    ``example`` is the well-formed override a malformed one is told about: one the
+    command reading the file can use (``hpo train`` has no ``budget``).
+    """
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError([f"--set {_shown(text)}: expected KEY=VALUE, e.g. budget.n_trials=3"])
+        raise ConfigError([f"--set {_shown(text)}: expected KEY=VALUE, e.g. {example}"])
     parts = key.split(".")
     if any(not p for p in parts):
         raise ConfigError([f"--set {_shown(text)}: empty segment in key {_shown(key)}"])
@@ -33,7 +41,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(
-    data: Any, overrides: Iterable[str], *, defaults: Mapping[str, Any] | None = None
+    data: Any,
+    overrides: Iterable[str],
+    *,
+    defaults: Mapping[str, Any] | None = None,
+    example: str = STUDY_EXAMPLE,
 ) -> Any:
     """Return a copy of ``data`` with every override applied; all bad ones reported together.
 
@@ -42,14 +54,15 @@ def apply_overrides(
     starting from an empty mapping. An override of ``KEY.name`` to another name starts
     from nothing, for the file's component as for the default: their other keys belong
     to the class they named (``--set sampler.name=grid`` on a TPE with
-    ``n_startup_trials`` gave "GridSampler has no argument").
+    ``n_startup_trials`` gave "GridSampler has no argument"). ``example`` is the
+    well-formed override a malformed one is told about (:func:`parse_override`).
     """
     result = copy.deepcopy(data)
     problems: list[str] = []
     parsed: list[tuple[str, list[str], Any]] = []
     for text in overrides:
         try:
-            parts, value = parse_override(text)
+            parts, value = parse_override(text, example)
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue

@@ -393,6 +393,5 @@ def write_report(cfg: StudyConfig, path: str | Path) -> Path:
     file, its storage or a SQLite database (:class:`ConfigError`, as ``hpo report -o``)."""
     from hpo.output_files import check_output_file, write_output_file
 
-    out = Path(path)
-    check_output_file(out, "path", "report.html", cfg)
-    return write_output_file(out, build_report(cfg))
+    check_output_file(path, "path", "report.html", cfg)  # as given: "dir/" is a folder
+    return write_output_file(Path(path), build_report(cfg))

@@ -14,6 +14,9 @@ from hpo.overrides import apply_overrides
 from hpo.yaml_loader import load_yaml_file
 from trainers.registry import TrainerNotFound, resolve_trainer
 
+TRAIN_SET_EXAMPLE = "params.epochs=3"
+"""The ``--set`` a malformed one is shown next to in ``hpo train`` (a config has no budget)."""
+
 _TOP_LEVEL = {
     "trainer",
     "params",
@@ -33,7 +36,9 @@ def load_trainer_config(
     data = load_yaml_file(path)
     overrides = list(overrides)
     if overrides:
-        data = apply_overrides(data if data is not None else {}, overrides)
+        data = apply_overrides(
+            data if data is not None else {}, overrides, example=TRAIN_SET_EXAMPLE
+        )
     if not isinstance(data, Mapping):
         raise ConfigError([f"{path}: expected a mapping of trainer parameters"])
     if {"objective", "budget"} <= set(map(str, data)):

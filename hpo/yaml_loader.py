@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from hpo.errors import ConfigError
+from hpo.errors import ConfigError, short_repr
 from trainers.cli_input import PLACEHOLDER_ONLY
 from trainers.yaml12 import (
     FLOAT_1_2,
@@ -39,8 +39,7 @@ def printable(part: object) -> str:
     text = str(part)
     if text and text.isprintable() and text.strip() == text and len(text) <= 80:
         return text
-    shown = repr(text)
-    return shown if len(shown) <= 80 else shown[:77] + "..."
+    return short_repr(text, 80)
 
 
 def format_loc(loc: Sequence[int | str]) -> str:
@@ -161,8 +160,7 @@ _StrictLoader.add_constructor(
 
 
 def _short(value: object, limit: int = 60) -> str:
-    shown = repr(value)
-    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+    return short_repr(value, limit)
 
 
 def _codepoint(character: object) -> str:

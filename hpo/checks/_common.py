@@ -6,11 +6,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from hpo.config import CategoricalParam, ParamSpec
+from hpo.errors import short_repr
 
 
 def _short(value: object, limit: int = 60) -> str:
-    shown = repr(value)
-    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+    return short_repr(value, limit)
 
 
 MAX_COMBINATIONS = 256

@@ -9,6 +9,7 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ValidationError
 
+from hpo.errors import short_repr
 from hpo.yaml_loader import (
     format_loc as _format_loc,
 )
@@ -91,8 +92,7 @@ def _union_problems(
 
 
 def _shown(value: Any) -> str:
-    shown = repr(value)
-    return shown if len(shown) <= 60 else shown[:57] + "..."
+    return short_repr(value)
 
 
 def _union_position(model: type[BaseModel] | None, loc: Sequence[int | str]) -> int | None:

@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from hpo.errors import short_repr
+
 Direction = Literal["maximize", "minimize"]
 
 
@@ -50,7 +52,7 @@ def parse_duration(value: Any) -> float | None:
     else:
         match = _DURATION.match(str(value))
         if not match:
-            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+            shown = short_repr(value)
             raise ValueError(f"expected a duration such as 90, 45s, 30m, 2h; got {shown}")
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     if math.isnan(seconds):
@@ -348,6 +350,18 @@ class StudyConfig(_Strict):
     """Confirm the finalists after the search (``hpo confirm``); off when left out."""
     source: str | None = Field(default=None, exclude=True)
     """Path of the study file, used to place the default storage next to it."""
+
+    @field_validator("name")
+    @classmethod
+    def _one_printable_line(cls, value: str) -> str:
+        """A name is printed in every summary and table: a line break or a terminal escape
+        in it would split them or recolour the user's terminal."""
+        if not value.isprintable():
+            raise ValueError(
+                "must be printable text on one line (no line breaks, tabs or control "
+                f"characters), got {short_repr(value)}"
+            )
+        return value
 
     @property
     def base_dir(self) -> Path:

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from hpo.config._pydantic_errors import _pydantic_problems
 from hpo.config._schema import CategoricalParam, FloatParam, IntParam, ParamSpec
+from hpo.errors import short_repr
 from hpo.yaml_loader import (
     printable as _printable,
 )
@@ -48,8 +49,9 @@ def _parse_space(raw: Any) -> tuple[dict[str, ParamSpec], list[str]]:
         kind = spec.get("type")
         model = _PARAM_TYPES.get(kind) if isinstance(kind, str) else None
         if model is None:
-            shown = repr(kind) if len(repr(kind)) <= 60 else repr(kind)[:57] + "..."
-            problems.append(f"{path}.type: must be one of float, int, categorical (got {shown})")
+            problems.append(
+                f"{path}.type: must be one of float, int, categorical (got {short_repr(kind)})"
+            )
             continue
         spec = dict(spec)
         choice_problems = (

@@ -435,6 +435,7 @@ EDGE_TEXTS = {
     "no budget": _edit(("budget", {})),
     "huge name": _edit(("name", "s" * 100_000)),
     "empty name": _edit(("name", "")),
+    "terminal escape in the name": _edit(("name", "\x1b[31mred\nsecond line")),
 }
 
 
