@@ -184,10 +184,10 @@ def _sampling_problems(cfg: StudyConfig) -> list[str]:
     if len(text) > 200:
         text = text[:197] + "..."
     if culprit is None:
-        return [f"sampler: {cls} fails when it samples, so every trial would ({text})"]
+        return [f"sampler: {cls} fails when it samples, so every trial would fail ({text})"]
     return [
         f"sampler.{culprit}: {cls} fails when it samples with {culprit}="
-        f"{_short(kwargs[culprit])}, so every trial would ({text})"
+        f"{_short(kwargs[culprit])}, so every trial would fail ({text})"
     ]
 
 

@@ -118,9 +118,10 @@ def validate_study_data(
         # them on the parameters that parsed, so one `hpo validate` lists every problem
         checked = {n: spec for n, spec in space.items() if n not in out_of_range}
         failed = declared - set(checked)
-        later = semantic_problems(
-            cfg.model_copy(update={"space": checked}), unseen=failed, for_reading=for_reading
-        )
+        partial = cfg.model_copy(update={"space": checked})
+        later = semantic_problems(partial, unseen=failed, for_reading=for_reading)
+        if not for_reading:  # the run's own check of its artifact store needs no space
+            later += _artifact_store_problems(partial)
         # grouping by, or a grid listing, a parameter whose own entry failed would read
         # as "not searched"
         not_searched = {f"sampler.search_space.{n}: not a searched parameter" for n in failed}
@@ -136,8 +137,22 @@ def validate_study_data(
     cfg = cfg.model_copy(update={"space": space, "enqueue": _as_declared(space, cfg.enqueue)})
     problems = semantic_problems(cfg, for_reading=for_reading)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(problems + ([] if for_reading else _artifact_store_problems(cfg)))
     return cfg
+
+
+def _artifact_store_problems(cfg: StudyConfig) -> list[str]:
+    """The store :func:`hpo.checks.run_problems` would refuse, said beside the other lines
+    of a file that is invalid anyway (else it came only on the next try)."""
+    if not cfg.artifacts.enabled:
+        return []
+    from hpo.artifacts import check_artifact_store
+
+    try:
+        check_artifact_store(cfg)
+    except ConfigError as exc:
+        return exc.problems
+    return []
 
 
 def revalidation_problems(cfg: StudyConfig) -> list[str]:

@@ -779,3 +779,18 @@ def test_a_condition_its_parents_own_conditions_contradict_is_refused(
     ]
     data["space"]["y"]["if"] = {"choice": ["a", "c"], "margin": 0.5}  # c: it can hold
     assert load_study_config(write_study(data)).space["y"].condition is not None
+
+
+def test_an_unusable_artifact_store_is_said_with_the_files_other_problems(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Before, it came only once the rest of the file was fixed: one more try per problem."""
+    (tmp_path / "afile").write_text("")
+    store = {"enabled": True, "dir": str(tmp_path / "afile" / "sub")}
+    expected = f"artifacts.dir: cannot create {tmp_path / 'afile' / 'sub'}: "
+    for broken in (
+        {"sampler": {"name": "tpe", "n_ei_candidates": 0}},  # a check beyond the schema
+        {"space": {"x": {"type": "flaot", "low": 0.0, "high": 1.0}}},  # a space entry
+    ):
+        problems = problems_of(write_study, analytic_study(artifacts=store, **broken))
+        assert len(problems) == 2 and problems[1].startswith(expected), problems

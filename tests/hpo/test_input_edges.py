@@ -246,18 +246,18 @@ def test_an_explicit_grid_value_the_trainer_refuses_is_named(tmp_path: Path) -> 
         (
             {"name": "tpe", "prior_weight": -1},
             "sampler.prior_weight: TPESampler fails when it samples with prior_weight=-1, so "
-            "every trial would (ValueError: A non-negative value must be specified for "
+            "every trial would fail (ValueError: A non-negative value must be specified for "
             "prior_weight, but got -1.)",
         ),
         (
             {"name": "tpe", "n_ei_candidates": 0, "n_startup_trials": 20},
             "sampler.n_ei_candidates: TPESampler fails when it samples with n_ei_candidates=0, "
-            "so every trial would (",
+            "so every trial would fail (",
         ),
         (
             {"name": "tpe_ordinal", "n_ei_candidates": -3, "seed": 1},
             "sampler.n_ei_candidates: OrdinalTPESampler fails when it samples with "
-            "n_ei_candidates=-3, so every trial would (",
+            "n_ei_candidates=-3, so every trial would fail (",
         ),
     ],
 )
