@@ -50,15 +50,29 @@ def dashboard(
     host: Annotated[
         str, typer.Option("--host", help="Address to bind; the dashboard has no login.")
     ] = "127.0.0.1",
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="A Host name to answer besides loopback ones, even on 0.0.0.0 (repeatable, "
+            "or a comma list; default: HPO_DASHBOARD_ALLOWED_HOSTS).",
+            show_default=False,
+        ),
+    ] = None,
     verbose: Verbose = 0,
 ) -> None:
     """Serve optuna-dashboard on the study's storage and artifacts until Ctrl-C."""
     from hpo.config import load_study_config
-    from hpo.dashboard import create_server
+    from hpo.dashboard import create_server, parse_allowed_hosts
 
     _setup_logging(verbose)
+    allowed = (
+        None  # HPO_DASHBOARD_ALLOWED_HOSTS, when set
+        if allowed_host is None
+        else parse_allowed_hosts(allowed_host, option="--allowed-host")
+    )
     cfg = load_study_config(study, set_ or [], for_reading=True)
-    server = create_server(cfg, host, port, warn_exposure=False)  # warned below
+    server = create_server(cfg, host, port, warn_exposure=False, allowed_hosts=allowed)
     warn_exposed(host)
     out.print(
         f"optuna-dashboard for {one_line(cfg.name)}: {server.url}",

@@ -194,13 +194,22 @@ def run(
             show_default=False,
         ),
     ] = None,
+    dashboard_allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dashboard-allowed-host",
+            help="A Host name the dashboard answers to besides loopback ones, even on "
+            "0.0.0.0 (repeatable, or a comma list); implies --dashboard.",
+            show_default=False,
+        ),
+    ] = None,
     verbose: Verbose = 0,
 ) -> None:
     """Create or resume the study and run trials until the budget is used.
 
     Several GPUs or workers: one worker process each, under a supervisor that restarts them.
     With a ``confirm`` section, the finalists are then trained again (``hpo confirm``).
-    ``--dashboard-port`` or ``--dashboard-host`` alone asks for the dashboard too.
+    Any ``--dashboard-*`` option alone asks for the dashboard too.
     """
     from hpo.config import load_study_config
     from hpo.duplicates import fixed_seed_rerun_note
@@ -212,13 +221,20 @@ def run(
     if repeat_note:
         err.print(f"note: {repeat_note}")
     handle = None
-    if dashboard or dashboard_port is not None or dashboard_host is not None:
-        from hpo.dashboard import DEFAULT_HOST, DEFAULT_PORT
+    asked = (dashboard_port, dashboard_host, dashboard_allowed_host)
+    if dashboard or any(option is not None for option in asked):
+        from hpo.dashboard import DEFAULT_HOST, DEFAULT_PORT, parse_allowed_hosts
 
+        allowed = (
+            None  # HPO_DASHBOARD_ALLOWED_HOSTS, when set
+            if dashboard_allowed_host is None
+            else parse_allowed_hosts(dashboard_allowed_host, option="--dashboard-allowed-host")
+        )
         handle = _start_dashboard(
             cfg,
             DEFAULT_HOST if dashboard_host is None else dashboard_host,
             DEFAULT_PORT if dashboard_port is None else dashboard_port,
+            allowed,
         )
     try:
         run_loaded(cfg, study, overrides, force=force, verbose=verbose)
@@ -231,11 +247,14 @@ def run(
             handle.stop()
 
 
-def _start_dashboard(cfg: StudyConfig, host: str, port: int) -> DashboardServer:
+def _start_dashboard(
+    cfg: StudyConfig, host: str, port: int, allowed_hosts: frozenset[str] | None = None
+) -> DashboardServer:
     """Serve the dashboard beside the run, once the run's own checks have passed.
 
     The dashboard creates the storage and the artifact folder the run would create; a run
     its checks refuse must leave neither behind, and say what it says without a dashboard.
+    A port in use leaves nothing behind either: the dashboard binds it before it opens them.
     """
     from hpo.checks import run_problems
     from hpo.cli_reports import warn_exposed
@@ -245,7 +264,9 @@ def _start_dashboard(cfg: StudyConfig, host: str, port: int) -> DashboardServer:
     problems = run_problems(cfg)  # what the run checks before it creates its study
     if problems:
         raise ConfigError(problems)
-    handle = serve_in_background(cfg, host=host, port=port, warn_exposure=False)
+    handle = serve_in_background(
+        cfg, host=host, port=port, warn_exposure=False, allowed_hosts=allowed_hosts
+    )
     warn_exposed(host)
     err.print(f"dashboard: {handle.url}", soft_wrap=True)
     return handle

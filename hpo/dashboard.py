@@ -6,13 +6,18 @@ busy timeout, so a dashboard never blocks or alters a study that is running on t
 Only a database with no Optuna tables yet gets them, as a run would create them.
 It has no authentication: it binds to 127.0.0.1 unless told otherwise, and there it
 answers only requests addressed to a loopback name (a web page that rebinds its own
-domain to 127.0.0.1 could otherwise drive the API, which can delete studies).
+domain to 127.0.0.1 could otherwise drive the API, which can delete studies). Allowed
+names (``allowed_hosts``, ``hpo run --dashboard-allowed-host`` or
+``HPO_DASHBOARD_ALLOWED_HOSTS``) keep that check on a bind to every interface too, as a
+container needs behind a port published on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import os
+import re
 import socket
 import threading
 import warnings
@@ -30,6 +35,7 @@ from hpo.storages import (
     open_storage,
     sqlite_path,
     storage_file,
+    storage_file_absent,
     storage_url,
 )
 
@@ -45,7 +51,11 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 MAX_PORT = 65535
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::"})
-"""Binds that answer on every interface: any name may reach them, so Host is not checked."""
+"""Binds that answer on every interface: any name may reach them, so Host is not checked
+unless names were allowed explicitly."""
+ALLOWED_HOSTS_ENV = "HPO_DASHBOARD_ALLOWED_HOSTS"
+"""Comma list of allowed ``Host`` names when none are passed (docker-compose sets it)."""
+_HOST_TEXT = re.compile(r"[A-Za-z0-9._:\[\]-]+")
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -80,19 +90,22 @@ def dashboard_storage(cfg: StudyConfig, *, create_missing: bool = False) -> Base
     SQLite and other SQL databases are opened without creating tables or checking the
     schema (what ``optuna-dashboard URL`` does). A SQLite or journal file that does not
     exist yet is an error, unless ``create_missing`` (a run is about to create it anyway):
-    opening it would create it, and the dashboard would show an empty storage.
+    opening it would create it, and the dashboard would show an empty storage. With
+    ``create_missing`` a SQLite file without Optuna's tables (an empty one made by
+    ``touch``) gets them as the run would, which plain ``hpo run`` accepts too.
     """
     import optuna
     import sqlalchemy.exc
 
     url = storage_url(cfg)
     path = sqlite_path(url)
+    if create_missing and storage_file_absent(url):
+        # what the run would do next: create the file, or Optuna's tables in an empty one
+        return open_storage(url)
     # only a file that is not there: one without Optuna's tables is opened and explained
     missing = storage_file(url)
     if missing is not None and not missing.exists():
-        if not create_missing:
-            raise StorageError([f"storage: {missing} does not exist yet; run the study first"])
-        return open_storage(url)
+        raise StorageError([f"storage: {missing} does not exist yet; run the study first"])
     if not url.startswith(("sqlite", "postgresql", "mysql")):
         return open_storage(url)
     engine_kwargs: dict[str, Any] = (
@@ -137,22 +150,25 @@ def dashboard_artifact_store(
     """The store the runner uploads to, so trial pages show the images; ``None`` when the
     study keeps no artifacts (the dashboard then hides the artifact panels).
 
-    A missing folder is made only for a run about to fill it (``create_missing``). Else
-    it is one warning and ``None``: a database copied without its ``artifacts/`` would
-    otherwise get an empty folder and a broken picture on every trial page.
+    A missing folder is made only for a run about to fill it (``create_missing``). Else it
+    is one warning and a store over the folder that is not there, not created: a database
+    copied without its ``artifacts/`` gets no empty folder in its place (each file is a
+    404), and a dashboard started before the workers' first upload (``docker compose up``
+    on a fresh volume) serves their files as soon as they write the folder.
     ``storage`` lets a file the store lacks be explained (see :class:`ServedArtifacts`).
     """
     location = artifacts_location(cfg)
     remote = location.startswith("s3://")
     if not remote and not Path(location).is_dir():
-        if cfg.artifacts.enabled and create_missing:
-            return ServedArtifacts(open_artifact_store(location, create=True), storage)
-        if cfg.artifacts.enabled:
+        if not cfg.artifacts.enabled:
+            return None
+        if not create_missing:
             logger.warning(
-                "artifact folder %s is missing: trial pictures and checkpoints are unavailable",
+                "artifact folder %s is missing: trial pictures and checkpoints are unavailable "
+                "until it is created",
                 location,
             )
-        return None
+        return ServedArtifacts(open_artifact_store(location, create=create_missing), storage)
     if remote and not cfg.artifacts.enabled:
         return None
     return ServedArtifacts(open_artifact_store(location, create=False), storage)
@@ -181,8 +197,17 @@ class ServedArtifacts:
         self.store.write(artifact_id, content_body)
 
     def remove(self, artifact_id: str) -> None:
-        """Delete an artifact (the dashboard's delete button)."""
-        self.store.remove(artifact_id)
+        """Delete an artifact (its delete button, or deleting a study with its artifacts).
+
+        One already gone counts as removed: ``keep_best_k`` deletes checkpoints the trials
+        still list, and deleting their study must not stop at the first (a 500, not deleted).
+        """
+        from optuna.artifacts.exceptions import ArtifactNotFound
+
+        try:
+            self.store.remove(artifact_id)
+        except ArtifactNotFound:
+            logger.debug("artifact %s was already gone from the store", artifact_id)
 
     def why_missing(self, artifact_id: str) -> str:
         """One line: removed by ``keep_best_k`` when a study recorded it, else just gone."""
@@ -214,12 +239,51 @@ def host_name(header: str) -> str:
     return value.rpartition(":")[0] if value.count(":") == 1 else value
 
 
-def allowed_host_names(host: str) -> frozenset[str] | None:
+def parse_allowed_hosts(values: Iterable[str], *, option: str = "--allowed-host") -> frozenset[str]:
+    """The names in ``--allowed-host`` values (each one name or a comma list; a port is
+    ignored), lower-cased; raises :class:`HpoError` with one line per value that is no
+    host name or address (``*``, a URL), so a typo cannot silently allow nothing or all."""
+    names: set[str] = set()
+    problems: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            text = part.strip()
+            if not text:
+                continue
+            name = host_name(text) if _HOST_TEXT.fullmatch(text) else ""
+            if not name or not _HOST_TEXT.fullmatch(name) or "[" in name or "]" in name:
+                problems.append(
+                    f"{option}: {text!r} is not a host name or address (e.g. localhost, "
+                    "gpu-box.lan, 10.0.0.5)"
+                )
+                continue
+            names.add(name)
+    if problems:
+        raise HpoError(problems)
+    return frozenset(names)
+
+
+def requested_allowed_hosts(allowed_hosts: Iterable[str] | None) -> frozenset[str]:
+    """``allowed_hosts`` checked, or when ``None`` the names in :data:`ALLOWED_HOSTS_ENV`."""
+    if allowed_hosts is None:
+        return parse_allowed_hosts(
+            [os.environ.get(ALLOWED_HOSTS_ENV, "")], option=ALLOWED_HOSTS_ENV
+        )
+    return parse_allowed_hosts(allowed_hosts)
+
+
+def allowed_host_names(host: str, allowed: Iterable[str] = ()) -> frozenset[str] | None:
     """Names besides the loopback ones a dashboard bound to ``host`` answers to; ``None``:
-    any name (a bind to every interface, which the user chose and was warned about)."""
+    any name (a bind to every interface, which the user chose and was warned about).
+
+    ``allowed`` names are answered too, and keep the check on for a bind to every
+    interface: a container binds 0.0.0.0 behind a port published on 127.0.0.1 only, where
+    a DNS-rebinding page would otherwise reach the API through the published port.
+    """
+    extra = frozenset(allowed)
     if host.strip() in WILDCARD_HOSTS:
-        return None
-    return frozenset() if is_loopback(host) else frozenset({host_name(host)})
+        return extra or None
+    return extra | (frozenset() if is_loopback(host) else frozenset({host_name(host)}))
 
 
 class HostCheck:
@@ -246,8 +310,9 @@ class HostCheck:
         if self.allows(header):
             return self.app(environ, start_response)
         body = (
-            f"403: host {header!r} not allowed; open the dashboard by the address it printed "
-            "(DNS rebinding protection, see docs/dashboard.md)\n"
+            f"403: host {header!r} not allowed; open the dashboard by the address it printed, "
+            "or add the name to its allowed hosts (DNS rebinding protection, see "
+            "docs/dashboard.md)\n"
         ).encode()
         start_response(
             "403 Forbidden",
@@ -257,22 +322,33 @@ class HostCheck:
 
 
 def dashboard_app(
-    cfg: StudyConfig, *, create_missing: bool = False, host: str = DEFAULT_HOST
+    cfg: StudyConfig,
+    *,
+    create_missing: bool = False,
+    host: str = DEFAULT_HOST,
+    allowed_hosts: Iterable[str] | None = None,
 ) -> Any:
     """optuna-dashboard's WSGI application for ``cfg`` (mountable in gunicorn/uwsgi too).
 
     ``host`` is the address it will be served on: it decides which ``Host`` headers are
-    answered (:class:`HostCheck`); ``0.0.0.0`` or ``::`` turn the check off.
+    answered (:class:`HostCheck`); ``0.0.0.0`` or ``::`` turn the check off unless
+    ``allowed_hosts`` (default: :data:`ALLOWED_HOSTS_ENV`) names the names to answer.
     """
     import optuna_dashboard
 
+    extra = allowed_host_names(host, requested_allowed_hosts(allowed_hosts))
     storage = dashboard_storage(cfg, create_missing=create_missing)
     app = optuna_dashboard.wsgi(
         storage,
         artifact_store=dashboard_artifact_store(cfg, storage, create_missing=create_missing),
     )
-    extra = allowed_host_names(host)
     return app if extra is None else HostCheck(app, extra)
+
+
+def _starting(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """What a bound server answers until its app is set (never, once started)."""
+    start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+    return [b"503: the dashboard is starting\n"]
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -295,6 +371,7 @@ class DashboardServer:
     """A bound dashboard server; ``url`` is known (and reachable) before serving starts."""
 
     def __init__(self, app: Any, host: str, port: int) -> None:
+        """Bind ``host:port`` (``OSError`` when taken); ``app`` may be set later."""
         server_class = _ThreadingServerV6 if ":" in host else _ThreadingServer
         self._server = make_server(
             host, port, app, server_class=server_class, handler_class=_QuietHandler
@@ -304,6 +381,10 @@ class DashboardServer:
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{self.port}/dashboard"
         self._thread: threading.Thread | None = None
+
+    def set_app(self, app: Any) -> None:
+        """Serve ``app``: the port is bound first, so a taken one costs no storage file."""
+        self._server.set_app(app)
 
     def serve_forever(self) -> None:
         """Serve until :meth:`stop` (or Ctrl-C in the foreground)."""
@@ -339,23 +420,40 @@ def create_server(
     *,
     create_missing: bool = False,
     warn_exposure: bool = True,
+    allowed_hosts: Iterable[str] | None = None,
 ) -> DashboardServer:
-    """Open the storage and artifact store and bind ``host:port`` (0 picks a free port).
+    """Bind ``host:port`` (0 picks a free port), then open the storage and artifact store.
 
+    The port comes first: a port in use must not leave behind the storage file and artifact
+    folder that ``create_missing`` makes (nor tables in an empty server database).
     A host other machines can reach gets a ``UserWarning`` (the dashboard has no login);
-    the CLI prints its own line instead (``warn_exposure=False``).
+    the CLI prints its own line instead (``warn_exposure=False``). ``allowed_hosts``: see
+    :func:`dashboard_app`.
     """
     if not host.strip():
         # the socket layer reads "" as every interface: the opposite of what was meant
         raise HpoError(
             ["dashboard: the host is empty; give 127.0.0.1 (this machine) or 0.0.0.0 (all)"]
         )
-    app = dashboard_app(cfg, create_missing=create_missing, host=host)
+    allowed = requested_allowed_hosts(allowed_hosts)  # bad names: refused before anything
+    server = _bind(host, port)
+    try:
+        server.set_app(
+            dashboard_app(cfg, create_missing=create_missing, host=host, allowed_hosts=allowed)
+        )
+    except BaseException:
+        server.stop()
+        raise
     risk = exposure_warning(host) if warn_exposure else None
     if risk:
         warnings.warn(risk, UserWarning, stacklevel=2)
+    return server
+
+
+def _bind(host: str, port: int) -> DashboardServer:
+    """A server bound to ``host:port`` that answers 503 until its app is set."""
     try:
-        return DashboardServer(app, host, port)
+        return DashboardServer(_starting, host, port)
     except OSError as exc:
         raise HpoError(
             [f"dashboard: cannot listen on {host}:{port}: {exc.strerror or exc}"]
@@ -372,10 +470,18 @@ def serve_in_background(
     port: int = DEFAULT_PORT,
     *,
     warn_exposure: bool = True,
+    allowed_hosts: Iterable[str] | None = None,
 ) -> DashboardServer:
     """Start the dashboard in a daemon thread beside a run (``hpo run --dashboard``).
 
     Returns a handle with ``.url`` and ``.stop()``. A SQLite file that does not exist yet is
     created the way the run would create it, so the dashboard can start before the run.
     """
-    return create_server(cfg, host, port, create_missing=True, warn_exposure=warn_exposure).start()
+    return create_server(
+        cfg,
+        host,
+        port,
+        create_missing=True,
+        warn_exposure=warn_exposure,
+        allowed_hosts=allowed_hosts,
+    ).start()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import platform
 import subprocess
 import sys
@@ -22,31 +23,89 @@ _HIDDEN_PARAMS = {"artifact_dir"}
 _MAX_MESSAGE_CHARS = 1200
 
 
+_GIT = (
+    "git",
+    "--no-pager",
+    "--no-optional-locks",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "core.hooksPath=/dev/null",
+)
+"""git as the note runs it in a folder it did not make (a downloaded study may hold a
+``.git``): no fsmonitor program, no hooks, no index written back."""
+_GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_NO_LAZY_FETCH": "1", "GIT_OPTIONAL_LOCKS": "0"}
+_TRUSTED_SCOPES = frozenset({"system", "global", "command"})
+"""Config scopes the user wrote; ``local`` and ``worktree`` (and their includes) came with
+the repository."""
+_PROGRAM_KEYS = r"^(filter\..*|extensions\.partialclone|remote\..*\.promisor)$"
+"""Repository config that would make reading the work tree run a program: a clean filter
+(``.gitattributes`` picks it per file), or a lazy fetch of a partial clone's objects
+(which may run ``core.sshCommand``)."""
+
+
+def _git(directory: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*_GIT, *args],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=5,
+        env={**os.environ, **_GIT_ENV},
+    )
+
+
 @functools.lru_cache(maxsize=16)
 def git_commit(directory: str) -> str | None:
-    """``HEAD`` of the repository holding ``directory`` (``+dirty`` when it has uncommitted
-    changes), or ``None`` outside git; computed once per folder and process."""
+    """``HEAD`` of the repository holding ``directory`` (``+dirty`` when tracked files differ
+    from it, ``+unchecked`` when that could not be checked safely), or ``None`` outside git;
+    computed once per folder and process.
+
+    The folder is the study file's, which may come from anyone: git must run nothing that
+    its ``.git/config``, hooks or ``.gitattributes`` name. ``git status`` ran
+    ``core.fsmonitor`` (arbitrary code). So: ``rev-parse HEAD`` reads refs only; the
+    dirty check is ``git diff --quiet HEAD`` with fsmonitor and hooks off (``-c`` beats the
+    repository's config), no index write (``--no-optional-locks``), no external diff or
+    textconv, no submodule recursion (a submodule's own config is just as foreign). Clean
+    filters cannot be turned off per call, so when the repository's own config defines any
+    (or is a partial clone, whose missing objects a fetch would get) the check is skipped.
+    System and global config are the user's and stay in force.
+    """
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=directory,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        if not head:
-            return None
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=directory,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-        return f"{head}+dirty" if dirty else head
-    except (OSError, subprocess.SubprocessError):
+        rev = _git(directory, "rev-parse", "--verify", "--quiet", "HEAD")
+    except (OSError, subprocess.SubprocessError):  # no git here, or it hung
         return None
+    head = rev.stdout.strip() if rev.returncode == 0 else ""
+    if not head:
+        return None
+    try:
+        if _runs_programs(directory):
+            return f"{head}+unchecked"
+        diff = _git(
+            directory,
+            "diff",
+            "--quiet",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--ignore-submodules=all",
+            "HEAD",
+            "--",
+        )
+    except (OSError, subprocess.SubprocessError):  # a huge work tree past the timeout
+        return f"{head}+unchecked"
+    if diff.returncode == 0:
+        return head
+    return f"{head}+dirty" if diff.returncode == 1 else f"{head}+unchecked"
+
+
+def _runs_programs(directory: str) -> bool:
+    """Whether the repository's own config could make reading its files run a program
+    (True when that cannot be told: a git without ``--show-scope``, a broken config)."""
+    found = _git(directory, "config", "--show-scope", "--get-regexp", _PROGRAM_KEYS)
+    if found.returncode not in (0, 1):  # 1: no such key
+        return True
+    scopes = {line.split("\t", 1)[0] for line in found.stdout.splitlines() if line.strip()}
+    return not scopes <= _TRUSTED_SCOPES
 
 
 def device_name(params: Mapping[str, Any]) -> str:

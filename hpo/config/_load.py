@@ -121,7 +121,7 @@ def validate_study_data(
         partial = cfg.model_copy(update={"space": checked})
         later = semantic_problems(partial, unseen=failed, for_reading=for_reading)
         if not for_reading:  # the run's own check of its artifact store needs no space
-            later += _artifact_store_problems(partial)
+            later += [p for p in _artifact_store_problems(partial) if p not in later]
         # grouping by, or a grid listing, a parameter whose own entry failed would read
         # as "not searched"
         not_searched = {f"sampler.search_space.{n}: not a searched parameter" for n in failed}
@@ -137,7 +137,8 @@ def validate_study_data(
     cfg = cfg.model_copy(update={"space": space, "enqueue": _as_declared(space, cfg.enqueue)})
     problems = semantic_problems(cfg, for_reading=for_reading)
     if problems:
-        raise ConfigError(problems + ([] if for_reading else _artifact_store_problems(cfg)))
+        store = [] if for_reading else _artifact_store_problems(cfg)
+        raise ConfigError(problems + [p for p in store if p not in problems])
     return cfg
 
 

@@ -9,8 +9,12 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import os
 import shutil
+import socket
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,25 +24,46 @@ import pytest
 from typer.testing import CliRunner
 
 from hpo import load_study_config, run_study
-from hpo.artifacts import CHECKPOINT_ATTR, kept_checkpoints, removed_artifact_ids
+from hpo.artifacts import (
+    CHECKPOINT_ATTR,
+    artifacts_location,
+    kept_checkpoints,
+    removed_artifact_ids,
+)
 from hpo.cli import app
 from hpo.config import StudyConfig
-from hpo.dashboard import allowed_host_names, create_server, host_name, serve_in_background
-from hpo.errors import StorageError
+from hpo.dashboard import (
+    ALLOWED_HOSTS_ENV,
+    allowed_host_names,
+    create_server,
+    host_name,
+    parse_allowed_hosts,
+    serve_in_background,
+)
+from hpo.errors import HpoError, StorageError
 from hpo.results import load_existing_study
 from tests.conftest import analytic_study
 
 
 def _request(
-    port: int, path: str, host_header: str | None = None, method: str = "GET"
+    port: int,
+    path: str,
+    host_header: str | None = None,
+    method: str = "GET",
+    body: Any = None,
 ) -> tuple[int, bytes, str]:
-    """One request to 127.0.0.1:``port`` with the given ``Host`` header (default: the real one)."""
+    """One request to 127.0.0.1:``port`` with the given ``Host`` header (default: the real
+    one) and ``body`` sent as JSON."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         conn.putrequest(method, path, skip_host=host_header is not None)
         if host_header is not None:
             conn.putheader("Host", host_header)
-        conn.endheaders()
+        data = None if body is None else json.dumps(body).encode()
+        if data is not None:
+            conn.putheader("Content-Type", "application/json")
+            conn.putheader("Content-Length", str(len(data)))
+        conn.endheaders(data)
         response = conn.getresponse()
         return response.status, response.read(), response.getheader("Content-Type") or ""
     finally:
@@ -164,7 +189,7 @@ def test_a_database_copied_without_its_artifacts_is_served_with_a_warning(
     (warning,) = [r.getMessage() for r in caplog.records if r.name == "hpo.dashboard"]
     assert warning == (
         f"artifact folder {copy / 'artifacts'} is missing: "
-        "trial pictures and checkpoints are unavailable"
+        "trial pictures and checkpoints are unavailable until it is created"
     )
 
 
@@ -175,6 +200,8 @@ def test_host_names_from_headers_and_binds() -> None:
     assert allowed_host_names("127.0.0.1") == frozenset()
     assert allowed_host_names("gpu-box.lan") == frozenset({"gpu-box.lan"})
     assert allowed_host_names("0.0.0.0") is None and allowed_host_names("::") is None
+    assert allowed_host_names("0.0.0.0", {"gpu-box.lan"}) == frozenset({"gpu-box.lan"})
+    assert allowed_host_names("10.0.0.5", {"a.lan"}) == frozenset({"10.0.0.5", "a.lan"})
 
 
 @pytest.fixture
@@ -209,3 +236,190 @@ def test_a_dashboard_bound_to_every_interface_skips_the_host_check(
         assert _request(server.port, "/api/studies", "gpu-box.lan:8080")[0] == 200
     finally:
         server.stop()
+
+
+def test_deleting_a_study_keep_best_k_thinned_deletes_it_with_its_artifacts(
+    pruned_checkpoints: tuple[StudyConfig, optuna.Study], capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The first checkpoint keep_best_k had removed stopped the deletion: a 500 with a
+    traceback on the server's stderr, and the study stayed."""
+    cfg, study = pruned_checkpoints
+    folder = Path(artifacts_location(cfg))
+    assert any(folder.iterdir()), "the kept checkpoint is there"
+    server = create_server(cfg, port=0).start()  # as `hpo dashboard` serves it
+    try:
+        status, body, _ = _request(
+            server.port,
+            f"/api/studies/{study._study_id}",
+            method="DELETE",
+            body={"remove_associated_artifacts": True},
+        )
+        summaries = _api(server.port, "/api/studies")["study_summaries"]
+    finally:
+        server.stop()
+    assert status == 204, body
+    assert summaries == []
+    assert not any(folder.iterdir()), "the kept checkpoint went with its study"
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_dashboard_started_before_the_artifact_folder_serves_it_once_made(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    """docker compose starts the dashboard before the workers on a fresh volume: every trial
+    page said "Cannot access to the artifacts." until the dashboard was restarted."""
+    data = analytic_study(
+        budget={"n_trials": 1},
+        pruner={"name": "none"},
+        trainer={"name": "analytic", "params": {"epochs": 2}},
+        artifacts={"keep_best_k": 1, "notes": False, "embeddings": False},
+    )
+    cfg = load_study_config(write_study(data))
+    run_study(cfg)
+    folder, aside = tmp_path / "artifacts", tmp_path / "uploaded-later"
+    folder.rename(aside)
+    server = create_server(cfg, port=0).start()
+    try:
+        assert not folder.exists(), "the dashboard does not make the folder"
+        (summary,) = _api(server.port, "/api/studies")["study_summaries"]
+        (trial,) = _api(server.port, f"/api/studies/{summary['study_id']}?after=0")["trials"]
+        (png,) = [a for a in trial["artifacts"] if a["filename"] == "learning_curves.png"]
+        url = f"/artifacts/{summary['study_id']}/{trial['trial_id']}/{png['artifact_id']}"
+        before = _request(server.port, url)
+        aside.rename(folder)  # the workers' first upload makes the folder
+        after = _request(server.port, url)
+    finally:
+        server.stop()
+    assert before[0] == 404 and before[2].startswith("text/plain"), before
+    assert after[0] == 200 and after[1].startswith(b"\x89PNG"), after[:1]
+
+
+def test_run_dashboard_on_a_port_in_use_leaves_nothing(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The dashboard made hpo.db and artifacts/ before it found its port taken."""
+    path = write_study(analytic_study(budget={"n_trials": 1}, artifacts={"enabled": True}))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["run", str(path), "--dashboard-port", str(port)])
+    assert result.exit_code == 2, (result.stderr, result.exception)
+    assert f"error: dashboard: cannot listen on 127.0.0.1:{port}: " in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study.yaml"]
+
+
+@pytest.mark.parametrize("tables", [[], ["CREATE TABLE notes (body TEXT)"]])
+def test_run_dashboard_takes_a_sqlite_file_without_optuna_tables_as_a_run_does(
+    write_study: Callable[..., Path], tmp_path: Path, tables: list[str]
+) -> None:
+    """``touch b.db; hpo run --dashboard``: "no such table: version_info", where plain
+    ``hpo run`` creates the tables."""
+    with sqlite3.connect(tmp_path / "b.db") as con:
+        for statement in tables:
+            con.execute(statement)
+    data = analytic_study(
+        budget={"n_trials": 1},
+        trainer={"name": "analytic", "params": {"epochs": 2}},
+        storage="sqlite:///b.db",
+    )
+    result = CliRunner().invoke(app, ["run", str(write_study(data)), "--dashboard-port", "0"])
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    assert "dashboard: http://127.0.0.1:" in result.stderr
+    study = optuna.load_study(study_name="analytic", storage=f"sqlite:///{tmp_path / 'b.db'}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE]
+
+
+_ALLOWED = ("localhost:8080", "gpu-box.lan:8080", "10.0.0.5", "other.example:80")
+
+
+def test_allowed_hosts_keep_the_host_check_on_every_interface(
+    served_study: StudyConfig,
+) -> None:
+    """A container binds 0.0.0.0 behind a port published on 127.0.0.1: with names allowed,
+    a DNS-rebinding page's own name still gets a 403."""
+    server = create_server(
+        served_study,
+        host="0.0.0.0",
+        port=0,
+        warn_exposure=False,
+        allowed_hosts=["gpu-box.lan", " 10.0.0.5 ,Other.Example"],
+    ).start()
+    try:
+        allowed = {name: _request(server.port, "/api/studies", name)[0] for name in _ALLOWED}
+        status, body, _ = _request(server.port, "/api/studies", "evil.example:8080")
+    finally:
+        server.stop()
+    assert allowed == dict.fromkeys(_ALLOWED, 200)
+    assert status == 403 and b"allowed hosts" in body
+
+
+def test_allowed_hosts_from_the_environment(
+    served_study: StudyConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What docker-compose sets for ``hpo dashboard``; ``hpo run --dashboard`` reads it too."""
+    monkeypatch.setenv(ALLOWED_HOSTS_ENV, "gpu-box.lan")
+    with serve_in_background(served_study, host="0.0.0.0", port=0, warn_exposure=False) as h:
+        answers = [_request(h.port, "/api/studies", name)[0] for name in _ALLOWED[:2]]
+        refused = _request(h.port, "/api/studies", "evil.example")[0]
+    assert answers == [200, 200] and refused == 403
+    monkeypatch.setenv(ALLOWED_HOSTS_ENV, "gpu-box.lan, *")
+    with pytest.raises(HpoError) as info:
+        create_server(served_study, port=0)
+    assert info.value.problems == [
+        f"{ALLOWED_HOSTS_ENV}: '*' is not a host name or address (e.g. localhost, "
+        "gpu-box.lan, 10.0.0.5)"
+    ]
+
+
+def test_bad_allowed_host_names_are_one_line_each_and_start_nothing(
+    write_study: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = write_study(analytic_study(budget={"n_trials": 1}, artifacts={"enabled": True}))
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(path),
+            "--dashboard-allowed-host",
+            "*",
+            "--dashboard-allowed-host",
+            "ok.lan,http://x.lan/",
+        ],
+    )
+    assert result.exit_code == 2, (result.stderr, result.exception)
+    assert result.stderr.splitlines() == [
+        f"error: --dashboard-allowed-host: {bad!r} is not a host name or address (e.g. "
+        "localhost, gpu-box.lan, 10.0.0.5)"
+        for bad in ("*", "http://x.lan/")
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study.yaml"]
+    assert parse_allowed_hosts(["[::1]:8080", "GPU-Box.lan:80", ""]) == {"::1", "gpu-box.lan"}
+
+
+def test_hpo_dashboard_takes_allowed_hosts_on_its_command_line(
+    served_study: StudyConfig,
+) -> None:
+    """``hpo dashboard --host 0.0.0.0 --allowed-host NAME``: the Host check stays on."""
+    assert served_study.source is not None
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "hpo.cli", "dashboard", served_study.source),
+            *("--host", "0.0.0.0", "--port", "0", "--allowed-host", "gpu-box.lan"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        port = int(line.rsplit(":", 1)[1].split("/", 1)[0])  # ...: http://0.0.0.0:PORT/...
+        answers = [_request(port, "/api/studies", name)[0] for name in _ALLOWED[:2]]
+        refused = _request(port, "/api/studies", "evil.example")[0]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert answers == [200, 200] and refused == 403, line

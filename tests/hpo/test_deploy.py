@@ -7,19 +7,23 @@ only from the environment or a Secret.
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import os
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy
 import yaml
 
-from hpo import load_study_config, storage_url
+from hpo import load_study_config, run_study, storage_url
 from hpo.cli_run import worker_overrides
+from hpo.dashboard import create_server
+from tests.conftest import analytic_study
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -49,8 +53,9 @@ def _assert_no_literal_secrets(node: Any) -> None:
         assert not _LITERAL_PASSWORD.search(text), f"literal password in {text!r}"
 
 
-def _cli_args_are_valid(args: list[str], env: dict[str, str]) -> None:
-    """``hpo worker STUDY [--gpus G] [--workers-per-gpu N] [--set K=V ...]`` loads cleanly."""
+def _cli_args_are_valid(args: list[str], env: dict[str, str], url: str | None = None) -> None:
+    """``hpo worker STUDY [--gpus G] [--workers-per-gpu N] [--set K=V ...]`` loads cleanly,
+    on the storage ``url`` (default: ``HPO_STORAGE_URL`` of ``env``)."""
     assert args[0] == "worker"
     study = ROOT / args[1]
     assert study.is_file(), f"{args[1]} does not exist"
@@ -72,7 +77,7 @@ def _cli_args_are_valid(args: list[str], env: dict[str, str]) -> None:
     os.environ.update(env)
     try:
         cfg = load_study_config(study, [*overrides, *worker_overrides(gpus, per_gpu, None)])
-        assert storage_url(cfg) == env["HPO_STORAGE_URL"]
+        assert storage_url(cfg) == (env["HPO_STORAGE_URL"] if url is None else url)
     finally:
         os.environ.clear()
         os.environ.update(previous)
@@ -103,6 +108,34 @@ def _compose_interpolate(text: str, env: dict[str, str]) -> str:
         return value
 
     return re.sub(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:[-?])([^}]*))?\}", sub, text)
+
+
+PASSWORD = "p@ss:w/rd%40#?+="
+"""A password with every character that broke the storage URL compose used to build."""
+
+
+def _service_run(compose: dict[str, Any], name: str) -> tuple[list[str], dict[str, str]]:
+    """A service's command line and environment as compose hands them to its container."""
+    service = compose["services"][name]
+    env = {"POSTGRES_PASSWORD": PASSWORD}
+    command = [_compose_interpolate(str(arg), env) for arg in service["command"]]
+    environment = {
+        key: _compose_interpolate(str(value), env)
+        for key, value in service.get("environment", {}).items()
+    }
+    return command, environment
+
+
+def _opened_storage(command: list[str], environment: dict[str, str]) -> str:
+    """The storage URL ``hpo COMMAND STUDY --set ...`` opens in the container's environment."""
+    overrides = [value for flag, value in itertools.pairwise(command) if flag == "--set"]
+    previous = dict(os.environ)
+    os.environ.update(environment)
+    try:
+        return storage_url(load_study_config(ROOT / command[1], overrides))
+    finally:
+        os.environ.clear()
+        os.environ.update(previous)
 
 
 def test_compose_has_the_three_services_and_a_named_volume(compose: dict[str, Any]) -> None:
@@ -140,12 +173,8 @@ def test_compose_worker_runs_hpo_worker_with_a_gpu_reservation(compose: dict[str
     assert "container_name" not in worker, "container_name prevents --scale"
     devices = worker["deploy"]["resources"]["reservations"]["devices"]
     assert devices == [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]
-    env = {"POSTGRES_PASSWORD": "s3cret"}
-    command = [_compose_interpolate(str(arg), env) for arg in worker["command"]]
-    url = _compose_interpolate(worker["environment"]["HPO_STORAGE_URL"], env)
-    assert url == "postgresql+psycopg://hpo:s3cret@postgres:5432/hpo"
-    assert "s3cret" not in " ".join(command), "the password stays off the command line"
-    _cli_args_are_valid(command, {"HPO_STORAGE_URL": url})
+    command, environment = _service_run(compose, "worker")
+    _cli_args_are_valid(command, environment, _opened_storage(command, environment))
     assert worker["build"]["context"] == "."
     assert (ROOT / worker["build"]["dockerfile"]).is_file()
 
@@ -154,24 +183,75 @@ def test_compose_dashboard_serves_the_workers_storage_and_artifacts(
     compose: dict[str, Any],
 ) -> None:
     dashboard, worker = compose["services"]["dashboard"], compose["services"]["worker"]
-    assert dashboard["environment"]["HPO_STORAGE_URL"] == worker["environment"]["HPO_STORAGE_URL"]
     assert dashboard["depends_on"]["postgres"]["condition"] == "service_healthy"
-    env = {"POSTGRES_PASSWORD": "s3cret"}
-    command = [_compose_interpolate(str(arg), env) for arg in dashboard["command"]]
-    url = _compose_interpolate(worker["environment"]["HPO_STORAGE_URL"], env)
-    assert "s3cret" not in " ".join(command), "the password stays off the command line"
+    command, environment = _service_run(compose, "dashboard")
     assert command[0] == "dashboard" and command[command.index("--port") + 1] == "8080"
-    study, overrides = command[1], [v for f, v in itertools.pairwise(command) if f == "--set"]
-    previous = dict(os.environ)
-    os.environ["HPO_STORAGE_URL"] = url
-    try:
-        assert storage_url(load_study_config(ROOT / study, overrides)) == url
-    finally:
-        os.environ.clear()
-        os.environ.update(previous)
+    assert _opened_storage(command, environment) == _opened_storage(
+        *_service_run(compose, "worker")
+    )
+    overrides = [value for flag, value in itertools.pairwise(command) if flag == "--set"]
     assert "artifacts.dir=/data/artifacts" in overrides, "where the workers upload"
     assert "artifacts.dir=/data/artifacts" in worker["command"]
     assert dashboard["volumes"] == worker["volumes"] == ["hpo-data:/data"]
+
+
+@pytest.mark.parametrize("name", ["worker", "worker-cpu", "dashboard"])
+def test_compose_storage_url_keeps_any_password(compose: dict[str, Any], name: str) -> None:
+    """Compose put POSTGRES_PASSWORD into the URL as it is: "@", "/" or "%" broke it.
+
+    Now hpo expands it, percent-encoded, and it never reaches a command line.
+    """
+    command, environment = _service_run(compose, name)
+    assert PASSWORD not in " ".join(command), "the password stays off the command line"
+    url = sqlalchemy.make_url(_opened_storage(command, environment))
+    assert (url.drivername, url.username, url.password) == ("postgresql+psycopg", "hpo", PASSWORD)
+    assert (url.host, url.port, url.database) == ("postgres", 5432, "hpo")
+
+
+@pytest.mark.parametrize("name", ["worker", "worker-cpu"])
+def test_compose_workers_restart_a_bounded_number_of_times(
+    compose: dict[str, Any], name: str
+) -> None:
+    """`hpo worker` exits 1 for a study without a complete trial: unbounded, it looped."""
+    policy = str(compose["services"][name]["restart"])
+    match = re.fullmatch(r"on-failure:(\d+)", policy)
+    assert match and 1 <= int(match.group(1)) <= 20, policy
+
+
+def test_compose_dashboard_answers_only_to_loopback_host_names(
+    compose: dict[str, Any],
+    write_study: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bound to 0.0.0.0 in its container, it checked no Host: a DNS-rebinding page reached
+    the API (which deletes studies) through the port published on 127.0.0.1."""
+    command, environment = _service_run(compose, "dashboard")
+    host = command[command.index("--host") + 1]
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    study = write_study(analytic_study(budget={"n_trials": 1}, artifacts={"enabled": False}))
+    cfg = load_study_config(study)
+    run_study(cfg)
+    with create_server(cfg, host, port=0, warn_exposure=False).start() as server:
+        answers = {
+            name: _status(server.port, name)
+            for name in ("localhost:8080", "127.0.0.1:8080", "evil.example:8080")
+        }
+    assert answers == {"localhost:8080": 200, "127.0.0.1:8080": 200, "evil.example:8080": 403}
+
+
+def _status(port: int, host_header: str) -> int:
+    """The status of ``GET /api/studies`` on 127.0.0.1:``port`` sent with ``host_header``."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.putrequest("GET", "/api/studies", skip_host=True)
+        conn.putheader("Host", host_header)
+        conn.endheaders()
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
 
 
 def test_env_example_names_every_variable_and_holds_no_secret(compose: dict[str, Any]) -> None:

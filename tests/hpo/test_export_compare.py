@@ -465,7 +465,7 @@ def test_an_output_through_a_symlink_replaces_its_target_and_keeps_the_link(
 def test_compare_takes_set_for_every_file_and_names_same_named_files_by_path(
     tmp_path: Path,
 ) -> None:
-    # docker-compose's studies get their storage from --set storage=${HPO_STORAGE_URL}
+    # docker-compose's studies get their storage from --set storage=...${POSTGRES_PASSWORD}...
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     paths = []
     for name in ("one", "two"):
