@@ -13,8 +13,9 @@ from rich.table import Table
 from rich.text import Text
 
 from hpo.config import StudyConfig
+from hpo.console import BestEffortConsole, display_line, display_write
 from hpo.objective import FAIL_MESSAGE, FAIL_REASON, PRUNED_AT_ATTR
-from hpo.workers.budget import BudgetTracker
+from hpo.workers.budget import SURPLUS_ATTR, BudgetTracker
 
 
 def describe_trial(trial: FrozenTrial) -> str:
@@ -56,7 +57,7 @@ class ProgressDisplay:
 
     def __init__(self, cfg: StudyConfig, console: Console | None = None) -> None:
         self.cfg = cfg
-        self.console = console or Console(stderr=True)
+        self.console = console or BestEffortConsole(stderr=True)
         self.started = time.perf_counter()
         self.counts = {"complete": 0, "pruned": 0, "failed": 0}
         self.done_here = 0
@@ -67,9 +68,10 @@ class ProgressDisplay:
         self._best_at = -1  # COMPLETE trials seen when ``best`` was last looked up
 
     def __enter__(self) -> ProgressDisplay:
-        if self.console.is_terminal:
-            self._live = Live(self._render(), console=self.console, refresh_per_second=2)
-            self._live.__enter__()
+        if self.console.is_terminal and not self.console.quiet:
+            live = Live(self._render(), console=self.console, refresh_per_second=2)
+            self._live = live
+            display_write(self.console, live.__enter__)
         return self
 
     def __exit__(
@@ -79,8 +81,9 @@ class ProgressDisplay:
         tb: TracebackType | None,
     ) -> None:
         if self._live is not None:
-            self._live.update(self._render())
-            self._live.__exit__(exc_type, exc, tb)
+            live, self._live = self._live, None
+            live.update(self._render())
+            display_write(self.console, lambda: live.__exit__(exc_type, exc, tb))
 
     def _render(self) -> Text:
         n_total = self.cfg.budget.n_trials
@@ -107,7 +110,14 @@ class ProgressDisplay:
         )
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        """Optuna callback: refresh counts after each finished trial of this worker."""
+        """Optuna callback: refresh counts after each finished trial of this worker.
+
+        A surplus start (it began after the budget was claimed and never ran) is neither
+        shown nor counted, as the supervisor's display hides it. Writing is best effort:
+        a broken pipe or a full disk turns the display off, never the study.
+        """
+        if trial.system_attrs.get(SURPLUS_ATTR):
+            return
         self.done_here += 1
         tracker = self._tracker.update(study.get_trials(deepcopy=False))
         counts = tracker.finished_counts()
@@ -126,15 +136,13 @@ class ProgressDisplay:
             else:
                 self.best = f"{len(study.best_trials)} on the Pareto front"
         if self._live is not None:
-            self._live.update(self._render())
+            self._live.update(self._render())  # drawn by Live's thread, guarded by the console
         else:
-            self.console.print(
+            display_line(
+                self.console,
                 f"trial {trial.number} {describe_trial(trial)}  [{self.total_done}"
                 f"{'/' + str(self.cfg.budget.n_trials) if self.cfg.budget.n_trials else ''}, "
                 f"best {self.best}]",
-                markup=False,  # the fail reason is the trainer's text
-                highlight=False,
-                soft_wrap=True,
             )
 
 

@@ -126,8 +126,22 @@ def _import_trainer_module(module_name: str) -> Any:
         raise TrainerNotFound(
             f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
         ) from exc
-    sys.stderr.write(captured.getvalue())
+    _pass_on(captured.getvalue())
     return module
+
+
+def _pass_on(text: str) -> None:
+    """Write what the module printed while importing to stderr, if anywhere it can go.
+
+    Best effort: with stderr closed (``2>&-``: ``sys.stderr`` is None) or full
+    (``2>/dev/full``), losing these lines must not turn a trainer that imported into
+    "cannot load trainer" for every command that reads the study file.
+    """
+    if not text or sys.stderr is None:
+        return
+    with contextlib.suppress(OSError, ValueError):  # ValueError: a closed stream
+        sys.stderr.write(text)
+        sys.stderr.flush()
 
 
 def _exit_message(module_name: str, exc: SystemExit, stderr: str) -> str:

@@ -1,7 +1,9 @@
 """The supervisor's combined progress: study counts from the storage plus one line per worker.
 
 Workers never draw anything themselves; the supervisor polls the shared storage about
-once a second and redraws (a live table on a terminal, plain lines in a log).
+once a second and redraws (a live table on a terminal, plain lines in a log). Drawing is
+best effort: a broken pipe or a full disk turns the display off, never the supervisor
+(whose workers it would otherwise kill mid-trial).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from rich.table import Table
 from rich.text import Text
 
 from hpo.config import StudyConfig
+from hpo.console import display_line, display_write
 from hpo.progress import _fmt_seconds, describe_trial
-from hpo.workers.budget import budget_state, is_replaced, replaced_numbers
+from hpo.workers.budget import SURPLUS_ATTR, budget_state, is_replaced, replaced_numbers
 from hpo.workers.identity import SLOT_ATTR, owner_key
 
 
@@ -46,9 +49,10 @@ class SupervisorDisplay:
         self._live: Live | None = None
 
     def __enter__(self) -> SupervisorDisplay:
-        if self.console.is_terminal:
-            self._live = Live(self._render(), console=self.console, refresh_per_second=2)
-            self._live.__enter__()
+        if self.console.is_terminal and not self.console.quiet:
+            live = Live(self._render(), console=self.console, refresh_per_second=2)
+            self._live = live
+            display_write(self.console, live.__enter__)
         return self
 
     def __exit__(
@@ -58,9 +62,9 @@ class SupervisorDisplay:
         tb: TracebackType | None,
     ) -> None:
         if self._live is not None:
-            self._live.update(self._render())
-            self._live.__exit__(exc_type, exc, tb)
-            self._live = None
+            live, self._live = self._live, None
+            live.update(self._render())
+            display_write(self.console, lambda: live.__exit__(exc_type, exc, tb))
 
     def prime(self, trials: list[FrozenTrial]) -> None:
         """Trials that were finished before this run: not printed again."""
@@ -68,34 +72,39 @@ class SupervisorDisplay:
         self.trials = trials
 
     def event(self, message: str) -> None:
-        """A line about a worker (started, died, restarted), printed above the live view."""
-        self.console.print(message, highlight=False, markup=False, soft_wrap=True)
+        """A line about a worker (started, died, restarted), printed above the live view.
+
+        Also called by the threads relaying workers' output: it must never raise, or a
+        relay would stop reading and its worker block on a full pipe.
+        """
+        display_line(self.console, message)
 
     def update(self, trials: list[FrozenTrial], workers: list[WorkerRow]) -> None:
         """Refresh with the study's trials and the workers' states."""
         self.trials = trials
         self.workers = workers
         if self._live is not None:
-            self._live.update(self._render())
+            self._live.update(self._render())  # drawn by Live's thread
             return
-        replaced = replaced_numbers(trials)
         for trial in trials:
             if trial.number in self._seen or not trial.state.is_finished():
                 continue
             self._seen.add(trial.number)
-            if is_replaced(trial, replaced) and trial.user_attrs.get("fail_reason") == "surplus":
-                continue
+            if trial.system_attrs.get(SURPLUS_ATTR) or self.console.quiet:
+                continue  # a surplus start never ran; a lost display prints nothing
             slot = trial.user_attrs.get(SLOT_ATTR)
             who = f" [worker {slot}]" if slot is not None else ""
-            self.console.print(
+            display_line(
+                self.console,
                 f"trial {trial.number} {describe_trial(trial)}{who}  {self.headline()}",
-                highlight=False,
-                markup=False,
-                soft_wrap=True,
             )
 
     def headline(self) -> str:
-        """``12/40 done: 9 complete, 2 pruned, 1 failed, 4 running``."""
+        """``12/40 done: 9 complete, 2 pruned, 1 failed, 4 running, 0 queued, 1 retried``.
+
+        Retried and surplus trials are told apart as in the run's summary (``retried /
+        surplus``): a surplus start is no retry. Surplus is shown only when there is some.
+        """
         st = budget_state(self.trials)
         replaced = replaced_numbers(self.trials)
         kept = [t for t in self.trials if not is_replaced(t, replaced)]
@@ -103,12 +112,14 @@ class SupervisorDisplay:
             s: sum(1 for t in kept if t.state == s)
             for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         }
+        surplus = sum(1 for t in self.trials if t.system_attrs.get(SURPLUS_ATTR))
         total = self.cfg.budget.n_trials
         done = f"{st.finished}/{total}" if total else str(st.finished)
         return (
             f"{done} done: {counts[TrialState.COMPLETE]} complete, "
             f"{counts[TrialState.PRUNED]} pruned, {counts[TrialState.FAIL]} failed, "
-            f"{st.running} running, {st.waiting} queued, {st.replaced} retried"
+            f"{st.running} running, {st.waiting} queued, {st.replaced - surplus} retried"
+            + (f", {surplus} surplus" if surplus else "")
         )
 
     def _best(self) -> str:

@@ -41,6 +41,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from hpo.config import StudyConfig
+from hpo.console import BestEffortConsole
 from hpo.cuda_errors import CUDA_BROKEN_EXIT
 from hpo.runner import RunSummary, grace_period, open_study, summarize
 from hpo.storages import (
@@ -134,7 +135,7 @@ class Supervisor:
         self.plan = plan
         self.overrides = list(overrides)
         self.force = force
-        self.console = console or Console(stderr=True)
+        self.console = console or BestEffortConsole(stderr=True)
         self.stop_grace = stop_grace
         self.poll_interval = poll_interval
         self.refresh_interval = refresh_interval
