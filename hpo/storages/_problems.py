@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,29 +63,34 @@ def _file_problems(url: str, path: Path) -> list[str]:
     return sqlite_file_problems(path)
 
 
-SQLITE_HEADER = b"SQLite format 3\x00"
-
-
 def sqlite_file_problems(path: Path) -> list[str]:
     """A folder, or an existing file that is not SQLite, fails ``hpo run`` only once it opens.
 
-    An empty file is fine: SQLite makes a database of it, as ``hpo run`` does.
+    An empty file is fine: SQLite makes a database of it, as ``hpo run`` does. The file is
+    read through SQLite itself, never ``open()``: closing any other descriptor of a file
+    drops every POSIX lock this process holds on it, so a supervisor re-checking its study
+    file while its own connection was open read a stale database (SQLite's own opens share
+    one descriptor per file).
     """
+    import sqlite3
+
     if path.is_dir():
         return [f"storage: {path} is a folder, not a SQLite file"]
     if not path.is_file() or path.stat().st_size == 0:
         return []
     try:
-        with path.open("rb") as fh:
-            header = fh.read(len(SQLITE_HEADER))
-    except OSError as exc:
-        return [f"storage: cannot read {path}: {exc.strerror or exc}"]
-    if header == SQLITE_HEADER:
-        return []
-    return [
-        f"storage: {path} is not a SQLite database (left untouched); "
-        "name a new file or an existing database"
-    ]
+        with contextlib.closing(
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        ) as db:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        if "not a database" not in str(exc):
+            return []  # locked, unreadable here: opening it says why, in the storage's words
+        return [
+            f"storage: {path} is not a SQLite database (left untouched); "
+            "name a new file or an existing database"
+        ]
+    return []
 
 
 def journal_file_problems(path: Path) -> list[str]:
