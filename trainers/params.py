@@ -521,6 +521,12 @@ class ContrastiveParams(BaseModel):
             for metric in RESULT_METRICS
             if metric not in own
         }
+        if not self.has_contrastive_term:  # measured on the contrastive term's views
+            why = (
+                f"loss: {self.loss} with contrastive_weight: {self.contrastive_weight:g} "
+                "trains on cross-entropy alone, so there is no contrastive term to measure"
+            )
+            unreported |= {m: why for m in CONTRASTIVE_TERM_METRICS if m in own}
         if self.mode != "pretrain" or self.missing_inputs():
             return unreported
         from trainers.data import npz_labels
@@ -535,6 +541,13 @@ class ContrastiveParams(BaseModel):
         )
         return {**unreported, **dict.fromkeys(LABELLED_PRETRAIN_METRICS, why)}
 
+    @property
+    def has_contrastive_term(self) -> bool:
+        """Whether a contrastive loss is built at all (cross-entropy alone builds none)."""
+        return self.loss != "none" and not (
+            self.mode in ("supervised", "finetune") and self.contrastive_weight == 0.0
+        )
+
     def unused_params(self) -> frozenset[str]:
         """Fields this configuration never reads: changing them trains exactly alike.
 
@@ -544,10 +557,7 @@ class ContrastiveParams(BaseModel):
         the first one's value instead of training again (``hpo/duplicates.py``).
         """
         unused: set[str] = set()
-        has_contrastive_term = self.loss != "none" and not (
-            self.mode in ("supervised", "finetune") and self.contrastive_weight == 0.0
-        )
-        if has_contrastive_term:
+        if self.has_contrastive_term:
             unused |= LOSS_KWARGS - loss_kwargs(self.loss)
         else:  # cross-entropy alone: the contrastive term is never built
             unused |= LOSS_KWARGS | {"loss_mix"}
@@ -650,6 +660,9 @@ MODE_METRICS: dict[str, tuple[str, ...]] = {
 }
 """What each mode reports (per epoch or in its result): an objective from another mode
 would fail every trial after training it (a test runs each mode against this table)."""
+
+CONTRASTIVE_TERM_METRICS = ("retrieval_acc", "train_contrastive")
+"""What a supervised or fine-tune run reports only while it has a contrastive term."""
 
 LABELLED_PRETRAIN_METRICS = (
     "probe_f1",

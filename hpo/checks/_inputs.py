@@ -20,6 +20,9 @@ INPUT_FIELDS = frozenset(
 
 METRIC_FIELDS = frozenset({"dataset", "data_dir", "mode", "unlabeled_label"})
 """Trainer fields that decide which metrics a trial reports (``unreported_metrics``)."""
+TERM_FIELDS = frozenset({"loss", "contrastive_weight"})
+"""Fields that decide whether a trial has a contrastive term (and its metrics): searched,
+each is judged at its default, where the term exists, so only a fixed choice is refused."""
 
 
 FIT_FIELDS = frozenset({"proj_dim"})
@@ -163,6 +166,7 @@ def _unreported_metric_problems(
     check = getattr(schema, "unreported_metrics", None)
     if not callable(check) or any(name in METRIC_FIELDS for name in cfg.space):
         return []
+    fixed = {k: v for k, v in fixed.items() if not (k in TERM_FIELDS and k in cfg.space)}
     try:
         unreported = dict(schema.model_validate(fixed).unreported_metrics())  # type: ignore[attr-defined]
     except Exception:  # invalid params are reported elsewhere; a broken check is not ours

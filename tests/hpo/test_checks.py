@@ -788,3 +788,27 @@ def test_a_schema_that_raises_its_own_exception_is_one_line(tmp_path: Path) -> N
             "(ZeroDivisionError: integer modulo by zero)"
         ],
     )
+
+
+def test_pruning_on_a_contrastive_metric_without_a_contrastive_term_is_refused(
+    tmp_path: Path,
+) -> None:
+    """``retrieval_acc`` is measured on the contrastive term's views: with
+    ``contrastive_weight: 0`` no epoch reports it, so no trial could ever be pruned."""
+    study = _study(
+        {"dataset": "synthetic_har", "epochs": 2, "contrastive_weight": 0},
+        {"temperature": choices(0.07, 0.1)},
+        objective={"metric": "best_val_f1", "direction": "maximize", "prune_on": "retrieval_acc"},
+    )
+    assert validate(tmp_path, study) == (
+        2,
+        [
+            "error: objective.prune_on: retrieval_acc: loss: infonce with contrastive_weight: 0 "
+            "trains on cross-entropy alone, so there is no contrastive term to measure"
+        ],
+    )
+    study["trainer"]["params"]["contrastive_weight"] = 0.1
+    assert validate(tmp_path, study)[0] == 0
+    del study["trainer"]["params"]["contrastive_weight"]  # searched: some trials have one
+    study["space"]["contrastive_weight"] = choices(0.0, 0.1)
+    assert validate(tmp_path, study)[0] == 0
