@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.errors import ConfigError
 from hpo.report import companion_numbers, curves_study, state_counts
 from hpo.results import best_trials, load_existing_study
 from hpo.storages import mask_url, storage_url
@@ -94,8 +95,18 @@ def summarize_study(cfg: StudyConfig) -> StudySummary:
 
 
 def compare_studies(cfgs: Sequence[StudyConfig]) -> list[StudySummary]:
-    """One summary per study, in the order given."""
-    return [summarize_study(cfg) for cfg in cfgs]
+    """One summary per study, in the order given; every study not found is named (one
+    :class:`ConfigError`, a line each), not only the first. An outage ends it at once."""
+    summaries: list[StudySummary] = []
+    problems: list[str] = []
+    for cfg in cfgs:
+        try:
+            summaries.append(summarize_study(cfg))
+        except ConfigError as exc:
+            problems += [p for p in exc.problems if p not in problems]
+    if problems:
+        raise ConfigError(problems)
+    return summaries
 
 
 def comparison_warnings(summaries: Sequence[StudySummary]) -> list[str]:

@@ -337,6 +337,22 @@ def test_compare_names_the_file_of_each_problem(
     ]
 
 
+def test_compare_names_every_study_it_cannot_find(tmp_path: Path) -> None:
+    """Before, only the first; the user fixed one, ran again and met the next."""
+    paths = []
+    for name in ("d1", "d2"):
+        (tmp_path / name).mkdir()
+        path = tmp_path / name / "s.yaml"
+        path.write_text(yaml.safe_dump(analytic_study(name), sort_keys=False))
+        paths.append(str(path))
+    result = _hpo("compare", *paths)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"error: study '{name}' not found in sqlite:///{tmp_path / name / 'hpo.db'}; run it first"
+        for name in ("d1", "d2")
+    ]
+
+
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
 def test_compare_counts_a_retried_trial_as_retried_not_failed(tmp_path: Path) -> None:
     """As ``hpo status`` does: the trial a retry replaced is no failure."""
