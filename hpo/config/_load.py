@@ -192,7 +192,8 @@ def load_study_config(
         source = None
     else:
         data = load_yaml_file(path_or_text)
-        source = str(path_or_text)
+        # absolute now: resolved at each use, a later os.chdir() moved the storage
+        source = str(Path(path_or_text).resolve())
     overrides = list(overrides)
     if overrides:
         data = apply_overrides(

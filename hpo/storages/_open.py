@@ -132,10 +132,20 @@ def open_storage(
             raise StorageError([_driver_problem(url, exc)]) from None
         if isinstance(exc, RuntimeError) and (problem := _schema_problem(url, exc)):
             raise StorageError([problem]) from None
-        if isinstance(exc, OSError | ValueError):
+        if isinstance(exc, OSError | ValueError) or (
+            # a driver refusing the URL's query (``?ssl_mode=``: TypeError, a bad charset)
+            isinstance(exc, TypeError | AttributeError) and _query_keys(url)
+        ):
             reason = mask_message(str(exc), url)
             raise StorageError([f"storage: cannot open {mask_url(url)}: {reason}"]) from None
         raise
+
+
+def _query_keys(url: str) -> set[str]:
+    """The option names in ``url``'s query string (``?sslmode=require&connect_timeout=2``)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    return set(parse_qs(urlsplit(url).query, keep_blank_values=True))
 
 
 def _open_rdb_storage(
@@ -171,8 +181,8 @@ def _open_rdb_storage(
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
     else:
         engine_kwargs["pool_pre_ping"] = True
-        if url.startswith("postgresql"):
-            engine_kwargs["connect_args"] = {"connect_timeout": 10}
+        if url.startswith("postgresql") and "connect_timeout" not in _query_keys(url):
+            engine_kwargs["connect_args"] = {"connect_timeout": 10}  # the URL's own one wins
     storage_class = (
         optuna.storages.RDBStorage if path is not None else resilient_rdb_storage_class()
     )
@@ -180,7 +190,7 @@ def _open_rdb_storage(
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return _open_rdb(
             lambda: storage_class(
-                url,
+                url.replace("{", "{{").replace("}", "}}"),  # Optuna str.format()s the URL
                 engine_kwargs=engine_kwargs,
                 skip_table_creation="creator" in engine_kwargs,
                 heartbeat_interval=heartbeat_interval,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import threading
 import time
@@ -35,13 +36,15 @@ class StorageUnavailableError(StorageError):
 def storage_retry_seconds() -> float:
     """How long a storage that was reachable keeps retrying a lost connection.
 
-    ``HPO_STORAGE_RETRY_SECONDS`` overrides the default (120 s); 0 turns retries off.
+    ``HPO_STORAGE_RETRY_SECONDS`` overrides the default (120 s); 0 turns retries off. A
+    value that is no finite number (``nan`` retried forever) counts as not given.
     """
     raw = os.environ.get(STORAGE_RETRY_ENV, "").strip()
     try:
-        return max(float(raw), 0.0) if raw else DEFAULT_STORAGE_RETRY_S
+        seconds = float(raw) if raw else DEFAULT_STORAGE_RETRY_S
     except ValueError:
         return DEFAULT_STORAGE_RETRY_S
+    return max(seconds, 0.0) if math.isfinite(seconds) else DEFAULT_STORAGE_RETRY_S
 
 
 class _Outage:

@@ -7,8 +7,11 @@ import sys
 from pathlib import Path
 
 import optuna
+import pytest
+import yaml
 
 import hpo
+from hpo.storages import open_storage
 
 
 def test_every_public_name_resolves() -> None:
@@ -95,3 +98,52 @@ def test_a_config_a_script_built_is_held_to_the_files_rules(tmp_path: Path) -> N
     assert not (tmp_path / "a.db").exists() or not optuna.get_all_study_names(
         f"sqlite:///{tmp_path / 'a.db'}"
     )
+
+
+def test_a_config_loaded_from_a_relative_path_keeps_its_storage_after_chdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, the path was resolved at each use: after ``os.chdir`` a second study began
+    in a new database beside the new folder."""
+    from tests.conftest import analytic_study
+
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    data = analytic_study(budget={"n_trials": 1})
+    (tmp_path / "studies" / "s.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    cfg = hpo.load_study_config("studies/s.yaml")
+    hpo.run_study(cfg)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert hpo.study_status(cfg).counts.get("complete") == 1
+    assert not (tmp_path / "elsewhere" / "studies").exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-5", "x"])
+def test_a_retry_budget_that_is_no_finite_number_is_the_default_or_none(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """``nan`` retried forever ("retrying for up to nan s")."""
+    from hpo.storages._outages import DEFAULT_STORAGE_RETRY_S, storage_retry_seconds
+
+    monkeypatch.setenv("HPO_STORAGE_RETRY_SECONDS", value)
+    assert storage_retry_seconds() == (0.0 if value == "-5" else DEFAULT_STORAGE_RETRY_S)
+
+
+def test_braces_in_a_storage_url_are_taken_literally(tmp_path: Path) -> None:
+    """Optuna ``str.format``s the URL: ``b{x}`` was ``KeyError: 'x'``, a traceback."""
+    folder = tmp_path / "b{x}"
+    folder.mkdir()
+    storage = open_storage(f"sqlite:///{folder / 'hpo.db'}")
+    assert storage.get_all_studies() == []
+    assert (folder / "hpo.db").is_file()
+
+
+def test_a_driver_refusing_the_urls_options_is_one_line(tmp_path: Path) -> None:
+    """pymysql's ``TypeError`` for ``?ssl_mode=`` was a traceback (``hpo validate`` passed)."""
+    pytest.importorskip("pymysql")
+    with pytest.raises(hpo.StorageError) as info:
+        open_storage("mysql+pymysql://root@127.0.0.1:1/test?ssl_mode=REQUIRED")
+    (line,) = info.value.problems
+    assert line.startswith("storage: cannot open mysql+pymysql://root@127.0.0.1:1/test?")
+    assert "ssl_mode" in line
