@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -283,10 +284,16 @@ def run_loaded(
 ) -> None:
     """Run ``cfg`` (the study file with ``overrides``) in this process or under a supervisor.
 
-    Exits 1 when no trial completed; ``show_best`` prints the study's best trial after.
+    Exits 1 when no trial completed or the study is left unfinished; ``show_best`` prints
+    the study's best trial after.
+
+    In this process the run is a :func:`~hpo.workers.worker.run_worker`: once the budget
+    is claimed it waits for the trials still running elsewhere, and re-runs those whose
+    process died meanwhile (a second ``hpo run`` on the study ``kill -9``-ed in another
+    shell). A plain ``run_study`` exited 0 there with that trial RUNNING, one short.
     """
     from hpo.progress import ProgressDisplay
-    from hpo.runner import run_study
+    from hpo.workers.worker import run_worker
 
     plan = _plan(cfg)
     for note in plan.notes:
@@ -295,12 +302,46 @@ def run_loaded(
         result = _supervise(cfg, study, plan, overrides, force, verbose)
         _finish_supervised(cfg, plan, result, show_best=show_best)
         return
+    timeout = cfg.budget.timeout
+    deadline_at = time.time() + timeout if timeout else None
     with outage_as_error(), ProgressDisplay(cfg, console=err) as progress:
-        summary = run_study(cfg, force=force, callbacks=[progress])
+        summary = run_worker(
+            cfg,
+            force=force,
+            callbacks=[progress],
+            deadline_at=deadline_at,
+            reseed_sampler=False,  # a study this run creates stays reproducible from its seed
+            requeue_lost=True,  # as the supervisor does before it starts its workers
+        )
     if show_best:
         _print_summary(cfg, summary, {})
+    unfinished = _unfinished(cfg, summary, deadline_at)
+    if unfinished is not None:
+        err.print(f"note: {unfinished}")
+        err.print(
+            "[red]the study is unfinished: this run stopped before the budget[/red]", markup=True
+        )
+        raise typer.Exit(1)
     if not summary.any_complete:
         _no_trial_completed(summary)
+
+
+def _unfinished(cfg: StudyConfig, summary: RunSummary, deadline_at: float | None) -> str | None:
+    """Why a run that ended before its budget and its deadline left the study unfinished.
+
+    :func:`~hpo.workers.worker.run_worker` returns early only when nothing is left that
+    it could run or wait for; exit 0 then would hide the missing trials, as it used to.
+    """
+    n_trials = cfg.budget.n_trials
+    finished = summary.n_complete + summary.n_pruned + summary.n_failed
+    if n_trials is None or finished >= n_trials:
+        return None
+    if deadline_at is not None and time.time() >= deadline_at:
+        return None  # budget.timeout ended the run: a finished run, as before
+    return (
+        f"study has {finished} of {n_trials} trials finished ({summary.n_running} running); "
+        "run again to continue"
+    )
 
 
 @handles_errors

@@ -6,7 +6,8 @@ runs trials; it
 
 - fails and re-queues the RUNNING trials of a worker that dies (at once, by pid, so
   SQLite studies need no heartbeat) and restarts it, at most ``workers.max_restarts``
-  times per slot;
+  times per slot. A worker that exits 0 with a trial still RUNNING, or with the budget
+  unfinished while nobody asked it to stop (a trainer's ``os._exit(0)``), died too;
 - forwards the first Ctrl-C / SIGTERM to every worker as SIGTERM (each records its
   trial as interrupted and queues it again), and SIGKILLs whatever is left after
   ``stop_grace`` seconds or a second signal, recovering those trials itself;
@@ -53,7 +54,7 @@ from hpo.storages import (
 from hpo.workers.budget import SURPLUS_ATTR, budget_state
 from hpo.workers.display import SupervisorDisplay, WorkerRow
 from hpo.workers.gpus import WorkerPlan, WorkerSlot, slot_env, threads_per_worker
-from hpo.workers.identity import owner_key
+from hpo.workers.identity import MACHINE_ATTR, machine_token, owner_key
 from hpo.workers.recovery import (
     INTERRUPTED,
     STORAGE_LOST,
@@ -288,19 +289,22 @@ class Supervisor:
             worker.reader.join(timeout=5)
         worker.exit_codes.append(returncode)
         key = f"{self.host}:{worker.proc.pid}"
-        if returncode == 0:
-            worker.state = "done"
-            return
         if self.stopping:
             reason = INTERRUPTED
         elif returncode == STORAGE_UNAVAILABLE_EXIT:
             reason = STORAGE_LOST
         else:
             reason = WORKER_DIED
+        # Exit status 0 too: a trainer's os._exit(0) ends the worker mid-trial with status
+        # 0 (its sys.exit is a failed trial), and its trial would stay RUNNING for good.
+        early = returncode == 0 and self._exited_early(study, key, started)
         recovered = self._recover(study, worker.slot.index, key, reason)
         self.recovered += recovered
         what = f"trial{'s' if len(recovered) != 1 else ''} {', '.join(map(str, recovered))}"
         lost = f"; {what} queued again" if recovered else ""
+        if returncode == 0 and not early:
+            worker.state = "done"
+            return
         if self.stopping:
             worker.state = "stopped"
             if returncode not in (130, -signal.SIGTERM, 128 + signal.SIGTERM):
@@ -308,10 +312,10 @@ class Supervisor:
                     f"worker {worker.slot.index} stopped ({_signal_name(returncode)}){lost}"
                 )
             return
-        self.display.event(
-            f"worker {worker.slot.index} (pid {worker.proc.pid}) died "
-            f"({_signal_name(returncode)}){lost}"
-        )
+        how = _signal_name(returncode)
+        if returncode == 0:
+            how += " before the study was finished"
+        self.display.event(f"worker {worker.slot.index} (pid {worker.proc.pid}) died ({how}){lost}")
         left = self._time_left(started)
         if self._budget_finished(study) or (left is not None and left <= 0):
             worker.state = "done"
@@ -329,6 +333,44 @@ class Supervisor:
         delay = min(2.0 ** (worker.restarts - 1), 30.0)
         worker.state = "restarting"
         worker.restart_at = time.monotonic() + delay
+
+    def _exited_early(self, study: optuna.Study, key: str, started: float) -> bool:
+        """Whether a worker that exited 0 left its work undone, so the exit is a death.
+
+        A worker exits 0 only once the budget is finished (or time is up), so status 0
+        with its trial still RUNNING, or with the budget unfinished while nobody asked it
+        to stop, means something inside it quit (a trainer's ``os._exit(0)``). Trusted,
+        the slot was lost for the rest of the run and its trial stayed RUNNING. A database
+        that cannot say counts as early: a restart is bounded, a lost slot is not.
+        """
+        if self.stopping:
+            return self._owns_running(study, key)
+        left = self._time_left(started)
+        if left is not None and left <= 0:
+            return self._owns_running(study, key)
+        if self._owns_running(study, key):
+            return True
+        n_trials = self.cfg.budget.n_trials
+        if n_trials is None:  # no budget to check: e.g. a grid sampler stops the study
+            return False
+        try:
+            return budget_state(study.get_trials(deepcopy=False)).finished < n_trials
+        except Exception as exc:
+            logger.debug("budget check failed: %s", mask_url(str(exc)))
+            return True
+
+    def _owns_running(self, study: optuna.Study, key: str) -> bool:
+        """Whether this machine's worker ``key`` left a RUNNING trial (True if unknown)."""
+        machine = machine_token()
+        try:
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        except Exception as exc:
+            logger.debug("running trials unreadable: %s", mask_url(str(exc)))
+            return True
+        return any(
+            owner_key(t) == key and t.user_attrs.get(MACHINE_ATTR, machine) == machine
+            for t in running
+        )
 
     def _rows(self) -> list[WorkerRow]:
         return [

@@ -5,7 +5,8 @@ even when the last claimed trials are still running on other machines. If one of
 machines dies, nobody would be left to notice. A worker therefore stays until the
 budget is finished: it watches the running trials, fails the stale ones (Optuna's
 heartbeat; a dead pid on this machine is noticed at once; a trial nobody ever marked as
-theirs, after a grace period), and runs their retries.
+theirs, after a grace period), and runs their retries. ``hpo worker`` and the
+single-process ``hpo run`` both run trials this way.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def run_worker(
     identity: WorkerIdentity | None = None,
     poll_interval: float | None = None,
     deadline_at: float | None = None,
+    reseed_sampler: bool = True,
+    requeue_lost: bool = False,
 ) -> RunSummary:
     """Run trials of ``cfg`` until its budget is finished by all workers together (or time is up).
 
@@ -58,6 +61,11 @@ def run_worker(
     and raise ``KeyboardInterrupt``. ``deadline_at`` (wall-clock epoch seconds, from the
     supervisor) replaces ``budget.timeout`` counted from now: a worker's start-up (imports,
     opening the study) and a restart's backoff no longer extend the study's timeout.
+    ``reseed_sampler`` and ``requeue_lost`` apply to the first round as in
+    :func:`~hpo.runner.run_study`: the in-process ``hpo run`` passes False and True, so a
+    study it creates stays reproducible from its seed and it queues the retries an
+    interrupt lost, as the supervisor does for its workers (later rounds resume the study,
+    which reseeds it anyway).
     """
     identity = identity or WorkerIdentity.current()
     callbacks = list(callbacks)
@@ -80,11 +88,11 @@ def run_worker(
                 callbacks=callbacks,
                 hooks=hooks,
                 identity=identity,
-                reseed_sampler=True,
-                requeue_lost=False,  # workers start together: their starter does it once
+                reseed_sampler=reseed_sampler,
+                requeue_lost=requeue_lost,  # workers leave it to their starter: done once
                 deadline_at=deadline_at,
             )
-            force = False
+            force = requeue_lost = False
             total_ran += summary.trials_run
             if n_trials is None or (deadline is not None and time.monotonic() >= deadline):
                 break
