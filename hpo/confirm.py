@@ -30,7 +30,13 @@ from hpo.duplicates import DUPLICATE_OF_ATTR, active_params, same_params
 from hpo.errors import ConfigError, HpoError
 from hpo.fixed_params import fixed_key, legacy_key, trained_alike
 from hpo.overrides import apply_overrides
-from hpo.storages import open_storage, outage_as_error, storage_file_absent, storage_url
+from hpo.storages import (
+    NoStudiesError,
+    open_storage,
+    outage_as_error,
+    storage_file_absent,
+    storage_url,
+)
 from hpo.workers.budget import is_replaced, replaced_numbers
 from hpo.workers.recovery import SEED_ATTR
 
@@ -378,10 +384,10 @@ def read_confirmation(
         return None
     if storage_file_absent(storage_url(cfg)):
         return None
-    storage = open_storage(storage_url(cfg), read_only=True)  # status and best only read
     try:
+        storage = open_storage(storage_url(cfg), read_only=True)  # status and best only read
         confirm = optuna.load_study(study_name=confirm_study_name(cfg.name), storage=storage)
-    except KeyError:
+    except (KeyError, NoStudiesError):
         return None
     search_study = search_study or _load_search(cfg)
     search_trials = search_study.get_trials(deepcopy=False)

@@ -19,7 +19,13 @@ from hpo.runner import (
     ranked_best_trials,
     study_not_found,
 )
-from hpo.storages import mask_url, open_storage, storage_file_absent, storage_url
+from hpo.storages import (
+    NoStudiesError,
+    mask_url,
+    open_storage,
+    storage_file_absent,
+    storage_url,
+)
 
 if TYPE_CHECKING:
     from hpo.confirm import Confirmation
@@ -59,10 +65,10 @@ def load_existing_study(cfg: StudyConfig) -> optuna.Study:
     url = storage_url(cfg)
     if storage_file_absent(url):
         raise study_not_found(cfg)
-    storage = open_storage(url, read_only=True)  # a read switches and creates nothing
     try:
+        storage = open_storage(url, read_only=True)  # a read switches and creates nothing
         study = optuna.load_study(study_name=cfg.name, storage=storage)
-    except KeyError:
+    except (KeyError, NoStudiesError):
         raise study_not_found(cfg) from None
     changed = objective_change(study, cfg)
     if changed is not None:

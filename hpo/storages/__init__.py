@@ -19,8 +19,8 @@ from typing import Any
 
 from hpo.storages._connection_errors import is_connection_error, short_reason
 from hpo.storages._grpc import GRPC_CONNECT_TIMEOUT_S
+from hpo.storages._open import NoStudiesError, default_grace_period, open_storage
 from hpo.storages._open import _driver_problem as _driver_problem
-from hpo.storages._open import default_grace_period, open_storage
 from hpo.storages._outages import (
     DEFAULT_STORAGE_RETRY_S,
     STORAGE_RETRY_ENV,
@@ -63,6 +63,7 @@ __all__ = [
     "SQLITE_BUSY_TIMEOUT_S",
     "STORAGE_RETRY_ENV",
     "STORAGE_UNAVAILABLE_EXIT",
+    "NoStudiesError",
     "StorageUnavailableError",
     "default_grace_period",
     "default_storage_url",

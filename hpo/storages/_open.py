@@ -141,6 +141,25 @@ def open_storage(
         raise
 
 
+class NoStudiesError(StorageError):
+    """A read found a server database without Optuna's tables: the study never ran there.
+
+    Opening it as Optuna does would create its tables (a read of another program's
+    database changed it); the read commands say "not found" instead.
+    """
+
+
+def _has_optuna_tables(url: str, engine_kwargs: dict[str, Any]) -> bool:
+    """Whether the server database at ``url`` has Optuna's ``studies`` table (nothing written)."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, **engine_kwargs)
+    try:
+        return sqlalchemy.inspect(engine).has_table("studies")
+    finally:
+        engine.dispose()
+
+
 def _query_keys(url: str) -> set[str]:
     """The option names in ``url``'s query string (``?sslmode=require&connect_timeout=2``)."""
     from urllib.parse import parse_qs, urlsplit
@@ -173,16 +192,18 @@ def _open_rdb_storage(
     path = sqlite_path(url)
     if path is not None and read_only and path.exists():
         # a reader switches nothing; a file or folder it cannot write is opened read-only
-        _install_sqlite_pragmas()
+        _install_sqlite_pragmas(path)
         engine_kwargs["creator"] = _reader_connect(path)
     elif path is not None:
         _prepare_sqlite(path)
-        _install_sqlite_pragmas()
+        _install_sqlite_pragmas(path)
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
     else:
         engine_kwargs["pool_pre_ping"] = True
         if url.startswith("postgresql") and "connect_timeout" not in _query_keys(url):
             engine_kwargs["connect_args"] = {"connect_timeout": 10}  # the URL's own one wins
+        if read_only and not _has_optuna_tables(url, engine_kwargs):
+            raise NoStudiesError([f"storage: {mask_url(url)} holds no Optuna studies"])
     storage_class = (
         optuna.storages.RDBStorage if path is not None else resilient_rdb_storage_class()
     )

@@ -16,15 +16,22 @@ from hpo.errors import StorageError
 SQLITE_BUSY_TIMEOUT_S = 60.0
 
 _SQLITE_PRAGMAS_INSTALLED = False
+_HPO_SQLITE_FILES: set[str] = set()
+"""The SQLite files hpo opened as storages: the only ones its pragmas are for."""
 
 
-def _install_sqlite_pragmas() -> None:
-    """Per-connection settings for SQLite: WAL makes ``synchronous=NORMAL`` crash-safe.
+def _install_sqlite_pragmas(path: Path) -> None:
+    """Per-connection settings for ``path``: WAL makes ``synchronous=NORMAL`` crash-safe.
 
     With the default FULL every per-epoch report waits for an fsync; NORMAL keeps
     durability across process crashes (only a power loss can drop the last commits).
+    SQLAlchemy's ``connect`` event can only be heard for every engine at once, so the
+    listener asks each new connection which file it opened: a caller's own SQLite
+    database in the same process (in rollback-journal mode, where NORMAL is not
+    crash-safe) keeps its settings.
     """
     global _SQLITE_PRAGMAS_INSTALLED
+    _HPO_SQLITE_FILES.add(_file_key(path))
     if _SQLITE_PRAGMAS_INSTALLED:
         return
     from sqlalchemy import event
@@ -32,13 +39,26 @@ def _install_sqlite_pragmas() -> None:
 
     @event.listens_for(Engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        if isinstance(dbapi_connection, sqlite3.Connection):
-            cursor = dbapi_connection.cursor()
+        if not isinstance(dbapi_connection, sqlite3.Connection):
+            return
+        cursor = dbapi_connection.cursor()
+        try:
+            row = cursor.execute("PRAGMA database_list").fetchone()
+            if row is None or not row[2] or _file_key(Path(row[2])) not in _HPO_SQLITE_FILES:
+                return
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        finally:
             cursor.close()
 
     _SQLITE_PRAGMAS_INSTALLED = True
+
+
+def _file_key(path: Path) -> str:
+    try:
+        return str(path.resolve())
+    except OSError:  # a loop of links: compared as written
+        return str(path)
 
 
 def _prepare_sqlite(path: Path) -> None:

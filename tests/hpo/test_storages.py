@@ -12,7 +12,7 @@ import optuna
 import pytest
 import yaml
 
-from hpo import StorageError, load_study_config, run_study, validate_study_data
+from hpo import ConfigError, StorageError, load_study_config, run_study, validate_study_data
 from hpo.samplers import study_startup
 from hpo.storages import mask_url, open_storage
 from tests.conftest import analytic_study, fresh_database, open_at_once
@@ -201,3 +201,41 @@ def test_a_read_only_study_folder_can_be_read(tmp_path: Path) -> None:
     with _read_only(tmp_path):
         study = load_existing_study(load_study_config(path))
         assert [t.number for t in study.get_trials()] == [0]
+
+
+def test_hpo_pragmas_leave_a_callers_own_sqlite_database_as_it_was(tmp_path: Path) -> None:
+    """The listener was on every SQLAlchemy engine: a caller's rollback-journal database got
+    ``synchronous=NORMAL`` (not crash-safe there) once hpo had opened a storage."""
+    import sqlalchemy
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}")
+    storage.get_all_studies()
+    with storage.engine.connect() as conn:  # type: ignore[attr-defined]
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    mine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'mine.db'}")
+    with mine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL, as it was
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+    mine.dispose()
+
+
+@pytest.mark.postgres
+def test_reading_a_server_database_without_studies_creates_no_tables(postgres_url: str) -> None:
+    """``hpo status`` on another program's database made Optuna's 13 tables there."""
+    import sqlalchemy
+
+    from hpo.results import study_status
+
+    with fresh_database(postgres_url) as url:
+        engine = sqlalchemy.create_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql("CREATE TABLE customers (id int)")
+            with pytest.raises(ConfigError) as info:
+                study_status(validate_study_data(analytic_study("absent", storage=url)))
+            assert info.value.problems == [
+                f"study 'absent' not found in {mask_url(url)}; run it first"
+            ]
+            assert sqlalchemy.inspect(engine).get_table_names() == ["customers"]
+        finally:
+            engine.dispose()
