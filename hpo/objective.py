@@ -478,7 +478,7 @@ class Objective:
             )
             pruned = str(exc)
             _release_frames(exc)
-        except Exception as exc:
+        except (Exception, TrialTimeout) as exc:  # a timeout is a BaseException: see timeouts
             attrs = {
                 "wall_seconds": round(time.perf_counter() - started, 3),
                 **_metric_attrs(reporter.last_metrics, prefix="last_"),

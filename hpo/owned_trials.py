@@ -343,6 +343,22 @@ class OwnedTrialsStorage(_CachedStorage):
             if owned is not None:
                 owned.user_attrs.update({k: _as_stored(v) for k, v in attrs.items()})
 
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        """The trials Optuna's heartbeat check is about to fail, each tagged first.
+
+        Optuna's ``fail_stale_trials`` (hpo's checks, and ``optimize`` before each trial)
+        fails the trials listed here and only then runs the stale-trial callback, when a
+        finished trial takes no more attributes. A callback with a ``before_fail``
+        (:meth:`hpo.workers.recovery.RetryStaleTrial.before_fail`) records why while the
+        trial is still RUNNING; one it leaves out (finished meanwhile) is not failed.
+        """
+        ids = super()._get_stale_trial_ids(study_id)
+        callback = self.get_heartbeat_stale_trial_callback()
+        before_fail: Callable[[Any, int, int], bool] | None = getattr(callback, "before_fail", None)
+        if not ids or before_fail is None:
+            return ids
+        return [trial_id for trial_id in ids if before_fail(self, study_id, trial_id)]
+
     # Reads ----------------------------------------------------------------------------
 
     def get_trial(self, trial_id: int) -> FrozenTrial:

@@ -28,7 +28,7 @@ from typing import Any
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.config import PRUNE_COMPANION_ATTR, PRUNE_MARKER
@@ -98,7 +98,12 @@ def quiet_expected_warnings() -> None:
 
 
 def fail_stale_trials(study: optuna.Study) -> None:
-    """Optuna's heartbeat check (fails and retries trials whose heartbeat stopped)."""
+    """Optuna's heartbeat check (fails and retries trials whose heartbeat stopped).
+
+    Each stale trial is tagged ``stale`` (and flagged for its retry) before Optuna fails
+    it, by :meth:`RetryStaleTrial.before_fail`: a process that dies before the retry is
+    queued leaves a trial :func:`requeue_lost_retries` finds.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
@@ -427,8 +432,10 @@ def recover_orphans(
 class RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
     """Optuna's heartbeat retry callback, with our retry limit, seed and budget bookkeeping.
 
-    Optuna has already failed the stale trial when this runs, so it can no longer be
-    tagged; its retry lists it in ``retry_history``, which is what the budget reads.
+    Optuna fails a stale trial first and calls the callback after, when the trial can no
+    longer be tagged: so :meth:`before_fail`, which :class:`hpo.owned_trials.OwnedTrialsStorage`
+    calls from the stale-trial query Optuna's check starts with, tags it while it is still
+    RUNNING, and ``__call__`` queues the retry.
     """
 
     def __init__(self, max_retries: int) -> None:
@@ -437,9 +444,40 @@ class RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
             super().__init__(max_retry=max_retries, inherit_intermediate_values=True)
         self.max_retries = max_retries
 
+    def before_fail(self, storage: BaseStorage, study_id: int, trial_id: int) -> bool:
+        """Tag a stale trial about to be failed: ``fail_reason: stale``, and the retry flag
+        when it gets a retry. False (the trial is left alone) when it is no longer RUNNING.
+
+        Without the tags a process killed between Optuna's FAIL and the callback left a
+        FAIL with no reason and no retry, its parameters never run again; with them,
+        :func:`requeue_lost_retries` queues that retry. The writes check that the trial is
+        still RUNNING, as :func:`requeue`'s do; the FAIL that follows decides the race
+        with another process recovering the same trial. A storage error propagates, as
+        one in the stale-trial query itself would: the trial stays RUNNING, for the next
+        check.
+        """
+        try:
+            trial = storage.get_trial(trial_id)
+            if trial.state != TrialState.RUNNING:
+                return False
+            # its worker is gone: whether a retry names it is settled (as in recover_worker)
+            replaced = replaced_numbers(storage.get_all_trials(study_id, deepcopy=False))
+            queued = trial.number in replaced
+            if FAIL_REASON not in trial.user_attrs:
+                storage.set_trial_user_attr(trial_id, FAIL_REASON, STALE)
+            if may_retry(trial, STALE, self.max_retries, queued=queued):
+                storage.set_trial_system_attr(trial_id, RETRIED_ATTR, True)
+        except UpdateFinishedTrialError:
+            return False  # finished meanwhile: recovered elsewhere, or not stale after all
+        return True
+
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         _fail_companion(study, trial)
-        if not may_retry(trial, STALE, self.max_retries):
+        if trial.number in replaced_numbers(study.get_trials(deepcopy=False)):
+            logger.warning("trial %d lost its worker; its retry was queued", trial.number)
+            return
+        # the decision before_fail flagged (the same count); made here on a storage without it
+        if not may_retry(trial, STALE, self.max_retries, queued=False):
             logger.warning("trial %d lost its worker and is not retried", trial.number)
             return
         study.add_trial(retry_copy(trial, STALE))
