@@ -107,9 +107,12 @@ def resilient_rdb_storage_class() -> type[optuna.storages.RDBStorage]:
             return f"storage: {mask_url(self.url)} unreachable for {self._outage.budget:g} s ({reason})"
 
         def get_study_id_from_name(self, study_name: str) -> int:
-            study_id: int = self._call(
-                "get_study_id_from_name", base.get_study_id_from_name, (study_name,), {}
-            )
+            try:
+                study_id: int = self._call(
+                    "get_study_id_from_name", base.get_study_id_from_name, (study_name,), {}
+                )
+            except optuna.exceptions.StorageInternalError as exc:
+                raise _unstorable_name(study_name, exc) or exc from None
             stored = self.get_study_name_from_id(study_id)
             if stored != study_name:
                 # MySQL/MariaDB compare names by a collation: ``REV`` finds ``rev`` (or ``Rév``)
@@ -121,6 +124,12 @@ def resilient_rdb_storage_class() -> type[optuna.storages.RDBStorage]:
                     ]
                 )
             return study_id
+
+        def create_new_study(self, directions: Any, study_name: str | None = None) -> int:
+            try:
+                return int(super().create_new_study(directions, study_name))
+            except optuna.exceptions.StorageInternalError as exc:
+                raise _unstorable_name(study_name or "", exc) or exc from None
 
         def record_heartbeat(self, trial_id: int) -> None:
             try:
@@ -157,3 +166,25 @@ def __getattr__(name: str) -> Any:
     if name == "ResilientRDBStorage":
         return resilient_rdb_storage_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_UNSTORABLE_CODES = frozenset({1267, 1366})
+"""MySQL/MariaDB: "Illegal mix of collations", "Incorrect string value"."""
+
+
+def _unstorable_name(study_name: str, exc: BaseException) -> StorageError | None:
+    """One line for a study name the database's character set cannot hold (an emoji in a
+    MySQL ``utf8mb3`` table), instead of Optuna's "exception during the commit"."""
+    from hpo.errors import exception_chain
+
+    for cause in exception_chain(exc):
+        args = getattr(cause, "args", ())
+        if args and isinstance(args[0], int) and args[0] in _UNSTORABLE_CODES:
+            return StorageError(
+                [
+                    f"name: the database cannot store the study name {study_name!r} in its "
+                    "character set; convert it to utf8mb4 or use a name without such "
+                    "characters"
+                ]
+            )
+    return None

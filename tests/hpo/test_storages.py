@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from hpo import ConfigError, StorageError, load_study_config, run_study, validate_study_data
+from hpo.results import study_status
 from hpo.samplers import study_startup
 from hpo.storages import mask_url, open_storage
 from tests.conftest import analytic_study, fresh_database, open_at_once
@@ -224,8 +225,6 @@ def test_reading_a_server_database_without_studies_creates_no_tables(postgres_ur
     """``hpo status`` on another program's database made Optuna's 13 tables there."""
     import sqlalchemy
 
-    from hpo.results import study_status
-
     with fresh_database(postgres_url) as url:
         engine = sqlalchemy.create_engine(url)
         try:
@@ -239,3 +238,24 @@ def test_reading_a_server_database_without_studies_creates_no_tables(postgres_ur
             assert sqlalchemy.inspect(engine).get_table_names() == ["customers"]
         finally:
             engine.dispose()
+
+
+@pytest.mark.mysql
+def test_a_name_a_utf8mb3_database_cannot_hold_is_one_line(mysql_url: str) -> None:
+    """An emoji in a MySQL ``utf8mb3`` database was a StorageInternalError traceback."""
+    import sqlalchemy
+
+    with fresh_database(mysql_url) as url:
+        engine = sqlalchemy.create_engine(url)
+        with engine.begin() as conn:
+            name = sqlalchemy.make_url(url).database
+            conn.exec_driver_sql(f"ALTER DATABASE {name} CHARACTER SET utf8mb3")
+        engine.dispose()
+        cfg = validate_study_data(analytic_study("emoji-\U0001f642", storage=url))
+        for call in (run_study, study_status):  # run creates it; status looks it up
+            with pytest.raises(StorageError) as info:
+                call(cfg)
+            assert info.value.problems == [
+                "name: the database cannot store the study name 'emoji-\U0001f642' in its "
+                "character set; convert it to utf8mb4 or use a name without such characters"
+            ]
