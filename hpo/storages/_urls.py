@@ -204,6 +204,12 @@ def storage_url(cfg: StudyConfig) -> str:
         ):
             absolute = (cfg.base_dir / database).as_posix()
             return parsed.set(database=absolute).render_as_string(hide_password=False)
+        if parsed is not None and database and database.startswith("file:"):
+            # a URI filename (``file:rel.db?uri=true``): relative to the study file too
+            path = database[len("file:") :]
+            if path and not path.startswith("/") and parsed.query.get("mode") != "memory":
+                absolute = "file:" + (cfg.base_dir / path).as_posix()
+                return parsed.set(database=absolute).render_as_string(hide_password=False)
     return url
 
 

@@ -259,3 +259,22 @@ def test_a_name_a_utf8mb3_database_cannot_hold_is_one_line(mysql_url: str) -> No
                 "name: the database cannot store the study name 'emoji-\U0001f642' in its "
                 "character set; convert it to utf8mb4 or use a name without such characters"
             ]
+
+
+def test_a_relative_sqlite_uri_filename_is_beside_the_study_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sqlite:///file:rel.db?uri=true`` went to the current folder; plain paths did not."""
+    from hpo.storages import sqlite_path, storage_url
+
+    (tmp_path / "study").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    path = tmp_path / "study" / "s.yaml"
+    data = analytic_study(storage="sqlite:///file:rel.db?uri=true", budget={"n_trials": 1})
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    cfg = load_study_config(path)
+    assert sqlite_path(storage_url(cfg)) == tmp_path / "study" / "rel.db"
+    run_study(cfg)
+    assert (tmp_path / "study" / "rel.db").is_file()
+    assert list((tmp_path / "elsewhere").iterdir()) == []
