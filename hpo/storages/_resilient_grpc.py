@@ -3,6 +3,9 @@
 Without it, a proxy that is gone for a few seconds kills every worker with a gRPC
 traceback and fails their trials; with it, calls wait as an RDB storage's do (see
 :mod:`hpo.storages._resilient_rdb`) and give up with :class:`StorageUnavailableError`.
+A database lost behind the proxy is waited for the same way; the proxy's other hpo errors
+are raised as :class:`StorageError` with the same problem lines (see
+:mod:`hpo.workers.proxy`).
 The class is made on first use, so importing :mod:`hpo.storages` does not import gRPC.
 """
 
@@ -11,12 +14,15 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
-from hpo.errors import exception_chain
+from hpo.errors import StorageError, exception_chain
 from hpo.storages._outages import storage_retry_seconds
 from hpo.storages._retrying import RetryingCalls, retry_methods
 from hpo.storages._urls import mask_url
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import grpc
     import optuna
 
 _NOT_RETRIED = frozenset({"close", "wait_server_ready"})
@@ -27,24 +33,115 @@ RECONNECT_BACKOFF_MS = 1000
 retry budget's steps): a restarted proxy is found within a second."""
 
 
-def grpc_outage_reason(exc: BaseException) -> str | None:
-    """Why ``exc`` (or what caused it) is a lost proxy connection, or ``None`` if it is not.
+HPO_ERROR_METADATA_KEY = "hpo-error"
+"""Trailing metadata on a status ``hpo storage-proxy`` made from an hpo error (the value
+names its class): ``UNAVAILABLE`` when its database stayed unreachable past the proxy's
+retry budget, ``FAILED_PRECONDITION`` with the error's problem lines (one a line) in the
+details otherwise. Optuna's own statuses lack it: its ``FAILED_PRECONDITION`` means a
+finished trial (``UpdateFinishedTrialError``)."""
+_BEHIND_PROXY = "proxy: "
+"""How :func:`grpc_outage_reason` starts the reason of a database lost behind the proxy."""
 
-    ``UNAVAILABLE`` means the call never reached a proxy (down, restarting, unreachable);
-    a reset connection can also surface as ``UNKNOWN`` or ``INTERNAL``.
-    """
+
+class _LostProxyCall(Exception):
+    """A call that did not go through for a retried reason: ``str()`` is that reason (gRPC's
+    own ``str()`` starts "<_InactiveRpcError of RPC that terminated with:", which was all the
+    "storage connection lost" warning showed)."""
+
+    def __init__(self, reason: str, call: grpc.Call) -> None:
+        super().__init__(reason)
+        self.call = call
+
+
+def _rpc_error(exc: BaseException) -> grpc.Call | None:
+    """The gRPC call that failed behind ``exc`` (its first one in the chain), if any."""
     import grpc
 
     for link in exception_chain(exc):
+        if isinstance(link, _LostProxyCall):
+            return link.call
         if isinstance(link, grpc.RpcError) and isinstance(link, grpc.Call):
-            code, details = link.code(), str(link.details() or "")
-            lost = code == grpc.StatusCode.UNAVAILABLE or (
-                code in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL)
-                and any(word in details.lower() for word in _RESET_WORDS)
-            )
-            first = details.strip().splitlines()[0] if details.strip() else ""
-            return mask_url(f"{code.name}: {first}".rstrip(": ")) if lost else None
+            return link
     return None
+
+
+def _from_hpo_error(call: grpc.Call) -> bool:
+    """Whether the proxy made this status from an hpo error (see ``HPO_ERROR_METADATA_KEY``)."""
+    try:
+        metadata = call.trailing_metadata() or ()
+    except Exception:  # a status made on this side (no connection) may have none to give
+        return False
+    return any(item[0] == HPO_ERROR_METADATA_KEY for item in metadata)
+
+
+def _problem_lines(call: grpc.Call) -> list[str]:
+    """The non-empty lines of the call's details, any password masked."""
+    return [mask_url(line) for line in str(call.details() or "").splitlines() if line.strip()]
+
+
+def grpc_outage_reason(exc: BaseException) -> str | None:
+    """Why ``exc`` (or what caused it) is a lost proxy connection, or ``None`` if it is not.
+
+    ``UNAVAILABLE`` means the call never reached a proxy (down, restarting, unreachable)
+    or, marked as the proxy's own, that the proxy's database stayed unreachable past the
+    proxy's retry budget (both are waited for); a reset connection can also surface as
+    ``UNKNOWN`` or ``INTERNAL``.
+    """
+    import grpc
+
+    call = _rpc_error(exc)
+    if call is None:
+        return None
+    code, details = call.code(), str(call.details() or "")
+    lost = code == grpc.StatusCode.UNAVAILABLE or (
+        code in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL)
+        and any(word in details.lower() for word in _RESET_WORDS)
+    )
+    if not lost:
+        return None
+    first = details.strip().splitlines()[0] if details.strip() else ""
+    if code == grpc.StatusCode.UNAVAILABLE and first and _from_hpo_error(call):
+        return _BEHIND_PROXY + mask_url(first.removeprefix("storage: "))
+    return mask_url(f"{code.name}: {first}".rstrip(": "))
+
+
+def proxy_storage_error(exc: BaseException) -> StorageError | None:
+    """The :class:`StorageError` the proxy's storage raised behind ``exc``, if it did.
+
+    The proxy answers an hpo error other than an outage (a study name a MySQL collation
+    takes for another one) with ``FAILED_PRECONDITION`` and the error's problem lines; here
+    they become the same one-line error as with the database's own URL, not a traceback.
+    """
+    import grpc
+
+    call = _rpc_error(exc)
+    if (
+        call is None
+        or call.code() != grpc.StatusCode.FAILED_PRECONDITION
+        or not _from_hpo_error(call)
+    ):
+        return None
+    return StorageError(_problem_lines(call) or ["storage: the storage proxy refused the call"])
+
+
+def _raising_proxy_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` raising the proxy's hpo errors as :class:`StorageError` and a lost call as
+    :class:`_LostProxyCall` (retried, and logged in one readable line), not as gRPC errors."""
+
+    @functools.wraps(fn)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, *args, **kwargs)
+        except Exception as exc:
+            error: Exception | None = proxy_storage_error(exc)
+            if error is None:
+                reason, rpc = grpc_outage_reason(exc), _rpc_error(exc)
+                if reason is None or rpc is None:
+                    raise
+                error = _LostProxyCall(reason, rpc)
+            raise error from None
+
+    return call
 
 
 @functools.cache
@@ -73,11 +170,17 @@ def resilient_grpc_storage_class() -> type[optuna.storages.GrpcStorageProxy]:
         def _outage_reason(self, exc: BaseException) -> str | None:
             return grpc_outage_reason(exc)
 
+        def _call(self, name: str, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+            # Translated inside the retry loop: Optuna's client turns the proxy's
+            # FAILED_PRECONDITION into UpdateFinishedTrialError for a trial's writes.
+            return super()._call(name, _raising_proxy_errors(fn), args, kwargs)
+
         def _unreachable(self, reason: str) -> str:
-            return (
-                f"storage: the storage proxy at grpc://{self._host}:{self._port} unreachable "
-                f"for {self._outage.budget:g} s ({reason})"
-            )
+            proxy = f"the storage proxy at grpc://{self._host}:{self._port}"
+            budget = f"{self._outage.budget:g} s"
+            if reason.startswith(_BEHIND_PROXY):  # the proxy answered: its database did not
+                return f"storage: the database behind {proxy} unreachable for {budget} ({reason})"
+            return f"storage: {proxy} unreachable for {budget} ({reason})"
 
         def _setup(self) -> None:
             import grpc

@@ -4,11 +4,18 @@ Hundreds of workers each holding database connections overwhelm PostgreSQL; poin
 ``grpc://host:port`` they share the proxy's connection pool and cache instead. The
 proxy speaks plain (unencrypted) gRPC, so it binds to 127.0.0.1 unless told otherwise:
 expose it only on a private cluster network.
+
+Its storage's hpo errors reach workers as hpo errors, as with the database's own URL: a
+database unreachable past the proxy's retry budget as ``UNAVAILABLE`` (the worker waits,
+then gives up with exit 75), any other as ``FAILED_PRECONDITION`` carrying the problem
+lines (one line, exit 2), both marked ``HPO_ERROR_METADATA_KEY``; Optuna's own statuses
+(``NOT_FOUND`` for a ``KeyError`` ...) are unchanged.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import signal
 import socket
@@ -17,12 +24,20 @@ import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
 from hpo.errors import HpoError, StorageError
-from hpo.storages import expand_env, is_rdb_url, mask_url, missing_env_vars, open_storage
+from hpo.storages import (
+    expand_env,
+    is_rdb_url,
+    mask_url,
+    missing_env_vars,
+    open_storage,
+    storage_outage,
+)
+from hpo.storages._resilient_grpc import HPO_ERROR_METADATA_KEY
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -96,8 +111,70 @@ def bind_problem(host: str, port: int) -> str | None:
     return None
 
 
+def _hpo_error_status(exc: BaseException) -> tuple[grpc.StatusCode, HpoError] | None:
+    """The status a call that raised ``exc`` ends with when an hpo error caused it.
+
+    A database unreachable past the proxy's retry budget is ``UNAVAILABLE``, which the
+    ``grpc://`` client waits out as it does a restarting proxy and then gives up with
+    :class:`StorageUnavailableError` (exit 75, an outage to the supervisor); any other
+    hpo error is ``FAILED_PRECONDITION``, which the client raises as :class:`StorageError`
+    with the same problem lines. ``None``: gRPC's own ``UNKNOWN``, as before.
+    """
+    import grpc
+
+    outage = storage_outage(exc)
+    if outage is not None:
+        return grpc.StatusCode.UNAVAILABLE, outage
+    if isinstance(exc, HpoError):
+        return grpc.StatusCode.FAILED_PRECONDITION, exc
+    return None
+
+
+def _answering_hpo_errors(rpc: Callable[..., Any]) -> Callable[..., Any]:
+    """``rpc`` (a method of Optuna's servicer) ending the call with a status of its own when
+    the storage raises an hpo error, instead of gRPC's ``UNKNOWN`` "Exception calling
+    application" (a traceback on both sides). Optuna's own statuses pass unchanged."""
+
+    @functools.wraps(rpc)
+    def answer(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return rpc(self, request, context)
+        except Exception as exc:
+            status = _hpo_error_status(exc)
+            if status is None:
+                raise
+            code, error = status
+        # hpo's messages mask passwords already; masked again, as nothing may leak here
+        details = "\n".join(mask_url(problem) for problem in error.problems)
+        logger.debug("answering %s with %s: %s", rpc.__name__, code.name, details)
+        context.set_trailing_metadata(((HPO_ERROR_METADATA_KEY, type(error).__name__),))
+        context.abort(code, details or type(error).__name__)
+        raise AssertionError("unreachable: abort() raises")  # pragma: no cover
+
+    return answer
+
+
+@functools.cache
+def proxy_servicer_class() -> type:
+    """Optuna's servicer whose calls answer hpo errors with a status (see
+    :func:`_answering_hpo_errors`), every RPC of the service wrapped."""
+    from optuna.storages._grpc.auto_generated import api_pb2_grpc
+    from optuna.storages._grpc.servicer import OptunaStorageProxyService
+
+    class HpoStorageProxyService(OptunaStorageProxyService):
+        pass
+
+    for name, value in vars(api_pb2_grpc.StorageServiceServicer).items():
+        if callable(value) and not name.startswith("_"):
+            rpc = getattr(OptunaStorageProxyService, name)
+            setattr(HpoStorageProxyService, name, _answering_hpo_errors(rpc))
+    HpoStorageProxyService.__module__ = __name__
+    return HpoStorageProxyService
+
+
 def make_proxy_server(storage: optuna.storages.BaseStorage, host: str, port: int) -> grpc.Server:
-    """Optuna's proxy server (its own servicer), bound to ``host:port``, not yet started.
+    """Optuna's proxy server (its servicer, answering hpo errors), bound to ``host:port``,
+    not yet started.
 
     Built here rather than by ``run_grpc_proxy_server`` to turn off ``SO_REUSEPORT``,
     which gRPC sets by default: with it a second proxy on the same port also starts and
@@ -105,12 +182,11 @@ def make_proxy_server(storage: optuna.storages.BaseStorage, host: str, port: int
     """
     import grpc
     from optuna.storages._grpc.auto_generated import api_pb2_grpc
-    from optuna.storages._grpc.servicer import OptunaStorageProxyService
 
     server = grpc.server(
         ThreadPoolExecutor(max_workers=SERVER_THREADS), options=[("grpc.so_reuseport", 0)]
     )
-    api_pb2_grpc.add_StorageServiceServicer_to_server(OptunaStorageProxyService(storage), server)
+    api_pb2_grpc.add_StorageServiceServicer_to_server(proxy_servicer_class()(storage), server)
     try:
         bound = server.add_insecure_port(_address(host, port))
     except RuntimeError:  # grpcio >= 1.5x raises; older ones return 0
