@@ -334,7 +334,7 @@ def _unfinished(cfg: StudyConfig, summary: RunSummary, deadline_at: float | None
     """
     n_trials = cfg.budget.n_trials
     finished = summary.n_complete + summary.n_pruned + summary.n_failed
-    if n_trials is None or finished >= n_trials:
+    if n_trials is None or finished >= n_trials or summary.sampler_stopped:
         return None
     if deadline_at is not None and time.time() >= deadline_at:
         return None  # budget.timeout ended the run: a finished run, as before

@@ -100,6 +100,9 @@ class RunSummary:
     best_number: int | None = None
     best_values: list[float] | None = None
     best_params: dict[str, Any] = field(default_factory=dict)
+    sampler_stopped: bool = False
+    """The sampler ended the study (a grid or brute force with every point tried): there
+    is nothing more to run, whatever ``n_trials`` says."""
 
     @property
     def any_complete(self) -> bool:
@@ -696,4 +699,8 @@ def run_study(
     elapsed = time.perf_counter() - started
     # what this process ran, new or queued (enqueue, start-up design, retries); not another
     # run's trials on the same study, nor a surplus trial ended unrun
-    return summarize(study, cfg, guard.calls - guard.surplus, elapsed)
+    summary = summarize(study, cfg, guard.calls - guard.surplus, elapsed)
+    # Optuna clears the flag when optimize starts, not when it ends; an interrupt that
+    # stopped it has raised above
+    summary.sampler_stopped = bool(getattr(study, "_stop_flag", False))
+    return summary

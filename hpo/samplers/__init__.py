@@ -12,6 +12,7 @@ from hpo.samplers._ordinal_tpe import (
 )
 from hpo.samplers._registry import (
     SAMPLERS,
+    SAMPLERS_THAT_STOP,
     build_sampler,
     constructor_arguments,
     startup_trials,
@@ -26,6 +27,7 @@ from hpo.samplers._startup_design import (
 
 __all__ = [
     "SAMPLERS",
+    "SAMPLERS_THAT_STOP",
     "OrdinalTPESampler",
     "balanced_design",
     "build_sampler",

@@ -25,6 +25,8 @@ SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
     "nsga3": optuna.samplers.NSGAIIISampler,
     "bruteforce": optuna.samplers.BruteForceSampler,
 }
+SAMPLERS_THAT_STOP = frozenset({"grid", "bruteforce"})
+"""Samplers that stop the study once every point is tried, before ``n_trials`` if smaller."""
 
 
 def constructor_arguments(cls: type) -> dict[str, inspect.Parameter]:

@@ -45,6 +45,7 @@ from hpo.config import StudyConfig
 from hpo.console import BestEffortConsole
 from hpo.cuda_errors import CUDA_BROKEN_EXIT
 from hpo.runner import RunSummary, grace_period, open_study, summarize
+from hpo.samplers import SAMPLERS_THAT_STOP
 from hpo.storages import (
     STORAGE_UNAVAILABLE_EXIT,
     mask_url,
@@ -351,8 +352,8 @@ class Supervisor:
         if self._owns_running(study, key):
             return True
         n_trials = self.cfg.budget.n_trials
-        if n_trials is None:  # no budget to check: e.g. a grid sampler stops the study
-            return False
+        if n_trials is None or self.cfg.sampler.name in SAMPLERS_THAT_STOP:
+            return False  # no budget to check, or one the sampler may end before (a grid)
         try:
             return budget_state(study.get_trials(deepcopy=False)).finished < n_trials
         except Exception as exc:
@@ -428,6 +429,7 @@ class Supervisor:
         left = self._time_left(started)
         unfinished = (
             n_trials is not None
+            and self.cfg.sampler.name not in SAMPLERS_THAT_STOP  # a grid may end before
             and st.finished < n_trials
             and not self.stopping
             and (left is None or left > 0)

@@ -76,6 +76,7 @@ def run_worker(
         deadline_at = time.time() + cfg.budget.timeout
     deadline = None if deadline_at is None else started + (deadline_at - time.time())
     total_ran = 0
+    sampler_stopped = False
     study: optuna.Study | None = None
     with interrupt_handling():
         while True:
@@ -94,13 +95,18 @@ def run_worker(
             )
             force = requeue_lost = False
             total_ran += summary.trials_run
+            sampler_stopped = summary.sampler_stopped
+            if sampler_stopped:  # a grid with every point tried: another round re-runs one
+                break
             if n_trials is None or (deadline is not None and time.monotonic() >= deadline):
                 break
             study = study or open_study(cfg, create=False)
             if not _wait_for_work(study, cfg, n_trials, deadline, poll, summary.trials_run):
                 break
     study = study or open_study(cfg, create=False)
-    return summarize(study, cfg, total_ran, time.monotonic() - started)
+    final = summarize(study, cfg, total_ran, time.monotonic() - started)
+    final.sampler_stopped = sampler_stopped
+    return final
 
 
 def _runnable(study: optuna.Study, n_trials: int) -> tuple[bool, bool, bool]:

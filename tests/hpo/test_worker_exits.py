@@ -322,3 +322,26 @@ def test_an_unfinished_single_process_run_is_reported_unless_its_timeout_ended_i
     assert note is not None and "2 of 3 trials finished" in note
     assert _unfinished(cfg, _summary(2), time.time() - 1) is None, "the timeout ended it"
     assert _unfinished(cfg, _summary(2), time.time() + 60) is not None
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["in-process", "supervised"])
+def test_an_exhausted_grid_ends_the_run_before_n_trials(tmp_path: Path, workers: list[str]) -> None:
+    """The grid sampler stops the study once its points are tried: the run ends there,
+    exit 0, instead of re-running points until ``n_trials`` or calling it unfinished."""
+    data = analytic_study(
+        "grid",
+        sampler={"name": "grid"},
+        pruner={"name": "none"},
+        budget={"n_trials": 6},
+        trainer={"name": "analytic", "params": {"epochs": 2}},
+        space={"x": {"type": "float", "low": -1.0, "high": 1.0, "step": 2.0}},
+    )
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    result = hpo("run", str(path), *workers)
+    assert result.returncode == 0, result.stderr
+    assert "unfinished" not in result.stderr
+    trials = optuna.load_study(study_name="grid", storage=f"sqlite:///{tmp_path / 'hpo.db'}")
+    points = [t.params["x"] for t in trials.get_trials(states=(TrialState.COMPLETE,))]
+    assert sorted(set(points)) == [-1.0, 1.0]
+    assert len(points) <= 2 + len(workers) // 2  # two workers may each draw the last point
