@@ -126,6 +126,8 @@ def handles_errors(fn: F) -> F:
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        out.reset()
+        err.reset()
         try:
             result = fn(*args, **kwargs)
         except HpoError as exc:

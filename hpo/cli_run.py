@@ -415,8 +415,18 @@ def storage_proxy(
                 markup=True,
             )
 
-    serve_storage_proxy(storage, host=host, port=port, on_ready=ready)
-    err.print("storage proxy stopped")
+    listening = False
+
+    def ready_then_note(url: str) -> None:
+        nonlocal listening
+        listening = True
+        ready(url)
+
+    try:
+        serve_storage_proxy(storage, host=host, port=port, on_ready=ready_then_note)
+    finally:
+        if listening:  # Ctrl-C too (then "interrupted", exit 130); not a proxy that never ran
+            err.print("storage proxy stopped")
 
 
 def register(app: typer.Typer) -> None:

@@ -44,6 +44,12 @@ class BestEffortConsole(Console):
         """Rich's hook for ``BrokenPipeError``: keep it instead of exiting."""
         self.lost(BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE)))
 
+    def reset(self) -> None:
+        """Write again: a new command in the same process (a notebook, a test's runner)
+        must not inherit the last one's lost output."""
+        self.quiet = False
+        self.write_error = None
+
     def lost(self, exc: OSError) -> None:
         """Turn the console off after ``exc``; the first failure is the one reported."""
         self.quiet = True  # rich drops the unwritten text at its next write

@@ -115,7 +115,7 @@ def dashboard_storage(cfg: StudyConfig, *, create_missing: bool = False) -> Base
     )
     try:
         return optuna.storages.RDBStorage(
-            url,
+            url.replace("{", "{{").replace("}", "}}"),  # Optuna str.format()s the URL
             engine_kwargs=engine_kwargs,
             skip_compatibility_check=True,
             skip_table_creation=True,

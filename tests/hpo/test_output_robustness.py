@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -242,3 +242,21 @@ def test_a_workers_progress_neither_shows_nor_counts_a_surplus_start(tmp_path: P
     display(study, trials[2])
     assert text.getvalue().startswith("trial 2 complete 0.7  [2/2, best 0.7 (#2)]")
     assert display.done_here == 1
+
+
+def test_a_command_after_one_that_lost_its_output_writes_again(
+    write_study: Callable[..., Path],
+) -> None:
+    """The consoles are the module's: in one process (a notebook, a test runner) every
+    command after a broken pipe printed nothing and exited 1."""
+    import errno as errno_module
+
+    from typer.testing import CliRunner
+
+    from hpo.cli import app
+    from hpo.cli_common import out
+
+    out.lost(BrokenPipeError(errno_module.EPIPE, "Broken pipe"))  # as the last command met
+    result = CliRunner().invoke(app, ["validate", str(write_study(analytic_study()))])
+    assert result.exit_code == 0, result.stderr
+    assert "valid" in result.stdout
