@@ -33,7 +33,7 @@ from hpo.owned_trials import OwnedTrialsStorage
 from hpo.rdb_writes import upsert_insert, write_attrs
 from hpo.space import suggest_params
 from hpo.storages import mask_url
-from hpo.timeouts import TrialTimeout, deadline
+from hpo.timeouts import TrialTimeout, deadline, disarm
 from hpo.trainer_defaults import builtin_trainer, trainer_param_defaults
 from trainers.registry import TrainFn
 from trainers.reporter import Pruned, TrainingFailed
@@ -465,6 +465,7 @@ class Objective:
                 with deadline(cfg.budget.trial_timeout):
                     result = _train(self.train_fn, params, reporter)
             finally:
+                disarm()  # a timeout that escaped as the body ended left its timer on
                 self.on_trained()
         except Pruned as exc:
             set_user_attrs(

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import ctypes
 import signal
+import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -36,19 +35,51 @@ class TrialTimeout(BaseException):
 REPEAT_S = 1.0
 """Seconds between repeats of the timeout once the deadline has passed."""
 
+_ARMED: dict[int, list[_Alarm | _Watchdog]] = {}
+"""The timers each thread has armed and not yet turned off."""
 
-@contextmanager
-def deadline(seconds: float | None) -> Iterator[None]:
-    """Raise :class:`TrialTimeout` in the body once ``seconds`` have passed (``None``: no limit)."""
-    if not seconds:
-        yield
-        return
-    if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
-        with _Alarm(seconds):
-            yield
-    else:
-        with _Watchdog(seconds):
-            yield
+
+def disarm() -> None:
+    """Turn off every timer this thread armed and has not turned off.
+
+    A timeout that lands as the body ends (between its last line and the timer's own
+    ``__exit__``, or in that ``__exit__`` before it turned anything off) escapes with the
+    timer still repeating: the caller's ``finally`` calls this, so nothing fires later.
+    """
+    for timer in list(_ARMED.get(threading.get_ident(), ())):
+        timer.close()
+
+
+class deadline:
+    """Raise :class:`TrialTimeout` in the body once ``seconds`` have passed (``None``: no limit).
+
+    A class, not a generator: a timeout landing in contextlib's exit, before it resumed
+    the generator, left the timer on. One landing after the body's last line but before
+    ``__exit__`` is called escapes with the timer on all the same: callers call
+    :func:`disarm` in a ``finally`` (the objective does).
+    """
+
+    def __init__(self, seconds: float | None) -> None:
+        self._timer: _Alarm | _Watchdog | None = None
+        if not seconds:
+            return
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
+            self._timer = _Alarm(seconds)
+        else:
+            self._timer = _Watchdog(seconds)
+
+    def __enter__(self) -> None:
+        if self._timer is not None:
+            self._timer.__enter__()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._timer is not None:
+            self._timer.close()
 
 
 class _Alarm:
@@ -60,12 +91,14 @@ class _Alarm:
         self._previous: Any = None
 
     def _raise(self, signum: int, frame: FrameType | None) -> None:
-        if self._active:  # a signal that fired as the body ended is dropped
-            raise TrialTimeout(f"trial exceeded trial_timeout of {self.seconds:g}s")
+        if not self._active or _within(frame, _CLOSE_CODES):
+            return  # the body has ended, or is being closed: nothing more to interrupt
+        raise TrialTimeout(f"trial exceeded trial_timeout of {self.seconds:g}s")
 
     def __enter__(self) -> _Alarm:
         self._previous = signal.signal(signal.SIGALRM, self._raise)
         self._active = True
+        _ARMED.setdefault(threading.get_ident(), []).append(self)
         signal.setitimer(signal.ITIMER_REAL, self.seconds, REPEAT_S)
         return self
 
@@ -75,12 +108,19 @@ class _Alarm:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Turn the timer off and put the previous handler back (once; later calls no-ops)."""
+        if not self._active:
+            return
         self._active = False  # first: from here on a pending SIGALRM raises nothing
         signal.setitimer(signal.ITIMER_REAL, 0)
         # Our handler, inactive, stays until the timer is off: with the previous one
         # (often SIG_DFL, which ends the process) a late signal could not be dropped.
         previous = self._previous if self._previous is not None else signal.SIG_DFL
         signal.signal(signal.SIGALRM, previous)
+        _forget(self)
 
 
 def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> None:
@@ -108,10 +148,13 @@ class _Watchdog:
             with self._lock:
                 if self._done:
                     return
-                _set_async_exc(self._target, TrialTimeout)
+                frame = sys._current_frames().get(self._target)
+                if not _within(frame, _CLOSE_CODES):  # not while it is being closed
+                    _set_async_exc(self._target, TrialTimeout)
             wait = REPEAT_S
 
     def __enter__(self) -> _Watchdog:
+        _ARMED.setdefault(threading.get_ident(), []).append(self)
         self._thread.start()
         return self
 
@@ -121,6 +164,12 @@ class _Watchdog:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the watcher and withdraw a timeout not yet raised (once)."""
+        if self._done:
+            return
         self._done = True  # the watcher checks it, under the lock, before each raise
         try:
             with self._lock:  # one raised before now lands here, or is withdrawn
@@ -128,3 +177,32 @@ class _Watchdog:
         finally:
             self._finished.set()
             self._thread.join()
+            _forget(self)
+
+
+def _forget(timer: _Alarm | _Watchdog) -> None:
+    armed = _ARMED.get(threading.get_ident(), [])
+    if timer in armed:
+        armed.remove(timer)
+    if not armed:
+        _ARMED.pop(threading.get_ident(), None)
+
+
+def _within(frame: FrameType | None, codes: frozenset[Any]) -> bool:
+    """Whether ``frame`` or a frame below it runs one of ``codes``."""
+    while frame is not None:
+        if frame.f_code in codes:
+            return True
+        frame = frame.f_back
+    return False
+
+
+_CLOSE_CODES = frozenset(
+    {
+        deadline.__exit__.__code__,
+        _Alarm.close.__code__,
+        _Alarm.__exit__.__code__,
+        _Watchdog.close.__code__,
+        _Watchdog.__exit__.__code__,
+    }
+)

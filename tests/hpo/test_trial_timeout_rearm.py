@@ -141,3 +141,35 @@ def test_a_trainer_that_retries_on_any_error_still_times_out(tmp_path: Path) -> 
     assert "trial_timeout of 1s" in trials[0].user_attrs["fail_message"]
     assert trials[0].user_attrs["last_best_score"] == 0.1
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("in_thread", [False, True], ids=["main-thread", "worker-thread"])
+def test_disarm_turns_off_a_timer_whose_exit_never_ran(in_thread: bool) -> None:
+    """A timeout landing between the body's end and ``__exit__`` escaped with the timer
+    still repeating every second (a reviewer's race, 1 in about 1,000 ends at the deadline):
+    the objective's ``finally`` calls ``disarm``, which must leave nothing behind."""
+    from hpo.timeouts import disarm
+
+    outcome: list[object] = []
+
+    def body() -> None:
+        timer = deadline(0.05)
+        timer.__enter__()  # as if the timeout escaped before __exit__
+        disarm()
+        try:
+            time.sleep(1.3)  # past the deadline and one repeat
+        except TrialTimeout as exc:  # pragma: no cover - what the bug did
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    handler = signal.getsignal(signal.SIGALRM)
+    if in_thread:
+        thread = threading.Thread(target=body)
+        thread.start()
+        thread.join()
+    else:
+        body()
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert signal.getsignal(signal.SIGALRM) == handler
+    assert outcome == [None]
