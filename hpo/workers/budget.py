@@ -57,11 +57,18 @@ def replaced_numbers(trials: Iterable[FrozenTrial]) -> set[int]:
 
 
 def is_replaced(trial: FrozenTrial, replaced: set[int]) -> bool:
-    """True for a trial that a retry stands in for, or a surplus start."""
+    """True for a trial that a retry stands in for, or a surplus start.
+
+    The retry mark counts on a FAIL trial only: a stale check marks a trial just before
+    Optuna fails it, and one that its own worker completed in between keeps the mark but
+    was never failed, nor retried (it counts, and can be the best).
+    """
     attrs = trial.system_attrs
-    return (
-        bool(attrs.get(RETRIED_ATTR)) or bool(attrs.get(SURPLUS_ATTR)) or trial.number in replaced
-    )
+    return _marked_retried(trial) or bool(attrs.get(SURPLUS_ATTR)) or trial.number in replaced
+
+
+def _marked_retried(trial: FrozenTrial) -> bool:
+    return bool(trial.system_attrs.get(RETRIED_ATTR)) and trial.state == TrialState.FAIL
 
 
 def counted_trials(
@@ -244,7 +251,7 @@ class BudgetTracker:
 
     def _take(self, trial: FrozenTrial) -> None:
         attrs = trial.system_attrs
-        if attrs.get(RETRIED_ATTR) or attrs.get(SURPLUS_ATTR):
+        if _marked_retried(trial) or attrs.get(SURPLUS_ATTR):
             self._dead.add(trial.number)
         history = attrs.get(RETRY_HISTORY_ATTR)
         if isinstance(history, list):

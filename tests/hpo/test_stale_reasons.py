@@ -189,3 +189,34 @@ def test_a_stale_trial_whose_retry_is_queued_already_is_not_queued_twice(
     assert retry.state == TrialState.WAITING
     assert retry.system_attrs["hpo:retry_reason"] == "cuda_error"
     assert requeue_lost_retries(study, min_age_s=0) == []
+
+
+def test_a_trial_its_worker_completes_during_the_stale_check_counts_as_complete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check marks a trial (reason, retried) just before Optuna fails it; its own worker,
+    alive after all, may complete it in between. Before, the COMPLETE trial kept the mark
+    and was dropped from the budget, the status and the best trials (a reviewer's race)."""
+    from hpo import load_study_config
+    from hpo.owned_trials import OwnedTrialsStorage
+    from hpo.results import study_status
+    from hpo.workers.budget import budget_state
+
+    path, storage = _study_file(tmp_path)
+    study = _abandoned_trial(path, storage)
+    (trial,) = study.get_trials(deepcopy=False)
+    original = OwnedTrialsStorage._get_stale_trial_ids
+
+    def completed_meanwhile(self: OwnedTrialsStorage, study_id: int) -> list[int]:
+        ids = original(self, study_id)  # marked now
+        own = optuna.storages.RDBStorage(storage)  # the trial's own worker finishes it
+        own.set_trial_state_values(trial._trial_id, TrialState.COMPLETE, [0.9])
+        own.engine.dispose()
+        return ids
+
+    monkeypatch.setattr(OwnedTrialsStorage, "_get_stale_trial_ids", completed_meanwhile)
+    fail_stale_trials(study)  # Optuna's FAIL loses: the trial stays COMPLETE
+    monkeypatch.undo()
+    assert budget_state(study.get_trials(deepcopy=False)).finished == 1
+    status = study_status(load_study_config(path))
+    assert status.counts.get("complete") == 1 and status.best_number == trial.number
