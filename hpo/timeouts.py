@@ -70,7 +70,7 @@ class deadline:
 
     def __enter__(self) -> None:
         if self._timer is not None:
-            self._timer.__enter__()
+            self._timer.arm()
 
     def __exit__(
         self,
@@ -95,20 +95,11 @@ class _Alarm:
             return  # the body has ended, or is being closed: nothing more to interrupt
         raise TrialTimeout(f"trial exceeded trial_timeout of {self.seconds:g}s")
 
-    def __enter__(self) -> _Alarm:
+    def arm(self) -> None:
         self._previous = signal.signal(signal.SIGALRM, self._raise)
         self._active = True
         _ARMED.setdefault(threading.get_ident(), []).append(self)
         signal.setitimer(signal.ITIMER_REAL, self.seconds, REPEAT_S)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Turn the timer off and put the previous handler back (once; later calls no-ops)."""
@@ -153,18 +144,9 @@ class _Watchdog:
                     _set_async_exc(self._target, TrialTimeout)
             wait = REPEAT_S
 
-    def __enter__(self) -> _Watchdog:
+    def arm(self) -> None:
         _ARMED.setdefault(threading.get_ident(), []).append(self)
         self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Stop the watcher and withdraw a timeout not yet raised (once)."""
@@ -201,8 +183,6 @@ _CLOSE_CODES = frozenset(
     {
         deadline.__exit__.__code__,
         _Alarm.close.__code__,
-        _Alarm.__exit__.__code__,
         _Watchdog.close.__code__,
-        _Watchdog.__exit__.__code__,
     }
 )
