@@ -21,7 +21,7 @@ from hpo.fixed_params import record_fixed_set
 from hpo.objective import FAIL_REASON, Objective, TrialHook, prune_study_name
 from hpo.owned_trials import OwnedTrialsStorage
 from hpo.pruners import study_pruner, with_completed_cache
-from hpo.samplers import build_sampler, study_startup
+from hpo.samplers import SAMPLERS_THAT_STOP, build_sampler, study_startup
 from hpo.space import distribution_of, space_as_dict, space_fingerprint
 from hpo.storages import (
     default_grace_period,
@@ -38,6 +38,7 @@ from hpo.workers.budget import (
     SURPLUS_ATTR,
     BudgetCallback,
     BudgetTracker,
+    budget_state,
     counted_trials,
     is_replaced,
     replaced_numbers,
@@ -700,7 +701,20 @@ def run_study(
     # what this process ran, new or queued (enqueue, start-up design, retries); not another
     # run's trials on the same study, nor a surplus trial ended unrun
     summary = summarize(study, cfg, guard.calls - guard.surplus, elapsed)
-    # Optuna clears the flag when optimize starts, not when it ends; an interrupt that
-    # stopped it has raised above
-    summary.sampler_stopped = bool(getattr(study, "_stop_flag", False))
+    summary.sampler_stopped = _sampler_stopped(study, cfg)
     return summary
+
+
+def _sampler_stopped(study: optuna.Study, cfg: StudyConfig) -> bool:
+    """Whether a grid or brute-force sampler ended the study, all its points tried.
+
+    Optuna clears the stop flag when optimize starts, not when it ends; the budget and
+    a surplus start stop it too, but only once the budget is claimed.
+    """
+    if cfg.sampler.name not in SAMPLERS_THAT_STOP or not getattr(study, "_stop_flag", False):
+        return False
+    exhausted = getattr(study.sampler, "is_exhausted", None)  # the grid sampler says so
+    if callable(exhausted):
+        return bool(exhausted(study))
+    n_trials = cfg.budget.n_trials
+    return n_trials is None or budget_state(study.get_trials(deepcopy=False)).claimed < n_trials
