@@ -149,7 +149,7 @@ class NoStudiesError(StorageError):
     """
 
 
-def _has_optuna_tables(url: str, engine_kwargs: dict[str, Any]) -> bool:
+def _server_has_optuna_tables(url: str, engine_kwargs: dict[str, Any]) -> bool:
     """Whether the server database at ``url`` has Optuna's ``studies`` table (nothing written)."""
     import sqlalchemy
 
@@ -202,7 +202,7 @@ def _open_rdb_storage(
         engine_kwargs["pool_pre_ping"] = True
         if url.startswith("postgresql") and "connect_timeout" not in _query_keys(url):
             engine_kwargs["connect_args"] = {"connect_timeout": 10}  # the URL's own one wins
-        if read_only and not _has_optuna_tables(url, engine_kwargs):
+        if read_only and not _server_has_optuna_tables(url, engine_kwargs):
             raise NoStudiesError([f"storage: {mask_url(url)} holds no Optuna studies"])
     storage_class = (
         optuna.storages.RDBStorage if path is not None else resilient_rdb_storage_class()

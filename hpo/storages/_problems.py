@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,6 +9,7 @@ from hpo.storages._urls import (
     is_in_memory_sqlite,
     mask_url,
     missing_env_vars,
+    read_sqlite_master,
     storage_file,
     storage_url,
 )
@@ -66,11 +66,9 @@ def _file_problems(url: str, path: Path) -> list[str]:
 def sqlite_file_problems(path: Path) -> list[str]:
     """A folder, or an existing file that is not SQLite, fails ``hpo run`` only once it opens.
 
-    An empty file is fine: SQLite makes a database of it, as ``hpo run`` does. The file is
-    read through SQLite itself, never ``open()``: closing any other descriptor of a file
-    drops every POSIX lock this process holds on it, so a supervisor re-checking its study
-    file while its own connection was open read a stale database (SQLite's own opens share
-    one descriptor per file).
+    An empty file is fine: SQLite makes a database of it, as ``hpo run`` does. Read with
+    :func:`read_sqlite_master` (an ``open()`` here made a supervisor that re-checked its
+    study file read a stale database).
     """
     import sqlite3
 
@@ -79,10 +77,7 @@ def sqlite_file_problems(path: Path) -> list[str]:
     if not path.is_file() or path.stat().st_size == 0:
         return []
     try:
-        with contextlib.closing(
-            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        ) as db:
-            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        read_sqlite_master(path, "SELECT count(*) FROM sqlite_master")
     except sqlite3.DatabaseError as exc:
         if "not a database" not in str(exc):
             return []  # locked, unreadable here: opening it says why, in the storage's words

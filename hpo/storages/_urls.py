@@ -10,7 +10,7 @@ import contextlib
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 if TYPE_CHECKING:
@@ -250,17 +250,28 @@ def storage_file_absent(url: str) -> bool:
     return sqlite_path(url) is not None and not _has_optuna_tables(file)
 
 
+def read_sqlite_master(path: Path, sql: str) -> Any:
+    """The first row of ``sql`` on a SQLite file, read-only and through SQLite itself.
+
+    Never ``open()``: closing any other descriptor of a file drops every POSIX lock this
+    process holds on it, and a connection of this process to the same file then reads a
+    stale database (SQLite's own opens share one descriptor per file). Raises
+    ``sqlite3.Error`` (``DatabaseError`` "file is not a database", locked, unreadable).
+    """
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+        return db.execute(sql).fetchone()
+
+
 def _has_optuna_tables(path: Path) -> bool:
     """Whether a SQLite file has Optuna's ``studies`` table, read without writing to it."""
     import sqlite3
 
     try:
-        with contextlib.closing(
-            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        ) as db:
-            row = db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'studies'"
-            ).fetchone()
+        row = read_sqlite_master(
+            path, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'studies'"
+        )
     except sqlite3.Error:
         return True  # unreadable here: opening it says why, with the storage's own error
     return row is not None
